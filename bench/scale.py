@@ -1,0 +1,325 @@
+"""Read-side latency of the ledger at scale (default: 10,000,000 events in one tenant).
+
+    python bench/scale.py                                   # build if needed, then measure
+    python bench/scale.py --events 10000000 --dir /work/bench-data/scale
+    python bench/scale.py --events 1000000 --dir /tmp/scale-1m   # a quicker, smaller run
+    python bench/scale.py --delete                          # remove the directory afterwards
+
+The data directory is built once with ``Ledger.append_many`` in big batches of realistic
+events (``bench/_common.py``; ts spread over ``--spread-days`` days) and reused by later
+runs when its tenant holds exactly ``--events`` events (``--rebuild`` forces a rebuild).
+Building 10M events takes disk (~3-4 GB: Parquet segments, the Merkle tile files and the
+SQLite id index); the script checks free space first.
+
+Measured (on the open ledger, warm, no reopen between runs):
+
+* current root: ``tree.root()`` with the tree's cached root cleared before each trial,
+  so the root is recomputed from the stored tiles (target <= 10 ms, median of trials);
+* inclusion proof ``tree.inclusion_proof(i, size)`` for a random size and leaf
+  (and for size = current) (target <= 10 ms);
+* consistency proof ``tree.consistency_proof(old, new)`` between two random sizes
+  (target <= 10 ms);
+* rollup by model and day in Europe/Madrid: ``rollup(ledger.snapshot(), ...)`` with a
+  fresh snapshot per run, after one warm-up run (target <= 0.5 s, median of runs);
+* first page of the listing: ``ledger.events(tenant, limit=100)`` and with
+  ``order="-seq"`` (target <= 0.2 s).
+
+Every proof is checked outside the timed region with ``ledger.merkle.verify_inclusion``
+/ ``verify_consistency``, against the leaf hash recomputed from the stored event's
+canonical bytes; the current root is also checked once against a root recomputed from
+every leaf hash in the Parquet segments; the rollup's call count and the pages' seqs
+are checked too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import random
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from _common import EventFactory, dir_size, environment, peak_rss_mib, report_latency
+
+from ledger.events import leaf_hash_of
+from ledger.ledger import Ledger
+from ledger.merkle import verify_consistency, verify_inclusion
+from projections import events as pe
+from projections.rollups import rollup
+
+TENANT = "scale"
+META = "bench-scale.json"
+BYTES_PER_EVENT_ESTIMATE = 400  # Parquet + tiles + index, generous
+
+
+def build(path: Path, events: int, batch: int, spread_days: int, seed: int) -> dict:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    factory = EventFactory(seed, spread_days=spread_days)
+    gen_s = 0.0
+    t0 = time.perf_counter()
+    ledger = Ledger(path)
+    done = 0
+    last = t0
+    while done < events:
+        n = min(batch, events - done)
+        g = time.perf_counter()
+        evs = factory.batch(n)
+        gen_s += time.perf_counter() - g
+        ledger.append_many(evs, tenant=TENANT)
+        done += n
+        now = time.perf_counter()
+        if now - last >= 30 or done == events:
+            print(f"  built {done:,} / {events:,} events ({done / (now - t0):,.0f}/s "
+                  f"incl. generation), peak RSS {peak_rss_mib():,.0f} MiB", flush=True)
+            last = now
+    del evs
+    t1 = time.perf_counter()
+    ledger.flush()
+    t2 = time.perf_counter()
+    size = ledger.size(TENANT)
+    segs = len(ledger.manifest.state.segments(TENANT))
+    ledger.close()
+    t3 = time.perf_counter()
+    assert size == events, (size, events)
+    info = {"events": events, "tenant": TENANT, "spread_days": spread_days, "seed": seed,
+            "batch": batch, "build_s": t3 - t0, "generation_s": gen_s,
+            "append_s": t1 - t0 - gen_s, "final_flush_s": t2 - t1, "close_s": t3 - t2,
+            "segments": segs, "peak_rss_mib": peak_rss_mib()}
+    (path / META).write_text(json.dumps(info, indent=2))
+    return info
+
+
+def existing(path: Path, events: int) -> dict | None:
+    meta = path / META
+    if not meta.exists():
+        return None
+    info = json.loads(meta.read_text())
+    if info.get("events") != events or info.get("tenant") != TENANT:
+        return None
+    return info
+
+
+def leaf_of_event(ledger: Ledger, seq: int) -> bytes:
+    """The leaf hash recomputed from the stored event's canonical bytes."""
+    ev = pe.by_seq(ledger.snapshot(), TENANT, [seq])[0]
+    assert ev.seq == seq
+    leaf = leaf_hash_of(ev.canonical_bytes())
+    assert leaf.hex() == ev.leaf_hash, f"stored leaf hash of seq {seq} is not its content's"
+    return leaf
+
+
+def root_from_segments(ledger: Ledger) -> tuple[bytes, int]:
+    """RFC 9162 root over every leaf hash in the tenant's Parquet segments (seq order)."""
+    snap = ledger.snapshot()
+    files = snap.files(TENANT)
+    table = pq.read_table(files, columns=["seq", "leaf_hash"]) if files else None
+    if snap.tail.num_rows:
+        raise SystemExit("unexpected unsealed tail after flush")
+    table = table.sort_by("seq")
+    seqs = table.column("seq").combine_chunks()
+    n = len(seqs)
+    expect = pa.array(range(n), pa.int64())
+    if not seqs.equals(expect):
+        raise SystemExit("segments' seqs are not exactly 0..n-1")
+    leaves = table.column("leaf_hash").combine_chunks()
+    level = bytes(leaves.buffers()[1])[leaves.offset * 32:(leaves.offset + n) * 32]
+    del table, seqs, leaves, expect
+    sha = hashlib.sha256
+    while len(level) > 32:
+        even = len(level) // 64 * 64
+        parts = [sha(b"\x01" + level[i:i + 64]).digest() for i in range(0, even, 64)]
+        if len(level) > even:
+            parts.append(level[even:])
+        level = b"".join(parts)
+    return level, n
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    t = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t, out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=10_000_000)
+    p.add_argument("--dir", default="/work/bench-data/scale")
+    p.add_argument("--batch", type=int, default=100_000, help="append_many size for the build")
+    p.add_argument("--spread-days", type=int, default=90, help="ts spread of the built events")
+    p.add_argument("--trials", type=int, default=50, help="random trials per proof measurement")
+    p.add_argument("--rollup-runs", type=int, default=5)
+    p.add_argument("--page-runs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if the size matches")
+    p.add_argument("--no-root-check", action="store_true",
+                   help="skip recomputing the root from every leaf in the segments")
+    p.add_argument("--delete", action="store_true", help="delete the directory at the end")
+    args = p.parse_args()
+    path = Path(args.dir)
+    print(environment())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok = True
+
+    info = None if args.rebuild else existing(path, args.events)
+    if info is None:
+        free = shutil.disk_usage(path.parent).free
+        need = args.events * BYTES_PER_EVENT_ESTIMATE
+        print(f"building {args.events:,} events in {path} (free {free / 2**30:,.1f} GiB, "
+              f"estimated need {need / 2**30:,.1f} GiB)", flush=True)
+        if free < need * 1.5:
+            raise SystemExit("not enough free disk space for the build")
+        info = build(path, args.events, args.batch, args.spread_days, args.seed)
+        print(f"build: {info['events']:,} events in {info['build_s']:.1f} s "
+              f"({info['events'] / info['build_s']:,.0f} events/s incl. "
+              f"{info['generation_s']:.1f} s of event generation; ledger time "
+              f"{info['append_s']:.1f} s append_many + {info['final_flush_s']:.1f} s final "
+              f"flush + {info['close_s']:.1f} s close = "
+              f"{info['events'] / (info['build_s'] - info['generation_s']):,.0f} events/s); "
+              f"{info['segments']} live segments; peak RSS of the build "
+              f"{info['peak_rss_mib']:,.0f} MiB", flush=True)
+    else:
+        print(f"reusing {path}: {info['events']:,} events (built in {info['build_s']:.0f} s, "
+              f"peak RSS of that build {info['peak_rss_mib']:,.0f} MiB)", flush=True)
+    print(f"data directory: {dir_size(str(path)) / 2**30:,.2f} GiB", flush=True)
+
+    gc.collect()
+    t, ledger = timed(Ledger, path)
+    print(f"open (Ledger(path)): {t:.2f} s", flush=True)
+    rng = random.Random(args.seed)
+    try:
+        n = ledger.size(TENANT)
+        assert n == args.events, (n, args.events)
+        tree = ledger.tree(TENANT)
+        segs = ledger.manifest.state.segments(TENANT)
+        print(f"tenant {TENANT!r}: {n:,} events, {len(segs)} live segments, tree size "
+              f"{tree.size:,}", flush=True)
+
+        # -- current root ---------------------------------------------------------------
+        print(f"\nMerkle tree at {n:,} leaves ({args.trials} trials each):", flush=True)
+        cached = tree.root()
+        times = []
+        for _ in range(args.trials):
+            tree._root = None  # force recomputation from the tiles (bench only)
+            dt, root = timed(tree.root)
+            times.append(dt)
+            assert root == cached
+        ok &= report_latency("current root (recomputed from tiles)", times, 0.010)
+        hit = [timed(ledger.root, TENANT)[0] for _ in range(args.trials)]
+        print(f"  (cached ledger.root(): median {statistics.median(hit) * 1e6:.1f} µs)")
+        if not args.no_root_check:
+            t = time.perf_counter()
+            full, leaves = root_from_segments(ledger)
+            assert leaves == n
+            if full != cached:
+                print("  ROOT MISMATCH: the tree's root differs from the segments' leaves")
+                ok = False
+            else:
+                print(f"  verified: root equals the root recomputed from all {n:,} leaf "
+                      f"hashes in the Parquet segments ({time.perf_counter() - t:.1f} s, "
+                      "untimed)", flush=True)
+        times = []
+        for _ in range(args.trials):
+            size = rng.randint(1, n)
+            dt, _r = timed(tree.root, size)
+            times.append(dt)
+        print(f"  (historical root(size) at random sizes: median "
+              f"{statistics.median(times) * 1e3:.3f} ms, max {max(times) * 1e3:.3f} ms)")
+
+        # -- inclusion proofs -------------------------------------------------------------
+        def inclusion_trials(label: str, pick) -> bool:
+            times, checks = [], []
+            for _ in range(args.trials):
+                size, index = pick()
+                dt, proof = timed(tree.inclusion_proof, index, size)
+                times.append(dt)
+                checks.append((index, size, proof))
+            for index, size, proof in checks:  # untimed verification
+                root = cached if size == n else tree.root(size)
+                verify_inclusion(leaf_of_event(ledger, index), index, size, proof, root)
+            res = report_latency(label, times, 0.010)
+            print(f"  verified {len(checks)} proofs with verify_inclusion against the leaf "
+                  "hash recomputed from each stored event", flush=True)
+            return res
+
+        def random_size_and_index() -> tuple[int, int]:
+            size = rng.randint(1, n)
+            return size, rng.randrange(size)
+
+        ok &= inclusion_trials("inclusion proof (random size, random leaf)",
+                               random_size_and_index)
+        ok &= inclusion_trials("inclusion proof (current size, random leaf)",
+                               lambda: (n, rng.randrange(n)))
+
+        # -- consistency proofs -----------------------------------------------------------
+        times, checks = [], []
+        for _ in range(args.trials):
+            a, b = sorted(rng.sample(range(1, n + 1), 2))
+            dt, proof = timed(tree.consistency_proof, a, b)
+            times.append(dt)
+            checks.append((a, b, proof))
+        for a, b, proof in checks:
+            verify_consistency(a, b, tree.root(a), cached if b == n else tree.root(b), proof)
+        ok &= report_latency("consistency proof (two random sizes)", times, 0.010)
+        print(f"  verified {len(checks)} proofs with verify_consistency", flush=True)
+
+        # -- rollup -----------------------------------------------------------------------
+        print(f"\nrollup by model and day, Europe/Madrid (fresh snapshot each run, "
+              f"1 warm-up + {args.rollup_runs} runs):", flush=True)
+
+        def one_rollup():
+            return rollup(ledger.snapshot(), TENANT, ["model", "day"], tz="Europe/Madrid")
+
+        dt, rows = timed(one_rollup)
+        print(f"  warm-up: {dt:.3f} s, {len(rows)} groups", flush=True)
+        times = []
+        for _ in range(args.rollup_runs):
+            dt, rows = timed(one_rollup)
+            times.append(dt)
+        calls = sum(r.calls for r in rows)
+        snap_t = statistics.median(timed(ledger.snapshot)[0] for _ in range(5))
+        ok &= report_latency("rollup by model+day (Europe/Madrid)", times, 0.5)
+        print(f"  {len(rows)} groups, {calls:,} calls in total "
+              f"({'= events, verified' if calls == n else 'MISMATCH'}); ledger.snapshot() "
+              f"alone: {snap_t * 1e3:.2f} ms", flush=True)
+        ok &= calls == n
+
+        # -- first pages --------------------------------------------------------------------
+        print(f"\nfirst page of the event listing ({args.page_runs} runs each):", flush=True)
+        for order, want in (("seq", list(range(100))),
+                            ("-seq", list(range(n - 1, n - 101, -1)))):
+            ledger.events(TENANT, limit=100, order=order)  # warm-up
+            times = []
+            for _ in range(args.page_runs):
+                dt, page = timed(lambda o=order: ledger.events(TENANT, limit=100, order=o))
+                times.append(dt)
+            got = [e.seq for e in page]
+            ok &= report_latency(f"events(limit=100, order={order!r})", times, 0.2)
+            if got != want:
+                print(f"  WRONG PAGE: seqs {got[:3]}... want {want[:3]}...")
+                ok = False
+            else:
+                print(f"  verified: seqs {got[0]}..{got[-1]}", flush=True)
+    finally:
+        ledger.close()
+    print(f"\npeak RSS of this process: {peak_rss_mib():,.0f} MiB")
+    if args.delete:
+        shutil.rmtree(path)
+        print(f"deleted {path}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,286 @@
+"""The audit: re-derive every hash of a data directory from its raw files.
+
+``verify_directory`` reads (never writes, never takes the writer's lock) and checks:
+
+1. the manifest: every line parses, is canonical, numbered in order, and carries the
+   SHA-256 of the line before it (the hash chain);
+2. every live segment: the file exists, its SHA-256 and row count match the manifest,
+   and its seqs lie in the manifest's range;
+3. every event, sealed or still in the journal: its canonical bytes are recomputed from
+   its fields and hashed, and the result must equal the stored leaf hash;
+4. every tenant's log: seqs are exactly 0..n-1 (no gap, no repeat) and event ids are
+   unique;
+5. every tenant's tree files: the stored leaf hashes equal the events' leaf hashes in
+   seq order, and every stored interior tile hash is recomputed from the level below.
+
+Each finding names what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ledger import journal as jr
+from ledger.events import ROW_FIELDS, canonical_bytes_of_row, leaf_hash_of
+from ledger.manifest import check_chain, read_lines
+from ledger.merkle import HASH_SIZE, root_from_leaf_hashes
+from ledger.segments import SegmentStore
+from ledger.tiles import TILE_WIDTH
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: str
+    where: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "where": self.where, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.where}: {self.message}"
+
+
+@dataclass
+class AuditReport:
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    segments_checked: int = 0
+    events_checked: int = 0
+    tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, kind: str, where: str, message: str) -> None:
+        self.problems.append(Problem(kind, where, message))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": [p.as_dict() for p in self.problems],
+            "notes": self.notes,
+            "segments_checked": self.segments_checked,
+            "events_checked": self.events_checked,
+            "tenants": self.tenants,
+        }
+
+
+@dataclass
+class _TenantLog:
+    seqs: list[pa.Array] = field(default_factory=list)
+    hashes: list[pa.Array] = field(default_factory=list)
+    ids: list[pa.Array] = field(default_factory=list)
+
+
+def verify_directory(path: str | os.PathLike[str], *,
+                     progress: Progress | None = None) -> AuditReport:
+    root = Path(path)
+    report = AuditReport()
+    if not (root / "manifest.jsonl").exists() and not (root / "journal").exists():
+        report.add("directory", str(root), "not a ledger data directory (no manifest.jsonl "
+                   "and no journal/)")
+        return report
+    lines, torn = read_lines(root / "manifest.jsonl")
+    if torn:
+        report.notes.append("manifest.jsonl ends in a torn line (a crash mid-append); the "
+                            "writer cuts it off on its next open")
+    state, chain = check_chain(lines)
+    for c in chain:
+        report.add("manifest", f"manifest.jsonl line {c.line}", c.message)
+
+    store = SegmentStore(root)
+    logs: dict[str, _TenantLog] = {}
+    live = sorted(state.live.values(), key=lambda s: (s.tenant, s.kind, s.seq_min))
+    total = len(live)
+    for done, seg in enumerate(live, 1):
+        _check_segment(store, seg, report, logs)
+        if progress is not None:
+            progress(done, total)
+
+    for number, jpath in jr.journal_files(root / "journal"):
+        if number <= state.sealed_journal:
+            continue
+        _check_journal(jpath, report, logs)
+
+    for tenant, log in sorted(logs.items()):
+        _check_log(root, tenant, log, report)
+    return report
+
+
+def _check_segment(store: SegmentStore, seg: Any, report: AuditReport,
+                   logs: dict[str, _TenantLog]) -> None:
+    where = seg.path
+    if not store.exists(seg.path):
+        report.add("segment-missing", where, "named by the manifest but the file is missing")
+        return
+    digest = store.sha256(seg.path)
+    if digest != seg.sha256:
+        report.add("segment-hash", where,
+                   f"SHA-256 is {digest}, the manifest says {seg.sha256}: the file was altered")
+    try:
+        table = pq.read_table(store.abspath(seg.path))
+    except Exception as exc:  # a corrupt file: pyarrow raises several error types
+        report.add("segment-unreadable", where, f"cannot be read as Parquet: {exc}")
+        return
+    report.segments_checked += 1
+    if table.num_rows != seg.rows:
+        report.add("segment-rows", where,
+                   f"holds {table.num_rows} rows, the manifest says {seg.rows}")
+    if seg.kind != "events":
+        return
+    missing = [c for c in ROW_FIELDS if c not in table.column_names]
+    if missing:
+        report.add("segment-schema", where, f"lacks columns {', '.join(missing)}")
+        return
+    seqs = table.column("seq")
+    if table.num_rows and (pc.min(seqs).as_py() < seg.seq_min
+                           or pc.max(seqs).as_py() > seg.seq_max):
+        report.add("segment-seq", where, "holds seqs outside the manifest's range "
+                   f"{seg.seq_min}..{seg.seq_max}")
+    _check_leaves(table, seg.tenant, where, report)
+    log = logs.setdefault(seg.tenant, _TenantLog())
+    log.seqs.append(seqs.combine_chunks())
+    log.hashes.append(table.column("leaf_hash").combine_chunks())
+    log.ids.append(table.column("event_id").combine_chunks())
+
+
+def _check_leaves(table: pa.Table, tenant: str, where: str, report: AuditReport) -> None:
+    cols: dict[str, list[Any]] = {}
+    for name in ROW_FIELDS:
+        col = table.column(name)
+        if name in ("ts", "recorded_at"):
+            col = col.cast(pa.int64())
+        cols[name] = col.to_pylist()
+    n = table.num_rows
+    bad = 0
+    for i in range(n):
+        row = {name: cols[name][i] for name in ROW_FIELDS}
+        try:
+            expected = leaf_hash_of(canonical_bytes_of_row(row, tenant))
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            report.add("event", f"{where} seq {row['seq']}", f"cannot be canonicalized: {exc}")
+            continue
+        if expected != row["leaf_hash"]:
+            bad += 1
+            if bad <= 20:
+                report.add("leaf-hash", f"{where} seq {row['seq']} ({row['event_id']})",
+                           "the event's fields do not hash to its stored leaf hash: the event "
+                           "was altered")
+    if bad > 20:
+        report.add("leaf-hash", where, f"{bad - 20} more events do not match their leaf hash")
+    report.events_checked += n
+
+
+def _check_journal(path: Path, report: AuditReport, logs: dict[str, _TenantLog]) -> None:
+    records, committed, length = jr.read_records(path)
+    if committed != length:
+        report.notes.append(f"journal/{path.name}: {length - committed} bytes of an "
+                            "unacknowledged or torn batch at the end (cut off on next open)")
+    per: dict[str, tuple[list[int], list[bytes], list[str]]] = {}
+    for rec in records:
+        if not isinstance(rec, jr.EventRecord):
+            continue
+        try:
+            fields = orjson.loads(rec.canonical)
+            tenant, event_id = fields["tenant"], fields["event_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            report.add("journal", f"journal/{path.name} seq {rec.seq}",
+                       "record is not a canonical event")
+            continue
+        seqs, hashes, ids = per.setdefault(tenant, ([], [], []))
+        seqs.append(rec.seq)
+        hashes.append(leaf_hash_of(rec.canonical))
+        ids.append(event_id)
+        report.events_checked += 1
+    for tenant, (seqs, hashes, ids) in per.items():
+        log = logs.setdefault(tenant, _TenantLog())
+        log.seqs.append(pa.array(seqs, pa.int64()))
+        log.hashes.append(pa.array(hashes, pa.binary(HASH_SIZE)))
+        log.ids.append(pa.array(ids, pa.string()))
+
+
+def _check_log(root: Path, tenant: str, log: _TenantLog, report: AuditReport) -> None:
+    seqs = pa.chunked_array(log.seqs, pa.int64())
+    order = pc.sort_indices(seqs)
+    sorted_seqs = pc.take(seqs, order).combine_chunks()
+    n = len(sorted_seqs)
+    where = f"project {tenant}"
+    if n:
+        first = sorted_seqs[0].as_py()
+        if first != 0:
+            report.add("seq-gap", where, f"the log starts at seq {first}, not 0 (events "
+                       "deleted or a segment removed)")
+        steps = pc.subtract(sorted_seqs[1:], sorted_seqs[:-1])
+        repeats = pc.sum(pc.equal(steps, 0)).as_py() or 0
+        if repeats:
+            at = pc.index(steps, 0).as_py()
+            report.add("seq-duplicate", where, f"seq {sorted_seqs[at].as_py()} appears more "
+                       f"than once ({repeats} repeats)")
+        gap_mask = pc.greater(steps, 1)
+        if pc.any(gap_mask).as_py():
+            at = pc.index(gap_mask, True).as_py()
+            report.add("seq-gap", where, f"the log has a gap after seq "
+                       f"{sorted_seqs[at].as_py()}: seqs up to {sorted_seqs[at + 1].as_py()} "
+                       "are missing (events deleted or a segment removed)")
+    ids = pa.chunked_array(log.ids, pa.string())
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        repeated = [v["values"] for v in counts.to_pylist() if v["counts"] > 1][:5]
+        report.add("event-id-duplicate", where, f"event ids recorded twice: {repeated}")
+    leaves = pc.take(pa.chunked_array(log.hashes, pa.binary(HASH_SIZE)), order)
+    leaf_bytes = b"".join(c.buffers()[1].to_pybytes()[c.offset * HASH_SIZE:
+                                                      (c.offset + len(c)) * HASH_SIZE]
+                          for c in leaves.chunks)
+    leaf_list = [leaf_bytes[i:i + HASH_SIZE] for i in range(0, len(leaf_bytes), HASH_SIZE)]
+    tree_root = root_from_leaf_hashes(leaf_list)
+    report.tenants[tenant] = {"size": n, "root": tree_root.hex()}
+    _check_tree_files(root / "tree" / f"tenant={tenant}", leaf_bytes, leaf_list, where,
+                      report)
+
+
+def _check_tree_files(tdir: Path, leaf_bytes: bytes, leaves: list[bytes], where: str,
+                      report: AuditReport) -> None:
+    level0 = tdir / "level-0.bin"
+    if not level0.exists():
+        report.add("tree", where, f"{level0} is missing (the writer rebuilds it on open)")
+        return
+    stored = level0.read_bytes()
+    usable = len(stored) - len(stored) % HASH_SIZE
+    if stored[:usable] != leaf_bytes[:usable]:
+        first = next(i for i in range(0, min(usable, len(leaf_bytes)), HASH_SIZE)
+                     if stored[i:i + HASH_SIZE] != leaf_bytes[i:i + HASH_SIZE]) \
+            if min(usable, len(leaf_bytes)) else 0
+        report.add("tree", f"{where} tree leaf {first // HASH_SIZE}",
+                   "the tree's stored leaf hash differs from the event's leaf hash")
+    if usable > len(leaf_bytes):
+        report.add("tree", where, f"the tree holds {usable // HASH_SIZE} leaves but the log "
+                   f"has {len(leaves)} events")
+    below = leaves
+    level = 1
+    while len(below) >= TILE_WIDTH:
+        path = tdir / f"level-{level}.bin"
+        computed = [root_from_leaf_hashes(below[i:i + TILE_WIDTH])
+                    for i in range(0, len(below) - TILE_WIDTH + 1, TILE_WIDTH)]
+        data = path.read_bytes() if path.exists() else b""
+        stored_level = [data[i:i + HASH_SIZE] for i in range(0, len(data) - HASH_SIZE + 1,
+                                                              HASH_SIZE)]
+        for i, h in enumerate(stored_level[:len(computed)]):
+            if h != computed[i]:
+                report.add("tree", f"{where} tree level {level} tile hash {i}",
+                           "stored interior hash does not match the hashes below it")
+                break
+        below = computed
+        level += 1

@@ -1,0 +1,52 @@
+"""The ``llmring`` command group: global options (data directory, project) and the
+registration of every subcommand. Each command is a thin layer over ``ledger.Ledger``
+and ``projections``; see ``llmring --help``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ledger.cli.common import App, CliError
+from ledger.cli.demo import demo
+from ledger.cli.ingest import ingest, record
+from ledger.cli.ledger_cmds import ledger_group
+from ledger.cli.usage import usage_group
+from ledger.tenants import TenantError, check_tenant
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"],
+                               "max_content_width": 100})
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="LLMRING_LEDGER_DIR", default="./data", show_default=True,
+              show_envvar=True, help="The ledger's data directory.")
+@click.option("--project", envvar="LLMRING_PROJECT", default="default", show_default=True,
+              show_envvar=True, help="The project (tenant) to read and write.")
+@click.version_option(package_name="llmring-ledger", prog_name="llmring")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path, project: str) -> None:
+    """A verifiable receipt ledger for LLM usage.
+
+    Record calls (ingest, record), report usage, and check that the ledger's history
+    was never rewritten. Works on an embedded data directory; try `llmring demo`.
+
+    Exit codes: 0 ok, 1 a failed check, 2 a usage error.
+    """
+    try:
+        check_tenant(project)
+    except TenantError as exc:
+        raise CliError(f"--project: {exc}") from None
+    ctx.obj = App(data=data_dir, project=project)
+
+
+cli.add_command(ingest)
+cli.add_command(record)
+cli.add_command(ledger_group)
+cli.add_command(usage_group)
+cli.add_command(demo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="llmring")

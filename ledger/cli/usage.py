@@ -1,0 +1,127 @@
+"""``llmring usage report``: calls, tokens and cost of a project grouped by model, alias,
+provider and calendar periods in a time zone (``projections.rollups``), as a table, CSV
+or JSON."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from ledger.cli.common import (
+    App,
+    CliError,
+    cost_cell,
+    json_option,
+    new_table,
+    num,
+    parse_when,
+    pass_app,
+    print_json,
+    print_table,
+    stdout_console,
+    ts_text,
+)
+from ledger.money import nanos_to_decimal
+
+NUMBERS = ("calls", "input_tokens", "output_tokens", "total_tokens", "cost", "unpriced_calls")
+
+
+@click.group("usage")
+def usage_group() -> None:
+    """Usage and cost reports."""
+
+
+def _dimensions(text: str) -> list[str]:
+    from projections.rollups import DIMENSIONS
+
+    by = list(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
+    unknown = [d for d in by if d not in DIMENSIONS]
+    if unknown or not by:
+        raise CliError(f"--by: cannot group by {', '.join(unknown) or 'nothing'}; choose from "
+                       f"{', '.join(DIMENSIONS)} (comma-separated)")
+    return by
+
+
+def _total(rows: list[Any]) -> dict[str, Any]:
+    cost = sum(r.cost_nanos for r in rows)
+    inp = sum(r.input_tokens for r in rows)
+    out = sum(r.output_tokens for r in rows)
+    return {"calls": sum(r.calls for r in rows), "input_tokens": inp, "output_tokens": out,
+            "total_tokens": inp + out, "cost_nanos": cost, "cost": cost / 1e9,
+            "unpriced_calls": sum(r.unpriced for r in rows)}
+
+
+@usage_group.command()
+@click.option("--by", "by_text", default="model", show_default=True, metavar="DIMS",
+              help="Comma-separated: model, alias, provider, kind, cost_source, day, week, "
+                   "month.")
+@click.option("--tz", default="UTC", show_default=True,
+              help="IANA time zone of day/week/month and of date-only --start/--end.")
+@click.option("--start", metavar="D", help="From this date (YYYY-MM-DD) or ISO datetime "
+              "(naive = UTC), inclusive.")
+@click.option("--end", metavar="D", help="Up to this ISO datetime, exclusive; a date "
+              "(YYYY-MM-DD) includes that whole day.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (cost as exact USD).")
+@json_option
+@pass_app
+def report(app: App, by_text: str, tz: str, start: str | None, end: str | None,
+           as_csv: bool, as_json: bool) -> None:
+    """Calls, tokens and cost of the project, grouped.
+
+    Example: llmring usage report --by model,day --tz Europe/Madrid --start 2025-06-01
+    """
+    from projections.rollups import RollupError, check_timezone, rollup
+
+    if as_csv and as_json:
+        raise CliError("choose one of --csv and --json")
+    by = _dimensions(by_text)
+    try:
+        zone = ZoneInfo(check_timezone(tz))
+    except RollupError as exc:
+        raise CliError(f"--tz: {exc}") from None
+    lo = parse_when(start, option="--start", zone=zone) if start else None
+    hi = parse_when(end, option="--end", zone=zone, end=True) if end else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise CliError(f"--start ({ts_text(lo)}) must be before --end ({ts_text(hi)})")
+    with app.open(create=False) as led:
+        try:
+            rows = rollup(led.snapshot(), app.project, by=by, tz=tz, start=lo, end=hi)
+        except RollupError as exc:
+            raise CliError(str(exc)) from None
+    total = _total(rows)
+    if as_json:
+        print_json({"project": app.project, "by": by, "tz": tz, "start": ts_text(lo),
+                    "end": ts_text(hi), "rows": [r.as_dict() for r in rows], "total": total})
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([*by, *NUMBERS])
+        for r in rows:
+            writer.writerow([*(r.key[d] for d in by), r.calls, r.input_tokens,
+                             r.output_tokens, r.total_tokens, f"{nanos_to_decimal(r.cost_nanos):f}",
+                             r.unpriced])
+        return
+    if not rows:
+        span = f" from {start or 'the start'} to {end or 'now'}" if start or end else ""
+        click.echo(f"No calls in project {app.project}{span}.")
+        return
+    title = f"Usage of {app.project} by {', '.join(by)} ({tz})"
+    if start or end:
+        title += f", from {start or 'the start'} to {end or 'now'}"
+    table = new_table(*by, "calls", "in tokens", "out tokens", "cost", "unpriced",
+                      title=title, numeric=("calls", "in tokens", "out tokens", "cost",
+                                            "unpriced"))
+    for r in rows:
+        table.add_row(*(str(r.key[d]) for d in by), num(r.calls), num(r.input_tokens),
+                      num(r.output_tokens), cost_cell(r.cost_nanos, r.calls, r.unpriced),
+                      num(r.unpriced))
+    table.rows[-1].end_section = True
+    table.add_row("total", *([""] * (len(by) - 1)), num(total["calls"]),
+                  num(total["input_tokens"]), num(total["output_tokens"]),
+                  cost_cell(total["cost_nanos"], total["calls"], total["unpriced_calls"]),
+                  num(total["unpriced_calls"]), style="bold")
+    print_table(stdout_console(), table)

@@ -1,0 +1,231 @@
+"""The journal: the write-ahead log that makes an append durable before it is acknowledged.
+
+Files ``journal/<n>.wal`` (n increasing) hold framed records::
+
+    u32 length (little endian) | u32 CRC-32 of payload | payload
+
+An event payload is ``b"E" | u64 seq | i64 recorded_at (µs) | 16-byte digest | canonical
+bytes``: the canonical bytes are the event (and hash to its leaf), so the journal stores
+nothing that could disagree with the leaf hash. A pairing payload (a usage log joined to
+the conversation event it names, DESIGN §3) is ``b"P" | JSON``. Every appended batch ends
+with a commit frame ``b"C"``: on replay, records after the last commit frame belong to a
+batch that was never acknowledged and are dropped, so a batch is wholly present or absent.
+
+Appends are written in one ``write`` under the caller's lock and made durable by
+``commit(position)``: group commit, where whichever waiter finds no fsync in flight
+issues one for everything written so far, and the rest wait on it. Recovery reads frames
+until the first torn or corrupt one and truncates the file there: a frame is either
+wholly present or absent, and since the file is written in order, what survives is a
+prefix of what was written.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+FRAME = struct.Struct("<II")
+EVENT_HEAD = struct.Struct("<Qq16s")
+MAX_FRAME = 64 * 1024 * 1024
+
+
+class JournalError(RuntimeError):
+    """The journal could not be made durable; the ledger stops accepting writes."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    seq: int
+    recorded_at_us: int
+    digest: bytes
+    canonical: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PairRecord:
+    data: dict
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRecord:
+    pass
+
+
+Record = EventRecord | PairRecord | CommitRecord
+
+
+def encode_event(seq: int, recorded_at_us: int, digest: bytes, canonical: bytes) -> bytes:
+    return _frame(b"E" + EVENT_HEAD.pack(seq, recorded_at_us, digest.ljust(16, b"\0"))
+                  + canonical)
+
+
+def encode_pair(data: dict) -> bytes:
+    return _frame(b"P" + orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+
+
+def _frame(payload: bytes) -> bytes:
+    return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+COMMIT_FRAME = _frame(b"C")
+
+
+def _decode(payload: bytes) -> Record:
+    if payload[:1] == b"E":
+        seq, rec, digest = EVENT_HEAD.unpack_from(payload, 1)
+        digest = b"" if digest == b"\0" * 16 else digest
+        return EventRecord(seq, rec, digest, payload[1 + EVENT_HEAD.size:])
+    if payload[:1] == b"P":
+        return PairRecord(orjson.loads(payload[1:]))
+    if payload == b"C":
+        return CommitRecord()
+    raise ValueError(f"unknown journal record type {payload[:1]!r}")
+
+
+def read_records(path: Path) -> tuple[list[Record], int, int]:
+    """Read a journal file. Returns (records of committed batches, committed length, file
+    length): bytes after the committed length are a torn, corrupt or uncommitted tail."""
+    data = path.read_bytes()
+    records: list[Record] = []
+    batch: list[Record] = []
+    pos = committed = 0
+    while pos + FRAME.size <= len(data):
+        length, crc = FRAME.unpack_from(data, pos)
+        end = pos + FRAME.size + length
+        if length == 0 or length > MAX_FRAME or end > len(data):
+            break
+        payload = data[pos + FRAME.size:end]
+        if zlib.crc32(payload) != crc:
+            break
+        try:
+            record = _decode(payload)
+        except ValueError:
+            break
+        pos = end
+        if isinstance(record, CommitRecord):
+            records.extend(batch)
+            batch = []
+            committed = pos
+        else:
+            batch.append(record)
+    return records, committed, len(data)
+
+
+def journal_files(directory: Path) -> list[tuple[int, Path]]:
+    out = []
+    for p in directory.glob("*.wal"):
+        try:
+            out.append((int(p.stem), p))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """The active journal file plus group commit. Writes must be serialized by the
+    caller; ``commit`` may be called from any thread."""
+
+    def __init__(self, directory: Path, number: int) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._cv = threading.Condition()
+        self._syncing = False
+        self._failed: BaseException | None = None
+        self._written = 0  # global byte position (monotonic across files)
+        self._durable = 0
+        self._fd = -1
+        self.number = number
+        self._open(number)
+
+    def _open(self, number: int) -> None:
+        path = self.directory / f"{number:08d}.wal"
+        existed = path.exists()
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.number = number
+        if not existed:
+            fsync_dir(self.directory)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"{self.number:08d}.wal"
+
+    @property
+    def position(self) -> int:
+        """Bytes written so far (across files): what a commit of everything waits for."""
+        with self._cv:
+            return self._written
+
+    def write(self, data: bytes) -> int:
+        """Append bytes (one or more frames); return the position to ``commit`` to."""
+        if self._failed is not None:
+            raise JournalError(f"the journal failed earlier: {self._failed}")
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        with self._cv:
+            self._written += len(data)
+            return self._written
+
+    def commit(self, position: int) -> None:
+        """Return once every byte up to ``position`` is durable (group commit)."""
+        with self._cv:
+            while self._durable < position:
+                if self._failed is not None:
+                    raise JournalError(f"the journal could not be made durable: {self._failed}")
+                if self._syncing:
+                    self._cv.wait()
+                    continue
+                self._syncing = True
+                target, fd = self._written, self._fd
+                self._cv.release()
+                try:
+                    os.fdatasync(fd)
+                except OSError as exc:  # fsync failure is not retryable: stop writing
+                    self._failed = exc
+                finally:
+                    self._cv.acquire()
+                    self._syncing = False
+                    if self._failed is None:
+                        self._durable = max(self._durable, target)
+                    self._cv.notify_all()
+
+    def rotate(self) -> int:
+        """Make the current file durable, close it and start the next one. Returns the
+        number of the closed file. Caller holds the write lock."""
+        with self._cv:
+            while self._syncing:
+                self._cv.wait()
+            os.fsync(self._fd)
+            self._durable = self._written
+            os.close(self._fd)
+            closed = self.number
+            self._open(closed + 1)
+            self._cv.notify_all()
+            return closed
+
+    def close(self) -> None:
+        with self._cv:
+            while self._syncing:
+                self._cv.wait()
+            if self._fd >= 0:
+                try:
+                    os.fsync(self._fd)
+                    self._durable = self._written
+                finally:
+                    os.close(self._fd)
+                    self._fd = -1

@@ -1,0 +1,755 @@
+"""``Ledger``: the embedded Python API over one data directory (DESIGN §2, §4).
+
+It owns the write path: validate → assign a gap-free per-tenant ``seq`` → write the
+journal → index, tail and Merkle tree → group-commit fsync → acknowledge. Sealing moves
+the journal's events into Parquet segments committed by the manifest; compaction merges
+small segments. Opening a directory takes its lock and recovers from any crash: torn
+journal and manifest tails are cut, stray files from unfinished seals are removed, the
+journal is replayed, and the index and trees are brought level with the log.
+
+Reads (listing, counts, rollups) go through ``projections`` over a snapshot of the live
+segment files plus the unsealed tail, so an acknowledged event is visible at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from ledger import journal as jr
+from ledger.events import (
+    Ack,
+    Event,
+    EventIn,
+    EventValidationError,
+    IdConflictError,
+    Prepared,
+    format_ts,
+    leaf_hash_of,
+    new_event_id,
+    now_us,
+    parse_event,
+    prepare,
+    ts_to_us,
+)
+from ledger.index import Index
+from ledger.manifest import Manifest, ManifestState, Segment
+from ledger.segments import PAIR_SCHEMA, SegmentStore, partition_path, rows_to_table
+from ledger.tenants import check_tenant
+from ledger.tiles import TreeStore
+from projections.snapshot import SegmentRef, Snapshot
+
+DEFAULT_SEAL_ROWS = 250_000
+COMPACT_TARGET_ROWS = 1_000_000
+COMPACT_MIN_FILES = 8
+DAY_US = 86_400_000_000
+
+
+class LedgerError(RuntimeError):
+    """A ledger-level failure the caller can act on (locked, corrupt, closed)."""
+
+
+class LedgerLockedError(LedgerError):
+    pass
+
+
+def day_of(ts_us: int) -> str:
+    return format_ts(ts_us - ts_us % DAY_US)[:10]
+
+
+@dataclass(slots=True)
+class TailChunk:
+    """Events (and pairings) written to one journal file and not yet sealed."""
+
+    journal: int
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    tenants: list[str] = field(default_factory=list)
+    digests: list[bytes | None] = field(default_factory=list)
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SealResult:
+    events: int
+    segments: int
+    journal: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompactResult:
+    merged: int
+    written: int
+
+
+class Ledger:
+    """One data directory, opened for writing by this process alone."""
+
+    def __init__(self, path: str | os.PathLike[str], *, seal_rows: int = DEFAULT_SEAL_ROWS,
+                 pricer: Any = "default", auto_seal: bool = True) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.seal_rows = seal_rows
+        self.auto_seal = auto_seal
+        if pricer == "default":
+            from ledger.pricing import PriceBook
+
+            pricer = PriceBook()
+        self.pricer = pricer
+        self._lock = threading.RLock()
+        self._seal_lock = threading.Lock()
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._lockfd = self._take_lock()
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._lockfd)
+            raise
+        self._seal_wakeup = threading.Event()
+        self._sealer: threading.Thread | None = None
+        self._seal_error: BaseException | None = None
+
+    # -- opening and recovery ------------------------------------------------------------
+    def _take_lock(self) -> int:
+        fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise LedgerLockedError(
+                f"{self.path} is in use by another process (pid {holder or '?'}); "
+                "stop it, or talk to it with --server if it is `llmring serve`") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def _open(self) -> None:
+        self.store = SegmentStore(self.path)
+        self.manifest = Manifest(self.path / "manifest.jsonl")
+        state = self.manifest.state
+        jdir = self.path / "journal"
+        jdir.mkdir(exist_ok=True)
+        # Journal files already sealed are leftovers of a crash after the manifest commit.
+        for number, p in jr.journal_files(jdir):
+            if number <= state.sealed_journal:
+                p.unlink()
+        # Segment files that no manifest record names are leftovers of an unfinished seal.
+        live = set(state.live)
+        for rel in self.store.stray_files(live):
+            self.store.delete(rel)
+        self._sizes: dict[str, int] = dict(state.tenant_rows())
+        self._frozen: list[TailChunk] = []
+        replay: list[TailChunk] = []
+        last = state.sealed_journal
+        for number, p in jr.journal_files(jdir):
+            replay.append(self._replay_file(number, p))
+            last = number
+        self._pending_replay = replay
+        self.index = Index(self.path / "index.sqlite")
+        self._catch_up_index(state)
+        # Replayed chunks are sealed like any other; new appends go to a fresh file.
+        self._frozen = [c for c in replay if c.rows or c.pairs]
+        for c in replay:
+            if not (c.rows or c.pairs):
+                (jdir / f"{c.journal:08d}.wal").unlink(missing_ok=True)
+        self._active = TailChunk(journal=last + 1)
+        self.journal = jr.Journal(jdir, last + 1)
+        self._trees: dict[str, TreeStore] = {}
+        for tenant in self._sizes:
+            self._tree(tenant)
+        self._pending_replay = []
+        self._retired: list[str] = []
+        self._tail_tables: list[pa.Table] = []
+        self._tail_built: list[tuple[TailChunk, int]] = []
+        self._version = 0
+
+    def _replay_file(self, number: int, path: Path) -> TailChunk:
+        records, committed, length = jr.read_records(path)
+        if committed != length:  # a torn or unacknowledged batch at the end: cut it off
+            with open(path, "r+b") as fh:
+                fh.truncate(committed)
+                os.fsync(fh.fileno())
+        chunk = TailChunk(journal=number)
+        for rec in records:
+            if isinstance(rec, jr.EventRecord):
+                fields = orjson.loads(rec.canonical)
+                tenant = fields["tenant"]
+                expected = self._sizes.get(tenant, 0)
+                if rec.seq != expected:
+                    raise LedgerError(
+                        f"journal {path.name}: tenant {tenant!r} event {fields['event_id']!r} "
+                        f"has seq {rec.seq}, expected {expected}; run `llmring ledger verify`")
+                self._sizes[tenant] = expected + 1
+                chunk.rows.append(_row_from_canonical(fields, rec))
+                chunk.tenants.append(tenant)
+                chunk.digests.append(rec.digest or None)
+            elif isinstance(rec, jr.PairRecord):
+                chunk.pairs.append(rec.data)
+        return chunk
+
+    def _catch_up_index(self, state: ManifestState) -> None:
+        """Make the index cover the sealed segments (after a lost or stale index file)."""
+        head = self.index.head()
+        if head != state.head:
+            start = state.hashes.index(head) + 1 if head in state.hashes else 0
+            if start == 0:
+                self.index.clear()
+            added = [Segment.from_dict(d) for r in state.records[start:] for d in r["add"]]
+            self.index.begin()
+            for seg in added:
+                if seg.path in state.live:
+                    self._index_segment(seg)
+            self.index.set_head(state.head)
+            self.index.commit(durable=True)
+        self.index.begin()
+        for chunk in self._pending_replay:
+            self._index_rows(chunk.rows, chunk.tenants, chunk.digests, replace=True)
+            for pair in chunk.pairs:
+                self._index_pair(pair)
+        self.index.commit()
+
+    def _index_segment(self, seg: Segment) -> None:
+        if seg.kind == "events":
+            t = self.store.read(seg, ["event_id", "seq", "ts", "cost_nanos", "cost_source",
+                                      "conversation_id", "kind"])
+            d = t.to_pydict()
+            ts = [ts_to_us(x) for x in d["ts"]]
+            self.index.add_ids(seg.tenant, (
+                (e, s, None, u, c, src, conv, None) for e, s, u, c, src, conv in zip(
+                    d["event_id"], d["seq"], ts, d["cost_nanos"], d["cost_source"],
+                    d["conversation_id"], strict=True)), replace=True)
+            self.index.add_conversations(seg.tenant, (
+                (conv, s, e) for e, s, conv, k in zip(
+                    d["event_id"], d["seq"], d["conversation_id"], d["kind"], strict=True)
+                if k == "conversation"))
+        elif seg.kind == "pairs":
+            t = self.store.read(seg).to_pylist()
+            for p in t:
+                self._index_pair({"tenant": seg.tenant, "event_id": p["event_id"],
+                                  "usage_id": p["usage_id"], "digest": p["digest"]})
+
+    def _index_rows(self, rows: Sequence[tuple], tenants: Sequence[str],
+                    digests: Sequence[bytes | None], *, replace: bool = False) -> None:
+        by_tenant: dict[str, list[tuple[tuple, bytes | None]]] = {}
+        for row, tenant, digest in zip(rows, tenants, digests, strict=True):
+            by_tenant.setdefault(tenant, []).append((row, digest))
+        for tenant, items in by_tenant.items():
+            self.index.add_ids(tenant, (
+                (r[0], r[1], d, r[2], r[15], r[16], r[5], None) for r, d in items),
+                replace=replace)
+            trs = [r for r, _ in items]
+            convs = [(r[5], r[1], r[0]) for r in trs if r[4] == "conversation"]
+            if convs:
+                self.index.add_conversations(tenant, convs)
+
+    def _index_pair(self, pair: Mapping[str, Any]) -> None:
+        tenant = pair["tenant"]
+        self.index.mark_paired(tenant, [pair["event_id"]])
+        if pair.get("usage_id"):
+            target = self.index.lookup(tenant, [pair["event_id"]]).get(pair["event_id"])
+            if target is not None:
+                a = target.ack
+                digest = pair.get("digest")
+                if isinstance(digest, str):
+                    digest = bytes.fromhex(digest)
+                self.index.add_ids(tenant, [(pair["usage_id"], a.seq, digest, a.ts_us,
+                                             a.cost_nanos, a.cost_source, a.conversation_id,
+                                             pair["event_id"])], replace=True)
+
+    def _tree(self, tenant: str) -> TreeStore:
+        tree = self._trees.get(tenant)
+        if tree is not None:
+            return tree
+        tree = TreeStore(self.path / "tree" / f"tenant={tenant}")
+        size = self._sizes.get(tenant, 0)
+        if tree.size > size:
+            tree.truncate(size)
+        elif tree.size < size:
+            self._fill_tree(tenant, tree, size)
+        self._trees[tenant] = tree
+        return tree
+
+    def _fill_tree(self, tenant: str, tree: TreeStore, size: int) -> None:
+        have = tree.size
+        sealed = sorted(
+            (s for s in self.manifest.state.segments(tenant) if s.seq_max >= have),
+            key=lambda s: s.seq_min)
+        hashes: dict[int, bytes] = {}
+        for seg in sealed:
+            t = self.store.read(seg, ["seq", "leaf_hash"]).to_pydict()
+            for s, h in zip(t["seq"], t["leaf_hash"], strict=True):
+                if s >= have:
+                    hashes[s] = h
+        for chunk in [*self._pending_replay, *self._frozen]:
+            for row, t in zip(chunk.rows, chunk.tenants, strict=True):
+                if t == tenant and row[1] >= have:
+                    hashes[row[1]] = row[-1]
+        missing = [s for s in range(have, size) if s not in hashes]
+        if missing:
+            raise LedgerError(f"tenant {tenant!r}: events {missing[:5]} are missing from the "
+                              "log; run `llmring ledger verify`")
+        tree.append([hashes[s] for s in range(have, size)])
+
+    # -- public: appends -----------------------------------------------------------------
+    def append(self, event: Mapping[str, Any] | EventIn, *, tenant: str = "default") -> Ack:
+        """Append one event; return once it is durable."""
+        return self.append_many([event], tenant=tenant)[0]
+
+    def append_many(self, events: Iterable[Mapping[str, Any] | EventIn], *,
+                    tenant: str = "default") -> list[Ack]:
+        """Append events atomically: all are recorded, or (on any invalid event or id
+        conflict) none is. Returns one acknowledgement per input, in order."""
+        check_tenant(tenant)
+        received = now_us()
+        parsed = [parse_event(e, index=i) for i, e in enumerate(events)]
+        prepared: list[Prepared] = []
+        for i, e in enumerate(parsed):
+            try:
+                prepared.append(prepare(e, tenant=tenant, received_us=received,
+                                        pricer=self.pricer))
+            except EventValidationError as exc:
+                raise EventValidationError(exc.problems, index=i) from None
+        return self._append_prepared(tenant, prepared)
+
+    def _append_prepared(self, tenant: str, prepared: list[Prepared]) -> list[Ack]:
+        acks: list[Ack | None] = [None] * len(prepared)
+        # Repeats inside the batch: identical → stored once; different → conflict.
+        first: dict[str, int] = {}
+        repeat_of: dict[int, int] = {}
+        for i, p in enumerate(prepared):
+            j = first.get(p.event_id)
+            if j is None:
+                first[p.event_id] = i
+                continue
+            if p.digest != prepared[j].digest:
+                diffs = _differences(prepared[j].fields, p)
+                if diffs:
+                    raise IdConflictError(p.event_id, diffs)
+            repeat_of[i] = j
+        with self._lock:
+            self._check_writable()
+            tree = self._tree(tenant)
+            client_ids = [p.event_id for i, p in enumerate(prepared)
+                          if not p.generated_id and i not in repeat_of]
+            known = self.index.lookup(tenant, client_ids) if client_ids else {}
+            new: list[int] = []  # positions in ``prepared`` of events to create
+            local_convs: dict[str, list[int]] = {}  # conversation id → unpaired new events
+            pairs: list[tuple[int, str | int]] = []  # (usage position, conv event id | new pos)
+            paired_now: set[str] = set()
+            for i, p in enumerate(prepared):
+                if i in repeat_of:
+                    continue
+                entry = known.get(p.event_id)
+                if entry is not None:
+                    if entry.digest is None or entry.digest != p.digest:
+                        self._compare_with_stored(tenant, p, entry.ack.event_id,
+                                                  paired=entry.target is not None,
+                                                  digest=entry.digest)
+                    acks[i] = entry.ack
+                    continue
+                target = self._pair_target(tenant, p, paired_now, local_convs)
+                if target is not None:
+                    pairs.append((i, target))
+                    continue
+                if p.fields["kind"] == "conversation":
+                    local_convs.setdefault(p.fields["conversation_id"], []).append(len(new))
+                new.append(i)
+            size = self._sizes.get(tenant, 0)
+            recorded = now_us()
+            frames: list[bytes] = []
+            rows: list[tuple] = []
+            for k, i in enumerate(new):
+                p = prepared[i]
+                rows.append(p.row(size + k, recorded))
+                frames.append(jr.encode_event(size + k, recorded, p.digest, p.canonical))
+                acks[i] = Ack(p.event_id, tenant, size + k, p.ts_us, p.fields["cost_nanos"],
+                              p.fields["cost_source"], p.fields["conversation_id"])
+            pair_records = []
+            for i, target in pairs:
+                p = prepared[i]
+                if isinstance(target, int):  # a conversation event created by this batch
+                    conv_ack = acks[new[target]]
+                    assert conv_ack is not None
+                    event_id = conv_ack.event_id
+                else:
+                    event_id = target
+                    conv_ack = self._ack_of(tenant, event_id)
+                acks[i] = Ack(conv_ack.event_id, tenant, conv_ack.seq, conv_ack.ts_us,
+                              conv_ack.cost_nanos, conv_ack.cost_source,
+                              conv_ack.conversation_id, created=False)
+                record = {"tenant": tenant, "event_id": event_id,
+                          "usage_id": None if p.generated_id else p.event_id,
+                          "digest": p.digest.hex() if p.digest else None,
+                          "recorded_at": recorded}
+                pair_records.append(record)
+                frames.append(jr.encode_pair(record))
+            if frames:
+                frames.append(jr.COMMIT_FRAME)
+                try:
+                    position = self.journal.write(b"".join(frames))
+                except OSError as exc:
+                    self._failed = exc
+                    raise LedgerError(f"could not write the journal: {exc}") from exc
+                self._sizes[tenant] = size + len(new)
+                digests = [prepared[i].digest or None for i in new]
+                self.index.begin()
+                try:
+                    self._index_rows(rows, [tenant] * len(rows), digests)
+                    for record in pair_records:
+                        self._index_pair(record)
+                    self.index.commit()
+                except BaseException as exc:
+                    self.index.rollback()
+                    self._failed = exc
+                    raise
+                self._active.rows.extend(rows)
+                self._active.tenants.extend([tenant] * len(rows))
+                self._active.digests.extend(digests)
+                self._active.pairs.extend(pair_records)
+                if rows:
+                    tree.append([r[-1] for r in rows])
+                self._version += 1
+            else:
+                position = self.journal.position
+            tail_rows = self._tail_rows()
+        # Durable before acknowledged (this also covers a repeat of a still-pending event).
+        self.journal.commit(position)
+        for i, j in repeat_of.items():
+            a = acks[j]
+            assert a is not None
+            acks[i] = Ack(a.event_id, a.tenant, a.seq, a.ts_us, a.cost_nanos, a.cost_source,
+                          a.conversation_id, created=False)
+        if self.auto_seal and tail_rows >= self.seal_rows:
+            self._request_seal()
+        return [a for a in acks if a is not None]
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise LedgerError("the ledger is closed")
+        if self._failed is not None:
+            raise LedgerError(f"the ledger stopped accepting writes after an I/O error: "
+                              f"{self._failed}")
+        if self._seal_error is not None:
+            raise LedgerError(f"sealing failed: {self._seal_error}")
+
+    def _pair_target(self, tenant: str, p: Prepared, paired_now: set[str],
+                     local_convs: dict[str, list[int]]) -> str | int | None:
+        """The conversation event a usage log completes (DESIGN §3): the oldest event of
+        the conversation it names that has no partner yet; None if it is a new call."""
+        if p.fields["kind"] != "usage":
+            return None
+        meta_conv = p.fields["metadata"].get("conversation_id")
+        names = [c for c in (meta_conv, p.fields["id_at_origin"]) if isinstance(c, str) and c]
+        for conv in dict.fromkeys(names):
+            found = self.index.unpaired_conversation(tenant, conv, exclude=paired_now)
+            if found is not None:
+                paired_now.add(found[1])
+                return found[1]
+            waiting = local_convs.get(conv)
+            if waiting:
+                return waiting.pop(0)
+        return None
+
+    def _ack_of(self, tenant: str, event_id: str) -> Ack:
+        entry = self.index.lookup(tenant, [event_id])[event_id]
+        return entry.ack
+
+    def _compare_with_stored(self, tenant: str, p: Prepared, stored_id: str, *, paired: bool,
+                             digest: bytes | None) -> None:
+        """A repeated id whose digest differs (or is unknown): compare field by field."""
+        if paired:  # a usage log joined to a conversation: only its digest was kept
+            if digest is not None:
+                raise IdConflictError(p.event_id)
+            return
+        stored = self.get(tenant, stored_id)
+        if stored is None:  # pragma: no cover - index and log disagree
+            raise LedgerError(f"event {stored_id!r} is indexed but not in the log")
+        diffs = _differences(stored.to_json_dict(), p)
+        if diffs:
+            raise IdConflictError(p.event_id, diffs)
+
+    # -- sealing and compaction ----------------------------------------------------------
+    def _tail_rows(self) -> int:
+        return len(self._active.rows) + sum(len(c.rows) for c in self._frozen)
+
+    def _request_seal(self) -> None:
+        if self._sealer is None or not self._sealer.is_alive():
+            self._sealer = threading.Thread(target=self._seal_loop, name="ledger-seal",
+                                            daemon=True)
+            self._sealer.start()
+        self._seal_wakeup.set()
+
+    def _seal_loop(self) -> None:
+        while not self._closed:
+            if not self._seal_wakeup.wait(timeout=1.0):
+                continue
+            self._seal_wakeup.clear()
+            try:
+                if self._tail_rows() >= self.seal_rows:
+                    self.seal()
+            except BaseException as exc:  # surfaced to writers by _check_writable
+                self._seal_error = exc
+                return
+
+    def flush(self) -> SealResult:
+        """Seal everything in the journal into segments now."""
+        return self.seal()
+
+    def seal(self) -> SealResult:
+        with self._seal_lock:
+            with self._lock:
+                if self._active.rows or self._active.pairs:
+                    closed = self.journal.rotate()
+                    self._frozen.append(self._active)
+                    self._active = TailChunk(journal=self.journal.number)
+                frozen = list(self._frozen)
+                tree_tenants = list(self._trees.values())
+            if not frozen:
+                return SealResult(0, 0, self.manifest.state.sealed_journal)
+            closed = max(c.journal for c in frozen)
+            segments = self._write_segments(frozen)
+            for tree in tree_tenants:
+                tree.sync()
+            with self._lock:
+                self.manifest.append("seal", _now_text(), add=segments, journal=closed)
+                self._frozen = [c for c in self._frozen if c not in frozen]
+                self.index.begin()
+                self.index.set_head(self.manifest.state.head)
+                self.index.commit(durable=True)
+                self._version += 1
+            for number, p in jr.journal_files(self.journal.directory):
+                if number <= closed:
+                    p.unlink(missing_ok=True)
+            events = sum(len(c.rows) for c in frozen)
+            result = SealResult(events, len(segments), closed)
+        self._maybe_compact(segments)
+        return result
+
+    def _write_segments(self, chunks: list[TailChunk]) -> list[Segment]:
+        groups: dict[tuple[str, str], list[tuple]] = {}
+        for chunk in chunks:
+            for row, tenant in zip(chunk.rows, chunk.tenants, strict=True):
+                groups.setdefault((tenant, day_of(row[2])), []).append(row)
+        name = f"{chunks[-1].journal:08d}-{new_event_id()[-12:]}"
+        segments = []
+        for (tenant, date), rows in sorted(groups.items()):
+            rows.sort(key=lambda r: r[1])
+            segments.append(self.store.write(
+                rows_to_table(rows), partition_path("events", tenant, date),
+                f"seg-{name}.parquet", tenant=tenant, date=date, kind="events"))
+        pairs: dict[str, list[dict]] = {}
+        for chunk in chunks:
+            for pair in chunk.pairs:
+                pairs.setdefault(pair["tenant"], []).append(pair)
+        for tenant, items in sorted(pairs.items()):
+            table = pa.Table.from_pylist([{
+                "event_id": p["event_id"], "usage_id": p.get("usage_id"),
+                "digest": bytes.fromhex(p["digest"]) if p.get("digest") else None,
+                "recorded_at": p["recorded_at"]} for p in items], schema=PAIR_SCHEMA)
+            segments.append(self.store.write(
+                table, partition_path("pairs", tenant), f"pairs-{name}.parquet",
+                tenant=tenant, date="", kind="pairs"))
+        return segments
+
+    def _maybe_compact(self, segments: list[Segment]) -> None:
+        touched = {(s.tenant, s.date) for s in segments if s.kind == "events"}
+        for tenant, date in touched:
+            small = [s for s in self.manifest.state.segments(tenant)
+                     if s.date == date and s.rows < COMPACT_TARGET_ROWS]
+            if len(small) >= COMPACT_MIN_FILES:
+                self.compact(tenant=tenant, date=date)
+
+    def compact(self, *, tenant: str | None = None, date: str | None = None) -> CompactResult:
+        """Merge the small segments of each (tenant, day) partition into one."""
+        merged = written = 0
+        with self._seal_lock:
+            groups: dict[tuple[str, str], list[Segment]] = {}
+            for s in self.manifest.state.segments(tenant):
+                if (date is None or s.date == date) and s.rows < COMPACT_TARGET_ROWS:
+                    groups.setdefault((s.tenant, s.date), []).append(s)
+            for (t, d), segs in sorted(groups.items()):
+                if len(segs) < 2:
+                    continue
+                segs.sort(key=lambda s: s.seq_min)
+                table = pa.concat_tables([self.store.read(s) for s in segs])
+                table = table.sort_by("seq")
+                new = self.store.write(
+                    table, partition_path("events", t, d),
+                    f"seg-c{segs[-1].path.rsplit('seg-', 1)[1].removesuffix('.parquet')}"
+                    f"-{new_event_id()[-8:]}.parquet", tenant=t, date=d, kind="events")
+                with self._lock:
+                    self.manifest.append("compact", _now_text(), add=[new], remove=segs)
+                    self._version += 1
+                self._retired.extend(s.path for s in segs)
+                merged += len(segs)
+                written += 1
+            self._delete_retired()
+        return CompactResult(merged, written)
+
+    def _delete_retired(self) -> None:
+        # Files replaced by compaction are removed one compaction later, so a reader
+        # holding an older snapshot is not cut off mid-query.
+        old, self._retired = self._retired[:-64], self._retired[-64:]
+        for rel in old:
+            self.store.delete(rel)
+
+    # -- public: reads -------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """The live segment files and the unsealed tail, as of now."""
+        with self._lock:
+            segments: dict[str, list[SegmentRef]] = {}
+            for seg in self.manifest.state.segments():
+                segments.setdefault(seg.tenant, []).append(SegmentRef(
+                    self.store.abspath(seg.path), seg.date, seg.seq_min, seg.seq_max, seg.rows))
+            return Snapshot(segments=segments, tail=self._tail_table(), sizes=dict(self._sizes))
+
+    def _tail_table(self) -> pa.Table:
+        chunks = [*self._frozen, self._active]
+        built = {id(c): n for c, n in self._tail_built}
+        if any(id(c) not in {id(x) for x in chunks} for c, _ in self._tail_built):
+            self._tail_tables, self._tail_built, built = [], [], {}
+        new_built = []
+        for chunk in chunks:
+            start = built.get(id(chunk), 0)
+            if len(chunk.rows) > start:
+                t = rows_to_table(chunk.rows[start:])
+                t = t.append_column("tenant", pa.array(chunk.tenants[start:], pa.string()))
+                self._tail_tables.append(t)
+            new_built.append((chunk, len(chunk.rows)))
+        self._tail_built = new_built
+        if len(self._tail_tables) > 32:
+            self._tail_tables = [pa.concat_tables(self._tail_tables).combine_chunks()]
+        if not self._tail_tables:
+            empty = rows_to_table([])
+            return empty.append_column("tenant", pa.array([], pa.string()))
+        return pa.concat_tables(self._tail_tables)
+
+    def size(self, tenant: str = "default") -> int:
+        """Number of entries in the tenant's log (its next ``seq``)."""
+        with self._lock:
+            return self._sizes.get(tenant, 0)
+
+    def tenants(self) -> list[str]:
+        with self._lock:
+            return sorted(self._sizes)
+
+    def tree(self, tenant: str = "default") -> TreeStore:
+        """The tenant's log tree (RFC 9162), for roots and proofs."""
+        check_tenant(tenant)
+        with self._lock:
+            return self._tree(tenant)
+
+    def root(self, tenant: str = "default") -> bytes:
+        with self._lock:
+            return self._tree(tenant).root()
+
+    def get(self, tenant: str, event_id: str) -> Event | None:
+        with self._lock:
+            found = self.index.lookup(tenant, [event_id]).get(event_id)
+        if found is None:
+            return None
+        from projections import events as pe
+
+        rows = pe.by_seq(self.snapshot(), tenant, [found.ack.seq])
+        return rows[0] if rows else None
+
+    def events(self, tenant: str = "default", *, start: datetime | None = None,
+               end: datetime | None = None, limit: int = 100, offset: int = 0,
+               order: str = "seq") -> list[Event]:
+        """Events of a tenant, optionally with start ≤ ts < end, a page at a time."""
+        from projections import events as pe
+
+        return pe.list_events(self.snapshot(), tenant, start=start, end=end, limit=limit,
+                              offset=offset, order=order)
+
+    def count(self, tenant: str = "default", *, start: datetime | None = None,
+              end: datetime | None = None) -> int:
+        from projections import events as pe
+
+        return pe.count_events(self.snapshot(), tenant, start=start, end=end)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._failed is None and self._seal_error is None:
+                self.seal()
+        finally:
+            self._closed = True
+            self._seal_wakeup.set()
+            if self._sealer is not None:
+                self._sealer.join(timeout=30)
+            with self._lock:
+                self.journal.close()
+                for tree in self._trees.values():
+                    tree.sync()
+                    tree.close()
+                self.index.close()
+                self.manifest.close()
+            with contextlib.suppress(OSError):
+                os.close(self._lockfd)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _now_text() -> str:
+    return format_ts(now_us())
+
+
+def _row_from_canonical(fields: dict[str, Any], rec: jr.EventRecord) -> tuple[Any, ...]:
+    meta = fields["metadata"]
+    from ledger.events import _check_metadata, canonical_json
+
+    metadata_json = canonical_json(meta, reference=bool(meta) and _check_metadata(meta)).decode()
+    ts_us = ts_to_us(datetime.fromisoformat(fields["ts"]))
+    return (
+        fields["event_id"], rec.seq, ts_us, rec.recorded_at_us, fields["kind"],
+        fields["conversation_id"], fields["provider"], fields["model"], fields["alias"],
+        fields["profile"], fields["input_tokens"], fields["output_tokens"],
+        fields["cached_input_tokens"], fields["cache_write_tokens"], fields["reasoning_tokens"],
+        fields["cost_nanos"], fields["cost_source"], fields["price_id"], fields["latency_ms"],
+        fields["origin"], fields["id_at_origin"], metadata_json, fields["content_sha256"],
+        leaf_hash_of(rec.canonical),
+    )
+
+
+def _differences(stored: Mapping[str, Any], p: Prepared) -> list[str]:
+    """Fields in which request ``p`` disagrees with a stored event (ledger-filled values
+    the request left out are not compared)."""
+    skip = {"tenant", "seq", "recorded_at", "leaf_hash", "event_id"}
+    if not p.ts_given:
+        skip.add("ts")
+    if not p.cost_given:
+        skip |= {"cost_nanos", "cost_source", "price_id"}
+    if p.fields["kind"] == "conversation" and p.fields.get("conversation_id") is None:
+        skip.add("conversation_id")
+    out = []
+    for name, value in p.fields.items():
+        if name in skip:
+            continue
+        other = stored.get(name)
+        if name == "ts" and isinstance(other, datetime):
+            other = format_ts(ts_to_us(other.astimezone(UTC)))
+        if other != value:
+            out.append(name)
+    return out
+
+
+__all__ = ["Ack", "CompactResult", "Ledger", "LedgerError", "LedgerLockedError",
+           "SealResult"]

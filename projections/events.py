@@ -1,0 +1,82 @@
+"""Event listings and counts, paginated in SQL.
+
+The log is gap-free (``seq`` runs 0..n-1 per tenant), so an unfiltered page in ``seq``
+order is the seq range ``[offset, offset + limit)``: the query names it, and DuckDB
+skips every segment and row group outside it using the manifest's seq ranges and the
+Parquet statistics.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from ledger.events import ROW_FIELDS, Event
+from projections.snapshot import Snapshot, run
+
+_COLUMNS = ", ".join(
+    f"epoch_us({c}) AS {c}" if c in ("ts", "recorded_at") else c for c in ROW_FIELDS)
+ENTRY_KINDS = "kind IN ('usage', 'conversation')"
+
+
+def _day(value: datetime | None) -> date | None:
+    return value.astimezone(UTC).date() if value is not None else None
+
+
+def _window(start: datetime | None, end: datetime | None) -> tuple[str, list, dict]:
+    clauses, params = [], []
+    if start is not None:
+        clauses.append("ts >= ?")
+        params.append(start.astimezone(UTC))
+    if end is not None:
+        clauses.append("ts < ?")
+        params.append(end.astimezone(UTC))
+    prune = {"first_day": _day(start),
+             "last_day": _day(end - timedelta(microseconds=1)) if end is not None else None}
+    return " AND ".join(clauses) or "TRUE", params, prune
+
+
+def list_events(snapshot: Snapshot, tenant: str, *, start: datetime | None = None,
+                end: datetime | None = None, limit: int = 100, offset: int = 0,
+                order: str = "seq") -> list[Event]:
+    """One page of the tenant's events with ``start <= ts < end``; ``order`` is ``seq``
+    (oldest first) or ``-seq`` (newest first)."""
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must be >= 0")
+    if order not in ("seq", "-seq"):
+        raise ValueError("order must be 'seq' or '-seq'")
+    where, params, prune = _window(start, end)
+    direction = "DESC" if order == "-seq" else "ASC"
+    seq_range: dict = {}
+    if start is None and end is None:
+        size = snapshot.sizes.get(tenant, 0)
+        lo, hi = (offset, offset + limit - 1) if order == "seq" else (
+            size - offset - limit, size - offset - 1)
+        seq_range = {"seq_lo": max(lo, 0), "seq_hi": hi}
+        where += f" AND seq BETWEEN {max(lo, 0)} AND {hi}"
+        offset_sql = 0
+    else:
+        offset_sql = offset
+    sql = (f"SELECT {_COLUMNS} FROM {{src}} WHERE {where} ORDER BY seq {direction} "
+           f"LIMIT {int(limit)} OFFSET {int(offset_sql)}")
+    rows = run(snapshot, tenant, sql, params, **prune, **seq_range)
+    return [Event.from_row(dict(zip(ROW_FIELDS, r, strict=True)), tenant) for r in rows or []]
+
+
+def by_seq(snapshot: Snapshot, tenant: str, seqs: list[int]) -> list[Event]:
+    """Events with the given seqs, in seq order."""
+    if not seqs:
+        return []
+    lo, hi = min(seqs), max(seqs)
+    wanted = ", ".join(str(int(s)) for s in seqs)
+    sql = f"SELECT {_COLUMNS} FROM {{src}} WHERE seq IN ({wanted}) ORDER BY seq"
+    rows = run(snapshot, tenant, sql, seq_lo=lo, seq_hi=hi)
+    return [Event.from_row(dict(zip(ROW_FIELDS, r, strict=True)), tenant) for r in rows or []]
+
+
+def count_events(snapshot: Snapshot, tenant: str, *, start: datetime | None = None,
+                 end: datetime | None = None) -> int:
+    if start is None and end is None:
+        return snapshot.sizes.get(tenant, 0)
+    where, params, prune = _window(start, end)
+    rows = run(snapshot, tenant, f"SELECT count(*) FROM {{src}} WHERE {where}", params, **prune)
+    return int(rows[0][0]) if rows else 0
