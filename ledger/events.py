@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -112,12 +113,18 @@ class IdConflictError(ValueError):
         )
 
 
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_WHITESPACE = re.compile(r"\s")
+
+
 def _check_text(value: str | None, name: str, limit: int = MAX_TEXT) -> str | None:
     if value is None:
         return None
     if len(value) > limit:
         raise ValueError(f"{name} is longer than {limit} characters")
-    if any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+    if _CONTROL_OR_SURROGATE.search(value):
         raise ValueError(f"{name} contains control characters or lone surrogates")
     return value
 
@@ -137,7 +144,7 @@ def _check_metadata(value: Any, depth: int = 0) -> bool:
             raise ValueError("metadata numbers must be finite")
         return True
     if isinstance(value, str):
-        if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        if _SURROGATE.search(value):
             raise ValueError("metadata strings must not contain lone surrogates")
         return False
     if isinstance(value, list):
@@ -150,9 +157,9 @@ def _check_metadata(value: Any, depth: int = 0) -> bool:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError("metadata keys must be strings")
-            if any(0xD800 <= ord(c) <= 0xDFFF for c in key):
+            if _SURROGATE.search(key):
                 raise ValueError("metadata keys must not contain lone surrogates")
-            if any(ord(c) > 0xFFFF for c in key):
+            if _ASTRAL.search(key):
                 slow = True
             slow |= _check_metadata(item, depth + 1)
         return slow
@@ -220,7 +227,7 @@ class EventIn(BaseModel):
     @field_validator("event_id", "conversation_id", "id_at_origin")
     @classmethod
     def _ids(cls, value: str | None) -> str | None:
-        if value is not None and (value != value.strip() or any(c.isspace() for c in value)):
+        if value is not None and _WHITESPACE.search(value):
             raise ValueError("ids must not contain whitespace")
         return _check_text(value, "id", MAX_ID)
 
