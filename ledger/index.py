@@ -3,9 +3,12 @@
 A SQLite file (``index.sqlite``) that maps ``(tenant, event_id)`` to the acknowledgement
 of the event it names, and lists conversation events with whether a usage log has been
 paired with them (DESIGN §3). It is derived data: every row can be rebuilt from the
-journal and the segments. Appends write it in WAL mode without an fsync of their own
-(the journal is what makes an append durable); a seal commits it with a full fsync and
-records the manifest head it covers, so on open the ledger knows what to re-index.
+journal and the segments. Appends write it in WAL mode inside one long-running
+transaction, each append in a savepoint of its own (so a failed append is undone alone
+and an append costs no commit): the journal is what makes an append durable, and
+everything not yet committed here is re-indexed from the journal on open. A seal
+commits it with a full fsync and records the manifest head it covers, so on open the
+ledger knows what to re-index.
 """
 
 from __future__ import annotations
@@ -96,18 +99,25 @@ class Index:
 
     # -- writes --------------------------------------------------------------------------
     def begin(self) -> None:
-        self.db.execute("BEGIN")
+        """Start a unit of work (a savepoint inside the long-running transaction)."""
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+        self.db.execute("SAVEPOINT unit")
 
     def commit(self, *, durable: bool = False) -> None:
-        """Commit; ``durable`` also checkpoints the WAL into the database file and fsyncs
-        it, so everything committed so far survives a power loss."""
-        self.db.execute("COMMIT")
+        """End the unit of work. ``durable`` also commits the long-running transaction,
+        checkpoints the WAL into the database file and fsyncs it, so everything so far
+        survives a power loss."""
+        self.db.execute("RELEASE unit")
         if durable:
+            self.db.execute("COMMIT")
             self.db.execute("PRAGMA wal_checkpoint(FULL)")
 
     def rollback(self) -> None:
+        """Undo the current unit of work alone."""
         if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+            self.db.execute("ROLLBACK TO unit")
+            self.db.execute("RELEASE unit")
 
     def add_ids(self, tenant: str, rows: Iterable[tuple], *, replace: bool = False) -> None:
         """rows: (event_id, seq, digest, ts_us, cost_nanos, cost_source, conversation_id,
@@ -143,4 +153,6 @@ class Index:
         self.db.execute("DELETE FROM meta")
 
     def close(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
         self.db.close()

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,7 @@ DEFAULT_SEAL_ROWS = 250_000
 COMPACT_TARGET_ROWS = 1_000_000
 COMPACT_MIN_FILES = 8
 DAY_US = 86_400_000_000
+GC_PAUSE_BATCH = 1_000  # batches at least this large are prepared with the collector paused
 
 
 class LedgerError(RuntimeError):
@@ -106,6 +108,7 @@ class Ledger:
             pricer = PriceBook()
         self.pricer = pricer
         self._lock = threading.RLock()
+        self._written_announced: dict[int, bool] = {}  # thread → its announced append wrote
         self._seal_lock = threading.Lock()
         self._closed = False
         self._failed: BaseException | None = None
@@ -312,17 +315,36 @@ class Ledger:
         conflict) none is. Returns one acknowledgement per input, in order."""
         check_tenant(tenant)
         received = now_us()
-        parsed = [parse_event(e, index=i) for i, e in enumerate(events)]
-        prepared: list[Prepared] = []
-        for i, e in enumerate(parsed):
+        if not isinstance(events, Sequence):
+            events = list(events)
+        self.journal.announce()  # so a concurrent group commit can wait for this append
+        with _collector_paused(len(events) >= GC_PAUSE_BATCH):
             try:
-                prepared.append(prepare(e, tenant=tenant, received_us=received,
-                                        pricer=self.pricer))
-            except EventValidationError as exc:
-                raise EventValidationError(exc.problems, index=i) from None
-        return self._append_prepared(tenant, prepared)
+                parsed = [parse_event(e, index=i) for i, e in enumerate(events)]
+                prepared: list[Prepared] = []
+                for i, e in enumerate(parsed):
+                    try:
+                        prepared.append(prepare(e, tenant=tenant, received_us=received,
+                                                pricer=self.pricer))
+                    except EventValidationError as exc:
+                        raise EventValidationError(exc.problems, index=i) from None
+            except BaseException:
+                self.journal.abandon()
+                raise
+            return self._append_prepared(tenant, prepared, announced=True)
 
-    def _append_prepared(self, tenant: str, prepared: list[Prepared]) -> list[Ack]:
+    def _append_prepared(self, tenant: str, prepared: list[Prepared], *,
+                         announced: bool = False) -> list[Ack]:
+        """Append prepared events. ``announced``: the caller announced this append to the
+        journal, and it is settled here (written, or abandoned)."""
+        try:
+            return self._append_prepared_locked(tenant, prepared, announced)
+        finally:
+            if announced and not self._written_announced.pop(threading.get_ident(), False):
+                self.journal.abandon()
+
+    def _append_prepared_locked(self, tenant: str, prepared: list[Prepared],
+                                announced: bool) -> list[Ack]:
         acks: list[Ack | None] = [None] * len(prepared)
         # Repeats inside the batch: identical → stored once; different → conflict.
         first: dict[str, int] = {}
@@ -397,7 +419,9 @@ class Ledger:
             if frames:
                 frames.append(jr.COMMIT_FRAME)
                 try:
-                    position = self.journal.write(b"".join(frames))
+                    position = self.journal.write(b"".join(frames), announced=announced)
+                    if announced:
+                        self._written_announced[threading.get_ident()] = True
                 except OSError as exc:
                     self._failed = exc
                     raise LedgerError(f"could not write the journal: {exc}") from exc
@@ -706,6 +730,26 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _collector_paused(pause: bool) -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large batch is prepared.
+
+    A batch allocates many container objects that all stay alive until it is appended, so
+    the collector's young-generation passes find nothing to free yet rescan the batch again
+    and again (it doubled the cost of preparing a batch). Reference counting still frees
+    everything as usual; the collector is switched back on at the end, and not touched at
+    all if it was already off.
+    """
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _now_text() -> str:

@@ -1,0 +1,118 @@
+"""The journal's group commit: concurrent appends share fsyncs, and nothing waits long on
+an append that was announced but never written."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ledger import Ledger
+from ledger import journal as jr
+from tests.conftest import usage
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = os.fdatasync
+
+    def counted(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counted)
+    return calls
+
+
+def _commit_in_thread(j: jr.Journal, data: bytes) -> threading.Thread:
+    position = j.write(data)
+    t = threading.Thread(target=j.commit, args=(position,))
+    t.start()
+    return t
+
+
+def test_leader_waits_for_an_announced_append_so_both_share_one_fsync(
+        tmp_path: Path, syncs: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jr, "GROUP_WAIT", 5.0)
+    j = jr.Journal(tmp_path, 1)
+    j.announce()  # a second writer is preparing its append
+    leader = _commit_in_thread(j, jr.COMMIT_FRAME)
+    time.sleep(0.05)
+    assert leader.is_alive(), "the leader synced without waiting for the announced append"
+    position = j.write(jr.COMMIT_FRAME, announced=True)
+    j.commit(position)
+    leader.join(timeout=5)
+    assert not leader.is_alive()
+    assert len(syncs) == 1
+    j.close()
+
+
+def test_an_abandoned_announcement_releases_the_waiting_leader(
+        tmp_path: Path, syncs: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jr, "GROUP_WAIT", 5.0)
+    j = jr.Journal(tmp_path, 1)
+    j.announce()
+    leader = _commit_in_thread(j, jr.COMMIT_FRAME)
+    time.sleep(0.05)
+    started = time.monotonic()
+    j.abandon()
+    leader.join(timeout=5)
+    assert not leader.is_alive()
+    assert time.monotonic() - started < 1.0
+    assert len(syncs) == 1
+    j.close()
+
+
+def test_leader_waits_at_most_group_wait_for_a_slow_announced_append(
+        tmp_path: Path, syncs: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jr, "GROUP_WAIT", 0.05)
+    j = jr.Journal(tmp_path, 1)
+    j.announce()  # never written
+    started = time.monotonic()
+    j.commit(j.write(jr.COMMIT_FRAME))
+    assert time.monotonic() - started < 1.0
+    assert len(syncs) == 1
+    j.abandon()
+    j.close()
+
+
+def test_refused_append_does_not_hold_back_later_commits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jr, "GROUP_WAIT", 5.0)
+    with Ledger(tmp_path / "data", pricer=None) as led:
+        with pytest.raises(ValueError):
+            led.append(usage(input_tokens=-1), tenant="a")
+        started = time.monotonic()
+        led.append(usage(), tenant="a")
+        assert time.monotonic() - started < 1.0
+
+
+def test_concurrent_appends_share_fsyncs(tmp_path: Path, syncs: list[int]) -> None:
+    with Ledger(tmp_path / "data", pricer=None) as led:
+        barrier = threading.Barrier(8)
+
+        def writer(w: int) -> None:
+            barrier.wait()
+            for i in range(25):
+                led.append(usage(event_id=f"w{w}-{i}"), tenant="a")
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert led.size("a") == 200
+    assert len(syncs) < 200
+
+
+def test_large_batch_leaves_the_garbage_collector_enabled(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "data", pricer=None) as led:
+        led.append_many([usage() for _ in range(1500)], tenant="a")
+        with pytest.raises(ValueError):
+            led.append_many([usage() for _ in range(1500)] + [usage(model="")], tenant="a")
+    assert gc.isenabled()
