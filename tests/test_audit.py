@@ -1,0 +1,130 @@
+"""Tampering with a data directory is reported by the audit (`llmring ledger verify`),
+naming what is wrong and where."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from ledger import Ledger
+from ledger.audit import AuditReport, verify_directory
+from tests.conftest import usage
+
+
+@pytest.fixture
+def sealed(tmp_path: Path) -> Path:
+    """A directory with two projects, several days and a few segments each, all sealed."""
+    path = tmp_path / "data"
+    with Ledger(path, pricer=None) as led:
+        for batch in range(3):
+            led.append_many([usage(event_id=f"e{batch}-{i}", input_tokens=100 + i,
+                                   ts=f"2025-10-0{1 + i % 3}T12:00:00Z")
+                             for i in range(30)], tenant="acme")
+            led.append_many([usage(event_id=f"o{batch}-{i}") for i in range(5)],
+                            tenant="other")
+            led.flush()
+    return path
+
+
+def _kinds(report: AuditReport) -> set[str]:
+    return {p.kind for p in report.problems}
+
+
+def _text(report: AuditReport) -> str:
+    return "\n".join(str(p) for p in report.problems)
+
+
+def _segments(path: Path, tenant: str = "acme") -> list[Path]:
+    return sorted((path / "events" / f"tenant={tenant}").rglob("*.parquet"))
+
+
+def _manifest_records(path: Path) -> list[dict]:
+    return [orjson.loads(x) for x in (path / "manifest.jsonl").read_bytes().splitlines()]
+
+
+def _write_manifest(path: Path, records: list[dict]) -> None:
+    (path / "manifest.jsonl").write_bytes(
+        b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records))
+
+
+def test_an_untouched_directory_verifies(sealed: Path) -> None:
+    report = verify_directory(sealed)
+    assert report.ok, _text(report)
+    assert report.events_checked == 105
+
+
+def test_a_flipped_byte_in_a_segment_is_reported_naming_the_file(sealed: Path) -> None:
+    segment = _segments(sealed)[0]
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    segment.write_bytes(bytes(data))
+    report = verify_directory(sealed)
+    assert not report.ok
+    assert str(segment.relative_to(sealed)) in _text(report)
+
+
+def test_a_deleted_segment_is_reported(sealed: Path) -> None:
+    segment = _segments(sealed)[0]
+    segment.unlink()
+    report = verify_directory(sealed)
+    assert not report.ok
+    assert str(segment.relative_to(sealed)) in _text(report)
+
+
+def test_an_edited_manifest_record_breaks_the_hash_chain(sealed: Path) -> None:
+    records = _manifest_records(sealed)
+    records[0]["at"] = "2020-01-01T00:00:00.000000Z"
+    _write_manifest(sealed, records)
+    report = verify_directory(sealed)
+    assert "manifest" in _kinds(report)
+
+
+def test_a_removed_manifest_record_is_reported(sealed: Path) -> None:
+    records = _manifest_records(sealed)
+    del records[1]
+    _write_manifest(sealed, records)
+    report = verify_directory(sealed)
+    assert "manifest" in _kinds(report)
+
+
+def test_a_cost_rewritten_in_a_segment_and_its_manifest_hash_is_caught_by_the_leaf_hash(
+        sealed: Path) -> None:
+    segment = _segments(sealed)[0]
+    table = pq.read_table(segment)
+    cost = table.column("cost_nanos")
+    table = table.set_column(table.schema.get_field_index("cost_nanos"), "cost_nanos",
+                             pc.multiply(cost, pa.scalar(2, cost.type)))
+    pq.write_table(table, segment, compression="zstd")
+    # Make the manifest agree with the new file, re-chaining every record after it.
+    rel = str(segment.relative_to(sealed))
+    digest = hashlib.sha256(segment.read_bytes()).hexdigest()
+    records = _manifest_records(sealed)
+    for r in records:
+        for seg in r.get("add", []):
+            if seg["path"] == rel:
+                seg["sha256"] = digest
+    prev = None
+    for r in records:
+        if prev is not None:
+            r["prev"] = prev
+        prev = hashlib.sha256(orjson.dumps(r, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    _write_manifest(sealed, records)
+    report = verify_directory(sealed)
+    assert not report.ok
+    assert "leaf" in _text(report).lower()
+
+
+def test_an_altered_leaf_hash_in_the_tree_files_is_reported(sealed: Path) -> None:
+    level0 = sealed / "tree" / "tenant=acme" / "level-0.bin"
+    data = bytearray(level0.read_bytes())
+    data[32 * 5] ^= 0x80
+    level0.write_bytes(bytes(data))
+    report = verify_directory(sealed)
+    assert "tree" in _kinds(report)
+    assert "tree leaf 5" in _text(report)
