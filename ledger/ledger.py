@@ -208,9 +208,8 @@ class Ledger:
             start = state.hashes.index(head) + 1 if head in state.hashes else 0
             if start == 0:
                 self.index.clear()
-            added = [Segment.from_dict(d) for r in state.records[start:] for d in r["add"]]
             self.index.begin()
-            for seg in added:
+            for seg in _segments_to_index(state.records[start:]):
                 if seg.path in state.live:
                     self._index_segment(seg)
             self.index.set_head(state.head)
@@ -730,6 +729,23 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _segments_to_index(records: Sequence[Mapping[str, Any]]) -> list[Segment]:
+    """Segments of ``records`` holding entries the index has not seen. A compaction only
+    rewrites entries: its output needs indexing only if it absorbed such a segment (so
+    reopening after compactions of a large log does not re-index the whole log)."""
+    new: dict[str, Segment] = {}
+    for r in records:
+        added = {d["path"]: Segment.from_dict(d) for d in r["add"]}
+        if r.get("op") == "compact":
+            removed = {d["path"] for d in r["remove"]}
+            if not removed & new.keys():
+                continue
+            for path in removed:
+                new.pop(path, None)
+        new.update(added)
+    return list(new.values())
 
 
 @contextlib.contextmanager

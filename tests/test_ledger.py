@@ -219,3 +219,35 @@ def test_rollup_counts_unpriced_calls_separately(ledger_dir: Path) -> None:
 def test_rollup_refuses_an_unknown_time_zone(ledger: Ledger) -> None:
     with pytest.raises(RollupError, match="unknown time zone"):
         rollup(ledger.snapshot(), "a", ["day"], tz="Mars/Olympus")
+
+
+def _sealed_and_compacted(path: Path) -> None:
+    with Ledger(path, pricer=None) as led:
+        for b in range(3):
+            led.append_many([usage(event_id=f"b{b}-{i}", ts="2025-10-01T12:00:00Z")
+                             for i in range(10)], tenant="a")
+            led.flush()
+        assert led.compact().merged == 3
+
+
+def test_reopening_after_compaction_does_not_reindex_the_log(
+        ledger_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _sealed_and_compacted(ledger_dir)
+    calls: list[str] = []
+    real = Ledger._index_segment
+    monkeypatch.setattr(Ledger, "_index_segment",
+                        lambda self, seg: (calls.append(seg.path), real(self, seg)))
+    with Ledger(ledger_dir, pricer=None) as led:
+        assert not led.append(usage(event_id="b1-3", ts="2025-10-01T12:00:00Z"),
+                              tenant="a").created
+    assert calls == []
+
+
+def test_a_lost_index_is_rebuilt_from_compacted_segments(ledger_dir: Path) -> None:
+    _sealed_and_compacted(ledger_dir)
+    for p in ledger_dir.glob("index.sqlite*"):
+        p.unlink()
+    with Ledger(ledger_dir, pricer=None) as led:
+        ack = led.append(usage(event_id="b2-9", ts="2025-10-01T12:00:00Z"), tenant="a")
+        assert not ack.created and ack.seq == 29
+        assert led.size("a") == 30
