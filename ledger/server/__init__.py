@@ -1,0 +1,7 @@
+"""The HTTP server (DESIGN §9): FastAPI over one open ``Ledger``, with API keys scoping
+every read and write to one project. ``create_app(data_dir)`` builds the ASGI app;
+``llmring serve`` runs it with uvicorn."""
+
+from ledger.server.app import ServerConfig, create_app
+
+__all__ = ["ServerConfig", "create_app"]
