@@ -260,11 +260,17 @@ def test_malformed_usage_logs_are_422_and_change_nothing(alpha: httpx.Client,
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"offset": -1},
-                                    {"start": "not-a-date"}, {"order": "ts"}])
+                                    {"order": "ts"}])
 def test_bad_paging_and_dates_are_422(alpha: httpx.Client, params: dict[str, Any]) -> None:
     r = alpha.get("/api/v1/logs", params=params)
     assert r.status_code == 422
     assert r.json()["detail"]
+
+
+def test_a_bad_date_is_400_saying_what_a_date_looks_like(alpha: httpx.Client) -> None:
+    r = alpha.get("/api/v1/logs", params={"start": "not-a-date"})
+    assert r.status_code == 400
+    assert "YYYY-MM-DD" in r.json()["detail"]
 
 
 def test_a_start_after_the_end_is_400(alpha: httpx.Client) -> None:

@@ -2,7 +2,8 @@
 directory, its API keys, conversation content, signing keys, receipts), request body
 limits, and the mapping of every domain error to ``{"detail": …}`` with a 4xx status.
 
-The server is the one process holding the data directory's lock. Endpoints that touch the
+The operations themselves are ``ledger.service.LedgerService``'s. The server is the one
+process holding the data directory's lock. Endpoints that touch the
 ledger are plain ``def`` functions, run in the thread pool, so concurrent appends share
 the journal's group-commit fsyncs. Shutdown closes the ledger, which seals the journal.
 """
@@ -10,7 +11,6 @@ the journal's group-commit fsyncs. Shutdown closes the ledger, which seals the j
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,12 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.apikeys import ApiKeyError, ApiKeyStore
-from ledger.checkpoint import CheckpointError, CheckpointStore
-from ledger.config import ConfigError, ledger_origin
-from ledger.content import ContentError, ContentStore
+from ledger.checkpoint import CheckpointError
+from ledger.config import ConfigError
+from ledger.content import ContentError
 from ledger.events import EventValidationError, IdConflictError
-from ledger.ledger import Ledger, LedgerError
-from ledger.signing import KeyRing, KeyRingError
+from ledger.ledger import LedgerError
+from ledger.service import LedgerService, NotFoundError
+from ledger.signing import KeyRingError
 from ledger.tenants import TenantError
 from projections.rollups import RollupError
 
@@ -48,45 +49,16 @@ class ServerConfig:
 
 
 class ServerState:
-    """Everything the endpoints share, opened at startup and closed at shutdown."""
+    """What the endpoints share, opened at startup and closed at shutdown: the data
+    directory's ``LedgerService`` and its API keys."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.data = Path(config.data_dir)
-        self.ledger = Ledger(self.data)
-        try:
-            self.origin = ledger_origin(self.data)
-            self.keyring = KeyRing(self.data / "keys", self.origin)
-            # Never sign with a throw-away key: the first key is created and persisted now.
-            self.keyring.current()
-            self.checkpoints = CheckpointStore(self.data / "checkpoints")
-            self.api_keys = ApiKeyStore(self.data)
-            self.content = ContentStore(self.data)
-            self.receipts = _receipts_facade(self.ledger, self.keyring)
-        except BaseException:
-            self.ledger.close()
-            raise
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-
-    def tenant_lock(self, tenant: str) -> Any:
-        """Serializes signing for one tenant (checkpoints, receipts)."""
-        lock = getattr(self.ledger, "receipt_lock", None)
-        if lock is not None:
-            return lock(tenant)
-        with self._locks_guard:
-            return self._locks.setdefault(tenant, threading.Lock())
+        self.service = LedgerService(config.data_dir)
+        self.api_keys = ApiKeyStore(config.data_dir)
 
     def close(self) -> None:
-        self.ledger.close()
-
-
-def _receipts_facade(ledger: Ledger, keyring: KeyRing) -> Any:
-    try:
-        from ledger.receipts import Receipts
-    except ImportError:  # pragma: no cover - a build without receipts
-        return None
-    return Receipts(ledger, keyring)
+        self.service.close()
 
 
 # -- body limits -------------------------------------------------------------------------
@@ -194,6 +166,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ContentError)
     async def _content(_: Request, exc: ContentError) -> JSONResponse:
         return detail(422, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
+        return detail(404, str(exc))
 
     for cls in (TenantError, RollupError, ValueError):
         app.add_exception_handler(cls, _bad_request)

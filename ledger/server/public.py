@@ -3,10 +3,9 @@ verifiers need. They reveal nothing about any project."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from ledger.server.logs import json_response, state
-from ledger.signing import public_keys_json
+from ledger.server.logs import json_response, service
 
 router = APIRouter(tags=["public"])
 
@@ -20,7 +19,7 @@ def health() -> dict[str, str]:
 def public_keys(request: Request) -> Response:
     """Every Ed25519 key, current and retired (retired keys stay published so that
     everything they signed keeps verifying)."""
-    return json_response(public_keys_json(state(request).keyring.keys()))
+    return json_response(service(request).public_keys())
 
 
 @router.get("/receipts/public-key.pem", summary="The current signing key (PEM)",
@@ -28,7 +27,4 @@ def public_keys(request: Request) -> Response:
             responses={200: {"content": {"application/x-pem-file": {}}}})
 def public_key_pem(request: Request) -> Response:
     """The current key as a SubjectPublicKeyInfo PEM."""
-    info = state(request).keyring.current_info()
-    if info is None:  # pragma: no cover - the server creates a key at startup
-        raise HTTPException(404, "no signing key yet")
-    return Response(info.pem(), media_type="application/x-pem-file")
+    return Response(service(request).public_key_pem(), media_type="application/x-pem-file")
