@@ -8,7 +8,11 @@ An event payload is ``b"E" | u64 seq | i64 recorded_at (µs) | 16-byte digest | 
 bytes``: the canonical bytes are the event (and hash to its leaf), so the journal stores
 nothing that could disagree with the leaf hash. A pairing payload (a usage log joined to
 the conversation event it names, DESIGN §3) is ``b"P" | JSON``. Every appended batch ends
-with a commit frame ``b"C"``: on replay, records after the last commit frame belong to a
+with a commit frame ``b"C"``. A receipt entry (a log entry of kind ``receipt``, DESIGN §6)
+is ``b"R" | u64 seq | i64 recorded_at (µs) | canonical bytes of the signed receipt``,
+followed in the same batch by one or more membership payloads ``b"M" | u64 receipt seq |
+(i64 first seq, i64 last seq)*``: the runs of event seqs the receipt certifies. Either
+way a batch ends with the commit frame: on replay, records after the last commit frame belong to a
 batch that was never acknowledged and are dropped, so a batch is wholly present or absent.
 
 Appends are written in one ``write`` under the caller's lock and made durable by
@@ -57,7 +61,23 @@ class CommitRecord:
     pass
 
 
-Record = EventRecord | PairRecord | CommitRecord
+@dataclass(frozen=True, slots=True)
+class ReceiptRecord:
+    seq: int
+    recorded_at_us: int
+    canonical: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRecord:
+    receipt_seq: int
+    ranges: bytes  # packed little-endian int64 pairs (first seq, last seq), inclusive
+
+
+Record = EventRecord | PairRecord | ReceiptRecord | MembershipRecord | CommitRecord
+RECEIPT_HEAD = struct.Struct("<Qq")
+MEMBERSHIP_HEAD = struct.Struct("<Q")
+RANGES_PER_FRAME = (MAX_FRAME - 64) // 16
 
 
 def encode_event(seq: int, recorded_at_us: int, digest: bytes, canonical: bytes) -> bytes:
@@ -67,6 +87,17 @@ def encode_event(seq: int, recorded_at_us: int, digest: bytes, canonical: bytes)
 
 def encode_pair(data: dict) -> bytes:
     return _frame(b"P" + orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+
+
+def encode_receipt(seq: int, recorded_at_us: int, canonical: bytes,
+                   ranges: bytes) -> bytes:
+    """A receipt entry and its membership runs (``ranges``: packed int64 pairs), as frames
+    for one batch (the caller appends the commit frame)."""
+    frames = [_frame(b"R" + RECEIPT_HEAD.pack(seq, recorded_at_us) + canonical)]
+    step = RANGES_PER_FRAME * 16
+    for start in range(0, max(len(ranges), 1), step):
+        frames.append(_frame(b"M" + MEMBERSHIP_HEAD.pack(seq) + ranges[start:start + step]))
+    return b"".join(frames)
 
 
 def _frame(payload: bytes) -> bytes:
@@ -83,6 +114,12 @@ def _decode(payload: bytes) -> Record:
         return EventRecord(seq, rec, digest, payload[1 + EVENT_HEAD.size:])
     if payload[:1] == b"P":
         return PairRecord(orjson.loads(payload[1:]))
+    if payload[:1] == b"R":
+        seq, rec = RECEIPT_HEAD.unpack_from(payload, 1)
+        return ReceiptRecord(seq, rec, payload[1 + RECEIPT_HEAD.size:])
+    if payload[:1] == b"M":
+        (seq,) = MEMBERSHIP_HEAD.unpack_from(payload, 1)
+        return MembershipRecord(seq, payload[1 + MEMBERSHIP_HEAD.size:])
     if payload == b"C":
         return CommitRecord()
     raise ValueError(f"unknown journal record type {payload[:1]!r}")
