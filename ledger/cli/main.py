@@ -12,6 +12,7 @@ from ledger.cli.common import App, CliError
 from ledger.cli.demo import demo
 from ledger.cli.ingest import ingest, record
 from ledger.cli.ledger_cmds import ledger_group
+from ledger.cli.receipts_cmds import receipts_group
 from ledger.cli.usage import usage_group
 from ledger.tenants import TenantError, check_tenant
 
@@ -44,6 +45,7 @@ cli.add_command(ingest)
 cli.add_command(record)
 cli.add_command(ledger_group)
 cli.add_command(usage_group)
+cli.add_command(receipts_group)
 cli.add_command(demo)
 
 
