@@ -113,7 +113,7 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
 _BUFFER_CHUNK = 1 << 18  # pairs hashed per list comprehension (bounds transient memory)
 
 
-def _level_up(level: bytes, count: int) -> bytes:
+def _level_up(level: bytes | bytearray, count: int) -> bytearray:
     """The next level of a packed level (``count`` 32-byte hashes): adjacent pairs
     hashed, an odd last node moved up unchanged."""
     pairs = count // 2
@@ -124,7 +124,7 @@ def _level_up(level: bytes, count: int) -> bytes:
                          for i in range(first, last)])
     if count % 2:
         out += level[HASH_SIZE * (count - 1):HASH_SIZE * count]
-    return bytes(out)
+    return out
 
 
 def tree_levels_from_buffer(leaves: bytes, *, keep: int = 0) -> tuple[bytes, bytes]:
@@ -139,16 +139,17 @@ def tree_levels_from_buffer(leaves: bytes, *, keep: int = 0) -> tuple[bytes, byt
     count = len(leaves) // HASH_SIZE
     if count == 0:
         return EMPTY_ROOT, b""
-    level, height, kept = bytes(leaves), 0, b""
+    level: bytes | bytearray = leaves
+    height, kept = 0, b""
     if keep == 0:
-        kept = level
+        kept = bytes(level)
     while count > 1:
         level = _level_up(level, count)
         count = (count + 1) // 2
         height += 1
         if height == keep:
-            kept = level
-    return level, kept
+            kept = bytes(level)
+    return bytes(level[:HASH_SIZE]), kept
 
 
 def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:

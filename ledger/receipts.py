@@ -301,15 +301,17 @@ class Receipts:
         with self.ledger.receipt_lock(tenant):
             step("select")
             snapshot, selection, s = self._select(tenant, sel)
-            seqs = pr.selected_seqs(snapshot, tenant, selection)
-            if len(seqs) != s["calls"]:  # pragma: no cover - projections disagree
-                raise RuntimeError(f"selection found {len(seqs)} seqs but {s['calls']} events")
+            if selection.intervals is not None:  # since-last, explicit ids: runs known
+                runs = selection.intervals
+            else:
+                runs = runs_of(pr.selected_seqs(snapshot, tenant, selection))
+            if pr.interval_count(runs) != s["calls"]:  # pragma: no cover - a bug
+                raise RuntimeError(f"selection found {pr.interval_count(runs)} seqs but "
+                                   f"{s['calls']} events")
             step("hash")
-            leaves = self._leaf_buffer(tenant, seqs)
+            leaves = self._leaf_buffer_of_runs(tenant, runs)
             root, tiles = tree_levels_from_buffer(leaves, keep=TILE_HEIGHT)
             del leaves
-            runs = runs_of(seqs)
-            del seqs
             body = self._body(tenant, sel, s, root, description, labels)
             step("sign")
             holder: dict[str, Any] = {}
@@ -395,6 +397,13 @@ class Receipts:
         rows = np.frombuffer(data, dtype=np.uint8).reshape(-1, HASH_SIZE)
         return rows[seqs - lo].tobytes()
 
+    def _leaf_buffer_of_runs(self, tenant: str, runs: np.ndarray) -> bytes:
+        """The packed log leaf hashes of the seqs in ``runs`` (inclusive, ascending)."""
+        if len(runs) <= 4096:
+            return b"".join(self.ledger.leaf_hash_buffer(tenant, int(lo), int(hi) + 1)
+                            for lo, hi in runs)
+        return self._leaf_buffer(tenant, seqs_of(runs))
+
     def _tiles_path(self, tenant: str, receipt_id: str) -> Path:
         return self.path / "rtree" / f"tenant={tenant}" / f"{receipt_id}.bin"
 
@@ -416,7 +425,7 @@ class Receipts:
         except FileNotFoundError:
             data = b""
         if len(data) != want:
-            root, tiles = tree_levels_from_buffer(self._leaf_buffer(tenant, seqs_of(runs)),
+            root, tiles = tree_levels_from_buffer(self._leaf_buffer_of_runs(tenant, runs),
                                                   keep=TILE_HEIGHT)
             if root.hex() != merkle_root:
                 raise RuntimeError(f"receipt {receipt_id}: its events no longer hash to its "

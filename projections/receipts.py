@@ -217,41 +217,48 @@ def selected_seqs(snapshot: Snapshot, tenant: str, selection: Selection) -> np.n
 
 
 def summary(snapshot: Snapshot, tenant: str, selection: Selection) -> dict[str, Any]:
-    """Counts, tokens, cost and the by-model/alias/provider/date breakdowns of the
-    selected events, in one scan (GROUPING SETS). Costs are exact nano-USD integers."""
-    sql = (
-        "SELECT GROUPING(model, alias, provider, d) AS g, model, alias, provider, d, "
-        "count(*) AS calls, sum(input_tokens) AS inp, sum(output_tokens) AS outp, "
-        "sum(cost_nanos) AS cost, count(*) FILTER (WHERE cost_source = 'unpriced') AS unp, "
-        "count(DISTINCT conversation_id) AS convs, min(epoch_us(ts)) AS t0, "
-        "max(epoch_us(ts)) AS t1 "
-        "FROM (SELECT model, alias, provider, strftime(ts, '%Y-%m-%d') AS d, input_tokens, "
-        f"output_tokens, cost_nanos, cost_source, conversation_id, ts FROM {{src}} "
-        f"WHERE {selection.where}) "
-        "GROUP BY GROUPING SETS ((model), (alias), (provider), (d), ())")
-    rows = query(snapshot, tenant, sql, selection.params, selection=selection)
+    """Counts, tokens, cost and the by-model/alias/provider/date (UTC) breakdowns of the
+    selected events. One scan groups by (model, alias, provider, day) — a few hundred
+    groups — and the breakdowns are folded from those groups; a second counts distinct
+    conversations. Costs are exact nano-USD integers."""
+    day_us = 86_400_000_000
+    rows = query(snapshot, tenant, (
+        f"SELECT model, alias, provider, epoch_us(ts) // {day_us} AS d, count(*), "
+        "sum(input_tokens), sum(output_tokens), sum(cost_nanos), "
+        "count(*) FILTER (WHERE cost_source = 'unpriced'), min(epoch_us(ts)), "
+        f"max(epoch_us(ts)) FROM {{src}} WHERE {selection.where} GROUP BY ALL"),
+        selection.params, selection=selection) or []
     out: dict[str, Any] = {"calls": 0, "input_tokens": 0, "output_tokens": 0,
                            "cost_nanos": 0, "unpriced": 0, "conversations": 0,
-                           "first_ts_us": None, "last_ts_us": None,
-                           "by_model": {}, "by_alias": {}, "by_provider": {}, "by_date": {}}
-    # GROUPING bits (model, alias, provider, d): a 0 bit is the grouped column.
-    dims = {0b0111: ("by_model", 1), 0b1011: ("by_alias", 2), 0b1101: ("by_provider", 3),
-            0b1110: ("by_date", 4)}
-    for row in rows or []:
-        g, calls = row[0], int(row[5])
-        inp, outp, cost = int(row[6] or 0), int(row[7] or 0), int(row[8] or 0)
-        if g == 0b1111:
-            if calls == 0:
-                continue
-            out.update(calls=calls, input_tokens=inp, output_tokens=outp, cost_nanos=cost,
-                       unpriced=int(row[9] or 0), conversations=int(row[10] or 0),
-                       first_ts_us=row[11], last_ts_us=row[12])
-            continue
-        name, col = dims[g]
-        out[name][str(row[col])] = {"calls": calls, "tokens": inp + outp,
-                                    "cost": cost / 1e9, "cost_nanos": cost}
-    for name in ("by_model", "by_alias", "by_provider", "by_date"):
-        out[name] = dict(sorted(out[name].items()))
+                           "first_ts_us": None, "last_ts_us": None}
+    groups: dict[str, dict[str, list[int]]] = {
+        "by_model": {}, "by_alias": {}, "by_provider": {}, "by_date": {}}
+    epoch = date(1970, 1, 1).toordinal()
+    for model, alias, provider, day, calls, inp, outp, cost, unp, t0, t1 in rows:
+        inp, outp, cost, unp = int(inp or 0), int(outp or 0), int(cost or 0), int(unp or 0)
+        out["calls"] += calls
+        out["input_tokens"] += inp
+        out["output_tokens"] += outp
+        out["cost_nanos"] += cost
+        out["unpriced"] += unp
+        out["first_ts_us"] = t0 if out["first_ts_us"] is None else min(out["first_ts_us"], t0)
+        out["last_ts_us"] = t1 if out["last_ts_us"] is None else max(out["last_ts_us"], t1)
+        keys = (("by_model", model), ("by_alias", alias), ("by_provider", provider),
+                ("by_date", date.fromordinal(epoch + int(day)).isoformat()))
+        for name, key in keys:
+            acc = groups[name].setdefault(str(key), [0, 0, 0, 0])
+            acc[0] += calls
+            acc[1] += inp + outp
+            acc[2] += cost
+            acc[3] += unp
+    for name, items in groups.items():
+        out[name] = {k: {"calls": c, "tokens": t, "cost": n / 1e9, "cost_nanos": n,
+                         "unpriced_calls": u} for k, (c, t, n, u) in sorted(items.items())}
+    if out["calls"]:
+        distinct = query(snapshot, tenant, "SELECT count(DISTINCT conversation_id) FROM "
+                         f"{{src}} WHERE {selection.where}", selection.params,
+                         selection=selection)
+        out["conversations"] = int(distinct[0][0]) if distinct else 0
     return out
 
 

@@ -159,8 +159,10 @@ def test_receipt_has_every_field_of_the_design(ledger, receipts):
                       "by_date"}
     assert s["by_model"]["gpt-4o"]["calls"] == 1
     assert s["by_provider"] == {
-        "anthropic": {"calls": 1, "tokens": 1500, "cost": 0.00036, "cost_nanos": 360000},
-        "openai": {"calls": 1, "tokens": 1500, "cost": 0.00036, "cost_nanos": 360000}}
+        "anthropic": {"calls": 1, "tokens": 1500, "cost": 0.00036, "cost_nanos": 360000,
+                      "unpriced_calls": 0},
+        "openai": {"calls": 1, "tokens": 1500, "cost": 0.00036, "cost_nanos": 360000,
+                   "unpriced_calls": 0}}
     assert set(s["by_date"]) == {"2025-10-01", "2025-10-02"}
     assert r["total_cost_nanos"] == 720_000 and r["total_cost"] == 0.00072
 

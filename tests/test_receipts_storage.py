@@ -129,3 +129,63 @@ def test_the_log_tree_counts_receipt_entries_after_a_lost_tree(ledger_dir: Path)
         p.unlink()
     with Ledger(ledger_dir, pricer=None) as led:
         assert led.root() == root and led.size() == 5
+
+
+RECEIPT_WRITER = """
+import sys, threading
+from ledger import Ledger
+from ledger.receipts import Receipts, ReceiptRequestError
+led = Ledger(sys.argv[1], seal_rows=int(sys.argv[2]), pricer=None)
+rc = Receipts(led)
+rc.keyring.current()
+print("READY", flush=True)
+def writer():
+    while True:
+        led.append_many([{"provider": "p", "model": "m", "input_tokens": 1,
+                          "output_tokens": 1, "cost": "0.001"} for _ in range(7)])
+threading.Thread(target=writer, daemon=True).start()
+while True:
+    try:
+        r = rc.generate(since_last_receipt=True)
+    except ReceiptRequestError:
+        continue
+    print("RECEIPT", r["receipt"]["receipt_id"], r["certified_count"], flush=True)
+"""
+
+
+def test_receipts_survive_sigkill_at_random_moments(tmp_path: Path):
+    import random
+    import signal
+    import time
+
+    data = tmp_path / "data"
+    rng = random.Random(20261125)
+    acked: dict[str, int] = {}
+    for run in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RECEIPT_WRITER, str(data), str(rng.choice([30, 200]))],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY", run
+        time.sleep(rng.uniform(0.2, 0.8))
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        for line in out.splitlines()[:-1] if not out.endswith("\n") else out.splitlines():
+            _, rid, count = line.split()
+            acked[rid] = int(count)
+        with Ledger(data, pricer=None) as led:
+            rc = Receipts(led)
+            certified: set[str] = set()
+            for rid, count in acked.items():
+                assert rc.get("default", rid)["certified_count"] == count, (run, rid)
+            for r in rc.list(limit=1000)["receipts"]:
+                ids = {log["id"] for offset in range(0, r["certified_count"], 1000)
+                       for log in rc.logs("default", r["receipt_id"], limit=1000,
+                                          offset=offset)["logs"]}
+                assert len(ids) == r["certified_count"]
+                assert not ids & certified, f"run {run}: an event was certified twice"
+                certified |= ids
+        report = verify_directory(data)
+        assert report.ok, f"run {run}: {[str(p) for p in report.problems]}"
+    assert acked

@@ -15,6 +15,7 @@ from ledger.cli.common import (
     EXIT_FAILED_CHECK,
     App,
     CliError,
+    cost_cell,
     json_option,
     key_value_table,
     new_table,
@@ -98,7 +99,8 @@ def _breakdown_table(title: str, rows: dict[str, dict[str, Any]]) -> Any:
     table = new_table(title.split()[-1], "calls", "tokens", "cost", title=title,
                       numeric=("calls", "tokens", "cost"))
     for key, v in rows.items():
-        table.add_row(key, num(v["calls"]), num(v["tokens"]), usd(v["cost_nanos"]))
+        table.add_row(key, num(v["calls"]), num(v["tokens"]),
+                      cost_cell(v["cost_nanos"], v["calls"], v["unpriced_calls"]))
     return table
 
 
