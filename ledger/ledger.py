@@ -677,7 +677,7 @@ class Ledger:
                 for seg in self.manifest.state.segments(kind=kind):
                     files.setdefault(seg.tenant, []).append(self.store.abspath(seg.path))
             entries = [e for c in [*self._frozen, self._active] for e in c.receipts]
-            receipt_tail, membership_tail = tail_tables(entries)
+            receipt_tail, membership_tail = tail_tables(entries) if entries else (None, None)
             return Snapshot(segments=segments, tail=self._tail_table(), sizes=dict(self._sizes),
                             receipt_files=receipt_files, membership_files=membership_files,
                             receipt_tail=receipt_tail, membership_tail=membership_tail,

@@ -47,6 +47,7 @@ from ledger.merkle import (
 )
 from ledger.receipt_log import runs_of, seqs_of
 from ledger.signing import KeyRing, PublicKeyInfo, encode_signature
+from ledger.tenants import TenantError, check_tenant
 from projections import receipts as pr
 
 BUNDLE_FORMAT = "ledger-proof/v1"
@@ -205,6 +206,13 @@ def _check_labels(description: str | None, tags: Sequence[str] | None) -> list[s
     return list(dict.fromkeys(tags))
 
 
+def _check_tenant(tenant: str) -> None:
+    try:
+        check_tenant(tenant)
+    except TenantError as exc:
+        raise ReceiptRequestError(str(exc)) from None
+
+
 def _money(nanos: int) -> float:
     return nanos / 1e9
 
@@ -263,6 +271,7 @@ class Receipts:
                 log_ids: Sequence[str] | None = None, since_last_receipt: bool = False,
                 ) -> dict[str, Any]:
         """What ``generate`` with the same selection would certify; writes nothing."""
+        _check_tenant(tenant)
         sel = selector(conversation_id=conversation_id, start_date=start_date,
                        end_date=end_date, log_ids=log_ids,
                        since_last_receipt=since_last_receipt)
@@ -293,6 +302,7 @@ class Receipts:
         """Certify the selected events with a signed receipt appended to the tenant's
         log. Returns ``{"receipt": …, "certified_count": n}`` once it is durable.
         ``progress`` is told each stage's name (select, hash, sign, store)."""
+        _check_tenant(tenant)
         sel = selector(conversation_id=conversation_id, start_date=start_date,
                        end_date=end_date, log_ids=log_ids,
                        since_last_receipt=since_last_receipt)
@@ -424,15 +434,20 @@ class Receipts:
             data = path.read_bytes()
         except FileNotFoundError:
             data = b""
-        if len(data) != want:
-            root, tiles = tree_levels_from_buffer(self._leaf_buffer_of_runs(tenant, runs),
+        tiles = [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+        # A cache of the right length must still give the receipt's root (a few thousand
+        # hashes at a million leaves); anything else is rebuilt from the leaves.
+        if len(data) != want or _ReceiptTree(self, tenant, runs, n, tiles).subtree_hash(
+                0, n).hex() != merkle_root:
+            root, built = tree_levels_from_buffer(self._leaf_buffer_of_runs(tenant, runs),
                                                   keep=TILE_HEIGHT)
             if root.hex() != merkle_root:
                 raise RuntimeError(f"receipt {receipt_id}: its events no longer hash to its "
                                    "merkle_root; run `llmring ledger verify`")
-            data = tiles[:want]
+            data = built[:want]
             self._save_tiles(tenant, receipt_id, data)
-        return [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+            tiles = [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+        return tiles
 
     # -- reads ----------------------------------------------------------------------------
     def uncertified(self, tenant: str = "default", limit: int = 100,

@@ -284,14 +284,6 @@ def logs_in(snapshot: Snapshot, tenant: str, intervals: np.ndarray, offset: int,
     return [_log_dict(r) for r in rows or []]
 
 
-def logs_where(snapshot: Snapshot, tenant: str, selection: Selection, offset: int,
-               limit: int) -> list[dict[str, Any]]:
-    rows = query(snapshot, tenant, f"SELECT {LOG_COLUMNS} FROM {{src}} WHERE "
-                 f"{selection.where} ORDER BY seq LIMIT {int(limit)} OFFSET {int(offset)}",
-                 selection.params, selection=selection)
-    return [_log_dict(r) for r in rows or []]
-
-
 # -- receipts ---------------------------------------------------------------------------
 def receipt_count(snapshot: Snapshot, tenant: str) -> int:
     return len(snapshot.receipt_seqs.get(tenant, []))

@@ -128,12 +128,36 @@ def test_every_event_of_a_random_receipt_has_a_proof_that_verifies(ledger, recei
         assert result.valid, (i, result.message)
 
 
+def test_a_receipt_over_thousands_of_scattered_events_proves_and_audits(ledger, receipts):
+    from ledger.audit import verify_directory
+
+    acks = ledger.append_many([usage() for _ in range(10_000)])
+    every_other = [a.event_id for a in acks[::2]]  # 5,000 runs of one event
+    r = receipts.generate(log_ids=every_other)["receipt"]
+    assert r["certified_count"] == 5_000
+    keys = receipts.public_keys()
+    for i in (0, 2_571, 4_999):
+        assert verify_bundle(receipts.prove("default", r["receipt_id"], every_other[i]),
+                             keys).valid
+    assert receipts.uncertified(limit=1, offset=4_999)["logs"][0]["id"] == acks[-1].event_id
+    assert verify_directory(ledger.path).ok
+
+
 def test_proofs_are_rebuilt_when_the_tile_cache_is_lost(ledger, receipts):
     acks = ledger.append_many([usage() for _ in range(600)])
     rid = receipts.generate(since_last_receipt=True)["receipt"]["receipt_id"]
     for p in (ledger.path / "rtree").rglob("*.bin"):
         p.unlink()
     assert verify_bundle(receipts.prove("default", rid, acks[517].event_id),
+                         receipts.public_keys()).valid
+
+
+def test_a_corrupt_tile_cache_is_detected_and_rebuilt(ledger, receipts):
+    acks = ledger.append_many([usage() for _ in range(600)])
+    rid = receipts.generate(since_last_receipt=True)["receipt"]["receipt_id"]
+    cache = next((ledger.path / "rtree").rglob("*.bin"))
+    cache.write_bytes(bytes(len(cache.read_bytes())))
+    assert verify_bundle(receipts.prove("default", rid, acks[3].event_id),
                          receipts.public_keys()).valid
 
 
