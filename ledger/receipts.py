@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -39,6 +40,7 @@ from ledger.config import ledger_origin
 from ledger.events import canonical_json, format_ts, now_us, ts_to_us
 from ledger.merkle import (
     HASH_SIZE,
+    MemoryTree,
     fold_right,
     inclusion_proof,
     perfect_subtrees,
@@ -60,6 +62,7 @@ MAX_DESCRIPTION = 2000
 MAX_TAGS = 50
 MAX_TAG = 100
 MAX_LOG_IDS = 1_000_000
+TILE_TREES_KEPT = 8
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 Progress = Callable[[str], None]
@@ -231,6 +234,7 @@ class Receipts:
         self.origin = ledger_origin(self.path)
         self.keyring = keyring or KeyRing(self.path / "keys", self.origin)
         self.checkpoints = CheckpointStore(self.path / "checkpoints")
+        self._tile_trees: OrderedDict[tuple[str, str], MemoryTree] = OrderedDict()
 
     def log_origin(self, tenant: str) -> str:
         return f"{self.origin}/{tenant}"
@@ -427,16 +431,31 @@ class Receipts:
         tmp.replace(path)
 
     def _tiles(self, tenant: str, receipt_id: str, runs: np.ndarray, n: int,
-               merkle_root: str) -> list[bytes]:
+               merkle_root: str) -> MemoryTree:
+        """The tree over the receipt's complete 256-leaf tiles, checked against the
+        receipt's root once and kept for the next proofs (a few receipts at a time)."""
+        key = (tenant, receipt_id)
+        cached = self._tile_trees.get(key)
+        if cached is not None:
+            self._tile_trees.move_to_end(key)
+            return cached
+        tree = self._load_tiles(tenant, receipt_id, runs, n, merkle_root)
+        self._tile_trees[key] = tree
+        while len(self._tile_trees) > TILE_TREES_KEPT:
+            self._tile_trees.popitem(last=False)
+        return tree
+
+    def _load_tiles(self, tenant: str, receipt_id: str, runs: np.ndarray, n: int,
+                    merkle_root: str) -> MemoryTree:
         path = self._tiles_path(tenant, receipt_id)
         want = (n >> TILE_HEIGHT) * HASH_SIZE
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             data = b""
-        tiles = [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
-        # A cache of the right length must still give the receipt's root (a few thousand
-        # hashes at a million leaves); anything else is rebuilt from the leaves.
+        tiles = MemoryTree([data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])
+        # A cache of the right length must still give the receipt's root; anything else
+        # is rebuilt from the leaves.
         if len(data) != want or _ReceiptTree(self, tenant, runs, n, tiles).subtree_hash(
                 0, n).hex() != merkle_root:
             root, built = tree_levels_from_buffer(self._leaf_buffer_of_runs(tenant, runs),
@@ -446,7 +465,7 @@ class Receipts:
                                    "merkle_root; run `llmring ledger verify`")
             data = built[:want]
             self._save_tiles(tenant, receipt_id, data)
-            tiles = [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+            tiles = MemoryTree([data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])
         return tiles
 
     # -- reads ----------------------------------------------------------------------------
@@ -552,11 +571,12 @@ class Receipts:
 
 
 class _ReceiptTree:
-    """A receipt's tree as a ``merkle.HashSource``: complete 256-leaf tiles from the tile
-    cache, smaller subtrees from the leaves (read from the tenant's log tree)."""
+    """A receipt's tree as a ``merkle.HashSource``: subtrees of complete 256-leaf tiles
+    from the tree over the tile cache, smaller ones from the leaves (read from the
+    tenant's log tree)."""
 
     def __init__(self, owner: Receipts, tenant: str, runs: np.ndarray, size: int,
-                 tiles: list[bytes]) -> None:
+                 tiles: MemoryTree) -> None:
         self.owner, self.tenant, self.runs, self.size, self.tiles = (
             owner, tenant, runs, size, tiles)
 
@@ -569,7 +589,7 @@ class _ReceiptTree:
         parts = []
         for s, e in perfect_subtrees(start, end):
             if e - s >= TILE and s % TILE == 0:
-                parts.append(root_from_leaf_hashes(self.tiles[s // TILE:e // TILE]))
+                parts.append(self.tiles.subtree_hash(s // TILE, e // TILE))
             else:
                 parts.append(root_from_leaf_hashes(self._leaves(s, e)))
         return fold_right(parts)

@@ -202,6 +202,15 @@ def test_receipt_entries_are_not_events(ledger, receipts):
     assert [e.seq for e in ledger.events(limit=3, order="-seq")] == [4, 3, 1]
 
 
+def test_receipt_entries_are_not_counted_in_rollups(ledger, receipts):
+    from projections.rollups import rollup
+
+    ledger.append_many([call(1), call(2)])
+    receipts.generate(since_last_receipt=True)
+    rows = rollup(ledger.snapshot(), "default", by=[])
+    assert rows[0].calls == 2 and rows[0].cost_nanos == 720_000
+
+
 def test_preview_matches_what_generate_certifies(ledger, receipts):
     ledger.append_many([call(d, model=m) for d in (1, 2) for m in ("a", "b", "b")])
     p = receipts.preview(start_date="2025-10-01", end_date="2025-10-31")
