@@ -354,8 +354,9 @@ class CheckpointStore:
                 raise CheckpointError(
                     f"refusing to sign {origin} at size {size} (root {cp.root.hex()}): a "
                     f"checkpoint at size {old.size} with root {old.root.hex()} was already "
-                    "issued, so the log lost or changed entries; restore the data directory "
-                    "from a backup and run `llmring ledger verify`")
+                    "issued, so the log lost or changed entries and signing would publish a "
+                    "fork of it; restore the data directory from a backup and run "
+                    "`llmring ledger verify`")
         signed = sign_checkpoint(cp, [keyring.current()])
         self.directory.mkdir(parents=True, exist_ok=True)
         append_line(self.path(origin), orjson.dumps(signed.to_json()) + b"\n")

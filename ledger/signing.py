@@ -368,6 +368,20 @@ def load_public_keys(path: Path) -> list[PublicKeyInfo]:
         "(name+hexid+base64)")
 
 
+def read_keys(directory: Path) -> list[PublicKeyInfo]:
+    """The public keys listed in ``<directory>/keys.json``, oldest first; empty if there
+    is no such file. Reads only: usable while another process holds the ledger."""
+    path = Path(directory) / KEYS_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    try:
+        return parse_public_keys_json(orjson.loads(raw))
+    except (orjson.JSONDecodeError, PublicKeyFormatError) as exc:
+        raise KeyRingError(f"{path} is damaged ({exc}); restore it from a backup") from None
+
+
 # -- private keys ------------------------------------------------------------------------
 class SigningKey:
     """A private Ed25519 key with its public info. Its repr never shows the secret."""
@@ -452,15 +466,7 @@ class KeyRing:
     # -- public side ---------------------------------------------------------------------
     def keys(self) -> list[PublicKeyInfo]:
         """Every key, current and retired, oldest first (empty before the first use)."""
-        try:
-            raw = self.keys_file.read_bytes()
-        except FileNotFoundError:
-            return []
-        try:
-            return parse_public_keys_json(orjson.loads(raw))
-        except (orjson.JSONDecodeError, PublicKeyFormatError) as exc:
-            raise KeyRingError(f"{self.keys_file} is damaged ({exc}); restore it from a "
-                               "backup") from None
+        return read_keys(self.directory)
 
     def find(self, key_id: str) -> PublicKeyInfo | None:
         wanted = key_id.lower()

@@ -11,6 +11,7 @@ import click
 from ledger.cli.common import App, CliError
 from ledger.cli.demo import demo
 from ledger.cli.ingest import ingest, record
+from ledger.cli.keys_cmds import log_group, signing_keys_group
 from ledger.cli.ledger_cmds import ledger_group
 from ledger.cli.receipts_cmds import receipts_group
 from ledger.cli.usage import usage_group
@@ -47,6 +48,8 @@ cli.add_command(ledger_group)
 cli.add_command(usage_group)
 cli.add_command(receipts_group)
 cli.add_command(demo)
+cli.add_command(signing_keys_group)
+cli.add_command(log_group)
 
 
 def main() -> None:
