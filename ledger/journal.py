@@ -8,12 +8,14 @@ An event payload is ``b"E" | u64 seq | i64 recorded_at (µs) | 16-byte digest | 
 bytes``: the canonical bytes are the event (and hash to its leaf), so the journal stores
 nothing that could disagree with the leaf hash. A pairing payload (a usage log joined to
 the conversation event it names, DESIGN §3) is ``b"P" | JSON``. Every appended batch ends
-with a commit frame ``b"C"``. A receipt entry (a log entry of kind ``receipt``, DESIGN §6)
-is ``b"R" | u64 seq | i64 recorded_at (µs) | canonical bytes of the signed receipt``,
-followed in the same batch by one or more membership payloads ``b"M" | u64 receipt seq |
-(i64 first seq, i64 last seq)*``: the runs of event seqs the receipt certifies. Either
-way a batch ends with the commit frame: on replay, records after the last commit frame belong to a
+with a commit frame ``b"C"``: on replay, records after the last commit frame belong to a
 batch that was never acknowledged and are dropped, so a batch is wholly present or absent.
+
+A receipt entry (a log entry of kind ``receipt``, DESIGN §6) is ``b"R" | u64 seq | i64
+recorded_at (µs) | canonical bytes of the signed receipt``, followed in the same batch by
+one or more membership payloads ``b"M" | u64 receipt seq | (i64 first seq, i64 last
+seq)*``: the runs of event seqs the receipt certifies. Being one batch, a receipt and its
+membership are recovered together or not at all.
 
 Appends are written in one ``write`` under the caller's lock and made durable by
 ``commit(position)``: group commit, where whichever waiter finds no fsync in flight

@@ -63,6 +63,7 @@ MAX_TAGS = 50
 MAX_TAG = 100
 MAX_LOG_IDS = 1_000_000
 TILE_TREES_KEPT = 8
+MAX_JSON_INT = 2**53 - 1  # RFC 8785 (I-JSON) integers
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 Progress = Callable[[str], None]
@@ -352,6 +353,11 @@ class Receipts:
               description: str | None, tags: list[str]) -> dict[str, Any]:
         n = s["calls"]
         tokens = s["input_tokens"] + s["output_tokens"]
+        if max(s["cost_nanos"], tokens) > MAX_JSON_INT:
+            raise ReceiptRequestError(
+                "the selection's total cost or tokens exceed the integers JSON carries "
+                f"exactly (2^53 - 1; ${MAX_JSON_INT / 1e9:,.0f}): certify a smaller set, "
+                "e.g. a shorter date range")
         if n == 1:
             kind = "single"
             alias, provider, model = (next(iter(s[k])) for k in

@@ -125,6 +125,14 @@ def test_since_last_with_nothing_uncertified_is_an_empty_set_error(ledger, recei
     assert state(ledger, receipts) == before
 
 
+def test_a_total_beyond_exact_json_integers_is_refused(ledger, receipts):
+    ledger.append_many([call(1, cost="5000000"), call(2, cost="5000000")])
+    before = state(ledger, receipts)
+    with pytest.raises(ReceiptRequestError, match="smaller set"):
+        receipts.generate(since_last_receipt=True)
+    assert state(ledger, receipts) == before
+
+
 def test_unknown_receipt_is_not_found(ledger, receipts):
     with pytest.raises(ReceiptNotFoundError, match="no receipt"):
         receipts.get("default", "rcpt_" + "0" * 32)
