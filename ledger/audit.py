@@ -65,6 +65,7 @@ class AuditReport:
     notes: list[str] = field(default_factory=list)
     segments_checked: int = 0
     events_checked: int = 0
+    receipts_checked: int = 0
     tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -81,6 +82,7 @@ class AuditReport:
             "notes": self.notes,
             "segments_checked": self.segments_checked,
             "events_checked": self.events_checked,
+            "receipts_checked": self.receipts_checked,
             "tenants": self.tenants,
         }
 
@@ -205,7 +207,7 @@ def _check_receipt_entry(tenant: str, seq: int, canonical: bytes, leaf: bytes | 
         report.add("receipt", where, f"the stored receipt is not valid JSON: {exc}")
         return
     log.receipts.append((seq, canonical, where))
-    report.events_checked += 1
+    report.receipts_checked += 1
 
 
 def _check_leaves(table: pa.Table, tenant: str, where: str, report: AuditReport) -> None:
