@@ -11,7 +11,12 @@
 4. every tenant's log: seqs are exactly 0..n-1 (no gap, no repeat) and event ids are
    unique;
 5. every tenant's tree files: the stored leaf hashes equal the events' leaf hashes in
-   seq order, and every stored interior tile hash is recomputed from the level below.
+   seq order, and every stored interior tile hash is recomputed from the level below;
+6. every receipt entry (DESIGN §6): its stored receipt is canonical RFC 8785 JSON that
+   hashes to its leaf hash, its seq takes part in the gap-free log with the events, it
+   has its membership (and no membership lacks its receipt), its certified events are
+   events older than it, their leaf hashes give its ``merkle_root`` and their number its
+   ``certified_count``, and its signature verifies with the directory's public keys.
 
 Each finding names what is wrong and where.
 """
@@ -24,15 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ledger import journal as jr
-from ledger.events import ROW_FIELDS, canonical_bytes_of_row, leaf_hash_of
+from ledger.events import ROW_FIELDS, canonical_bytes_of_row, canonical_json, leaf_hash_of
 from ledger.manifest import check_chain, read_lines
-from ledger.merkle import HASH_SIZE, root_from_leaf_hashes
+from ledger.merkle import HASH_SIZE, root_from_leaf_hashes, tree_levels_from_buffer
+from ledger.receipt_log import seqs_of, unpack_ranges
 from ledger.segments import SegmentStore
 from ledger.tiles import TILE_WIDTH
 
@@ -58,6 +65,7 @@ class AuditReport:
     notes: list[str] = field(default_factory=list)
     segments_checked: int = 0
     events_checked: int = 0
+    receipts_checked: int = 0
     tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -74,6 +82,7 @@ class AuditReport:
             "notes": self.notes,
             "segments_checked": self.segments_checked,
             "events_checked": self.events_checked,
+            "receipts_checked": self.receipts_checked,
             "tenants": self.tenants,
         }
 
@@ -83,6 +92,8 @@ class _TenantLog:
     seqs: list[pa.Array] = field(default_factory=list)
     hashes: list[pa.Array] = field(default_factory=list)
     ids: list[pa.Array] = field(default_factory=list)
+    receipts: list[tuple[int, bytes, str]] = field(default_factory=list)  # seq, JSON, where
+    members: dict[int, list[np.ndarray]] = field(default_factory=dict)  # receipt seq → runs
 
 
 def verify_directory(path: str | os.PathLike[str], *,
@@ -139,6 +150,15 @@ def _check_segment(store: SegmentStore, seg: Any, report: AuditReport,
     if table.num_rows != seg.rows:
         report.add("segment-rows", where,
                    f"holds {table.num_rows} rows, the manifest says {seg.rows}")
+    if seg.kind == "receipts":
+        _check_receipt_rows(table, seg, report, logs)
+        return
+    if seg.kind == "membership":
+        log = logs.setdefault(seg.tenant, _TenantLog())
+        d = table.to_pydict()
+        for rseq, lo, hi in zip(d["receipt_seq"], d["seq_lo"], d["seq_hi"], strict=True):
+            log.members.setdefault(rseq, []).append(np.array([[lo, hi]], dtype=np.int64))
+        return
     if seg.kind != "events":
         return
     missing = [c for c in ROW_FIELDS if c not in table.column_names]
@@ -155,6 +175,39 @@ def _check_segment(store: SegmentStore, seg: Any, report: AuditReport,
     log.seqs.append(seqs.combine_chunks())
     log.hashes.append(table.column("leaf_hash").combine_chunks())
     log.ids.append(table.column("event_id").combine_chunks())
+
+
+def _check_receipt_rows(table: pa.Table, seg: Any, report: AuditReport,
+                        logs: dict[str, _TenantLog]) -> None:
+    where = seg.path
+    d = table.to_pydict()
+    log = logs.setdefault(seg.tenant, _TenantLog())
+    for seq, text, leaf in zip(d["seq"], d["receipt"], d["leaf_hash"], strict=True):
+        _check_receipt_entry(seg.tenant, seq, text.encode(), leaf, f"{where} seq {seq}",
+                             report, log)
+    log.seqs.append(pa.array(d["seq"], pa.int64()))
+    log.hashes.append(table.column("leaf_hash").combine_chunks())
+    if d["seq"] and (min(d["seq"]) < seg.seq_min or max(d["seq"]) > seg.seq_max):
+        report.add("segment-seq", where, "holds seqs outside the manifest's range "
+                   f"{seg.seq_min}..{seg.seq_max}")
+
+
+def _check_receipt_entry(tenant: str, seq: int, canonical: bytes, leaf: bytes | None,
+                         where: str, report: AuditReport, log: _TenantLog) -> None:
+    if leaf is not None and leaf_hash_of(canonical) != leaf:
+        report.add("leaf-hash", where, "the receipt entry does not hash to its stored leaf "
+                   "hash: the receipt was altered")
+    try:
+        receipt = orjson.loads(canonical)
+        if canonical_json(receipt, reference=True) != canonical:
+            report.add("receipt", where, "the stored receipt is not canonical RFC 8785 JSON")
+        if receipt.get("tenant") != tenant:
+            report.add("receipt", where, f"the receipt names project {receipt.get('tenant')!r}")
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        report.add("receipt", where, f"the stored receipt is not valid JSON: {exc}")
+        return
+    log.receipts.append((seq, canonical, where))
+    report.receipts_checked += 1
 
 
 def _check_leaves(table: pa.Table, tenant: str, where: str, report: AuditReport) -> None:
@@ -190,7 +243,28 @@ def _check_journal(path: Path, report: AuditReport, logs: dict[str, _TenantLog])
         report.notes.append(f"journal/{path.name}: {length - committed} bytes of an "
                             "unacknowledged or torn batch at the end (cut off on next open)")
     per: dict[str, tuple[list[int], list[bytes], list[str]]] = {}
+    receipt_tenant: dict[int, str] = {}
     for rec in records:
+        if isinstance(rec, jr.ReceiptRecord):
+            try:
+                tenant = orjson.loads(rec.canonical)["tenant"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                report.add("journal", f"journal/{path.name} seq {rec.seq}",
+                           "record is not a canonical receipt")
+                continue
+            log = logs.setdefault(tenant, _TenantLog())
+            receipt_tenant[rec.seq] = tenant
+            _check_receipt_entry(tenant, rec.seq, rec.canonical, None,
+                                 f"journal/{path.name} seq {rec.seq}", report, log)
+            seqs, hashes, _ = per.setdefault(tenant, ([], [], []))
+            seqs.append(rec.seq)
+            hashes.append(leaf_hash_of(rec.canonical))
+            continue
+        if isinstance(rec, jr.MembershipRecord):
+            tenant = receipt_tenant.get(rec.receipt_seq, "")
+            log = logs.setdefault(tenant, _TenantLog())
+            log.members.setdefault(rec.receipt_seq, []).append(unpack_ranges(rec.ranges))
+            continue
         if not isinstance(rec, jr.EventRecord):
             continue
         try:
@@ -246,7 +320,9 @@ def _check_log(root: Path, tenant: str, log: _TenantLog, report: AuditReport) ->
                           for c in leaves.chunks)
     leaf_list = [leaf_bytes[i:i + HASH_SIZE] for i in range(0, len(leaf_bytes), HASH_SIZE)]
     tree_root = root_from_leaf_hashes(leaf_list)
-    report.tenants[tenant] = {"size": n, "root": tree_root.hex()}
+    report.tenants[tenant] = {"size": n, "root": tree_root.hex(),
+                              "receipts": len(log.receipts)}
+    _check_receipts(root, tenant, log, sorted_seqs.to_numpy(), leaf_bytes, report)
     _check_tree_files(root / "tree" / f"tenant={tenant}", leaf_bytes, leaf_list, where,
                       report)
 
@@ -284,3 +360,58 @@ def _check_tree_files(tdir: Path, leaf_bytes: bytes, leaves: list[bytes], where:
                 break
         below = computed
         level += 1
+
+
+def _check_receipts(root: Path, tenant: str, log: _TenantLog, seqs: np.ndarray,
+                    leaf_bytes: bytes, report: AuditReport) -> None:
+    """Each receipt against its membership, the member events and the public keys."""
+    from ledger.signing import KeyRingError, PublicKeyFormatError, load_public_keys
+    from ledger.verify import verify_receipt
+
+    keys_file = root / "keys" / "keys.json"
+    keys = None
+    if log.receipts:
+        try:
+            keys = load_public_keys(keys_file) if keys_file.exists() else None
+        except (PublicKeyFormatError, KeyRingError) as exc:
+            report.add("keys", str(keys_file), f"cannot be read: {exc}")
+        if keys is None and keys_file.exists() is False:
+            report.notes.append(f"project {tenant}: no {keys_file}, so receipt signatures "
+                                "were not checked")
+    leaves = np.frombuffer(leaf_bytes, dtype=np.uint8).reshape(-1, HASH_SIZE)
+    receipt_seqs = np.array(sorted(s for s, _, _ in log.receipts), dtype=np.int64)
+    for seq, canonical, where in log.receipts:
+        receipt = orjson.loads(canonical)
+        rid = receipt.get("receipt_id")
+        runs = log.members.pop(seq, None)
+        if runs is None:
+            report.add("membership", where, f"receipt {rid} has no membership: the events it "
+                       "certifies are not recorded")
+            continue
+        members = seqs_of(np.concatenate(runs)) if runs else np.empty(0, np.int64)
+        members.sort()
+        if len(members) != receipt.get("certified_count"):
+            report.add("receipt", where, f"receipt {rid} certifies {len(members)} events by "
+                       f"its membership but says certified_count "
+                       f"{receipt.get('certified_count')}")
+        if len(members) and (members[-1] >= seq or np.isin(members, receipt_seqs).any()):
+            report.add("membership", where, f"receipt {rid}'s membership names entries that "
+                       "are not events older than the receipt")
+            continue
+        pos = np.searchsorted(seqs, members)
+        if len(members) and (pos.max() >= len(seqs) or (seqs[pos] != members).any()):
+            report.add("membership", where, f"receipt {rid} certifies seqs missing from the "
+                       "log")
+            continue
+        got, _ = tree_levels_from_buffer(leaves[pos].tobytes())
+        if got.hex() != receipt.get("merkle_root"):
+            report.add("receipt-root", where, f"receipt {rid}: the certified events' leaf "
+                       f"hashes give root {got.hex()}, the receipt says "
+                       f"{receipt.get('merkle_root')}: an event or the membership was altered")
+        if keys is not None:
+            result = verify_receipt(receipt, keys)
+            if not result.valid:
+                report.add("receipt-signature", where, f"receipt {rid}: {result.message}")
+    for seq in log.members:
+        report.add("membership", f"project {tenant} receipt seq {seq}",
+                   "membership names a receipt entry that does not exist")

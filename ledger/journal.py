@@ -11,6 +11,12 @@ the conversation event it names, DESIGN §3) is ``b"P" | JSON``. Every appended 
 with a commit frame ``b"C"``: on replay, records after the last commit frame belong to a
 batch that was never acknowledged and are dropped, so a batch is wholly present or absent.
 
+A receipt entry (a log entry of kind ``receipt``, DESIGN §6) is ``b"R" | u64 seq | i64
+recorded_at (µs) | canonical bytes of the signed receipt``, followed in the same batch by
+one or more membership payloads ``b"M" | u64 receipt seq | (i64 first seq, i64 last
+seq)*``: the runs of event seqs the receipt certifies. Being one batch, a receipt and its
+membership are recovered together or not at all.
+
 Appends are written in one ``write`` under the caller's lock and made durable by
 ``commit(position)``: group commit, where whichever waiter finds no fsync in flight
 issues one for everything written so far, and the rest wait on it. Writers announce an
@@ -63,7 +69,23 @@ class CommitRecord:
     pass
 
 
-Record = EventRecord | PairRecord | CommitRecord
+@dataclass(frozen=True, slots=True)
+class ReceiptRecord:
+    seq: int
+    recorded_at_us: int
+    canonical: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRecord:
+    receipt_seq: int
+    ranges: bytes  # packed little-endian int64 pairs (first seq, last seq), inclusive
+
+
+Record = EventRecord | PairRecord | ReceiptRecord | MembershipRecord | CommitRecord
+RECEIPT_HEAD = struct.Struct("<Qq")
+MEMBERSHIP_HEAD = struct.Struct("<Q")
+RANGES_PER_FRAME = (MAX_FRAME - 64) // 16
 
 
 def encode_event(seq: int, recorded_at_us: int, digest: bytes, canonical: bytes) -> bytes:
@@ -73,6 +95,17 @@ def encode_event(seq: int, recorded_at_us: int, digest: bytes, canonical: bytes)
 
 def encode_pair(data: dict) -> bytes:
     return _frame(b"P" + orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+
+
+def encode_receipt(seq: int, recorded_at_us: int, canonical: bytes,
+                   ranges: bytes) -> bytes:
+    """A receipt entry and its membership runs (``ranges``: packed int64 pairs), as frames
+    for one batch (the caller appends the commit frame)."""
+    frames = [_frame(b"R" + RECEIPT_HEAD.pack(seq, recorded_at_us) + canonical)]
+    step = RANGES_PER_FRAME * 16
+    for start in range(0, max(len(ranges), 1), step):
+        frames.append(_frame(b"M" + MEMBERSHIP_HEAD.pack(seq) + ranges[start:start + step]))
+    return b"".join(frames)
 
 
 def _frame(payload: bytes) -> bytes:
@@ -89,6 +122,12 @@ def _decode(payload: bytes) -> Record:
         return EventRecord(seq, rec, digest, payload[1 + EVENT_HEAD.size:])
     if payload[:1] == b"P":
         return PairRecord(orjson.loads(payload[1:]))
+    if payload[:1] == b"R":
+        seq, rec = RECEIPT_HEAD.unpack_from(payload, 1)
+        return ReceiptRecord(seq, rec, payload[1 + RECEIPT_HEAD.size:])
+    if payload[:1] == b"M":
+        (seq,) = MEMBERSHIP_HEAD.unpack_from(payload, 1)
+        return MembershipRecord(seq, payload[1 + MEMBERSHIP_HEAD.size:])
     if payload == b"C":
         return CommitRecord()
     raise ValueError(f"unknown journal record type {payload[:1]!r}")

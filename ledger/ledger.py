@@ -18,12 +18,13 @@ import fcntl
 import gc
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -45,6 +46,14 @@ from ledger.events import (
 )
 from ledger.index import Index
 from ledger.manifest import Manifest, ManifestState, Segment
+from ledger.receipt_log import (
+    ReceiptEntry,
+    membership_table,
+    pack_ranges,
+    receipts_table,
+    tail_tables,
+    unpack_ranges,
+)
 from ledger.segments import PAIR_SCHEMA, SegmentStore, partition_path, rows_to_table
 from ledger.tenants import check_tenant
 from ledger.tiles import TreeStore
@@ -78,6 +87,10 @@ class TailChunk:
     tenants: list[str] = field(default_factory=list)
     digests: list[bytes | None] = field(default_factory=list)
     pairs: list[dict[str, Any]] = field(default_factory=list)
+    receipts: list[ReceiptEntry] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.pairs or self.receipts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +165,8 @@ class Ledger:
         for rel in self.store.stray_files(live):
             self.store.delete(rel)
         self._sizes: dict[str, int] = dict(state.tenant_rows())
+        self._receipt_seqs: dict[str, list[int]] = self._sealed_receipt_seqs(state)
+        self._receipt_locks: dict[str, threading.Lock] = {}
         self._frozen: list[TailChunk] = []
         replay: list[TailChunk] = []
         last = state.sealed_journal
@@ -162,9 +177,9 @@ class Ledger:
         self.index = Index(self.path / "index.sqlite")
         self._catch_up_index(state)
         # Replayed chunks are sealed like any other; new appends go to a fresh file.
-        self._frozen = [c for c in replay if c.rows or c.pairs]
+        self._frozen = [c for c in replay if c]
         for c in replay:
-            if not (c.rows or c.pairs):
+            if not c:
                 (jdir / f"{c.journal:08d}.wal").unlink(missing_ok=True)
         self._active = TailChunk(journal=last + 1)
         self.journal = jr.Journal(jdir, last + 1)
@@ -184,6 +199,7 @@ class Ledger:
                 fh.truncate(committed)
                 os.fsync(fh.fileno())
         chunk = TailChunk(journal=number)
+        receipts: list[tuple[jr.ReceiptRecord, str, list[bytes]]] = []
         for rec in records:
             if isinstance(rec, jr.EventRecord):
                 fields = orjson.loads(rec.canonical)
@@ -199,7 +215,34 @@ class Ledger:
                 chunk.digests.append(rec.digest or None)
             elif isinstance(rec, jr.PairRecord):
                 chunk.pairs.append(rec.data)
+            elif isinstance(rec, jr.ReceiptRecord):
+                tenant = orjson.loads(rec.canonical)["tenant"]
+                expected = self._sizes.get(tenant, 0)
+                if rec.seq != expected:
+                    raise LedgerError(
+                        f"journal {path.name}: tenant {tenant!r} receipt entry has seq "
+                        f"{rec.seq}, expected {expected}; run `llmring ledger verify`")
+                self._sizes[tenant] = expected + 1
+                self._receipt_seqs.setdefault(tenant, []).append(rec.seq)
+                receipts.append((rec, tenant, []))
+            elif isinstance(rec, jr.MembershipRecord):
+                if not receipts or receipts[-1][0].seq != rec.receipt_seq:
+                    raise LedgerError(f"journal {path.name}: membership of seq "
+                                      f"{rec.receipt_seq} does not follow its receipt entry")
+                receipts[-1][2].append(rec.ranges)
+        for rec, tenant, parts in receipts:
+            chunk.receipts.append(_receipt_entry(tenant, rec.seq, rec.recorded_at_us,
+                                                 rec.canonical, b"".join(parts)))
         return chunk
+
+    def _sealed_receipt_seqs(self, state: ManifestState) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for seg in state.segments(kind="receipts"):
+            seqs = self.store.read(seg, ["seq"]).column("seq").to_pylist()
+            out.setdefault(seg.tenant, []).extend(seqs)
+        for seqs in out.values():
+            seqs.sort()
+        return out
 
     def _catch_up_index(self, state: ManifestState) -> None:
         """Make the index cover the sealed segments (after a lost or stale index file)."""
@@ -284,8 +327,10 @@ class Ledger:
 
     def _fill_tree(self, tenant: str, tree: TreeStore, size: int) -> None:
         have = tree.size
+        state = self.manifest.state
         sealed = sorted(
-            (s for s in self.manifest.state.segments(tenant) if s.seq_max >= have),
+            (s for s in [*state.segments(tenant), *state.segments(tenant, kind="receipts")]
+             if s.seq_max >= have),
             key=lambda s: s.seq_min)
         hashes: dict[int, bytes] = {}
         for seg in sealed:
@@ -297,6 +342,9 @@ class Ledger:
             for row, t in zip(chunk.rows, chunk.tenants, strict=True):
                 if t == tenant and row[1] >= have:
                     hashes[row[1]] = row[-1]
+            for entry in chunk.receipts:
+                if entry.tenant == tenant and entry.seq >= have:
+                    hashes[entry.seq] = entry.leaf_hash
         missing = [s for s in range(have, size) if s not in hashes]
         if missing:
             raise LedgerError(f"tenant {tenant!r}: events {missing[:5]} are missing from the "
@@ -532,7 +580,7 @@ class Ledger:
     def seal(self) -> SealResult:
         with self._seal_lock:
             with self._lock:
-                if self._active.rows or self._active.pairs:
+                if self._active:
                     closed = self.journal.rotate()
                     self._frozen.append(self._active)
                     self._active = TailChunk(journal=self.journal.number)
@@ -583,6 +631,17 @@ class Ledger:
             segments.append(self.store.write(
                 table, partition_path("pairs", tenant), f"pairs-{name}.parquet",
                 tenant=tenant, date="", kind="pairs"))
+        receipts: dict[str, list[ReceiptEntry]] = {}
+        for chunk in chunks:
+            for entry in chunk.receipts:
+                receipts.setdefault(entry.tenant, []).append(entry)
+        for tenant, entries in sorted(receipts.items()):
+            segments.append(self.store.write(
+                receipts_table(entries), f"receipts/tenant={tenant}", f"rcpt-{name}.parquet",
+                tenant=tenant, date="", kind="receipts"))
+            segments.append(self.store.write(
+                membership_table(entries), f"membership/tenant={tenant}",
+                f"mem-{name}.parquet", tenant=tenant, date="", kind="membership"))
         return segments
 
     def _maybe_compact(self, segments: list[Segment]) -> None:
@@ -635,7 +694,17 @@ class Ledger:
             for seg in self.manifest.state.segments():
                 segments.setdefault(seg.tenant, []).append(SegmentRef(
                     self.store.abspath(seg.path), seg.date, seg.seq_min, seg.seq_max, seg.rows))
-            return Snapshot(segments=segments, tail=self._tail_table(), sizes=dict(self._sizes))
+            receipt_files: dict[str, list[str]] = {}
+            membership_files: dict[str, list[str]] = {}
+            for kind, files in (("receipts", receipt_files), ("membership", membership_files)):
+                for seg in self.manifest.state.segments(kind=kind):
+                    files.setdefault(seg.tenant, []).append(self.store.abspath(seg.path))
+            entries = [e for c in [*self._frozen, self._active] for e in c.receipts]
+            receipt_tail, membership_tail = tail_tables(entries) if entries else (None, None)
+            return Snapshot(segments=segments, tail=self._tail_table(), sizes=dict(self._sizes),
+                            receipt_files=receipt_files, membership_files=membership_files,
+                            receipt_tail=receipt_tail, membership_tail=membership_tail,
+                            receipt_seqs={t: list(v) for t, v in self._receipt_seqs.items()})
 
     def _tail_table(self) -> pa.Table:
         chunks = [*self._frozen, self._active]
@@ -658,8 +727,60 @@ class Ledger:
             return empty.append_column("tenant", pa.array([], pa.string()))
         return pa.concat_tables(self._tail_tables)
 
+    # -- receipt entries (DESIGN §6; content and signing are ``ledger.receipts``) ---------
+    def receipt_lock(self, tenant: str) -> threading.Lock:
+        """The lock that serializes receipt issuance for one tenant."""
+        with self._lock:
+            return self._receipt_locks.setdefault(tenant, threading.Lock())
+
+    def append_receipt(self, tenant: str, ranges: np.ndarray,
+                       build: Callable[[int, bytes], bytes]) -> ReceiptEntry:
+        """Append a receipt entry certifying the events in ``ranges`` (inclusive runs of
+        event seqs). ``build(size, root)`` is called under the write lock with the log's
+        size and root just before the entry and returns the entry's canonical bytes (the
+        signed receipt). Returns once the entry and its membership are durable."""
+        check_tenant(tenant)
+        ranges = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+        with self._lock:
+            self._check_writable()
+            tree = self._tree(tenant)
+            size = self._sizes.get(tenant, 0)
+            canonical = build(size, tree.root(size))
+            recorded = now_us()
+            entry = _receipt_entry(tenant, size, recorded, canonical, pack_ranges(ranges))
+            frame = jr.encode_receipt(size, recorded, canonical, pack_ranges(ranges))
+            try:
+                position = self.journal.write(frame + jr.COMMIT_FRAME)
+            except OSError as exc:
+                self._failed = exc
+                raise LedgerError(f"could not write the journal: {exc}") from exc
+            self._sizes[tenant] = size + 1
+            self._receipt_seqs.setdefault(tenant, []).append(size)
+            self._active.receipts.append(entry)
+            tree.append([entry.leaf_hash])
+            self._version += 1
+        self.journal.commit(position)
+        return entry
+
+    def resolve(self, tenant: str, event_ids: Sequence[str]) -> dict[str, Ack]:
+        """The acknowledgements of known event ids (a usage log paired with its
+        conversation resolves to the conversation event); unknown ids are absent."""
+        with self._lock:
+            return {k: v.ack for k, v in self.index.lookup(tenant, list(event_ids)).items()}
+
+    def leaf_hash_buffer(self, tenant: str, start: int, end: int) -> bytes:
+        """The tenant's log leaf hashes [start, end), packed (one read of the tree)."""
+        with self._lock:
+            return self._tree(tenant).leaf_hash_buffer(start, end)
+
+    def receipt_seqs(self, tenant: str) -> list[int]:
+        """The seqs of the tenant's receipt entries, ascending."""
+        with self._lock:
+            return list(self._receipt_seqs.get(tenant, []))
+
     def size(self, tenant: str = "default") -> int:
-        """Number of entries in the tenant's log (its next ``seq``)."""
+        """Number of entries in the tenant's log (its next ``seq``): events and receipt
+        entries together."""
         with self._lock:
             return self._sizes.get(tenant, 0)
 
@@ -770,6 +891,16 @@ def _collector_paused(pause: bool) -> Iterator[None]:
 
 def _now_text() -> str:
     return format_ts(now_us())
+
+
+def _receipt_entry(tenant: str, seq: int, recorded_at_us: int, canonical: bytes,
+                   ranges: bytes) -> ReceiptEntry:
+    receipt = orjson.loads(canonical)
+    return ReceiptEntry(
+        tenant=tenant, seq=seq, recorded_at_us=recorded_at_us,
+        timestamp_us=ts_to_us(datetime.fromisoformat(receipt["timestamp"])),
+        receipt_id=receipt["receipt_id"], certified_count=int(receipt["certified_count"]),
+        canonical=canonical, leaf_hash=leaf_hash_of(canonical), ranges=unpack_ranges(ranges))
 
 
 def _row_from_canonical(fields: dict[str, Any], rec: jr.EventRecord) -> tuple[Any, ...]:

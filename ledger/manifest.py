@@ -9,7 +9,7 @@
 * ``at``    when (RFC 3339 UTC),
 * ``add`` / ``remove``  segment descriptions: ``path`` (relative to the data directory),
             ``sha256`` of the file, ``rows``, ``bytes``, ``tenant``, ``date``, ``kind``
-            (``events`` or ``pairs``), ``seq_min`` and ``seq_max``.
+            (``events``, ``pairs``, ``receipts`` or ``membership``), ``seq_min`` and ``seq_max``.
 
 A segment exists only once a record naming it is durably appended (one ``write`` of one
 line, then fsync). Readers use the live set the records add up to, never a directory
@@ -90,7 +90,7 @@ class ManifestState:
     def tenant_rows(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for s in self.live.values():
-            if s.kind == "events":
+            if s.kind in ("events", "receipts"):  # both are entries of the tenant's log
                 out[s.tenant] = out.get(s.tenant, 0) + s.rows
         return out
 

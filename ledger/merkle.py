@@ -49,6 +49,7 @@ __all__ = [
     "perfect_subtrees",
     "root_from_inclusion_proof",
     "root_from_leaf_hashes",
+    "tree_levels_from_buffer",
     "verify_append_only",
     "verify_consistency",
     "verify_inclusion",
@@ -107,6 +108,48 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     while len(level) > 1:
         level = parent_hashes(level)
     return level[0]
+
+
+_BUFFER_CHUNK = 1 << 18  # pairs hashed per list comprehension (bounds transient memory)
+
+
+def _level_up(level: bytes | bytearray, count: int) -> bytearray:
+    """The next level of a packed level (``count`` 32-byte hashes): adjacent pairs
+    hashed, an odd last node moved up unchanged."""
+    pairs = count // 2
+    out = bytearray()
+    for first in range(0, pairs, _BUFFER_CHUNK):
+        last = min(pairs, first + _BUFFER_CHUNK)
+        out += b"".join([sha256(_NODE_PREFIX + level[64 * i:64 * i + 64]).digest()
+                         for i in range(first, last)])
+    if count % 2:
+        out += level[HASH_SIZE * (count - 1):HASH_SIZE * count]
+    return out
+
+
+def tree_levels_from_buffer(leaves: bytes, *, keep: int = 0) -> tuple[bytes, bytes]:
+    """The root of the tree over packed leaf hashes (``len(leaves)`` a multiple of 32),
+    and its level ``keep`` packed (entry i = MTH of leaves [i·2^keep, (i+1)·2^keep) for
+    every complete aligned block; the entries after them belong to the partial tail).
+
+    Level by level over one bytes buffer, so millions of leaves cost one ``sha256`` call
+    per interior node and no per-node Python objects beyond a bounded chunk."""
+    if len(leaves) % HASH_SIZE:
+        raise ValueError(f"the leaf buffer's length must be a multiple of {HASH_SIZE}")
+    count = len(leaves) // HASH_SIZE
+    if count == 0:
+        return EMPTY_ROOT, b""
+    level: bytes | bytearray = leaves
+    height, kept = 0, b""
+    if keep == 0:
+        kept = bytes(level)
+    while count > 1:
+        level = _level_up(level, count)
+        count = (count + 1) // 2
+        height += 1
+        if height == keep:
+            kept = bytes(level)
+    return bytes(level[:HASH_SIZE]), kept
 
 
 def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:

@@ -152,9 +152,10 @@ class SegmentStore:
             self.fs.delete_file(self.abspath(relative))
 
     def stray_files(self, live: set[str]) -> list[str]:
-        """Files under events/ and pairs/ that no manifest record names (crash leftovers)."""
+        """Files under events/, pairs/, receipts/ and membership/ that no manifest record
+        names (crash leftovers)."""
         out = []
-        for top in ("events", "pairs"):
+        for top in ("events", "pairs", "receipts", "membership"):
             base = self.root / top
             if not base.exists():
                 continue

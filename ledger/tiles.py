@@ -165,6 +165,15 @@ class TreeStore:
             raise IndexError(f"bad range [{start}, {end}) for a tree of size {self.size}")
         return self._read(0, start, end - start)
 
+    def leaf_hash_buffer(self, start: int, end: int) -> bytes:
+        """Leaf hashes [start, end) packed into one bytes object (one read)."""
+        if not 0 <= start <= end <= self.size:
+            raise IndexError(f"bad range [{start}, {end}) for a tree of size {self.size}")
+        data = os.pread(self._fds[0], (end - start) * HASH_SIZE, start * HASH_SIZE)
+        if len(data) != (end - start) * HASH_SIZE:
+            raise OSError(f"short read from {self._path(0)}")
+        return data
+
     def subtree_hash(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) from the stored levels (the HashSource protocol)."""
         if not 0 <= start < end <= self.size:

@@ -1,9 +1,10 @@
 """Event listings and counts, paginated in SQL.
 
 The log is gap-free (``seq`` runs 0..n-1 per tenant), so an unfiltered page in ``seq``
-order is the seq range ``[offset, offset + limit)``: the query names it, and DuckDB
-skips every segment and row group outside it using the manifest's seq ranges and the
-Parquet statistics.
+order is a known seq range: the query names it, and DuckDB skips every segment and row
+group outside it using the manifest's seq ranges and the Parquet statistics. Receipt
+entries share the seq space (DESIGN §6) but are not events: the few seqs they hold are
+skipped when the range is computed, and they are never listed or counted here.
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ def list_events(snapshot: Snapshot, tenant: str, *, start: datetime | None = Non
     direction = "DESC" if order == "-seq" else "ASC"
     seq_range: dict = {}
     if start is None and end is None:
-        size = snapshot.sizes.get(tenant, 0)
+        receipts = snapshot.receipt_seqs.get(tenant, [])
+        size = snapshot.sizes.get(tenant, 0) - len(receipts)
         lo, hi = (offset, offset + limit - 1) if order == "seq" else (
             size - offset - limit, size - offset - 1)
-        seq_range = {"seq_lo": max(lo, 0), "seq_hi": hi}
-        where += f" AND seq BETWEEN {max(lo, 0)} AND {hi}"
+        lo, hi = event_seq(max(lo, 0), receipts), event_seq(hi, receipts)
+        seq_range = {"seq_lo": lo, "seq_hi": hi}
+        where += f" AND seq BETWEEN {lo} AND {hi}"
         offset_sql = 0
     else:
         offset_sql = offset
@@ -60,6 +63,19 @@ def list_events(snapshot: Snapshot, tenant: str, *, start: datetime | None = Non
            f"LIMIT {int(limit)} OFFSET {int(offset_sql)}")
     rows = run(snapshot, tenant, sql, params, **prune, **seq_range)
     return [Event.from_row(dict(zip(ROW_FIELDS, r, strict=True)), tenant) for r in rows or []]
+
+
+def event_seq(position: int, receipt_seqs: list[int]) -> int:
+    """The seq of the event at ``position`` (0-based, counting events only) in a log whose
+    receipt entries hold ``receipt_seqs`` (ascending)."""
+    if position < 0:
+        return position
+    seq = position
+    for r in receipt_seqs:
+        if r > seq:
+            break
+        seq += 1
+    return seq
 
 
 def by_seq(snapshot: Snapshot, tenant: str, seqs: list[int]) -> list[Event]:
@@ -76,7 +92,7 @@ def by_seq(snapshot: Snapshot, tenant: str, seqs: list[int]) -> list[Event]:
 def count_events(snapshot: Snapshot, tenant: str, *, start: datetime | None = None,
                  end: datetime | None = None) -> int:
     if start is None and end is None:
-        return snapshot.sizes.get(tenant, 0)
+        return snapshot.sizes.get(tenant, 0) - len(snapshot.receipt_seqs.get(tenant, []))
     where, params, prune = _window(start, end)
     rows = run(snapshot, tenant, f"SELECT count(*) FROM {{src}} WHERE {where}", params, **prune)
     return int(rows[0][0]) if rows else 0

@@ -31,6 +31,13 @@ class Snapshot:
     segments: dict[str, list[SegmentRef]]
     tail: pa.Table
     sizes: dict[str, int] = field(default_factory=dict)
+    # Receipt entries (``ledger.receipt_log``): sealed files per tenant and the unsealed
+    # tail (with a ``tenant`` column), and each tenant's receipt-entry seqs, ascending.
+    receipt_files: dict[str, list[str]] = field(default_factory=dict)
+    membership_files: dict[str, list[str]] = field(default_factory=dict)
+    receipt_tail: pa.Table | None = None
+    membership_tail: pa.Table | None = None
+    receipt_seqs: dict[str, list[int]] = field(default_factory=dict)
 
     def files(self, tenant: str, *, first_day: date | None = None,
               last_day: date | None = None, seq_lo: int | None = None,

@@ -150,7 +150,9 @@ def _print_audit(app: App, report: Any) -> None:
         console.print(
             f"OK: {app.data}: {num(len(report.tenants))} projects, "
             f"{num(report.segments_checked)} segments and {num(report.events_checked)} "
-            "events checked; every hash, chain and root matches.")
+            "events checked" + (f" (and {num(report.receipts_checked)} receipts)"
+                                if report.receipts_checked else "")
+            + "; every hash, chain and root matches.")
         if report.tenants:
             table = new_table("project", "log size", "log root", numeric=("log size",),
                               fold=("log root",))

@@ -13,6 +13,7 @@ from ledger.cli.demo import demo
 from ledger.cli.ingest import ingest, record
 from ledger.cli.keys_cmds import log_group, signing_keys_group
 from ledger.cli.ledger_cmds import ledger_group
+from ledger.cli.receipts_cmds import receipts_group
 from ledger.cli.server_cmds import keys_group, serve
 from ledger.cli.usage import usage_group
 from ledger.tenants import TenantError, check_tenant
@@ -46,6 +47,7 @@ cli.add_command(ingest)
 cli.add_command(record)
 cli.add_command(ledger_group)
 cli.add_command(usage_group)
+cli.add_command(receipts_group)
 cli.add_command(demo)
 cli.add_command(signing_keys_group)
 cli.add_command(log_group)

@@ -1,0 +1,378 @@
+"""``llmring receipts``: generate, preview, list and inspect signed receipts, write proof
+bundles, and verify receipts or bundles offline (DESIGN §6, §10). Each command is a thin
+layer over ``ledger.receipts.Receipts`` and ``ledger.verify``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from ledger.cli.common import (
+    EXIT_FAILED_CHECK,
+    App,
+    CliError,
+    cost_cell,
+    json_option,
+    key_value_table,
+    new_table,
+    num,
+    pass_app,
+    print_json,
+    print_table,
+    progress_bar,
+    show_progress,
+    stdout_console,
+    usd,
+)
+
+F = Callable[..., Any]
+
+
+@click.group("receipts")
+def receipts_group() -> None:
+    """Signed receipts: certify calls, inspect them, prove and verify them offline.
+
+    \b
+    Examples:
+      llmring receipts preview --start 2025-10-01 --end 2025-10-31
+      llmring receipts generate --since-last --description "Daily certification"
+      llmring receipts prove RECEIPT_ID --log LOG_ID -o proof.json
+      llmring receipts verify proof.json --public-key ledger.pem
+    """
+
+
+def selectors(f: F) -> F:
+    """The four selection modes (exactly one)."""
+    options = [
+        click.option("--conversation", "conversation_id", metavar="ID",
+                     help="Certify the calls of one conversation."),
+        click.option("--since-last", "since_last", is_flag=True,
+                     help="Certify every call no receipt has certified yet."),
+        click.option("--start", metavar="D", help="Date range start: YYYY-MM-DD or ISO "
+                     "datetime (naive = UTC), inclusive."),
+        click.option("--end", metavar="D", help="Date range end: an ISO datetime is "
+                     "exclusive; a date (YYYY-MM-DD) includes that whole day."),
+        click.option("--log-id", "log_ids", multiple=True, metavar="ID",
+                     help="Certify these logs (repeat the option for each id)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def paging(f: F) -> F:
+    f = click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="Skip this many rows.")(f)
+    return click.option("--limit", default=100, show_default=True,
+                        type=click.IntRange(1, 1000), help="Rows per page (1-1000).")(f)
+
+
+def _request(conversation_id: str | None, since_last: bool, start: str | None,
+             end: str | None, log_ids: tuple[str, ...]) -> dict[str, Any]:
+    return {"conversation_id": conversation_id, "since_last_receipt": since_last,
+            "start_date": start, "end_date": end, "log_ids": list(log_ids) or None}
+
+
+def _receipts(led: Any) -> Any:
+    from ledger.receipts import Receipts
+
+    return Receipts(led)
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    from ledger.receipts import ReceiptRequestError
+    from ledger.signing import KeyRingError
+
+    try:
+        return fn()
+    except ReceiptRequestError as exc:
+        raise CliError(str(exc)) from None
+    except KeyRingError as exc:
+        raise CliError(str(exc), EXIT_FAILED_CHECK) from None
+
+
+def _breakdown_table(title: str, rows: dict[str, dict[str, Any]]) -> Any:
+    table = new_table(title.split()[-1], "calls", "tokens", "cost", title=title,
+                      numeric=("calls", "tokens", "cost"))
+    for key, v in rows.items():
+        table.add_row(key, num(v["calls"]), num(v["tokens"]),
+                      cost_cell(v["cost_nanos"], v["calls"], v["unpriced_calls"]))
+    return table
+
+
+def _print_summary(head: dict[str, Any], breakdowns: dict[str, dict[str, Any]]) -> None:
+    console = stdout_console()
+    console.print(key_value_table(head))
+    for name, rows in breakdowns.items():
+        if rows:
+            print_table(console, _breakdown_table(f"By {name.removeprefix('by_')}", rows))
+
+
+# -- generate and preview --------------------------------------------------------------------
+@receipts_group.command()
+@selectors
+@click.option("--description", metavar="TEXT", help="What the receipt is for.")
+@click.option("--tags", "tags", multiple=True, metavar="TAG",
+              help="A tag (repeat the option for more).")
+@json_option
+@pass_app
+def generate(app: App, conversation_id: str | None, since_last: bool, start: str | None,
+             end: str | None, log_ids: tuple[str, ...], description: str | None,
+             tags: tuple[str, ...], as_json: bool) -> None:
+    """Certify calls with a signed receipt (exactly one of --conversation, --since-last,
+    --start/--end, --log-id).
+
+    Example: llmring receipts generate --start 2025-10-01 --end 2025-10-31
+    --description "October billing" --tags billing --tags monthly
+    """
+    request = _request(conversation_id, since_last, start, end, log_ids)
+    with app.open(create=False) as led:
+        receipts = _receipts(led)
+        if show_progress(as_json):
+            stages = ["select", "hash", "sign", "store"]
+            with progress_bar() as bar:
+                task = bar.add_task("selecting", total=len(stages))
+
+                def step(stage: str) -> None:
+                    bar.update(task, completed=stages.index(stage),
+                               description={"select": "selecting", "hash": "hashing",
+                                            "sign": "signing", "store": "storing"}[stage])
+
+                result = _call(lambda: receipts.generate(
+                    app.project, description=description, tags=list(tags) or None,
+                    progress=step, **request))
+                bar.update(task, completed=len(stages))
+        else:
+            result = _call(lambda: receipts.generate(
+                app.project, description=description, tags=list(tags) or None, **request))
+    if as_json:
+        print_json(result)
+        return
+    r = result["receipt"]
+    s = r["batch_summary"]
+    _print_summary({
+        "receipt": r["receipt_id"],
+        "certified": f"{num(result['certified_count'])} calls in "
+                     f"{num(s['total_conversations'])} conversations",
+        "period": f"{s['start_date']} .. {s['end_date']}",
+        "tokens": num(r["total_tokens"]),
+        "total cost": usd(r["total_cost_nanos"]),
+        "merkle root": r["merkle_root"],
+        "signed by key": r["key_id"],
+        "description": r["description"],
+        "tags": ", ".join(r["tags"]),
+    }, {"by_model": s["by_model"]})
+
+
+@receipts_group.command()
+@selectors
+@json_option
+@pass_app
+def preview(app: App, conversation_id: str | None, since_last: bool, start: str | None,
+            end: str | None, log_ids: tuple[str, ...], as_json: bool) -> None:
+    """What `generate` with the same selection would certify (writes nothing)."""
+    request = _request(conversation_id, since_last, start, end, log_ids)
+    with app.open(create=False) as led:
+        p = _call(lambda: _receipts(led).preview(app.project, **request))
+    if as_json:
+        print_json(p)
+        return
+    _print_summary({
+        "would certify": f"{num(p['total_logs'])} calls in "
+                         f"{num(p['total_conversations'])} conversations",
+        "period": f"{p['start_date']} .. {p['end_date']}",
+        "tokens": num(p["total_tokens"]),
+        "total cost": usd(p["total_cost_nanos"]),
+        "unpriced calls": num(p["unpriced_logs"]),
+    }, {k: p[k] for k in ("by_model", "by_alias", "by_provider", "by_date")})
+
+
+# -- listings ---------------------------------------------------------------------------------
+def _logs_table(title: str, logs: list[dict[str, Any]]) -> Any:
+    table = new_table("id", "type", "timestamp", "alias", "provider", "model", "in", "out",
+                      "cost", title=title, numeric=("in", "out", "cost"))
+    for log in logs:
+        table.add_row(log["id"], log["type"], log["timestamp"], log["alias"],
+                      log["provider"], log["model"], num(log["input_tokens"]),
+                      num(log["output_tokens"]),
+                      "unpriced" if log["cost_source"] == "unpriced" else
+                      usd(log["cost_nanos"], 6))
+    return table
+
+
+def _page_note(total: int, offset: int, shown: int) -> str:
+    if total == 0:
+        return ""
+    return f"rows {num(offset + 1)}-{num(offset + shown)} of {num(total)}" if shown else \
+        f"no rows at offset {num(offset)} (total {num(total)})"
+
+
+@receipts_group.command()
+@paging
+@json_option
+@pass_app
+def uncertified(app: App, limit: int, offset: int, as_json: bool) -> None:
+    """Calls no receipt has certified yet, oldest first, with their total cost."""
+    with app.open(create=False) as led:
+        receipts = _receipts(led)
+        page = _call(lambda: receipts.uncertified(app.project, limit=limit, offset=offset))
+        totals = receipts.uncertified_cost(app.project)
+    page["total_cost"] = totals["total_cost"]
+    page["total_cost_nanos"] = totals["total_cost_nanos"]
+    if as_json:
+        print_json(page)
+        return
+    console = stdout_console()
+    if page["total"] == 0:
+        console.print(f"Every call of project {app.project} is certified by a receipt.")
+        return
+    print_table(console, _logs_table(f"Uncertified calls of {app.project}", page["logs"]))
+    console.print(f"{_page_note(page['total'], offset, len(page['logs']))}; uncertified "
+                  f"cost {usd(page['total_cost_nanos'])}")
+
+
+@receipts_group.command("list")
+@paging
+@json_option
+@pass_app
+def list_cmd(app: App, limit: int, offset: int, as_json: bool) -> None:
+    """The project's receipts, newest first."""
+    with app.open(create=False) as led:
+        page = _call(lambda: _receipts(led).list(app.project, limit=limit, offset=offset))
+    if as_json:
+        print_json(page)
+        return
+    console = stdout_console()
+    if page["total"] == 0:
+        console.print(f"Project {app.project} has no receipts yet.")
+        return
+    table = new_table("receipt", "issued", "scope", "calls", "cost", "description", "tags",
+                      title=f"Receipts of {app.project}", numeric=("calls", "cost"))
+    for r in page["receipts"]:
+        table.add_row(r["receipt_id"], r["timestamp"], r["scope"]["mode"],
+                      num(r["certified_count"]), usd(r["total_cost_nanos"]),
+                      r["description"] or "", ", ".join(r["tags"]))
+    print_table(console, table)
+    console.print(_page_note(page["total"], offset, len(page["receipts"])))
+
+
+@receipts_group.command()
+@click.argument("receipt_id")
+@json_option
+@pass_app
+def get(app: App, receipt_id: str, as_json: bool) -> None:
+    """One signed receipt."""
+    with app.open(create=False) as led:
+        r = _call(lambda: _receipts(led).get(app.project, receipt_id))
+    if as_json:
+        print_json(r)
+        return
+    s = r["batch_summary"]
+    scope = ", ".join(f"{k}={v}" for k, v in r["scope"].items())
+    _print_summary({
+        "receipt": r["receipt_id"], "type": r["receipt_type"], "issued": r["timestamp"],
+        "project": r["tenant"], "scope": scope,
+        "certified": f"{num(r['certified_count'])} calls in "
+                     f"{num(s['total_conversations'])} conversations",
+        "period": f"{s['start_date']} .. {s['end_date']}",
+        "tokens": num(r["total_tokens"]), "total cost": usd(r["total_cost_nanos"]),
+        "merkle root": r["merkle_root"],
+        "log checkpoint": f"{r['log_checkpoint']['origin']} @ {r['log_checkpoint']['size']}",
+        "signed by key": r["key_id"], "description": r["description"],
+        "tags": ", ".join(r["tags"]),
+    }, {k: s[k] for k in ("by_model", "by_alias", "by_provider", "by_date")})
+
+
+@receipts_group.command()
+@click.argument("receipt_id")
+@paging
+@json_option
+@pass_app
+def logs(app: App, receipt_id: str, limit: int, offset: int, as_json: bool) -> None:
+    """The calls a receipt certifies, in its leaf order."""
+    with app.open(create=False) as led:
+        page = _call(lambda: _receipts(led).logs(app.project, receipt_id, limit=limit,
+                                                  offset=offset))
+    if as_json:
+        print_json(page)
+        return
+    console = stdout_console()
+    print_table(console, _logs_table(f"Calls certified by {receipt_id}", page["logs"]))
+    console.print(_page_note(page["total"], offset, len(page["logs"])))
+
+
+# -- proofs -----------------------------------------------------------------------------------
+@receipts_group.command()
+@click.argument("receipt_id")
+@click.option("--log", "log_id", required=True, metavar="LOG_ID",
+              help="The certified call to prove.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the bundle here (default: stdout).")
+@pass_app
+def prove(app: App, receipt_id: str, log_id: str, output: Path | None) -> None:
+    """Write the proof bundle that a call is certified by a receipt (verifiable offline
+    with `llmring receipts verify`)."""
+    with app.open(create=False) as led:
+        bundle = _call(lambda: _receipts(led).prove(app.project, receipt_id, log_id))
+    data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
+    if output is None:
+        click.echo(data.decode(), nl=False)
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"Wrote the proof of {log_id} in {receipt_id} to {output}", err=True)
+
+
+@receipts_group.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--public-key", "key_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Public keys: PEM, the public-keys JSON, or verifier-key lines. Without "
+                   "it, the data directory's keys are used.")
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, file: Path, key_file: Path | None, as_json: bool) -> None:
+    """Verify a receipt or a proof bundle offline. Exit 0 valid, 1 invalid."""
+    from ledger.signing import KeyRingError, PublicKeyFormatError, load_public_keys
+    from ledger.verify import BUNDLE_FORMAT, verify_bundle, verify_receipt
+
+    try:
+        doc = orjson.loads(file.read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"{file} is not JSON ({exc})") from None
+    if key_file is None:
+        app = ctx.find_object(App)
+        default = app.data / "keys" / "keys.json" if app is not None else None
+        if default is None or not default.exists():
+            raise CliError(f"no public keys: pass --public-key FILE (the ledger's PEM or "
+                           f"public-keys JSON); {default or 'the data directory'} has none")
+        key_file = default
+    try:
+        keys = load_public_keys(key_file)
+    except (PublicKeyFormatError, KeyRingError) as exc:
+        raise CliError(str(exc)) from None
+    if isinstance(doc, dict) and doc.get("format") == BUNDLE_FORMAT:
+        result = verify_bundle(doc, keys)
+    else:
+        if isinstance(doc, dict) and isinstance(doc.get("receipt"), dict) and \
+                "certified_count" in doc and "receipt_id" not in doc:
+            doc = doc["receipt"]  # the output of `receipts generate --json`
+        result = verify_receipt(doc, keys)
+    if as_json:
+        print_json(result.as_dict())
+    elif result.valid:
+        what = "proof bundle" if result.kind == "bundle" else "receipt"
+        click.echo(f"OK: the {what} verifies ({result.receipt_id}, key {result.key_id})")
+        for check in result.checks:
+            click.echo(f"  ✓ {check}")
+    else:
+        click.echo(f"INVALID ({result.failed}): {result.message}")
+    if not result.valid:
+        ctx.exit(EXIT_FAILED_CHECK)

@@ -1,0 +1,160 @@
+"""`llmring receipts …`: the guide's commands end to end, JSON and table output, clear
+usage errors, proofs written to files and verified offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ledger import Ledger
+from ledger.cli import cli
+from tests.conftest import usage
+
+
+def llmring(data: Path, *args: str) -> Result:
+    runner = CliRunner(env={"LLMRING_LEDGER_DIR": None, "LLMRING_PROJECT": None})
+    return runner.invoke(cli, ["--data", str(data), *args], catch_exceptions=False)
+
+
+def as_json(result: Result) -> dict:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    with Ledger(path, pricer=None) as led:
+        led.append_many([usage(ts=f"2025-10-{d:02d}T12:00:00Z", conversation_id=f"conv-{d % 3}",
+                               model=("gpt-4o", "gpt-4o-mini")[d % 2], cost="0.5")
+                         for d in range(1, 32)])
+        led.append(usage(ts="2025-11-01T00:00:00Z"))
+    return path
+
+
+def test_generate_for_one_conversation(data: Path):
+    out = as_json(llmring(data, "receipts", "generate", "--conversation", "conv-1", "--json"))
+    assert out["certified_count"] == 11
+    assert out["receipt"]["scope"]["conversation_id"] == "conv-1"
+
+
+def test_daily_since_last_batch(data: Path):
+    out = as_json(llmring(data, "receipts", "generate", "--since-last", "--description",
+                          "Daily certification", "--json"))
+    assert out["certified_count"] == 32
+    assert out["receipt"]["description"] == "Daily certification"
+    again = llmring(data, "receipts", "generate", "--since-last")
+    assert again.exit_code == 2 and "already certified" in again.output
+
+
+def test_monthly_date_range_with_by_model_and_repeated_tags(data: Path):
+    out = as_json(llmring(data, "receipts", "generate", "--start", "2025-10-01", "--end",
+                          "2025-10-31", "--description", "October billing", "--tags",
+                          "billing", "--tags", "monthly", "--json"))
+    r = out["receipt"]
+    assert out["certified_count"] == 31
+    assert r["tags"] == ["billing", "monthly"]
+    assert r["batch_summary"]["by_model"]["gpt-4o"]["calls"] == 15
+    assert r["total_cost"] == 15.5
+
+
+def test_explicit_log_ids_are_repeatable(data: Path):
+    ids = [log["id"] for log in as_json(llmring(data, "receipts", "uncertified", "--limit",
+                                                "3", "--json"))["logs"]]
+    args = [a for i in ids for a in ("--log-id", i)]
+    assert as_json(llmring(data, "receipts", "generate", *args, "--json"))[
+        "certified_count"] == 3
+
+
+def test_preview_writes_nothing(data: Path):
+    out = as_json(llmring(data, "receipts", "preview", "--start", "2025-10-01", "--end",
+                          "2025-10-31", "--json"))
+    assert out["total_logs"] == 31 and out["total_cost"] == 15.5
+    assert out["by_model"]["gpt-4o-mini"]["calls"] == 16
+    assert as_json(llmring(data, "receipts", "list", "--json"))["total"] == 0
+
+
+def test_preview_table_shows_the_breakdowns(data: Path):
+    result = llmring(data, "receipts", "preview", "--since-last")
+    assert result.exit_code == 0
+    assert "would certify" in result.output and "By model" in result.output
+
+
+def test_uncertified_shows_the_calls_and_their_cost(data: Path):
+    page = as_json(llmring(data, "receipts", "uncertified", "--limit", "20", "--json"))
+    assert page["total"] == 32 and len(page["logs"]) == 20
+    assert page["total_cost"] == 15.50036
+    table = llmring(data, "receipts", "uncertified", "--limit", "2")
+    assert "rows 1-2 of 32" in table.output and "$15.5004" in table.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((), "give exactly one of"),
+    (("--since-last", "--conversation", "conv-1"), "exactly one selection mode"),
+    (("--start", "2025-10-31", "--end", "2025-10-01"), "must be before end_date"),
+    (("--log-id", "missing-id"), "missing-id"),
+    (("--conversation", "nobody"), "nothing to certify"),
+])
+def test_bad_requests_exit_2_with_a_clear_message_and_write_nothing(data: Path, args, message):
+    result = llmring(data, "receipts", "generate", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert as_json(llmring(data, "receipts", "list", "--json"))["total"] == 0
+
+
+def test_list_get_and_logs(data: Path):
+    rid = as_json(llmring(data, "receipts", "generate", "--since-last", "--json"))[
+        "receipt"]["receipt_id"]
+    listed = as_json(llmring(data, "receipts", "list", "--json"))
+    assert [r["receipt_id"] for r in listed["receipts"]] == [rid]
+    assert as_json(llmring(data, "receipts", "get", rid, "--json"))["receipt_id"] == rid
+    logs = as_json(llmring(data, "receipts", "logs", rid, "--limit", "5", "--offset", "30",
+                           "--json"))
+    assert logs["total"] == 32 and len(logs["logs"]) == 2
+    assert rid in llmring(data, "receipts", "list").output
+    assert "merkle root" in llmring(data, "receipts", "get", rid).output
+
+
+def test_prove_then_verify_offline_with_a_pem_key(data: Path, tmp_path: Path):
+    out = as_json(llmring(data, "receipts", "generate", "--since-last", "--json"))
+    rid = out["receipt"]["receipt_id"]
+    log_id = as_json(llmring(data, "receipts", "logs", rid, "--json"))["logs"][7]["id"]
+    bundle = tmp_path / "proof.json"
+    assert llmring(data, "receipts", "prove", rid, "--log", log_id, "-o",
+                   str(bundle)).exit_code == 0
+    from ledger.signing import load_public_keys
+
+    pem = tmp_path / "ledger.pem"
+    pem.write_text(load_public_keys(data / "keys" / "keys.json")[0].pem())
+    elsewhere = tmp_path / "no-such-dir"
+    ok = llmring(elsewhere, "receipts", "verify", str(bundle), "--public-key", str(pem))
+    assert ok.exit_code == 0 and "OK" in ok.output
+    assert not elsewhere.exists()
+    doc = json.loads(bundle.read_text())
+    doc["event"]["output_tokens"] += 1
+    bundle.write_text(json.dumps(doc))
+    bad = llmring(elsewhere, "receipts", "verify", str(bundle), "--public-key", str(pem),
+                  "--json")
+    assert bad.exit_code == 1
+    assert json.loads(bad.output)["failed"] == "leaf"
+
+
+def test_verify_a_receipt_with_the_data_directorys_keys(data: Path, tmp_path: Path):
+    out = as_json(llmring(data, "receipts", "generate", "--since-last", "--json"))
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(json.dumps(out))
+    assert llmring(data, "receipts", "verify", str(receipt)).exit_code == 0
+    out["receipt"]["total_cost"] = 0.01
+    receipt.write_text(json.dumps(out["receipt"]))
+    bad = llmring(data, "receipts", "verify", str(receipt))
+    assert bad.exit_code == 1 and "signature" in bad.output
+
+
+def test_verify_without_keys_tells_the_user_to_pass_public_key(tmp_path: Path):
+    doc = tmp_path / "r.json"
+    doc.write_text("{}")
+    result = llmring(tmp_path / "nothing-here", "receipts", "verify", str(doc))
+    assert result.exit_code == 2 and "--public-key" in result.output
