@@ -249,6 +249,25 @@ class LedgerService:
     def public_keys(self) -> dict[str, Any]:
         return public_keys_json(self.keyring.keys())
 
+    def verify_receipt(self, document: Any) -> dict[str, Any]:
+        """Check a receipt (or ``{"receipt": …}``, or a proof bundle) against every key of
+        this ledger, current and retired: ``{receipt_id, valid, algorithm, key_id, failed,
+        message}``. Signs nothing and reads no project data."""
+        from ledger.verify import BUNDLE_FORMAT, verify_bundle, verify_receipt
+
+        keys = self.keyring.keys()
+        if isinstance(document, dict) and document.get("format") == BUNDLE_FORMAT:
+            result = verify_bundle(document, keys)
+        else:
+            if (isinstance(document, dict) and isinstance(document.get("receipt"), dict)
+                    and "signature" not in document):
+                document = document["receipt"]
+            result = verify_receipt(document, keys)
+        out = result.as_dict()
+        return {"receipt_id": out["receipt_id"], "valid": out["valid"],
+                "algorithm": out["algorithm"], "key_id": out["key_id"],
+                "kind": out["kind"], "failed": out["failed"], "message": out["message"]}
+
     def public_key_pem(self) -> str:
         info = self.keyring.current_info()
         if info is None:  # pragma: no cover - a key is created when the service opens
