@@ -56,6 +56,8 @@ class App:
 
     data: Path
     project: str
+    server: str | None = None  # --server URL: commands that support it call the server
+    api_key: str | None = None
 
     @contextmanager
     def open(self, *, create: bool = True) -> Iterator[Any]:

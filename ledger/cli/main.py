@@ -26,9 +26,14 @@ from ledger.tenants import TenantError, check_tenant
               show_envvar=True, help="The ledger's data directory.")
 @click.option("--project", envvar="LLMRING_PROJECT", default="default", show_default=True,
               show_envvar=True, help="The project (tenant) to read and write.")
+@click.option("--server", metavar="URL", envvar="LLMRING_SERVER_URL", show_envvar=True,
+              help="Talk to `llmring serve` at URL (the receipts commands).")
+@click.option("--api-key", metavar="KEY", envvar="LLMRING_API_KEY", show_envvar=True,
+              help="The API key for --server; it names the project.")
 @click.version_option(package_name="llmring-ledger", prog_name="llmring")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path, project: str) -> None:
+def cli(ctx: click.Context, data_dir: Path, project: str, server: str | None,
+        api_key: str | None) -> None:
     """A verifiable receipt ledger for LLM usage.
 
     Record calls (ingest, record), report usage, and check that the ledger's history
@@ -40,7 +45,8 @@ def cli(ctx: click.Context, data_dir: Path, project: str) -> None:
         check_tenant(project)
     except TenantError as exc:
         raise CliError(f"--project: {exc}") from None
-    ctx.obj = App(data=data_dir, project=project)
+    ctx.obj = App(data=data_dir, project=project, server=server,
+                  api_key=api_key)
 
 
 cli.add_command(ingest)

@@ -28,12 +28,18 @@ from ledger.cli.common import (
     stdout_console,
     usd,
 )
+from ledger.cli.remote import RemoteReceipts, receipts_backend
 
 F = Callable[..., Any]
 
 
 @click.group("receipts")
-def receipts_group() -> None:
+@click.option("--server", metavar="URL", envvar="LLMRING_SERVER_URL",
+              help="Call `llmring serve` at URL instead of opening the data directory.")
+@click.option("--api-key", metavar="KEY", envvar="LLMRING_API_KEY",
+              help="The API key for --server (it names the project).")
+@click.pass_context
+def receipts_group(ctx: click.Context, server: str | None, api_key: str | None) -> None:
     """Signed receipts: certify calls, inspect them, prove and verify them offline.
 
     \b
@@ -42,7 +48,12 @@ def receipts_group() -> None:
       llmring receipts generate --since-last --description "Daily certification"
       llmring receipts prove RECEIPT_ID --log LOG_ID -o proof.json
       llmring receipts verify proof.json --public-key ledger.pem
+      llmring receipts --server http://127.0.0.1:8000 --api-key llr_... uncertified
     """
+    app = ctx.find_object(App)
+    if app is not None:
+        app.server = server or app.server
+        app.api_key = api_key or app.api_key
 
 
 def selectors(f: F) -> F:
@@ -78,6 +89,9 @@ def _request(conversation_id: str | None, since_last: bool, start: str | None,
 
 
 def _receipts(led: Any) -> Any:
+    """The receipts of the open ledger, or the server's (``--server``)."""
+    if isinstance(led, RemoteReceipts):
+        return led
     from ledger.receipts import Receipts
 
     return Receipts(led)
@@ -130,7 +144,7 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
     --description "October billing" --tags billing --tags monthly
     """
     request = _request(conversation_id, since_last, start, end, log_ids)
-    with app.open(create=False) as led:
+    with receipts_backend(app) as led:
         receipts = _receipts(led)
         if show_progress(as_json):
             stages = ["select", "hash", "sign", "store"]
@@ -176,7 +190,7 @@ def preview(app: App, conversation_id: str | None, since_last: bool, start: str 
             end: str | None, log_ids: tuple[str, ...], as_json: bool) -> None:
     """What `generate` with the same selection would certify (writes nothing)."""
     request = _request(conversation_id, since_last, start, end, log_ids)
-    with app.open(create=False) as led:
+    with receipts_backend(app) as led:
         p = _call(lambda: _receipts(led).preview(app.project, **request))
     if as_json:
         print_json(p)
@@ -217,7 +231,7 @@ def _page_note(total: int, offset: int, shown: int) -> str:
 @pass_app
 def uncertified(app: App, limit: int, offset: int, as_json: bool) -> None:
     """Calls no receipt has certified yet, oldest first, with their total cost."""
-    with app.open(create=False) as led:
+    with receipts_backend(app) as led:
         receipts = _receipts(led)
         page = _call(lambda: receipts.uncertified(app.project, limit=limit, offset=offset))
         totals = receipts.uncertified_cost(app.project)
@@ -241,7 +255,7 @@ def uncertified(app: App, limit: int, offset: int, as_json: bool) -> None:
 @pass_app
 def list_cmd(app: App, limit: int, offset: int, as_json: bool) -> None:
     """The project's receipts, newest first."""
-    with app.open(create=False) as led:
+    with receipts_backend(app) as led:
         page = _call(lambda: _receipts(led).list(app.project, limit=limit, offset=offset))
     if as_json:
         print_json(page)
@@ -266,7 +280,7 @@ def list_cmd(app: App, limit: int, offset: int, as_json: bool) -> None:
 @pass_app
 def get(app: App, receipt_id: str, as_json: bool) -> None:
     """One signed receipt."""
-    with app.open(create=False) as led:
+    with receipts_backend(app) as led:
         r = _call(lambda: _receipts(led).get(app.project, receipt_id))
     if as_json:
         print_json(r)
@@ -294,7 +308,7 @@ def get(app: App, receipt_id: str, as_json: bool) -> None:
 @pass_app
 def logs(app: App, receipt_id: str, limit: int, offset: int, as_json: bool) -> None:
     """The calls a receipt certifies, in its leaf order."""
-    with app.open(create=False) as led:
+    with receipts_backend(app) as led:
         page = _call(lambda: _receipts(led).logs(app.project, receipt_id, limit=limit,
                                                   offset=offset))
     if as_json:
@@ -316,7 +330,7 @@ def logs(app: App, receipt_id: str, limit: int, offset: int, as_json: bool) -> N
 def prove(app: App, receipt_id: str, log_id: str, output: Path | None) -> None:
     """Write the proof bundle that a call is certified by a receipt (verifiable offline
     with `llmring receipts verify`)."""
-    with app.open(create=False) as led:
+    with receipts_backend(app) as led:
         bundle = _call(lambda: _receipts(led).prove(app.project, receipt_id, log_id))
     data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
     if output is None:
@@ -347,17 +361,20 @@ def verify(ctx: click.Context, file: Path, key_file: Path | None, as_json: bool)
         raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
     except orjson.JSONDecodeError as exc:
         raise CliError(f"{file} is not JSON ({exc})") from None
-    if key_file is None:
-        app = ctx.find_object(App)
+    app = ctx.find_object(App)
+    if key_file is None and app is not None and app.server:
+        keys = _server_keys(app.server)
+    elif key_file is None:
         default = app.data / "keys" / "keys.json" if app is not None else None
         if default is None or not default.exists():
             raise CliError(f"no public keys: pass --public-key FILE (the ledger's PEM or "
                            f"public-keys JSON); {default or 'the data directory'} has none")
         key_file = default
-    try:
-        keys = load_public_keys(key_file)
-    except (PublicKeyFormatError, KeyRingError) as exc:
-        raise CliError(str(exc)) from None
+    if key_file is not None:
+        try:
+            keys = load_public_keys(key_file)
+        except (PublicKeyFormatError, KeyRingError) as exc:
+            raise CliError(str(exc)) from None
     if isinstance(doc, dict) and doc.get("format") == BUNDLE_FORMAT:
         result = verify_bundle(doc, keys)
     else:
@@ -376,3 +393,18 @@ def verify(ctx: click.Context, file: Path, key_file: Path | None, as_json: bool)
         click.echo(f"INVALID ({result.failed}): {result.message}")
     if not result.valid:
         ctx.exit(EXIT_FAILED_CHECK)
+
+
+def _server_keys(url: str) -> Any:
+    """Every public key the server publishes (GET /api/v1/receipts/public-keys.json)."""
+    import httpx
+
+    from ledger.signing import PublicKeyFormatError, parse_public_keys_json
+
+    try:
+        response = httpx.get(url.rstrip("/") + "/api/v1/receipts/public-keys.json",
+                             timeout=30)
+        response.raise_for_status()
+        return parse_public_keys_json(response.json())
+    except (httpx.HTTPError, ValueError, PublicKeyFormatError) as exc:
+        raise CliError(f"cannot get the public keys of {url}: {exc}") from None
