@@ -379,3 +379,35 @@ def test_sigterm_closes_the_ledger_and_keeps_every_acknowledged_event(tmp_path: 
     with Ledger(tmp_path / "data", pricer=None) as led:
         assert led.count("solo") == 20
         assert not any(p.stat().st_size for p in (tmp_path / "data" / "journal").iterdir())
+
+
+def test_a_chunked_body_without_content_length_is_accepted(alpha: httpx.Client) -> None:
+    body = orjson.dumps(usage(model="chunked-model"))
+
+    def chunks() -> Iterator[bytes]:
+        yield body[:10]
+        yield body[10:]
+
+    r = alpha.post("/api/v1/log", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert alpha.get(f"/api/v1/logs/{r.json()['log_id']}").json()["model"] == "chunked-model"
+
+
+def test_a_chunked_huge_body_is_413(alpha: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(6):
+            yield b" " * (1024 * 1024)
+
+    r = alpha.post("/api/v1/log", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_the_fast_path_and_the_app_answer_the_same_shape(alpha: httpx.Client) -> None:
+    fast = alpha.post("/api/v1/log", json=usage()).json()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the FastAPI route answers
+        yield orjson.dumps(usage())
+
+    routed = alpha.post("/api/v1/log", content=chunks(),
+                        headers={"Content-Type": "application/json"}).json()
+    assert set(fast) == set(routed)

@@ -42,12 +42,13 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
 
     from ledger.ledger import LedgerLockedError
     from ledger.server import ServerConfig, create_app
+    from ledger.server.fastpath import FastPath
 
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body)
-    asgi = create_app(config)
+    asgi = FastPath(create_app(config))
     try:
         uvicorn.run(asgi, host=host, port=port, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=30, lifespan="on")
+                    timeout_graceful_shutdown=30, lifespan="on", proxy_headers=False)
     except LedgerLockedError as exc:  # pragma: no cover - uvicorn reports lifespan errors
         raise CliError(str(exc)) from None
 

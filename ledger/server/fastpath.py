@@ -1,0 +1,131 @@
+"""The fast path of the two hot write endpoints (``FastPath(app)`` wraps the app
+``llmring serve`` runs), ``POST /api/v1/log`` and
+``POST /api/v1/log/batch``: a well-formed, authenticated request is validated straight
+from its bytes (pydantic-core's JSON parser) and appended in the thread pool, without
+FastAPI's routing, dependency and exception machinery (which cost more CPU per request
+than the append itself).
+
+Anything else (no JSON content type, a missing or unknown key, an invalid body, an append
+the ledger refuses) falls through to the FastAPI route, which answers it exactly as
+documented; a refused append wrote nothing, so running it again there is safe and gives
+the same answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import orjson
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ledger.events import EventIn
+from ledger.server.schemas import BatchIn
+
+FAST_PATHS = ("/api/v1/log", "/api/v1/log/batch")
+
+
+def _api_key(scope: Scope) -> tuple[str | None, bool]:
+    """(the request's API key, whether its content type is JSON)."""
+    key = None
+    json_body = False
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            key = value.decode("latin-1")
+        elif name == b"authorization" and key is None:
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                key = credentials.strip()
+        elif name == b"content-type":
+            json_body = value.split(b";")[0].strip().lower() == b"application/json"
+    return key, json_body
+
+
+class FastPath:
+    """Outermost ASGI layer: tries the fast path for requests to ``FAST_PATHS`` with a
+    declared ``Content-Length`` within the app's body limit, and hands every other request
+    (and every request the fast path declines, with its body replayed) to ``app``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app: ASGIApp = app
+        self.fastapi = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] != "POST"
+                or scope["path"] not in FAST_PATHS):
+            await self.app(scope, receive, send)
+            return
+        server = getattr(self.fastapi.state, "server", None)
+        length = _content_length(scope)
+        if server is None or length is None or length > _limit(server, scope["path"]):
+            await self.app(scope, receive, send)  # the app answers (413, 400, …)
+            return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            received += len(chunk)
+            if received > length or not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if received == length and await try_answer(server, scope, body, send):
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _limit(server: Any, path: str) -> int:
+    config = server.config
+    return int(config.max_batch_body if path == "/api/v1/log/batch" else config.max_body)
+
+
+async def try_answer(server: Any, scope: Scope, body: bytes, send: Send) -> bool:
+    """Answer the request if it takes the fast path; False to let the app answer it."""
+    key, json_body = _api_key(scope)
+    if not json_body:
+        return False
+    found = server.api_keys.authenticate(key)
+    if found is None:
+        return False
+    try:
+        if scope["path"] == "/api/v1/log":
+            event = EventIn.model_validate_json(body)
+            call: Any = (server.service.log_usage, found.project, event)
+        else:
+            batch = BatchIn.model_validate_json(body)
+            call = (server.service.log_batch, found.project, batch.events)
+    except (ValidationError, ValueError):
+        return False
+    try:
+        answer = await anyio.to_thread.run_sync(*call)
+    except Exception:  # refused: nothing was written; the route answers with the reason
+        return False
+    data = orjson.dumps(answer)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+    return True
