@@ -218,3 +218,21 @@ def test_a_server_receipt_and_proof_verify_offline_with_the_served_pem(
     result = serverproc.cli(elsewhere, "receipts", "verify", str(tmp_path / "forged.json"),
                             "--public-key", str(pem), check=False)
     assert result.returncode == 1
+
+
+def test_another_projects_conversation_cannot_be_previewed_or_certified(
+        alpha: httpx.Client, beta: httpx.Client) -> None:
+    conv = alpha.post("/api/v1/conversations/log", json={
+        "messages": [{"role": "user", "content": "secret"}], "response": {"content": "x"},
+        "metadata": {"provider": "openai", "model": "gpt-4o", "cost": 0.01}}).json()
+    for path in ("/api/v1/receipts/preview", "/api/v1/receipts/generate"):
+        r = beta.post(path, json={"conversation_id": conv["conversation_id"]})
+        assert r.status_code == 400
+        assert "nothing to certify" in r.json()["detail"]
+
+
+def test_the_uncertified_list_holds_only_the_callers_logs(alpha: httpx.Client,
+                                                          beta: httpx.Client) -> None:
+    alpha.post("/api/v1/log", json=usage(model="alpha-only-model"))
+    text = beta.get("/api/v1/receipts/uncertified", params={"limit": 1000}).text
+    assert "alpha-only-model" not in text
