@@ -167,16 +167,11 @@ def checkpoint(app: App, as_json: bool) -> None:
     Issuing again while the log has not grown prints the same checkpoint. Save the note:
     `llmring log verify-checkpoint` checks it offline later.
     """
-    from ledger.checkpoint import CheckpointError, CheckpointStore
+    from ledger.checkpoint import CheckpointError
 
     with app.open(create=False) as led:
-        size = led.size(app.project)
-        root = led.root(app.project)
-        keyring = _keyring(app)
-        origin = f"{keyring.name}/{app.project}"
         try:
-            signed = CheckpointStore(app.data / CHECKPOINTS_DIR).issue(origin, size, root,
-                                                                      keyring)
+            signed = led.checkpoint(app.project)
         except KeyRingError as exc:
             raise CliError(str(exc)) from None
         except CheckpointError as exc:
