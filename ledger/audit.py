@@ -40,7 +40,13 @@ import pyarrow.parquet as pq
 
 from ledger import journal as jr
 from ledger.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
-from ledger.events import ROW_FIELDS, canonical_bytes_of_row, canonical_json, leaf_hash_of
+from ledger.events import (
+    ROW_FIELDS,
+    STORED_FIELDS,
+    canonical_bytes_of_stored,
+    canonical_json,
+    leaf_hash_of,
+)
 from ledger.manifest import check_chain, read_lines
 from ledger.merkle import (
     HASH_SIZE,
@@ -282,30 +288,34 @@ def _check_receipt_entry(tenant: str, seq: int, canonical: bytes, leaf: bytes | 
 
 
 def _check_leaves(table: pa.Table, tenant: str, where: str, report: AuditReport) -> None:
-    cols: dict[str, list[Any]] = {}
-    for name in ROW_FIELDS:
-        col = table.column(name)
-        if name in ("ts", "recorded_at"):
-            col = col.cast(pa.int64())
-        cols[name] = col.to_pylist()
-    n = table.num_rows
+    """Recompute every event's leaf hash from its stored fields (in bulk: ``ts`` is
+    formatted by Arrow and the stored canonical metadata text is spliced in)."""
+    ts = table.column("ts")
+    if not pa.types.is_timestamp(ts.type):
+        ts = ts.cast(pa.timestamp("us", tz="UTC"))
+    ts_text = pc.strftime(ts, format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+    metadata = table.column("metadata").to_pylist()
+    cols = [table.column(name).to_pylist() for name in STORED_FIELDS]
+    seqs = table.column("seq").to_pylist()
+    ids = table.column("event_id").to_pylist()
+    stored = table.column("leaf_hash").to_pylist()
     bad = 0
-    for i in range(n):
-        row = {name: cols[name][i] for name in ROW_FIELDS}
+    for i, values in enumerate(zip(*cols, strict=True)):
         try:
-            expected = leaf_hash_of(canonical_bytes_of_row(row, tenant))
-        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-            report.add("event", f"{where} seq {row['seq']}", f"cannot be canonicalized: {exc}")
+            canonical = canonical_bytes_of_stored(dict(zip(STORED_FIELDS, values, strict=True)),
+                                                  tenant, ts_text[i], metadata[i])
+        except (ValueError, TypeError, orjson.JSONEncodeError) as exc:
+            report.add("event", f"{where} seq {seqs[i]}", f"cannot be canonicalized: {exc}")
             continue
-        if expected != row["leaf_hash"]:
+        if leaf_hash_of(canonical) != stored[i]:
             bad += 1
             if bad <= 20:
-                report.add("leaf-hash", f"{where} seq {row['seq']} ({row['event_id']})",
+                report.add("leaf-hash", f"{where} seq {seqs[i]} ({ids[i]})",
                            "the event's fields do not hash to its stored leaf hash: the event "
                            "was altered")
     if bad > 20:
         report.add("leaf-hash", where, f"{bad - 20} more events do not match their leaf hash")
-    report.events_checked += n
+    report.events_checked += table.num_rows
 
 
 def _check_journal(path: Path, report: AuditReport, logs: dict[str, _TenantLog]) -> None:
