@@ -16,7 +16,10 @@
    hashes to its leaf hash, its seq takes part in the gap-free log with the events, it
    has its membership (and no membership lacks its receipt), its certified events are
    events older than it, their leaf hashes give its ``merkle_root`` and their number its
-   ``certified_count``, and its signature verifies with the directory's public keys.
+   ``certified_count``, and its signature verifies with the directory's public keys;
+7. every signed checkpoint in ``checkpoints/``: its signature verifies with the
+   directory's keys, and the log's root at its size is its root (a checkpoint beyond the
+   log's size means entries were removed; another root, that history was rewritten).
 
 Each finding names what is wrong and where.
 """
@@ -36,11 +39,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ledger import journal as jr
-from ledger.events import ROW_FIELDS, canonical_bytes_of_row, canonical_json, leaf_hash_of
+from ledger.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
+from ledger.events import (
+    ROW_FIELDS,
+    STORED_FIELDS,
+    canonical_bytes_of_stored,
+    canonical_json,
+    leaf_hash_of,
+)
 from ledger.manifest import check_chain, read_lines
-from ledger.merkle import HASH_SIZE, root_from_leaf_hashes, tree_levels_from_buffer
+from ledger.merkle import (
+    HASH_SIZE,
+    root_from_leaf_hashes,
+    roots_at_sizes,
+    tree_levels_from_buffer,
+)
 from ledger.receipt_log import seqs_of, unpack_ranges
 from ledger.segments import SegmentStore
+from ledger.signing import KeyRingError, read_keys
 from ledger.tiles import TILE_WIDTH
 
 Progress = Callable[[int, int], None]
@@ -126,9 +142,70 @@ def verify_directory(path: str | os.PathLike[str], *,
             continue
         _check_journal(jpath, report, logs)
 
+    checkpoints = _load_checkpoints(root, report)
     for tenant, log in sorted(logs.items()):
-        _check_log(root, tenant, log, report)
+        _check_log(root, tenant, log, report, checkpoints.pop(tenant, []))
+    for tenant, signed in sorted(checkpoints.items()):
+        if signed:
+            top = max(signed, key=lambda c: c.checkpoint.size)
+            report.add("checkpoint", f"project {tenant}",
+                       f"a checkpoint of its log at size {top.checkpoint.size} was signed, "
+                       "but the directory holds no entry of that log (it was deleted)")
     return report
+
+
+def _load_checkpoints(root: Path, report: AuditReport) -> dict[str, list[SignedCheckpoint]]:
+    """Every stored checkpoint whose signature verifies with the directory's keys, per
+    project; a damaged or badly signed one is a problem."""
+    cdir = root / "checkpoints"
+    files = sorted(cdir.glob("*.jsonl")) if cdir.is_dir() else []
+    if not files:
+        return {}
+    try:
+        origin = orjson.loads((root / "config.json").read_bytes())["origin"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        report.add("checkpoint", "config.json", "missing or damaged, so the checkpoints' "
+                   "origin cannot be checked")
+        return {}
+    try:
+        verifiers = [Verifier.from_info(i) for i in read_keys(root / "keys")]
+    except KeyRingError as exc:
+        report.add("checkpoint", "keys/keys.json", str(exc))
+        return {}
+    out: dict[str, list[SignedCheckpoint]] = {}
+    for path in files:
+        where = str(path.relative_to(root))
+        for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+            if not line:
+                continue
+            try:
+                signed = SignedCheckpoint.from_json(orjson.loads(line))
+                cp = verify_checkpoint(signed.note, verifiers)
+            except (orjson.JSONDecodeError, NoteError, ValueError, TypeError) as exc:
+                report.add("checkpoint", f"{where} line {number}",
+                           f"not a validly signed checkpoint: {exc}")
+                continue
+            if not cp.origin.startswith(origin + "/"):
+                report.add("checkpoint", f"{where} line {number}",
+                           f"origin {cp.origin!r} is not a log of this ledger ({origin!r})")
+                continue
+            out.setdefault(cp.origin[len(origin) + 1:], []).append(signed)
+    return out
+
+
+def _check_checkpoints(tenant: str, signed: list[SignedCheckpoint], roots: dict[int, bytes],
+                       size: int, report: AuditReport) -> None:
+    for s in signed:
+        cp = s.checkpoint
+        where = f"project {tenant} checkpoint at size {cp.size}"
+        if cp.size > size:
+            report.add("checkpoint", where, f"the log has only {size} entries: entries it "
+                       "certified were removed (the log was truncated or replaced)")
+        elif roots[cp.size] != cp.root:
+            report.add("checkpoint", where,
+                       f"signed root {cp.root.hex()}, but the log's root at that size is "
+                       f"{roots[cp.size].hex()}: history was rewritten (entries changed, "
+                       "reordered or replaced)")
 
 
 def _check_segment(store: SegmentStore, seg: Any, report: AuditReport,
@@ -211,30 +288,34 @@ def _check_receipt_entry(tenant: str, seq: int, canonical: bytes, leaf: bytes | 
 
 
 def _check_leaves(table: pa.Table, tenant: str, where: str, report: AuditReport) -> None:
-    cols: dict[str, list[Any]] = {}
-    for name in ROW_FIELDS:
-        col = table.column(name)
-        if name in ("ts", "recorded_at"):
-            col = col.cast(pa.int64())
-        cols[name] = col.to_pylist()
-    n = table.num_rows
+    """Recompute every event's leaf hash from its stored fields (in bulk: ``ts`` is
+    formatted by Arrow and the stored canonical metadata text is spliced in)."""
+    ts = table.column("ts")
+    if not pa.types.is_timestamp(ts.type):
+        ts = ts.cast(pa.timestamp("us", tz="UTC"))
+    ts_text = pc.strftime(ts, format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+    metadata = table.column("metadata").to_pylist()
+    cols = [table.column(name).to_pylist() for name in STORED_FIELDS]
+    seqs = table.column("seq").to_pylist()
+    ids = table.column("event_id").to_pylist()
+    stored = table.column("leaf_hash").to_pylist()
     bad = 0
-    for i in range(n):
-        row = {name: cols[name][i] for name in ROW_FIELDS}
+    for i, values in enumerate(zip(*cols, strict=True)):
         try:
-            expected = leaf_hash_of(canonical_bytes_of_row(row, tenant))
-        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-            report.add("event", f"{where} seq {row['seq']}", f"cannot be canonicalized: {exc}")
+            canonical = canonical_bytes_of_stored(dict(zip(STORED_FIELDS, values, strict=True)),
+                                                  tenant, ts_text[i], metadata[i])
+        except (ValueError, TypeError, orjson.JSONEncodeError) as exc:
+            report.add("event", f"{where} seq {seqs[i]}", f"cannot be canonicalized: {exc}")
             continue
-        if expected != row["leaf_hash"]:
+        if leaf_hash_of(canonical) != stored[i]:
             bad += 1
             if bad <= 20:
-                report.add("leaf-hash", f"{where} seq {row['seq']} ({row['event_id']})",
+                report.add("leaf-hash", f"{where} seq {seqs[i]} ({ids[i]})",
                            "the event's fields do not hash to its stored leaf hash: the event "
                            "was altered")
     if bad > 20:
         report.add("leaf-hash", where, f"{bad - 20} more events do not match their leaf hash")
-    report.events_checked += n
+    report.events_checked += table.num_rows
 
 
 def _check_journal(path: Path, report: AuditReport, logs: dict[str, _TenantLog]) -> None:
@@ -286,7 +367,8 @@ def _check_journal(path: Path, report: AuditReport, logs: dict[str, _TenantLog])
         log.ids.append(pa.array(ids, pa.string()))
 
 
-def _check_log(root: Path, tenant: str, log: _TenantLog, report: AuditReport) -> None:
+def _check_log(root: Path, tenant: str, log: _TenantLog, report: AuditReport,
+               checkpoints: list[SignedCheckpoint]) -> None:
     seqs = pa.chunked_array(log.seqs, pa.int64())
     order = pc.sort_indices(seqs)
     sorted_seqs = pc.take(seqs, order).combine_chunks()
@@ -319,7 +401,10 @@ def _check_log(root: Path, tenant: str, log: _TenantLog, report: AuditReport) ->
                                                       (c.offset + len(c)) * HASH_SIZE]
                           for c in leaves.chunks)
     leaf_list = [leaf_bytes[i:i + HASH_SIZE] for i in range(0, len(leaf_bytes), HASH_SIZE)]
-    tree_root = root_from_leaf_hashes(leaf_list)
+    sizes = {c.checkpoint.size for c in checkpoints if c.checkpoint.size <= n}
+    roots = roots_at_sizes(leaf_list, sizes | {n})
+    tree_root = roots[n]
+    _check_checkpoints(tenant, checkpoints, roots, n, report)
     report.tenants[tenant] = {"size": n, "root": tree_root.hex(),
                               "receipts": len(log.receipts)}
     _check_receipts(root, tenant, log, sorted_seqs.to_numpy(), leaf_bytes, report)

@@ -559,6 +559,25 @@ def canonical_bytes_of_row(row: Mapping[str, Any], tenant: str) -> bytes:
     return canonical_json(canonical_fields(fields, format_ts(ts_us)), reference=reference)
 
 
+STORED_FIELDS = tuple(name for name in ROW_FIELDS if name not in (
+    "seq", "ts", "recorded_at", "metadata", "leaf_hash"))
+
+
+def canonical_bytes_of_stored(values: Mapping[str, Any], tenant: str, ts_text: str,
+                              metadata_text: str | None) -> bytes:
+    """``canonical_bytes_of_row`` for the audit's bulk path: ``values`` has the stored
+    fields (``STORED_FIELDS``), ``ts_text`` is ``ts`` already in the canonical form, and
+    the stored metadata text (the RFC 8785 JSON written at append) is spliced in as it is.
+    A metadata text that is not the canonical JSON of its object gives other bytes, and
+    so another leaf hash: an edited text is still caught."""
+    fields = dict(values)
+    fields["metadata"] = orjson.Fragment(metadata_text or "{}")
+    fields["tenant"] = tenant
+    fields["ts"] = ts_text
+    fields["v"] = CANONICAL_VERSION
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+
 class Event(BaseModel):
     """A recorded event, as read back from the ledger (DESIGN §3)."""
 

@@ -44,7 +44,7 @@ import orjson
 FRAME = struct.Struct("<II")
 EVENT_HEAD = struct.Struct("<Qq16s")
 MAX_FRAME = 64 * 1024 * 1024
-GROUP_WAIT = 0.001  # seconds a group-commit leader waits for announced appends
+GROUP_WAIT = 0.002  # seconds a group-commit leader waits for announced appends
 
 
 class JournalError(RuntimeError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -63,6 +64,8 @@ DEFAULT_SEAL_ROWS = 250_000
 COMPACT_TARGET_ROWS = 1_000_000
 COMPACT_MIN_FILES = 8
 DAY_US = 86_400_000_000
+DEFAULT_CHECKPOINT_INTERVAL = 60.0  # seconds between cadence checkpoints of grown logs
+_log = logging.getLogger("ledger")
 GC_PAUSE_BATCH = 1_000  # batches at least this large are prepared with the collector paused
 
 
@@ -110,7 +113,13 @@ class Ledger:
     """One data directory, opened for writing by this process alone."""
 
     def __init__(self, path: str | os.PathLike[str], *, seal_rows: int = DEFAULT_SEAL_ROWS,
-                 pricer: Any = "default", auto_seal: bool = True) -> None:
+                 pricer: Any = "default", auto_seal: bool = True,
+                 checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL) -> None:
+        """Open (creating if needed) the data directory ``path`` for writing.
+
+        ``checkpoint_interval``: every so many seconds, and at every seal, each project
+        whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
+        off (checkpoints are then issued on demand and with receipts only)."""
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.seal_rows = seal_rows
@@ -134,6 +143,15 @@ class Ledger:
         self._seal_wakeup = threading.Event()
         self._sealer: threading.Thread | None = None
         self._seal_error: BaseException | None = None
+        self.checkpoint_interval = checkpoint_interval
+        self._signer: tuple[Any, Any, str] | None = None  # (KeyRing, CheckpointStore, origin)
+        self._checkpointed: dict[str, int] = {}  # tenant → log size of its last checkpoint
+        self._stop = threading.Event()
+        self._cadence: threading.Thread | None = None
+        if checkpoint_interval is not None:
+            self._cadence = threading.Thread(target=self._checkpoint_loop,
+                                             name="ledger-checkpoints", daemon=True)
+            self._cadence.start()
 
     # -- opening and recovery ------------------------------------------------------------
     def _take_lock(self) -> int:
@@ -605,6 +623,8 @@ class Ledger:
             events = sum(len(c.rows) for c in frozen)
             result = SealResult(events, len(segments), closed)
         self._maybe_compact(segments)
+        if self.checkpoint_interval is not None:
+            self.checkpoint_grown()
         return result
 
     def _write_segments(self, chunks: list[TailChunk]) -> list[Segment]:
@@ -745,6 +765,9 @@ class Ledger:
             self._check_writable()
             tree = self._tree(tenant)
             size = self._sizes.get(tenant, 0)
+            # The receipt's checkpoint must cover only durable entries: sync the journal
+            # first (appends written but not yet fsynced by their writers).
+            self.journal.commit(self.journal.position)
             canonical = build(size, tree.root(size))
             recorded = now_us()
             entry = _receipt_entry(tenant, size, recorded, canonical, pack_ranges(ranges))
@@ -777,6 +800,63 @@ class Ledger:
         """The seqs of the tenant's receipt entries, ascending."""
         with self._lock:
             return list(self._receipt_seqs.get(tenant, []))
+
+    # -- signed checkpoints (DESIGN §7; notes and the store are ``ledger.checkpoint``) ----
+    def _signing(self) -> tuple[Any, Any, str]:
+        if self._signer is None:
+            from ledger.checkpoint import CheckpointStore
+            from ledger.config import ledger_origin
+            from ledger.signing import KeyRing
+
+            origin = ledger_origin(self.path)
+            self._signer = (KeyRing(self.path / "keys", origin),
+                            CheckpointStore(self.path / "checkpoints"), origin)
+        return self._signer
+
+    def checkpoint(self, tenant: str = "default") -> Any:
+        """Sign the tenant's log as it is now: a C2SP checkpoint (origin
+        ``<ledger origin>/<tenant>``, size, root), stored in ``<data>/checkpoints`` and
+        returned (``ledger.checkpoint.SignedCheckpoint``). The journal is synced first, so
+        a checkpoint never covers an entry that a crash could lose. If the log has not
+        grown since the latest checkpoint, that one is returned."""
+        check_tenant(tenant)
+        keyring, store, origin = self._signing()
+        with self._lock:
+            self._check_writable()
+            self.journal.commit(self.journal.position)
+            size = self._sizes.get(tenant, 0)
+            signed = store.issue(f"{origin}/{tenant}", size, self._tree(tenant).root(size),
+                                 keyring)
+            self._checkpointed[tenant] = size
+            return signed
+
+    def checkpoint_grown(self) -> list[Any]:
+        """Checkpoint every tenant whose log grew since its last checkpoint here. A
+        refusal (the log contradicts a checkpoint already issued) is logged, not raised:
+        `llmring ledger verify` reports it."""
+        from ledger.checkpoint import CheckpointError
+
+        out = []
+        with self._lock:
+            grown = [t for t, n in self._sizes.items() if self._checkpointed.get(t) != n]
+        for tenant in grown:
+            try:
+                out.append(self.checkpoint(tenant))
+            except CheckpointError as exc:
+                _log.error("no checkpoint for %s: %s", tenant, exc)
+                with self._lock:
+                    self._checkpointed[tenant] = self._sizes.get(tenant, 0)
+        return out
+
+    def _checkpoint_loop(self) -> None:
+        assert self.checkpoint_interval is not None
+        while not self._stop.wait(self.checkpoint_interval):
+            try:
+                self.checkpoint_grown()
+            except LedgerError:  # closed or failed: writers see the error themselves
+                return
+            except Exception:  # keep the cadence alive; the next seal tries again
+                _log.exception("cadence checkpoint failed")
 
     def size(self, tenant: str = "default") -> int:
         """Number of entries in the tenant's log (its next ``seq``): events and receipt
@@ -832,6 +912,9 @@ class Ledger:
                 self.seal()
         finally:
             self._closed = True
+            self._stop.set()
+            if self._cadence is not None:
+                self._cadence.join(timeout=30)
             self._seal_wakeup.set()
             if self._sealer is not None:
                 self._sealer.join(timeout=30)

@@ -30,7 +30,7 @@ Consistency from the empty tree (the documented choice):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from hashlib import sha256
 from typing import Protocol
 
@@ -49,6 +49,7 @@ __all__ = [
     "perfect_subtrees",
     "root_from_inclusion_proof",
     "root_from_leaf_hashes",
+    "roots_at_sizes",
     "tree_levels_from_buffer",
     "verify_append_only",
     "verify_consistency",
@@ -108,6 +109,38 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     while len(level) > 1:
         level = parent_hashes(level)
     return level[0]
+
+
+def roots_at_sizes(hashes: Sequence[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
+    """The roots of the first ``size`` leaves for every size in ``sizes`` (each at most
+    ``len(hashes)``), in one pass: the leaves are folded into a stack of perfect subtrees
+    (one node hash per leaf, amortized), and a root at size n is the right fold of the
+    stack after leaf n, as RFC 9162's split at the largest power of two gives it."""
+    wanted = sorted(set(sizes))
+    if wanted and (wanted[0] < 0 or wanted[-1] > len(hashes)):
+        raise ValueError(f"sizes must lie in 0..{len(hashes)}")
+    out: dict[int, bytes] = {}
+    pending = iter(wanted)
+    nxt = next(pending, None)
+    if nxt == 0:
+        out[0] = EMPTY_ROOT
+        nxt = next(pending, None)
+    stack: list[tuple[int, bytes]] = []  # (height, hash), heights strictly decreasing
+    for i, h in enumerate(hashes, 1):
+        if nxt is None:
+            break
+        node, height = h, 0
+        while stack and stack[-1][0] == height:
+            node = sha256(b"\x01" + stack.pop()[1] + node).digest()
+            height += 1
+        stack.append((height, node))
+        if nxt == i:
+            root = stack[-1][1]
+            for _, left in reversed(stack[:-1]):
+                root = sha256(b"\x01" + left + root).digest()
+            out[i] = root
+            nxt = next(pending, None)
+    return out
 
 
 _BUFFER_CHUNK = 1 << 18  # pairs hashed per list comprehension (bounds transient memory)

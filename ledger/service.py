@@ -11,7 +11,6 @@ Every method takes the project (tenant) explicitly; the server takes it from the
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -106,19 +105,9 @@ class LedgerService:
             if ledger is None:
                 self.ledger.close()
             raise
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
 
     def close(self) -> None:
         self.ledger.close()
-
-    def tenant_lock(self, tenant: str) -> Any:
-        """Serializes signing for one project (checkpoints, receipts)."""
-        lock = getattr(self.ledger, "receipt_lock", None)
-        if lock is not None:
-            return lock(tenant)
-        with self._locks_guard:
-            return self._locks.setdefault(tenant, threading.Lock())
 
     # -- logging -------------------------------------------------------------------------
     def log_usage(self, tenant: str, event: Mapping[str, Any] | EventIn) -> dict[str, Any]:
@@ -221,14 +210,9 @@ class LedgerService:
 
     # -- the project's log tree ----------------------------------------------------------
     def checkpoint(self, tenant: str) -> dict[str, Any]:
-        """Sign the project's log as it is now (the stored checkpoint when unchanged)."""
-        check_tenant(tenant)
-        with self.tenant_lock(tenant):
-            size = self.ledger.size(tenant)
-            root = self.ledger.tree(tenant).root(size)
-            signed = self.checkpoints.issue(f"{self.origin}/{tenant}", size, root,
-                                            self.keyring)
-        return signed.to_json()
+        """Sign the project's log as it is now (the stored checkpoint when unchanged);
+        ``Ledger.checkpoint`` syncs the journal first and issues under the write lock."""
+        return dict(self.ledger.checkpoint(tenant).to_json())
 
     def consistency(self, tenant: str, first: int, second: int | None = None
                     ) -> dict[str, Any]:

@@ -128,3 +128,79 @@ def test_an_altered_leaf_hash_in_the_tree_files_is_reported(sealed: Path) -> Non
     report = verify_directory(sealed)
     assert "tree" in _kinds(report)
     assert "tree leaf 5" in _text(report)
+
+
+def _checkpointed(tmp_path: Path) -> Path:
+    path = tmp_path / "cp"
+    with Ledger(path, pricer=None) as led:  # closing seals and checkpoints the logs
+        led.append_many([usage(event_id=f"c{i}", ts="2025-10-01T12:00:00Z")
+                         for i in range(20)], tenant="acme")
+    with Ledger(path, pricer=None) as led:
+        led.append_many([usage(event_id=f"d{i}", ts="2025-10-02T12:00:00Z")
+                         for i in range(5)], tenant="acme")
+    return path
+
+
+def test_signed_checkpoints_that_match_the_log_verify(tmp_path: Path) -> None:
+    report = verify_directory(_checkpointed(tmp_path))
+    assert report.ok, _text(report)
+
+
+def test_two_events_reordered_consistently_contradict_the_signed_checkpoints(
+        tmp_path: Path) -> None:
+    path = _checkpointed(tmp_path)
+    segment = _segments(path)[0]
+    table = pq.read_table(segment)
+    seqs = table.column("seq").to_pylist()
+    seqs[0], seqs[1] = seqs[1], seqs[0]  # swap two events' places in the log
+    table = table.set_column(table.schema.get_field_index("seq"), "seq",
+                             pa.array(seqs, table.schema.field("seq").type))
+    pq.write_table(table, segment, compression="zstd")
+    _rechain(path, segment)
+    for level in (path / "tree" / "tenant=acme").glob("level-*"):
+        level.unlink()  # the operator also rebuilds the derived tree
+    report = verify_directory(path)
+    assert "checkpoint" in _kinds(report)
+    assert "history was rewritten" in _text(report)
+
+
+def test_a_deleted_log_is_caught_by_its_signed_checkpoint(tmp_path: Path) -> None:
+    path = _checkpointed(tmp_path)
+    records = _manifest_records(path)
+    for r in records:
+        r["add"] = [s for s in r["add"] if s["tenant"] != "acme"]
+        r["remove"] = [s for s in r["remove"] if s["tenant"] != "acme"]
+    _rewrite_chain(path, records)
+    report = verify_directory(path)
+    assert "checkpoint" in _kinds(report)
+    assert "no entry of that log" in _text(report)
+
+
+def test_a_forged_checkpoint_line_is_reported(tmp_path: Path) -> None:
+    path = _checkpointed(tmp_path)
+    cfile = next((path / "checkpoints").glob("*.jsonl"))
+    line = orjson.loads(cfile.read_bytes().splitlines()[0])
+    line["note"] = line["note"].replace("\n20\n", "\n19\n")
+    cfile.write_bytes(cfile.read_bytes() + orjson.dumps(line) + b"\n")
+    report = verify_directory(path)
+    assert "checkpoint" in _kinds(report)
+
+
+def _rewrite_chain(path: Path, records: list[dict]) -> None:
+    prev = None
+    for r in records:
+        if prev is not None:
+            r["prev"] = prev
+        prev = hashlib.sha256(orjson.dumps(r, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    _write_manifest(path, records)
+
+
+def _rechain(path: Path, segment: Path) -> None:
+    rel = str(segment.relative_to(path))
+    digest = hashlib.sha256(segment.read_bytes()).hexdigest()
+    records = _manifest_records(path)
+    for r in records:
+        for seg in r.get("add", []):
+            if seg["path"] == rel:
+                seg["sha256"] = digest
+    _rewrite_chain(path, records)

@@ -36,15 +36,16 @@ def as_json(result: Result) -> Any:
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    """A data directory whose `default` project has three events."""
+    """A data directory whose `default` project has three events (and, with no
+    checkpoint cadence, no signing key yet)."""
     path = tmp_path / "data"
-    with Ledger(path, pricer=None) as led:
+    with Ledger(path, pricer=None, checkpoint_interval=None) as led:
         led.append_many([usage(event_id=f"e{n}") for n in range(3)], tenant="default")
     return path
 
 
 def add_event(data: Path, event_id: str) -> None:
-    with Ledger(data, pricer=None) as led:
+    with Ledger(data, pricer=None, checkpoint_interval=None) as led:
         led.append(usage(event_id=event_id), tenant="default")
 
 

@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.events import (
+    STORED_FIELDS,
     EventValidationError,
+    canonical_bytes_of_stored,
     canonical_fields,
     parse_event,
     parse_event_json,
@@ -154,3 +156,22 @@ def test_fast_canonical_bytes_equal_the_rfc8785_reference(model, alias, metadata
     reference = rfc8785.dumps(canonical_fields(p.fields, p.fields["ts"]))
     assert p.canonical == reference
     assert p.metadata_json.encode() == rfc8785.dumps(metadata)
+
+
+@settings(max_examples=300, deadline=None)
+@given(model=texts, alias=texts, metadata=st.dictionaries(st.text(max_size=6), json_values,
+                                                          max_size=5),
+       tokens=st.integers(min_value=0, max_value=2**53 - 1))
+def test_canonical_bytes_of_a_stored_row_equal_those_made_at_append(model, alias, metadata,
+                                                                    tokens) -> None:
+    p = prep(usage(model=model, alias=alias, metadata=metadata, input_tokens=tokens))
+    values = {name: p.fields[name] for name in STORED_FIELDS}
+    assert canonical_bytes_of_stored(values, p.tenant, p.fields["ts"],
+                                     p.metadata_json) == p.canonical
+
+
+def test_a_non_canonical_stored_metadata_text_changes_the_canonical_bytes() -> None:
+    p = prep(usage(metadata={"a": 1, "b": 2}))
+    values = {name: p.fields[name] for name in STORED_FIELDS}
+    edited = canonical_bytes_of_stored(values, p.tenant, p.fields["ts"], '{"b":2,"a":1}')
+    assert edited != p.canonical

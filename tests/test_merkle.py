@@ -25,6 +25,7 @@ from ledger.merkle import (
     node_hash,
     root_from_inclusion_proof,
     root_from_leaf_hashes,
+    roots_at_sizes,
     verify_append_only,
     verify_consistency,
     verify_inclusion,
@@ -551,3 +552,16 @@ def test_append_only_delegates_to_strict_consistency(case: tuple[list[bytes], in
     verify_append_only(old, tree.size, tree.subtree_hash(0, old), tree.root(), proof)
     with pytest.raises(ProofError):
         verify_append_only(old, tree.size, tree.subtree_hash(0, old), tree.root(), proof[1:])
+
+
+@given(n=st.integers(min_value=0, max_value=300), data=st.data())
+def test_roots_at_sizes_equal_the_reference_root_of_each_prefix(n: int, data) -> None:
+    leaves = [sha256(i.to_bytes(4, "big")).digest() for i in range(n)]
+    sizes = data.draw(st.lists(st.integers(min_value=0, max_value=n), max_size=8))
+    got = roots_at_sizes(leaves, sizes)
+    assert got == {s: ref_mth(leaves[:s]) for s in sizes}
+
+
+def test_roots_at_sizes_rejects_a_size_beyond_the_leaves() -> None:
+    with pytest.raises(ValueError):
+        roots_at_sizes([sha256(b"x").digest()], [2])

@@ -1,6 +1,6 @@
 """``llmring signing-keys …`` (list, rotate, export the Ed25519 keys that sign receipts and
 checkpoints) and ``llmring log …`` (issue a signed checkpoint of the project's log,
-verify a saved checkpoint offline)."""
+verify a saved checkpoint offline, prove the log extends a saved checkpoint)."""
 
 from __future__ import annotations
 
@@ -167,16 +167,11 @@ def checkpoint(app: App, as_json: bool) -> None:
     Issuing again while the log has not grown prints the same checkpoint. Save the note:
     `llmring log verify-checkpoint` checks it offline later.
     """
-    from ledger.checkpoint import CheckpointError, CheckpointStore
+    from ledger.checkpoint import CheckpointError
 
     with app.open(create=False) as led:
-        size = led.size(app.project)
-        root = led.root(app.project)
-        keyring = _keyring(app)
-        origin = f"{keyring.name}/{app.project}"
         try:
-            signed = CheckpointStore(app.data / CHECKPOINTS_DIR).issue(origin, size, root,
-                                                                      keyring)
+            signed = led.checkpoint(app.project)
         except KeyRingError as exc:
             raise CliError(str(exc)) from None
         except CheckpointError as exc:
@@ -263,3 +258,68 @@ def verify_checkpoint_cmd(app: App, file: Path, public_key: Path | None, origin:
         "root": cp.root.hex(),
         "signed by": ", ".join(f"{s['name']} ({s['key_id']})" for s in signers),
     }))
+
+
+@log_group.command("consistency")
+@click.option("--from", "from_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A checkpoint of this project's log you saved earlier (note or JSON).")
+@click.option("--public-key", "public_key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Trust the keys in FILE instead of the data directory's keys.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the proof bundle (with the new signed checkpoint) to FILE.")
+@json_option
+@pass_app
+def consistency_cmd(app: App, from_file: Path, public_key: Path | None,
+                    output: Path | None, as_json: bool) -> None:
+    """Prove that the project's log only grew since a checkpoint you kept.
+
+    Checks the saved checkpoint's signature, asks the log for its current signed
+    checkpoint and the RFC 9162 consistency proof between the two, and verifies it. Exit 1
+    with TAMPERING if the log does not extend the saved checkpoint (keep both notes: they
+    are the evidence); keep the new checkpoint for next time (`-o FILE`).
+    """
+    from ledger.checkpoint import NoteError, Verifier, verify_checkpoint
+    from ledger.transparency import TamperEvidence, check_extends, prove_extends
+
+    note = _read_note(from_file)
+    if public_key is not None:
+        try:
+            infos = load_public_keys(public_key)
+        except PublicKeyFormatError as exc:
+            raise CliError(str(exc)) from None
+    else:
+        infos = _data_keys(app)
+        if not infos:
+            raise CliError(f"no signing keys in {app.data / KEYS_DIR}: give the signer's "
+                           "public key with --public-key FILE")
+    verifiers = [Verifier.from_info(info) for info in infos]
+    origin = f"{_origin(app)}/{app.project}"
+    try:
+        old = verify_checkpoint(note, verifiers, origin=origin)
+    except NoteError as exc:
+        raise CliError(f"{from_file}: the saved checkpoint does not verify: {exc}",
+                       EXIT_FAILED_CHECK) from None
+    try:
+        with app.open(create=False) as led:
+            bundle = prove_extends(led, app.project, old)
+        new = check_extends(old, bundle, verifiers)
+    except TamperEvidence as exc:
+        if as_json:
+            print_json({"consistent": False, "origin": origin, "error": str(exc)})
+            click.get_current_context().exit(EXIT_FAILED_CHECK)
+        raise CliError(f"TAMPERING: {exc}", EXIT_FAILED_CHECK) from None
+    except (KeyRingError, NoteError) as exc:
+        raise CliError(str(exc), EXIT_FAILED_CHECK) from None
+    if output is not None:
+        output.write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n")
+    result = {"consistent": True, "origin": origin, "old_size": old.size,
+              "new_size": new.size, "new_root": new.root.hex(), "proof": bundle["proof"],
+              "new_checkpoint": bundle["new"]}
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"OK: the log of {origin} (size {num(new.size)}) extends your checkpoint "
+               f"(size {num(old.size)}); proof of {len(bundle['proof'])} hashes verified")
+    if output is not None:
+        click.echo(f"wrote the proof and the new checkpoint to {output}")
