@@ -411,3 +411,14 @@ def test_the_fast_path_and_the_app_answer_the_same_shape(alpha: httpx.Client) ->
     routed = alpha.post("/api/v1/log", content=chunks(),
                         headers={"Content-Type": "application/json"}).json()
     assert set(fast) == set(routed)
+
+
+def test_serving_a_directory_in_use_is_refused_with_the_reason(tmp_path: Path) -> None:
+    from ledger import Ledger
+
+    with Ledger(tmp_path / "data", pricer=None):
+        result = serverproc.cli(tmp_path / "data", "serve", "--port",
+                                str(serverproc.free_port()), check=False)
+    assert result.returncode == 2
+    assert "in use by another process" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ import click
 
 from ledger.apikeys import ApiKeyError, ApiKeyStore
 from ledger.cli.common import (
+    EXIT_FAILED_CHECK,
     App,
     CliError,
     json_option,
@@ -40,17 +41,24 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     """
     import uvicorn
 
-    from ledger.ledger import LedgerLockedError
+    from ledger.config import ConfigError
+    from ledger.ledger import LedgerError, LedgerLockedError
+    from ledger.manifest import ManifestError
     from ledger.server import ServerConfig, create_app
+    from ledger.server.app import ServerState
     from ledger.server.fastpath import FastPath
+    from ledger.signing import KeyRingError
 
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body)
-    asgi = FastPath(create_app(config))
-    try:
-        uvicorn.run(asgi, host=host, port=port, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=30, lifespan="on", proxy_headers=False)
-    except LedgerLockedError as exc:  # pragma: no cover - uvicorn reports lifespan errors
+    try:  # open the directory first: a locked or damaged one is reported, not traced
+        state = ServerState(config)
+    except LedgerLockedError as exc:
         raise CliError(str(exc)) from None
+    except (LedgerError, ManifestError, KeyRingError, ConfigError) as exc:
+        raise CliError(f"cannot serve {app.data}: {exc}", EXIT_FAILED_CHECK) from None
+    asgi = FastPath(create_app(config, state=state))
+    uvicorn.run(asgi, host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=30, lifespan="on", proxy_headers=False)
 
 
 @click.group("keys")

@@ -205,20 +205,23 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 # -- the app -----------------------------------------------------------------------------
-def create_app(data_dir: str | Path | ServerConfig, **options: Any) -> FastAPI:
+def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None = None,
+               **options: Any) -> FastAPI:
     """The server app over ``data_dir``. The ledger is opened when the app starts (its
-    lifespan) and closed, sealing the journal, when it stops."""
+    lifespan) and closed, sealing the journal, when it stops; ``state`` is an already
+    opened one (``llmring serve`` opens it first, to report a locked directory cleanly),
+    which the app then owns and closes."""
     config = data_dir if isinstance(data_dir, ServerConfig) else ServerConfig(
         Path(data_dir), **options)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ServerState(config)
-        app.state.server = state
+        opened = state if state is not None else ServerState(config)
+        app.state.server = opened
         try:
             yield
         finally:
-            state.close()
+            opened.close()
 
     app = FastAPI(
         title="llmring-ledger",
