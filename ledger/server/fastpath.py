@@ -110,18 +110,30 @@ async def try_answer(server: Any, scope: Scope, body: bytes, send: Send) -> bool
     found = server.api_keys.authenticate(key)
     if found is None:
         return False
-    try:
-        if scope["path"] == "/api/v1/log":
+    project = found.project
+    event: EventIn | None = None
+    if scope["path"] == "/api/v1/log":
+        try:  # small: validated here, on the event loop (cheaper than in the thread)
             event = EventIn.model_validate_json(body)
-            call: Any = (server.service.log_usage, found.project, event)
-        else:
-            batch = BatchIn.model_validate_json(body)
-            call = (server.service.log_batch, found.project, batch.events)
-    except (ValidationError, ValueError):
-        return False
+        except (ValidationError, ValueError):
+            return False
+
+    def work() -> Any:
+        """Append in a worker thread; a batch is validated there too (10,000 events take
+        a while: the event loop keeps serving meanwhile). None: declined."""
+        if event is not None:
+            return server.service.log_usage(project, event)
+        try:
+            events = BatchIn.model_validate_json(body).events
+        except (ValidationError, ValueError):
+            return None
+        return server.service.log_batch(project, events)
+
     try:
-        answer = await anyio.to_thread.run_sync(*call)
+        answer = await anyio.to_thread.run_sync(work)
     except Exception:  # refused: nothing was written; the route answers with the reason
+        return False
+    if answer is None:
         return False
     data = orjson.dumps(answer)
     await send({"type": "http.response.start", "status": 200,
