@@ -50,6 +50,7 @@ from ledger.merkle import (
 from ledger.receipt_log import runs_of, seqs_of
 from ledger.signing import KeyRing, PublicKeyInfo, encode_signature
 from ledger.tenants import TenantError, check_tenant
+from ledger.witnessed import cosigned_note
 from projections import receipts as pr
 
 BUNDLE_FORMAT = "ledger-proof/v1"
@@ -570,7 +571,8 @@ class Receipts:
         signed = self.checkpoints.at_size(cp["origin"], int(cp["size"]))
         if signed is not None:
             log_path = self.ledger.tree(tenant).inclusion_proof(ack.seq, int(cp["size"]))
-            bundle["log_proof"] = {"checkpoint": signed.note, "leaf_index": ack.seq,
+            bundle["log_proof"] = {"checkpoint": cosigned_note(self.path, signed),
+                                   "leaf_index": ack.seq,
                                    "tree_size": int(cp["size"]),
                                    "audit_path": [h.hex() for h in log_path]}
         return bundle

@@ -14,7 +14,9 @@ inclusion in the tenant's log. The result names the first check that failed:
 * ``leaf``       the event's fields do not hash to the bundle's leaf hash (the event was
                  edited: cost, tokens, …);
 * ``path``       the audit path does not lead from the leaf to the receipt's merkle root;
-* ``log_proof``  the log checkpoint or the event's inclusion in the log does not verify.
+* ``log_proof``  the log checkpoint or the event's inclusion in the log does not verify;
+* ``witness``    with a witness ``policy`` (``ledger.policy``): the bundle's log checkpoint
+                 is not cosigned by the quorum of witnesses (or the bundle has none).
 """
 
 from __future__ import annotations
@@ -113,9 +115,12 @@ def verify_receipt(receipt: Any, public_keys: Sequence[PublicKeyInfo], *,
     return result
 
 
-def verify_bundle(bundle: Any, public_keys: Sequence[PublicKeyInfo]) -> VerifyResult:
+def verify_bundle(bundle: Any, public_keys: Sequence[PublicKeyInfo],
+                  policy: Any = None) -> VerifyResult:
     """Verify a proof bundle: the receipt's signature, the event's leaf, the audit path to
-    the receipt's merkle root, and (when present) the log proof."""
+    the receipt's merkle root, and (when present) the log proof. With a witness ``policy``
+    (``ledger.policy.Policy``) the log proof is required and its checkpoint must be
+    cosigned by the policy's quorum of witnesses."""
     result = VerifyResult(valid=False, kind="bundle")
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         return result._fail("format", f'not a proof bundle: "format" must be '
@@ -178,8 +183,27 @@ def verify_bundle(bundle: Any, public_keys: Sequence[PublicKeyInfo]) -> VerifyRe
         result.checks.append("event included in the signed log checkpoint "
                              f"{receipt['log_checkpoint']['origin']} @ "
                              f"{receipt['log_checkpoint']['size']}")
+    if policy is not None:
+        problem = _check_witnesses(bundle.get("log_proof"), policy, result)
+        if problem:
+            return result._fail("witness", problem)
     result.valid, result.message = True, "the event is certified by the authentic receipt"
     return result
+
+
+def _check_witnesses(proof: Any, policy: Any, result: VerifyResult) -> str | None:
+    from ledger.policy import QuorumError, check_quorum
+
+    if not isinstance(proof, dict) or not isinstance(proof.get("checkpoint"), str):
+        return ("the bundle has no log_proof, so no witnessed checkpoint: make the bundle "
+                "again (`llmring receipts prove`) once the ledger has a checkpoint")
+    try:
+        names = check_quorum(proof["checkpoint"], policy)
+    except QuorumError as exc:
+        return str(exc)
+    result.checks.append(f"log checkpoint cosigned by {len(names)} of {policy.quorum} "
+                         f"required witnesses ({', '.join(names)})")
+    return None
 
 
 def _check_log_proof(proof: Any, receipt: dict[str, Any], leaf: bytes,
