@@ -184,14 +184,20 @@ def verify_bundle(bundle: Any, public_keys: Sequence[PublicKeyInfo],
                              f"{receipt['log_checkpoint']['origin']} @ "
                              f"{receipt['log_checkpoint']['size']}")
     if policy is not None:
-        problem = _check_witnesses(bundle.get("log_proof"), policy, result)
+        problem = _check_witnesses(bundle.get("log_proof"), policy, result, receipt,
+                                   public_keys)
         if problem:
             return result._fail("witness", problem)
     result.valid, result.message = True, "the event is certified by the authentic receipt"
     return result
 
 
-def _check_witnesses(proof: Any, policy: Any, result: VerifyResult) -> str | None:
+def _check_witnesses(proof: Any, policy: Any, result: VerifyResult, receipt: dict[str, Any],
+                     public_keys: Sequence[PublicKeyInfo]) -> str | None:
+    """The receipt's log checkpoint is cosigned by the policy's quorum, or it is extended
+    (consistency proof) by a later checkpoint of the same log that is."""
+    from ledger.checkpoint import NoteError, Verifier, verify_checkpoint
+    from ledger.merkle import verify_append_only
     from ledger.policy import QuorumError, check_quorum
 
     if not isinstance(proof, dict) or not isinstance(proof.get("checkpoint"), str):
@@ -199,10 +205,27 @@ def _check_witnesses(proof: Any, policy: Any, result: VerifyResult) -> str | Non
                 "again (`llmring receipts prove`) once the ledger has a checkpoint")
     try:
         names = check_quorum(proof["checkpoint"], policy)
+        where = "the log checkpoint"
     except QuorumError as exc:
-        return str(exc)
-    result.checks.append(f"log checkpoint cosigned by {len(names)} of {policy.quorum} "
-                         f"required witnesses ({', '.join(names)})")
+        witnessed = proof.get("witnessed")
+        if not isinstance(witnessed, dict):
+            return str(exc)
+        claim = receipt["log_checkpoint"]
+        try:
+            later = verify_checkpoint(witnessed.get("checkpoint", ""),
+                                      [Verifier.from_info(k) for k in public_keys],
+                                      origin=claim["origin"])
+            names = check_quorum(witnessed["checkpoint"], policy)
+            link = [_hex32(h) for h in witnessed.get("consistency", [None])]
+            if any(h is None for h in link):
+                return "the witnessed consistency proof must be 64-hex-digit hashes"
+            verify_append_only(claim["size"], later.size, bytes.fromhex(claim["root"]),
+                               later.root, link)  # type: ignore[arg-type]
+        except (NoteError, ProofError, TypeError, ValueError) as later_exc:
+            return f"{exc} (the later witnessed checkpoint does not help: {later_exc})"
+        where = f"a later log checkpoint (size {later.size}) that extends it,"
+    result.checks.append(f"{where} cosigned by {len(names)} of {policy.quorum} required "
+                         f"witnesses ({', '.join(names)})")
     return None
 
 

@@ -10,7 +10,8 @@ keys given it must also verify. Verifiers check cosignatures against their own p
 
 ``cosigned_note`` / ``latest_cosigned_note`` give a checkpoint note with every stored
 cosignature appended: what ``llmring log checkpoint``, proof bundles and the server hand
-out.
+out. ``latest_cosigned_from`` finds the latest cosigned checkpoint at or after a size,
+which a receipt's proof bundle links to its own checkpoint (``log_proof.witnessed``).
 """
 
 from __future__ import annotations
@@ -122,6 +123,35 @@ def cosigned_note_at(data: Path, origin: str, size: int) -> str | None:
     return None if signed is None else cosigned_note(data, signed)
 
 
+def latest_cosigned_from(data: Path, origin: str, size: int) -> str | None:
+    """The largest checkpoint of ``origin`` of at least ``size`` entries that carries a
+    stored cosignature, with its cosignatures; None if there is none. A receipt's proof
+    bundle links its own checkpoint to it by a consistency proof (witnesses cosign the
+    checkpoints they are shown, seldom exactly the one a receipt names)."""
+    checkpoints, cosigs = _stores(data)
+    try:
+        raw = cosigs.path(origin).read_bytes()
+    except FileNotFoundError:
+        return None
+    best: tuple[int, str] | None = None
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            continue
+        try:
+            rec: Any = orjson.loads(line)
+            key = (int(rec["size"]), str(rec["root"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        if key[0] >= size and (best is None or key[0] > best[0]):
+            best = key
+    if best is None:
+        return None
+    signed = checkpoints.at_size(origin, best[0])
+    if signed is None or signed.checkpoint.root.hex() != best[1]:
+        return None
+    return cosigned_note(data, signed)
+
+
 def attach_cosignatures(data: Path, note: str,
                         witnesses: Sequence[CosignerKey] | None = None) -> list[str]:
     """Accept the cosignatures on ``note``, a checkpoint the ledger signed that witnesses
@@ -160,4 +190,4 @@ def attach_cosignatures(data: Path, note: str,
 
 
 __all__ = ["CosignatureStore", "attach_cosignatures", "cosigned_note", "cosigned_note_at",
-           "latest_cosigned_note"]
+           "latest_cosigned_from", "latest_cosigned_note"]

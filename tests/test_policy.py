@@ -299,3 +299,46 @@ def test_stored_cosignatures_are_served_with_the_checkpoint(world) -> None:
     cp = world["receipt"]["log_checkpoint"]
     served = cosigned_note_at(world["path"], cp["origin"], cp["size"])
     assert parse_note(served).signatures == parse_note(cosigned).signatures
+
+
+def _witness_latest(world: dict[str, Any]) -> str:
+    """The witness cosigns the log's latest checkpoint (after the receipt's own entry)."""
+    with _ledger(world["path"]) as led:
+        led.append_many([usage(event_id="later")])
+        note = led.checkpoint("default").note
+    cosigned = world["witness"].cosign(note, [])
+    attach_cosignatures(world["path"], cosigned, [world["witness"].public_key()])
+    return cosigned
+
+
+def test_a_later_cosigned_checkpoint_that_extends_the_receipts_passes_the_policy(
+        world) -> None:
+    _witness_latest(world)
+    bundle = _prove(world["path"], world["receipt"], "e0")
+    assert "witnessed" in bundle["log_proof"]
+    result = verify_bundle(bundle, _keys(world["path"]), policy=world["policy"])
+    assert result.valid, result.message
+    assert "a later log checkpoint" in result.checks[-1]
+
+
+def test_a_later_cosigned_checkpoint_with_a_broken_link_fails_the_policy(world) -> None:
+    _witness_latest(world)
+    bundle = _prove(world["path"], world["receipt"], "e0")
+    bundle["log_proof"]["witnessed"]["consistency"] = ["00" * 32]
+    result = verify_bundle(bundle, _keys(world["path"]), policy=world["policy"])
+    assert (result.valid, result.failed) == (False, "witness")
+
+
+def test_the_honest_witnessed_checkpoint_does_not_vouch_for_a_forked_receipt(world) -> None:
+    honest = _witness_latest(world)
+    forked = world["tmp"] / "forked"
+    shutil.copytree(world["path"] / "keys", forked / "keys")
+    shutil.copy(world["path"] / "config.json", forked / "config.json")
+    receipt, _ = _receipt_and_bundle(forked, [f"x{i}" for i in range(5)])
+    bundle = _prove(forked, receipt, "x0")
+    with _ledger(world["path"]) as led:  # the honest log's link, transplanted
+        link = led.tree("default").consistency_proof(5, 7)
+    bundle["log_proof"]["witnessed"] = {"checkpoint": honest,
+                                        "consistency": [h.hex() for h in link]}
+    result = verify_bundle(bundle, _keys(forked), policy=world["policy"])
+    assert (result.valid, result.failed) == (False, "witness")

@@ -164,7 +164,8 @@ def log_group() -> None:
 def checkpoint(app: App, as_json: bool) -> None:
     """Sign the project's log as it is now and print the checkpoint note.
 
-    Issuing again while the log has not grown prints the same checkpoint. Save the note:
+    Issuing again while the log has not grown prints the same checkpoint, with the
+    witness cosignatures stored for it (`llmring log add-cosignature`). Save the note:
     `llmring log verify-checkpoint` checks it offline later.
     """
     from ledger.checkpoint import CheckpointError
@@ -176,10 +177,13 @@ def checkpoint(app: App, as_json: bool) -> None:
             raise CliError(str(exc)) from None
         except CheckpointError as exc:
             raise CliError(str(exc), EXIT_FAILED_CHECK) from None
+    from ledger.witnessed import cosigned_note
+
+    note = cosigned_note(app.data, signed)  # with the witnesses' cosignatures it holds
     if as_json:
-        print_json(signed.to_json())
+        print_json({**signed.to_json(), "note": note})
     else:
-        click.echo(signed.note, nl=False)
+        click.echo(note, nl=False)
 
 
 def _read_note(path: Path) -> str:
