@@ -231,6 +231,11 @@ class Witness:
                 "the evidence", old_note, note)
         if new.size == old.size:
             return  # the same checkpoint again: cosign it afresh
+        if old.size and not proof:  # a proof from a non-empty tree is never empty
+            raise WitnessError(
+                f"this witness holds {new.origin} at {mine}: cosigning size {new.size} needs "
+                "the consistency proof from it (`llmring log consistency --from HELD -o "
+                "BUNDLE`, then `llmring witness cosign --proof BUNDLE`)")
         if from_size is not None and from_size != old.size:
             raise WitnessError(
                 f"the proof starts at size {from_size}, but this witness holds {new.origin} "

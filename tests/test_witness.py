@@ -224,6 +224,14 @@ def test_a_proof_from_another_size_is_a_conflict_not_a_cosignature(path: Path,
         witness.cosign(None, stale)
 
 
+def test_a_grown_checkpoint_without_a_proof_asks_for_one(path: Path,
+                                                        witness: Witness) -> None:
+    witness.cosign(_note(path), [])
+    _append(path, ["a"])
+    with pytest.raises(WitnessError, match="needs the consistency proof from it"):
+        witness.cosign(_note(path), [])
+
+
 def test_an_unknown_log_is_refused_with_the_command_to_add_it(path: Path,
                                                               tmp_path: Path) -> None:
     w = Witness(tmp_path / "w2", "w2.example")

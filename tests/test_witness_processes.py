@@ -32,6 +32,21 @@ def _events(path: Path, prefix: str, n: int) -> Path:
     return path
 
 
+def _fork_bundle(forked: Path, held_note: str) -> dict:
+    """A consistency bundle from the held checkpoint's size to the forked log's latest,
+    made from the forked tree: the best a forking operator can offer."""
+    from ledger import Ledger
+    from ledger.transparency import checkpoint_of_note
+
+    held = checkpoint_of_note(held_note)
+    with Ledger(forked, pricer=None, checkpoint_interval=None) as led:
+        signed = led.checkpoint("default")
+        proof = led.tree("default").consistency_proof(held.size, signed.checkpoint.size)
+    return {"format": "ledger-consistency/v1",
+            "old": {"origin": held.origin, "size": held.size, "root": held.root.hex()},
+            "new": signed.note, "proof": [h.hex() for h in proof]}
+
+
 def test_a_witness_process_cosigns_a_growing_log_and_refuses_a_fork(tmp_path: Path) -> None:
     data, wdir, forked = (str(tmp_path / d) for d in ("data", "witness", "forked"))
     led = ("--data", data)
@@ -76,8 +91,12 @@ def test_a_witness_process_cosigns_a_growing_log_and_refuses_a_fork(tmp_path: Pa
                                         "--json").stdout)["receipt"]
     fork_note = tmp_path / "fork.note"
     fork_note.write_text(llmring(*fork, "log", "checkpoint").stdout)
-    refused = llmring(*wit, "cosign", "--checkpoint", str(fork_note), check=1)
-    assert "TAMPERING" in refused.stderr
+    honest_proof = llmring(*fork, "log", "consistency", "--from", str(held), check=1)
+    assert "TAMPERING" in honest_proof.stderr  # the ledger cannot prove a fork extends
+    forged = tmp_path / "forged.json"  # so the operator offers the fork's own proof
+    forged.write_text(json.dumps(_fork_bundle(Path(forked), held.read_text())))
+    refused = llmring(*wit, "cosign", "--proof", str(forged), check=1)
+    assert "TAMPERING" in refused.stderr and "does not extend" in refused.stderr
     shown = json.loads(llmring(*wit, "show", "--json").stdout)
     assert shown["logs"][0]["size"] == 9  # it still holds the honest checkpoint
 
