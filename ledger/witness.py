@@ -16,6 +16,7 @@ the one held (a fork, a truncation, a rewrite) is refused with ``WitnessRefusal`
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterator, Sequence
@@ -94,7 +95,8 @@ class Witness:
             key = SigningKey.generate(self.name)
             payload = {"algorithm": "ed25519", "name": self.name, "seed": b64url(key.seed()),
                        "created_at": key.info.created_at}
-            create_private(path, orjson.dumps(payload) + b"\n")
+            with contextlib.suppress(FileExistsError):  # else another process won: use its
+                create_private(path, orjson.dumps(payload) + b"\n")
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise WitnessError(f"the witness key {path} has mode {mode:04o}, readable by "
