@@ -15,6 +15,7 @@ from ledger.cli.keys_cmds import log_group, signing_keys_group
 from ledger.cli.ledger_cmds import ledger_group
 from ledger.cli.receipts_cmds import receipts_group
 from ledger.cli.usage import usage_group
+from ledger.cli.witness_cmds import add_cosignature_cmd, witness_group
 from ledger.tenants import TenantError, check_tenant
 
 
@@ -50,6 +51,8 @@ cli.add_command(receipts_group)
 cli.add_command(demo)
 cli.add_command(signing_keys_group)
 cli.add_command(log_group)
+cli.add_command(witness_group)
+log_group.add_command(add_cosignature_cmd)
 
 
 def main() -> None:
