@@ -82,6 +82,7 @@ class AuditReport:
     segments_checked: int = 0
     events_checked: int = 0
     receipts_checked: int = 0
+    checkpoints_checked: int = 0
     tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -99,6 +100,7 @@ class AuditReport:
             "segments_checked": self.segments_checked,
             "events_checked": self.events_checked,
             "receipts_checked": self.receipts_checked,
+            "checkpoints_checked": self.checkpoints_checked,
             "tenants": self.tenants,
         }
 
@@ -190,6 +192,7 @@ def _load_checkpoints(root: Path, report: AuditReport) -> dict[str, list[SignedC
                            f"origin {cp.origin!r} is not a log of this ledger ({origin!r})")
                 continue
             out.setdefault(cp.origin[len(origin) + 1:], []).append(signed)
+            report.checkpoints_checked += 1
     return out
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ledger.checkpoint import CheckpointStore
+from ledger.checkpoint import CheckpointStore, parse_checkpoint, parse_note
 from ledger.config import ledger_origin
 from ledger.events import canonical_json, format_ts, now_us, ts_to_us
 from ledger.merkle import (
@@ -50,6 +50,7 @@ from ledger.merkle import (
 from ledger.receipt_log import runs_of, seqs_of
 from ledger.signing import KeyRing, PublicKeyInfo, encode_signature
 from ledger.tenants import TenantError, check_tenant
+from ledger.witnessed import cosigned_note, latest_cosigned_from
 from projections import receipts as pr
 
 BUNDLE_FORMAT = "ledger-proof/v1"
@@ -570,9 +571,16 @@ class Receipts:
         signed = self.checkpoints.at_size(cp["origin"], int(cp["size"]))
         if signed is not None:
             log_path = self.ledger.tree(tenant).inclusion_proof(ack.seq, int(cp["size"]))
-            bundle["log_proof"] = {"checkpoint": signed.note, "leaf_index": ack.seq,
+            bundle["log_proof"] = {"checkpoint": cosigned_note(self.path, signed),
+                                   "leaf_index": ack.seq,
                                    "tree_size": int(cp["size"]),
                                    "audit_path": [h.hex() for h in log_path]}
+            witnessed = latest_cosigned_from(self.path, cp["origin"], int(cp["size"]) + 1)
+            if witnessed is not None:  # a later cosigned checkpoint, linked by consistency
+                later = parse_checkpoint(parse_note(witnessed).text).size
+                link = self.ledger.tree(tenant).consistency_proof(int(cp["size"]), later)
+                bundle["log_proof"]["witnessed"] = {"checkpoint": witnessed,
+                                                    "consistency": [h.hex() for h in link]}
         return bundle
 
 

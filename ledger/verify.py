@@ -14,7 +14,9 @@ inclusion in the tenant's log. The result names the first check that failed:
 * ``leaf``       the event's fields do not hash to the bundle's leaf hash (the event was
                  edited: cost, tokens, …);
 * ``path``       the audit path does not lead from the leaf to the receipt's merkle root;
-* ``log_proof``  the log checkpoint or the event's inclusion in the log does not verify.
+* ``log_proof``  the log checkpoint or the event's inclusion in the log does not verify;
+* ``witness``    with a witness ``policy`` (``ledger.policy``): the bundle's log checkpoint
+                 is not cosigned by the quorum of witnesses (or the bundle has none).
 """
 
 from __future__ import annotations
@@ -113,9 +115,12 @@ def verify_receipt(receipt: Any, public_keys: Sequence[PublicKeyInfo], *,
     return result
 
 
-def verify_bundle(bundle: Any, public_keys: Sequence[PublicKeyInfo]) -> VerifyResult:
+def verify_bundle(bundle: Any, public_keys: Sequence[PublicKeyInfo],
+                  policy: Any = None) -> VerifyResult:
     """Verify a proof bundle: the receipt's signature, the event's leaf, the audit path to
-    the receipt's merkle root, and (when present) the log proof."""
+    the receipt's merkle root, and (when present) the log proof. With a witness ``policy``
+    (``ledger.policy.Policy``) the log proof is required and its checkpoint must be
+    cosigned by the policy's quorum of witnesses."""
     result = VerifyResult(valid=False, kind="bundle")
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         return result._fail("format", f'not a proof bundle: "format" must be '
@@ -178,8 +183,50 @@ def verify_bundle(bundle: Any, public_keys: Sequence[PublicKeyInfo]) -> VerifyRe
         result.checks.append("event included in the signed log checkpoint "
                              f"{receipt['log_checkpoint']['origin']} @ "
                              f"{receipt['log_checkpoint']['size']}")
+    if policy is not None:
+        problem = _check_witnesses(bundle.get("log_proof"), policy, result, receipt,
+                                   public_keys)
+        if problem:
+            return result._fail("witness", problem)
     result.valid, result.message = True, "the event is certified by the authentic receipt"
     return result
+
+
+def _check_witnesses(proof: Any, policy: Any, result: VerifyResult, receipt: dict[str, Any],
+                     public_keys: Sequence[PublicKeyInfo]) -> str | None:
+    """The receipt's log checkpoint is cosigned by the policy's quorum, or it is extended
+    (consistency proof) by a later checkpoint of the same log that is."""
+    from ledger.checkpoint import NoteError, Verifier, verify_checkpoint
+    from ledger.merkle import verify_append_only
+    from ledger.policy import check_quorum
+
+    if not isinstance(proof, dict) or not isinstance(proof.get("checkpoint"), str):
+        return ("the bundle has no log_proof, so no witnessed checkpoint: make the bundle "
+                "again (`llmring receipts prove`) once the ledger has a checkpoint")
+    try:
+        names = check_quorum(proof["checkpoint"], policy)
+        where = "the log checkpoint"
+    except NoteError as exc:  # QuorumError, or a note that does not parse
+        witnessed = proof.get("witnessed")
+        if not isinstance(witnessed, dict):
+            return str(exc)
+        claim = receipt["log_checkpoint"]
+        try:
+            later = verify_checkpoint(witnessed.get("checkpoint", ""),
+                                      [Verifier.from_info(k) for k in public_keys],
+                                      origin=claim["origin"])
+            names = check_quorum(witnessed["checkpoint"], policy)
+            link = [_hex32(h) for h in witnessed.get("consistency", [None])]
+            if any(h is None for h in link):
+                return "the witnessed consistency proof must be 64-hex-digit hashes"
+            verify_append_only(claim["size"], later.size, bytes.fromhex(claim["root"]),
+                               later.root, link)  # type: ignore[arg-type]
+        except (NoteError, ProofError, TypeError, ValueError) as later_exc:
+            return f"{exc} (the later witnessed checkpoint does not help: {later_exc})"
+        where = f"a later log checkpoint (size {later.size}) that extends it,"
+    result.checks.append(f"{where} cosigned by {len(names)} of {policy.quorum} required "
+                         f"witnesses ({', '.join(names)})")
+    return None
 
 
 def _check_log_proof(proof: Any, receipt: dict[str, Any], leaf: bytes,

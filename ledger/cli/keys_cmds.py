@@ -164,7 +164,8 @@ def log_group() -> None:
 def checkpoint(app: App, as_json: bool) -> None:
     """Sign the project's log as it is now and print the checkpoint note.
 
-    Issuing again while the log has not grown prints the same checkpoint. Save the note:
+    Issuing again while the log has not grown prints the same checkpoint, with the
+    witness cosignatures stored for it (`llmring log add-cosignature`). Save the note:
     `llmring log verify-checkpoint` checks it offline later.
     """
     from ledger.checkpoint import CheckpointError
@@ -176,10 +177,13 @@ def checkpoint(app: App, as_json: bool) -> None:
             raise CliError(str(exc)) from None
         except CheckpointError as exc:
             raise CliError(str(exc), EXIT_FAILED_CHECK) from None
+    from ledger.witnessed import cosigned_note
+
+    note = cosigned_note(app.data, signed)  # with the witnesses' cosignatures it holds
     if as_json:
-        print_json(signed.to_json())
+        print_json({**signed.to_json(), "note": note})
     else:
-        click.echo(signed.note, nl=False)
+        click.echo(note, nl=False)
 
 
 def _read_note(path: Path) -> str:
@@ -210,10 +214,13 @@ def _read_note(path: Path) -> str:
               help="Verify with the keys in FILE (PEM, public-keys JSON or vkey lines) "
                    "instead of the data directory's keys.")
 @click.option("--origin", help="Also require this origin (e.g. ledger.example/acme).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also require the witness cosignatures of this policy file "
+                   "(`witness VKEY` lines and `quorum K`).")
 @json_option
 @pass_app
 def verify_checkpoint_cmd(app: App, file: Path, public_key: Path | None, origin: str | None,
-                          as_json: bool) -> None:
+                          policy_file: Path | None, as_json: bool) -> None:
     """Verify a saved checkpoint note offline (exit 1 if it does not verify).
 
     Signatures by keys that are not given (e.g. witnesses' cosignatures) are ignored;
@@ -234,11 +241,22 @@ def verify_checkpoint_cmd(app: App, file: Path, public_key: Path | None, origin:
             raise CliError(f"no signing keys in {app.data / KEYS_DIR}: give the signer's "
                            "public key with --public-key FILE")
     verifiers = [Verifier.from_info(info) for info in infos]
+    policy = None
+    if policy_file is not None:
+        from ledger.policy import PolicyError, check_quorum, load_policy
+
+        try:
+            policy = load_policy(policy_file)
+        except PolicyError as exc:
+            raise CliError(str(exc)) from None
+    witnesses: list[str] = []
     try:
         verified_note, sigs = verify_note(note, verifiers)
         cp = parse_body(verified_note.text)
         if origin is not None and cp.origin != origin:
             raise NoteError(f"the checkpoint is for origin {cp.origin!r}, not {origin!r}")
+        if policy is not None:
+            witnesses = check_quorum(note, policy)
     except NoteError as exc:
         message = f"{file}: checkpoint does not verify: {exc}"
         if as_json:
@@ -248,6 +266,8 @@ def verify_checkpoint_cmd(app: App, file: Path, public_key: Path | None, origin:
     signers = [{"name": s.name, "key_id": s.key_hash.hex()} for s in sigs]
     result: dict[str, Any] = {"valid": True, "origin": cp.origin, "size": cp.size,
                               "root": cp.root.hex(), "signed_by": signers}
+    if policy is not None:
+        result["cosigned_by"] = witnesses
     if as_json:
         print_json(result)
         return
@@ -257,6 +277,8 @@ def verify_checkpoint_cmd(app: App, file: Path, public_key: Path | None, origin:
         "tree size": num(cp.size),
         "root": cp.root.hex(),
         "signed by": ", ".join(f"{s['name']} ({s['key_id']})" for s in signers),
+        **({"cosigned by": f"{', '.join(witnesses)} (quorum {policy.quorum})"}
+           if policy is not None else {}),
     }))
 
 

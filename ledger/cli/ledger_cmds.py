@@ -150,9 +150,11 @@ def _print_audit(app: App, report: Any) -> None:
         console.print(
             f"OK: {app.data}: {num(len(report.tenants))} projects, "
             f"{num(report.segments_checked)} segments and {num(report.events_checked)} "
-            "events checked" + (f" (and {num(report.receipts_checked)} receipts)"
-                                if report.receipts_checked else "")
-            + "; every hash, chain and root matches.")
+            "events checked"
+            + (f", {num(report.receipts_checked)} receipts" if report.receipts_checked else "")
+            + (f", {num(report.checkpoints_checked)} signed checkpoints"
+               if report.checkpoints_checked else "")
+            + "; every hash, chain, root and signature matches.")
         if report.tenants:
             table = new_table("project", "log size", "log root", numeric=("log size",),
                               fold=("log root",))

@@ -16,6 +16,7 @@ from ledger.cli.ledger_cmds import ledger_group
 from ledger.cli.receipts_cmds import receipts_group
 from ledger.cli.server_cmds import keys_group, serve
 from ledger.cli.usage import usage_group
+from ledger.cli.witness_cmds import add_cosignature_cmd, witness_group
 from ledger.tenants import TenantError, check_tenant
 
 
@@ -59,6 +60,8 @@ cli.add_command(signing_keys_group)
 cli.add_command(log_group)
 cli.add_command(serve)
 cli.add_command(keys_group)
+cli.add_command(witness_group)
+log_group.add_command(add_cosignature_cmd)
 
 
 def main() -> None:

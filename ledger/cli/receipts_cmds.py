@@ -348,9 +348,17 @@ def prove(app: App, receipt_id: str, log_id: str, output: Path | None) -> None:
 @click.option("--public-key", "key_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Public keys: PEM, the public-keys JSON, or verifier-key lines. Without "
                    "it, the data directory's keys are used.")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A witness policy (`witness VKEY` and `quorum K` lines): the log "
+                   "checkpoint must be cosigned by K of its witnesses.")
+@click.option("--checkpoint", "checkpoint_file",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="With --policy and a plain receipt: the cosigned note of the receipt's "
+                   "log_checkpoint (a proof bundle carries its own).")
 @json_option
 @click.pass_context
-def verify(ctx: click.Context, file: Path, key_file: Path | None, as_json: bool) -> None:
+def verify(ctx: click.Context, file: Path, key_file: Path | None, policy_file: Path | None,
+           checkpoint_file: Path | None, as_json: bool) -> None:
     """Verify a receipt or a proof bundle offline. Exit 0 valid, 1 invalid."""
     from ledger.signing import KeyRingError, PublicKeyFormatError, load_public_keys
     from ledger.verify import BUNDLE_FORMAT, verify_bundle, verify_receipt
@@ -375,13 +383,16 @@ def verify(ctx: click.Context, file: Path, key_file: Path | None, as_json: bool)
             keys = load_public_keys(key_file)
         except (PublicKeyFormatError, KeyRingError) as exc:
             raise CliError(str(exc)) from None
+    policy = _policy(policy_file)
     if isinstance(doc, dict) and doc.get("format") == BUNDLE_FORMAT:
-        result = verify_bundle(doc, keys)
+        result = verify_bundle(doc, keys, policy=policy)
     else:
         if isinstance(doc, dict) and isinstance(doc.get("receipt"), dict) and \
                 "certified_count" in doc and "receipt_id" not in doc:
             doc = doc["receipt"]  # the output of `receipts generate --json`
         result = verify_receipt(doc, keys)
+        if policy is not None and result.valid:
+            _check_receipt_witnesses(doc, keys, policy, checkpoint_file, result)
     if as_json:
         print_json(result.as_dict())
     elif result.valid:
@@ -408,3 +419,37 @@ def _server_keys(url: str) -> Any:
         return parse_public_keys_json(response.json())
     except (httpx.HTTPError, ValueError, PublicKeyFormatError) as exc:
         raise CliError(f"cannot get the public keys of {url}: {exc}") from None
+
+
+def _policy(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from ledger.policy import PolicyError, load_policy
+
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _check_receipt_witnesses(receipt: Any, keys: Any, policy: Any, note_file: Path | None,
+                             result: Any) -> None:
+    """A plain receipt under a witness policy: its log_checkpoint's cosigned note."""
+    from ledger.checkpoint import NoteError
+    from ledger.policy import check_receipt_checkpoint
+
+    if note_file is None:
+        raise CliError("a receipt alone carries no witness cosignatures: give --checkpoint "
+                       "FILE (its log_checkpoint, cosigned), or verify a proof bundle "
+                       "(`llmring receipts prove`)")
+    try:
+        note = note_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {note_file}: {exc}") from None
+    try:
+        names = check_receipt_checkpoint(receipt, note, keys, policy)
+    except NoteError as exc:
+        result._fail("witness", str(exc))
+        return
+    result.checks.append(f"log checkpoint cosigned by {len(names)} of {policy.quorum} "
+                         f"required witnesses ({', '.join(names)})")
