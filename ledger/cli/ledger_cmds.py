@@ -13,6 +13,7 @@ from rich.filesize import decimal as human_bytes
 from ledger.cli.common import (
     EXIT_FAILED_CHECK,
     App,
+    CliError,
     json_option,
     new_table,
     num,
@@ -205,3 +206,33 @@ def flush(app: App, as_json: bool) -> None:
         click.echo(f"Sealed {num(result.events)} events into {num(result.segments)} segments.")
     else:
         click.echo("Nothing to seal: the journal is empty.")
+
+
+@ledger_group.command("prune-content")
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Delete content whose calls are all older than AGE (90d, 12h, 2w).")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@json_option
+@pass_app
+def prune_content_cmd(app: App, older_than: str, dry_run: bool, as_json: bool) -> None:
+    """Delete the project's stored conversation content older than AGE.
+
+    Events keep their content_sha256, so every receipt, proof and checkpoint still
+    verifies; only the messages are gone. Content still named by a newer call is kept.
+    """
+    from ledger.retention import RetentionError, parse_age, prune_content
+
+    try:
+        age = parse_age(older_than)
+    except RetentionError as exc:
+        raise CliError(f"--older-than: {exc}") from None
+    with app.open(create=False) as led:
+        result = prune_content(led, app.project, age, dry_run=dry_run)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    click.echo(f"{verb} the content of {num(result.files)} conversations "
+               f"({num(result.bytes)} bytes) of project {app.project} older than "
+               f"{result.cutoff}" + (f"; kept {num(result.kept_shared)} still named by newer "
+                                      "calls" if result.kept_shared else "") + ".")
