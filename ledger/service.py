@@ -211,8 +211,30 @@ class LedgerService:
     # -- the project's log tree ----------------------------------------------------------
     def checkpoint(self, tenant: str) -> dict[str, Any]:
         """Sign the project's log as it is now (the stored checkpoint when unchanged);
-        ``Ledger.checkpoint`` syncs the journal first and issues under the write lock."""
-        return dict(self.ledger.checkpoint(tenant).to_json())
+        ``Ledger.checkpoint`` syncs the journal first and issues under the write lock.
+        ``cosigned_note`` is the note with every witness cosignature stored for it."""
+        from ledger.witnessed import cosigned_note
+
+        signed = self.ledger.checkpoint(tenant)
+        return {**signed.to_json(), "cosigned_note": cosigned_note(self.data, signed)}
+
+    def add_cosignatures(self, tenant: str, note: str) -> dict[str, Any]:
+        """Store the witness cosignatures on ``note``, one of this project's checkpoints
+        that the ledger signed (C2SP tlog-cosignature lines)."""
+        from ledger.checkpoint import NoteError, parse_checkpoint, parse_note
+        from ledger.witnessed import CosignatureError, attach_cosignatures
+
+        try:
+            origin = parse_checkpoint(parse_note(note).text).origin
+        except NoteError as exc:
+            raise RequestError(f"note: not a signed checkpoint note ({exc})") from None
+        if origin != f"{self.origin}/{tenant}":
+            raise NotFoundError(f"no checkpoint of origin {origin!r} in this project")
+        try:
+            added = attach_cosignatures(self.data, note)
+        except (CosignatureError, NoteError) as exc:
+            raise RequestError(str(exc)) from None
+        return {"added": added, "origin": origin}
 
     def consistency(self, tenant: str, first: int, second: int | None = None
                     ) -> dict[str, Any]:

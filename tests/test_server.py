@@ -422,3 +422,57 @@ def test_serving_a_directory_in_use_is_refused_with_the_reason(tmp_path: Path) -
     assert result.returncode == 2
     assert "in use by another process" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _witness_for(tmp_path: Path, anonymous: httpx.Client, origin: str):
+    from ledger.witness import Witness
+
+    keys = parse_public_keys_json(anonymous.get("/api/v1/receipts/public-keys.json").json())
+    w = Witness(tmp_path / "witness", "witness.example/w1")
+    w.add_log(origin, keys)
+    return w
+
+
+def test_witness_cosignatures_are_stored_and_served(alpha: httpx.Client,
+                                                    anonymous: httpx.Client,
+                                                    tmp_path: Path) -> None:
+    from ledger.checkpoint import parse_note
+
+    alpha.post("/api/v1/log", json=usage())
+    signed = alpha.get("/api/v1/log/checkpoint").json()
+    witness = _witness_for(tmp_path, anonymous, signed["origin"])
+    cosigned = witness.cosign(signed["note"], [])  # the witness's first checkpoint
+    r = alpha.post("/api/v1/log/cosignatures", json={"note": cosigned})
+    assert r.status_code == 200, r.text
+    assert r.json()["added"]
+    served = alpha.get("/api/v1/log/checkpoint").json()["cosigned_note"]
+    key = witness.public_key()
+    assert any(key.matches(s) for s in parse_note(served).signatures)
+
+
+def test_cosignatures_on_another_projects_checkpoint_are_not_found(
+        alpha: httpx.Client, beta: httpx.Client, anonymous: httpx.Client,
+        tmp_path: Path) -> None:
+    alpha.post("/api/v1/log", json=usage())
+    signed = alpha.get("/api/v1/log/checkpoint").json()
+    cosigned = _witness_for(tmp_path, anonymous, signed["origin"]).cosign(signed["note"], [])
+    r = beta.post("/api/v1/log/cosignatures", json={"note": cosigned})
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize("note", ["not a note", "x\n1\nAAAA\n\n— nobody AAAA\n"])
+def test_a_malformed_cosigned_note_is_a_400(alpha: httpx.Client, note: str) -> None:
+    r = alpha.post("/api/v1/log/cosignatures", json={"note": note})
+    assert r.status_code == 400 and r.json()["detail"]
+
+
+def test_a_note_the_ledger_never_signed_is_refused(alpha: httpx.Client,
+                                                   anonymous: httpx.Client,
+                                                   tmp_path: Path) -> None:
+    signed = alpha.get("/api/v1/log/checkpoint").json()
+    lines = signed["note"].split("\n")
+    lines[1] = str(int(lines[1]) + 1000)  # another size, same origin
+    forged = "\n".join(lines)
+    r = alpha.post("/api/v1/log/cosignatures", json={"note": forged})
+    assert r.status_code == 400
+    assert "never signed" in r.json()["detail"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.server.logs import Tenant, When, json_response, service
 from projections.rollups import DIMENSIONS
@@ -52,6 +53,22 @@ def log_checkpoint(tenant: Tenant, request: Request) -> Response:
     (the stored one when the log has not grown): `{origin, size, root, root_b64, note,
     issued_at}`. Keep it: later consistency proofs show the log only grew."""
     return json_response(service(request).checkpoint(tenant))
+
+
+class CosignedNote(BaseModel):
+    """A checkpoint the ledger signed, with witnesses' cosignature lines added."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(min_length=1, max_length=64 * 1024)
+
+
+@router.post("/api/v1/log/cosignatures", summary="Store witnesses' cosignatures")
+def add_cosignatures(body: CosignedNote, tenant: Tenant, request: Request) -> Response:
+    """Accept a checkpoint of the project's log that witnesses cosigned (`llmring witness
+    cosign`): their C2SP tlog-cosignature lines are stored with the checkpoint, and
+    `GET /api/v1/log/checkpoint` serves them in `cosigned_note`. A note the ledger never
+    signed is refused (400)."""
+    return json_response(service(request).add_cosignatures(tenant, body.note))
 
 
 @router.get("/api/v1/log/consistency", summary="Consistency proof between two sizes")
