@@ -204,3 +204,26 @@ def _rechain(path: Path, segment: Path) -> None:
             if seg["path"] == rel:
                 seg["sha256"] = digest
     _rewrite_chain(path, records)
+
+
+def test_a_receipt_removed_with_its_manifest_records_is_reported(tmp_path: Path) -> None:
+    from ledger.receipts import Receipts
+
+    path = tmp_path / "rc"
+    with Ledger(path, pricer=None) as led:
+        led.append_many([usage(event_id=f"r{i}") for i in range(5)], tenant="acme")
+        Receipts(led).generate("acme", since_last_receipt=True)
+        led.append_many([usage(event_id=f"s{i}") for i in range(3)], tenant="acme")
+    # The operator deletes the receipt and its membership, and rewrites the manifest so
+    # that the chain of hashes is whole again.
+    records = _manifest_records(path)
+    gone = []
+    for r in records:
+        gone += [s["path"] for s in r["add"] if s["kind"] in ("receipts", "membership")]
+        r["add"] = [s for s in r["add"] if s["kind"] not in ("receipts", "membership")]
+    for rel in gone:
+        (path / rel).unlink()
+    _rewrite_chain(path, records)
+    report = verify_directory(path)
+    assert not report.ok
+    assert {"seq-gap", "checkpoint"} & _kinds(report), _text(report)
