@@ -243,5 +243,7 @@ def demo(app: App, days: int, seed: int, n_events: int, as_json: bool) -> None:
         prefix += f" --data {app.data}"
     console.print("Next, try:")
     for cmd in ("ledger stats", f"--project {SUMMARY_PROJECT} usage report --by model,day",
+                f"--project {SUMMARY_PROJECT} receipts preview --since-last",
+                f"--project {SUMMARY_PROJECT} receipts generate --since-last",
                 "ledger verify"):
         console.print(f"  {prefix} {cmd}")
