@@ -186,6 +186,24 @@ def checkpoint(app: App, as_json: bool) -> None:
         click.echo(note, nl=False)
 
 
+def _log_verifiers(app: App, public_key: Path | None) -> list[Any]:
+    """Verifiers of the ledger's signatures: the keys in ``public_key`` (PEM, public-keys
+    JSON or vkey lines) if given, else the data directory's keys."""
+    from ledger.checkpoint import Verifier
+
+    if public_key is not None:
+        try:
+            infos = load_public_keys(public_key)
+        except PublicKeyFormatError as exc:
+            raise CliError(str(exc)) from None
+    else:
+        infos = _data_keys(app)
+        if not infos:
+            raise CliError(f"no signing keys in {app.data / KEYS_DIR}: give the signer's "
+                           "public key with --public-key FILE")
+    return [Verifier.from_info(info) for info in infos]
+
+
 def _read_note(path: Path) -> str:
     """A checkpoint note from a file: the note text, or the JSON of `log checkpoint
     --json` (its ``note`` member)."""
@@ -226,21 +244,11 @@ def verify_checkpoint_cmd(app: App, file: Path, public_key: Path | None, origin:
     Signatures by keys that are not given (e.g. witnesses' cosignatures) are ignored;
     at least one given key must have signed, and every given key that signed must verify.
     """
-    from ledger.checkpoint import NoteError, Verifier, verify_note
+    from ledger.checkpoint import NoteError, verify_note
     from ledger.checkpoint import parse_checkpoint as parse_body
 
     note = _read_note(file)
-    if public_key is not None:
-        try:
-            infos = load_public_keys(public_key)
-        except PublicKeyFormatError as exc:
-            raise CliError(str(exc)) from None
-    else:
-        infos = _data_keys(app)
-        if not infos:
-            raise CliError(f"no signing keys in {app.data / KEYS_DIR}: give the signer's "
-                           "public key with --public-key FILE")
-    verifiers = [Verifier.from_info(info) for info in infos]
+    verifiers = _log_verifiers(app, public_key)
     policy = None
     if policy_file is not None:
         from ledger.policy import PolicyError, check_quorum, load_policy
@@ -301,21 +309,11 @@ def consistency_cmd(app: App, from_file: Path, public_key: Path | None,
     with TAMPERING if the log does not extend the saved checkpoint (keep both notes: they
     are the evidence); keep the new checkpoint for next time (`-o FILE`).
     """
-    from ledger.checkpoint import NoteError, Verifier, verify_checkpoint
+    from ledger.checkpoint import NoteError, verify_checkpoint
     from ledger.transparency import TamperEvidence, check_extends, prove_extends
 
     note = _read_note(from_file)
-    if public_key is not None:
-        try:
-            infos = load_public_keys(public_key)
-        except PublicKeyFormatError as exc:
-            raise CliError(str(exc)) from None
-    else:
-        infos = _data_keys(app)
-        if not infos:
-            raise CliError(f"no signing keys in {app.data / KEYS_DIR}: give the signer's "
-                           "public key with --public-key FILE")
-    verifiers = [Verifier.from_info(info) for info in infos]
+    verifiers = _log_verifiers(app, public_key)
     origin = f"{_origin(app)}/{app.project}"
     try:
         old = verify_checkpoint(note, verifiers, origin=origin)
