@@ -6,6 +6,11 @@ Both return the JSON dicts of DESIGN §9 (the users' guide indexes them:
 
 Dates (``start_date``, ``end_date``, ``start``, ``end``) accept ``datetime`` (naive =
 UTC), ``date`` (a whole day; as an end, that day is included) or ISO 8601 text.
+
+``ServerClient.checkpoint()`` keeps the last checkpoint it saw of the project's log (in
+memory, and in ``state_dir`` when given, so across runs) and checks every new one: it
+must be signed by the ledger's keys and extend the kept one by an RFC 9162 consistency
+proof; otherwise ``ledger.transparency.TamperEvidence`` is raised (keep both notes).
 """
 
 from __future__ import annotations
@@ -74,7 +79,12 @@ class ServerClient:
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  server_url: str | None = None, timeout: float = 60.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 state_dir: str | Path | None = None,
+                 trusted_keys: Sequence[Any] | None = None) -> None:
+        """``state_dir``: where the last checkpoint seen per log is kept between runs;
+        ``trusted_keys``: the ledger's public keys (``PublicKeyInfo``) to check
+        checkpoints with, instead of the keys the server publishes on first use."""
         url = base_url or server_url
         if not url:
             raise ValueError("give the server's URL (base_url or server_url)")
@@ -87,6 +97,9 @@ class ServerClient:
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._trusted = list(trusted_keys) if trusted_keys is not None else None
+        self._seen: dict[str, str] = {}  # log origin → the last checkpoint note seen
 
     # -- plumbing ------------------------------------------------------------------------
     def _client(self) -> httpx.AsyncClient:
@@ -228,7 +241,48 @@ class ServerClient:
             "format": format, "start": date_text(start), "end": date_text(end)}))
 
     async def checkpoint(self) -> JSON:
-        return await self._request("GET", "/api/v1/log/checkpoint")
+        """The project's log signed now, checked against the last checkpoint this client
+        saw (see the module docstring); raises ``TamperEvidence`` if it does not extend
+        it, ``NoteError`` if it is not signed by the ledger's keys."""
+        signed = await self._request("GET", "/api/v1/log/checkpoint")
+        await self._check_checkpoint(str(signed["note"]))
+        return signed
+
+    async def _check_checkpoint(self, note: str) -> None:
+        from ledger.checkpoint import Verifier, verify_checkpoint
+        from ledger.signing import parse_public_keys_json
+        from ledger.transparency import FORMAT, check_extends, checkpoint_of_note
+
+        if self._trusted is None:  # trust on first use: the keys the server publishes
+            self._trusted = parse_public_keys_json(await self.get_public_keys())
+        verifiers = [Verifier.from_info(k) for k in self._trusted]
+        new = verify_checkpoint(note, verifiers)
+        kept = self._seen.get(new.origin) or self._load_seen(new.origin)
+        if kept is not None:
+            old = checkpoint_of_note(kept)
+            proof: list[str] = []
+            if 0 < old.size < new.size:
+                answer = await self.consistency(old.size, new.size)
+                proof = list(answer["proof"])
+            check_extends(old, {"format": FORMAT, "new": note, "proof": proof}, verifiers)
+        self._seen[new.origin] = note
+        if self.state_dir is not None:
+            from ledger.durable import write_atomic
+
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self._seen_path(new.origin), note.encode())
+
+    def _seen_path(self, origin: str) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / f"{_seg(origin)}.note"
+
+    def _load_seen(self, origin: str) -> str | None:
+        if self.state_dir is None:
+            return None
+        try:
+            return self._seen_path(origin).read_text()
+        except FileNotFoundError:
+            return None
 
     async def consistency(self, first: int, second: int | None = None) -> JSON:
         return await self._request("GET", "/api/v1/log/consistency",

@@ -164,3 +164,48 @@ def test_the_embedded_client_answers_the_servers_shapes(server: Server, tmp_path
         else:
             assert local[name] == value, name
     assert local["generate"]["certified_count"] == remote["generate"]["certified_count"] == 4
+
+
+def test_the_client_checks_each_checkpoint_extends_the_last_it_saw(server: Server,
+                                                                    tmp_path: Path) -> None:
+    async def main() -> tuple[int, int]:
+        async with ServerClient(server.url, server.keys["alpha"],
+                                state_dir=tmp_path / "seen") as client:
+            first = await client.checkpoint()
+            await client.log_usage(CALL)
+            await client.log_usage(CALL)
+            second = await client.checkpoint()  # checked against the first
+            return first["size"], second["size"]
+
+    first, second = run(main())
+    assert second == first + 2
+    assert len(list((tmp_path / "seen").glob("*.note"))) == 1
+
+
+def test_a_checkpoint_that_does_not_extend_the_kept_one_raises_tamper_evidence(
+        server: Server, tmp_path: Path) -> None:
+    import shutil
+
+    from ledger import Ledger
+    from ledger.transparency import TamperEvidence
+
+    state = tmp_path / "seen"
+
+    async def checkpoint() -> dict[str, Any]:
+        async with ServerClient(server.url, server.keys["alpha"], state_dir=state) as c:
+            return await c.checkpoint()
+
+    honest = run(checkpoint())  # creates the server's signing key if needed
+    # A fork: the same key and origin, another history, larger than the honest log. A
+    # client that kept the fork's checkpoint must not accept the honest server's log.
+    fork = tmp_path / "fork"
+    fork.mkdir()
+    shutil.copytree(server.data / "keys", fork / "keys")
+    shutil.copy(server.data / "config.json", fork / "config.json")
+    with Ledger(fork, pricer=None, checkpoint_interval=None) as led:
+        led.append_many([{"provider": "x", "model": "y", "cost": "0"}
+                         for _ in range(honest["size"] - 1)], tenant="alpha")
+        forked = led.checkpoint("alpha")
+    (next(state.glob("*.note"))).write_text(forked.note)
+    with pytest.raises(TamperEvidence, match="does not extend"):
+        run(checkpoint())
