@@ -218,6 +218,18 @@ class LedgerService:
         signed = self.ledger.checkpoint(tenant)
         return {**signed.to_json(), "cosigned_note": cosigned_note(self.data, signed)}
 
+    def log_inclusion(self, tenant: str, log_id: str, size: int | None = None
+                      ) -> dict[str, Any]:
+        """The ``ledger-log-inclusion/v1`` bundle of one log at a signed checkpoint."""
+        from ledger.transparency import prove_inclusion
+
+        try:
+            return prove_inclusion(self.ledger, tenant, log_id, size=size)
+        except LookupError as exc:
+            raise NotFoundError(str(exc)) from None
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+
     def add_cosignatures(self, tenant: str, note: str) -> dict[str, Any]:
         """Store the witness cosignatures on ``note``, one of this project's checkpoints
         that the ledger signed (C2SP tlog-cosignature lines)."""

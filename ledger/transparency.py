@@ -10,12 +10,20 @@ forked, so each of those is reported as ``TamperEvidence``, with both checkpoint
 
 The ledger side is ``prove_extends`` (used by the CLI and the server); the client side is
 ``check_extends``, which needs only the bundle, the saved checkpoint and public keys.
+
+Likewise for one event: ``prove_inclusion`` gives the event (its canonical fields), its
+index and RFC 9162 audit path in the log at a signed checkpoint (the latest, or one at a
+given size the ledger signed), and ``check_inclusion`` verifies it offline: the note's
+signature, the leaf recomputed from the event, the path to the checkpoint's root.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
+import rfc8785
 
 from ledger.checkpoint import (
     Checkpoint,
@@ -25,9 +33,10 @@ from ledger.checkpoint import (
     parse_note,
     verify_checkpoint,
 )
-from ledger.merkle import ProofError, verify_append_only
+from ledger.merkle import ProofError, leaf_hash, verify_append_only, verify_inclusion
 
 FORMAT = "ledger-consistency/v1"
+INCLUSION_FORMAT = "ledger-log-inclusion/v1"
 
 
 class TamperEvidence(Exception):
@@ -107,5 +116,74 @@ def check_extends(old: Checkpoint, bundle: Any, verifiers: Sequence[Verifier]) -
     return new
 
 
-__all__ = ["FORMAT", "ConsistencyFormatError", "NoteError", "TamperEvidence",
-           "check_extends", "checkpoint_of_note", "prove_extends"]
+def prove_inclusion(ledger: Any, tenant: str, event_id: str, *,
+                    size: int | None = None) -> dict[str, Any]:
+    """The bundle that proves ``event_id`` is in the tenant's log at a signed checkpoint:
+    the current one (signed now if the log grew), or the stored one at ``size``. Raises
+    ``LookupError`` for an unknown event or a size no checkpoint was signed at, and
+    ``ValueError`` for an event after that checkpoint."""
+    from ledger.checkpoint import CheckpointStore
+
+    ack = ledger.resolve(tenant, [event_id]).get(event_id)
+    if ack is None:
+        raise LookupError(f"no log {event_id!r} in project {tenant!r}")
+    if size is None:
+        signed = ledger.checkpoint(tenant)
+    else:
+        origin = ledger.checkpoint(tenant).checkpoint.origin
+        signed = CheckpointStore(ledger.path / "checkpoints").at_size(origin, size)
+        if signed is None:
+            raise LookupError(f"no checkpoint of {origin} was signed at size {size}")
+    n = signed.checkpoint.size
+    if ack.seq >= n:
+        raise ValueError(f"log {event_id!r} (seq {ack.seq}) was appended after the "
+                         f"checkpoint at size {n}")
+    event = ledger.get(tenant, ack.event_id)
+    if event is None:  # pragma: no cover - index and log disagree
+        raise LookupError(f"log {event_id!r} is indexed but not in the log")
+    path = ledger.tree(tenant).inclusion_proof(ack.seq, n)
+    return {"format": INCLUSION_FORMAT, "checkpoint": signed.note,
+            "event": orjson.loads(event.canonical_bytes()), "leaf_index": ack.seq,
+            "tree_size": n, "audit_path": [h.hex() for h in path]}
+
+
+def check_inclusion(bundle: Any, verifiers: Sequence[Verifier]) -> Checkpoint:
+    """Verify a ``prove_inclusion`` bundle offline; return its checkpoint. Raises
+    ``ConsistencyFormatError`` (malformed), ``NoteError`` (not signed by ``verifiers``)
+    or ``TamperEvidence`` (the event is not the leaf, or the path misses the root)."""
+    if not isinstance(bundle, dict) or bundle.get("format") != INCLUSION_FORMAT:
+        raise ConsistencyFormatError(f'not a log inclusion bundle (expected "format": '
+                                     f'"{INCLUSION_FORMAT}")')
+    try:
+        note = str(bundle["checkpoint"])
+        event = dict(bundle["event"])
+        index, size = int(bundle["leaf_index"]), int(bundle["tree_size"])
+        path = [bytes.fromhex(h) for h in bundle["audit_path"]]
+    except (KeyError, TypeError, ValueError):
+        raise ConsistencyFormatError('a log inclusion bundle needs "checkpoint", "event", '
+                                     '"leaf_index", "tree_size" and "audit_path"') from None
+    cp = verify_checkpoint(note, verifiers)
+    if cp.size != size:
+        raise TamperEvidence(f"the bundle says tree size {size}, its checkpoint {cp.size}")
+    leaf = leaf_hash(rfc8785.dumps(event))
+    try:
+        verify_inclusion(leaf, index, size, path, cp.root)
+    except ProofError as exc:
+        raise TamperEvidence(f"event {event.get('event_id')!r} is not at index {index} of "
+                             f"{cp.origin} at size {size}: {exc} (the event was edited, "
+                             "or the path is not of this log)") from None
+    return cp
+
+
+__all__ = [
+    "FORMAT",
+    "INCLUSION_FORMAT",
+    "ConsistencyFormatError",
+    "NoteError",
+    "TamperEvidence",
+    "check_extends",
+    "check_inclusion",
+    "checkpoint_of_note",
+    "prove_extends",
+    "prove_inclusion",
+]

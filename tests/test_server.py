@@ -476,3 +476,21 @@ def test_a_note_the_ledger_never_signed_is_refused(alpha: httpx.Client,
     r = alpha.post("/api/v1/log/cosignatures", json={"note": forged})
     assert r.status_code == 400
     assert "never signed" in r.json()["detail"]
+
+
+def test_a_logs_inclusion_in_the_log_verifies_offline(alpha: httpx.Client,
+                                                     anonymous: httpx.Client) -> None:
+    from ledger.transparency import check_inclusion
+
+    log_id = alpha.post("/api/v1/log", json=usage()).json()["log_id"]
+    r = alpha.get(f"/api/v1/log/inclusion/{log_id}")
+    assert r.status_code == 200, r.text
+    keys = parse_public_keys_json(anonymous.get("/api/v1/receipts/public-keys.json").json())
+    cp = check_inclusion(r.json(), [Verifier.from_info(k) for k in keys])
+    assert cp.origin.endswith("/alpha")
+
+
+def test_another_projects_log_inclusion_is_not_found(alpha: httpx.Client,
+                                                     beta: httpx.Client) -> None:
+    log_id = alpha.post("/api/v1/log", json=usage()).json()["log_id"]
+    assert beta.get(f"/api/v1/log/inclusion/{log_id}").status_code == 404

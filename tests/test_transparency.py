@@ -137,3 +137,61 @@ def test_cli_consistency_refuses_an_unsigned_or_altered_checkpoint(path: Path,
     result = _consistency(path, saved)
     assert result.exit_code == 1
     assert "does not verify" in result.output
+
+
+# -- one event's inclusion in the log at a signed checkpoint -----------------------------
+def test_an_events_inclusion_at_the_current_checkpoint_verifies(path: Path) -> None:
+    from ledger.transparency import check_inclusion, prove_inclusion
+
+    with Ledger(path, pricer=None, checkpoint_interval=None) as led:
+        bundle = prove_inclusion(led, "default", "e3")
+    cp = check_inclusion(bundle, _verifiers(path))
+    assert (bundle["leaf_index"], cp.size) == (3, 5)
+
+
+def test_inclusion_at_an_earlier_signed_size(path: Path) -> None:
+    from ledger.transparency import check_inclusion, prove_inclusion
+
+    _checkpoint(path)  # signed at size 5
+    _append(path, ["later"])
+    with Ledger(path, pricer=None, checkpoint_interval=None) as led:
+        bundle = prove_inclusion(led, "default", "e1", size=5)
+        with pytest.raises(ValueError, match="after the checkpoint"):
+            prove_inclusion(led, "default", "later", size=5)
+        with pytest.raises(LookupError, match="size 4"):
+            prove_inclusion(led, "default", "e1", size=4)
+    assert check_inclusion(bundle, _verifiers(path)).size == 5
+
+
+def test_an_edited_event_in_an_inclusion_bundle_is_tampering(path: Path) -> None:
+    from ledger.transparency import check_inclusion, prove_inclusion
+
+    with Ledger(path, pricer=None, checkpoint_interval=None) as led:
+        bundle = prove_inclusion(led, "default", "e2")
+    bundle["event"]["cost_nanos"] += 1
+    with pytest.raises(TamperEvidence, match="not at index 2"):
+        check_inclusion(bundle, _verifiers(path))
+
+
+def test_cli_inclusion_then_verify_offline(path: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "incl.json"
+    made = runner.invoke(cli, ["--data", str(path), "log", "inclusion", "e4", "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    keys = tmp_path / "keys.json"
+    runner.invoke(cli, ["--data", str(path), "signing-keys", "export", "--format", "json",
+                        "-o", str(keys)])
+    ok = runner.invoke(cli, ["--data", str(tmp_path / "none"), "log", "verify-inclusion",
+                             str(out), "--public-key", str(keys)])
+    assert ok.exit_code == 0, ok.output
+    assert "is entry 4" in ok.output
+    bundle = json.loads(out.read_text())
+    bundle["audit_path"][0] = "00" * 32
+    out.write_text(json.dumps(bundle))
+    bad = runner.invoke(cli, ["--data", str(path), "log", "verify-inclusion", str(out)])
+    assert bad.exit_code == 1 and "INVALID" in bad.output
+
+
+def test_cli_inclusion_of_an_unknown_event_is_a_usage_error(path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--data", str(path), "log", "inclusion", "nope"])
+    assert result.exit_code == 2 and "no log 'nope'" in result.output

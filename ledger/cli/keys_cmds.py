@@ -343,3 +343,73 @@ def consistency_cmd(app: App, from_file: Path, public_key: Path | None,
                f"(size {num(old.size)}); proof of {len(bundle['proof'])} hashes verified")
     if output is not None:
         click.echo(f"wrote the proof and the new checkpoint to {output}")
+
+
+@log_group.command("inclusion")
+@click.argument("event_id")
+@click.option("--size", type=click.IntRange(min=1),
+              help="At the checkpoint signed at this size (default: the log now).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the bundle to FILE (default: print it).")
+@pass_app
+def inclusion_cmd(app: App, event_id: str, size: int | None, output: Path | None) -> None:
+    """Prove that a call is in the project's log at a signed checkpoint.
+
+    The bundle holds the signed checkpoint, the event's canonical fields and its RFC 9162
+    audit path; `llmring log verify-inclusion FILE` checks it offline.
+    """
+    from ledger.transparency import prove_inclusion
+
+    with app.open(create=False) as led:
+        try:
+            bundle = prove_inclusion(led, app.project, event_id, size=size)
+        except (LookupError, ValueError) as exc:
+            raise CliError(str(exc)) from None
+    data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
+    if output is None:
+        click.echo(data.decode(), nl=False)
+    else:
+        output.write_bytes(data)
+        click.echo(f"wrote the inclusion proof of {event_id} at size "
+                   f"{num(bundle['tree_size'])} to {output}")
+
+
+@log_group.command("verify-inclusion")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--public-key", "public_key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Trust the keys in FILE instead of the data directory's keys.")
+@json_option
+@pass_app
+def verify_inclusion_cmd(app: App, file: Path, public_key: Path | None,
+                         as_json: bool) -> None:
+    """Verify a log inclusion bundle offline (exit 1 if it does not verify)."""
+    from ledger.checkpoint import NoteError
+    from ledger.transparency import (
+        ConsistencyFormatError,
+        TamperEvidence,
+        check_inclusion,
+    )
+
+    try:
+        bundle = orjson.loads(file.read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"{file} is not JSON: {exc}") from None
+    verifiers = _log_verifiers(app, public_key)
+    try:
+        cp = check_inclusion(bundle, verifiers)
+    except ConsistencyFormatError as exc:
+        raise CliError(f"{file}: {exc}") from None
+    except (NoteError, TamperEvidence) as exc:
+        if as_json:
+            print_json({"valid": False, "error": str(exc)})
+            click.get_current_context().exit(EXIT_FAILED_CHECK)
+        raise CliError(f"INVALID: {exc}", EXIT_FAILED_CHECK) from None
+    event_id = bundle["event"].get("event_id")
+    if as_json:
+        print_json({"valid": True, "event_id": event_id, "origin": cp.origin,
+                    "leaf_index": bundle["leaf_index"], "tree_size": cp.size})
+        return
+    click.echo(f"OK: {event_id} is entry {num(bundle['leaf_index'])} of {cp.origin} at the "
+               f"signed checkpoint of size {num(cp.size)}")

@@ -55,6 +55,16 @@ def log_checkpoint(tenant: Tenant, request: Request) -> Response:
     return json_response(service(request).checkpoint(tenant))
 
 
+@router.get("/api/v1/log/inclusion/{log_id}", summary="A log's inclusion in the log tree")
+def log_inclusion(log_id: str, tenant: Tenant, request: Request,
+                  size: Annotated[int | None, Query(ge=1, le=MAX_SIZE)] = None) -> Response:
+    """The log's inclusion at a signed checkpoint (the current one, or the one signed at
+    `size`): `{format: "ledger-log-inclusion/v1", checkpoint (signed note), event
+    (canonical fields), leaf_index, tree_size, audit_path}`; check it offline with
+    `llmring log verify-inclusion FILE`."""
+    return json_response(service(request).log_inclusion(tenant, log_id, size))
+
+
 class CosignedNote(BaseModel):
     """A checkpoint the ledger signed, with witnesses' cosignature lines added."""
 
