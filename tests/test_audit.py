@@ -227,3 +227,22 @@ def test_a_receipt_removed_with_its_manifest_records_is_reported(tmp_path: Path)
     report = verify_directory(path)
     assert not report.ok
     assert {"seq-gap", "checkpoint"} & _kinds(report), _text(report)
+
+
+def test_a_log_truncated_and_regrown_with_other_events_is_a_fork(tmp_path: Path) -> None:
+    import shutil
+
+    honest = _checkpointed(tmp_path)  # checkpoints signed at sizes 20 and 25
+    # The operator rebuilds the log from scratch with other events, keeping the key, the
+    # origin and the checkpoints already published.
+    regrown = tmp_path / "regrown"
+    regrown.mkdir()
+    for name in ("keys", "checkpoints"):
+        shutil.copytree(honest / name, regrown / name)
+    shutil.copy(honest / "config.json", regrown / "config.json")
+    with Ledger(regrown, pricer=None, checkpoint_interval=None) as led:
+        led.append_many([usage(event_id=f"z{i}", ts="2025-10-03T12:00:00Z")
+                         for i in range(25)], tenant="acme")
+    report = verify_directory(regrown)
+    assert "checkpoint" in _kinds(report)
+    assert "history was rewritten" in _text(report)
