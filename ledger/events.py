@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 import rfc8785
@@ -440,13 +440,12 @@ def _needs_reference(fields: Mapping[str, Any]) -> bool:
     return bool(meta) and _check_metadata(meta)
 
 
-class Pricer:
+class Pricer(Protocol):
     """What ``prepare`` needs of a price book (``ledger.pricing.PriceBook`` satisfies it)."""
 
     def price(self, provider: str, model: str, input_tokens: int, output_tokens: int,
               cached_input_tokens: int, cache_write_tokens: int, reasoning_tokens: int,
-              at: datetime) -> Any:  # pragma: no cover - protocol
-        raise NotImplementedError
+              at: datetime) -> Any: ...
 
 
 def prepare(
