@@ -174,16 +174,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     for cls in (TenantError, RollupError, ValueError):
         app.add_exception_handler(cls, _bad_request)
 
-    try:
-        from ledger.receipts import ReceiptNotFoundError, ReceiptRequestError
-    except ImportError:  # pragma: no cover - a build without receipts
-        pass
-    else:
-        @app.exception_handler(ReceiptNotFoundError)
-        async def _not_found(_: Request, exc: ReceiptNotFoundError) -> JSONResponse:
-            return detail(404, str(exc))
+    from ledger.receipts import ReceiptNotFoundError, ReceiptRequestError
 
-        app.add_exception_handler(ReceiptRequestError, _bad_request)
+    @app.exception_handler(ReceiptNotFoundError)
+    async def _not_found(_: Request, exc: ReceiptNotFoundError) -> JSONResponse:
+        return detail(404, str(exc))
+
+    app.add_exception_handler(ReceiptRequestError, _bad_request)
 
     for cls in (LedgerError, KeyRingError, CheckpointError, ConfigError, ApiKeyError):
         app.add_exception_handler(cls, _unavailable)
@@ -237,12 +234,9 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
     app.include_router(public.router)
     app.include_router(logs.router)
     app.include_router(reports.router)
-    try:
-        from ledger.server import receipts
-    except ImportError:  # pragma: no cover - a build without receipts
-        pass
-    else:
-        app.include_router(receipts.router)
+    from ledger.server import receipts
+
+    app.include_router(receipts.router)
 
     def limit_for(path: str) -> int:
         return config.max_batch_body if path in BATCH_PATHS else config.max_body
