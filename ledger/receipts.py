@@ -218,6 +218,14 @@ def _check_tenant(tenant: str) -> None:
         raise ReceiptRequestError(str(exc)) from None
 
 
+def _period_and_breakdowns(s: dict[str, Any]) -> dict[str, Any]:
+    """The period and the by_model/alias/provider/date breakdowns of a selection's
+    summary, as both preview and a receipt's batch_summary give them."""
+    return {"start_date": format_ts(s["first_ts_us"]), "end_date": format_ts(s["last_ts_us"]),
+            "by_model": s["by_model"], "by_alias": s["by_alias"],
+            "by_provider": s["by_provider"], "by_date": s["by_date"]}
+
+
 def _money(nanos: int) -> float:
     return nanos / 1e9
 
@@ -291,12 +299,7 @@ class Receipts:
             "total_cost": _money(s["cost_nanos"]),
             "total_cost_nanos": s["cost_nanos"],
             "unpriced_logs": s["unpriced"],
-            "start_date": format_ts(s["first_ts_us"]),
-            "end_date": format_ts(s["last_ts_us"]),
-            "by_model": s["by_model"],
-            "by_alias": s["by_alias"],
-            "by_provider": s["by_provider"],
-            "by_date": s["by_date"],
+            **_period_and_breakdowns(s),
             "scope": sel.scope(),
         }
 
@@ -372,12 +375,7 @@ class Receipts:
             "total_cost": _money(s["cost_nanos"]),
             "total_cost_nanos": s["cost_nanos"],
             "unpriced_calls": s["unpriced"],
-            "start_date": format_ts(s["first_ts_us"]),
-            "end_date": format_ts(s["last_ts_us"]),
-            "by_model": s["by_model"],
-            "by_alias": s["by_alias"],
-            "by_provider": s["by_provider"],
-            "by_date": s["by_date"],
+            **_period_and_breakdowns(s),
         }
         return {
             "receipt_id": "rcpt_" + uuid.UUID(bytes=os.urandom(16)).hex,

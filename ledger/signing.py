@@ -348,24 +348,32 @@ def load_public_keys(path: Path) -> list[PublicKeyInfo]:
         text = None
     stripped = (text or "").strip()
     try:
-        if text is None or not stripped:
-            pass
-        elif "-----BEGIN" in stripped:
-            return parse_pem_keys(stripped)
-        elif stripped[0] in "{[":
-            try:
-                obj = orjson.loads(stripped)
-            except orjson.JSONDecodeError as exc:
-                raise PublicKeyFormatError(f"invalid JSON ({exc})") from None
-            return parse_public_keys_json(obj)
-        elif "+" in stripped:
-            return [parse_vkey(line) for line in stripped.splitlines() if line.strip()]
+        keys = _parse_public_key_text(stripped)
     except PublicKeyFormatError as exc:
         raise PublicKeyFormatError(f"{path}: {exc}") from None
+    if keys is not None:
+        return keys
     raise PublicKeyFormatError(
         f"{path} is not a public key file: expected a PEM public key, the public-keys JSON "
         "of `llmring signing-keys export --format json`, or a verifier key line "
         "(name+hexid+base64)")
+
+
+def _parse_public_key_text(text: str) -> list[PublicKeyInfo] | None:
+    """Keys from PEM, public-keys JSON or vkey lines; None if the text is none of them."""
+    if not text:
+        return None
+    if "-----BEGIN" in text:
+        return parse_pem_keys(text)
+    if text[0] in "{[":
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise PublicKeyFormatError(f"invalid JSON ({exc})") from None
+        return parse_public_keys_json(obj)
+    if "+" in text:
+        return [parse_vkey(line) for line in text.splitlines() if line.strip()]
+    return None
 
 
 def read_keys(directory: Path) -> list[PublicKeyInfo]:

@@ -4,6 +4,7 @@ the process terminated (SIGTERM, a graceful shutdown) at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -69,11 +70,9 @@ def start(data: Path, projects: tuple[str, ...] = ("alpha", "beta"),
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("llmring serve exited early:\n" + log_text(data, port))
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # not listening yet: try again
             if httpx.get(server.url + "/health", timeout=1).status_code == 200:
                 return server
-        except httpx.HTTPError:
-            pass
         time.sleep(0.1)
     server.stop()
     raise RuntimeError("llmring serve did not become ready:\n" + log_text(data, port))

@@ -257,7 +257,7 @@ def test_concurrent_since_last_generations_never_certify_an_event_twice(ledger_d
                 try:
                     rc.generate(since_last_receipt=True)
                 except ReceiptRequestError:
-                    pass
+                    continue  # another thread certified everything first: expected
                 except BaseException as exc:  # pragma: no cover - reported below
                     errors.append(exc)
 
