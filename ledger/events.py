@@ -322,19 +322,36 @@ def now_us() -> int:
     return time.time_ns() // 1_000
 
 
+GENERATED_MARK = 0x1ED  # the 12 ``rand_a`` bits of the ids the ledger generates
+_GENERATED_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-71ed-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
 def new_event_id(ms: int | None = None) -> str:
-    """A UUIDv7 (RFC 9562): time-ordered to the millisecond, 74 random bits."""
+    """A UUIDv7 (RFC 9562) for an event that came without an id: the 48-bit Unix time in
+    milliseconds of the event's ``ts``, version 7, ``rand_a`` set to ``0x1ed`` (so the
+    ledger knows its own ids, see ``is_generated_id``), variant, 62 random bits."""
     ms = time.time_ns() // 1_000_000 if ms is None else ms
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = int.from_bytes(os.urandom(8), "big")
     value = (
         (ms & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76
-        | ((rand >> 64) & 0xFFF) << 64
+        | GENERATED_MARK << 64
         | 0b10 << 62
         | (rand & ((1 << 62) - 1))
     )
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def is_generated_id(event_id: str) -> bool:
+    """Whether ``event_id`` has the shape of an id this ledger generates (``new_event_id``).
+    Such an event is found by the day its id names rather than through the id index."""
+    return _GENERATED_ID.fullmatch(event_id) is not None
+
+
+def generated_id_ms(event_id: str) -> int:
+    """The Unix time in milliseconds a generated id carries (its event's ``ts``)."""
+    return int(event_id[:8] + event_id[9:13], 16)
 
 
 def canonical_json(obj: Any, *, reference: bool = False) -> bytes:

@@ -6,7 +6,11 @@ Files ``journal/<n>.wal`` (n increasing) hold framed records::
 
 An event payload is ``b"E" | u64 seq | i64 recorded_at (µs) | 16-byte digest | canonical
 bytes``: the canonical bytes are the event (and hash to its leaf), so the journal stores
-nothing that could disagree with the leaf hash. A pairing payload (a usage log joined to
+nothing that could disagree with the leaf hash. A run of events with consecutive seqs and
+one ``recorded_at`` (what one batch append writes) may instead share one payload ``b"B" |
+u32 count | u64 first seq | i64 recorded_at (µs) | count × 16-byte digest | count × u32
+length | the canonical bytes, one after the other``: the same records, framed once. A
+pairing payload (a usage log joined to
 the conversation event it names, DESIGN §3) is ``b"P" | JSON``. Every appended batch ends
 with a commit frame ``b"C"``: on replay, records after the last commit frame belong to a
 batch that was never acknowledged and are dropped, so a batch is wholly present or absent.
@@ -36,6 +40,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,11 +91,56 @@ Record = EventRecord | PairRecord | ReceiptRecord | MembershipRecord | CommitRec
 RECEIPT_HEAD = struct.Struct("<Qq")
 MEMBERSHIP_HEAD = struct.Struct("<Q")
 RANGES_PER_FRAME = (MAX_FRAME - 64) // 16
+BATCH_HEAD = struct.Struct("<IQq")
+_NO_DIGEST = b"\0" * 16
 
 
 def encode_event(seq: int, recorded_at_us: int, digest: bytes, canonical: bytes) -> bytes:
     return _frame(b"E" + EVENT_HEAD.pack(seq, recorded_at_us, digest.ljust(16, b"\0"))
                   + canonical)
+
+
+def encode_events(first_seq: int, recorded_at_us: int, digests: Sequence[bytes],
+                  canonical: Sequence[bytes]) -> bytes:
+    """Events ``first_seq``, ``first_seq + 1``, … recorded at one time, as ``B`` frames (as
+    many as ``MAX_FRAME`` needs); ``digests`` are 16 bytes or empty (none)."""
+    frames = []
+    start = 0
+    n = len(canonical)
+    while start < n:
+        end = start
+        size = 0
+        while end < n and (end == start or size + len(canonical[end]) + 20 < MAX_FRAME - 64):
+            size += len(canonical[end]) + 20
+            end += 1
+        count = end - start
+        payload = b"".join((
+            b"B", BATCH_HEAD.pack(count, first_seq + start, recorded_at_us),
+            b"".join(d or _NO_DIGEST for d in digests[start:end]),
+            struct.pack(f"<{count}I", *map(len, canonical[start:end])),
+            *canonical[start:end],
+        ))
+        frames.append(_frame(payload))
+        start = end
+    return b"".join(frames)
+
+
+def _decode_batch(payload: bytes) -> list[EventRecord]:
+    count, first, recorded = BATCH_HEAD.unpack_from(payload, 1)
+    pos = 1 + BATCH_HEAD.size
+    digests = payload[pos:pos + 16 * count]
+    pos += 16 * count
+    lengths = struct.unpack_from(f"<{count}I", payload, pos)
+    pos += 4 * count
+    if pos + sum(lengths) != len(payload):
+        raise ValueError("batch frame lengths do not add up")
+    out = []
+    for k, length in enumerate(lengths):
+        digest = digests[16 * k:16 * k + 16]
+        out.append(EventRecord(first + k, recorded, b"" if digest == _NO_DIGEST else digest,
+                               payload[pos:pos + length]))
+        pos += length
+    return out
 
 
 def encode_pair(data: dict) -> bytes:
@@ -149,8 +199,12 @@ def read_records(path: Path) -> tuple[list[Record], int, int]:
         if zlib.crc32(payload) != crc:
             break
         try:
+            if payload[:1] == b"B":
+                batch.extend(_decode_batch(payload))
+                pos = end
+                continue
             record = _decode(payload)
-        except ValueError:
+        except (ValueError, struct.error):
             break
         pos = end
         if isinstance(record, CommitRecord):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import itertools
 import logging
 import os
 import threading
@@ -28,24 +29,27 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from ledger import allocator
 from ledger import journal as jr
+from ledger.batch import BatchAcks, PreparedBatch, prepare_batch
 from ledger.events import (
     Ack,
     Event,
     EventIn,
-    EventValidationError,
     IdConflictError,
     Prepared,
     format_ts,
+    generated_id_ms,
+    is_generated_id,
     leaf_hash_of,
     new_event_id,
     now_us,
-    parse_event,
-    prepare,
     ts_to_us,
 )
-from ledger.index import Index
+from ledger.index import IdEntry, Index
 from ledger.manifest import Manifest, ManifestState, Segment
 from ledger.receipt_log import (
     ReceiptEntry,
@@ -82,18 +86,32 @@ def day_of(ts_us: int) -> str:
 
 
 @dataclass(slots=True)
+class TailPart:
+    """Events of one tenant appended together (or replayed together), not yet sealed: an
+    Arrow table of ``EVENT_SCHEMA`` in ``seq`` order, and each event's idempotency digest
+    (None for a generated id)."""
+
+    tenant: str
+    table: pa.Table
+    digests: list[bytes | None]
+
+
+@dataclass(slots=True)
 class TailChunk:
     """Events (and pairings) written to one journal file and not yet sealed."""
 
     journal: int
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    tenants: list[str] = field(default_factory=list)
-    digests: list[bytes | None] = field(default_factory=list)
+    parts: list[TailPart] = field(default_factory=list)
+    events: int = 0
     pairs: list[dict[str, Any]] = field(default_factory=list)
     receipts: list[ReceiptEntry] = field(default_factory=list)
 
+    def add(self, part: TailPart) -> None:
+        self.parts.append(part)
+        self.events += part.table.num_rows
+
     def __bool__(self) -> bool:
-        return bool(self.rows or self.pairs or self.receipts)
+        return bool(self.parts or self.pairs or self.receipts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +140,7 @@ class Ledger:
         off (checkpoints are then issued on demand and with receipts only)."""
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        allocator.tune()
         self.seal_rows = seal_rows
         self.auto_seal = auto_seal
         if pricer == "default":
@@ -217,6 +236,9 @@ class Ledger:
                 fh.truncate(committed)
                 os.fsync(fh.fileno())
         chunk = TailChunk(journal=number)
+        rows: list[tuple[Any, ...]] = []
+        tenants: list[str] = []
+        digests: list[bytes | None] = []
         receipts: list[tuple[jr.ReceiptRecord, str, list[bytes]]] = []
         for rec in records:
             if isinstance(rec, jr.EventRecord):
@@ -228,9 +250,9 @@ class Ledger:
                         f"journal {path.name}: tenant {tenant!r} event {fields['event_id']!r} "
                         f"has seq {rec.seq}, expected {expected}; run `llmring ledger verify`")
                 self._sizes[tenant] = expected + 1
-                chunk.rows.append(_row_from_canonical(fields, rec))
-                chunk.tenants.append(tenant)
-                chunk.digests.append(rec.digest or None)
+                rows.append(_row_from_canonical(fields, rec))
+                tenants.append(tenant)
+                digests.append(rec.digest or None)
             elif isinstance(rec, jr.PairRecord):
                 chunk.pairs.append(rec.data)
             elif isinstance(rec, jr.ReceiptRecord):
@@ -251,6 +273,12 @@ class Ledger:
         for rec, tenant, parts in receipts:
             chunk.receipts.append(_receipt_entry(tenant, rec.seq, rec.recorded_at_us,
                                                  rec.canonical, b"".join(parts)))
+        start = 0
+        for end in range(1, len(rows) + 1):  # one part per run of one tenant's events
+            if end == len(rows) or tenants[end] != tenants[start]:
+                chunk.add(TailPart(tenants[start], rows_to_table(rows[start:end]),
+                                   digests[start:end]))
+                start = end
         return chunk
 
     def _sealed_receipt_seqs(self, state: ManifestState) -> dict[str, list[int]]:
@@ -277,7 +305,8 @@ class Ledger:
             self.index.commit(durable=True)
         self.index.begin()
         for chunk in self._pending_replay:
-            self._index_rows(chunk.rows, chunk.tenants, chunk.digests, replace=True)
+            for part in chunk.parts:
+                self._index_part(part, replace=True)
             for pair in chunk.pairs:
                 self._index_pair(pair)
         self.index.commit()
@@ -302,25 +331,80 @@ class Ledger:
                 self._index_pair({"tenant": seg.tenant, "event_id": p["event_id"],
                                   "usage_id": p["usage_id"], "digest": p["digest"]})
 
-    def _index_rows(self, rows: Sequence[tuple], tenants: Sequence[str],
-                    digests: Sequence[bytes | None], *, replace: bool = False) -> None:
-        by_tenant: dict[str, list[tuple[tuple, bytes | None]]] = {}
-        for row, tenant, digest in zip(rows, tenants, digests, strict=True):
-            by_tenant.setdefault(tenant, []).append((row, digest))
-        for tenant, items in by_tenant.items():
-            self.index.add_ids(tenant, (
-                (r[0], r[1], d, r[2], r[15], r[16], r[5], None) for r, d in items),
-                replace=replace)
-            trs = [r for r, _ in items]
-            convs = [(r[5], r[1], r[0]) for r in trs if r[4] == "conversation"]
-            if convs:
-                self.index.add_conversations(tenant, convs)
+    def _index_part(self, part: TailPart, *, replace: bool = False) -> None:
+        d = part.table.select(["event_id", "seq", "ts", "cost_nanos", "cost_source",
+                               "conversation_id", "kind"]).to_pydict()
+        self._index_columns(part.tenant, d["event_id"], d["seq"],
+                            [ts_to_us(t) for t in d["ts"]], d["cost_nanos"],
+                            d["cost_source"], d["conversation_id"], d["kind"],
+                            part.digests, replace=replace)
+
+    def _index_columns(self, tenant: str, ids: Sequence[str], seqs: Sequence[int],
+                       ts_us: Sequence[int], costs: Sequence[int], sources: Sequence[str],
+                       convs: Sequence[str | None], kinds: Sequence[str],
+                       digests: Sequence[bytes | None], *, replace: bool = False,
+                       generated: Sequence[bool] | None = None) -> None:
+        """Index appended events. A usage event whose id the ledger generated is left out
+        (``generated``, or else: no digest and the generated shape): nobody can have sent
+        that id before, and a later lookup finds it by the day the id names
+        (``_find_generated``). Conversation events are always indexed, for pairing."""
+        if generated is None:
+            generated = [d is None and is_generated_id(e) for e, d in zip(ids, digests,
+                                                                          strict=True)]
+        rows = [r for r, g in zip(zip(ids, seqs, digests, ts_us, costs, sources, convs,
+                                      kinds, strict=True), generated, strict=True)
+                if not g or r[7] == "conversation"]
+        if rows:
+            self.index.add_ids(tenant, ((e, s, d, t, c, src, conv, None)
+                                        for e, s, d, t, c, src, conv, _ in rows),
+                               replace=replace)
+        conversations = [(r[6], r[1], r[0]) for r in rows if r[7] == "conversation"]
+        if conversations:
+            self.index.add_conversations(tenant, conversations)
+
+    def _lookup(self, tenant: str, event_ids: Sequence[str]) -> dict[str, IdEntry]:
+        """The index entries of ``event_ids`` (call with the write lock held); ids the
+        ledger generated for usage events are found in the log itself."""
+        found = self.index.lookup(tenant, event_ids)
+        rest = [e for e in event_ids if e not in found and is_generated_id(e)]
+        if rest:
+            found.update(self._find_generated(tenant, rest))
+        return found
+
+    def _find_generated(self, tenant: str, event_ids: Sequence[str]) -> dict[str, IdEntry]:
+        """Events with generated ids, looked up in the unsealed tail and in the segments
+        of the days the ids name (a generated id carries its event's ``ts``)."""
+        want = set(event_ids)
+        columns = ["event_id", "seq", "ts", "cost_nanos", "cost_source", "conversation_id"]
+        tables = []
+        needle = pa.array(sorted(want), pa.string())
+        active = getattr(self, "_active", None)  # absent while the directory opens
+        for chunk in [*self._pending_replay, *self._frozen, *([active] if active else [])]:
+            for part in chunk.parts:
+                if part.tenant == tenant:
+                    mask = pc.is_in(part.table.column("event_id"), value_set=needle)
+                    if pc.any(mask).as_py():
+                        tables.append(part.table.filter(mask).select(columns))
+        dates = {day_of(generated_id_ms(e) * 1000) for e in want}
+        for seg in self.manifest.state.segments(tenant):
+            if seg.date in dates:
+                t = pq.read_table(self.store.abspath(seg.path), columns=columns,
+                                  filters=pc.field("event_id").isin(needle))
+                if t.num_rows:
+                    tables.append(t)
+        out: dict[str, IdEntry] = {}
+        for t in tables:
+            for r in t.to_pylist():
+                ack = Ack(r["event_id"], tenant, r["seq"], ts_to_us(r["ts"]), r["cost_nanos"],
+                          r["cost_source"], r["conversation_id"], created=False)
+                out[r["event_id"]] = IdEntry(ack, None, None)
+        return out
 
     def _index_pair(self, pair: Mapping[str, Any]) -> None:
         tenant = pair["tenant"]
         self.index.mark_paired(tenant, [pair["event_id"]])
         if pair.get("usage_id"):
-            target = self.index.lookup(tenant, [pair["event_id"]]).get(pair["event_id"])
+            target = self._lookup(tenant, [pair["event_id"]]).get(pair["event_id"])
             if target is not None:
                 a = target.ack
                 digest = pair.get("digest")
@@ -357,9 +441,13 @@ class Ledger:
                 if s >= have:
                     hashes[s] = h
         for chunk in [*self._pending_replay, *self._frozen]:
-            for row, t in zip(chunk.rows, chunk.tenants, strict=True):
-                if t == tenant and row[1] >= have:
-                    hashes[row[1]] = row[-1]
+            for part in chunk.parts:
+                if part.tenant != tenant:
+                    continue
+                t = part.table.select(["seq", "leaf_hash"]).to_pydict()
+                for s, h in zip(t["seq"], t["leaf_hash"], strict=True):
+                    if s >= have:
+                        hashes[s] = h
             for entry in chunk.receipts:
                 if entry.tenant == tenant and entry.seq >= have:
                     hashes[entry.seq] = entry.leaf_hash
@@ -375,7 +463,7 @@ class Ledger:
         return self.append_many([event], tenant=tenant)[0]
 
     def append_many(self, events: Iterable[Mapping[str, Any] | EventIn], *,
-                    tenant: str = "default") -> list[Ack]:
+                    tenant: str = "default") -> Sequence[Ack]:
         """Append events atomically: all are recorded, or (on any invalid event or id
         conflict) none is. Returns one acknowledgement per input, in order."""
         check_tenant(tenant)
@@ -385,99 +473,101 @@ class Ledger:
         self.journal.announce()  # so a concurrent group commit can wait for this append
         with _collector_paused(len(events) >= GC_PAUSE_BATCH):
             try:
-                parsed = [parse_event(e, index=i) for i, e in enumerate(events)]
-                prepared: list[Prepared] = []
-                for i, e in enumerate(parsed):
-                    try:
-                        prepared.append(prepare(e, tenant=tenant, received_us=received,
-                                                pricer=self.pricer))
-                    except EventValidationError as exc:
-                        raise EventValidationError(exc.problems, index=i) from None
+                batch = prepare_batch(events, tenant=tenant, received_us=received,
+                                      pricer=self.pricer)
             except BaseException:
                 self.journal.abandon()
                 raise
-            return self._append_prepared(tenant, prepared, announced=True)
+            try:
+                return self._append_batch_locked(tenant, batch, announced=True)
+            finally:
+                if not self._written_announced.pop(threading.get_ident(), False):
+                    self.journal.abandon()
 
-    def _append_prepared(self, tenant: str, prepared: list[Prepared], *,
-                         announced: bool = False) -> list[Ack]:
+    def _append_batch_locked(self, tenant: str, batch: PreparedBatch,
+                             announced: bool) -> Sequence[Ack]:
         """Append prepared events. ``announced``: the caller announced this append to the
-        journal, and it is settled here (written, or abandoned)."""
-        try:
-            return self._append_prepared_locked(tenant, prepared, announced)
-        finally:
-            if announced and not self._written_announced.pop(threading.get_ident(), False):
-                self.journal.abandon()
-
-    def _append_prepared_locked(self, tenant: str, prepared: list[Prepared],
-                                announced: bool) -> list[Ack]:
-        acks: list[Ack | None] = [None] * len(prepared)
+        journal (it is marked written here, or the caller abandons it)."""
+        n = len(batch)
+        ids = batch.event_id
+        client = [i for i, generated in enumerate(batch.generated) if not generated]
         # Repeats inside the batch: identical → stored once; different → conflict.
         first: dict[str, int] = {}
         repeat_of: dict[int, int] = {}
-        for i, p in enumerate(prepared):
-            j = first.get(p.event_id)
-            if j is None:
-                first[p.event_id] = i
+        for i in client:
+            j = first.setdefault(ids[i], i)
+            if j == i:
                 continue
-            if p.digest != prepared[j].digest:
-                diffs = _differences(prepared[j].fields, p)
+            if batch.digest[i] != batch.digest[j]:
+                diffs = _differences(batch.fields(j), batch.prepared(i))
                 if diffs:
-                    raise IdConflictError(p.event_id, diffs)
+                    raise IdConflictError(ids[i], diffs)
             repeat_of[i] = j
+        # Usage logs that may complete a conversation event (DESIGN §3).
+        candidates = {i for i in range(n) if batch.kind[i] == "usage" and (
+            batch.id_at_origin[i] or "conversation_id" in batch.metadata[i])}
         with self._lock:
             self._check_writable()
             tree = self._tree(tenant)
-            client_ids = [p.event_id for i, p in enumerate(prepared)
-                          if not p.generated_id and i not in repeat_of]
-            known = self.index.lookup(tenant, client_ids) if client_ids else {}
-            new: list[int] = []  # positions in ``prepared`` of events to create
-            local_convs: dict[str, list[int]] = {}  # conversation id → unpaired new events
-            pairs: list[tuple[int, str | int]] = []  # (usage position, conv event id | new pos)
-            paired_now: set[str] = set()
-            for i, p in enumerate(prepared):
-                if i in repeat_of:
-                    continue
-                entry = known.get(p.event_id)
-                if entry is not None:
-                    if entry.digest is None or entry.digest != p.digest:
-                        self._compare_with_stored(tenant, p, entry.ack.event_id,
-                                                  paired=entry.target is not None,
-                                                  digest=entry.digest)
-                    acks[i] = entry.ack
-                    continue
-                target = self._pair_target(tenant, p, paired_now, local_convs)
-                if target is not None:
-                    pairs.append((i, target))
-                    continue
-                if p.fields["kind"] == "conversation":
-                    local_convs.setdefault(p.fields["conversation_id"], []).append(len(new))
-                new.append(i)
+            lookup = [ids[i] for i in client if i not in repeat_of]
+            known = self._lookup(tenant, lookup) if lookup else {}
+            fixed: dict[int, Ack] = {}  # acknowledgements of events not created now
+            new: list[int] | None = None  # positions of the events to create (None: all)
+            pairs: list[tuple[int, str | int]] = []  # (usage position, conv id | new pos)
+            if known or candidates or repeat_of:
+                new = []
+                local_convs: dict[str, list[int]] = {}  # conversation id → unpaired new
+                paired_now: set[str] = set()
+                for i in range(n):
+                    if i in repeat_of:
+                        continue
+                    entry = None if batch.generated[i] else known.get(ids[i])
+                    if entry is not None:
+                        if entry.digest is None or entry.digest != batch.digest[i]:
+                            self._compare_with_stored(tenant, batch.prepared(i),
+                                                      entry.ack.event_id,
+                                                      paired=entry.target is not None,
+                                                      digest=entry.digest)
+                        fixed[i] = entry.ack
+                        continue
+                    if i in candidates:
+                        target = self._pair_target(tenant, batch.metadata[i],
+                                                   batch.id_at_origin[i], paired_now,
+                                                   local_convs)
+                        if target is not None:
+                            pairs.append((i, target))
+                            continue
+                    if batch.kind[i] == "conversation":
+                        local_convs.setdefault(batch.conversation_id[i], []).append(len(new))
+                    new.append(i)
             size = self._sizes.get(tenant, 0)
             recorded = now_us()
+            acks = BatchAcks(batch, size, new, fixed)
+
+            def pick(column: list[Any]) -> list[Any]:
+                return column if new is None else [column[i] for i in new]
+
+            count = n if new is None else len(new)
             frames: list[bytes] = []
-            rows: list[tuple] = []
-            for k, i in enumerate(new):
-                p = prepared[i]
-                rows.append(p.row(size + k, recorded))
-                frames.append(jr.encode_event(size + k, recorded, p.digest, p.canonical))
-                acks[i] = Ack(p.event_id, tenant, size + k, p.ts_us, p.fields["cost_nanos"],
-                              p.fields["cost_source"], p.fields["conversation_id"])
+            if count:
+                digests = pick(batch.digest)
+                table = batch.table(size, recorded, new)
+                frames.append(jr.encode_events(size, recorded, digests, pick(batch.canonical)))
             pair_records = []
             for i, target in pairs:
-                p = prepared[i]
                 if isinstance(target, int):  # a conversation event created by this batch
-                    conv_ack = acks[new[target]]
-                    assert conv_ack is not None
+                    conv_ack = acks[new[target]]  # type: ignore[index]
                     event_id = conv_ack.event_id
                 else:
                     event_id = target
                     conv_ack = self._ack_of(tenant, event_id)
-                acks[i] = Ack(conv_ack.event_id, tenant, conv_ack.seq, conv_ack.ts_us,
-                              conv_ack.cost_nanos, conv_ack.cost_source,
-                              conv_ack.conversation_id, created=False)
+                fixed[i] = Ack(conv_ack.event_id, tenant, conv_ack.seq, conv_ack.ts_us,
+                               conv_ack.cost_nanos, conv_ack.cost_source,
+                               conv_ack.conversation_id, created=False)
+                digest = batch.digest[i]
                 record = {"tenant": tenant, "event_id": event_id,
-                          "usage_id": None if p.generated_id else p.event_id,
-                          "digest": p.digest.hex() if p.digest else None,
+                          "usage_id": None if batch.generated[i] else ids[i],
+                          "digest": digest.hex() if digest else None,
                           "recorded_at": recorded}
                 pair_records.append(record)
                 frames.append(jr.encode_pair(record))
@@ -490,11 +580,16 @@ class Ledger:
                 except OSError as exc:
                     self._failed = exc
                     raise LedgerError(f"could not write the journal: {exc}") from exc
-                self._sizes[tenant] = size + len(new)
-                digests = [prepared[i].digest or None for i in new]
+                self._sizes[tenant] = size + count
                 self.index.begin()
                 try:
-                    self._index_rows(rows, [tenant] * len(rows), digests)
+                    if count:
+                        digests = [d or None for d in digests]
+                        self._index_columns(
+                            tenant, pick(ids), range(size, size + count), pick(batch.ts_us),
+                            pick(batch.cost_nanos), pick(batch.cost_source),
+                            pick(batch.conversation_id), pick(batch.kind), digests,
+                            generated=pick(batch.generated))
                     for record in pair_records:
                         self._index_pair(record)
                     self.index.commit()
@@ -502,12 +597,10 @@ class Ledger:
                     self.index.rollback()
                     self._failed = exc
                     raise
-                self._active.rows.extend(rows)
-                self._active.tenants.extend([tenant] * len(rows))
-                self._active.digests.extend(digests)
+                if count:
+                    self._active.add(TailPart(tenant, table, digests))
+                    tree.append(pick(batch.leaf_hash))
                 self._active.pairs.extend(pair_records)
-                if rows:
-                    tree.append([r[-1] for r in rows])
                 self._version += 1
             else:
                 position = self.journal.position
@@ -516,12 +609,11 @@ class Ledger:
         self.journal.commit(position)
         for i, j in repeat_of.items():
             a = acks[j]
-            assert a is not None
-            acks[i] = Ack(a.event_id, a.tenant, a.seq, a.ts_us, a.cost_nanos, a.cost_source,
-                          a.conversation_id, created=False)
+            fixed[i] = Ack(a.event_id, a.tenant, a.seq, a.ts_us, a.cost_nanos, a.cost_source,
+                           a.conversation_id, created=False)
         if self.auto_seal and tail_rows >= self.seal_rows:
             self._request_seal()
-        return [a for a in acks if a is not None]
+        return acks
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -532,14 +624,13 @@ class Ledger:
         if self._seal_error is not None:
             raise LedgerError(f"sealing failed: {self._seal_error}")
 
-    def _pair_target(self, tenant: str, p: Prepared, paired_now: set[str],
-                     local_convs: dict[str, list[int]]) -> str | int | None:
+    def _pair_target(self, tenant: str, metadata: Mapping[str, Any], id_at_origin: str | None,
+                     paired_now: set[str], local_convs: dict[str, list[int]]
+                     ) -> str | int | None:
         """The conversation event a usage log completes (DESIGN §3): the oldest event of
         the conversation it names that has no partner yet; None if it is a new call."""
-        if p.fields["kind"] != "usage":
-            return None
-        meta_conv = p.fields["metadata"].get("conversation_id")
-        names = [c for c in (meta_conv, p.fields["id_at_origin"]) if isinstance(c, str) and c]
+        meta_conv = metadata.get("conversation_id")
+        names = [c for c in (meta_conv, id_at_origin) if isinstance(c, str) and c]
         for conv in dict.fromkeys(names):
             found = self.index.unpaired_conversation(tenant, conv, exclude=paired_now)
             if found is not None:
@@ -551,7 +642,7 @@ class Ledger:
         return None
 
     def _ack_of(self, tenant: str, event_id: str) -> Ack:
-        entry = self.index.lookup(tenant, [event_id])[event_id]
+        entry = self._lookup(tenant, [event_id])[event_id]
         return entry.ack
 
     def _compare_with_stored(self, tenant: str, p: Prepared, stored_id: str, *, paired: bool,
@@ -570,7 +661,7 @@ class Ledger:
 
     # -- sealing and compaction ----------------------------------------------------------
     def _tail_rows(self) -> int:
-        return len(self._active.rows) + sum(len(c.rows) for c in self._frozen)
+        return self._active.events + sum(c.events for c in self._frozen)
 
     def _request_seal(self) -> None:
         if self._sealer is None or not self._sealer.is_alive():
@@ -620,7 +711,7 @@ class Ledger:
             for number, p in jr.journal_files(self.journal.directory):
                 if number <= closed:
                     p.unlink(missing_ok=True)
-            events = sum(len(c.rows) for c in frozen)
+            events = sum(c.events for c in frozen)
             result = SealResult(events, len(segments), closed)
         self._maybe_compact(segments)
         if self.checkpoint_interval is not None:
@@ -628,17 +719,18 @@ class Ledger:
         return result
 
     def _write_segments(self, chunks: list[TailChunk]) -> list[Segment]:
-        groups: dict[tuple[str, str], list[tuple]] = {}
+        by_tenant: dict[str, list[pa.Table]] = {}
         for chunk in chunks:
-            for row, tenant in zip(chunk.rows, chunk.tenants, strict=True):
-                groups.setdefault((tenant, day_of(row[2])), []).append(row)
+            for part in chunk.parts:
+                by_tenant.setdefault(part.tenant, []).append(part.table)
         name = f"{chunks[-1].journal:08d}-{new_event_id()[-12:]}"
         segments = []
-        for (tenant, date), rows in sorted(groups.items()):
-            rows.sort(key=lambda r: r[1])
-            segments.append(self.store.write(
-                rows_to_table(rows), partition_path("events", tenant, date),
-                f"seg-{name}.parquet", tenant=tenant, date=date, kind="events"))
+        for tenant, tables in sorted(by_tenant.items()):
+            table = pa.concat_tables(tables)  # in seq order: appended in that order
+            for date, rows in _split_by_day(table):
+                segments.append(self.store.write(
+                    rows, partition_path("events", tenant, date), f"seg-{name}.parquet",
+                    tenant=tenant, date=date, kind="events"))
         pairs: dict[str, list[dict]] = {}
         for chunk in chunks:
             for pair in chunk.pairs:
@@ -733,12 +825,11 @@ class Ledger:
             self._tail_tables, self._tail_built, built = [], [], {}
         new_built = []
         for chunk in chunks:
-            start = built.get(id(chunk), 0)
-            if len(chunk.rows) > start:
-                t = rows_to_table(chunk.rows[start:])
-                t = t.append_column("tenant", pa.array(chunk.tenants[start:], pa.string()))
-                self._tail_tables.append(t)
-            new_built.append((chunk, len(chunk.rows)))
+            for part in chunk.parts[built.get(id(chunk), 0):]:
+                t = part.table
+                self._tail_tables.append(t.append_column(
+                    "tenant", pa.repeat(pa.scalar(part.tenant, pa.string()), t.num_rows)))
+            new_built.append((chunk, len(chunk.parts)))
         self._tail_built = new_built
         if len(self._tail_tables) > 32:
             self._tail_tables = [pa.concat_tables(self._tail_tables).combine_chunks()]
@@ -789,7 +880,7 @@ class Ledger:
         """The acknowledgements of known event ids (a usage log paired with its
         conversation resolves to the conversation event); unknown ids are absent."""
         with self._lock:
-            return {k: v.ack for k, v in self.index.lookup(tenant, list(event_ids)).items()}
+            return {k: v.ack for k, v in self._lookup(tenant, list(event_ids)).items()}
 
     def leaf_hash_buffer(self, tenant: str, start: int, end: int) -> bytes:
         """The tenant's log leaf hashes [start, end), packed (one read of the tree)."""
@@ -880,7 +971,7 @@ class Ledger:
 
     def get(self, tenant: str, event_id: str) -> Event | None:
         with self._lock:
-            found = self.index.lookup(tenant, [event_id]).get(event_id)
+            found = self._lookup(tenant, [event_id]).get(event_id)
         if found is None:
             return None
         from projections import events as pe
@@ -970,6 +1061,21 @@ def _collector_paused(pause: bool) -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _split_by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """The rows of ``table`` per UTC day of ``ts`` (``YYYY-MM-DD``), each in its order."""
+    us = table.column("ts").cast(pa.int64()).to_numpy()
+    days = us // DAY_US
+    first = days.min()
+    if first == days.max():
+        return [(day_of(int(first) * DAY_US), table)]
+    order = np.argsort(days, kind="stable")
+    ordered = table.combine_chunks().take(order)  # one gather; the days are then slices
+    sorted_days = days[order]
+    starts = [0, *(np.flatnonzero(np.diff(sorted_days)) + 1).tolist(), len(order)]
+    return [(day_of(int(sorted_days[a]) * DAY_US), ordered.slice(a, b - a))
+            for a, b in itertools.pairwise(starts)]
 
 
 def _now_text() -> str:
