@@ -23,7 +23,7 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, overload
@@ -108,6 +108,13 @@ class PreparedBatch:
 
     def __len__(self) -> int:
         return len(self.event_id)
+
+    def extend(self, other: PreparedBatch) -> None:
+        """Append the events of ``other`` (of the same tenant) after these."""
+        for name in self.__slots__:
+            column = getattr(self, name)
+            if isinstance(column, list):
+                column.extend(getattr(other, name))
 
     def fields(self, i: int) -> dict[str, Any]:
         """The canonical fields of event ``i`` (as ``Prepared.fields``)."""
@@ -672,3 +679,18 @@ class BatchAcks(Sequence[Ack]):
 
     def __repr__(self) -> str:
         return repr(list(self))
+
+    def summaries(self) -> Iterator[tuple[str, int, str, int, str, str | None, bool]]:
+        """``(event_id, seq, ts text, cost_nanos, cost_source, conversation_id, created)``
+        of each acknowledgement, without building ``Ack`` objects (for JSON answers)."""
+        b = self._batch
+        fixed = self._fixed
+        for i in range(len(b)):
+            a = fixed.get(i)
+            if a is not None:
+                yield (a.event_id, a.seq, a.ts, a.cost_nanos, a.cost_source,
+                       a.conversation_id, a.created)
+            else:
+                seq = self._first + i if self._seq is None else self._seq[i]
+                yield (b.event_id[i], seq, b.ts_text[i], b.cost_nanos[i], b.cost_source[i],
+                       b.conversation_id[i], True)

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,9 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ledger import allocator
+from ledger import allocator, helper
 from ledger import journal as jr
-from ledger.batch import BatchAcks, PreparedBatch, prepare_batch
+from ledger.batch import BatchAcks, PreparedBatch
 from ledger.events import (
     Ack,
     Event,
@@ -70,6 +71,7 @@ COMPACT_MIN_FILES = 8
 DAY_US = 86_400_000_000
 DEFAULT_CHECKPOINT_INTERVAL = 60.0  # seconds between cadence checkpoints of grown logs
 _log = logging.getLogger("ledger")
+SEAL_THREADS = 2  # segments written at once by a seal
 GC_PAUSE_BATCH = 1_000  # batches at least this large are prepared with the collector paused
 
 
@@ -473,8 +475,8 @@ class Ledger:
         self.journal.announce()  # so a concurrent group commit can wait for this append
         with _collector_paused(len(events) >= GC_PAUSE_BATCH):
             try:
-                batch = prepare_batch(events, tenant=tenant, received_us=received,
-                                      pricer=self.pricer)
+                batch = helper.prepare(events, tenant=tenant, received_us=received,
+                                       pricer=self.pricer)
             except BaseException:
                 self.journal.abandon()
                 raise
@@ -724,13 +726,16 @@ class Ledger:
             for part in chunk.parts:
                 by_tenant.setdefault(part.tenant, []).append(part.table)
         name = f"{chunks[-1].journal:08d}-{new_event_id()[-12:]}"
-        segments = []
+        jobs = []
         for tenant, tables in sorted(by_tenant.items()):
             table = pa.concat_tables(tables)  # in seq order: appended in that order
             for date, rows in _split_by_day(table):
-                segments.append(self.store.write(
-                    rows, partition_path("events", tenant, date), f"seg-{name}.parquet",
-                    tenant=tenant, date=date, kind="events"))
+                jobs.append((tenant, date, rows))
+        # Encoding, compressing and syncing a segment release the GIL: two at a time.
+        with ThreadPoolExecutor(max_workers=SEAL_THREADS) as pool:
+            segments = list(pool.map(lambda job: self.store.write(
+                job[2], partition_path("events", job[0], job[1]), f"seg-{name}.parquet",
+                tenant=job[0], date=job[1], kind="events"), jobs))
         pairs: dict[str, list[dict]] = {}
         for chunk in chunks:
             for pair in chunk.pairs:

@@ -18,11 +18,13 @@ from typing import Any
 
 import orjson
 
+from ledger.batch import BatchAcks
 from ledger.checkpoint import CheckpointStore
 from ledger.config import ledger_origin
 from ledger.content import ContentStore, content_sha256
 from ledger.events import Ack, EventIn, parse_event
 from ledger.ledger import Ledger
+from ledger.money import NANOS_PER_USD
 from ledger.signing import KeyRing, public_keys_json
 from ledger.tenants import check_tenant
 
@@ -116,8 +118,14 @@ class LedgerService:
     def log_batch(self, tenant: str, events: Sequence[Mapping[str, Any] | EventIn]
                   ) -> dict[str, Any]:
         acks = self.ledger.append_many(events, tenant=tenant)
-        return {"logs": [ack_json(a) for a in acks], "count": len(acks),
-                "created": sum(1 for a in acks if a.created)}
+        if isinstance(acks, BatchAcks):  # from the batch's columns, no Ack objects
+            logs = [{"log_id": e, "cost": c / NANOS_PER_USD, "timestamp": t, "seq": s,
+                     "cost_nanos": c, "cost_source": src, "conversation_id": conv,
+                     "created": made} for e, s, t, c, src, conv, made in acks.summaries()]
+        else:
+            logs = [ack_json(a) for a in acks]
+        return {"logs": logs, "count": len(logs),
+                "created": sum(1 for log in logs if log["created"])}
 
     def log_conversation(self, tenant: str, *, messages: Any, response: Any = None,
                          metadata: Mapping[str, Any] | None = None,
