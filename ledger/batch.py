@@ -46,6 +46,8 @@ from ledger.events import (
     EventValidationError,
     Prepared,
     Pricer,
+    format_ts,
+    new_event_id,
     parse_event,
     prepare,
     ts_to_us,
@@ -67,7 +69,8 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
 _TS_TYPE = pa.timestamp("us", tz="UTC")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_DASHES = (8, 13, 18, 23)
+_ONE_BY_ONE = 4  # smaller batches are prepared one event at a time
+_FEW = 16  # fewer values than this are converted one by one (no array set-up)
 
 
 @dataclass(slots=True)
@@ -175,6 +178,22 @@ class PreparedBatch:
         arrays = [pa.array(c, type=f.type) for c, f in zip(columns, EVENT_SCHEMA, strict=True)]
         return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
+    def rows(self, first_seq: int, recorded_us: int,
+             positions: Sequence[int] | None = None) -> list[tuple[Any, ...]]:
+        """The rows of the events at ``positions`` (all when None) as tuples in
+        ``ROW_FIELDS`` order, numbered from ``first_seq`` (for small appends)."""
+        out = []
+        for k, i in enumerate(range(len(self)) if positions is None else positions):
+            out.append((
+                self.event_id[i], first_seq + k, self.ts_us[i], recorded_us, self.kind[i],
+                self.conversation_id[i], self.provider[i], self.model[i], self.alias[i],
+                self.profile[i], self.input_tokens[i], self.output_tokens[i],
+                self.cached_input_tokens[i], self.cache_write_tokens[i],
+                self.reasoning_tokens[i], self.cost_nanos[i], self.cost_source[i],
+                self.price_id[i], self.latency_ms[i], self.origin[i], self.id_at_origin[i],
+                self.metadata_json[i], self.content_sha256[i], self.leaf_hash[i]))
+        return out
+
     @classmethod
     def from_prepared(cls, tenant: str, items: Sequence[Prepared]) -> PreparedBatch:
         """Columns of events prepared one by one."""
@@ -210,6 +229,9 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int,
     """Validate and prepare ``events`` (mappings or ``EventIn``); raise
     ``EventValidationError`` (with the index of the first bad event) if any is invalid."""
     n = len(events)
+    if n < _ONE_BY_ONE:  # the column set-up costs more than it saves
+        return PreparedBatch.from_prepared(tenant, [
+            _prepare_one(e, i, tenant, received_us, pricer) for i, e in enumerate(events)])
     slow = [not (type(e) is dict and e.keys() <= EVENT_KEYS and not (
         "ts" in e and "timestamp" in e)) for e in events]
     get = _Columns(events, slow)
@@ -593,13 +615,18 @@ def _timestamps_us(values: list[datetime | None], default_us: int) -> list[int]:
     given = [v for v in values if v is not None]
     if not given:
         return [default_us] * len(values)
-    us = pa.array(given, type=_TS_TYPE).cast(pa.int64()).to_pylist()
+    if len(given) < _FEW:
+        us = [ts_to_us(v if v.tzinfo is not None else v.replace(tzinfo=UTC)) for v in given]
+    else:
+        us = pa.array(given, type=_TS_TYPE).cast(pa.int64()).to_pylist()
     it = iter(us)
     return [next(it) if v is not None else default_us for v in values]
 
 
 def _format_ts(us: list[int]) -> list[str]:
     """``format_ts`` of many timestamps."""
+    if len(us) < _FEW:
+        return [format_ts(u) for u in us]
     text = np.datetime_as_string(np.asarray(us, dtype="datetime64[us]"), unit="us")
     return [t + "Z" for t in text.tolist()]
 
@@ -607,8 +634,8 @@ def _format_ts(us: list[int]) -> list[str]:
 def new_event_ids(ms: Sequence[int]) -> list[str]:
     """``new_event_id`` for many millisecond timestamps."""
     n = len(ms)
-    if n == 0:
-        return []
+    if n < _FEW:
+        return [new_event_id(m) for m in ms]
     raw = np.empty((n, 16), dtype=np.uint8)
     stamp = np.asarray(ms, dtype=np.uint64) & np.uint64(0xFFFF_FFFF_FFFF)
     for k in range(6):

@@ -71,6 +71,8 @@ COMPACT_MIN_FILES = 8
 DAY_US = 86_400_000_000
 DEFAULT_CHECKPOINT_INTERVAL = 60.0  # seconds between cadence checkpoints of grown logs
 _log = logging.getLogger("ledger")
+SMALL_APPEND = 256  # appends of fewer events gather as rows in an open tail part
+OPEN_PART_ROWS = 65_536  # rows an open tail part takes before a new part starts
 SEAL_THREADS = 2  # segments written at once by a seal
 GC_PAUSE_BATCH = 1_000  # batches at least this large are prepared with the collector paused
 
@@ -89,13 +91,25 @@ def day_of(ts_us: int) -> str:
 
 @dataclass(slots=True)
 class TailPart:
-    """Events of one tenant appended together (or replayed together), not yet sealed: an
-    Arrow table of ``EVENT_SCHEMA`` in ``seq`` order, and each event's idempotency digest
-    (None for a generated id)."""
+    """Events of one tenant appended (or replayed) together, not yet sealed, in ``seq``
+    order, with each event's idempotency digest (None for a generated id). A large batch
+    arrives as an Arrow table (``EVENT_SCHEMA``); small appends gather as row tuples
+    (``ROW_FIELDS`` order) in one open part, turned into a table when one is needed."""
 
     tenant: str
-    table: pa.Table
     digests: list[bytes | None]
+    built: pa.Table | None = None
+    rows: list[tuple[Any, ...]] | None = None
+
+    @property
+    def table(self) -> pa.Table:
+        if self.built is None:
+            self.built = rows_to_table(self.rows or [])
+            self.rows = None
+        return self.built
+
+    def __len__(self) -> int:
+        return len(self.rows) if self.rows is not None else self.table.num_rows
 
 
 @dataclass(slots=True)
@@ -110,7 +124,19 @@ class TailChunk:
 
     def add(self, part: TailPart) -> None:
         self.parts.append(part)
-        self.events += part.table.num_rows
+        self.events += len(part)
+
+    def add_rows(self, tenant: str, rows: list[tuple[Any, ...]],
+                 digests: list[bytes | None]) -> None:
+        """Rows of a small append: into the open part of the same tenant, if there is one."""
+        last = self.parts[-1] if self.parts else None
+        if (last is not None and last.tenant == tenant and last.rows is not None
+                and len(last.rows) < OPEN_PART_ROWS):
+            last.rows.extend(rows)
+            last.digests.extend(digests)
+            self.events += len(rows)
+        else:
+            self.add(TailPart(tenant, list(digests), rows=list(rows)))
 
     def __bool__(self) -> bool:
         return bool(self.parts or self.pairs or self.receipts)
@@ -278,8 +304,8 @@ class Ledger:
         start = 0
         for end in range(1, len(rows) + 1):  # one part per run of one tenant's events
             if end == len(rows) or tenants[end] != tenants[start]:
-                chunk.add(TailPart(tenants[start], rows_to_table(rows[start:end]),
-                                   digests[start:end]))
+                chunk.add(TailPart(tenants[start], digests[start:end],
+                                   rows_to_table(rows[start:end])))
                 start = end
         return chunk
 
@@ -553,7 +579,10 @@ class Ledger:
             frames: list[bytes] = []
             if count:
                 digests = pick(batch.digest)
-                table = batch.table(size, recorded, new)
+                if count >= SMALL_APPEND:
+                    table = batch.table(size, recorded, new)
+                else:
+                    rows = batch.rows(size, recorded, new)
                 frames.append(jr.encode_events(size, recorded, digests, pick(batch.canonical)))
             pair_records = []
             for i, target in pairs:
@@ -599,8 +628,11 @@ class Ledger:
                     self.index.rollback()
                     self._failed = exc
                     raise
+                if count >= SMALL_APPEND:
+                    self._active.add(TailPart(tenant, digests, table))
+                elif count:
+                    self._active.add_rows(tenant, rows, digests)
                 if count:
-                    self._active.add(TailPart(tenant, table, digests))
                     tree.append(pick(batch.leaf_hash))
                 self._active.pairs.extend(pair_records)
                 self._version += 1

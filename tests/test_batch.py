@@ -1,0 +1,222 @@
+"""Batch preparation: the column checks give what the per-event path gives, byte for byte;
+the helper process; generated ids found by their day; small and large appends mixed."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import helper
+from ledger.batch import PreparedBatch, new_event_ids, prepare_batch
+from ledger.events import (
+    EventValidationError,
+    generated_id_ms,
+    is_generated_id,
+    new_event_id,
+    parse_event,
+    prepare,
+)
+from ledger.ledger import Ledger
+from ledger.pricing import PriceBook
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from _common import EventFactory
+
+NOW = 1_790_000_000_000_000
+BOOK = PriceBook()
+COLUMNS = [name for name in PreparedBatch.__slots__ if name != "tenant"]
+
+
+def one_by_one(events: list) -> PreparedBatch:
+    """What the ledger did before batches: parse, then prepare, one event at a time."""
+    out = []
+    for i, e in enumerate(events):
+        try:
+            out.append(prepare(parse_event(e, index=i), tenant="acme", received_us=NOW,
+                               pricer=BOOK))
+        except EventValidationError as exc:
+            raise EventValidationError(exc.problems, index=i) from None
+    return PreparedBatch.from_prepared("acme", out)
+
+
+def batched(events: list) -> PreparedBatch:
+    return prepare_batch(events, tenant="acme", received_us=NOW, pricer=BOOK)
+
+
+def assert_same(events: list) -> None:
+    """Every column equal, except the random part of ids the ledger generated."""
+    a, b = one_by_one(events), batched(events)
+    assert len(a) == len(b) == len(events)
+    for i in range(len(events)):
+        assert a.generated[i] == b.generated[i]
+        random_ids = a.generated[i] or (a.kind[i] == "conversation"
+                                        and not events[i].get("conversation_id"))
+        if random_ids:
+            assert is_generated_id(b.event_id[i]) or not a.generated[i]
+            continue
+        for name in COLUMNS:
+            assert getattr(a, name)[i] == getattr(b, name)[i], (i, name)
+
+
+def test_realistic_batch_matches_the_per_event_path() -> None:
+    events = EventFactory(11, end=datetime(2026, 9, 1, tzinfo=UTC)).batch(3_000)
+    for e in events:
+        e.setdefault("event_id", f"id-{id(e)}")
+        if e.get("kind") == "conversation":
+            e["conversation_id"] = f"c-{id(e)}"
+    assert_same(events)
+
+
+ODD_VALUES = [
+    {"ts": "2025-03-01T10:00:00.5+05:30"},
+    {"ts": "2025-03-01T10:00:00Z"},
+    {"timestamp": "2025-03-01T10:00:00.123456Z"},
+    {"ts": datetime(2025, 3, 1, 10, 0)},  # naive: UTC
+    {"ts": datetime(2025, 7, 1, 10, 0, tzinfo=ZoneInfo("Europe/Madrid"))},
+    {"ts": datetime(2025, 7, 1, 10, 0, tzinfo=timezone(timedelta(hours=-3)))},
+    {"ts": 1_740_000_000},  # a number: pydantic's reading, via the per-event path
+    {"cost": 0.1}, {"cost": 1e-05}, {"cost": "0.0075"}, {"cost": 3}, {"cost": Decimal("2.5")},
+    {"cost_nanos": 42, "cost_source": "provider"}, {"cost": 0.5, "cost_nanos": 500_000_000},
+    {"metadata": {"a": 1.5}}, {"metadata": {"nested": {"b": [1, 2]}}},
+    {"metadata": {"\U0001f600": "astral key"}}, {"metadata": {"k": "ünïcödé"}},
+    {"metadata": {}}, {"latency_ms": 12.4}, {"alias": ""}, {"profile": "prod"},
+    {"kind": "conversation", "conversation_id": "conv-1"},
+    {"content_sha256": "ab" * 32}, {"origin": "llmring", "id_at_origin": "x-1"},
+    {"price_id": "mine"}, {"provider": "unknown-provider", "model": "made-up"},
+    {"input_tokens": 10, "cached_input_tokens": 20},  # the price table refuses: unpriced
+]
+
+
+@pytest.mark.parametrize("extra", ODD_VALUES, ids=lambda d: ",".join(d))
+def test_unusual_values_match_the_per_event_path(extra: dict) -> None:
+    base = {"event_id": "e1", "provider": "openai", "model": "gpt-4o", "input_tokens": 100,
+            "output_tokens": 20, "ts": "2025-03-01T10:00:00Z"}
+    events = [{**base, "event_id": f"e{i}", **(extra if i % 2 else {})} for i in range(40)]
+    for e in events:
+        if "timestamp" in e:
+            e.pop("ts", None)
+    assert_same(events)
+
+
+@given(st.lists(st.fixed_dictionaries({
+    "event_id": st.text(min_size=1, max_size=12).filter(lambda s: not any(
+        c.isspace() for c in s)),
+    "provider": st.sampled_from(["openai", "anthropic", "x"]),
+    "model": st.sampled_from(["gpt-4o", "claude-sonnet-4-5", "m"]),
+    "input_tokens": st.integers(0, 10**6), "output_tokens": st.integers(0, 10**6),
+    "alias": st.text(max_size=5),
+    "metadata": st.dictionaries(st.text(max_size=4), st.one_of(
+        st.text(max_size=4), st.integers(-10**16, 10**16), st.booleans(), st.none()),
+        max_size=3),
+    "ts": st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2026, 1, 1),
+                       timezones=st.just(UTC)),
+}), min_size=20, max_size=40))
+@settings(max_examples=40, deadline=None)
+def test_generated_batches_match_the_per_event_path(events: list) -> None:
+    try:
+        expected = one_by_one(events)
+    except EventValidationError as exc:
+        with pytest.raises(EventValidationError) as info:
+            batched(events)
+        assert str(info.value) == str(exc)
+        return
+    got = batched(events)
+    for name in COLUMNS:
+        assert getattr(got, name) == getattr(expected, name), name
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"input_tokens": -5}, "input_tokens"),
+    ({"input_tokens": True}, "input_tokens"),
+    ({"model": ""}, "model"),
+    ({"model": None}, "model"),
+    ({"event_id": "has space"}, "whitespace"),
+    ({"ts": "yesterday"}, "ts"),
+    ({"ts": "1999-12-31T00:00:00Z"}, "before 2000"),
+    ({"tenant": "other"}, "cannot be set"),
+    ({"surprise": 1}, "not a known event field"),
+    ({"metadata": {"big": "x" * 20_000}}, "metadata"),
+    ({"cost": -1}, "cost"),
+    ({"cost_source": "client"}, "needs a cost"),
+])
+def test_an_invalid_event_is_reported_with_its_index_as_one_by_one(bad: dict,
+                                                                   words: str) -> None:
+    events = [{"provider": "p", "model": "m", "event_id": f"e{i}"} for i in range(30)]
+    events[17] = {**events[17], **bad}
+    with pytest.raises(EventValidationError) as one:
+        one_by_one(events)
+    with pytest.raises(EventValidationError) as many:
+        batched(events)
+    assert many.value.index == one.value.index == 17
+    assert str(many.value) == str(one.value)
+    assert words in str(many.value)
+
+
+def test_bulk_ids_are_uuid7_with_the_ledger_mark_and_the_event_time() -> None:
+    ms = [1_764_000_000_123 + k for k in range(50)]
+    for text, m in zip(new_event_ids(ms), ms, strict=True):
+        u = uuid.UUID(text)
+        assert (u.version, u.variant) == (7, uuid.RFC_4122)
+        assert is_generated_id(text) and generated_id_ms(text) == m
+    assert len(set(new_event_ids(ms))) == 50
+    assert is_generated_id(new_event_id()) and not is_generated_id(str(uuid.uuid4()))
+
+
+def test_generated_ids_are_found_by_their_day_after_sealing(tmp_path: Path) -> None:
+    events = [{"provider": "p", "model": "m", "ts": f"2025-10-0{1 + k % 3}T12:00:00Z"}
+              for k in range(600)]
+    with Ledger(tmp_path / "d", checkpoint_interval=None) as led:
+        acks = led.append_many(events, tenant="a")
+        in_tail = acks[5].event_id
+        assert led.get("a", in_tail) is not None
+        led.flush()
+        for k in (0, 299, 599):
+            got = led.get("a", acks[k].event_id)
+            assert got is not None and got.seq == acks[k].seq
+        # re-sending an exported event with its generated id is an idempotent repeat
+        again = led.append({**events[7], "event_id": acks[7].event_id}, tenant="a")
+        assert (again.seq, again.created) == (acks[7].seq, False)
+        assert led.size("a") == 600
+        assert led.resolve("a", [acks[1].event_id, "nope"]).keys() == {acks[1].event_id}
+
+
+def test_small_and_large_appends_interleave_in_seq_order(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "d", checkpoint_interval=None) as led:
+        seqs = []
+        for n in (1, 300, 2, 1, 5000, 3):
+            seqs += [a.seq for a in led.append_many(
+                [{"provider": "p", "model": "m"} for _ in range(n)], tenant="a")]
+        assert seqs == list(range(len(seqs)))
+        assert led.count("a") == len(seqs)
+        led.flush()
+        assert [e.seq for e in led.events("a", limit=10_000)] == seqs
+
+
+def test_the_helper_process_prepares_part_of_a_large_batch() -> None:
+    events = EventFactory(5, end=datetime(2026, 9, 1, tzinfo=UTC)).batch(helper.MIN_EVENTS)
+    for e in events:
+        e["event_id"] = f"h-{id(e)}"
+        if e.get("kind") == "conversation":
+            e["conversation_id"] = f"c-{id(e)}"
+    deadline = time.monotonic() + 60
+    while helper._available() is None:
+        assert time.monotonic() < deadline, "the helper did not start"
+        time.sleep(0.1)
+    shared = helper.prepare(events, tenant="acme", received_us=NOW, pricer=BOOK)
+    alone = batched(events)
+    for name in COLUMNS:
+        assert getattr(shared, name) == getattr(alone, name), name
+    events[helper.MIN_EVENTS - 3]["input_tokens"] = -1  # in the helper's part
+    with pytest.raises(EventValidationError) as info:
+        helper.prepare(events, tenant="acme", received_us=NOW, pricer=BOOK)
+    assert info.value.index == helper.MIN_EVENTS - 3
+    helper.shutdown()
