@@ -197,31 +197,16 @@ class PreparedBatch:
     @classmethod
     def from_prepared(cls, tenant: str, items: Sequence[Prepared]) -> PreparedBatch:
         """Columns of events prepared one by one."""
-        def f(name: str) -> list[Any]:
-            return [p.fields[name] for p in items]
-
-        return cls(
-            tenant=tenant,
-            event_id=[p.event_id for p in items],
-            generated=[p.generated_id for p in items],
-            ts_us=[p.ts_us for p in items],
-            ts_text=f("ts"),
-            ts_given=[p.ts_given for p in items],
-            cost_given=[p.cost_given for p in items],
-            kind=f("kind"), conversation_id=f("conversation_id"), provider=f("provider"),
-            model=f("model"), alias=f("alias"), profile=f("profile"),
-            input_tokens=f("input_tokens"), output_tokens=f("output_tokens"),
-            cached_input_tokens=f("cached_input_tokens"),
-            cache_write_tokens=f("cache_write_tokens"),
-            reasoning_tokens=f("reasoning_tokens"), cost_nanos=f("cost_nanos"),
-            cost_source=f("cost_source"), price_id=f("price_id"), latency_ms=f("latency_ms"),
-            origin=f("origin"), id_at_origin=f("id_at_origin"), metadata=f("metadata"),
-            metadata_json=[p.metadata_json for p in items],
-            content_sha256=f("content_sha256"),
-            canonical=[p.canonical for p in items],
-            leaf_hash=[p.leaf_hash for p in items],
-            digest=[p.digest for p in items],
-        )
+        rows = [(
+            p.event_id, p.generated_id, p.ts_us, f["ts"], p.ts_given, p.cost_given, f["kind"],
+            f["conversation_id"], f["provider"], f["model"], f["alias"], f["profile"],
+            f["input_tokens"], f["output_tokens"], f["cached_input_tokens"],
+            f["cache_write_tokens"], f["reasoning_tokens"], f["cost_nanos"],
+            f["cost_source"], f["price_id"], f["latency_ms"], f["origin"], f["id_at_origin"],
+            f["metadata"], p.metadata_json, f["content_sha256"], p.canonical, p.leaf_hash,
+            p.digest) for p in items for f in (p.fields,)]
+        columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(29)]
+        return cls(tenant, *columns)
 
 
 def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int,

@@ -125,10 +125,7 @@ atexit.register(shutdown)
 def prepare(events: Sequence[Any], *, tenant: str, received_us: int,
             pricer: Any) -> PreparedBatch:
     """``prepare_batch``, with the helper taking part for a large batch."""
-    from ledger.pricing import PriceBook
-
-    helper = None
-    if len(events) >= MIN_EVENTS and type(pricer) is PriceBook and _lock.acquire(blocking=False):
+    if len(events) >= MIN_EVENTS and _is_default_book(pricer) and _lock.acquire(blocking=False):
         try:
             helper = _available()
             if helper is not None:
@@ -136,6 +133,12 @@ def prepare(events: Sequence[Any], *, tenant: str, received_us: int,
         finally:
             _lock.release()
     return prepare_batch(events, tenant=tenant, received_us=received_us, pricer=pricer)
+
+
+def _is_default_book(pricer: Any) -> bool:
+    from ledger.pricing import PriceBook
+
+    return type(pricer) is PriceBook
 
 
 def _prepare_shared(helper: _Helper, events: Sequence[Any], tenant: str, received_us: int,

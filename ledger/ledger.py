@@ -583,7 +583,12 @@ class Ledger:
                     table = batch.table(size, recorded, new)
                 else:
                     rows = batch.rows(size, recorded, new)
-                frames.append(jr.encode_events(size, recorded, digests, pick(batch.canonical)))
+                canonical = pick(batch.canonical)
+                if count < SMALL_APPEND:  # one E frame per event: less to pack for a few
+                    frames.extend(jr.encode_event(size + k, recorded, d, c) for k, (d, c)
+                                  in enumerate(zip(digests, canonical, strict=True)))
+                else:
+                    frames.append(jr.encode_events(size, recorded, digests, canonical))
             pair_records = []
             for i, target in pairs:
                 if isinstance(target, int):  # a conversation event created by this batch
@@ -612,22 +617,27 @@ class Ledger:
                     self._failed = exc
                     raise LedgerError(f"could not write the journal: {exc}") from exc
                 self._sizes[tenant] = size + count
-                self.index.begin()
-                try:
-                    if count:
-                        digests = [d or None for d in digests]
-                        self._index_columns(
-                            tenant, pick(ids), range(size, size + count), pick(batch.ts_us),
-                            pick(batch.cost_nanos), pick(batch.cost_source),
-                            pick(batch.conversation_id), pick(batch.kind), digests,
-                            generated=pick(batch.generated))
-                    for record in pair_records:
-                        self._index_pair(record)
-                    self.index.commit()
-                except BaseException as exc:
-                    self.index.rollback()
-                    self._failed = exc
-                    raise
+                if count:
+                    digests = [d or None for d in digests]
+                    generated = pick(batch.generated)
+                    kinds = pick(batch.kind)
+                    indexed = not all(generated) or "conversation" in kinds
+                if pair_records or (count and indexed):
+                    self.index.begin()
+                    try:
+                        if count and indexed:
+                            self._index_columns(
+                                tenant, pick(ids), range(size, size + count),
+                                pick(batch.ts_us), pick(batch.cost_nanos),
+                                pick(batch.cost_source), pick(batch.conversation_id), kinds,
+                                digests, generated=generated)
+                        for record in pair_records:
+                            self._index_pair(record)
+                        self.index.commit()
+                    except BaseException as exc:
+                        self.index.rollback()
+                        self._failed = exc
+                        raise
                 if count >= SMALL_APPEND:
                     self._active.add(TailPart(tenant, digests, table))
                 elif count:

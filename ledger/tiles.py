@@ -139,7 +139,10 @@ class TreeStore:
                 self._open_level(level)
                 self._tails.append([])
             self._write(level, new)
-            pending = self._tails[level] + new
+            pending = self._tails[level]
+            pending.extend(new)
+            if len(pending) < TILE_WIDTH:  # no tile completed: nothing above changes
+                break
             full = len(pending) // TILE_WIDTH * TILE_WIDTH
             self._tails[level] = pending[full:]
             new = _tile_hashes(pending[:full])
