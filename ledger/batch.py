@@ -178,6 +178,11 @@ class PreparedBatch:
         arrays = [pa.array(c, type=f.type) for c, f in zip(columns, EVENT_SCHEMA, strict=True)]
         return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
+    def slice(self, start: int, end: int) -> PreparedBatch:
+        """Events ``start`` to ``end`` (exclusive) as a batch of their own."""
+        return PreparedBatch(self.tenant, *(getattr(self, name)[start:end]
+                                            for name in self.__slots__[1:]))
+
     def rows(self, first_seq: int, recorded_us: int,
              positions: Sequence[int] | None = None) -> list[tuple[Any, ...]]:
         """The rows of the events at ``positions`` (all when None) as tuples in
@@ -209,14 +214,18 @@ class PreparedBatch:
         return cls(tenant, *columns)
 
 
-def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int,
+def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequence[int],
                   pricer: Pricer | None) -> PreparedBatch:
     """Validate and prepare ``events`` (mappings or ``EventIn``); raise
-    ``EventValidationError`` (with the index of the first bad event) if any is invalid."""
+    ``EventValidationError`` (with the index of the first bad event) if any is invalid.
+    ``received_us``: when the events arrived (the ``ts`` of an event without one), for
+    all of them or one per event."""
     n = len(events)
+    if isinstance(received_us, int):
+        received_us = [received_us] * n
     if n < _ONE_BY_ONE:  # the column set-up costs more than it saves
         return PreparedBatch.from_prepared(tenant, [
-            _prepare_one(e, i, tenant, received_us, pricer) for i, e in enumerate(events)])
+            _prepare_one(e, i, tenant, received_us[i], pricer) for i, e in enumerate(events)])
     slow = [not (type(e) is dict and e.keys() <= EVENT_KEYS and not (
         "ts" in e and "timestamp" in e)) for e in events]
     get = _Columns(events, slow)
@@ -339,7 +348,7 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int,
     fallback: dict[int, Prepared] = {}
     for i in range(n):
         if slow[i]:
-            fallback[i] = _prepare_one(events[i], i, tenant, received_us, pricer)
+            fallback[i] = _prepare_one(events[i], i, tenant, received_us[i], pricer)
 
     # -- defaults: ids and prices --------------------------------------------------------
     generated = [False] * n
@@ -594,18 +603,18 @@ def _simple_metadata_json(meta: Any) -> str | None:
     return text.decode()
 
 
-def _timestamps_us(values: list[datetime | None], default_us: int) -> list[int]:
+def _timestamps_us(values: list[datetime | None], default_us: Sequence[int]) -> list[int]:
     """Microseconds since the epoch of UTC (or naive, taken as UTC) datetimes; None gives
-    ``default_us``."""
+    that event's ``default_us``."""
     given = [v for v in values if v is not None]
     if not given:
-        return [default_us] * len(values)
+        return list(default_us)
     if len(given) < _FEW:
         us = [ts_to_us(v if v.tzinfo is not None else v.replace(tzinfo=UTC)) for v in given]
     else:
         us = pa.array(given, type=_TS_TYPE).cast(pa.int64()).to_pylist()
     it = iter(us)
-    return [next(it) if v is not None else default_us for v in values]
+    return [next(it) if v is not None else d for v, d in zip(values, default_us, strict=True)]
 
 
 def _format_ts(us: list[int]) -> list[str]:

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from ledger import allocator, helper
 from ledger import journal as jr
-from ledger.batch import BatchAcks, PreparedBatch
+from ledger.batch import BatchAcks, PreparedBatch, prepare_batch
 from ledger.events import (
     Ack,
     Event,
@@ -142,6 +142,19 @@ class TailChunk:
         return bool(self.parts or self.pairs or self.receipts)
 
 
+@dataclass(slots=True, eq=False)
+class _Queued:
+    """A small append waiting for the committer thread."""
+
+    tenant: str
+    events: Sequence[Any]
+    received: int  # µs: the ts of an event sent without one
+    batch: PreparedBatch | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    acks: Sequence[Ack] | None = None
+    error: BaseException | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class SealResult:
     events: int
@@ -187,6 +200,12 @@ class Ledger:
         except BaseException:
             os.close(self._lockfd)
             raise
+        self._queue: list[_Queued] = []
+        self._queue_cv = threading.Condition()
+        self._queue_closed = False
+        self._committer: threading.Thread | None = None
+        self._sync_cv = threading.Condition()
+        self._to_sync: list[tuple[int, list[_Queued] | None]] = []
         self._seal_wakeup = threading.Event()
         self._sealer: threading.Thread | None = None
         self._seal_error: BaseException | None = None
@@ -498,6 +517,8 @@ class Ledger:
         received = now_us()
         if not isinstance(events, Sequence):
             events = list(events)
+        if len(events) < SMALL_APPEND:
+            return self._append_queued(_Queued(tenant, events, received))
         self.journal.announce()  # so a concurrent group commit can wait for this append
         with _collector_paused(len(events) >= GC_PAUSE_BATCH):
             try:
@@ -507,15 +528,128 @@ class Ledger:
                 self.journal.abandon()
                 raise
             try:
-                return self._append_batch_locked(tenant, batch, announced=True)
+                acks, position = self._append_batch_locked(tenant, batch, announced=True)
             finally:
                 if not self._written_announced.pop(threading.get_ident(), False):
                     self.journal.abandon()
+        # Durable before acknowledged (this also covers a repeat of a still-pending event).
+        self.journal.commit(position)
+        return acks
+
+    # Small appends go through one committer thread: it prepares the events of every
+    # waiting request together (one column pass), appends the requests in turn (each all
+    # or nothing, as if alone), makes them durable with one fsync and wakes their callers.
+    # Many concurrent writers then cost one hand-off each, not a contended write lock,
+    # journal and per-event preparation each.
+    def _append_queued(self, item: _Queued) -> Sequence[Ack]:
+        with self._queue_cv:
+            if self._queue_closed:
+                raise LedgerError("the ledger is closed")
+            self._queue.append(item)
+            if self._committer is None:
+                self._committer = threading.Thread(target=self._commit_loop,
+                                                   name="ledger-commit", daemon=True)
+                self._committer.start()
+            self._queue_cv.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        assert item.acks is not None
+        return item.acks
+
+    def _commit_loop(self) -> None:
+        syncer = threading.Thread(target=self._sync_loop, name="ledger-sync", daemon=True)
+        syncer.start()
+        try:
+            while True:
+                with self._queue_cv:
+                    while not self._queue and not self._queue_closed:
+                        self._queue_cv.wait()
+                    if not self._queue:
+                        return
+                    items, self._queue = self._queue, []
+                self._prepare_queued(items)
+                position = -1
+                for item in items:
+                    if item.batch is None:
+                        continue
+                    try:
+                        item.acks, written = self._append_batch_locked(
+                            item.tenant, item.batch, announced=False)
+                        position = max(position, written)
+                    except BaseException as exc:  # this request alone is refused
+                        item.error = exc
+                # The fsync runs in the syncer thread while this one takes the next round.
+                with self._sync_cv:
+                    self._to_sync.append((position, items))
+                    self._sync_cv.notify()
+        finally:
+            with self._sync_cv:
+                self._to_sync.append((-1, None))  # stop, after what is already queued
+                self._sync_cv.notify()
+            syncer.join()
+
+    def _sync_loop(self) -> None:
+        while True:
+            with self._sync_cv:
+                while not self._to_sync:
+                    self._sync_cv.wait()
+                rounds, self._to_sync = self._to_sync, []
+            stop = any(items is None for _, items in rounds)
+            position = max(p for p, _ in rounds)
+            error: BaseException | None = None
+            if position >= 0:
+                try:
+                    self.journal.commit(position)
+                except BaseException as exc:  # not durable: nobody is acknowledged
+                    error = exc
+            for _, items in rounds:
+                for item in items or ():
+                    if error is not None and item.error is None:
+                        item.error = error
+                    item.done.set()
+            if stop:
+                return
+
+    def _prepare_queued(self, items: list[_Queued]) -> None:
+        """Prepare the events of waiting requests, one batch per tenant; if that batch is
+        refused, each request alone (so only the invalid one fails, with its own index)."""
+        by_tenant: dict[str, list[_Queued]] = {}
+        for item in items:
+            by_tenant.setdefault(item.tenant, []).append(item)
+        for tenant, group in by_tenant.items():
+            events = [e for item in group for e in item.events]
+            received = [item.received for item in group for _ in item.events]
+            try:
+                batch = prepare_batch(events, tenant=tenant, received_us=received,
+                                      pricer=self.pricer)
+            except Exception:
+                for item in group:
+                    try:
+                        item.batch = prepare_batch(item.events, tenant=tenant,
+                                                   received_us=item.received,
+                                                   pricer=self.pricer)
+                    except BaseException as exc:
+                        item.error = exc
+                continue
+            start = 0
+            for item in group:
+                item.batch = batch.slice(start, start + len(item.events))
+                start += len(item.events)
+
+    def _stop_committer(self) -> None:
+        """Refuse new small appends, and let the committer finish the waiting ones."""
+        with self._queue_cv:
+            self._queue_closed = True
+            self._queue_cv.notify_all()
+        if self._committer is not None:
+            self._committer.join()
 
     def _append_batch_locked(self, tenant: str, batch: PreparedBatch,
-                             announced: bool) -> Sequence[Ack]:
-        """Append prepared events. ``announced``: the caller announced this append to the
-        journal (it is marked written here, or the caller abandons it)."""
+                             announced: bool) -> tuple[Sequence[Ack], int]:
+        """Append prepared events; return their acknowledgements and the journal position
+        to commit before giving them out. ``announced``: the caller announced this append
+        to the journal (it is marked written here, or the caller abandons it)."""
         n = len(batch)
         ids = batch.event_id
         client = [i for i, generated in enumerate(batch.generated) if not generated]
@@ -649,15 +783,13 @@ class Ledger:
             else:
                 position = self.journal.position
             tail_rows = self._tail_rows()
-        # Durable before acknowledged (this also covers a repeat of a still-pending event).
-        self.journal.commit(position)
         for i, j in repeat_of.items():
             a = acks[j]
             fixed[i] = Ack(a.event_id, a.tenant, a.seq, a.ts_us, a.cost_nanos, a.cost_source,
                            a.conversation_id, created=False)
         if self.auto_seal and tail_rows >= self.seal_rows:
             self._request_seal()
-        return acks
+        return acks, position
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -1045,6 +1177,7 @@ class Ledger:
     def close(self) -> None:
         if self._closed:
             return
+        self._stop_committer()
         try:
             if self._failed is None and self._seal_error is None:
                 self.seal()
