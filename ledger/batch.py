@@ -154,16 +154,16 @@ class PreparedBatch:
             fields=self.fields(i), metadata_json=self.metadata_json[i],
             canonical=self.canonical[i], leaf_hash=self.leaf_hash[i], digest=self.digest[i])
 
-    def table(self, first_seq: int, recorded_us: int,
+    def table(self, seqs: np.ndarray, recorded_us: int,
               positions: Sequence[int] | None = None) -> pa.Table:
         """The rows of the events at ``positions`` (all, in order, when None) as an Arrow
-        table of ``EVENT_SCHEMA``, numbered from ``first_seq``."""
+        table of ``EVENT_SCHEMA``; ``seqs``: each row's ``seq``."""
         n = len(self) if positions is None else len(positions)
 
         def col(values: list[Any]) -> list[Any]:
             return values if positions is None else [values[i] for i in positions]
 
-        seq = np.arange(first_seq, first_seq + n, dtype=np.int64)
+        seq = np.asarray(seqs, dtype=np.int64)
         recorded = np.full(n, recorded_us, dtype=np.int64)
         columns = [
             col(self.event_id), seq, col(self.ts_us), recorded, col(self.kind),

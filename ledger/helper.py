@@ -35,6 +35,7 @@ from ledger.events import EventValidationError
 MIN_EVENTS = 4_096  # smaller batches are prepared here alone
 SHARE = 0.4  # the part of a large batch the helper prepares (measured best on 2 cores)
 _HEAD = struct.Struct("<Q")
+HELPER_WAIT = 1.0  # seconds a large batch waits for the helper before preparing alone
 
 
 class _Helper:
@@ -72,7 +73,7 @@ class _Helper:
             self.proc.kill()
 
 
-_lock = threading.Lock()  # one request at a time; other threads prepare alone meanwhile
+_lock = threading.Lock()  # one request at a time; others wait for it (up to HELPER_WAIT)
 _state_lock = threading.Lock()
 _helper: _Helper | None = None
 
@@ -125,7 +126,8 @@ atexit.register(shutdown)
 def prepare(events: Sequence[Any], *, tenant: str, received_us: int,
             pricer: Any) -> PreparedBatch:
     """``prepare_batch``, with the helper taking part for a large batch."""
-    if len(events) >= MIN_EVENTS and _is_default_book(pricer) and _lock.acquire(blocking=False):
+    if (len(events) >= MIN_EVENTS and _is_default_book(pricer)
+            and _lock.acquire(timeout=HELPER_WAIT)):
         try:
             helper = _available()
             if helper is not None:

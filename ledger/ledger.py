@@ -91,22 +91,35 @@ def day_of(ts_us: int) -> str:
 
 @dataclass(slots=True)
 class TailPart:
-    """Events of one tenant appended (or replayed) together, not yet sealed, in ``seq``
-    order, with each event's idempotency digest (None for a generated id). A large batch
-    arrives as an Arrow table (``EVENT_SCHEMA``); small appends gather as row tuples
-    (``ROW_FIELDS`` order) in one open part, turned into a table when one is needed."""
+    """Events of one tenant appended (or replayed) together, not yet sealed, with each
+    event's idempotency digest (None for a generated id). A large batch arrives as an
+    Arrow table (``EVENT_SCHEMA``) with its rows grouped by UTC day, in ``seq`` order
+    within a day, and ``days`` saying where each day's run starts and how long it is (so
+    a seal writes each day's segment from slices, with no copy); small appends gather as
+    row tuples (``ROW_FIELDS`` order) in one open part, made a table when one is needed."""
 
     tenant: str
     digests: list[bytes | None]
     built: pa.Table | None = None
+    days: list[tuple[str, int, int]] | None = None  # (YYYY-MM-DD, first row, rows)
     rows: list[tuple[Any, ...]] | None = None
 
     @property
     def table(self) -> pa.Table:
         if self.built is None:
-            self.built = rows_to_table(self.rows or [])
+            rows = self.rows or []
+            order = sorted(range(len(rows)), key=lambda k: rows[k][2] // DAY_US)
+            rows = [rows[k] for k in order]
+            self.digests = [self.digests[k] for k in order]
+            self.built = rows_to_table(rows)
+            self.days = _day_runs(np.array([r[2] // DAY_US for r in rows], dtype=np.int64))
             self.rows = None
         return self.built
+
+    def day_slices(self) -> list[tuple[str, pa.Table]]:
+        table = self.table
+        assert self.days is not None
+        return [(date, table.slice(first, count)) for date, first, count in self.days]
 
     def __len__(self) -> int:
         return len(self.rows) if self.rows is not None else self.table.num_rows
@@ -324,7 +337,7 @@ class Ledger:
         for end in range(1, len(rows) + 1):  # one part per run of one tenant's events
             if end == len(rows) or tenants[end] != tenants[start]:
                 chunk.add(TailPart(tenants[start], digests[start:end],
-                                   rows_to_table(rows[start:end])))
+                                   rows=rows[start:end]))
                 start = end
         return chunk
 
@@ -713,8 +726,13 @@ class Ledger:
             frames: list[bytes] = []
             if count:
                 digests = pick(batch.digest)
-                if count >= SMALL_APPEND:
-                    table = batch.table(size, recorded, new)
+                if count >= SMALL_APPEND:  # the table's rows grouped by day, for the seal
+                    days = np.asarray(pick(batch.ts_us), dtype=np.int64) // DAY_US
+                    order = np.argsort(days, kind="stable")
+                    at = order.tolist()
+                    table = batch.table(size + order, recorded,
+                                        at if new is None else [new[k] for k in at])
+                    runs = _day_runs(days[order])
                 else:
                     rows = batch.rows(size, recorded, new)
                 canonical = pick(batch.canonical)
@@ -773,7 +791,7 @@ class Ledger:
                         self._failed = exc
                         raise
                 if count >= SMALL_APPEND:
-                    self._active.add(TailPart(tenant, digests, table))
+                    self._active.add(TailPart(tenant, [digests[k] for k in at], table, runs))
                 elif count:
                     self._active.add_rows(tenant, rows, digests)
                 if count:
@@ -871,6 +889,9 @@ class Ledger:
                     self._active = TailChunk(journal=self.journal.number)
                 frozen = list(self._frozen)
                 tree_tenants = list(self._trees.values())
+                for chunk in frozen:  # build open parts now: the writes below are unlocked
+                    for part in chunk.parts:
+                        part.day_slices()
             if not frozen:
                 return SealResult(0, 0, self.manifest.state.sealed_journal)
             closed = max(c.journal for c in frozen)
@@ -895,16 +916,14 @@ class Ledger:
         return result
 
     def _write_segments(self, chunks: list[TailChunk]) -> list[Segment]:
-        by_tenant: dict[str, list[pa.Table]] = {}
+        by_day: dict[tuple[str, str], list[pa.Table]] = {}
         for chunk in chunks:
-            for part in chunk.parts:
-                by_tenant.setdefault(part.tenant, []).append(part.table)
+            for part in chunk.parts:  # in seq order: appended in that order
+                for date, rows in part.day_slices():
+                    by_day.setdefault((part.tenant, date), []).append(rows)
         name = f"{chunks[-1].journal:08d}-{new_event_id()[-12:]}"
-        jobs = []
-        for tenant, tables in sorted(by_tenant.items()):
-            table = pa.concat_tables(tables)  # in seq order: appended in that order
-            for date, rows in _split_by_day(table):
-                jobs.append((tenant, date, rows))
+        jobs = [(tenant, date, pa.concat_tables(tables))
+                for (tenant, date), tables in sorted(by_day.items())]
         # Encoding, compressing and syncing a segment release the GIL: two at a time.
         with ThreadPoolExecutor(max_workers=SEAL_THREADS) as pool:
             segments = list(pool.map(lambda job: self.store.write(
@@ -1243,19 +1262,13 @@ def _collector_paused(pause: bool) -> Iterator[None]:
         gc.enable()
 
 
-def _split_by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
-    """The rows of ``table`` per UTC day of ``ts`` (``YYYY-MM-DD``), each in its order."""
-    us = table.column("ts").cast(pa.int64()).to_numpy()
-    days = us // DAY_US
-    first = days.min()
-    if first == days.max():
-        return [(day_of(int(first) * DAY_US), table)]
-    order = np.argsort(days, kind="stable")
-    ordered = table.combine_chunks().take(order)  # one gather; the days are then slices
-    sorted_days = days[order]
-    starts = [0, *(np.flatnonzero(np.diff(sorted_days)) + 1).tolist(), len(order)]
-    return [(day_of(int(sorted_days[a]) * DAY_US), ordered.slice(a, b - a))
-            for a, b in itertools.pairwise(starts)]
+def _day_runs(days: np.ndarray) -> list[tuple[str, int, int]]:
+    """``(YYYY-MM-DD, first, count)`` of each run of equal day numbers (days since the
+    epoch, already grouped)."""
+    if not len(days):
+        return []
+    starts = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(days)]
+    return [(day_of(int(days[a]) * DAY_US), a, b - a) for a, b in itertools.pairwise(starts)]
 
 
 def _now_text() -> str:
