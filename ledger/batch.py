@@ -20,6 +20,7 @@ object per event.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -704,6 +705,15 @@ class BatchAcks(Sequence[Ack]):
     def summaries(self) -> Iterator[tuple[str, int, str, int, str, str | None, bool]]:
         """``(event_id, seq, ts text, cost_nanos, cost_source, conversation_id, created)``
         of each acknowledgement, without building ``Ack`` objects (for JSON answers)."""
+        b = self._batch
+        if not self._fixed and self._seq is None:  # every event created, in order
+            n = len(b)
+            return zip(b.event_id, range(self._first, self._first + n), b.ts_text,
+                       b.cost_nanos, b.cost_source, b.conversation_id,
+                       itertools.repeat(True, n), strict=True)
+        return self._mixed_summaries()
+
+    def _mixed_summaries(self) -> Iterator[tuple[str, int, str, int, str, str | None, bool]]:
         b = self._batch
         fixed = self._fixed
         for i in range(len(b)):

@@ -40,9 +40,11 @@ HELPER_WAIT = 1.0  # seconds a large batch waits for the helper before preparing
 
 class _Helper:
     def __init__(self) -> None:
+        # The parent's import path, so the helper imports this very ``ledger`` package.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ledger.helper"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, env=env)
         self.ready = False
 
     def poll_ready(self) -> bool:
@@ -76,6 +78,8 @@ class _Helper:
 _lock = threading.Lock()  # one request at a time; others wait for it (up to HELPER_WAIT)
 _state_lock = threading.Lock()
 _helper: _Helper | None = None
+_deaths = 0  # helpers that could not start or died; after MAX_DEATHS, no more are started
+MAX_DEATHS = 3
 
 
 def _write(stream: IO[bytes], data: bytes) -> None:
@@ -95,18 +99,20 @@ def _read(stream: IO[bytes]) -> bytes | None:
 
 def _available() -> _Helper | None:
     """The helper if it is up (starting it, for the next batch, if there is none)."""
-    global _helper
+    global _helper, _deaths
     with _state_lock:
         if _helper is None:
-            if len(os.sched_getaffinity(0)) < 2:
+            if len(os.sched_getaffinity(0)) < 2 or _deaths >= MAX_DEATHS:
                 return None
             try:
                 _helper = _Helper()
             except OSError:
+                _deaths += 1
                 return None
             return None
         if _helper.proc.poll() is not None:  # it died: start another for next time
             _helper = None
+            _deaths += 1
             return None
         return _helper if _helper.poll_ready() else None
 

@@ -119,9 +119,9 @@ class LedgerService:
                   ) -> dict[str, Any]:
         acks = self.ledger.append_many(events, tenant=tenant)
         if isinstance(acks, BatchAcks):  # from the batch's columns, no Ack objects
-            logs = [{"log_id": e, "cost": c / NANOS_PER_USD, "timestamp": t, "seq": s,
+            logs = [{"log_id": e, "cost": c / NANOS_PER_USD, "timestamp": t, "seq": q,
                      "cost_nanos": c, "cost_source": src, "conversation_id": conv,
-                     "created": made} for e, s, t, c, src, conv, made in acks.summaries()]
+                     "created": made} for e, q, t, c, src, conv, made in acks.summaries()]
         else:
             logs = [ack_json(a) for a in acks]
         return {"logs": logs, "count": len(logs),

@@ -220,3 +220,45 @@ def test_the_helper_process_prepares_part_of_a_large_batch() -> None:
         helper.prepare(events, tenant="acme", received_us=NOW, pricer=BOOK)
     assert info.value.index == helper.MIN_EVENTS - 3
     helper.shutdown()
+
+
+def test_concurrent_small_requests_are_each_all_or_nothing(tmp_path: Path) -> None:
+    import threading
+
+    from ledger.events import IdConflictError
+
+    results: dict[int, object] = {}
+    with Ledger(tmp_path / "d", checkpoint_interval=None) as led:
+        def writer(k: int) -> None:
+            events = [{"provider": "p", "model": "m", "event_id": f"w{k}-{j}"}
+                      for j in range(3)]
+            if k == 3:
+                events[2]["input_tokens"] = -1
+            if k in (5, 6):  # the same id with different content from two writers
+                events[0] = {"provider": "p", "model": f"m{k}", "event_id": "shared"}
+            try:
+                results[k] = [a.seq for a in led.append_many(events, tenant="a")]
+            except (EventValidationError, IdConflictError) as exc:
+                results[k] = exc
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert isinstance(results[3], EventValidationError) and results[3].index == 2
+        conflicts = [k for k in (5, 6) if isinstance(results[k], IdConflictError)]
+        assert len(conflicts) == 1
+        ok = [v for v in results.values() if isinstance(v, list)]
+        assert len(ok) == 6 and led.size("a") == 18
+        assert sorted(s for seqs in ok for s in seqs) == list(range(18))
+
+
+def test_a_closed_ledger_refuses_small_appends(tmp_path: Path) -> None:
+    from ledger.ledger import LedgerError
+
+    led = Ledger(tmp_path / "d", checkpoint_interval=None)
+    led.append({"provider": "p", "model": "m"}, tenant="a")
+    led.close()
+    with pytest.raises(LedgerError, match="closed"):
+        led.append({"provider": "p", "model": "m"}, tenant="a")
