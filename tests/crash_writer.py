@@ -24,7 +24,9 @@ def main(path: str, run: int, seed: int) -> None:
         i = 0
         while True:
             if i % 5 == 4:  # a batch: all or nothing
-                n = rng.randint(2, 30)  # the size is in the ids, so a reader can count
+                # the size is in the ids, so a reader can count; now and then a batch
+                # large enough for the columnar path (one B frame, an Arrow tail part)
+                n = rng.randint(260, 600) if i % 25 == 24 else rng.randint(2, 30)
                 ids = [f"r{run}-w{w}-b{i}x{n}-{j}" for j in range(n)]
                 led.append_many([_event(e, w) for e in ids], tenant=f"t{w % 2}")
                 say("BATCH " + " ".join(ids))

@@ -116,3 +116,28 @@ def test_large_batch_leaves_the_garbage_collector_enabled(tmp_path: Path) -> Non
         with pytest.raises(ValueError):
             led.append_many([usage() for _ in range(1500)] + [usage(model="")], tenant="a")
     assert gc.isenabled()
+
+
+def test_a_torn_batch_frame_is_cut_and_the_batches_before_it_survive(tmp_path: Path) -> None:
+    path = tmp_path / "00000001.wal"
+    canon = [b'{"n":%d}' % k for k in range(300)]
+    digests = [b"d" * 16 if k % 2 else b"" for k in range(300)]
+    whole = jr.encode_events(0, 7, digests, canon) + jr.COMMIT_FRAME
+    torn = jr.encode_events(300, 8, digests, canon) + jr.COMMIT_FRAME
+    path.write_bytes(whole + torn[: len(torn) // 2])
+    records, committed, length = jr.read_records(path)
+    assert committed == len(whole) < length
+    assert [r.seq for r in records] == list(range(300))
+    assert [r.canonical for r in records] == canon
+    assert [r.digest for r in records] == digests
+    assert {r.recorded_at_us for r in records} == {7}
+
+
+def test_a_batch_frame_with_a_flipped_byte_ends_the_readable_journal(tmp_path: Path) -> None:
+    path = tmp_path / "00000001.wal"
+    first = jr.encode_events(0, 7, [b""] * 3, [b"a", b"b", b"c"]) + jr.COMMIT_FRAME
+    second = bytearray(jr.encode_events(3, 7, [b""] * 3, [b"d", b"e", b"f"]) + jr.COMMIT_FRAME)
+    second[20] ^= 0x01
+    path.write_bytes(first + bytes(second))
+    records, committed, _ = jr.read_records(path)
+    assert committed == len(first) and [r.canonical for r in records] == [b"a", b"b", b"c"]
