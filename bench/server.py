@@ -8,7 +8,7 @@
 (c) ``POST /api/v1/receipts/generate`` with ``since_last_receipt`` over 100,000
     uncertified events (target <= 2 s).
 
-One command: ``python bench/server.py`` (options: ``--quick``, ``--dir``). Medians of
+One command: ``python bench/server.py`` (options: ``--quick``, ``--dir``, ``--only``). Medians of
 ``--repeats`` runs; the runs are printed in brackets. The load generator runs on the
 same machine as the server (it competes for the same cores).
 """
@@ -198,6 +198,8 @@ def main() -> int:
     ap.add_argument("--batch-events", type=int, default=200_000)
     ap.add_argument("--generate-events", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    ap.add_argument("--only", choices=["single", "batch", "generate"],
+                    help="run one measurement: (a) single, (b) batch or (c) generate")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.seconds, args.batch_events, args.generate_events = 1, 2, 20_000, 10_000
@@ -214,29 +216,32 @@ def main() -> int:
         factory = EventFactory(seed=7)
         single_events = [orjson.dumps(wire(e)) for e in factory.batch(20_000)]
         rates, polls = [], []
-        for _ in range(args.repeats):
+        for _ in range(args.repeats if args.only in (None, "single") else 0):
             rate, lat = asyncio.run(single_run(server, single_events, args.clients,
                                                args.seconds))
             rates.append(rate)
             polls.extend(lat)
-        ok &= report_rate(f"(a) POST /api/v1/log, {args.clients} concurrent clients, durable",
-                          rates, 2_000)
-        polls.sort()
-        p99 = polls[min(len(polls) - 1, int(len(polls) * 0.99))]
-        print(f"    GET /api/v1/receipts/uncertified under that load: p50 "
-              f"{statistics.median(polls) * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms "
-              f"(n={len(polls)})", flush=True)
+        if rates:
+            ok &= report_rate(
+                f"(a) POST /api/v1/log, {args.clients} concurrent clients, durable", rates,
+                2_000)
+            polls.sort()
+            p99 = polls[min(len(polls) - 1, int(len(polls) * 0.99))]
+            print(f"    GET /api/v1/receipts/uncertified under that load: p50 "
+                  f"{statistics.median(polls) * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms "
+                  f"(n={len(polls)})", flush=True)
 
         rates = []
-        for r in range(args.repeats):
+        for r in range(args.repeats if args.only in (None, "batch") else 0):
             bodies = batch_bodies(EventFactory(seed=100 + r).batch(args.batch_events), 10_000)
             seconds = post_batches(server, "batch", bodies)
             rates.append(args.batch_events / seconds)
-        ok &= report_rate("(b) POST /api/v1/log/batch, 10,000 events per request", rates,
-                          50_000)
+        if rates:
+            ok &= report_rate("(b) POST /api/v1/log/batch, 10,000 events per request",
+                              rates, 50_000)
 
         times = []
-        for r in range(min(args.repeats, 5)):
+        for r in range(min(args.repeats, 5) if args.only in (None, "generate") else 0):
             project = f"gen{r + 1}"
             bodies = batch_bodies(EventFactory(seed=200 + r).batch(args.generate_events),
                                   10_000)
@@ -248,8 +253,9 @@ def main() -> int:
             times.append(time.perf_counter() - t)
             if resp.status_code != 200 or resp.json()["certified_count"] != args.generate_events:
                 raise SystemExit(f"generate: {resp.status_code} {resp.text[:300]}")
-        ok &= report_latency(f"(c) generate since-last over {args.generate_events:,} events",
-                             times, 2.0)
+        if times:
+            ok &= report_latency(
+                f"(c) generate since-last over {args.generate_events:,} events", times, 2.0)
     finally:
         server.stop()
     print(f"overall: {verdict(ok)}", flush=True)
