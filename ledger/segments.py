@@ -1,8 +1,10 @@
 """Segments: the sealed, immutable Parquet files that hold events.
 
 Events are written to ``events/tenant=<t>/date=<YYYY-MM-DD>/seg-<id>.parquet`` (hive
-partitioning, zstd, one row group per segment up to ``ROW_GROUP`` rows, rows in ``seq``
-order). ``tenant`` and ``date`` live in the path only, so Spark, Trino, Athena, BigQuery
+partitioning, zstd, rows in ``seq`` order, in row groups of ``ROW_GROUP`` rows: every day's
+file spans nearly the whole seq range of its tenant, so it is the row groups' tight seq
+statistics that let a query for a seq range skip the rest of each file). ``tenant`` and
+``date`` live in the path only, so Spark, Trino, Athena, BigQuery
 and DuckDB read the tree as-is. Pairings of usage logs with conversation events go to
 ``pairs/tenant=<t>/pairs-<id>.parquet``.
 
@@ -29,7 +31,7 @@ from ledger.events import ROW_FIELDS
 from ledger.journal import fsync_dir
 from ledger.manifest import Segment
 
-ROW_GROUP = 1_000_000
+ROW_GROUP = 16_384  # rows are in seq order: small groups give tight seq statistics
 TS = pa.timestamp("us", tz="UTC")
 
 EVENT_SCHEMA = pa.schema([

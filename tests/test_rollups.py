@@ -72,3 +72,24 @@ def test_period_rollup_sums_tokens_and_cost_per_period(tmp_path: Path) -> None:
         rows = rollup(led.snapshot(), "a", ["day"], tz="UTC")
     assert [(r.key["day"], r.calls, r.input_tokens, r.cost_nanos) for r in rows] == [
         ("2025-03-01", 2, 15, 750_000_000), ("2025-03-02", 1, 1, 1_000_000_000)]
+
+
+def test_first_stage_buckets_fit_every_offset_and_change_of_the_zone() -> None:
+    from projections.rollups import bucket_seconds
+
+    assert bucket_seconds("Europe/Madrid") == 3600  # whole-hour offsets, changes on hours
+    assert bucket_seconds("Asia/Kolkata") == 1800  # +05:30
+    assert bucket_seconds("Asia/Kathmandu") == 900  # +05:45
+    # Newfoundland changed its clocks at 00:01 local until 2011: minute buckets.
+    assert bucket_seconds("America/St_Johns") == 60
+
+
+def test_a_change_at_one_minute_past_midnight_is_counted_on_the_right_day(tmp_path: Path
+                                                                           ) -> None:
+    # St. John's, 2006-04-02: clocks went from 00:01 NST (-3:30) to 01:01 NDT (-2:30), at
+    # 03:31Z. 03:30:30Z is 00:00:30 local on 2 April; 03:29:30Z is 23:59:30 on 1 April.
+    with Ledger(tmp_path / "data", pricer=None) as led:
+        led.append_many([usage(ts="2006-04-02T03:29:30Z"), usage(ts="2006-04-02T03:30:30Z"),
+                         usage(ts="2006-04-02T03:31:30Z")], tenant="a")
+        rows = rollup(led.snapshot(), "a", ["day"], tz="America/St_Johns")
+    assert [(r.key["day"], r.calls) for r in rows] == [("2006-04-01", 1), ("2006-04-02", 2)]
