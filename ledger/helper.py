@@ -97,12 +97,17 @@ def _read(stream: IO[bytes]) -> bytes | None:
     return data if len(data) == length else None
 
 
+def _usable_cpus() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every CPU counts
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
 def _available() -> _Helper | None:
     """The helper if it is up (starting it, for the next batch, if there is none)."""
     global _helper, _deaths
     with _state_lock:
         if _helper is None:
-            if len(os.sched_getaffinity(0)) < 2 or _deaths >= MAX_DEATHS:
+            if _usable_cpus() < 2 or _deaths >= MAX_DEATHS:
                 return None
             try:
                 _helper = _Helper()
