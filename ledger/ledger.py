@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ledger import allocator, helper
+from ledger import helper
 from ledger import journal as jr
 from ledger.batch import BatchAcks, PreparedBatch, prepare_batch
 from ledger.events import (
@@ -194,7 +194,6 @@ class Ledger:
         off (checkpoints are then issued on demand and with receipts only)."""
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        allocator.tune()
         self.seal_rows = seal_rows
         self.auto_seal = auto_seal
         if pricer == "default":
