@@ -65,6 +65,7 @@ from ledger.tenants import check_tenant
 from ledger.tiles import TreeStore
 from projections.snapshot import SegmentRef, Snapshot
 
+_INDEXED = ("event_id", "seq", "ts", "cost_nanos", "cost_source", "conversation_id", "kind")
 DEFAULT_SEAL_ROWS = 250_000
 COMPACT_TARGET_ROWS = 1_000_000
 COMPACT_MIN_FILES = 8
@@ -372,18 +373,8 @@ class Ledger:
 
     def _index_segment(self, seg: Segment) -> None:
         if seg.kind == "events":
-            t = self.store.read(seg, ["event_id", "seq", "ts", "cost_nanos", "cost_source",
-                                      "conversation_id", "kind"])
-            d = t.to_pydict()
-            ts = [ts_to_us(x) for x in d["ts"]]
-            self.index.add_ids(seg.tenant, (
-                (e, s, None, u, c, src, conv, None) for e, s, u, c, src, conv in zip(
-                    d["event_id"], d["seq"], ts, d["cost_nanos"], d["cost_source"],
-                    d["conversation_id"], strict=True)), replace=True)
-            self.index.add_conversations(seg.tenant, (
-                (conv, s, e) for e, s, conv, k in zip(
-                    d["event_id"], d["seq"], d["conversation_id"], d["kind"], strict=True)
-                if k == "conversation"))
+            table = self.store.read(seg, list(_INDEXED))
+            self._index_table(seg.tenant, table, [None] * table.num_rows, replace=True)
         elif seg.kind == "pairs":
             t = self.store.read(seg).to_pylist()
             for p in t:
@@ -391,12 +382,16 @@ class Ledger:
                                   "usage_id": p["usage_id"], "digest": p["digest"]})
 
     def _index_part(self, part: TailPart, *, replace: bool = False) -> None:
-        d = part.table.select(["event_id", "seq", "ts", "cost_nanos", "cost_source",
-                               "conversation_id", "kind"]).to_pydict()
-        self._index_columns(part.tenant, d["event_id"], d["seq"],
-                            [ts_to_us(t) for t in d["ts"]], d["cost_nanos"],
-                            d["cost_source"], d["conversation_id"], d["kind"],
-                            part.digests, replace=replace)
+        self._index_table(part.tenant, part.table, part.digests, replace=replace)
+
+    def _index_table(self, tenant: str, table: pa.Table, digests: Sequence[bytes | None], *,
+                     replace: bool) -> None:
+        """Index the events of a segment or a replayed tail part (``digests`` in its row
+        order; None where unknown or the id was generated)."""
+        d = table.select(list(_INDEXED)).to_pydict()
+        self._index_columns(tenant, d["event_id"], d["seq"], [ts_to_us(t) for t in d["ts"]],
+                            d["cost_nanos"], d["cost_source"], d["conversation_id"],
+                            d["kind"], digests, replace=replace)
 
     def _index_columns(self, tenant: str, ids: Sequence[str], seqs: Sequence[int],
                        ts_us: Sequence[int], costs: Sequence[int], sources: Sequence[str],
@@ -410,14 +405,12 @@ class Ledger:
         if generated is None:
             generated = [d is None and is_generated_id(e) for e, d in zip(ids, digests,
                                                                           strict=True)]
-        rows = [r for r, g in zip(zip(ids, seqs, digests, ts_us, costs, sources, convs,
+        kept = [r for r, g in zip(zip(ids, seqs, digests, ts_us, costs, sources, convs,
                                       kinds, strict=True), generated, strict=True)
                 if not g or r[7] == "conversation"]
-        if rows:
-            self.index.add_ids(tenant, ((e, s, d, t, c, src, conv, None)
-                                        for e, s, d, t, c, src, conv, _ in rows),
-                               replace=replace)
-        conversations = [(r[6], r[1], r[0]) for r in rows if r[7] == "conversation"]
+        if kept:  # (event_id, seq, digest, ts, cost, source, conversation, target)
+            self.index.add_ids(tenant, [(*r[:7], None) for r in kept], replace=replace)
+        conversations = [(r[6], r[1], r[0]) for r in kept if r[7] == "conversation"]
         if conversations:
             self.index.add_conversations(tenant, conversations)
 
