@@ -1,4 +1,4 @@
-"""Shared fixtures: temporary ledgers and realistic events."""
+"""Shared fixtures: temporary ledgers, realistic events, a real server and its clients."""
 
 from __future__ import annotations
 
@@ -35,3 +35,37 @@ def ledger(ledger_dir: Path) -> Iterator[Ledger]:
     led = Ledger(ledger_dir, pricer=None)
     yield led
     led.close()
+
+
+# A real ``llmring serve`` process per test module that asks for one, and clients of it:
+# projects "alpha" and "beta" (each with its own API key) and no key at all.
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    import serverproc
+
+    yield from serverproc.running(tmp_path_factory.mktemp("server"))
+
+
+def _client(server: Any, project: str | None) -> Any:
+    import httpx
+
+    headers = server.headers(project) if project else {}
+    return httpx.Client(base_url=server.url, headers=headers, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def alpha(server: Any) -> Iterator[Any]:
+    with _client(server, "alpha") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def beta(server: Any) -> Iterator[Any]:
+    with _client(server, "beta") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def anonymous(server: Any) -> Iterator[Any]:
+    with _client(server, None) as c:
+        yield c

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,6 @@ from ledger.client import EmbeddedClient, LedgerHTTPError, ServerClient, date_te
 
 CALL = {"provider": "openai", "model": "gpt-4o-mini", "alias": "fast", "input_tokens": 100,
         "output_tokens": 20, "cost": 0.0025}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from serverproc.running(tmp_path_factory.mktemp("client"))
 
 
 def run(coro: Any) -> Any:

@@ -4,23 +4,16 @@ cost at once, and ``ring.server_client`` for on-demand receipts."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import serverproc
 from serverproc import Server
 
 from ledger.ring import Completion, LLMRing, OfflineProvider
 
 HELLO = [{"role": "user", "content": "Hello!"}]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from serverproc.running(tmp_path_factory.mktemp("ring"))
 
 
 def events_of(server: Server, project: str) -> int:

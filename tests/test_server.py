@@ -31,29 +31,6 @@ def usage(**overrides: Any) -> dict[str, Any]:
     return event
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from serverproc.running(tmp_path_factory.mktemp("server"))
-
-
-@pytest.fixture(scope="module")
-def alpha(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers=server.headers("alpha"), timeout=30) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def beta(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers=server.headers("beta"), timeout=30) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def anonymous(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
-
-
 def total(client: httpx.Client) -> int:
     r = client.get("/api/v1/logs", params={"limit": 1})
     assert r.status_code == 200, r.text

@@ -5,7 +5,6 @@ the server verifies offline with ``llmring receipts verify`` and the server's PE
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +20,6 @@ def usage(**overrides: Any) -> dict[str, Any]:
                              "input_tokens": 1000, "output_tokens": 200, "cost": 0.001}
     event.update(overrides)
     return event
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from serverproc.running(tmp_path_factory.mktemp("receipts"))
-
-
-@pytest.fixture(scope="module")
-def alpha(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers=server.headers("alpha"), timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def beta(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers=server.headers("beta"), timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def anonymous(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
