@@ -399,40 +399,43 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
         content[i] = f["content_sha256"]
 
     # -- canonical bytes, leaf hashes, digests -------------------------------------------
+    texts = _JsonTexts()
+    alias_j, cost_source_j, event_id_j, kind_j, model_j, profile_j, provider_j = (
+        texts.inner(c) for c in (alias, cost_source, event_id, kind, model, profile, provider))
+    content_j, conversation_j, id_at_origin_j, origin_j, price_id_j = (
+        texts.nullable(c) for c in (content, conversation_id, id_at_origin, origin,
+                                    price_id_out))
+    latency_j = ["null" if v is None else str(v) for v in latency]
+    tenant_j = texts.inner([tenant])[0]
     canonical, leaf = _canonical(
-        tenant, alias, tokens[3], tokens[2], content, conversation_id, cost_nanos,
-        cost_source, event_id, id_at_origin, tokens[0], kind, latency, metadata_json, model,
-        origin, tokens[1], price_id_out, profile, provider, tokens[4], ts_text)
+        tenant_j, alias_j, tokens[3], tokens[2], content_j, conversation_j, cost_nanos,
+        cost_source_j, event_id_j, id_at_origin_j, tokens[0], kind_j, latency_j,
+        metadata_json, model_j, origin_j, tokens[1], price_id_j, profile_j, provider_j,
+        tokens[4], ts_text)
     digest = [b""] * n
-    fragment = orjson.Fragment
+    sha256 = hashlib.sha256
     for i in range(n):
         if generated[i] or i in fallback:
             continue
-        given_cost = cost_given[i]
-        digest[i] = hashlib.sha256(orjson.dumps({
-            "alias": alias[i],
-            "cache_write_tokens": tokens[3][i],
-            "cached_input_tokens": tokens[2][i],
-            "content_sha256": content[i],
-            "conversation_id": conversation_id[i],
-            "cost_nanos": cost_nanos[i] if given_cost else None,
-            "cost_source": cost_source[i] if given_cost else None,
-            "event_id": event_id[i],
-            "id_at_origin": id_at_origin[i],
-            "input_tokens": tokens[0][i],
-            "kind": kind[i],
-            "latency_ms": latency[i],
-            "metadata": fragment(metadata_json[i]),
-            "model": model[i],
-            "origin": origin[i],
-            "output_tokens": tokens[1][i],
-            "price_id": price_id_out[i] if given_cost else None,
-            "profile": profile[i],
-            "provider": provider[i],
-            "reasoning_tokens": tokens[4][i],
-            "tenant": tenant,
-            "ts": ts_text[i] if ts_given[i] else None,
-        })).digest()[:16]
+        if cost_given[i]:
+            cost_part = (f'"cost_nanos":{cost_nanos[i]},"cost_source":"{cost_source_j[i]}",'
+                         f'"event_id":"{event_id_j[i]}"')
+            price_part = price_id_j[i]
+        else:
+            cost_part = f'"cost_nanos":null,"cost_source":null,"event_id":"{event_id_j[i]}"'
+            price_part = "null"
+        ts_part = f'"{ts_text[i]}"' if ts_given[i] else "null"
+        digest[i] = sha256((
+            f'{{"alias":"{alias_j[i]}","cache_write_tokens":{tokens[3][i]},'
+            f'"cached_input_tokens":{tokens[2][i]},"content_sha256":{content_j[i]},'
+            f'"conversation_id":{conversation_j[i]},{cost_part},'
+            f'"id_at_origin":{id_at_origin_j[i]},"input_tokens":{tokens[0][i]},'
+            f'"kind":"{kind_j[i]}","latency_ms":{latency_j[i]},'
+            f'"metadata":{metadata_json[i]},"model":"{model_j[i]}","origin":{origin_j[i]},'
+            f'"output_tokens":{tokens[1][i]},"price_id":{price_part},'
+            f'"profile":"{profile_j[i]}","provider":"{provider_j[i]}",'
+            f'"reasoning_tokens":{tokens[4][i]},"tenant":"{tenant_j}","ts":{ts_part}}}'
+        ).encode()).digest()[:16]
     for i, p in fallback.items():  # the per-event path's bytes (e.g. floats in metadata)
         canonical[i], leaf[i], digest[i] = p.canonical, p.leaf_hash, p.digest
 
@@ -448,10 +451,11 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
 
 
 def _canonical(tenant: str, *columns: list[Any]) -> tuple[list[bytes], list[bytes]]:
-    """Canonical bytes (RFC 8785: keys sorted, metadata spliced in as its canonical text)
-    and leaf hashes of the events given by ``columns`` in the canonical key order."""
-    dumps = orjson.dumps
-    fragment = orjson.Fragment
+    """Canonical bytes (RFC 8785) and leaf hashes of the events given by ``columns`` in the
+    canonical key order, each already JSON text: strings escaped (quoted where the column
+    may be null), integers as such, metadata as its canonical text (see ``_JsonTexts``).
+    One f-string per event gives the bytes ``orjson.dumps`` gives for the sorted dict
+    (the tests compare both), at half the cost."""
     sha256 = hashlib.sha256
     canonical: list[bytes] = []
     leaf: list[bytes] = []
@@ -460,34 +464,43 @@ def _canonical(tenant: str, *columns: list[Any]) -> tuple[list[bytes], list[byte
     for (alias, cache_write, cached, content, conv, cost, source, eid, id_at_origin,
          input_tokens, kind, latency, meta, model, origin, output_tokens, price_id,
          profile, provider, reasoning, ts) in zip(*columns, strict=True):
-        body = dumps({
-            "alias": alias,
-            "cache_write_tokens": cache_write,
-            "cached_input_tokens": cached,
-            "content_sha256": content,
-            "conversation_id": conv,
-            "cost_nanos": cost,
-            "cost_source": source,
-            "event_id": eid,
-            "id_at_origin": id_at_origin,
-            "input_tokens": input_tokens,
-            "kind": kind,
-            "latency_ms": latency,
-            "metadata": fragment(meta),
-            "model": model,
-            "origin": origin,
-            "output_tokens": output_tokens,
-            "price_id": price_id,
-            "profile": profile,
-            "provider": provider,
-            "reasoning_tokens": reasoning,
-            "tenant": tenant,
-            "ts": ts,
-            "v": CANONICAL_VERSION,
-        })
+        body = (
+            f'{{"alias":"{alias}","cache_write_tokens":{cache_write},'
+            f'"cached_input_tokens":{cached},"content_sha256":{content},'
+            f'"conversation_id":{conv},"cost_nanos":{cost},"cost_source":"{source}",'
+            f'"event_id":"{eid}","id_at_origin":{id_at_origin},"input_tokens":{input_tokens},'
+            f'"kind":"{kind}","latency_ms":{latency},"metadata":{meta},"model":"{model}",'
+            f'"origin":{origin},"output_tokens":{output_tokens},"price_id":{price_id},'
+            f'"profile":"{profile}","provider":"{provider}","reasoning_tokens":{reasoning},'
+            f'"tenant":"{tenant}","ts":"{ts}","v":{CANONICAL_VERSION}}}').encode()
         add_canonical(body)
         add_leaf(sha256(b"\x00" + body).digest())
     return canonical, leaf
+
+
+class _JsonTexts:
+    """Columns of strings as JSON text for the canonical f-strings. A column is checked
+    once (one scan of its joined values): values with nothing to escape are used as they
+    are; a column with a quote, backslash or control character is escaped by ``orjson``
+    (RFC 8785 escapes exactly those; other characters, astral ones included, are written
+    as UTF-8)."""
+
+    _ESCAPE = re.compile(r'["\\\x00-\x1f]')
+
+    def inner(self, column: list[str]) -> list[str]:
+        """The escaped text between the quotes, for a column without nulls."""
+        if self._ESCAPE.search("".join(column)) is None:
+            return column
+        dumps = orjson.dumps
+        return [dumps(v).decode()[1:-1] for v in column]
+
+    def nullable(self, column: list[str | None]) -> list[str]:
+        """The whole JSON value (quoted string or ``null``) of each entry."""
+        present = [v for v in column if v is not None]
+        if self._ESCAPE.search("".join(present)) is None:
+            return ["null" if v is None else f'"{v}"' for v in column]
+        dumps = orjson.dumps
+        return ["null" if v is None else dumps(v).decode() for v in column]
 
 
 def _prepare_one(event: Any, index: int, tenant: str, received_us: int,

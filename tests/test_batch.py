@@ -93,6 +93,12 @@ ODD_VALUES = [
     {"content_sha256": "ab" * 32}, {"origin": "llmring", "id_at_origin": "x-1"},
     {"price_id": "mine"}, {"provider": "unknown-provider", "model": "made-up"},
     {"input_tokens": 10, "cached_input_tokens": 20},  # the price table refuses: unpriced
+    # characters JSON escapes, in every kind of text column
+    {"alias": 'say "hi"'}, {"model": "back\\slash"}, {"event_id": 'q"uote\\'},
+    {"profile": "ü\"\\😀"}, {"origin": "o\\", "id_at_origin": 'x"1'},
+    {"price_id": 'p"\\1', "cost_nanos": 5}, {"provider": 'pr"ov'},
+    {"kind": "conversation", "conversation_id": 'c"\\v'},
+    {"metadata": {'k"\\': 'v"\\'}},
 ]
 
 
@@ -113,7 +119,8 @@ def test_unusual_values_match_the_per_event_path(extra: dict) -> None:
     "provider": st.sampled_from(["openai", "anthropic", "x"]),
     "model": st.sampled_from(["gpt-4o", "claude-sonnet-4-5", "m"]),
     "input_tokens": st.integers(0, 10**6), "output_tokens": st.integers(0, 10**6),
-    "alias": st.text(max_size=5),
+    "alias": st.text(max_size=5) | st.text(st.sampled_from('a"\\ü\U0001f600\u2028'),
+                                           max_size=5),
     "metadata": st.dictionaries(st.text(max_size=4), st.one_of(
         st.text(max_size=4), st.integers(-10**16, 10**16), st.booleans(), st.none()),
         max_size=3),

@@ -141,3 +141,25 @@ def test_a_batch_frame_with_a_flipped_byte_ends_the_readable_journal(tmp_path: P
     path.write_bytes(first + bytes(second))
     records, committed, _ = jr.read_records(path)
     assert committed == len(first) and [r.canonical for r in records] == [b"a", b"b", b"c"]
+
+
+def test_a_batch_larger_than_a_frame_is_split_into_frames_that_read_back_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jr, "MAX_FRAME", 4_096)
+    canon = [b'{"n":%d,"pad":"%s"}' % (k, b"x" * (k % 97)) for k in range(500)]
+    digests = [b"d" * 16 if k % 3 else b"" for k in range(500)]
+    encoded = jr.encode_events(10, 7, digests, canon)
+    frames = 0
+    pos = 0
+    while pos < len(encoded):
+        length, _ = jr.FRAME.unpack_from(encoded, pos)
+        assert length <= 4_096
+        pos += jr.FRAME.size + length
+        frames += 1
+    assert frames > 10
+    path = tmp_path / "00000001.wal"
+    path.write_bytes(encoded + jr.COMMIT_FRAME)
+    records, _, _ = jr.read_records(path)
+    assert [r.seq for r in records] == list(range(10, 510))
+    assert [r.canonical for r in records] == canon
+    assert [r.digest for r in records] == digests
