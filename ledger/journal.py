@@ -106,7 +106,7 @@ def encode_events(first_seq: int, recorded_at_us: int, digests: Sequence[bytes],
     many as ``MAX_FRAME`` needs); ``digests`` are 16 bytes or empty (none)."""
     lengths = list(map(len, canonical))
     n = len(lengths)
-    if 0 < n and sum(lengths) + 20 * n < MAX_FRAME - 64:  # one frame (a batch of 10,000: ~4 MB)
+    if n > 0 and sum(lengths) + 20 * n < MAX_FRAME - 64:  # one frame (a batch of 10,000: ~4 MB)
         return _frame(b"".join((
             b"B", BATCH_HEAD.pack(n, first_seq, recorded_at_us),
             b"".join([d or _NO_DIGEST for d in digests]),
