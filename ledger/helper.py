@@ -19,6 +19,7 @@ received_us, offset)`` with a ``PreparedBatch`` or ``("invalid", problems, index
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import pickle
 import select
@@ -187,18 +188,27 @@ def main() -> None:
 
     book = PriceBook()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    gc.freeze()  # what the imports made lives as long as the helper: never scan it again
     _write(stdout, b"ready")
     while True:
         data = _read(stdin)
         if data is None:
             return
-        events, tenant, received_us, offset = pickle.loads(data)
+        # A request's objects are freed by reference counting when it is answered; the
+        # collector, paused meanwhile (as the ledger does for a large batch), would only
+        # scan them again and again while they are made.
+        gc.disable()
         try:
-            answer: Any = prepare_batch(events, tenant=tenant, received_us=received_us,
-                                        pricer=book)
-        except EventValidationError as exc:
-            answer = ("invalid", exc.problems, offset + (exc.index or 0))
-        _write(stdout, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+            events, tenant, received_us, offset = pickle.loads(data)
+            try:
+                answer: Any = prepare_batch(events, tenant=tenant, received_us=received_us,
+                                            pricer=book)
+            except EventValidationError as exc:
+                answer = ("invalid", exc.problems, offset + (exc.index or 0))
+            data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            gc.enable()
+        _write(stdout, data)
 
 
 if __name__ == "__main__":
