@@ -51,6 +51,7 @@ from ledger.events import (
     new_event_id,
     parse_event,
     prepare,
+    price_takes_micros,
     ts_to_us,
     us_to_datetime,
 )
@@ -362,6 +363,7 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
         generated[i] = True
     for k, i in enumerate(conv_ids, start=len(need_ids)):
         conversation_id[i] = fresh[k]
+    micros = pricer is not None and price_takes_micros(pricer)
     for i in range(n):
         if cost_given[i] or i in fallback:
             continue
@@ -370,7 +372,8 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
             try:
                 priced = pricer.price(
                     provider[i], model[i], tokens[0][i], tokens[1][i], tokens[2][i],
-                    tokens[3][i], tokens[4][i], us_to_datetime(ts_us[i]))
+                    tokens[3][i], tokens[4][i],
+                    ts_us[i] if micros else us_to_datetime(ts_us[i]))
             except ValueError:
                 priced = None
         if priced is None:

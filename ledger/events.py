@@ -465,6 +465,14 @@ class Pricer(Protocol):
               at: datetime) -> Any: ...
 
 
+def price_takes_micros(pricer: Pricer) -> bool:
+    """Whether ``pricer.price`` also takes ``at`` as microseconds since the epoch (the
+    packaged ``PriceBook`` does: it then makes a datetime only for time-dependent prices)."""
+    from ledger.pricing import PriceBook
+
+    return isinstance(pricer, PriceBook)
+
+
 def prepare(
     event: EventIn,
     *,

@@ -104,13 +104,21 @@ def encode_events(first_seq: int, recorded_at_us: int, digests: Sequence[bytes],
                   canonical: Sequence[bytes]) -> bytes:
     """Events ``first_seq``, ``first_seq + 1``, … recorded at one time, as ``B`` frames (as
     many as ``MAX_FRAME`` needs); ``digests`` are 16 bytes or empty (none)."""
+    return b"".join(encode_events_parts(first_seq, recorded_at_us, digests, canonical))
+
+
+def encode_events_parts(first_seq: int, recorded_at_us: int, digests: Sequence[bytes],
+                        canonical: Sequence[bytes]) -> list[bytes]:
+    """``encode_events`` as pieces to write one after the other (``Journal.write`` takes
+    them as they are: a batch's megabytes are not copied once more to join them)."""
     lengths = list(map(len, canonical))
     n = len(lengths)
     if n > 0 and sum(lengths) + 20 * n < MAX_FRAME - 64:  # one frame (a batch of 10,000: ~4 MB)
-        return _frame(b"".join((
+        payload = b"".join((
             b"B", BATCH_HEAD.pack(n, first_seq, recorded_at_us),
             b"".join([d or _NO_DIGEST for d in digests]),
-            struct.pack(f"<{n}I", *lengths), *canonical)))
+            struct.pack(f"<{n}I", *lengths), *canonical))
+        return [FRAME.pack(len(payload), zlib.crc32(payload)), payload]
     frames = []
     start = 0
     while start < n:
@@ -128,7 +136,7 @@ def encode_events(first_seq: int, recorded_at_us: int, digests: Sequence[bytes],
         ))
         frames.append(_frame(payload))
         start = end
-    return b"".join(frames)
+    return frames
 
 
 def _decode_batch(payload: bytes) -> list[EventRecord]:
@@ -169,6 +177,7 @@ def _frame(payload: bytes) -> bytes:
 
 
 COMMIT_FRAME = _frame(b"C")
+_MAX_PIECES = 512  # pieces given to one writev (the system allows 1,024)
 
 
 def _decode(payload: bytes) -> Record:
@@ -291,16 +300,23 @@ class Journal:
             if self._leader_waiting:
                 self._leader_cv.notify()
 
-    def write(self, data: bytes, *, announced: bool = False) -> int:
-        """Append bytes (one or more frames); return the position to ``commit`` to."""
+    def write(self, data: bytes | Sequence[bytes], *, announced: bool = False) -> int:
+        """Append bytes (one or more frames, whole or in pieces written one after the
+        other); return the position to ``commit`` to."""
         if self._failed is not None:
             raise JournalError(f"the journal failed earlier: {self._failed}")
-        view = memoryview(data)
+        if isinstance(data, bytes):
+            size = len(data)
+            view = memoryview(data)
+        else:
+            size = sum(map(len, data))
+            written = os.writev(self._fd, data) if len(data) <= _MAX_PIECES else 0
+            view = memoryview(b"".join(data))[written:] if written < size else memoryview(b"")
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
         with self._cv:
-            self._written += len(data)
+            self._written += size
             if announced:
                 self._announced -= 1
                 if self._leader_waiting:

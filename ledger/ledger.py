@@ -671,8 +671,10 @@ class Ledger:
                     raise IdConflictError(ids[i], diffs)
             repeat_of[i] = j
         # Usage logs that may complete a conversation event (DESIGN §3).
-        candidates = {i for i in range(n) if batch.kind[i] == "usage" and (
-            batch.id_at_origin[i] or "conversation_id" in batch.metadata[i])}
+        candidates: set[int] = set()
+        if any(batch.id_at_origin) or '"conversation_id"' in "".join(batch.metadata_json):
+            candidates = {i for i in range(n) if batch.kind[i] == "usage" and (
+                batch.id_at_origin[i] or "conversation_id" in batch.metadata[i])}
         with self._lock:
             self._check_writable()
             tree = self._tree(tenant)
@@ -732,7 +734,7 @@ class Ledger:
                     frames.extend(jr.encode_event(size + k, recorded, d, c) for k, (d, c)
                                   in enumerate(zip(digests, canonical, strict=True)))
                 else:
-                    frames.append(jr.encode_events(size, recorded, digests, canonical))
+                    frames.extend(jr.encode_events_parts(size, recorded, digests, canonical))
             pair_records = []
             for i, target in pairs:
                 if isinstance(target, int):  # a conversation event created by this batch
@@ -754,7 +756,7 @@ class Ledger:
             if frames:
                 frames.append(jr.COMMIT_FRAME)
                 try:
-                    position = self.journal.write(b"".join(frames), announced=announced)
+                    position = self.journal.write(frames, announced=announced)
                     if announced:
                         self._written_announced[threading.get_ident()] = True
                 except OSError as exc:

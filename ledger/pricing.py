@@ -100,7 +100,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 from typing import Final
 
@@ -387,6 +387,7 @@ def _owner(snapshot: DataSnapshot, provider: Provider, info: ModelInfo) -> Provi
 
 
 _MISSING: Final = object()
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PriceBook:
@@ -414,7 +415,7 @@ class PriceBook:
         cached_input_tokens: int,
         cache_write_tokens: int,
         reasoning_tokens: int,
-        at: datetime,
+        at: datetime | int,
     ) -> Price | None:
         """Price one call, or return None if genai-prices does not know the model.
 
@@ -422,9 +423,10 @@ class PriceBook:
         "gemini", "vertex"...). A provider genai-prices does not recognise is ignored
         and the model is looked up by name alone; a recognised provider is trusted, so
         a model it does not list is unknown (None). Token counts follow the mapping in
-        the module docstring; ``at`` is the time of the call and selects dated or
-        time-of-day prices. Raises ``ValueError`` for negative counts, cached plus
-        cache-write tokens above ``input_tokens``, or reasoning above ``output_tokens``.
+        the module docstring; ``at`` is the time of the call (a datetime, or microseconds
+        since the epoch, UTC) and selects dated or time-of-day prices. Raises
+        ``ValueError`` for negative counts, cached plus cache-write tokens above
+        ``input_tokens``, or reasoning above ``output_tokens``.
         """
         if (
             input_tokens
@@ -456,7 +458,9 @@ class PriceBook:
             return None
         assert isinstance(entry, _Model)
         row = entry.static
-        if row is None:
+        if row is None:  # prices that depend on the time (most do not: no datetime made)
+            if isinstance(at, int):
+                at = _EPOCH + timedelta(microseconds=at)
             row = entry.row(entry.info.get_prices(at))
         return row.price(
             input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens

@@ -92,6 +92,10 @@ ODD_VALUES = [
     {"kind": "conversation", "conversation_id": "conv-1"},
     {"content_sha256": "ab" * 32}, {"origin": "llmring", "id_at_origin": "x-1"},
     {"price_id": "mine"}, {"provider": "unknown-provider", "model": "made-up"},
+    # prices that depend on the time of the call (time of day; a dated row)
+    {"provider": "deepseek", "model": "deepseek-chat", "ts": "2025-09-01T12:00:00Z"},
+    {"provider": "deepseek", "model": "deepseek-chat", "ts": "2025-09-01T20:00:00Z"},
+    {"provider": "anthropic", "model": "claude-opus-4-6", "input_tokens": 300_000},
     {"input_tokens": 10, "cached_input_tokens": 20},  # the price table refuses: unpriced
     # characters JSON escapes, in every kind of text column
     {"alias": 'say "hi"'}, {"model": "back\\slash"}, {"event_id": 'q"uote\\'},

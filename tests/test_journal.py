@@ -163,3 +163,20 @@ def test_a_batch_larger_than_a_frame_is_split_into_frames_that_read_back_in_orde
     assert [r.seq for r in records] == list(range(10, 510))
     assert [r.canonical for r in records] == canon
     assert [r.digest for r in records] == digests
+
+
+def test_frames_written_in_pieces_read_back_as_if_written_whole(tmp_path: Path) -> None:
+    canon = [b'{"n":%d}' % k for k in range(1_000)]
+    digests = [b"d" * 16 if k % 2 else b"" for k in range(1_000)]
+    pieces = jr.encode_events_parts(0, 7, digests, canon)
+    assert b"".join(pieces) == jr.encode_events(0, 7, digests, canon)
+    j = jr.Journal(tmp_path / "journal", 1)
+    many = [jr.COMMIT_FRAME] * 600  # more pieces than one writev takes
+    position = j.write([*pieces, jr.COMMIT_FRAME, *many])
+    j.commit(position)
+    j.close()
+    path = tmp_path / "journal" / "00000001.wal"
+    assert position == path.stat().st_size
+    records, committed, length = jr.read_records(path)
+    assert committed == length
+    assert [r.canonical for r in records] == canon

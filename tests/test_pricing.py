@@ -232,6 +232,19 @@ def test_time_of_day_price_rows_follow_the_utc_time_of_the_call(book: PriceBook)
     assert at_peak.price_id.endswith(";utc=00:30-16:30")
 
 
+def test_the_time_of_a_call_may_be_given_in_microseconds_since_the_epoch(
+        book: PriceBook) -> None:
+    calls = [("deepseek", "deepseek-chat", datetime(2025, 9, 1, 12, 0, tzinfo=UTC)),
+             ("deepseek", "deepseek-chat", datetime(2025, 9, 1, 20, 0, tzinfo=UTC)),
+             ("anthropic", "claude-opus-4-6", datetime(2024, 1, 1, tzinfo=UTC)),
+             ("anthropic", "claude-opus-4-6", datetime(2026, 6, 1, tzinfo=UTC)),
+             ("openai", "gpt-4o", datetime(2025, 3, 1, tzinfo=UTC))]
+    for provider, model, at in calls:
+        micros = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        assert book.price(provider, model, 300_000, 1_000, 100, 0, 0, micros) == book.price(
+            provider, model, 300_000, 1_000, 100, 0, 0, at)
+
+
 # ---------------------------------------------------------------- providers
 
 
