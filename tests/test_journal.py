@@ -180,3 +180,19 @@ def test_frames_written_in_pieces_read_back_as_if_written_whole(tmp_path: Path) 
     records, committed, length = jr.read_records(path)
     assert committed == length
     assert [r.canonical for r in records] == canon
+
+
+def test_a_short_writev_is_completed_by_plain_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.writev
+
+    def short(fd: int, pieces: list[bytes]) -> int:  # the kernel may write less than asked
+        return real(fd, [pieces[0][:5]])
+
+    monkeypatch.setattr(os, "writev", short)
+    canon = [b'{"n":%d}' % k for k in range(300)]
+    j = jr.Journal(tmp_path / "journal", 1)
+    j.commit(j.write([*jr.encode_events_parts(0, 7, [b""] * 300, canon), jr.COMMIT_FRAME]))
+    j.close()
+    records, committed, length = jr.read_records(tmp_path / "journal" / "00000001.wal")
+    assert committed == length and [r.canonical for r in records] == canon
