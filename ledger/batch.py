@@ -51,11 +51,11 @@ from ledger.events import (
     new_event_id,
     parse_event,
     prepare,
-    price_takes_micros,
     ts_to_us,
     us_to_datetime,
 )
 from ledger.money import usd_to_nanos
+from ledger.pricing import is_packaged_book
 from ledger.segments import EVENT_SCHEMA
 
 # Keys an event may carry (field names and the ``timestamp`` alias of ``ts``).
@@ -363,7 +363,7 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
         generated[i] = True
     for k, i in enumerate(conv_ids, start=len(need_ids)):
         conversation_id[i] = fresh[k]
-    micros = pricer is not None and price_takes_micros(pricer)
+    micros = is_packaged_book(pricer)  # it takes the time in µs (no datetime per event)
     for i in range(n):
         if cost_given[i] or i in fallback:
             continue

@@ -465,15 +465,6 @@ class Pricer(Protocol):
               at: datetime) -> Any: ...
 
 
-def price_takes_micros(pricer: Pricer) -> bool:
-    """Whether ``pricer.price`` also takes ``at`` as microseconds since the epoch (the
-    packaged ``PriceBook`` does: it then makes a datetime only for time-dependent prices;
-    a subclass may have its own ``price``, so it is given datetimes)."""
-    from ledger.pricing import PriceBook
-
-    return type(pricer) is PriceBook
-
-
 def prepare(
     event: EventIn,
     *,

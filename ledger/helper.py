@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from ledger.batch import PreparedBatch, prepare_batch
 from ledger.events import EventValidationError
+from ledger.pricing import is_packaged_book
 
 MIN_EVENTS = 4_096  # smaller batches are prepared here alone
 SHARE = 0.4  # the part of a large batch the helper prepares (measured best on 2 cores)
@@ -138,7 +139,7 @@ atexit.register(shutdown)
 def prepare(events: Sequence[Any], *, tenant: str, received_us: int,
             pricer: Any) -> PreparedBatch:
     """``prepare_batch``, with the helper taking part for a large batch."""
-    if (len(events) >= MIN_EVENTS and _is_default_book(pricer)
+    if (len(events) >= MIN_EVENTS and is_packaged_book(pricer)
             and _lock.acquire(timeout=HELPER_WAIT)):
         try:
             helper = _available()
@@ -147,12 +148,6 @@ def prepare(events: Sequence[Any], *, tenant: str, received_us: int,
         finally:
             _lock.release()
     return prepare_batch(events, tenant=tenant, received_us=received_us, pricer=pricer)
-
-
-def _is_default_book(pricer: Any) -> bool:
-    from ledger.pricing import PriceBook
-
-    return type(pricer) is PriceBook
 
 
 def _prepare_shared(helper: _Helper, events: Sequence[Any], tenant: str, received_us: int,

@@ -114,29 +114,29 @@ def encode_events_parts(first_seq: int, recorded_at_us: int, digests: Sequence[b
     lengths = list(map(len, canonical))
     n = len(lengths)
     if n > 0 and sum(lengths) + 20 * n < MAX_FRAME - 64:  # one frame (a batch of 10,000: ~4 MB)
-        payload = b"".join((
-            b"B", BATCH_HEAD.pack(n, first_seq, recorded_at_us),
-            b"".join([d or _NO_DIGEST for d in digests]),
-            struct.pack(f"<{n}I", *lengths), *canonical))
+        payload = _batch_payload(first_seq, recorded_at_us, digests, canonical, lengths)
         return [FRAME.pack(len(payload), zlib.crc32(payload)), payload]
     frames = []
     start = 0
     while start < n:
         end = start
         size = 0
-        while end < n and (end == start or size + len(canonical[end]) + 20 < MAX_FRAME - 64):
-            size += len(canonical[end]) + 20
+        while end < n and (end == start or size + lengths[end] + 20 < MAX_FRAME - 64):
+            size += lengths[end] + 20
             end += 1
-        count = end - start
-        payload = b"".join((
-            b"B", BATCH_HEAD.pack(count, first_seq + start, recorded_at_us),
-            b"".join(d or _NO_DIGEST for d in digests[start:end]),
-            struct.pack(f"<{count}I", *map(len, canonical[start:end])),
-            *canonical[start:end],
-        ))
-        frames.append(_frame(payload))
+        frames.append(_frame(_batch_payload(first_seq + start, recorded_at_us,
+                                            digests[start:end], canonical[start:end],
+                                            lengths[start:end])))
         start = end
     return frames
+
+
+def _batch_payload(first_seq: int, recorded_at_us: int, digests: Sequence[bytes],
+                   canonical: Sequence[bytes], lengths: Sequence[int]) -> bytes:
+    n = len(lengths)
+    return b"".join((b"B", BATCH_HEAD.pack(n, first_seq, recorded_at_us),
+                     b"".join([d or _NO_DIGEST for d in digests]),
+                     struct.pack(f"<{n}I", *lengths), *canonical))
 
 
 def _decode_batch(payload: bytes) -> list[EventRecord]:

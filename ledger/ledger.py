@@ -720,6 +720,7 @@ class Ledger:
             frames: list[bytes] = []
             if count:
                 digests = pick(batch.digest)
+                canonical = pick(batch.canonical)
                 if count >= SMALL_APPEND:  # the table's rows grouped by day, for the seal
                     days = np.asarray(pick(batch.ts_us), dtype=np.int64) // DAY_US
                     order = np.argsort(days, kind="stable")
@@ -727,14 +728,11 @@ class Ledger:
                     table = batch.table(np.arange(size, size + count), recorded, new)
                     table = table.take(order)  # one Arrow gather of a fresh table: cheap
                     runs = _day_runs(days[order])
-                else:
+                    frames.extend(jr.encode_events_parts(size, recorded, digests, canonical))
+                else:  # rows for the open tail part; one E frame per event: less to pack
                     rows = batch.rows(size, recorded, new)
-                canonical = pick(batch.canonical)
-                if count < SMALL_APPEND:  # one E frame per event: less to pack for a few
                     frames.extend(jr.encode_event(size + k, recorded, d, c) for k, (d, c)
                                   in enumerate(zip(digests, canonical, strict=True)))
-                else:
-                    frames.extend(jr.encode_events_parts(size, recorded, digests, canonical))
             pair_records = []
             for i, target in pairs:
                 if isinstance(target, int):  # a conversation event created by this batch

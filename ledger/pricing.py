@@ -390,6 +390,13 @@ _MISSING: Final = object()
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def is_packaged_book(pricer: object) -> bool:
+    """Whether ``pricer`` is this module's ``PriceBook`` itself (not a subclass, which may
+    price differently): the helper process prices with one of its own, and it takes the
+    time of a call in microseconds."""
+    return type(pricer) is PriceBook
+
+
 class PriceBook:
     """Prices calls from the packaged genai-prices snapshot, with caches for speed.
 
