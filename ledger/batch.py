@@ -12,6 +12,13 @@ float-bearing ``metadata``, anything invalid) is handed to the per-event path
 (``parse_event`` + ``prepare``) on its own, so an error names the same field, with the
 same words and the same event index, as before.
 
+The checks (``_scan``) and the encoding (``_encode``) run in C when ``ledger._native`` was
+built at install (a C compiler was there; ``NATIVE``), else in the pure-Python code here
+(``_scan_python``, ``_encode_python``); the results are the same (the tests run both and
+compare each with the per-event path). ``LLMRING_PURE_PYTHON=1`` in the environment
+turns the C loops off. Prices are looked up per model, not per event
+(``PriceBook.price_columns``).
+
 The result, a ``PreparedBatch``, is columnar: it turns into the Arrow table of the rows
 appended (``table``) and the journal payload of the batch without building a Python
 object per event.
@@ -54,9 +61,18 @@ from ledger.events import (
     ts_to_us,
     us_to_datetime,
 )
-from ledger.money import usd_to_nanos
+from ledger.money import MAX_COST_NANOS, usd_to_nanos
 from ledger.pricing import is_packaged_book
 from ledger.segments import EVENT_SCHEMA
+
+try:  # the loops of _scan and _encode in C (optional; see ledger/_native.c)
+    from ledger import _native
+except ImportError:  # not built: the pure-Python code below gives the same results
+    _native = None
+if os.environ.get("LLMRING_PURE_PYTHON"):
+    _native = None
+NATIVE = _native is not None
+"""Whether batches are prepared by the C loops of ``ledger._native``."""
 
 # Keys an event may carry (field names and the ``timestamp`` alias of ``ts``).
 EVENT_KEYS = frozenset(EventIn.model_fields) | {"timestamp"}
@@ -228,6 +244,146 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
     if n < _ONE_BY_ONE:  # the column set-up costs more than it saves
         return PreparedBatch.from_prepared(tenant, [
             _prepare_one(e, i, tenant, received_us[i], pricer) for i, e in enumerate(events)])
+    s = _scan(events, list(received_us))
+    (event_id, conversation_id, provider, model, kind, ts_us, cost_nanos, cost_source,
+     cost_given) = (s.event_id, s.conversation_id, s.provider, s.model, s.kind, s.ts_us,
+                    s.cost_nanos, s.cost_source, s.cost_given)
+    tokens = [s.input_tokens, s.output_tokens, s.cached_input_tokens, s.cache_write_tokens,
+              s.reasoning_tokens]
+
+    # -- the events the column checks did not clear: one by one -------------------------
+    fallback: dict[int, Prepared] = {}
+    for i, slow in enumerate(s.slow):
+        if slow:
+            fallback[i] = _prepare_one(events[i], i, tenant, received_us[i], pricer)
+
+    # -- defaults: ids and prices --------------------------------------------------------
+    generated = [False] * n
+    need_ids = [i for i in range(n) if event_id[i] is None and i not in fallback]
+    conv_ids = [i for i in range(n) if kind[i] == "conversation"
+                and conversation_id[i] is None and i not in fallback]
+    fresh = new_event_ids([ts_us[i] // 1000 for i in need_ids + conv_ids])
+    for k, i in enumerate(need_ids):
+        event_id[i] = fresh[k]
+        generated[i] = True
+    for k, i in enumerate(conv_ids, start=len(need_ids)):
+        conversation_id[i] = fresh[k]
+    price_id = list(s.price_id)
+    unpriced = [i for i in range(n) if not cost_given[i] and i not in fallback]
+    if is_packaged_book(pricer):  # many at a time, the time in µs (no datetime per event)
+        pricer.price_columns(provider, model, *tokens, ts_us, unpriced, cost_nanos, price_id)
+        for i in unpriced:
+            if cost_nanos[i] is None:
+                cost_nanos[i], cost_source[i], price_id[i] = 0, "unpriced", None
+            else:
+                cost_source[i] = "price_table"
+    else:
+        for i in unpriced:
+            priced = None
+            if pricer is not None:
+                try:
+                    priced = pricer.price(
+                        provider[i], model[i], tokens[0][i], tokens[1][i], tokens[2][i],
+                        tokens[3][i], tokens[4][i], us_to_datetime(ts_us[i]))
+                except ValueError:
+                    priced = None
+            if priced is None:
+                cost_nanos[i], cost_source[i], price_id[i] = 0, "unpriced", None
+            else:
+                cost_nanos[i], cost_source[i], price_id[i] = (
+                    priced.cost_nanos, "price_table", priced.price_id)
+
+    # -- the events prepared one by one take their place in the columns ----------------
+    for i, p in fallback.items():
+        event_id[i], generated[i], ts_us[i] = p.event_id, p.generated_id, p.ts_us
+        f = p.fields
+        s.ts_text[i] = f["ts"]
+        s.ts_given[i], cost_given[i] = p.ts_given, p.cost_given
+        kind[i], conversation_id[i] = f["kind"], f["conversation_id"]
+        provider[i], model[i], s.alias[i], s.profile[i] = (
+            f["provider"], f["model"], f["alias"], f["profile"])
+        for k, name in enumerate(_TOKENS):
+            tokens[k][i] = f[name]
+        cost_nanos[i], cost_source[i], price_id[i] = (
+            f["cost_nanos"], f["cost_source"], f["price_id"])
+        s.latency_ms[i], s.origin[i], s.id_at_origin[i] = (
+            f["latency_ms"], f["origin"], f["id_at_origin"])
+        s.metadata[i], s.metadata_json[i] = f["metadata"], p.metadata_json
+        s.content_sha256[i] = f["content_sha256"]
+
+    # -- canonical bytes, leaf hashes, digests -------------------------------------------
+    canonical, leaf, digest = _encode(
+        tenant, CANONICAL_VERSION,
+        (s.alias, tokens[3], tokens[2], s.content_sha256, conversation_id, cost_nanos,
+         cost_source, event_id, s.id_at_origin, tokens[0], kind, s.latency_ms,
+         s.metadata_json, model, s.origin, tokens[1], price_id, s.profile, provider,
+         tokens[4], s.ts_text),
+        s.ts_given, cost_given, [not g for g in generated], s.slow)
+    for i, p in fallback.items():  # the per-event path's bytes (e.g. floats in metadata)
+        canonical[i], leaf[i], digest[i] = p.canonical, p.leaf_hash, p.digest
+
+    return PreparedBatch(
+        tenant=tenant, event_id=event_id, generated=generated, ts_us=ts_us,
+        ts_text=s.ts_text, ts_given=s.ts_given, cost_given=cost_given, kind=kind,
+        conversation_id=conversation_id, provider=provider, model=model, alias=s.alias,
+        profile=s.profile, input_tokens=tokens[0], output_tokens=tokens[1],
+        cached_input_tokens=tokens[2], cache_write_tokens=tokens[3],
+        reasoning_tokens=tokens[4], cost_nanos=cost_nanos, cost_source=cost_source,
+        price_id=price_id, latency_ms=s.latency_ms, origin=s.origin,
+        id_at_origin=s.id_at_origin, metadata=s.metadata, metadata_json=s.metadata_json,
+        content_sha256=s.content_sha256, canonical=canonical, leaf_hash=leaf, digest=digest)
+
+
+@dataclass(slots=True)
+class _Scanned:
+    """The columns the checks made (``ledger._native.scan`` returns them in this order).
+    An event marked ``slow`` has placeholders in the other columns: the per-event path
+    decides it."""
+
+    slow: list[bool]
+    event_id: list[Any]
+    conversation_id: list[Any]
+    id_at_origin: list[Any]
+    provider: list[Any]
+    model: list[Any]
+    alias: list[Any]
+    profile: list[Any]
+    price_id: list[Any]
+    origin: list[Any]
+    kind: list[Any]
+    content_sha256: list[Any]
+    input_tokens: list[Any]
+    output_tokens: list[Any]
+    cached_input_tokens: list[Any]
+    cache_write_tokens: list[Any]
+    reasoning_tokens: list[Any]
+    latency_ms: list[Any]
+    cost_nanos: list[Any]
+    cost_source: list[Any]
+    cost_given: list[bool]
+    ts_us: list[int]
+    ts_given: list[bool]
+    ts_text: list[str]
+    metadata: list[Any]
+    metadata_json: list[str]
+
+
+def _scan(events: Sequence[Any], received_us: list[int]) -> _Scanned:
+    """The column checks: ``_native.scan`` when built, else ``_scan_python``."""
+    if _native is None:
+        return _scan_python(events, received_us)
+    low = ts_to_us(EARLIEST_TS)
+    high = ts_to_us(datetime.now(UTC) + FUTURE_SKEW)
+    limits = (MAX_ID, MAX_TEXT, MAX_METADATA_BYTES, MAX_SAFE_INT, MAX_COST_NANOS)
+    return _Scanned(*_native.scan(
+        events if type(events) is list else list(events), EVENT_KEYS, received_us, low,
+        high, _usd_nanos, limits))
+
+
+def _scan_python(events: Sequence[Any], received_us: list[int]) -> _Scanned:
+    """Which events are plain (a dict of known keys whose values pass the checks, run
+    once per column) and their columns; the others are marked slow."""
+    n = len(events)
     slow = [not (type(e) is dict and e.keys() <= EVENT_KEYS and not (
         "ts" in e and "timestamp" in e)) for e in events]
     get = _Columns(events, slow)
@@ -272,7 +428,6 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
     cost_source_in = get("cost_source")
     cost_nanos: list[Any] = [None] * n
     cost_source: list[Any] = [None] * n
-    price_id_out = list(price_id)
     cost_given = [False] * n
     for i in range(n):
         if slow[i]:
@@ -346,79 +501,55 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
         else:
             metadata_json[i] = text
 
-    # -- the events the column checks did not clear: one by one -------------------------
-    fallback: dict[int, Prepared] = {}
-    for i in range(n):
-        if slow[i]:
-            fallback[i] = _prepare_one(events[i], i, tenant, received_us[i], pricer)
+    return _Scanned(
+        slow, event_id, conversation_id, id_at_origin, provider, model, alias, profile,
+        price_id, origin, kind, content, *tokens, latency, cost_nanos, cost_source,
+        cost_given, ts_us, ts_given, _format_ts(ts_us), metadata, metadata_json)
 
-    # -- defaults: ids and prices --------------------------------------------------------
-    generated = [False] * n
-    need_ids = [i for i in range(n) if event_id[i] is None and i not in fallback]
-    conv_ids = [i for i in range(n) if kind[i] == "conversation"
-                and conversation_id[i] is None and i not in fallback]
-    fresh = new_event_ids([ts_us[i] // 1000 for i in need_ids + conv_ids])
-    for k, i in enumerate(need_ids):
-        event_id[i] = fresh[k]
-        generated[i] = True
-    for k, i in enumerate(conv_ids, start=len(need_ids)):
-        conversation_id[i] = fresh[k]
-    micros = is_packaged_book(pricer)  # it takes the time in µs (no datetime per event)
-    for i in range(n):
-        if cost_given[i] or i in fallback:
-            continue
-        priced = None
-        if pricer is not None:
-            try:
-                priced = pricer.price(
-                    provider[i], model[i], tokens[0][i], tokens[1][i], tokens[2][i],
-                    tokens[3][i], tokens[4][i],
-                    ts_us[i] if micros else us_to_datetime(ts_us[i]))
-            except ValueError:
-                priced = None
-        if priced is None:
-            cost_nanos[i], cost_source[i], price_id_out[i] = 0, "unpriced", None
-        else:
-            cost_nanos[i], cost_source[i], price_id_out[i] = (
-                priced.cost_nanos, "price_table", priced.price_id)
 
-    # -- the events prepared one by one take their place in the columns ----------------
-    ts_text = _format_ts(ts_us)
-    for i, p in fallback.items():
-        event_id[i], generated[i], ts_us[i] = p.event_id, p.generated_id, p.ts_us
-        f = p.fields
-        ts_text[i] = f["ts"]
-        ts_given[i], cost_given[i] = p.ts_given, p.cost_given
-        kind[i], conversation_id[i] = f["kind"], f["conversation_id"]
-        provider[i], model[i], alias[i], profile[i] = (
-            f["provider"], f["model"], f["alias"], f["profile"])
-        for k, name in enumerate(_TOKENS):
-            tokens[k][i] = f[name]
-        cost_nanos[i], cost_source[i], price_id_out[i] = (
-            f["cost_nanos"], f["cost_source"], f["price_id"])
-        latency[i], origin[i], id_at_origin[i] = (
-            f["latency_ms"], f["origin"], f["id_at_origin"])
-        metadata[i], metadata_json[i] = f["metadata"], p.metadata_json
-        content[i] = f["content_sha256"]
+def _encode(tenant: str, version: int, columns: tuple[list[Any], ...], ts_given: list[bool],
+            cost_given: list[bool], want_digest: list[bool],
+            skip: list[bool]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """Canonical bytes, leaf hashes and digests: ``_native.encode`` when built, else
+    ``_encode_python``."""
+    if _native is None:
+        return _encode_python(tenant, version, columns, ts_given, cost_given, want_digest,
+                              skip)
+    return _native.encode(tenant, version, columns, ts_given, cost_given, want_digest, skip)
 
-    # -- canonical bytes, leaf hashes, digests -------------------------------------------
+
+def _encode_python(tenant: str, version: int, columns: tuple[list[Any], ...],
+                   ts_given: list[bool], cost_given: list[bool], want_digest: list[bool],
+                   skip: list[bool]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """The canonical bytes (RFC 8785) and leaf hash of each event, and the idempotency
+    digest of those in ``want_digest`` (``b""`` for the others, and for all three of
+    the events in ``skip``). ``columns``: the events' values in the canonical key order
+    (alias, cache_write_tokens, cached_input_tokens, content_sha256, conversation_id,
+    cost_nanos, cost_source, event_id, id_at_origin, input_tokens, kind, latency_ms,
+    metadata JSON text, model, origin, output_tokens, price_id, profile, provider,
+    reasoning_tokens, ts text)."""
+    (alias, cache_write, cached, content, conversation, cost_nanos, cost_source, event_id,
+     id_at_origin, input_tokens, kind, latency, metadata_json, model, origin, output_tokens,
+     price_id, profile, provider, reasoning, ts_text) = columns
     texts = _JsonTexts()
     alias_j, cost_source_j, event_id_j, kind_j, model_j, profile_j, provider_j = (
         texts.inner(c) for c in (alias, cost_source, event_id, kind, model, profile, provider))
     content_j, conversation_j, id_at_origin_j, origin_j, price_id_j = (
-        texts.nullable(c) for c in (content, conversation_id, id_at_origin, origin,
-                                    price_id_out))
+        texts.nullable(c) for c in (content, conversation, id_at_origin, origin, price_id))
     latency_j = ["null" if v is None else str(v) for v in latency]
     tenant_j = texts.inner([tenant])[0]
     canonical, leaf = _canonical(
-        tenant_j, alias_j, tokens[3], tokens[2], content_j, conversation_j, cost_nanos,
-        cost_source_j, event_id_j, id_at_origin_j, tokens[0], kind_j, latency_j,
-        metadata_json, model_j, origin_j, tokens[1], price_id_j, profile_j, provider_j,
-        tokens[4], ts_text)
-    digest = [b""] * n
+        tenant_j, version, alias_j, cache_write, cached, content_j, conversation_j,
+        cost_nanos, cost_source_j, event_id_j, id_at_origin_j, input_tokens, kind_j,
+        latency_j, metadata_json, model_j, origin_j, output_tokens, price_id_j, profile_j,
+        provider_j, reasoning, ts_text)
+    digest = [b""] * len(canonical)
     sha256 = hashlib.sha256
-    for i in range(n):
-        if generated[i] or i in fallback:
+    for i, wanted in enumerate(want_digest):
+        if skip[i]:
+            canonical[i] = leaf[i] = b""
+            continue
+        if not wanted:
             continue
         if cost_given[i]:
             cost_part = (f'"cost_nanos":{cost_nanos[i]},"cost_source":"{cost_source_j[i]}",'
@@ -429,31 +560,21 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
             price_part = "null"
         ts_part = f'"{ts_text[i]}"' if ts_given[i] else "null"
         digest[i] = sha256((
-            f'{{"alias":"{alias_j[i]}","cache_write_tokens":{tokens[3][i]},'
-            f'"cached_input_tokens":{tokens[2][i]},"content_sha256":{content_j[i]},'
+            f'{{"alias":"{alias_j[i]}","cache_write_tokens":{cache_write[i]},'
+            f'"cached_input_tokens":{cached[i]},"content_sha256":{content_j[i]},'
             f'"conversation_id":{conversation_j[i]},{cost_part},'
-            f'"id_at_origin":{id_at_origin_j[i]},"input_tokens":{tokens[0][i]},'
+            f'"id_at_origin":{id_at_origin_j[i]},"input_tokens":{input_tokens[i]},'
             f'"kind":"{kind_j[i]}","latency_ms":{latency_j[i]},'
             f'"metadata":{metadata_json[i]},"model":"{model_j[i]}","origin":{origin_j[i]},'
-            f'"output_tokens":{tokens[1][i]},"price_id":{price_part},'
+            f'"output_tokens":{output_tokens[i]},"price_id":{price_part},'
             f'"profile":"{profile_j[i]}","provider":"{provider_j[i]}",'
-            f'"reasoning_tokens":{tokens[4][i]},"tenant":"{tenant_j}","ts":{ts_part}}}'
+            f'"reasoning_tokens":{reasoning[i]},"tenant":"{tenant_j}","ts":{ts_part}}}'
         ).encode()).digest()[:16]
-    for i, p in fallback.items():  # the per-event path's bytes (e.g. floats in metadata)
-        canonical[i], leaf[i], digest[i] = p.canonical, p.leaf_hash, p.digest
-
-    return PreparedBatch(
-        tenant=tenant, event_id=event_id, generated=generated, ts_us=ts_us, ts_text=ts_text,
-        ts_given=ts_given, cost_given=cost_given, kind=kind, conversation_id=conversation_id,
-        provider=provider, model=model, alias=alias, profile=profile,
-        input_tokens=tokens[0], output_tokens=tokens[1], cached_input_tokens=tokens[2],
-        cache_write_tokens=tokens[3], reasoning_tokens=tokens[4], cost_nanos=cost_nanos,
-        cost_source=cost_source, price_id=price_id_out, latency_ms=latency, origin=origin,
-        id_at_origin=id_at_origin, metadata=metadata, metadata_json=metadata_json,
-        content_sha256=content, canonical=canonical, leaf_hash=leaf, digest=digest)
+    return canonical, leaf, digest
 
 
-def _canonical(tenant: str, *columns: list[Any]) -> tuple[list[bytes], list[bytes]]:
+def _canonical(tenant: str, version: int,
+               *columns: list[Any]) -> tuple[list[bytes], list[bytes]]:
     """Canonical bytes (RFC 8785) and leaf hashes of the events given by ``columns`` in the
     canonical key order, each already JSON text: strings escaped (quoted where the column
     may be null), integers as such, metadata as its canonical text (see ``_JsonTexts``).
@@ -475,7 +596,7 @@ def _canonical(tenant: str, *columns: list[Any]) -> tuple[list[bytes], list[byte
             f'"kind":"{kind}","latency_ms":{latency},"metadata":{meta},"model":"{model}",'
             f'"origin":{origin},"output_tokens":{output_tokens},"price_id":{price_id},'
             f'"profile":"{profile}","provider":"{provider}","reasoning_tokens":{reasoning},'
-            f'"tenant":"{tenant}","ts":"{ts}","v":{CANONICAL_VERSION}}}').encode()
+            f'"tenant":"{tenant}","ts":"{ts}","v":{version}}}').encode()
         add_canonical(body)
         add_leaf(sha256(b"\x00" + body).digest())
     return canonical, leaf
@@ -571,28 +692,28 @@ def _check_ints(values: list[Any], slow: list[bool], *, optional: bool) -> None:
 
 
 def _usd_nanos(value: Any) -> int | None:
-    """``usd_to_nanos`` of a float or int cost; None when it is not that simple."""
+    """``usd_to_nanos`` of a float, int or str cost within ``MAX_COST_NANOS``; None when
+    it is not that simple (the per-event path then decides, and words any error)."""
+    nanos: int | None = None
     if type(value) is float:
         if not math.isfinite(value) or value < 0:
             return None
         text = repr(value)
-        if "e" in text:
-            try:
-                return usd_to_nanos(value)
-            except ValueError:
-                return None
         whole, _, frac = text.partition(".")
         frac = frac.rstrip("0")
-        if len(frac) > 9 or len(whole) > 13:
-            return None
-        nanos = int(whole) * 1_000_000_000 + int(frac.ljust(9, "0") or "0")
-        return nanos if nanos <= 10**21 else None
-    if type(value) is int or type(value) is str:
+        if "e" in text:
+            try:
+                nanos = usd_to_nanos(value)
+            except ValueError:
+                return None
+        elif len(frac) <= 9 and len(whole) <= 13:
+            nanos = int(whole) * 1_000_000_000 + int(frac.ljust(9, "0") or "0")
+    elif type(value) is int or type(value) is str:
         try:
-            return usd_to_nanos(value)
+            nanos = usd_to_nanos(value)
         except ValueError:
             return None
-    return None
+    return nanos if nanos is not None and nanos <= MAX_COST_NANOS else None
 
 
 def _simple_metadata_json(meta: Any) -> str | None:

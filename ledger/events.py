@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from ledger.money import usd_to_nanos
+from ledger.money import MAX_COST_NANOS, usd_to_nanos
 
 CANONICAL_VERSION = 1
 MAX_SAFE_INT = 2**53 - 1
@@ -222,7 +222,11 @@ class EventIn(BaseModel):
             return None
         if isinstance(value, bool):
             raise ValueError("cost must be a number of USD")
-        return Decimal(usd_to_nanos(value)) / Decimal(1_000_000_000)
+        nanos = usd_to_nanos(value)
+        if nanos > MAX_COST_NANOS:
+            raise ValueError(f"{value} USD is more than one call may cost "
+                             f"({MAX_COST_NANOS} nano-USD, about 9 million USD)")
+        return Decimal(nanos) / Decimal(1_000_000_000)
 
     @field_validator("event_id", "conversation_id", "id_at_origin")
     @classmethod

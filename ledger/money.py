@@ -19,6 +19,7 @@ import re
 from decimal import Decimal
 
 __all__ = [
+    "MAX_COST_NANOS",
     "MAX_USD",
     "NANOS_PER_USD",
     "decimal_to_nanos",
@@ -34,6 +35,10 @@ NANOS_PER_USD = 1_000_000_000
 
 MAX_USD = 10**12
 """Largest amount accepted by ``usd_to_nanos`` (one trillion USD); larger is a data error."""
+
+MAX_COST_NANOS = 2**53 - 1
+"""Largest cost of one call in nano-USD (about 9 million USD): JSON's largest safe integer,
+like every integer of an event, and within the ``int64`` of the stored rows."""
 
 _NANO_PLACES = 9
 _MAX_NANOS = MAX_USD * NANOS_PER_USD

@@ -49,7 +49,9 @@ Token mapping (our event fields → ``genai_prices.Usage``)
     Consequently ``price`` refuses (``ValueError``) usage where
     ``cached_input_tokens + cache_write_tokens > input_tokens`` or
     ``reasoning_tokens > output_tokens``: such counts cannot follow the convention and
-    any price for them would be wrong.
+    any price for them would be wrong. It also refuses counts whose cost would exceed
+    ``MAX_COST_NANOS`` (about 9 million USD for one call), which no stored event can hold.
+    The ledger records such calls ``unpriced``.
 
     Cache writes are priced at the model's generic ``cache_write`` rate (the 5-minute
     rate for Anthropic); our events do not say which cache TTL was used. Request
@@ -99,10 +101,11 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
-from typing import Final
+from typing import Any, Final
 
 import genai_prices
 from genai_prices import Usage
@@ -117,7 +120,7 @@ from genai_prices.types import (
     TimeOfDateConstraint,
 )
 
-from ledger.money import decimal_to_nanos, round_half_even_div
+from ledger.money import MAX_COST_NANOS, decimal_to_nanos, round_half_even_div
 
 __all__ = ["GENAI_PRICES_VERSION", "Price", "PriceBook"]
 
@@ -433,7 +436,8 @@ class PriceBook:
         the module docstring; ``at`` is the time of the call (a datetime, or microseconds
         since the epoch, UTC) and selects dated or time-of-day prices. Raises
         ``ValueError`` for negative counts, cached plus cache-write tokens above
-        ``input_tokens``, or reasoning above ``output_tokens``.
+        ``input_tokens``, reasoning above ``output_tokens``, or a cost above
+        ``MAX_COST_NANOS``.
         """
         if (
             input_tokens
@@ -469,9 +473,85 @@ class PriceBook:
             if isinstance(at, int):
                 at = _EPOCH + timedelta(microseconds=at)
             row = entry.row(entry.info.get_prices(at))
-        return row.price(
+        priced = row.price(
             input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens
         )
+        if priced is not None and priced.cost_nanos > MAX_COST_NANOS:
+            raise ValueError(
+                f"these token counts cost {priced.cost_nanos} nano-USD at {priced.price_id}, "
+                f"more than one call may cost ({MAX_COST_NANOS} nano-USD)"
+            )
+        return priced
+
+    def price_columns(
+        self,
+        provider: Sequence[str],
+        model: Sequence[str],
+        input_tokens: Sequence[int],
+        output_tokens: Sequence[int],
+        cached_input_tokens: Sequence[int],
+        cache_write_tokens: Sequence[int],
+        reasoning_tokens: Sequence[int],
+        at_us: Sequence[int],
+        positions: Iterable[int],
+        cost_nanos: list[Any],
+        price_id: list[Any],
+    ) -> None:
+        """``price`` for the calls at ``positions`` of these columns (the time of each call
+        in microseconds), many at a time: sets ``cost_nanos[i]`` and ``price_id[i]`` of
+        each call priced, and ``cost_nanos[i] = None`` for a call ``price`` returns None
+        for or refuses (``ValueError``). Calls of one model share one lookup, and the
+        compiled formula runs in a loop (the per-call method is not called)."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i in positions:
+            key = (provider[i], model[i])
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [i]
+            else:
+                group.append(i)
+        for (prov, name), group in groups.items():
+            entry = self._models.get((prov, name), _MISSING)
+            if entry is _MISSING:
+                entry = self._resolve(prov, name)
+            if entry is None:  # a model genai-prices does not know
+                for i in group:
+                    cost_nanos[i] = None
+                continue
+            assert isinstance(entry, _Model)
+            row = entry.static
+            if row is None or not row.exact:  # dated or time-of-day prices
+                for i in group:
+                    try:
+                        priced = self.price(
+                            prov, name, input_tokens[i], output_tokens[i],
+                            cached_input_tokens[i], cache_write_tokens[i],
+                            reasoning_tokens[i], at_us[i])
+                    except ValueError:
+                        priced = None
+                    if priced is None:
+                        cost_nanos[i] = None
+                    else:
+                        cost_nanos[i], price_id[i] = priced.cost_nanos, priced.price_id
+                continue
+            thresholds, bands, scale, ids = row.thresholds, row.bands, row.scale, row.ids
+            for i in group:
+                inp, cached, write = input_tokens[i], cached_input_tokens[i], cache_write_tokens[i]
+                out, reasoning = output_tokens[i], reasoning_tokens[i]
+                if (inp | out | cached | write | reasoning) < 0 or cached + write > inp or (
+                        reasoning > out):
+                    cost_nanos[i] = None  # what ``price`` refuses
+                    continue
+                band = bisect_left(thresholds, inp) if thresholds else 0
+                c0, c_in, c_cached, c_write, c_out, c_reasoning = bands[band]
+                scaled = (c0 + c_in * inp + c_cached * cached + c_write * write + c_out * out
+                          + c_reasoning * reasoning)
+                if scale != 1:
+                    scaled = round_half_even_div(scaled, scale)
+                if scaled > MAX_COST_NANOS:
+                    cost_nanos[i] = None  # what ``price`` refuses
+                    continue
+                cost_nanos[i], price_id[i] = scaled, ids[band]
 
     def _resolve(self, provider: str, model: str) -> _Model | None:
         if len(self._models) >= self._max_models:

@@ -12,10 +12,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import helper
+from ledger import batch, helper
 from ledger.batch import PreparedBatch, new_event_ids, prepare_batch
 from ledger.events import (
     EventValidationError,
@@ -34,6 +34,16 @@ from _common import EventFactory
 NOW = 1_790_000_000_000_000
 BOOK = PriceBook()
 COLUMNS = [name for name in PreparedBatch.__slots__ if name != "tenant"]
+
+
+@pytest.fixture(params=["native", "python"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the C loops of ``ledger._native`` and with the pure-Python ones."""
+    if request.param == "python":
+        monkeypatch.setattr(batch, "_native", None)
+    elif batch._native is None:
+        pytest.skip("ledger._native is not built (no C compiler at install)")
+    return request.param
 
 
 def one_by_one(events: list) -> PreparedBatch:
@@ -67,7 +77,7 @@ def assert_same(events: list) -> None:
             assert getattr(a, name)[i] == getattr(b, name)[i], (i, name)
 
 
-def test_realistic_batch_matches_the_per_event_path() -> None:
+def test_realistic_batch_matches_the_per_event_path(loops: str) -> None:
     events = EventFactory(11, end=datetime(2026, 9, 1, tzinfo=UTC)).batch(3_000)
     for e in events:
         e.setdefault("event_id", f"id-{id(e)}")
@@ -107,7 +117,7 @@ ODD_VALUES = [
 
 
 @pytest.mark.parametrize("extra", ODD_VALUES, ids=lambda d: ",".join(d))
-def test_unusual_values_match_the_per_event_path(extra: dict) -> None:
+def test_unusual_values_match_the_per_event_path(extra: dict, loops: str) -> None:
     base = {"event_id": "e1", "provider": "openai", "model": "gpt-4o", "input_tokens": 100,
             "output_tokens": 20, "ts": "2025-03-01T10:00:00Z"}
     events = [{**base, "event_id": f"e{i}", **(extra if i % 2 else {})} for i in range(40)]
@@ -117,7 +127,7 @@ def test_unusual_values_match_the_per_event_path(extra: dict) -> None:
     assert_same(events)
 
 
-@given(st.lists(st.fixed_dictionaries({
+@given(events=st.lists(st.fixed_dictionaries({
     "event_id": st.text(min_size=1, max_size=12).filter(lambda s: not any(
         c.isspace() for c in s)),
     "provider": st.sampled_from(["openai", "anthropic", "x"]),
@@ -131,8 +141,9 @@ def test_unusual_values_match_the_per_event_path(extra: dict) -> None:
     "ts": st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2026, 1, 1),
                        timezones=st.just(UTC)),
 }), min_size=20, max_size=40))
-@settings(max_examples=40, deadline=None)
-def test_generated_batches_match_the_per_event_path(events: list) -> None:
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_generated_batches_match_the_per_event_path(events: list, loops: str) -> None:
     try:
         expected = one_by_one(events)
     except EventValidationError as exc:
@@ -143,6 +154,82 @@ def test_generated_batches_match_the_per_event_path(events: list) -> None:
     got = batched(events)
     for name in COLUMNS:
         assert getattr(got, name) == getattr(expected, name), name
+
+
+# Values at and beyond every edge the column checks draw: each event either clears them
+# (and must come out as the per-event path makes it) or goes to that path itself.
+_NASTY_TEXT = st.text(st.sampled_from(
+    'ab -"\\\x00\x1f\x7f\x85\xa0ü\u2028\u3000\ud800\U0001f600'), max_size=6)
+_EDGE_INTS = st.sampled_from([0, 1, 2**53 - 1, 2**53, -1, 2**63, True, 1.0, None, "3"])
+_TS_TEXTS = st.sampled_from([
+    "2025-03-01T10:00:00Z", "2025-03-01T10:00:00.5+05:30", "2025-03-01T10:00:00.1234567Z",
+    "2024-02-29T23:59:59.999999-00:00", "2025-02-29T10:00:00Z", "2025-03-01T24:00:00Z",
+    "2025-03-01T10:00:60Z", "2025-03-01T10:00:00+24:00", "2025-03-01T10:00:00+23:59",
+    "2025-03-01 10:00:00Z", "2025-03-01T10:00:00", "1999-12-31T23:59:59Z",
+    "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "２０２５-03-01T10:00:00Z", "",
+    "2025-13-01T10:00:00Z", "2025-03-01T10:00:00.Z", "2025-03-01t10:00:00z"])
+_TS_VALUES = st.one_of(
+    _TS_TEXTS,
+    st.datetimes(min_value=datetime(1999, 12, 31), max_value=datetime(2026, 1, 1)),
+    st.datetimes(min_value=datetime(1999, 12, 31), max_value=datetime(2026, 1, 1),
+                 timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3)),
+                                            ZoneInfo("Europe/Madrid")])),
+    st.just(1_740_000_000), st.none())
+_COSTS = st.one_of(
+    st.floats(min_value=0, max_value=1e12), st.sampled_from(
+        [0.0, -0.0, 1e-05, 1e-10, 0.1, 123456789.5, 1234567890.25, float("nan"),
+         float("inf"), -1.0, 3, "0.0075", "x", True, None, Decimal("2.5")]))
+_META_VALUES = st.one_of(_NASTY_TEXT, _EDGE_INTS, st.booleans(), st.floats(),
+                         st.lists(st.integers(), max_size=2))
+
+
+@given(events=st.lists(st.one_of(st.fixed_dictionaries({
+    "provider": st.sampled_from(["openai", "anthropic", "deepseek", "x"]),
+    "model": st.sampled_from(["gpt-4o", "claude-sonnet-4-5", "deepseek-chat", "m"]),
+}, optional={
+    "event_id": _NASTY_TEXT, "conversation_id": _NASTY_TEXT, "id_at_origin": _NASTY_TEXT,
+    "alias": _NASTY_TEXT, "profile": _NASTY_TEXT, "origin": _NASTY_TEXT,
+    "price_id": _NASTY_TEXT, "kind": st.sampled_from(["usage", "conversation", "Usage", 1]),
+    "content_sha256": st.sampled_from(["ab" * 32, "AB" * 32, "ab" * 31, None]),
+    "input_tokens": _EDGE_INTS | st.integers(0, 10**6),
+    "output_tokens": _EDGE_INTS | st.integers(0, 10**6),
+    "cached_input_tokens": _EDGE_INTS, "cache_write_tokens": _EDGE_INTS,
+    "reasoning_tokens": _EDGE_INTS, "latency_ms": _EDGE_INTS,
+    "cost": _COSTS, "cost_nanos": _EDGE_INTS,
+    "cost_source": st.sampled_from(["provider", "client", "price_table", None, 5]),
+    "ts": _TS_VALUES, "timestamp": _TS_VALUES,
+    "metadata": st.none() | st.dictionaries(_NASTY_TEXT, _META_VALUES, max_size=4),
+    "surprise": st.just(1),
+}), st.just(["not", "a", "dict"])), min_size=4, max_size=12))
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_edge_values_in_every_field_match_the_per_event_path(events: list,
+                                                             loops: str) -> None:
+    for i, e in enumerate(events):
+        if isinstance(e, dict):
+            e.setdefault("event_id", f"edge-{i}")  # generated ids are random: compare given ones
+            if e.get("kind") == "conversation":
+                e.setdefault("conversation_id", f"conv-{i}")
+    valid, invalid = [], []
+    for e in events:
+        try:
+            one_by_one([e])
+            valid.append(e)
+        except EventValidationError:
+            invalid.append(e)
+    while len(valid) < 4:
+        valid.append({"provider": "openai", "model": "gpt-4o", "event_id": f"pad-{len(valid)}"})
+    expected, got = one_by_one(valid), batched(valid)
+    for name in COLUMNS:
+        assert getattr(got, name) == getattr(expected, name), name
+    if invalid:  # among valid ones, an invalid event is reported as one by one reports it
+        mixed = [*valid[:2], invalid[0], *valid[2:]]
+        with pytest.raises(EventValidationError) as one:
+            one_by_one(mixed)
+        with pytest.raises(EventValidationError) as many:
+            batched(mixed)
+        assert (many.value.index, str(many.value)) == (one.value.index, str(one.value)) == (
+            2, str(one.value))
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -157,10 +244,12 @@ def test_generated_batches_match_the_per_event_path(events: list) -> None:
     ({"surprise": 1}, "not a known event field"),
     ({"metadata": {"big": "x" * 20_000}}, "metadata"),
     ({"cost": -1}, "cost"),
+    ({"cost": 10**11}, "more than one call may cost"),
+    ({"cost": 5e11}, "more than one call may cost"),
     ({"cost_source": "client"}, "needs a cost"),
 ])
-def test_an_invalid_event_is_reported_with_its_index_as_one_by_one(bad: dict,
-                                                                   words: str) -> None:
+def test_an_invalid_event_is_reported_with_its_index_as_one_by_one(bad: dict, words: str,
+                                                                   loops: str) -> None:
     events = [{"provider": "p", "model": "m", "event_id": f"e{i}"} for i in range(30)]
     events[17] = {**events[17], **bad}
     with pytest.raises(EventValidationError) as one:
@@ -170,6 +259,16 @@ def test_an_invalid_event_is_reported_with_its_index_as_one_by_one(bad: dict,
     assert many.value.index == one.value.index == 17
     assert str(many.value) == str(one.value)
     assert words in str(many.value)
+
+
+def test_calls_priced_beyond_what_one_call_may_cost_are_kept_unpriced(tmp_path: Path,
+                                                                     loops: str) -> None:
+    events = [{"provider": "openai", "model": "gpt-4o", "input_tokens": 2**53 - 1}] * 8
+    with Ledger(tmp_path / "d") as led:
+        acks = led.append_many(events, tenant="a")
+        assert {(a.cost_source, a.cost_nanos) for a in acks} == {("unpriced", 0)}
+        led.flush()  # the rows seal: every cost fits the stored int64
+        assert led.count("a") == 8
 
 
 def test_bulk_ids_are_uuid7_with_the_ledger_mark_and_the_event_time() -> None:
@@ -212,7 +311,9 @@ def test_small_and_large_appends_interleave_in_seq_order(tmp_path: Path) -> None
         assert [e.seq for e in led.events("a", limit=10_000)] == seqs
 
 
-def test_the_helper_process_prepares_part_of_a_large_batch() -> None:
+def test_the_helper_process_prepares_part_of_a_large_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(helper, "USE_HELPER", True)  # off when the C loops are built
     events = EventFactory(5, end=datetime(2026, 9, 1, tzinfo=UTC)).batch(helper.MIN_EVENTS)
     for e in events:
         e["event_id"] = f"h-{id(e)}"

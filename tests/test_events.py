@@ -95,6 +95,12 @@ def test_cost_with_more_than_nine_decimals_is_refused() -> None:
     assert "9 decimal places" in problems_of(usage(cost="0.0000000001"))
 
 
+def test_a_cost_above_what_one_call_may_cost_is_refused() -> None:
+    assert prep(usage(cost="9007199.254740991")).fields["cost_nanos"] == 2**53 - 1
+    for cost in ("9007199.254740992", 10**11, 5e11):
+        assert "more than one call may cost" in problems_of(usage(cost=cost))
+
+
 def test_given_cost_is_marked_client() -> None:
     p = prep(usage(cost="0.25"))
     assert (p.fields["cost_source"], p.fields["price_id"]) == ("client", None)

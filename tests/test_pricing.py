@@ -165,6 +165,34 @@ def test_counts_that_break_the_total_includes_parts_convention_are_rejected(
         )
 
 
+def test_counts_that_would_cost_more_than_one_call_may_are_rejected(book: PriceBook) -> None:
+    with pytest.raises(ValueError, match="more than one call may cost"):
+        book.price("openai", "gpt-4o", 2**53 - 1, 0, 0, 0, 0, AT)
+
+
+def test_pricing_columns_equals_pricing_each_call(book: PriceBook) -> None:
+    calls = [("openai", "gpt-4o", 1_000, 200, 100, 0, 0),
+             ("anthropic", "claude-opus-4-6", 300_000, 1_000, 100, 50, 0),  # a tier
+             ("deepseek", "deepseek-chat", 10, 5, 0, 0, 0),  # time-of-day prices
+             ("acme", "unknown-model", 10, 5, 0, 0, 0),
+             ("openai", "gpt-4o", 10, 5, 20, 0, 0),  # cached above input: refused
+             ("openai", "gpt-4o", 2**53 - 1, 0, 0, 0, 0),  # costs too much: refused
+             ("openai", "gpt-4o", 7, 3, 0, 0, 0)]
+    at_us = [1_756_728_000_000_000 + k * 3_600_000_000 for k in range(len(calls))]
+    provider, model, inp, out, cached, write, reasoning = (
+        list(c) for c in zip(*calls, strict=True))
+    cost, price_id = [0] * len(calls), [None] * len(calls)
+    book.price_columns(provider, model, inp, out, cached, write, reasoning, at_us,
+                       range(len(calls)), cost, price_id)
+    for k, (p, m, *counts) in enumerate(calls):
+        try:
+            one = book.price(p, m, *counts, at_us[k])  # type: ignore[arg-type]
+        except ValueError:
+            one = None
+        assert (cost[k], price_id[k] if cost[k] is not None else None) == (
+            (one.cost_nanos, one.price_id) if one else (None, None)), calls[k]
+
+
 # ---------------------------------------------------------------- price_id
 
 
