@@ -1,8 +1,7 @@
-/* ledger._native: the per-event loops of batch preparation, in C.
+/* ledger._native: the per-event loops of batch preparation and Merkle hashing, in C.
  *
- * Two functions, each the exact counterpart of a pure-Python function in
- * ledger/batch.py (which is used when this module is not built; the tests run both
- * and compare them byte for byte):
+ * Each function is the exact counterpart of a pure-Python function (used when this
+ * module is not built; the tests run both and compare them byte for byte):
  *
  *   scan(events, keys, received_us, low_us, high_us, usd_nanos, limits)
  *       the column checks of ``_scan_python``: which events are plain (a dict of known
@@ -12,6 +11,8 @@
  *   encode(tenant, version, columns, ts_given, cost_given, want_digest, skip)
  *       the canonical bytes (RFC 8785), leaf hashes and idempotency digests of
  *       ``_encode_python``.
+ *   parent_hashes(level)
+ *       ledger/merkle.py's ``parent_hashes`` (one level of an RFC 9162 tree).
  *
  * SHA-256 is OpenSSL's (the libcrypto the interpreter's hashlib uses), found at import
  * with dlopen; if it cannot be found, hashlib is called instead.
@@ -1047,6 +1048,59 @@ fail_freed:
     return NULL;
 }
 
+/* -- Merkle ------------------------------------------------------------------------- */
+
+/* merkle.parent_hashes: SHA-256(0x01 || left || right) of adjacent pairs, an odd last
+ * node moved up unchanged. */
+static PyObject *
+native_parent_hashes(PyObject *self, PyObject *arg)
+{
+    PyObject *level = PySequence_Fast(arg, "parent_hashes: expected a sequence of bytes");
+    if (level == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(level);
+    PyObject **items = PySequence_Fast_ITEMS(level);
+    PyObject *out = PyList_New((n + 1) / 2);
+    Buf b = {0};
+    if (out == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i + 1 < n; i += 2) {
+        Py_buffer l, r;
+        if (PyObject_GetBuffer(items[i], &l, PyBUF_SIMPLE) < 0)
+            goto fail;
+        if (PyObject_GetBuffer(items[i + 1], &r, PyBUF_SIMPLE) < 0) {
+            PyBuffer_Release(&l);
+            goto fail;
+        }
+        b.len = 0;
+        int rc = buf_put(&b, "\x01", 1) < 0 || buf_put(&b, l.buf, l.len) < 0
+                 || buf_put(&b, r.buf, r.len) < 0;
+        PyBuffer_Release(&l);
+        PyBuffer_Release(&r);
+        if (rc)
+            goto fail;
+        unsigned char md[32];
+        if (sha256(b.p, b.len, md) < 0)
+            goto fail;
+        PyObject *h = PyBytes_FromStringAndSize((const char *)md, 32);
+        if (h == NULL)
+            goto fail;
+        PyList_SET_ITEM(out, i / 2, h);
+    }
+    if (n % 2) {
+        Py_INCREF(items[n - 1]);
+        PyList_SET_ITEM(out, n / 2, items[n - 1]);
+    }
+    PyMem_Free(b.p);
+    Py_DECREF(level);
+    return out;
+fail:
+    PyMem_Free(b.p);
+    Py_XDECREF(out);
+    Py_DECREF(level);
+    return NULL;
+}
+
 /* -- module ------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1055,6 +1109,8 @@ static PyMethodDef methods[] = {
     {"encode", native_encode, METH_VARARGS,
      "encode(tenant, version, columns, ts_given, cost_given, want_digest, skip)"
      " -> (canonical, leaf, digest)"},
+    {"parent_hashes", native_parent_hashes, METH_O,
+     "parent_hashes(level) -> the next level of an RFC 9162 tree"},
     {NULL, NULL, 0, NULL},
 };
 

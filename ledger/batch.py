@@ -62,15 +62,10 @@ from ledger.events import (
     us_to_datetime,
 )
 from ledger.money import MAX_COST_NANOS, usd_to_nanos
+from ledger.native import NATIVE_MODULE as _native  # _scan and _encode in C, when built
 from ledger.pricing import is_packaged_book
 from ledger.segments import EVENT_SCHEMA
 
-try:  # the loops of _scan and _encode in C (optional; see ledger/_native.c)
-    from ledger import _native
-except ImportError:  # not built: the pure-Python code below gives the same results
-    _native = None
-if os.environ.get("LLMRING_PURE_PYTHON"):
-    _native = None
 NATIVE = _native is not None
 """Whether batches are prepared by the C loops of ``ledger._native``."""
 

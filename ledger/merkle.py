@@ -34,6 +34,8 @@ from collections.abc import Iterable, Sequence
 from hashlib import sha256
 from typing import Protocol
 
+from ledger.native import NATIVE_MODULE as _native  # parent_hashes in C, when built
+
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
@@ -85,8 +87,16 @@ def _split(n: int) -> int:
 def parent_hashes(level: Sequence[bytes]) -> list[bytes]:
     """The next level up: adjacent pairs hashed, an odd last node moved up unchanged.
 
-    Repeating this until one hash is left gives the RFC 9162 root.
+    Repeating this until one hash is left gives the RFC 9162 root. (``ledger._native``
+    has the same loop in C; it is used when built.)
     """
+    if _native is not None:
+        return _native.parent_hashes(level)
+    return parent_hashes_python(level)
+
+
+def parent_hashes_python(level: Sequence[bytes]) -> list[bytes]:
+    """``parent_hashes`` in Python (the reference the tests compare the C loop with)."""
     parents = [
         sha256(_NODE_PREFIX + left + right).digest()
         for left, right in zip(level[0::2], level[1::2], strict=False)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger import merkle
 from ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -23,6 +24,7 @@ from ledger.merkle import (
     inclusion_proof,
     leaf_hash,
     node_hash,
+    parent_hashes_python,
     root_from_inclusion_proof,
     root_from_leaf_hashes,
     roots_at_sizes,
@@ -200,6 +202,17 @@ def test_root_splits_at_the_largest_power_of_two_below_the_size(size: int, salt:
     leaves = make_leaves(size, salt)
     assert root_from_leaf_hashes(leaves) == ref_mth(leaves)
     assert MemoryTree(leaves).root() == ref_mth(leaves)
+
+
+@given(st.lists(st.binary(min_size=0, max_size=40), max_size=9))
+def test_the_c_parent_hashes_equal_the_python_ones(level: list[bytes]) -> None:
+    if merkle._native is None:
+        pytest.skip("ledger._native is not built (no C compiler at install)")
+    assert merkle._native.parent_hashes(level) == parent_hashes_python(level)
+    assert merkle._native.parent_hashes([bytearray(h) for h in level[:2]]) == (
+        parent_hashes_python(level[:2]))
+    with pytest.raises(TypeError):
+        merkle._native.parent_hashes([1, 2])
 
 
 def test_root_rejects_hashes_that_are_not_32_bytes() -> None:
