@@ -41,11 +41,12 @@ static sha256_init_fn openssl_init = NULL;
 static sha256_update_fn openssl_update = NULL;
 static sha256_final_fn openssl_final = NULL;
 static PyObject *hashlib_sha256 = NULL;
+static int use_openssl = 0;  /* OpenSSL found (and not turned off by use_hashlib) */
 
 static int
 sha256(const char *data, Py_ssize_t n, unsigned char out[32])
 {
-    if (openssl_init != NULL) {
+    if (use_openssl) {
         sha256_ctx ctx;
         openssl_init(&ctx);
         openssl_update(&ctx, data, (size_t)n);
@@ -1101,6 +1102,25 @@ fail:
     return NULL;
 }
 
+/* sha256_backend([name]) -> the backend in use ("openssl" or "hashlib"); with a name,
+ * switch to it first (for the tests of the hashlib fallback; "openssl" only if found). */
+static PyObject *
+native_sha256_backend(PyObject *self, PyObject *args)
+{
+    const char *name = NULL;
+    if (!PyArg_ParseTuple(args, "|s:sha256_backend", &name))
+        return NULL;
+    if (name != NULL) {
+        if (strcmp(name, "hashlib") == 0)
+            use_openssl = 0;
+        else if (strcmp(name, "openssl") == 0 && openssl_init != NULL)
+            use_openssl = 1;
+        else
+            return PyErr_Format(PyExc_ValueError, "sha256 backend %s is not available", name);
+    }
+    return PyUnicode_FromString(use_openssl ? "openssl" : "hashlib");
+}
+
 /* -- module ------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1109,6 +1129,8 @@ static PyMethodDef methods[] = {
     {"encode", native_encode, METH_VARARGS,
      "encode(tenant, version, columns, ts_given, cost_given, want_digest, skip)"
      " -> (canonical, leaf, digest)"},
+    {"sha256_backend", native_sha256_backend, METH_VARARGS,
+     "sha256_backend([name]) -> 'openssl' or 'hashlib' (switching to name first)"},
     {"parent_hashes", native_parent_hashes, METH_O,
      "parent_hashes(level) -> the next level of an RFC 9162 tree"},
     {NULL, NULL, 0, NULL},
@@ -1167,21 +1189,13 @@ PyInit__native(void)
             dlclose(lib);
         }
     }
-    if (openssl_init == NULL) {
-        PyObject *hashlib = PyImport_ImportModule("hashlib");
-        if (hashlib == NULL)
-            return NULL;
-        hashlib_sha256 = PyObject_GetAttrString(hashlib, "sha256");
-        Py_DECREF(hashlib);
-        if (hashlib_sha256 == NULL)
-            return NULL;
-    }
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL)
+    use_openssl = openssl_init != NULL;
+    PyObject *hashlib = PyImport_ImportModule("hashlib");
+    if (hashlib == NULL)
         return NULL;
-    if (PyModule_AddStringConstant(m, "sha256", openssl_init ? "openssl" : "hashlib") < 0) {
-        Py_DECREF(m);
+    hashlib_sha256 = PyObject_GetAttrString(hashlib, "sha256");
+    Py_DECREF(hashlib);
+    if (hashlib_sha256 == NULL)
         return NULL;
-    }
-    return m;
+    return PyModule_Create(&module);
 }

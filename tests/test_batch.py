@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import batch, helper
+from ledger import batch, helper, merkle
 from ledger.batch import PreparedBatch, new_event_ids, prepare_batch
 from ledger.events import (
     EventValidationError,
@@ -84,6 +84,30 @@ def test_realistic_batch_matches_the_per_event_path(loops: str) -> None:
         if e.get("kind") == "conversation":
             e["conversation_id"] = f"c-{id(e)}"
     assert_same(events)
+
+
+def test_the_c_loops_hash_alike_with_hashlib_where_openssl_is_not_found(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if batch._native is None:
+        pytest.skip("ledger._native is not built (no C compiler at install)")
+    events = EventFactory(12, end=datetime(2026, 9, 1, tzinfo=UTC)).batch(500)
+    for i, e in enumerate(events):
+        e["event_id"] = f"h-{i}"
+        if e.get("kind") == "conversation":
+            e["conversation_id"] = f"c-{i}"
+    native = batch._native
+    before = native.sha256_backend()
+    try:
+        assert native.sha256_backend("hashlib") == "hashlib"
+        with_hashlib = batched(events)
+        parents = native.parent_hashes(with_hashlib.leaf_hash)
+    finally:
+        native.sha256_backend(before)
+    monkeypatch.setattr(batch, "_native", None)
+    python = batched(events)
+    for name in COLUMNS:
+        assert getattr(with_hashlib, name) == getattr(python, name), name
+    assert parents == merkle.parent_hashes_python(python.leaf_hash)
 
 
 ODD_VALUES = [
