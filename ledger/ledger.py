@@ -49,6 +49,7 @@ from ledger.events import (
     new_event_id,
     now_us,
     ts_to_us,
+    us_to_datetime,
 )
 from ledger.index import IdEntry, Index
 from ledger.manifest import Manifest, ManifestState, Segment
@@ -1162,11 +1163,15 @@ class Ledger:
     def get(self, tenant: str, event_id: str) -> Event | None:
         with self._lock:
             found = self._lookup(tenant, [event_id]).get(event_id)
-        if found is None:
-            return None
+        return None if found is None else self.event_of(found.ack)
+
+    def event_of(self, ack: Ack) -> Event | None:
+        """The event an acknowledgement (from ``resolve``, ``append``...) names, read from
+        the segments of the UTC day of its ``ts`` and the tail."""
         from projections import events as pe
 
-        rows = pe.by_seq(self.snapshot(), tenant, [found.ack.seq])
+        day = us_to_datetime(ack.ts_us).date()
+        rows = pe.by_seq(self.snapshot(), ack.tenant, [ack.seq], day=day)
         return rows[0] if rows else None
 
     def events(self, tenant: str = "default", *, start: datetime | None = None,

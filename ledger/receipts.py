@@ -552,7 +552,7 @@ class Receipts:
         tiles = self._tiles(tenant, receipt_id, runs, n, receipt["merkle_root"])
         source = _ReceiptTree(self, tenant, runs, n, tiles)
         path = inclusion_proof(source, index, n)
-        event = self.ledger.get(tenant, ack.event_id)
+        event = self.ledger.event_of(ack)
         if event is None:  # pragma: no cover - index and log disagree
             raise RuntimeError(f"log {event_id!r} is indexed but not in the log")
         canonical = event.canonical_bytes()

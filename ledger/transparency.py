@@ -138,7 +138,7 @@ def prove_inclusion(ledger: Any, tenant: str, event_id: str, *,
     if ack.seq >= n:
         raise ValueError(f"log {event_id!r} (seq {ack.seq}) was appended after the "
                          f"checkpoint at size {n}")
-    event = ledger.get(tenant, ack.event_id)
+    event = ledger.event_of(ack)
     if event is None:  # pragma: no cover - index and log disagree
         raise LookupError(f"log {event_id!r} is indexed but not in the log")
     path = ledger.tree(tenant).inclusion_proof(ack.seq, n)

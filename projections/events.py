@@ -78,14 +78,16 @@ def event_seq(position: int, receipt_seqs: list[int]) -> int:
     return seq
 
 
-def by_seq(snapshot: Snapshot, tenant: str, seqs: list[int]) -> list[Event]:
-    """Events with the given seqs, in seq order."""
+def by_seq(snapshot: Snapshot, tenant: str, seqs: list[int], *,
+           day: date | None = None) -> list[Event]:
+    """Events with the given seqs, in seq order; ``day``: the UTC day of all their ``ts``
+    when known (only that day's segments are read)."""
     if not seqs:
         return []
     lo, hi = min(seqs), max(seqs)
     wanted = ", ".join(str(int(s)) for s in seqs)
     sql = f"SELECT {_COLUMNS} FROM {{src}} WHERE seq IN ({wanted}) ORDER BY seq"
-    rows = run(snapshot, tenant, sql, seq_lo=lo, seq_hi=hi)
+    rows = run(snapshot, tenant, sql, seq_lo=lo, seq_hi=hi, first_day=day, last_day=day)
     return [Event.from_row(dict(zip(ROW_FIELDS, r, strict=True)), tenant) for r in rows or []]
 
 

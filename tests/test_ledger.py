@@ -251,3 +251,21 @@ def test_a_lost_index_is_rebuilt_from_compacted_segments(ledger_dir: Path) -> No
         ack = led.append(usage(event_id="b2-9", ts="2025-10-01T12:00:00Z"), tenant="a")
         assert not ack.created and ack.seq == 29
         assert led.size("a") == 30
+
+
+def test_events_are_read_back_by_id_from_the_segments_of_their_day(tmp_path: Path) -> None:
+    days = ["2025-03-01T00:00:00Z", "2025-03-01T23:59:59.999999Z", "2025-03-02T00:00:00Z",
+            "2025-06-30T12:00:00Z"]
+    with Ledger(tmp_path / "d") as led:
+        given = led.append_many([usage(event_id=f"d{i}", ts=ts) for i, ts in enumerate(days)],
+                                tenant="t")
+        made = led.append_many([usage(ts=ts) for ts in days], tenant="t")  # generated ids
+        tail = [led.get("t", a.event_id) for a in [*given, *made]]
+        led.flush()
+        assert led.manifest.state.segments("t")
+        for ack, before in zip([*given, *made], tail, strict=True):
+            event = led.get("t", ack.event_id)
+            assert event is not None and before is not None
+            assert (event.seq, event.event_id) == (before.seq, before.event_id) == (
+                ack.seq, ack.event_id)
+            assert led.event_of(ack) == event
