@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -330,7 +333,8 @@ def verify_checkpoint(note: str, verifiers: Sequence[Verifier], *,
 # -- the store ---------------------------------------------------------------------------
 class CheckpointStore:
     """Every checkpoint the ledger signed, per log origin, in append-only JSON-lines files.
-    Reads scan one origin's file (``latest`` reads only its end)."""
+    ``all`` scans one origin's file, ``latest`` reads only its end, and ``at_size`` finds
+    the line by an index of sizes and offsets kept in memory (``_SizeIndex``)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -378,7 +382,17 @@ class CheckpointStore:
         return None if line is None else self._read(line, origin)
 
     def at_size(self, origin: str, size: int) -> SignedCheckpoint | None:
-        return next((s for s in self.all(origin) if s.checkpoint.size == size), None)
+        """The checkpoint of ``origin`` signed at ``size``, if any."""
+        path = self.path(origin)
+        with _SIZE_INDEXES_LOCK:
+            index = _SIZE_INDEXES.get(path)
+            if index is None:
+                index = _SIZE_INDEXES[path] = _SizeIndex()
+            line = index.line_at(path, size, lambda raw: self._read(raw, origin))
+        if line is None:
+            return None
+        signed = self._read(line, origin)
+        return signed if signed.checkpoint.size == size else None
 
     def _read(self, line: bytes, origin: str) -> SignedCheckpoint:
         try:
@@ -386,6 +400,70 @@ class CheckpointStore:
         except (orjson.JSONDecodeError, NoteError) as exc:
             raise CheckpointError(f"{self.path(origin)} holds a damaged checkpoint ({exc}); "
                                   "restore it from a backup") from None
+
+
+class _SizeIndex:
+    """The sizes of the checkpoints in one store file, in file order, with the offset of
+    each line, extended with the lines appended since the last call. ``issue`` appends
+    strictly growing sizes, so a size is found by bisection; a file whose sizes do not
+    grow (edited by hand) is searched line by line. A file that shrank or was replaced
+    (another inode) is indexed anew."""
+
+    def __init__(self) -> None:
+        self.reset(None)
+
+    def reset(self, inode: tuple[int, int] | None) -> None:
+        self.inode = inode
+        self.end = 0  # the offset after the last complete line indexed
+        self.sizes = array("Q")
+        self.offsets = array("q")
+        self.growing = True
+
+    def line_at(self, path: Path, size: int,
+                read: Callable[[bytes], SignedCheckpoint]) -> bytes | None:
+        """The line of the checkpoint at ``size`` (``read(line)`` parses a line whose
+        JSON does not state its size), or None."""
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            self.reset(None)
+            return None
+        with fh:
+            st = os.fstat(fh.fileno())
+            if (st.st_dev, st.st_ino) != self.inode or st.st_size < self.end:
+                self.reset((st.st_dev, st.st_ino))
+            fh.seek(self.end)
+            for line in fh:
+                if not line.endswith(b"\n"):  # a torn last line is not a checkpoint
+                    break
+                self._add(line, read)
+            if self.growing:
+                i = bisect_left(self.sizes, size)
+                found = i < len(self.sizes) and self.sizes[i] == size
+            else:
+                i = next((k for k, s in enumerate(self.sizes) if s == size), -1)
+                found = i >= 0
+            if not found:
+                return None
+            fh.seek(self.offsets[i])
+            return fh.readline()
+
+    def _add(self, line: bytes, read: Callable[[bytes], SignedCheckpoint]) -> None:
+        try:
+            size = orjson.loads(line).get("size")
+        except (orjson.JSONDecodeError, AttributeError):
+            size = None
+        if type(size) is not int or not 0 <= size < 2**64:
+            size = read(line).checkpoint.size
+        if self.sizes and size <= self.sizes[-1]:
+            self.growing = False
+        self.sizes.append(size)
+        self.offsets.append(self.end)
+        self.end += len(line)
+
+
+_SIZE_INDEXES: dict[Path, _SizeIndex] = {}
+_SIZE_INDEXES_LOCK = threading.Lock()
 
 
 def _last_line(path: Path, block: int = 8192) -> bytes | None:

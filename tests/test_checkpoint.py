@@ -10,6 +10,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -407,6 +408,49 @@ def test_checkpoints_are_kept_in_order_and_found_by_size(store: CheckpointStore,
     assert store.at_size(ORIGIN, 2) == issued[1]
     assert store.at_size(ORIGIN, 3) is None
     assert store.latest(ORIGIN) == issued[-1]
+
+
+def test_a_checkpoint_stored_by_another_writer_is_found_by_size(store: CheckpointStore,
+                                                                  ring: KeyRing) -> None:
+    first = store.issue(ORIGIN, 1, root_of(1), ring)
+    assert store.at_size(ORIGIN, 1) == first  # the store's index now covers the file
+    later = CheckpointStore(store.directory).issue(ORIGIN, 7, root_of(7), ring)
+    assert store.at_size(ORIGIN, 7) == later
+    assert store.at_size(ORIGIN, 1) == first
+
+
+def test_a_torn_last_line_is_not_a_checkpoint_until_it_is_complete(
+        store: CheckpointStore, ring: KeyRing) -> None:
+    store.issue(ORIGIN, 1, root_of(1), ring)
+    second = sign_checkpoint(Checkpoint(ORIGIN, 2, root_of(2)), [ring.current()])
+    line = orjson.dumps(second.to_json()) + b"\n"
+    with store.path(ORIGIN).open("ab") as fh:
+        fh.write(line[:40])
+    assert store.at_size(ORIGIN, 2) is None
+    with store.path(ORIGIN).open("ab") as fh:
+        fh.write(line[40:])
+    assert store.at_size(ORIGIN, 2) == second
+
+
+def test_a_restored_shorter_store_file_is_read_anew(store: CheckpointStore,
+                                                    ring: KeyRing) -> None:
+    store.issue(ORIGIN, 1, root_of(1), ring)
+    backup = store.path(ORIGIN).read_bytes()
+    store.issue(ORIGIN, 2, root_of(2), ring)
+    assert store.at_size(ORIGIN, 2) is not None
+    store.path(ORIGIN).write_bytes(backup)
+    assert store.at_size(ORIGIN, 2) is None
+    assert store.at_size(ORIGIN, 1) is not None
+
+
+def test_a_store_file_whose_sizes_do_not_grow_is_searched_line_by_line(
+        store: CheckpointStore, ring: KeyRing) -> None:
+    issued = [store.issue(ORIGIN, n, root_of(n), ring) for n in (1, 5)]
+    lines = store.path(ORIGIN).read_bytes().splitlines(keepends=True)
+    store.path(ORIGIN).write_bytes(lines[1] + lines[0])  # edited by hand: 5, then 1
+    fresh = CheckpointStore(store.directory)
+    assert fresh.at_size(ORIGIN, 1) == issued[0]
+    assert fresh.at_size(ORIGIN, 5) == issued[1]
 
 
 def test_each_origin_has_its_own_checkpoints(store: CheckpointStore, ring: KeyRing) -> None:
