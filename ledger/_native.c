@@ -154,19 +154,24 @@ buf_put_escaped(Buf *b, const char *s, Py_ssize_t n)
     return buf_put(b, s + start, n - start);
 }
 
+/* The UTF-8 of a str (NULL with an exception for anything else). */
+static const char *
+utf8_of(PyObject *s, Py_ssize_t *n)
+{
+    if (!PyUnicode_Check(s)) {
+        PyErr_Format(PyExc_TypeError, "expected str, got %.80s", Py_TYPE(s)->tp_name);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(s, n);
+}
+
 /* A str as the inside of a JSON string. */
 static int
 put_str_body(Buf *b, PyObject *s)
 {
-    if (!PyUnicode_Check(s)) {
-        PyErr_Format(PyExc_TypeError, "expected str, got %.80s", Py_TYPE(s)->tp_name);
-        return -1;
-    }
     Py_ssize_t n;
-    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-    if (u == NULL)
-        return -1;
-    return buf_put_escaped(b, u, n);
+    const char *u = utf8_of(s, &n);
+    return u == NULL ? -1 : buf_put_escaped(b, u, n);
 }
 
 /* A str as a JSON string, or None as null. */
@@ -211,15 +216,9 @@ put_int_value(Buf *b, PyObject *v)
 static int
 put_raw(Buf *b, PyObject *s)
 {
-    if (!PyUnicode_Check(s)) {
-        PyErr_Format(PyExc_TypeError, "expected str, got %.80s", Py_TYPE(s)->tp_name);
-        return -1;
-    }
     Py_ssize_t n;
-    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-    if (u == NULL)
-        return -1;
-    return buf_put(b, u, n);
+    const char *u = utf8_of(s, &n);
+    return u == NULL ? -1 : buf_put(b, u, n);
 }
 
 /* -- encode ------------------------------------------------------------------------- */

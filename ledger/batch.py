@@ -694,15 +694,16 @@ def _usd_nanos(value: Any) -> int | None:
         if not math.isfinite(value) or value < 0:
             return None
         text = repr(value)
-        whole, _, frac = text.partition(".")
-        frac = frac.rstrip("0")
         if "e" in text:
             try:
                 nanos = usd_to_nanos(value)
             except ValueError:
                 return None
-        elif len(frac) <= 9 and len(whole) <= 13:
-            nanos = int(whole) * 1_000_000_000 + int(frac.ljust(9, "0") or "0")
+        else:
+            whole, _, frac = text.partition(".")
+            frac = frac.rstrip("0")
+            if len(frac) <= 9 and len(whole) <= 13:
+                nanos = int(whole) * 1_000_000_000 + int(frac.ljust(9, "0") or "0")
     elif type(value) is int or type(value) is str:
         try:
             nanos = usd_to_nanos(value)
