@@ -118,9 +118,11 @@ def environment() -> str:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
         usable = cpus
-    from ledger.batch import NATIVE
-    loops = ("C (ledger._native)" if NATIVE else "pure Python (LLMRING_PURE_PYTHON is set)"
-             if os.environ.get("LLMRING_PURE_PYTHON") else "pure Python (ledger._native not built)")
+    from ledger.model.batch import NATIVE
+    loops = ("C (ledger.model._native)" if NATIVE
+             else "pure Python (LLMRING_PURE_PYTHON is set)"
+             if os.environ.get("LLMRING_PURE_PYTHON")
+             else "pure Python (ledger.model._native not built)")
     return (f"environment: {cpus} CPUs ({usable} usable), Python {platform.python_version()} "
             f"({platform.python_implementation()}), {platform.system()} {platform.release()} "
             f"{platform.machine()}; {libs}; batch loops: {loops}")

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import EventFactory, dir_size, environment, peak_rss_mib, report_rate
 
-from ledger.ledger import Ledger
+from ledger.core.facade import Ledger
 
 TENANT = "bench"
 BATCHED_TARGET = 100_000

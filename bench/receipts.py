@@ -14,7 +14,7 @@ its peak memory is its own. Figures (medians; individual runs in brackets):
   <= 3 s at 1M, <= 30 s at 10M, and at 10M a peak RSS of the child <= 2 GB;
 * one inclusion proof from that receipt: ``Receipts.prove`` for random certified events
   (target <= 50 ms at 1M);
-* offline verification of a proof bundle: ``ledger.verify.verify_bundle`` (<= 5 ms);
+* offline verification of a proof bundle: ``ledger.receipts.verification.verify_bundle`` (<= 5 ms);
 * preview of a since-last receipt over every event (target <= 2 s at 10M);
 * first page of the uncertified listing (``limit=100``) with its total (<= 200 ms at 10M).
 
@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import EventFactory, environment, peak_rss_mib, report_latency, verdict
 
-from ledger.ledger import Ledger
-from ledger.receipts import Receipts
-from ledger.verify import verify_bundle, verify_receipt
+from ledger.core.facade import Ledger
+from ledger.receipts.issuance import Receipts
+from ledger.receipts.verification import verify_bundle, verify_receipt
 
 TENANT = "receipts"
 META = "bench-receipts.json"

@@ -24,7 +24,7 @@ Measured (on the open ledger, warm, no reopen between runs):
 * first page of the listing: ``ledger.events(tenant, limit=100)`` and with
   ``order="-seq"`` (target <= 0.2 s).
 
-Every proof is checked outside the timed region with ``ledger.merkle.verify_inclusion``
+Every proof is checked outside the timed region with ``ledger.tlog.merkle.verify_inclusion``
 / ``verify_consistency``, against the leaf hash recomputed from the stored event's
 canonical bytes; the current root is also checked once against a root recomputed from
 every leaf hash in the Parquet segments; the rollup's call count and the pages' seqs
@@ -51,9 +51,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from _common import EventFactory, dir_size, environment, peak_rss_mib, report_latency
 
-from ledger.events import leaf_hash_of
-from ledger.ledger import Ledger
-from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.core.facade import Ledger
+from ledger.model.event import leaf_hash_of
+from ledger.tlog.merkle import verify_consistency, verify_inclusion
 from projections import events as pe
 from projections.rollups import rollup
 

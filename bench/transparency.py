@@ -37,14 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import EventFactory, environment, report_latency, verdict
 from scale import TENANT, build, existing
 
-from ledger.audit import verify_directory
-from ledger.checkpoint import Checkpoint, CheckpointStore, Verifier
-from ledger.config import ledger_origin
-from ledger.events import leaf_hash_of
-from ledger.ledger import Ledger
-from ledger.signing import KeyRing
-from ledger.tiles import TreeStore
-from ledger.transparency import check_extends, prove_extends
+from ledger.core.audit import verify_directory
+from ledger.core.facade import Ledger
+from ledger.model.event import leaf_hash_of
+from ledger.storage.config import ledger_origin
+from ledger.tlog.checkpoint import Checkpoint, CheckpointStore, Verifier
+from ledger.tlog.consistency import check_extends, prove_extends
+from ledger.tlog.signing import KeyRing
+from ledger.tlog.tiles import TreeStore
 
 INGEST_TENANT = "ingest"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from _common import server
 
-from ledger.client import ServerClient
-from ledger.signing import parse_pem_keys
-from ledger.verify import verify_bundle
+from ledger.client.async_api import ServerClient
+from ledger.receipts.verification import verify_bundle
+from ledger.tlog.signing import parse_pem_keys
 
 
 async def main(out_dir: Path) -> bool:

@@ -7,7 +7,7 @@ import asyncio
 
 from _common import server
 
-from ledger.ring import LLMRing
+from ledger.client.llmring import LLMRing
 
 
 async def main() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from _common import server
 
-from ledger.client import ServerClient
-from ledger.ring import LLMRing
+from ledger.client.async_api import ServerClient
+from ledger.client.llmring import LLMRing
 
 
 async def main(out_dir: Path) -> Path:

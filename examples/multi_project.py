@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from _common import server
 
-from ledger.client import ServerClient
-from ledger.ring import LLMRing
+from ledger.client.async_api import ServerClient
+from ledger.client.llmring import LLMRing
 
 
 async def main() -> None:

@@ -3,8 +3,8 @@
 The embedded API is ``ledger.Ledger``; see the README for a tour.
 """
 
-from ledger.events import Ack, Event, EventIn, EventValidationError, IdConflictError
-from ledger.ledger import Ledger, LedgerError, LedgerLockedError
+from ledger.core.facade import Ledger, LedgerError, LedgerLockedError
+from ledger.model.event import Ack, Event, EventIn, EventValidationError, IdConflictError
 
 __all__ = ["Ack", "Event", "EventIn", "EventValidationError", "IdConflictError", "Ledger",
            "LedgerError", "LedgerLockedError"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from ledger.events import ROW_FIELDS, Event
+from ledger.model.event import ROW_FIELDS, Event
 from projections.snapshot import Snapshot, run
 
 _COLUMNS = ", ".join(

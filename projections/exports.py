@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from ledger.events import ROW_FIELDS
+from ledger.model.event import ROW_FIELDS
 from projections.events import ENTRY_KINDS
 from projections.snapshot import Snapshot, cursor, source_sql, tenant_tail
 
@@ -53,7 +53,7 @@ def export_table(snapshot: Snapshot, tenant: str, *, start: datetime | None = No
 
 
 def _empty() -> pa.Table:
-    from ledger.segments import rows_to_table
+    from ledger.storage.segments import rows_to_table
 
     t = rows_to_table([])
     cur = cursor()

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from ledger.apikeys import ApiKeyError, ApiKeyStore
+from ledger.api.apikeys import ApiKeyError, ApiKeyStore
 from ledger.cli.main import cli
-from ledger.tenants import TenantError
+from ledger.model.tenant import TenantError
 
 
 def test_a_new_key_is_high_entropy_and_stored_only_as_its_hash(tmp_path: Path) -> None:

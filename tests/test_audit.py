@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ledger import Ledger
-from ledger.audit import AuditReport, verify_directory
+from ledger.core.audit import AuditReport, verify_directory
 from tests.conftest import usage
 
 
@@ -207,7 +207,7 @@ def _rechain(path: Path, segment: Path) -> None:
 
 
 def test_a_receipt_removed_with_its_manifest_records_is_reported(tmp_path: Path) -> None:
-    from ledger.receipts import Receipts
+    from ledger.receipts.issuance import Receipts
 
     path = tmp_path / "rc"
     with Ledger(path, pricer=None) as led:

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import batch, helper, merkle
-from ledger.batch import PreparedBatch, new_event_ids, prepare_batch
-from ledger.events import (
+from ledger.core.facade import Ledger
+from ledger.model import batch, helper
+from ledger.model.batch import PreparedBatch, new_event_ids, prepare_batch
+from ledger.model.event import (
     EventValidationError,
     generated_id_ms,
     is_generated_id,
@@ -25,8 +26,8 @@ from ledger.events import (
     parse_event,
     prepare,
 )
-from ledger.ledger import Ledger
-from ledger.pricing import PriceBook
+from ledger.model.pricing import PriceBook
+from ledger.tlog import merkle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from _common import EventFactory
@@ -38,11 +39,11 @@ COLUMNS = [name for name in PreparedBatch.__slots__ if name != "tenant"]
 
 @pytest.fixture(params=["native", "python"])
 def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with the C loops of ``ledger._native`` and with the pure-Python ones."""
+    """Run a test with the C loops of ``ledger.model._native`` and with the pure-Python ones."""
     if request.param == "python":
         monkeypatch.setattr(batch, "_native", None)
     elif batch._native is None:
-        pytest.skip("ledger._native is not built (no C compiler at install)")
+        pytest.skip("ledger.model._native is not built (no C compiler at install)")
     return request.param
 
 
@@ -89,7 +90,7 @@ def test_realistic_batch_matches_the_per_event_path(loops: str) -> None:
 def test_the_c_loops_hash_alike_with_hashlib_where_openssl_is_not_found(
         monkeypatch: pytest.MonkeyPatch) -> None:
     if batch._native is None:
-        pytest.skip("ledger._native is not built (no C compiler at install)")
+        pytest.skip("ledger.model._native is not built (no C compiler at install)")
     events = EventFactory(12, end=datetime(2026, 9, 1, tzinfo=UTC)).batch(500)
     for i, e in enumerate(events):
         e["event_id"] = f"h-{i}"
@@ -361,7 +362,7 @@ def test_the_helper_process_prepares_part_of_a_large_batch(
 def test_concurrent_small_requests_are_each_all_or_nothing(tmp_path: Path) -> None:
     import threading
 
-    from ledger.events import IdConflictError
+    from ledger.model.event import IdConflictError
 
     results: dict[int, object] = {}
     with Ledger(tmp_path / "d", checkpoint_interval=None) as led:
@@ -391,7 +392,7 @@ def test_concurrent_small_requests_are_each_all_or_nothing(tmp_path: Path) -> No
 
 
 def test_a_closed_ledger_refuses_small_appends(tmp_path: Path) -> None:
-    from ledger.ledger import LedgerError
+    from ledger.core.facade import LedgerError
 
     led = Ledger(tmp_path / "d", checkpoint_interval=None)
     led.append({"provider": "p", "model": "m"}, tenant="a")

@@ -1,4 +1,4 @@
-"""C2SP signed notes and tlog checkpoints, and the checkpoint store (ledger.checkpoint,
+"""C2SP signed notes and tlog checkpoints, and the checkpoint store (ledger.tlog.checkpoint,
 DESIGN §7), against the public vectors in shared/vectors."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.checkpoint import (
+from ledger.tlog.checkpoint import (
     MAX_SIGNATURES,
     Checkpoint,
     CheckpointError,
@@ -33,7 +33,7 @@ from ledger.checkpoint import (
     verify_checkpoint,
     verify_note,
 )
-from ledger.signing import KeyRing, PublicKeyInfo, SigningKey, load_public_keys
+from ledger.tlog.signing import KeyRing, PublicKeyInfo, SigningKey, load_public_keys
 
 SHARED = Path(
     os.environ.get("LLMRING_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared"

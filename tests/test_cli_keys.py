@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ledger import Ledger
-from ledger.checkpoint import parse_note
 from ledger.cli import cli
+from ledger.tlog.checkpoint import parse_note
 from tests.conftest import usage
 
 

@@ -12,7 +12,7 @@ import pytest
 import serverproc
 from serverproc import Server
 
-from ledger.client import EmbeddedClient, LedgerHTTPError, ServerClient, date_text
+from ledger.client.async_api import EmbeddedClient, LedgerHTTPError, ServerClient, date_text
 
 CALL = {"provider": "openai", "model": "gpt-4o-mini", "alias": "fast", "input_tokens": 100,
         "output_tokens": 20, "cost": 0.0025}
@@ -181,7 +181,7 @@ def test_a_checkpoint_that_does_not_extend_the_kept_one_raises_tamper_evidence(
     import shutil
 
     from ledger import Ledger
-    from ledger.transparency import TamperEvidence
+    from ledger.tlog.consistency import TamperEvidence
 
     state = tmp_path / "seen"
 

@@ -1,4 +1,4 @@
-"""The data directory's config.json and its ledger origin (ledger.config)."""
+"""The data directory's config.json and its ledger origin (ledger.storage.config)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.config import DEFAULT_ORIGIN, ORIGIN_ENV, ConfigError, ledger_origin
+from ledger.storage.config import DEFAULT_ORIGIN, ORIGIN_ENV, ConfigError, ledger_origin
 
 
 @pytest.fixture(autouse=True)

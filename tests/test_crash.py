@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ledger import Ledger
-from ledger.audit import verify_directory
+from ledger.core.audit import verify_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 24
@@ -84,8 +84,8 @@ def test_half_written_batch_is_absent_after_recovery(tmp_path: Path) -> None:
         led.append({"event_id": "kept", "provider": "p", "model": "m", "cost": "0"}, tenant="a")
     # Simulate a crash in the middle of writing a batch: the frames of a second batch,
     # cut short before its commit frame.
-    from ledger import journal as jr
-    from ledger.events import parse_event, prepare
+    from ledger.model.event import parse_event, prepare
+    from ledger.storage import journal as jr
 
     p = prepare(parse_event({"event_id": "torn", "provider": "p", "model": "m", "cost": "0"}),
                 tenant="a", received_us=1_790_000_000_000_000, pricer=None)

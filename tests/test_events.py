@@ -11,7 +11,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.events import (
+from ledger.model.event import (
     STORED_FIELDS,
     EventValidationError,
     canonical_bytes_of_stored,
@@ -20,7 +20,7 @@ from ledger.events import (
     parse_event_json,
     prepare,
 )
-from ledger.pricing import PriceBook
+from ledger.model.pricing import PriceBook
 from tests.conftest import usage
 
 NOW = 1_790_000_000_000_000  # µs

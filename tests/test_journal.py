@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ledger import Ledger
-from ledger import journal as jr
+from ledger.storage import journal as jr
 from tests.conftest import usage
 
 

@@ -9,8 +9,8 @@ import duckdb
 import pytest
 
 from ledger import EventValidationError, IdConflictError, Ledger, LedgerLockedError
-from ledger.audit import verify_directory
-from ledger.merkle import root_from_leaf_hashes, verify_inclusion
+from ledger.core.audit import verify_directory
+from ledger.tlog.merkle import root_from_leaf_hashes, verify_inclusion
 from projections.rollups import RollupError, rollup
 from tests.conftest import usage
 

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from ledger import Ledger
-from ledger.checkpoint import CheckpointStore, Verifier, verify_checkpoint
-from ledger.config import ledger_origin
-from ledger.signing import KeyRing
+from ledger.storage.config import ledger_origin
+from ledger.tlog.checkpoint import CheckpointStore, Verifier, verify_checkpoint
+from ledger.tlog.signing import KeyRing
 from tests.conftest import usage
 
 

@@ -1,4 +1,4 @@
-"""RFC 9162 §2.1 hashing, proofs and verification (ledger.merkle)."""
+"""RFC 9162 §2.1 hashing, proofs and verification (ledger.tlog.merkle)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import merkle
-from ledger.merkle import (
+from ledger.tlog import merkle
+from ledger.tlog.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     MemoryTree,
@@ -207,7 +207,7 @@ def test_root_splits_at_the_largest_power_of_two_below_the_size(size: int, salt:
 @given(st.lists(st.binary(min_size=0, max_size=40), max_size=9))
 def test_the_c_parent_hashes_equal_the_python_ones(level: list[bytes]) -> None:
     if merkle._native is None:
-        pytest.skip("ledger._native is not built (no C compiler at install)")
+        pytest.skip("ledger.model._native is not built (no C compiler at install)")
     assert merkle._native.parent_hashes(level) == parent_hashes_python(level)
     assert merkle._native.parent_hashes([bytearray(h) for h in level[:2]]) == (
         parent_hashes_python(level[:2]))

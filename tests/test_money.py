@@ -1,4 +1,4 @@
-"""Exact money: USD amounts as integer nano-USD (ledger.money)."""
+"""Exact money: USD amounts as integer nano-USD (ledger.model.money)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.money import (
+from ledger.model.money import (
     MAX_USD,
     NANOS_PER_USD,
     decimal_to_nanos,

@@ -15,11 +15,14 @@ import pytest
 from click.testing import CliRunner
 
 from ledger import Ledger
-from ledger.checkpoint import NoteError, parse_note
 from ledger.cli.main import cli
-from ledger.config import ledger_origin
-from ledger.cosignature import cosign, cosigner_of
-from ledger.policy import (
+from ledger.receipts.issuance import Receipts
+from ledger.receipts.verification import verify_bundle
+from ledger.storage.config import ledger_origin
+from ledger.tlog.checkpoint import NoteError, parse_note
+from ledger.tlog.cosignature import cosign, cosigner_of
+from ledger.tlog.cosignature_store import attach_cosignatures, cosigned_note_at
+from ledger.tlog.policy import (
     Policy,
     PolicyError,
     QuorumError,
@@ -28,11 +31,8 @@ from ledger.policy import (
     load_policy,
     parse_policy,
 )
-from ledger.receipts import Receipts
-from ledger.signing import KeyRing, SigningKey
-from ledger.verify import verify_bundle
-from ledger.witness import Witness, WitnessRefusal
-from ledger.witnessed import attach_cosignatures, cosigned_note_at
+from ledger.tlog.signing import KeyRing, SigningKey
+from ledger.tlog.witness import Witness, WitnessRefusal
 from tests.conftest import usage
 
 BODY = "log.example/p\n3\n" + "A" * 43 + "=\n"
@@ -42,8 +42,8 @@ BOB = SigningKey.from_seed(bytes([2]) * 32, "bob.example/w")
 
 
 def _note(*cosigners: SigningKey) -> str:
-    from ledger.checkpoint import sign_note
-    from ledger.cosignature import add_signatures
+    from ledger.tlog.checkpoint import sign_note
+    from ledger.tlog.cosignature import add_signatures
 
     note = sign_note(BODY, [LOG_KEY])
     return add_signatures(note, [cosign(BODY, k, 1700000000) for k in cosigners]) \

@@ -1,4 +1,4 @@
-"""Pricing calls that arrived without a cost, from genai-prices (ledger.pricing)."""
+"""Pricing calls that arrived without a cost, from genai-prices (ledger.model.pricing)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from genai_prices.data import providers as packaged_providers
 from genai_prices.data_snapshot import DataSnapshot, set_custom_snapshot
 from genai_prices.types import ModelPrice, StartDateConstraint
 
-from ledger.pricing import GENAI_PRICES_VERSION, Price, PriceBook
+from ledger.model.pricing import GENAI_PRICES_VERSION, Price, PriceBook
 
 AT = datetime(2025, 9, 1, 12, 0, tzinfo=UTC)
 

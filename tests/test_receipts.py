@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ledger import Ledger
-from ledger.receipts import ReceiptNotFoundError, ReceiptRequestError, Receipts
+from ledger.receipts.issuance import ReceiptNotFoundError, ReceiptRequestError, Receipts
 from tests.conftest import usage
 
 

@@ -125,7 +125,7 @@ def test_prove_then_verify_offline_with_a_pem_key(data: Path, tmp_path: Path):
     bundle = tmp_path / "proof.json"
     assert llmring(data, "receipts", "prove", rid, "--log", log_id, "-o",
                    str(bundle)).exit_code == 0
-    from ledger.signing import load_public_keys
+    from ledger.tlog.signing import load_public_keys
 
     pem = tmp_path / "ledger.pem"
     pem.write_text(load_public_keys(data / "keys" / "keys.json")[0].pem())

@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ledger import Ledger
-from ledger.audit import verify_directory
-from ledger.receipts import Receipts
+from ledger.core.audit import verify_directory
+from ledger.receipts.issuance import Receipts
 from tests.conftest import usage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KILLED_AFTER_GENERATE = """
 import os, sys
 from ledger import Ledger
-from ledger.receipts import Receipts
+from ledger.receipts.issuance import Receipts
 led = Ledger(sys.argv[1], pricer=None)
 led.append_many([{"provider": "openai", "model": "m", "alias": "a", "input_tokens": 1,
                   "output_tokens": 1, "cost": "0.01"} for _ in range(5)])
@@ -112,7 +112,7 @@ def test_ledger_verify_checks_receipt_signatures(ledger_dir: Path):
         Receipts(led).generate(since_last_receipt=True)
     keys = ledger_dir / "keys" / "keys.json"
     keys.rename(keys.with_suffix(".bak"))
-    from ledger.signing import KeyRing
+    from ledger.tlog.signing import KeyRing
 
     KeyRing(ledger_dir / "keys", "llmring-ledger.local").current()  # an unrelated key
     problems = verify_directory(ledger_dir).problems
@@ -134,7 +134,7 @@ def test_the_log_tree_counts_receipt_entries_after_a_lost_tree(ledger_dir: Path)
 RECEIPT_WRITER = """
 import sys, threading
 from ledger import Ledger
-from ledger.receipts import Receipts, ReceiptRequestError
+from ledger.receipts.issuance import Receipts, ReceiptRequestError
 led = Ledger(sys.argv[1], seal_rows=int(sys.argv[2]), pricer=None)
 rc = Receipts(led)
 rc.keyring.current()

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from ledger import Ledger
-from ledger.merkle import root_from_leaf_hashes, tree_levels_from_buffer
-from ledger.receipts import Receipts
-from ledger.verify import verify_bundle, verify_receipt
+from ledger.receipts.issuance import Receipts
+from ledger.receipts.verification import verify_bundle, verify_receipt
+from ledger.tlog.merkle import root_from_leaf_hashes, tree_levels_from_buffer
 from tests.conftest import usage
 
 
@@ -85,7 +85,7 @@ def test_removing_or_adding_a_field_breaks_verification(receipts, signed):
 
 
 def test_unknown_key_is_reported_as_such(receipts, signed, tmp_path):
-    from ledger.signing import KeyRing
+    from ledger.tlog.signing import KeyRing
 
     ring = KeyRing(tmp_path / "other-keys", "other.example")
     ring.current()
@@ -106,7 +106,7 @@ def test_receipts_signed_before_a_key_rotation_verify_after_it(ledger, receipts,
 
 
 def test_a_pem_public_key_verifies_a_receipt(receipts, signed, tmp_path):
-    from ledger.signing import load_public_keys
+    from ledger.tlog.signing import load_public_keys
 
     pem = tmp_path / "key.pem"
     pem.write_text(receipts.keyring.current().info.pem())
@@ -129,7 +129,7 @@ def test_every_event_of_a_random_receipt_has_a_proof_that_verifies(ledger, recei
 
 
 def test_a_receipt_over_thousands_of_scattered_events_proves_and_audits(ledger, receipts):
-    from ledger.audit import verify_directory
+    from ledger.core.audit import verify_directory
 
     acks = ledger.append_many([usage() for _ in range(10_000)])
     every_other = [a.event_id for a in acks[::2]]  # 5,000 runs of one event
@@ -175,7 +175,7 @@ def test_a_bundle_whose_event_was_edited_fails_at_the_leaf(receipts, signed, led
 def test_an_edited_event_with_a_matching_leaf_hash_fails_at_the_path(receipts, signed):
     from hashlib import sha256
 
-    from ledger.events import canonical_json
+    from ledger.model.event import canonical_json
 
     event_id = receipts.logs("default", signed["receipt_id"])["logs"][0]["id"]
     bundle = receipts.prove("default", signed["receipt_id"], event_id)
@@ -214,7 +214,7 @@ def test_the_bundle_carries_a_verified_log_inclusion_proof(receipts, signed):
 
 
 def test_proving_an_event_the_receipt_does_not_certify_is_an_error(ledger, receipts, signed):
-    from ledger.receipts import ReceiptNotFoundError
+    from ledger.receipts.issuance import ReceiptNotFoundError
 
     other = ledger.append(usage())
     with pytest.raises(ReceiptNotFoundError, match="not certified by receipt"):

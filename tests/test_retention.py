@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from ledger import Ledger
-from ledger.audit import verify_directory
 from ledger.cli.main import cli
-from ledger.content import ContentStore
-from ledger.receipts import Receipts
-from ledger.retention import RetentionError, parse_age, prune_content
-from ledger.verify import verify_bundle
+from ledger.core.audit import verify_directory
+from ledger.receipts.issuance import Receipts
+from ledger.receipts.verification import verify_bundle
+from ledger.storage.content import ContentStore
+from ledger.storage.retention import RetentionError, parse_age, prune_content
 from tests.conftest import usage
 
 NOW = datetime.now(UTC)

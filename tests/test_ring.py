@@ -11,7 +11,7 @@ import httpx
 import pytest
 from serverproc import Server
 
-from ledger.ring import Completion, LLMRing, OfflineProvider
+from ledger.client.llmring import Completion, LLMRing, OfflineProvider
 
 HELLO = [{"role": "user", "content": "Hello!"}]
 

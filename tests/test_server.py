@@ -19,9 +19,9 @@ import rfc8785
 import serverproc
 from serverproc import Server
 
-from ledger.checkpoint import Verifier, verify_checkpoint
-from ledger.merkle import verify_consistency
-from ledger.signing import parse_pem_keys, parse_public_keys_json
+from ledger.tlog.checkpoint import Verifier, verify_checkpoint
+from ledger.tlog.merkle import verify_consistency
+from ledger.tlog.signing import parse_pem_keys, parse_public_keys_json
 
 
 def usage(**overrides: Any) -> dict[str, Any]:
@@ -402,7 +402,7 @@ def test_serving_a_directory_in_use_is_refused_with_the_reason(tmp_path: Path) -
 
 
 def _witness_for(tmp_path: Path, anonymous: httpx.Client, origin: str):
-    from ledger.witness import Witness
+    from ledger.tlog.witness import Witness
 
     keys = parse_public_keys_json(anonymous.get("/api/v1/receipts/public-keys.json").json())
     w = Witness(tmp_path / "witness", "witness.example/w1")
@@ -413,7 +413,7 @@ def _witness_for(tmp_path: Path, anonymous: httpx.Client, origin: str):
 def test_witness_cosignatures_are_stored_and_served(alpha: httpx.Client,
                                                     anonymous: httpx.Client,
                                                     tmp_path: Path) -> None:
-    from ledger.checkpoint import parse_note
+    from ledger.tlog.checkpoint import parse_note
 
     alpha.post("/api/v1/log", json=usage())
     signed = alpha.get("/api/v1/log/checkpoint").json()
@@ -457,7 +457,7 @@ def test_a_note_the_ledger_never_signed_is_refused(alpha: httpx.Client,
 
 def test_a_logs_inclusion_in_the_log_verifies_offline(alpha: httpx.Client,
                                                      anonymous: httpx.Client) -> None:
-    from ledger.transparency import check_inclusion
+    from ledger.tlog.consistency import check_inclusion
 
     log_id = alpha.post("/api/v1/log", json=usage()).json()["log_id"]
     r = alpha.get(f"/api/v1/log/inclusion/{log_id}")

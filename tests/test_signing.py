@@ -1,5 +1,5 @@
 """Ed25519 keys, key ids, signature text, public-key formats and the key ring
-(ledger.signing, DESIGN §7)."""
+(ledger.tlog.signing, DESIGN §7)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger import durable
-from ledger.signing import (
+from ledger.storage import durable
+from ledger.tlog.signing import (
     ALGORITHM,
     KeyRing,
     KeyRingError,
@@ -343,10 +343,10 @@ def test_a_crash_during_rotate_leaves_the_old_key_current(
     def crash(*args: object, **kwargs: object) -> None:
         raise OSError("simulated crash before keys.json is replaced")
 
-    monkeypatch.setattr("ledger.signing.write_atomic", crash)
+    monkeypatch.setattr("ledger.tlog.signing.write_atomic", crash)
     with pytest.raises(OSError):
         ring.rotate()
-    monkeypatch.setattr("ledger.signing.write_atomic", durable.write_atomic)
+    monkeypatch.setattr("ledger.tlog.signing.write_atomic", durable.write_atomic)
     infos = ring.keys()
     assert [i.key_id for i in infos] == [old.info.key_id]
     assert ring.current().info == old.info

@@ -1,4 +1,4 @@
-"""The persistent tile-layout tree (ledger.tiles.TreeStore)."""
+"""The persistent tile-layout tree (ledger.tlog.tiles.TreeStore)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import tiles
-from ledger.merkle import (
+from ledger.tlog import tiles
+from ledger.tlog.merkle import (
     EMPTY_ROOT,
     MemoryTree,
     consistency_proof,
@@ -22,7 +22,7 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.tiles import TreeStore
+from ledger.tlog.tiles import TreeStore
 
 # 256^2 leaves fill one level-2 entry; a few more leave partial tiles on every level.
 BIG = 65_536 + 3 * 256 + 5

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from ledger import Ledger
-from ledger.checkpoint import Verifier
 from ledger.cli.main import cli
-from ledger.config import ledger_origin
-from ledger.signing import KeyRing
-from ledger.transparency import TamperEvidence, check_extends, prove_extends
+from ledger.storage.config import ledger_origin
+from ledger.tlog.checkpoint import Verifier
+from ledger.tlog.consistency import TamperEvidence, check_extends, prove_extends
+from ledger.tlog.signing import KeyRing
 from tests.conftest import usage
 
 
@@ -83,7 +83,7 @@ def test_a_forged_proof_for_a_forked_log_is_refused_by_the_client(path: Path,
     _append(forked, [f"x{i}" for i in range(9)])
     with Ledger(forked, pricer=None, checkpoint_interval=None) as led:
         # A dishonest server answers with the fork's proof from its own size-5 state.
-        from ledger.transparency import FORMAT
+        from ledger.tlog.consistency import FORMAT
 
         signed = led.checkpoint("default")
         proof = led.tree("default").consistency_proof(5, 9)
@@ -141,7 +141,7 @@ def test_cli_consistency_refuses_an_unsigned_or_altered_checkpoint(path: Path,
 
 # -- one event's inclusion in the log at a signed checkpoint -----------------------------
 def test_an_events_inclusion_at_the_current_checkpoint_verifies(path: Path) -> None:
-    from ledger.transparency import check_inclusion, prove_inclusion
+    from ledger.tlog.consistency import check_inclusion, prove_inclusion
 
     with Ledger(path, pricer=None, checkpoint_interval=None) as led:
         bundle = prove_inclusion(led, "default", "e3")
@@ -150,7 +150,7 @@ def test_an_events_inclusion_at_the_current_checkpoint_verifies(path: Path) -> N
 
 
 def test_inclusion_at_an_earlier_signed_size(path: Path) -> None:
-    from ledger.transparency import check_inclusion, prove_inclusion
+    from ledger.tlog.consistency import check_inclusion, prove_inclusion
 
     _checkpoint(path)  # signed at size 5
     _append(path, ["later"])
@@ -164,7 +164,7 @@ def test_inclusion_at_an_earlier_signed_size(path: Path) -> None:
 
 
 def test_an_edited_event_in_an_inclusion_bundle_is_tampering(path: Path) -> None:
-    from ledger.transparency import check_inclusion, prove_inclusion
+    from ledger.tlog.consistency import check_inclusion, prove_inclusion
 
     with Ledger(path, pricer=None, checkpoint_interval=None) as led:
         bundle = prove_inclusion(led, "default", "e2")

@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from ledger import Ledger
-from ledger.checkpoint import Checkpoint, parse_note
 from ledger.cli.main import cli
-from ledger.config import ledger_origin
-from ledger.cosignature import (
+from ledger.storage.config import ledger_origin
+from ledger.tlog.checkpoint import Checkpoint, parse_note
+from ledger.tlog.consistency import checkpoint_of_note, prove_extends
+from ledger.tlog.cosignature import (
     CosignatureError,
     CosignerKey,
     cosign,
@@ -26,10 +27,9 @@ from ledger.cosignature import (
     parse_cosigner_vkey,
     verify_cosignature,
 )
-from ledger.signing import KeyRing, SigningKey
-from ledger.transparency import checkpoint_of_note, prove_extends
-from ledger.witness import Witness, WitnessError, WitnessRefusal
-from ledger.witnessed import attach_cosignatures, latest_cosigned_note
+from ledger.tlog.cosignature_store import attach_cosignatures, latest_cosigned_note
+from ledger.tlog.signing import KeyRing, SigningKey
+from ledger.tlog.witness import Witness, WitnessError, WitnessRefusal
 from tests.conftest import usage
 
 VECTOR = Path("/work/shared/vectors/sigstore-rekor-v2/rekor2-checkpoint-cosigned.json")
@@ -140,7 +140,7 @@ def test_a_cosignature_of_another_body_does_not_verify() -> None:
 
 
 def test_a_log_verifier_ignores_cosignature_lines(path: Path, witness: Witness) -> None:
-    from ledger.checkpoint import Verifier, verify_note
+    from ledger.tlog.checkpoint import Verifier, verify_note
 
     cosigned = witness.cosign(None, _bundle(path, witness))
     _, sigs = verify_note(cosigned, [Verifier.from_info(k) for k in _log_keys(path)])
@@ -279,7 +279,7 @@ def test_the_ledger_refuses_a_cosignature_that_does_not_verify(path: Path,
 def _retimed(note: str, key: CosignerKey, timestamp: int) -> str:
     """``note`` with ``key``'s cosignature claiming another time (so it no longer
     verifies)."""
-    from ledger.checkpoint import Note, NoteSignature, format_note
+    from ledger.tlog.checkpoint import Note, NoteSignature, format_note
 
     parsed = parse_note(note)
     sigs = tuple(NoteSignature(s.name, s.key_hash,

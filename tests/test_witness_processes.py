@@ -36,7 +36,7 @@ def _fork_bundle(forked: Path, held_note: str) -> dict:
     """A consistency bundle from the held checkpoint's size to the forked log's latest,
     made from the forked tree: the best a forking operator can offer."""
     from ledger import Ledger
-    from ledger.transparency import checkpoint_of_note
+    from ledger.tlog.consistency import checkpoint_of_note
 
     held = checkpoint_of_note(held_note)
     with Ledger(forked, pricer=None, checkpoint_interval=None) as led:

@@ -14,7 +14,7 @@ import httpx
 import serverproc
 from test_witness_processes import llmring
 
-from ledger.transparency import checkpoint_of_note
+from ledger.tlog.consistency import checkpoint_of_note
 
 FORMAT = "ledger-consistency/v1"
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from ledger.cli.common import (
+from ledger.cli.context import (
     App,
     cost_cell,
     json_option,
@@ -32,7 +32,7 @@ from ledger.cli.common import (
     stdout_console,
     usd,
 )
-from ledger.money import nanos_to_decimal
+from ledger.model.money import nanos_to_decimal
 
 PROJECTS = {"acme-support": 50, "acme-search": 35, "default": 15}
 ALIAS_MIX = {

@@ -20,7 +20,7 @@ from typing import IO, Any
 import click
 import orjson
 
-from ledger.cli.common import (
+from ledger.cli.context import (
     App,
     CliError,
     json_option,
@@ -34,7 +34,7 @@ from ledger.cli.common import (
     stdout_console,
     usd,
 )
-from ledger.events import (
+from ledger.model.event import (
     EventValidationError,
     IdConflictError,
     Prepared,
@@ -133,7 +133,7 @@ def _differences(first: Prepared, later: Prepared) -> list[str]:
 
 def _check(fh: IO[bytes], project: str, advance: Any) -> Checked:
     """Validate every line as the ledger would, writing nothing."""
-    from ledger.pricing import PriceBook
+    from ledger.model.pricing import PriceBook
 
     book = PriceBook()
     received = now_us()
@@ -189,7 +189,7 @@ def _report_bad(checked: Checked, as_json: bool) -> None:
 
 
 def _append(app: App, fh: IO[bytes], batch_size: int, advance: Any) -> Tally:
-    from ledger.ledger import LedgerError
+    from ledger.core.facade import LedgerError
 
     tally = Tally()
     with app.open() as led:

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import click
 
-from ledger.cli.common import App, CliError
+from ledger.cli.context import App, CliError
 from ledger.cli.demo import demo
 from ledger.cli.ingest import ingest, record
-from ledger.cli.keys_cmds import log_group, signing_keys_group
-from ledger.cli.ledger_cmds import ledger_group
-from ledger.cli.receipts_cmds import receipts_group
-from ledger.cli.server_cmds import keys_group, serve
+from ledger.cli.ledger import ledger_group
+from ledger.cli.receipts import receipts_group
+from ledger.cli.serve import keys_group, serve
+from ledger.cli.signing_keys import log_group, signing_keys_group
 from ledger.cli.usage import usage_group
-from ledger.cli.witness_cmds import add_cosignature_cmd, witness_group
-from ledger.tenants import TenantError, check_tenant
+from ledger.cli.witness import add_cosignature_cmd, witness_group
+from ledger.model.tenant import TenantError, check_tenant
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"],

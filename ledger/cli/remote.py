@@ -1,6 +1,6 @@
 """The CLI against a server: ``--server URL --api-key KEY`` (or ``LLMRING_SERVER_URL`` /
 ``LLMRING_API_KEY``) makes the ``receipts`` commands call ``llmring serve`` through
-``ledger.client.ServerClient`` instead of opening the data directory. The API key names
+``ledger.client.async_api.ServerClient`` instead of opening the data directory. The API key names
 the project; ``--project`` is then ignored."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ledger.cli.common import App, CliError
-from ledger.client import LedgerHTTPError, ServerClient
+from ledger.cli.context import App, CliError
+from ledger.client.async_api import LedgerHTTPError, ServerClient
 
 
 class RemoteReceipts:
-    """``ledger.receipts.Receipts``' methods used by the CLI, over HTTP. The tenant
+    """``ledger.receipts.issuance.Receipts``' methods used by the CLI, over HTTP. The tenant
     argument is ignored: the server takes the project from the API key."""
 
     def __init__(self, url: str, api_key: str) -> None:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from ledger.cli.common import (
+from ledger.cli.context import (
     App,
     CliError,
     cost_cell,
@@ -25,7 +25,7 @@ from ledger.cli.common import (
     stdout_console,
     ts_text,
 )
-from ledger.money import nanos_to_decimal
+from ledger.model.money import nanos_to_decimal
 
 NUMBERS = ("calls", "input_tokens", "output_tokens", "total_tokens", "cost", "unpriced_calls")
 

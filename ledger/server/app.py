@@ -2,7 +2,7 @@
 directory, its API keys, conversation content, signing keys, receipts), request body
 limits, and the mapping of every domain error to ``{"detail": …}`` with a 4xx status.
 
-The operations themselves are ``ledger.service.LedgerService``'s. The server is the one
+The operations themselves are ``ledger.api.service.LedgerService``'s. The server is the one
 process holding the data directory's lock. Endpoints that touch the
 ledger are plain ``def`` functions, run in the thread pool, so concurrent appends share
 the journal's group-commit fsyncs. Shutdown closes the ledger, which seals the journal.
@@ -23,15 +23,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ledger.apikeys import ApiKeyError, ApiKeyStore
-from ledger.checkpoint import CheckpointError
-from ledger.config import ConfigError
-from ledger.content import ContentError
-from ledger.events import EventValidationError, IdConflictError
-from ledger.ledger import LedgerError
-from ledger.service import LedgerService, NotFoundError
-from ledger.signing import KeyRingError
-from ledger.tenants import TenantError
+from ledger.api.apikeys import ApiKeyError, ApiKeyStore
+from ledger.api.service import LedgerService, NotFoundError
+from ledger.core.facade import LedgerError
+from ledger.model.event import EventValidationError, IdConflictError
+from ledger.model.tenant import TenantError
+from ledger.storage.config import ConfigError
+from ledger.storage.content import ContentError
+from ledger.tlog.checkpoint import CheckpointError
+from ledger.tlog.signing import KeyRingError
 from projections.rollups import RollupError
 
 log = logging.getLogger("llmring.server")
@@ -174,7 +174,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     for cls in (TenantError, RollupError, ValueError):
         app.add_exception_handler(cls, _bad_request)
 
-    from ledger.receipts import ReceiptNotFoundError, ReceiptRequestError
+    from ledger.receipts.issuance import ReceiptNotFoundError, ReceiptRequestError
 
     @app.exception_handler(ReceiptNotFoundError)
     async def _not_found(_: Request, exc: ReceiptNotFoundError) -> JSONResponse:

@@ -2,7 +2,7 @@
 ``llmring serve`` runs), ``POST /api/v1/log`` and
 ``POST /api/v1/log/batch``: a well-formed, authenticated request is parsed by orjson and
 appended in the thread pool (the ledger validates it with the column checks of
-``ledger.batch``; a single event together with the others waiting), without FastAPI's
+``ledger.model.batch``; a single event together with the others waiting), without FastAPI's
 routing, dependency and exception machinery (which cost more CPU per request than the
 append itself).
 

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from ledger.events import EventIn
+from ledger.api.service import LedgerService
+from ledger.model.event import EventIn
 from ledger.server import auth
 from ledger.server.schemas import (
     BatchIn,
@@ -20,7 +21,6 @@ from ledger.server.schemas import (
     EventsPage,
     LogOut,
 )
-from ledger.service import LedgerService
 
 router = APIRouter(tags=["logs"])
 Tenant = Annotated[str, Depends(auth.tenant)]

@@ -1,7 +1,7 @@
 """Receipt endpoints (DESIGN §6, §9): generate and preview receipts of the caller's
 project, list and read them, the logs they certify and the uncertified ones, the proof
 bundle of one log in a receipt, and public verification. The work is
-``ledger.receipts.Receipts``'; the tenant always comes from the API key."""
+``ledger.receipts.issuance.Receipts``'; the tenant always comes from the API key."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 
-from ledger.receipts import Receipts
+from ledger.receipts.issuance import Receipts
 from ledger.server.logs import Limit, Offset, Tenant, json_response, service
 from ledger.server.schemas import ReceiptRequest, VerifyOut
 

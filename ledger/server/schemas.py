@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.events import MAX_ID, EventIn
+from ledger.model.event import MAX_ID, EventIn
 
 MAX_BATCH = 10_000
 MAX_MESSAGES = 10_000

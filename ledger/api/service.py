@@ -1,0 +1,312 @@
+"""The ledger's operations per project, answering the JSON shapes of the HTTP API
+(DESIGN §9). The server's endpoints and the embedded client (``ledger.client.async_api``) both
+call this, so a script gets the same dicts from a local data directory as from a
+server.
+
+``LedgerService`` holds one open data directory: the ``Ledger`` (and with it the
+directory's lock), conversation content, the signing keys, checkpoints and receipts.
+Every method takes the project (tenant) explicitly; the server takes it from the API key.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ledger.core.facade import Ledger
+from ledger.model.batch import BatchAcks
+from ledger.model.event import Ack, EventIn, parse_event
+from ledger.model.money import NANOS_PER_USD
+from ledger.model.tenant import check_tenant
+from ledger.storage.config import ledger_origin
+from ledger.storage.content import ContentStore, content_sha256
+from ledger.tlog.checkpoint import CheckpointStore
+from ledger.tlog.signing import KeyRing, public_keys_json
+
+# Keys of a conversation's ``metadata`` that are event fields; the rest stay metadata.
+EVENT_KEYS = ("event_id", "timestamp", "ts", "provider", "model", "alias", "profile",
+              "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+              "reasoning_tokens", "cost", "cost_nanos", "cost_source", "price_id",
+              "latency_ms", "origin", "id_at_origin")
+MAX_LIMIT = 1000
+EXPORT_FORMATS = ("csv", "jsonl", "parquet")
+
+
+class RequestError(ValueError):
+    """A request that cannot be served as asked (bad range, bad paging); nothing was
+    written. HTTP: 400."""
+
+
+class NotFoundError(RequestError):
+    """No such thing in this project (another project's ids are not found either).
+    HTTP: 404."""
+
+
+def ack_json(ack: Ack) -> dict[str, Any]:
+    """The answer to a logged call: ``{log_id, cost, timestamp, …}``."""
+    return {"log_id": ack.event_id, "cost": ack.cost, "timestamp": ack.ts, "seq": ack.seq,
+            "cost_nanos": ack.cost_nanos, "cost_source": ack.cost_source,
+            "conversation_id": ack.conversation_id, "created": ack.created}
+
+
+def when(value: Any, *, end: bool = False) -> datetime | None:
+    """A query bound: a date (``end``: the next midnight, so that day is included), a
+    datetime or ISO text (naive = UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(
+                text.replace("z", "Z"))
+        except ValueError:
+            raise RequestError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 "
+                               "datetime") from None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime.combine(value + timedelta(days=1) if end else value, time(),
+                                tzinfo=UTC)
+    raise RequestError(f"expected a date or datetime, not {type(value).__name__}")
+
+
+def window(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:
+    s, e = when(start), when(end, end=True)
+    if s is not None and e is not None and s >= e:
+        raise RequestError("start must be before end")
+    return s, e
+
+
+def check_paging(limit: int, offset: int) -> None:
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise RequestError(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    if not isinstance(offset, int) or offset < 0:
+        raise RequestError("offset must be an integer >= 0")
+
+
+class LedgerService:
+    """One open data directory and the per-project operations over it."""
+
+    def __init__(self, data_dir: str | Path, *, ledger: Ledger | None = None) -> None:
+        self.data = Path(data_dir)
+        self.ledger = ledger if ledger is not None else Ledger(self.data)
+        try:
+            self.origin = ledger_origin(self.data)
+            self.keyring = KeyRing(self.data / "keys", self.origin)
+            # Never sign with a throw-away key: the first key is created and persisted now.
+            self.keyring.current()
+            self.checkpoints = CheckpointStore(self.data / "checkpoints")
+            self.content = ContentStore(self.data)
+            self.receipts = _receipts_facade(self.ledger, self.keyring)
+        except BaseException:
+            if ledger is None:
+                self.ledger.close()
+            raise
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    # -- logging -------------------------------------------------------------------------
+    def log_usage(self, tenant: str, event: Mapping[str, Any] | EventIn) -> dict[str, Any]:
+        return ack_json(self.ledger.append(event, tenant=tenant))
+
+    def log_batch(self, tenant: str, events: Sequence[Mapping[str, Any] | EventIn]
+                  ) -> dict[str, Any]:
+        acks = self.ledger.append_many(events, tenant=tenant)
+        if isinstance(acks, BatchAcks):  # from the batch's columns, no Ack objects
+            logs = [{"log_id": e, "cost": c / NANOS_PER_USD, "timestamp": t, "seq": q,
+                     "cost_nanos": c, "cost_source": src, "conversation_id": conv,
+                     "created": made} for e, q, t, c, src, conv, made in acks.summaries()]
+        else:
+            logs = [ack_json(a) for a in acks]
+        return {"logs": logs, "count": len(logs),
+                "created": sum(1 for log in logs if log["created"])}
+
+    def log_conversation(self, tenant: str, *, messages: Any, response: Any = None,
+                         metadata: Mapping[str, Any] | None = None,
+                         conversation_id: str | None = None) -> dict[str, Any]:
+        """One call with its content: event fields from ``metadata`` (the rest stays
+        metadata), content stored apart and committed by ``content_sha256``."""
+        check_tenant(tenant)
+        meta = dict(metadata or {})
+        fields: dict[str, Any] = {k: meta.pop(k) for k in EVENT_KEYS if k in meta}
+        if "ts" in fields:
+            fields.setdefault("timestamp", fields.pop("ts"))
+        digest = content_sha256(messages, response)
+        fields.update(kind="conversation", conversation_id=conversation_id,
+                      content_sha256=digest, metadata=meta)
+        event = parse_event(fields)  # validate before anything is written
+        self.content.put(tenant, messages, response)
+        ack = self.ledger.append(event, tenant=tenant)
+        return {"conversation_id": ack.conversation_id, "message_id": ack.event_id,
+                "receipt": None, "cost": ack.cost, "timestamp": ack.ts,
+                "content_sha256": digest}
+
+    # -- events --------------------------------------------------------------------------
+    def list_logs(self, tenant: str, *, limit: int = 100, offset: int = 0,
+                  start: Any = None, end: Any = None, order: str = "seq") -> dict[str, Any]:
+        check_paging(limit, offset)
+        if order not in ("seq", "-seq"):
+            raise RequestError("order must be 'seq' (oldest first) or '-seq'")
+        s, e = window(start, end)
+        events = self.ledger.events(tenant, start=s, end=e, limit=limit, offset=offset,
+                                    order=order)
+        return {"logs": [ev.to_json_dict() for ev in events],
+                "total": self.ledger.count(tenant, start=s, end=e),
+                "limit": limit, "offset": offset}
+
+    def get_log(self, tenant: str, log_id: str) -> dict[str, Any]:
+        event = self.ledger.get(tenant, log_id)
+        if event is None:
+            raise NotFoundError(f"no log {log_id!r} in this project")
+        return event.to_json_dict()
+
+    def log_content(self, tenant: str, log_id: str) -> bytes:
+        event = self.ledger.get(tenant, log_id)
+        if event is None:
+            raise NotFoundError(f"no log {log_id!r} in this project")
+        if event.content_sha256 is None:
+            raise NotFoundError(f"log {log_id!r} has no conversation content")
+        data = self.content.get(tenant, event.content_sha256)
+        if data is None:
+            raise NotFoundError(f"the content of log {log_id!r} is no longer stored")
+        return data
+
+    # -- reports -------------------------------------------------------------------------
+    def rollup(self, tenant: str, *, by: Sequence[str] = ("model",), tz: str = "UTC",
+               start: Any = None, end: Any = None) -> dict[str, Any]:
+        from projections.rollups import rollup
+
+        dims = list(by)
+        if len(set(dims)) != len(dims):
+            raise RequestError("by: each dimension may be named once")
+        s, e = window(start, end)
+        rows = rollup(self.ledger.snapshot(), tenant, dims, tz=tz, start=s, end=e)
+        return {"by": dims, "tz": tz, "rows": [r.as_dict() for r in rows]}
+
+    def export(self, tenant: str, *, format: str = "jsonl", start: Any = None,
+               end: Any = None) -> bytes:
+        """The project's events as CSV, JSON lines or Parquet bytes."""
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        from projections.exports import export_table
+
+        if format not in EXPORT_FORMATS:
+            raise RequestError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+        s, e = window(start, end)
+        table = export_table(self.ledger.snapshot(), tenant, start=s, end=e)
+        sink = io.BytesIO()
+        if format == "parquet":
+            pq.write_table(table, sink, compression="zstd")
+            return sink.getvalue()
+        if format == "csv":
+            pacsv.write_csv(table, sink)
+            return sink.getvalue()
+        lines = []
+        for row in table.to_pylist():
+            for key in ("ts", "recorded_at"):
+                if row[key] is not None:
+                    row[key] = row[key].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            lines.append(orjson.dumps(row))
+        return b"\n".join(lines) + (b"\n" if lines else b"")
+
+    # -- the project's log tree ----------------------------------------------------------
+    def checkpoint(self, tenant: str) -> dict[str, Any]:
+        """Sign the project's log as it is now (the stored checkpoint when unchanged);
+        ``Ledger.checkpoint`` syncs the journal first and issues under the write lock.
+        ``cosigned_note`` is the note with every witness cosignature stored for it."""
+        from ledger.tlog.cosignature_store import cosigned_note
+
+        signed = self.ledger.checkpoint(tenant)
+        return {**signed.to_json(), "cosigned_note": cosigned_note(self.data, signed)}
+
+    def log_inclusion(self, tenant: str, log_id: str, size: int | None = None
+                      ) -> dict[str, Any]:
+        """The ``ledger-log-inclusion/v1`` bundle of one log at a signed checkpoint."""
+        from ledger.tlog.consistency import prove_inclusion
+
+        try:
+            return prove_inclusion(self.ledger, tenant, log_id, size=size)
+        except LookupError as exc:
+            raise NotFoundError(str(exc)) from None
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+
+    def add_cosignatures(self, tenant: str, note: str) -> dict[str, Any]:
+        """Store the witness cosignatures on ``note``, one of this project's checkpoints
+        that the ledger signed (C2SP tlog-cosignature lines)."""
+        from ledger.tlog.checkpoint import NoteError, parse_checkpoint, parse_note
+        from ledger.tlog.cosignature_store import CosignatureError, attach_cosignatures
+
+        try:
+            origin = parse_checkpoint(parse_note(note).text).origin
+        except NoteError as exc:
+            raise RequestError(f"note: not a signed checkpoint note ({exc})") from None
+        if origin != f"{self.origin}/{tenant}":
+            raise NotFoundError(f"no checkpoint of origin {origin!r} in this project")
+        try:
+            added = attach_cosignatures(self.data, note)
+        except (CosignatureError, NoteError) as exc:
+            raise RequestError(str(exc)) from None
+        return {"added": added, "origin": origin}
+
+    def consistency(self, tenant: str, first: int, second: int | None = None
+                    ) -> dict[str, Any]:
+        tree = self.ledger.tree(tenant)
+        size = self.ledger.size(tenant)
+        second = size if second is None else second
+        if first < 0 or second < 0:
+            raise RequestError("sizes must not be negative")
+        if second > size:
+            raise RequestError(f"second ({second}) is larger than the log ({size} entries)")
+        if first > second:
+            raise RequestError(f"first ({first}) must not be larger than second ({second})")
+        proof = tree.consistency_proof(first, second) if 0 < first < second else []
+        return {"first": first, "second": second, "first_root": tree.root(first).hex(),
+                "second_root": tree.root(second).hex(), "proof": [h.hex() for h in proof]}
+
+    # -- public keys ---------------------------------------------------------------------
+    def public_keys(self) -> dict[str, Any]:
+        return public_keys_json(self.keyring.keys())
+
+    def verify_receipt(self, document: Any) -> dict[str, Any]:
+        """Check a receipt (or ``{"receipt": …}``, or a proof bundle) against every key of
+        this ledger, current and retired: ``{receipt_id, valid, algorithm, key_id, failed,
+        message}``. Signs nothing and reads no project data."""
+        from ledger.receipts.verification import BUNDLE_FORMAT, verify_bundle, verify_receipt
+
+        keys = self.keyring.keys()
+        if isinstance(document, dict) and document.get("format") == BUNDLE_FORMAT:
+            result = verify_bundle(document, keys)
+        else:
+            if (isinstance(document, dict) and isinstance(document.get("receipt"), dict)
+                    and "signature" not in document):
+                document = document["receipt"]
+            result = verify_receipt(document, keys)
+        out = result.as_dict()
+        return {"receipt_id": out["receipt_id"], "valid": out["valid"],
+                "algorithm": out["algorithm"], "key_id": out["key_id"],
+                "kind": out["kind"], "failed": out["failed"], "message": out["message"]}
+
+    def public_key_pem(self) -> str:
+        info = self.keyring.current_info()
+        if info is None:  # pragma: no cover - a key is created when the service opens
+            raise NotFoundError("no signing key yet")
+        return info.pem()
+
+
+def _receipts_facade(ledger: Ledger, keyring: KeyRing) -> Any:
+    try:
+        from ledger.receipts.issuance import Receipts
+    except ImportError:  # pragma: no cover - a build without receipts
+        return None
+    return Receipts(ledger, keyring)
+
+
+__all__ = ["LedgerService", "NotFoundError", "RequestError", "ack_json", "window"]

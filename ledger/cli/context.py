@@ -1,0 +1,210 @@
+"""Shared plumbing of the ``llmring`` commands: the context object that opens the ledger,
+errors with exit codes, JSON and table output, progress bars, and date parsing.
+
+Exit codes: 0 ok, 1 a failed check (e.g. ``ledger verify`` found tampering), 2 a usage
+error (bad input: an unknown file, a bad line, a bad date, an unknown time zone, a data
+directory in use by another process).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ledger.model.event import format_ts, ts_to_us
+from ledger.model.money import format_usd
+
+EXIT_OK = 0
+EXIT_FAILED_CHECK = 1
+EXIT_USAGE = 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """A one-line error printed as ``Error: …`` on stderr; exit 2 unless told otherwise."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class App:
+    """What the group's global options select: a data directory and a project."""
+
+    data: Path
+    project: str
+    server: str | None = None  # --server URL: commands that support it call the server
+    api_key: str | None = None
+
+    @contextmanager
+    def open(self, *, create: bool = True) -> Iterator[Any]:
+        """Open the ledger for one command and close it after (closing seals the journal).
+
+        ``create=False`` refuses a directory that holds no ledger yet (read commands)."""
+        from ledger.core.facade import Ledger, LedgerError, LedgerLockedError
+        from ledger.storage.manifest import ManifestError
+
+        if not create:
+            self.require_existing()
+        try:
+            led = Ledger(self.data)
+        except LedgerLockedError as exc:
+            raise CliError(str(exc)) from None
+        except ManifestError as exc:
+            raise CliError(str(exc), EXIT_FAILED_CHECK) from None
+        except LedgerError as exc:
+            raise CliError(f"cannot open {self.data}: {exc}", EXIT_FAILED_CHECK) from None
+        except OSError as exc:
+            raise CliError(f"cannot open {self.data}: {exc.strerror or exc}") from None
+        try:
+            yield led
+        finally:
+            led.close()
+
+    def require_existing(self) -> None:
+        if not (self.data / "manifest.jsonl").exists() and not (self.data / "journal").is_dir():
+            raise CliError(f"no ledger in {self.data} (use --data DIR, or create one with "
+                           "`llmring ingest FILE` or `llmring demo`)")
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print JSON (for scripts) instead of a table.")(f)
+
+
+# -- output ------------------------------------------------------------------------------
+def print_json(obj: Any) -> None:
+    click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+def stdout_console() -> Console:
+    """A console on stdout; wide enough not to wrap tables when stdout is not a terminal."""
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=200)
+    return console
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def new_table(*columns: str, title: str | None = None, numeric: tuple[str, ...] = (),
+              fold: tuple[str, ...] = ()) -> Table:
+    """A plain table. Numbers are never cut: on a narrow terminal the text columns wrap
+    (``fold`` names columns of long hex, which need not keep their header's width).
+    Print it with ``print_table``."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold",
+                  show_edge=False, pad_edge=False)
+    for name in columns:
+        if name in numeric:
+            table.add_column(name, justify="right", no_wrap=True)
+        else:
+            table.add_column(name, overflow="fold",
+                             min_width=8 if name in fold else len(name))
+    return table
+
+
+def print_table(console: Console, table: Table) -> None:
+    for column in table.columns:
+        if column.no_wrap:
+            column.min_width = max([len(str(c)) for c in column.cells] + [len(column.header)])
+    console.print(table)
+
+
+def key_value_table(rows: dict[str, Any], title: str | None = None) -> Table:
+    table = Table(title=title, box=box.SIMPLE, show_header=False, title_justify="left",
+                  title_style="bold")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, "" if value is None else str(value))
+    return table
+
+
+def usd(nanos: int, places: int = 4) -> str:
+    return format_usd(int(nanos), places)
+
+
+def cost_cell(nanos: int, calls: int, unpriced: int) -> str:
+    """A cost for a table: ``unpriced`` when no call of the row had a price (never $0)."""
+    if calls and unpriced == calls:
+        return "unpriced"
+    return usd(nanos)
+
+
+def num(n: int) -> str:
+    return f"{n:,}"
+
+
+def ts_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return format_ts(ts_to_us(value.astimezone(UTC)))
+
+
+def show_progress(as_json: bool) -> bool:
+    """Progress bars only for a person watching: stderr is a terminal and not --json."""
+    return not as_json and sys.stderr.isatty()
+
+
+def progress_bar(*, unit: str = "items") -> Progress:
+    """A transient progress bar on stderr; ``unit`` is ``items`` or ``bytes``."""
+    columns: list[Any] = [TextColumn("{task.description:<10}"), BarColumn(),
+                          DownloadColumn() if unit == "bytes" else MofNCompleteColumn(),
+                          TimeRemainingColumn()]
+    return Progress(*columns, console=stderr_console(), transient=True)
+
+
+# -- dates -------------------------------------------------------------------------------
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_when(text: str, *, option: str, zone: tzinfo = UTC, end: bool = False) -> datetime:
+    """``YYYY-MM-DD`` (midnight in ``zone``; with ``end`` the next midnight, so the whole
+    day is included) or an ISO 8601 datetime (naive = UTC). Raises ``CliError``."""
+    value = text.strip()
+    if _DATE_RE.fullmatch(value):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise CliError(f"{option}: {text!r} is not a valid date") from None
+        if end:
+            day += timedelta(days=1)
+        return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{option}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 "
+                       "datetime (e.g. 2025-06-01T09:30:00Z)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)

@@ -1,0 +1,238 @@
+"""``llmring ledger …``: look after the data directory — stats, verify (re-derive every
+hash, chain and root, read-only), compact (merge small segments) and flush (seal the
+journal into segments now)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.filesize import decimal as human_bytes
+
+from ledger.cli.context import (
+    EXIT_FAILED_CHECK,
+    App,
+    CliError,
+    json_option,
+    new_table,
+    num,
+    pass_app,
+    print_json,
+    print_table,
+    progress_bar,
+    show_progress,
+    stdout_console,
+    ts_text,
+    usd,
+)
+
+
+@click.group("ledger")
+def ledger_group() -> None:
+    """Inspect, verify and maintain the data directory."""
+
+
+def _first_last(snapshot: Any, tenant: str) -> tuple[datetime | None, datetime | None]:
+    from projections.events import ENTRY_KINDS
+    from projections.snapshot import run
+
+    result = run(snapshot, tenant, f"SELECT min(ts), max(ts) FROM {{src}} WHERE {ENTRY_KINDS}")
+    if result is None:
+        return None, None
+    rows = result.fetchall() if hasattr(result, "fetchall") else list(result)
+    return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+
+def collect_stats(led: Any) -> dict[str, Any]:
+    """Per-project and directory-wide figures of an open ledger."""
+    from projections.rollups import rollup
+
+    snapshot = led.snapshot()
+    live = list(led.manifest.state.live.values())
+    tail_tenants = snapshot.tail.column("tenant").to_pylist() if snapshot.tail.num_rows else []
+    projects: dict[str, Any] = {}
+    for tenant in led.tenants():
+        totals = rollup(snapshot, tenant, by=[])
+        calls = totals[0].calls if totals else 0
+        cost = totals[0].cost_nanos if totals else 0
+        first, last = _first_last(snapshot, tenant)
+        segs = [s for s in live if s.tenant == tenant]
+        projects[tenant] = {
+            "events": calls,
+            "first_ts": ts_text(first),
+            "last_ts": ts_text(last),
+            "cost": cost / 1e9,
+            "cost_nanos": cost,
+            "unpriced": totals[0].unpriced if totals else 0,
+            "log_size": led.size(tenant),
+            "root": led.root(tenant).hex(),
+            "segments": len(segs),
+            "segment_bytes": sum(s.bytes for s in segs),
+            "journal_tail_rows": tail_tenants.count(tenant),
+        }
+    return {
+        "data_dir": str(led.path),
+        "projects": projects,
+        "segments": len(live),
+        "segment_bytes": sum(s.bytes for s in live),
+        "journal_tail_rows": len(tail_tenants),
+        "manifest_records": len(led.manifest.state.records),
+    }
+
+
+@ledger_group.command()
+@json_option
+@pass_app
+def stats(app: App, as_json: bool) -> None:
+    """Events, dates, cost, log root and storage of every project."""
+    with app.open(create=False) as led:
+        out = collect_stats(led)
+    if as_json:
+        print_json(out)
+        return
+    console = stdout_console()
+    if not out["projects"]:
+        console.print(f"{app.data}: no events yet")
+        return
+    usage = new_table("project", "events", "cost", "unpriced", "first call", "last call",
+                      title="Usage (times in UTC)", numeric=("events", "cost", "unpriced"))
+    log = new_table("project", "log size", "segments", "bytes", "tail rows", "log root",
+                    title="Log and storage", fold=("log root",),
+                    numeric=("log size", "segments", "bytes", "tail rows"))
+    for name, p in out["projects"].items():
+        usage.add_row(name, num(p["events"]), usd(p["cost_nanos"]), num(p["unpriced"]),
+                      _short(p["first_ts"]), _short(p["last_ts"]))
+        log.add_row(name, num(p["log_size"]), num(p["segments"]),
+                    human_bytes(p["segment_bytes"]), num(p["journal_tail_rows"]), p["root"])
+    print_table(console, usage)
+    print_table(console, log)
+    console.print(f"{out['data_dir']}: {num(out['segments'])} segments "
+                  f"({human_bytes(out['segment_bytes'])}), "
+                  f"{num(out['journal_tail_rows'])} rows in the journal tail, "
+                  f"{num(out['manifest_records'])} manifest records")
+
+
+def _short(ts: str | None) -> str:
+    return ts[:16].replace("T", " ") if ts else "-"
+
+
+@ledger_group.command()
+@json_option
+@pass_app
+def verify(app: App, as_json: bool) -> None:
+    """Re-derive every hash, chain and root; report tampering (exit 1).
+
+    Reads the directory only and takes no lock, so it also runs while a writer
+    (e.g. `llmring serve`) is active.
+    """
+    from ledger.core.audit import verify_directory
+
+    app.require_existing()
+    if show_progress(as_json):
+        with progress_bar() as bar:
+            task = bar.add_task("verifying", total=None)
+            report = verify_directory(
+                app.data, progress=lambda done, total: bar.update(task, completed=done,
+                                                                  total=total))
+    else:
+        report = verify_directory(app.data)
+    code = 0 if report.ok else EXIT_FAILED_CHECK
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print_audit(app, report)
+    click.get_current_context().exit(code)
+
+
+def _print_audit(app: App, report: Any) -> None:
+    console = stdout_console()
+    if report.ok:
+        console.print(
+            f"OK: {app.data}: {num(len(report.tenants))} projects, "
+            f"{num(report.segments_checked)} segments and {num(report.events_checked)} "
+            "events checked"
+            + (f", {num(report.receipts_checked)} receipts" if report.receipts_checked else "")
+            + (f", {num(report.checkpoints_checked)} signed checkpoints"
+               if report.checkpoints_checked else "")
+            + "; every hash, chain, root and signature matches.")
+        if report.tenants:
+            table = new_table("project", "log size", "log root", numeric=("log size",),
+                              fold=("log root",))
+            for name, t in sorted(report.tenants.items()):
+                table.add_row(name, num(t.get("size", 0)), str(t.get("root", "")))
+            print_table(console, table)
+    else:
+        console.print(f"FAILED: {app.data}: {num(len(report.problems))} problems "
+                      f"({num(report.segments_checked)} segments and "
+                      f"{num(report.events_checked)} events checked)")
+        for p in report.problems:
+            click.echo(f"  [{p.kind}] {p.where}: {p.message}")
+    for note in getattr(report, "notes", []):
+        click.echo(f"note: {note}")
+
+
+@ledger_group.command()
+@json_option
+@pass_app
+def compact(app: App, as_json: bool) -> None:
+    """Merge the small segments of each project and day into one."""
+    with app.open(create=False) as led:
+        result = led.compact()
+    out = {"merged": result.merged, "written": result.written}
+    if as_json:
+        print_json(out)
+    elif result.merged:
+        click.echo(f"Merged {num(result.merged)} segments into {num(result.written)}.")
+    else:
+        click.echo("Nothing to compact: no day has more than one small segment.")
+
+
+@ledger_group.command()
+@json_option
+@pass_app
+def flush(app: App, as_json: bool) -> None:
+    """Seal the journal into Parquet segments now.
+
+    Every command seals when it closes the ledger; this is for a journal left by a
+    process that stopped without closing (it is replayed, then sealed).
+    """
+    with app.open(create=False) as led:
+        result = led.flush()
+    out = {"events": result.events, "segments": result.segments, "journal": result.journal}
+    if as_json:
+        print_json(out)
+    elif result.events or result.segments:
+        click.echo(f"Sealed {num(result.events)} events into {num(result.segments)} segments.")
+    else:
+        click.echo("Nothing to seal: the journal is empty.")
+
+
+@ledger_group.command("prune-content")
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Delete content whose calls are all older than AGE (90d, 12h, 2w).")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@json_option
+@pass_app
+def prune_content_cmd(app: App, older_than: str, dry_run: bool, as_json: bool) -> None:
+    """Delete the project's stored conversation content older than AGE.
+
+    Events keep their content_sha256, so every receipt, proof and checkpoint still
+    verifies; only the messages are gone. Content still named by a newer call is kept.
+    """
+    from ledger.storage.retention import RetentionError, parse_age, prune_content
+
+    try:
+        age = parse_age(older_than)
+    except RetentionError as exc:
+        raise CliError(f"--older-than: {exc}") from None
+    with app.open(create=False) as led:
+        result = prune_content(led, app.project, age, dry_run=dry_run)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    click.echo(f"{verb} the content of {num(result.files)} conversations "
+               f"({num(result.bytes)} bytes) of project {app.project} older than "
+               f"{result.cutoff}" + (f"; kept {num(result.kept_shared)} still named by newer "
+                                      "calls" if result.kept_shared else "") + ".")

@@ -1,0 +1,252 @@
+"""``llmring witness …`` (run a witness: keep the latest checkpoint of each watched log,
+cosign only checkpoints that extend it) and ``llmring log add-cosignature`` (store a
+witness's cosignature next to the ledger's checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from ledger.cli.context import (
+    EXIT_FAILED_CHECK,
+    App,
+    CliError,
+    json_option,
+    key_value_table,
+    new_table,
+    num,
+    pass_app,
+    print_json,
+    print_table,
+    stdout_console,
+)
+from ledger.tlog.signing import PublicKeyFormatError, load_public_keys
+
+
+def _witness(ctx: click.Context, name: str | None = None) -> Any:
+    from ledger.tlog.witness import Witness, WitnessError
+
+    try:
+        return Witness(ctx.find_root().meta["witness_dir"], name)
+    except WitnessError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path} is not UTF-8 text", EXIT_FAILED_CHECK) from None
+
+
+def _note_or_json(path: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """A file holding a checkpoint note, the JSON of `log checkpoint --json`, or a
+    consistency bundle: (note, bundle)."""
+    text = _read_text(path)
+    if not text.lstrip().startswith("{"):
+        return text, None
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"{path} is not valid JSON: {exc}") from None
+    if isinstance(obj, dict) and obj.get("format") == "ledger-consistency/v1":
+        return None, obj
+    if isinstance(obj, dict) and isinstance(obj.get("note"), str):
+        return str(obj["note"]), None
+    raise CliError(f"{path}: expected a checkpoint note, the JSON of `llmring log checkpoint "
+                   "--json`, or a consistency bundle of `llmring log consistency -o`")
+
+
+@click.group("witness")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              envvar="LLMRING_WITNESS_DIR", default="./witness", show_default=True,
+              show_envvar=True, help="The witness's directory (its key and state).")
+@click.pass_context
+def witness_group(ctx: click.Context, directory: Path) -> None:
+    """Run a witness: cosign a log's checkpoints only while the log only grows.
+
+    The witness keeps, per log, the latest checkpoint it cosigned. It cosigns a new one
+    (C2SP tlog-cosignature, Ed25519) only if the log's consistency proof shows it extends
+    that one, and refuses forks and truncations (exit 1, TAMPERING).
+
+    \b
+    Set up:    llmring witness init --name witness.example/w1
+               llmring witness add-log ORIGIN --public-key LOG.pem
+    Each time: llmring log consistency --from HELD.note -o bundle.json   (ledger side)
+               llmring witness cosign --proof bundle.json -o cosigned.note
+               llmring log add-cosignature cosigned.note                 (ledger side)
+    """
+    ctx.find_root().meta["witness_dir"] = directory
+
+
+@witness_group.command("init")
+@click.option("--name", required=True,
+              help="The witness's key name, a schema-less URL (e.g. witness.example/w1).")
+@json_option
+@click.pass_context
+def init_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Create the witness (its directory and Ed25519 key) and print its key."""
+    w = _witness(ctx, name)
+    key = w.public_key()
+    if as_json:
+        print_json({"name": w.name, "vkey": key.vkey(), "directory": str(w.directory)})
+        return
+    click.echo(f"witness {w.name} in {w.directory}; its key (for policy files):")
+    click.echo(f"witness {key.vkey()}")
+
+
+@witness_group.command("key")
+@json_option
+@click.pass_context
+def key_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Print the witness's verifier key (a `witness VKEY` policy line takes it)."""
+    key = _witness(ctx).public_key()
+    if as_json:
+        print_json({"name": key.name, "key_id": key.key_id.hex(), "vkey": key.vkey()})
+    else:
+        click.echo(key.vkey())
+
+
+@witness_group.command("add-log")
+@click.argument("origin")
+@click.option("--public-key", "public_key", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The log's public keys (PEM, public-keys JSON or vkey lines), e.g. from "
+                   "`llmring signing-keys export --format json`.")
+@json_option
+@click.pass_context
+def add_log_cmd(ctx: click.Context, origin: str, public_key: Path, as_json: bool) -> None:
+    """Watch the log ORIGIN (the first line of its checkpoints, e.g. ledger.example/acme)."""
+    from ledger.tlog.witness import WitnessError
+
+    w = _witness(ctx)
+    try:
+        keys = load_public_keys(public_key)
+        w.add_log(origin, keys)
+    except (PublicKeyFormatError, WitnessError) as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        print_json({"origin": origin, "keys": [k.to_json() for k in keys]})
+    else:
+        click.echo(f"watching {origin} ({len(keys)} key(s))")
+
+
+@witness_group.command("cosign")
+@click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="The checkpoint to cosign (note or `log checkpoint --json`); optional "
+                   "with --proof.")
+@click.option("--proof", "proof", type=click.Path(dir_okay=False, path_type=Path),
+              help="The consistency bundle of `llmring log consistency -o` from the "
+                   "checkpoint the witness holds; not needed the first time.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the cosigned note to FILE instead of standard output.")
+@json_option
+@click.pass_context
+def cosign_cmd(ctx: click.Context, checkpoint: Path | None, proof: Path | None,
+               output: Path | None, as_json: bool) -> None:
+    """Cosign a checkpoint if it extends the one held for its log (exit 1 if not)."""
+    from ledger.tlog.checkpoint import NoteError
+    from ledger.tlog.consistency import checkpoint_of_note
+    from ledger.tlog.witness import WitnessError, WitnessRefusal
+
+    if checkpoint is None and proof is None:
+        raise CliError("give --checkpoint FILE (the first time) or --proof BUNDLE")
+    note = _note_or_json(checkpoint)[0] if checkpoint is not None else None
+    if checkpoint is not None and note is None:
+        raise CliError(f"{checkpoint} is a consistency bundle: pass it with --proof")
+    bundle: Any = []
+    if proof is not None:
+        proof_note, bundle = _note_or_json(proof)
+        if bundle is None:  # a plain checkpoint: only valid from size 0 or the same size
+            note, bundle = note or proof_note, []
+    w = _witness(ctx)
+    try:
+        cosigned = w.cosign(note, bundle)
+    except WitnessRefusal as exc:
+        if as_json:
+            print_json({"cosigned": False, "tampering": True, "error": str(exc),
+                        "held": exc.held, "offered": exc.offered})
+            ctx.exit(EXIT_FAILED_CHECK)
+        raise CliError(f"TAMPERING: {exc}", EXIT_FAILED_CHECK) from None
+    except (WitnessError, NoteError) as exc:
+        raise CliError(str(exc), EXIT_FAILED_CHECK) from None
+    if output is not None:
+        output.write_text(cosigned)
+    cp = checkpoint_of_note(cosigned)
+    if as_json:
+        print_json({"cosigned": True, "origin": cp.origin, "size": cp.size,
+                    "root": cp.root.hex(), "note": cosigned})
+    elif output is not None:
+        click.echo(f"cosigned {cp.origin} at size {num(cp.size)}; wrote {output}")
+    else:
+        click.echo(cosigned, nl=False)
+
+
+@witness_group.command("show")
+@json_option
+@click.pass_context
+def show_cmd(ctx: click.Context, as_json: bool) -> None:
+    """The witness's key, the logs it watches and the checkpoint it holds for each."""
+    w = _witness(ctx)
+    key = w.public_key()
+    logs = []
+    for origin in sorted(w.logs()):
+        held = w.latest(origin) or {}
+        logs.append({"origin": origin, "size": held.get("size"), "root": held.get("root"),
+                     "cosigned_at": held.get("cosigned_at"), "note": held.get("note")})
+    if as_json:
+        print_json({"name": w.name, "vkey": key.vkey(), "logs": logs})
+        return
+    stdout_console().print(key_value_table({"witness": w.name, "key": key.vkey()}))
+    if not logs:
+        click.echo("no logs watched yet: `llmring witness add-log ORIGIN --public-key FILE`")
+        return
+    table = new_table("origin", "size", "root", "cosigned at")
+    for log in logs:
+        table.add_row(log["origin"], "" if log["size"] is None else num(log["size"]),
+                      log["root"] or "(nothing cosigned yet)", log["cosigned_at"] or "")
+    print_table(stdout_console(), table)
+
+
+@click.command("add-cosignature")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--witness-key", "witness_keys", multiple=True,
+              help="Accept only this witness's cosignature, and check it (a `llmring "
+                   "witness key` VKEY; repeatable).")
+@json_option
+@pass_app
+def add_cosignature_cmd(app: App, file: Path, witness_keys: tuple[str, ...],
+                        as_json: bool) -> None:
+    """Store the witness cosignatures of FILE, a checkpoint this ledger signed.
+
+    Later `llmring receipts prove` bundles carry them, so verifiers with a witness
+    policy accept them.
+    """
+    from ledger.tlog.checkpoint import NoteError
+    from ledger.tlog.cosignature import parse_cosigner_vkey
+    from ledger.tlog.cosignature_store import attach_cosignatures
+
+    note, _ = _note_or_json(file)
+    if note is None:
+        raise CliError(f"{file} is a consistency bundle; give the cosigned note "
+                       "(`llmring witness cosign -o FILE`)")
+    try:
+        keys = [parse_cosigner_vkey(k) for k in witness_keys] or None
+    except NoteError as exc:
+        raise CliError(f"--witness-key: {exc}") from None
+    with app.open(create=False):  # the ledger's lock orders writers of the store
+        try:
+            added = attach_cosignatures(app.data, note, keys)
+        except NoteError as exc:
+            raise CliError(f"{file}: {exc}", EXIT_FAILED_CHECK) from None
+    if as_json:
+        print_json({"added": added})
+    elif added:
+        click.echo(f"stored the cosignature(s) of {', '.join(added)}")
+    else:
+        click.echo("these cosignatures were already stored")

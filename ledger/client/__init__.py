@@ -1,0 +1,1 @@
+"""Python clients: the async client of the API and ``LLMRing``."""

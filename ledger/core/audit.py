@@ -1,0 +1,505 @@
+"""The audit: re-derive every hash of a data directory from its raw files.
+
+``verify_directory`` reads (never writes, never takes the writer's lock) and checks:
+
+1. the manifest: every line parses, is canonical, numbered in order, and carries the
+   SHA-256 of the line before it (the hash chain);
+2. every live segment: the file exists, its SHA-256 and row count match the manifest,
+   and its seqs lie in the manifest's range;
+3. every event, sealed or still in the journal: its canonical bytes are recomputed from
+   its fields and hashed, and the result must equal the stored leaf hash;
+4. every tenant's log: seqs are exactly 0..n-1 (no gap, no repeat) and event ids are
+   unique;
+5. every tenant's tree files: the stored leaf hashes equal the events' leaf hashes in
+   seq order, and every stored interior tile hash is recomputed from the level below;
+6. every receipt entry (DESIGN §6): its stored receipt is canonical RFC 8785 JSON that
+   hashes to its leaf hash, its seq takes part in the gap-free log with the events, it
+   has its membership (and no membership lacks its receipt), its certified events are
+   events older than it, their leaf hashes give its ``merkle_root`` and their number its
+   ``certified_count``, and its signature verifies with the directory's public keys;
+7. every signed checkpoint in ``checkpoints/``: its signature verifies with the
+   directory's keys, and the log's root at its size is its root (a checkpoint beyond the
+   log's size means entries were removed; another root, that history was rewritten).
+
+Each finding names what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ledger.model.event import (
+    ROW_FIELDS,
+    STORED_FIELDS,
+    canonical_bytes_of_stored,
+    canonical_json,
+    leaf_hash_of,
+)
+from ledger.receipts.entries import seqs_of, unpack_ranges
+from ledger.storage import journal as jr
+from ledger.storage.manifest import check_chain, read_lines
+from ledger.storage.segments import SegmentStore
+from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
+from ledger.tlog.merkle import (
+    HASH_SIZE,
+    root_from_leaf_hashes,
+    roots_at_sizes,
+    tree_levels_from_buffer,
+)
+from ledger.tlog.signing import KeyRingError, read_keys
+from ledger.tlog.tiles import TILE_WIDTH
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: str
+    where: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "where": self.where, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.where}: {self.message}"
+
+
+@dataclass
+class AuditReport:
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    segments_checked: int = 0
+    events_checked: int = 0
+    receipts_checked: int = 0
+    checkpoints_checked: int = 0
+    tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, kind: str, where: str, message: str) -> None:
+        self.problems.append(Problem(kind, where, message))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": [p.as_dict() for p in self.problems],
+            "notes": self.notes,
+            "segments_checked": self.segments_checked,
+            "events_checked": self.events_checked,
+            "receipts_checked": self.receipts_checked,
+            "checkpoints_checked": self.checkpoints_checked,
+            "tenants": self.tenants,
+        }
+
+
+@dataclass
+class _TenantLog:
+    seqs: list[pa.Array] = field(default_factory=list)
+    hashes: list[pa.Array] = field(default_factory=list)
+    ids: list[pa.Array] = field(default_factory=list)
+    receipts: list[tuple[int, bytes, str]] = field(default_factory=list)  # seq, JSON, where
+    members: dict[int, list[np.ndarray]] = field(default_factory=dict)  # receipt seq → runs
+
+
+def verify_directory(path: str | os.PathLike[str], *,
+                     progress: Progress | None = None) -> AuditReport:
+    root = Path(path)
+    report = AuditReport()
+    if not (root / "manifest.jsonl").exists() and not (root / "journal").exists():
+        report.add("directory", str(root), "not a ledger data directory (no manifest.jsonl "
+                   "and no journal/)")
+        return report
+    lines, torn = read_lines(root / "manifest.jsonl")
+    if torn:
+        report.notes.append("manifest.jsonl ends in a torn line (a crash mid-append); the "
+                            "writer cuts it off on its next open")
+    state, chain = check_chain(lines)
+    for c in chain:
+        report.add("manifest", f"manifest.jsonl line {c.line}", c.message)
+
+    store = SegmentStore(root)
+    logs: dict[str, _TenantLog] = {}
+    live = sorted(state.live.values(), key=lambda s: (s.tenant, s.kind, s.seq_min))
+    total = len(live)
+    for done, seg in enumerate(live, 1):
+        _check_segment(store, seg, report, logs)
+        if progress is not None:
+            progress(done, total)
+
+    for number, jpath in jr.journal_files(root / "journal"):
+        if number <= state.sealed_journal:
+            continue
+        _check_journal(jpath, report, logs)
+
+    checkpoints = _load_checkpoints(root, report)
+    for tenant, log in sorted(logs.items()):
+        _check_log(root, tenant, log, report, checkpoints.pop(tenant, []))
+    for tenant, signed in sorted(checkpoints.items()):
+        if signed:
+            top = max(signed, key=lambda c: c.checkpoint.size)
+            report.add("checkpoint", f"project {tenant}",
+                       f"a checkpoint of its log at size {top.checkpoint.size} was signed, "
+                       "but the directory holds no entry of that log (it was deleted)")
+    return report
+
+
+def _load_checkpoints(root: Path, report: AuditReport) -> dict[str, list[SignedCheckpoint]]:
+    """Every stored checkpoint whose signature verifies with the directory's keys, per
+    project; a damaged or badly signed one is a problem."""
+    cdir = root / "checkpoints"
+    files = sorted(cdir.glob("*.jsonl")) if cdir.is_dir() else []
+    if not files:
+        return {}
+    try:
+        origin = orjson.loads((root / "config.json").read_bytes())["origin"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        report.add("checkpoint", "config.json", "missing or damaged, so the checkpoints' "
+                   "origin cannot be checked")
+        return {}
+    try:
+        verifiers = [Verifier.from_info(i) for i in read_keys(root / "keys")]
+    except KeyRingError as exc:
+        report.add("checkpoint", "keys/keys.json", str(exc))
+        return {}
+    out: dict[str, list[SignedCheckpoint]] = {}
+    for path in files:
+        where = str(path.relative_to(root))
+        for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+            if not line:
+                continue
+            try:
+                signed = SignedCheckpoint.from_json(orjson.loads(line))
+                cp = verify_checkpoint(signed.note, verifiers)
+            except (orjson.JSONDecodeError, NoteError, ValueError, TypeError) as exc:
+                report.add("checkpoint", f"{where} line {number}",
+                           f"not a validly signed checkpoint: {exc}")
+                continue
+            if not cp.origin.startswith(origin + "/"):
+                report.add("checkpoint", f"{where} line {number}",
+                           f"origin {cp.origin!r} is not a log of this ledger ({origin!r})")
+                continue
+            out.setdefault(cp.origin[len(origin) + 1:], []).append(signed)
+            report.checkpoints_checked += 1
+    return out
+
+
+def _check_checkpoints(tenant: str, signed: list[SignedCheckpoint], roots: dict[int, bytes],
+                       size: int, report: AuditReport) -> None:
+    for s in signed:
+        cp = s.checkpoint
+        where = f"project {tenant} checkpoint at size {cp.size}"
+        if cp.size > size:
+            report.add("checkpoint", where, f"the log has only {size} entries: entries it "
+                       "certified were removed (the log was truncated or replaced)")
+        elif roots[cp.size] != cp.root:
+            report.add("checkpoint", where,
+                       f"signed root {cp.root.hex()}, but the log's root at that size is "
+                       f"{roots[cp.size].hex()}: history was rewritten (entries changed, "
+                       "reordered or replaced)")
+
+
+def _check_segment(store: SegmentStore, seg: Any, report: AuditReport,
+                   logs: dict[str, _TenantLog]) -> None:
+    where = seg.path
+    if not store.exists(seg.path):
+        report.add("segment-missing", where, "named by the manifest but the file is missing")
+        return
+    digest = store.sha256(seg.path)
+    if digest != seg.sha256:
+        report.add("segment-hash", where,
+                   f"SHA-256 is {digest}, the manifest says {seg.sha256}: the file was altered")
+    try:
+        table = pq.read_table(store.abspath(seg.path))
+    except Exception as exc:  # a corrupt file: pyarrow raises several error types
+        report.add("segment-unreadable", where, f"cannot be read as Parquet: {exc}")
+        return
+    report.segments_checked += 1
+    if table.num_rows != seg.rows:
+        report.add("segment-rows", where,
+                   f"holds {table.num_rows} rows, the manifest says {seg.rows}")
+    if seg.kind == "receipts":
+        _check_receipt_rows(table, seg, report, logs)
+        return
+    if seg.kind == "membership":
+        log = logs.setdefault(seg.tenant, _TenantLog())
+        d = table.to_pydict()
+        for rseq, lo, hi in zip(d["receipt_seq"], d["seq_lo"], d["seq_hi"], strict=True):
+            log.members.setdefault(rseq, []).append(np.array([[lo, hi]], dtype=np.int64))
+        return
+    if seg.kind != "events":
+        return
+    missing = [c for c in ROW_FIELDS if c not in table.column_names]
+    if missing:
+        report.add("segment-schema", where, f"lacks columns {', '.join(missing)}")
+        return
+    seqs = table.column("seq")
+    if table.num_rows and (pc.min(seqs).as_py() < seg.seq_min
+                           or pc.max(seqs).as_py() > seg.seq_max):
+        report.add("segment-seq", where, "holds seqs outside the manifest's range "
+                   f"{seg.seq_min}..{seg.seq_max}")
+    _check_leaves(table, seg.tenant, where, report)
+    log = logs.setdefault(seg.tenant, _TenantLog())
+    log.seqs.append(seqs.combine_chunks())
+    log.hashes.append(table.column("leaf_hash").combine_chunks())
+    log.ids.append(table.column("event_id").combine_chunks())
+
+
+def _check_receipt_rows(table: pa.Table, seg: Any, report: AuditReport,
+                        logs: dict[str, _TenantLog]) -> None:
+    where = seg.path
+    d = table.to_pydict()
+    log = logs.setdefault(seg.tenant, _TenantLog())
+    for seq, text, leaf in zip(d["seq"], d["receipt"], d["leaf_hash"], strict=True):
+        _check_receipt_entry(seg.tenant, seq, text.encode(), leaf, f"{where} seq {seq}",
+                             report, log)
+    log.seqs.append(pa.array(d["seq"], pa.int64()))
+    log.hashes.append(table.column("leaf_hash").combine_chunks())
+    if d["seq"] and (min(d["seq"]) < seg.seq_min or max(d["seq"]) > seg.seq_max):
+        report.add("segment-seq", where, "holds seqs outside the manifest's range "
+                   f"{seg.seq_min}..{seg.seq_max}")
+
+
+def _check_receipt_entry(tenant: str, seq: int, canonical: bytes, leaf: bytes | None,
+                         where: str, report: AuditReport, log: _TenantLog) -> None:
+    if leaf is not None and leaf_hash_of(canonical) != leaf:
+        report.add("leaf-hash", where, "the receipt entry does not hash to its stored leaf "
+                   "hash: the receipt was altered")
+    try:
+        receipt = orjson.loads(canonical)
+        if canonical_json(receipt, reference=True) != canonical:
+            report.add("receipt", where, "the stored receipt is not canonical RFC 8785 JSON")
+        if receipt.get("tenant") != tenant:
+            report.add("receipt", where, f"the receipt names project {receipt.get('tenant')!r}")
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        report.add("receipt", where, f"the stored receipt is not valid JSON: {exc}")
+        return
+    log.receipts.append((seq, canonical, where))
+    report.receipts_checked += 1
+
+
+def _check_leaves(table: pa.Table, tenant: str, where: str, report: AuditReport) -> None:
+    """Recompute every event's leaf hash from its stored fields (in bulk: ``ts`` is
+    formatted by Arrow and the stored canonical metadata text is spliced in)."""
+    ts = table.column("ts")
+    if not pa.types.is_timestamp(ts.type):
+        ts = ts.cast(pa.timestamp("us", tz="UTC"))
+    ts_text = pc.strftime(ts, format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+    metadata = table.column("metadata").to_pylist()
+    cols = [table.column(name).to_pylist() for name in STORED_FIELDS]
+    seqs = table.column("seq").to_pylist()
+    ids = table.column("event_id").to_pylist()
+    stored = table.column("leaf_hash").to_pylist()
+    bad = 0
+    for i, values in enumerate(zip(*cols, strict=True)):
+        try:
+            canonical = canonical_bytes_of_stored(dict(zip(STORED_FIELDS, values, strict=True)),
+                                                  tenant, ts_text[i], metadata[i])
+        except (ValueError, TypeError, orjson.JSONEncodeError) as exc:
+            report.add("event", f"{where} seq {seqs[i]}", f"cannot be canonicalized: {exc}")
+            continue
+        if leaf_hash_of(canonical) != stored[i]:
+            bad += 1
+            if bad <= 20:
+                report.add("leaf-hash", f"{where} seq {seqs[i]} ({ids[i]})",
+                           "the event's fields do not hash to its stored leaf hash: the event "
+                           "was altered")
+    if bad > 20:
+        report.add("leaf-hash", where, f"{bad - 20} more events do not match their leaf hash")
+    report.events_checked += table.num_rows
+
+
+def _check_journal(path: Path, report: AuditReport, logs: dict[str, _TenantLog]) -> None:
+    records, committed, length = jr.read_records(path)
+    if committed != length:
+        report.notes.append(f"journal/{path.name}: {length - committed} bytes of an "
+                            "unacknowledged or torn batch at the end (cut off on next open)")
+    per: dict[str, tuple[list[int], list[bytes], list[str]]] = {}
+    receipt_tenant: dict[int, str] = {}
+    for rec in records:
+        if isinstance(rec, jr.ReceiptRecord):
+            try:
+                tenant = orjson.loads(rec.canonical)["tenant"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                report.add("journal", f"journal/{path.name} seq {rec.seq}",
+                           "record is not a canonical receipt")
+                continue
+            log = logs.setdefault(tenant, _TenantLog())
+            receipt_tenant[rec.seq] = tenant
+            _check_receipt_entry(tenant, rec.seq, rec.canonical, None,
+                                 f"journal/{path.name} seq {rec.seq}", report, log)
+            seqs, hashes, _ = per.setdefault(tenant, ([], [], []))
+            seqs.append(rec.seq)
+            hashes.append(leaf_hash_of(rec.canonical))
+            continue
+        if isinstance(rec, jr.MembershipRecord):
+            tenant = receipt_tenant.get(rec.receipt_seq, "")
+            log = logs.setdefault(tenant, _TenantLog())
+            log.members.setdefault(rec.receipt_seq, []).append(unpack_ranges(rec.ranges))
+            continue
+        if not isinstance(rec, jr.EventRecord):
+            continue
+        try:
+            fields = orjson.loads(rec.canonical)
+            tenant, event_id = fields["tenant"], fields["event_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            report.add("journal", f"journal/{path.name} seq {rec.seq}",
+                       "record is not a canonical event")
+            continue
+        seqs, hashes, ids = per.setdefault(tenant, ([], [], []))
+        seqs.append(rec.seq)
+        hashes.append(leaf_hash_of(rec.canonical))
+        ids.append(event_id)
+        report.events_checked += 1
+    for tenant, (seqs, hashes, ids) in per.items():
+        log = logs.setdefault(tenant, _TenantLog())
+        log.seqs.append(pa.array(seqs, pa.int64()))
+        log.hashes.append(pa.array(hashes, pa.binary(HASH_SIZE)))
+        log.ids.append(pa.array(ids, pa.string()))
+
+
+def _check_log(root: Path, tenant: str, log: _TenantLog, report: AuditReport,
+               checkpoints: list[SignedCheckpoint]) -> None:
+    seqs = pa.chunked_array(log.seqs, pa.int64())
+    order = pc.sort_indices(seqs)
+    sorted_seqs = pc.take(seqs, order).combine_chunks()
+    n = len(sorted_seqs)
+    where = f"project {tenant}"
+    if n:
+        first = sorted_seqs[0].as_py()
+        if first != 0:
+            report.add("seq-gap", where, f"the log starts at seq {first}, not 0 (events "
+                       "deleted or a segment removed)")
+        steps = pc.subtract(sorted_seqs[1:], sorted_seqs[:-1])
+        repeats = pc.sum(pc.equal(steps, 0)).as_py() or 0
+        if repeats:
+            at = pc.index(steps, 0).as_py()
+            report.add("seq-duplicate", where, f"seq {sorted_seqs[at].as_py()} appears more "
+                       f"than once ({repeats} repeats)")
+        gap_mask = pc.greater(steps, 1)
+        if pc.any(gap_mask).as_py():
+            at = pc.index(gap_mask, True).as_py()
+            report.add("seq-gap", where, f"the log has a gap after seq "
+                       f"{sorted_seqs[at].as_py()}: seqs up to {sorted_seqs[at + 1].as_py()} "
+                       "are missing (events deleted or a segment removed)")
+    ids = pa.chunked_array(log.ids, pa.string())
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        repeated = [v["values"] for v in counts.to_pylist() if v["counts"] > 1][:5]
+        report.add("event-id-duplicate", where, f"event ids recorded twice: {repeated}")
+    leaves = pc.take(pa.chunked_array(log.hashes, pa.binary(HASH_SIZE)), order)
+    leaf_bytes = b"".join(c.buffers()[1].to_pybytes()[c.offset * HASH_SIZE:
+                                                      (c.offset + len(c)) * HASH_SIZE]
+                          for c in leaves.chunks)
+    leaf_list = [leaf_bytes[i:i + HASH_SIZE] for i in range(0, len(leaf_bytes), HASH_SIZE)]
+    sizes = {c.checkpoint.size for c in checkpoints if c.checkpoint.size <= n}
+    roots = roots_at_sizes(leaf_list, sizes | {n})
+    tree_root = roots[n]
+    _check_checkpoints(tenant, checkpoints, roots, n, report)
+    report.tenants[tenant] = {"size": n, "root": tree_root.hex(),
+                              "receipts": len(log.receipts)}
+    _check_receipts(root, tenant, log, sorted_seqs.to_numpy(), leaf_bytes, report)
+    _check_tree_files(root / "tree" / f"tenant={tenant}", leaf_bytes, leaf_list, where,
+                      report)
+
+
+def _check_tree_files(tdir: Path, leaf_bytes: bytes, leaves: list[bytes], where: str,
+                      report: AuditReport) -> None:
+    level0 = tdir / "level-0.bin"
+    if not level0.exists():
+        report.add("tree", where, f"{level0} is missing (the writer rebuilds it on open)")
+        return
+    stored = level0.read_bytes()
+    usable = len(stored) - len(stored) % HASH_SIZE
+    if stored[:usable] != leaf_bytes[:usable]:
+        first = next(i for i in range(0, min(usable, len(leaf_bytes)), HASH_SIZE)
+                     if stored[i:i + HASH_SIZE] != leaf_bytes[i:i + HASH_SIZE]) \
+            if min(usable, len(leaf_bytes)) else 0
+        report.add("tree", f"{where} tree leaf {first // HASH_SIZE}",
+                   "the tree's stored leaf hash differs from the event's leaf hash")
+    if usable > len(leaf_bytes):
+        report.add("tree", where, f"the tree holds {usable // HASH_SIZE} leaves but the log "
+                   f"has {len(leaves)} events")
+    below = leaves
+    level = 1
+    while len(below) >= TILE_WIDTH:
+        path = tdir / f"level-{level}.bin"
+        computed = [root_from_leaf_hashes(below[i:i + TILE_WIDTH])
+                    for i in range(0, len(below) - TILE_WIDTH + 1, TILE_WIDTH)]
+        data = path.read_bytes() if path.exists() else b""
+        stored_level = [data[i:i + HASH_SIZE] for i in range(0, len(data) - HASH_SIZE + 1,
+                                                              HASH_SIZE)]
+        for i, h in enumerate(stored_level[:len(computed)]):
+            if h != computed[i]:
+                report.add("tree", f"{where} tree level {level} tile hash {i}",
+                           "stored interior hash does not match the hashes below it")
+                break
+        below = computed
+        level += 1
+
+
+def _check_receipts(root: Path, tenant: str, log: _TenantLog, seqs: np.ndarray,
+                    leaf_bytes: bytes, report: AuditReport) -> None:
+    """Each receipt against its membership, the member events and the public keys."""
+    from ledger.receipts.verification import verify_receipt
+    from ledger.tlog.signing import KeyRingError, PublicKeyFormatError, load_public_keys
+
+    keys_file = root / "keys" / "keys.json"
+    keys = None
+    if log.receipts:
+        try:
+            keys = load_public_keys(keys_file) if keys_file.exists() else None
+        except (PublicKeyFormatError, KeyRingError) as exc:
+            report.add("keys", str(keys_file), f"cannot be read: {exc}")
+        if keys is None and keys_file.exists() is False:
+            report.notes.append(f"project {tenant}: no {keys_file}, so receipt signatures "
+                                "were not checked")
+    leaves = np.frombuffer(leaf_bytes, dtype=np.uint8).reshape(-1, HASH_SIZE)
+    receipt_seqs = np.array(sorted(s for s, _, _ in log.receipts), dtype=np.int64)
+    for seq, canonical, where in log.receipts:
+        receipt = orjson.loads(canonical)
+        rid = receipt.get("receipt_id")
+        runs = log.members.pop(seq, None)
+        if runs is None:
+            report.add("membership", where, f"receipt {rid} has no membership: the events it "
+                       "certifies are not recorded")
+            continue
+        members = seqs_of(np.concatenate(runs)) if runs else np.empty(0, np.int64)
+        members.sort()
+        if len(members) != receipt.get("certified_count"):
+            report.add("receipt", where, f"receipt {rid} certifies {len(members)} events by "
+                       f"its membership but says certified_count "
+                       f"{receipt.get('certified_count')}")
+        if len(members) and (members[-1] >= seq or np.isin(members, receipt_seqs).any()):
+            report.add("membership", where, f"receipt {rid}'s membership names entries that "
+                       "are not events older than the receipt")
+            continue
+        pos = np.searchsorted(seqs, members)
+        if len(members) and (pos.max() >= len(seqs) or (seqs[pos] != members).any()):
+            report.add("membership", where, f"receipt {rid} certifies seqs missing from the "
+                       "log")
+            continue
+        got, _ = tree_levels_from_buffer(leaves[pos].tobytes())
+        if got.hex() != receipt.get("merkle_root"):
+            report.add("receipt-root", where, f"receipt {rid}: the certified events' leaf "
+                       f"hashes give root {got.hex()}, the receipt says "
+                       f"{receipt.get('merkle_root')}: an event or the membership was altered")
+        if keys is not None:
+            result = verify_receipt(receipt, keys)
+            if not result.valid:
+                report.add("receipt-signature", where, f"receipt {rid}: {result.message}")
+    for seq in log.members:
+        report.add("membership", f"project {tenant} receipt seq {seq}",
+                   "membership names a receipt entry that does not exist")

@@ -1,0 +1,698 @@
+"""Events: the immutable record of one LLM call.
+
+This module owns the event's shape (DESIGN §3), the validation of what callers submit,
+the event's **canonical bytes** (RFC 8785 / JCS of every field except ``seq`` and
+``recorded_at``, with ``ts`` as RFC 3339 UTC microseconds ``Z`` and ``"v": 1``), its
+**leaf hash** ``SHA-256(0x00 ‖ canonical bytes)``, and the idempotency digest that decides
+whether a repeated ``event_id`` carries the same content.
+
+Canonical bytes are produced by ``orjson`` with sorted keys when every value is of a kind
+for which its output is byte-identical to RFC 8785 (strings, integers within ±(2⁵³−1),
+booleans, nulls, objects whose keys are all in the Basic Multilingual Plane); anything
+else (floats, astral-plane keys) goes through the reference ``rfc8785`` encoder. The test
+suite checks the two paths agree on generated events.
+
+Absent optional fields are serialized as ``null``: every canonical event has the same key
+set, so a third party can recompute the leaf hash from an exported event alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+import orjson
+import rfc8785
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ledger.model.money import MAX_COST_NANOS, usd_to_nanos
+
+CANONICAL_VERSION = 1
+MAX_SAFE_INT = 2**53 - 1
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 16
+MAX_TEXT = 256
+MAX_ID = 200
+FUTURE_SKEW = timedelta(hours=24)
+EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+EventKind = Literal["usage", "conversation"]
+CostSource = Literal["provider", "client", "price_table", "unpriced"]
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+# Fields a caller may never set: they come from the ledger or the API key.
+LEDGER_FIELDS = ("tenant", "seq", "recorded_at", "leaf_hash")
+
+# Column order of a stored event row (segments, journal tail, projections).
+ROW_FIELDS = (
+    "event_id",
+    "seq",
+    "ts",
+    "recorded_at",
+    "kind",
+    "conversation_id",
+    "provider",
+    "model",
+    "alias",
+    "profile",
+    *TOKEN_FIELDS,
+    "cost_nanos",
+    "cost_source",
+    "price_id",
+    "latency_ms",
+    "origin",
+    "id_at_origin",
+    "metadata",
+    "content_sha256",
+    "leaf_hash",
+)
+ROW_INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
+
+
+class EventValidationError(ValueError):
+    """An event was refused; ``problems`` lists ``field: what is wrong``."""
+
+    def __init__(self, problems: list[str], *, index: int | None = None) -> None:
+        self.problems = problems
+        self.index = index
+        where = f"event {index}: " if index is not None else ""
+        super().__init__(where + "; ".join(problems))
+
+
+class IdConflictError(ValueError):
+    """An event id was seen before with different content."""
+
+    def __init__(self, event_id: str, fields: list[str] | None = None) -> None:
+        self.event_id = event_id
+        self.fields = fields or []
+        detail = f" (differs in: {', '.join(self.fields)})" if self.fields else ""
+        super().__init__(
+            f"event_id {event_id!r} was already recorded with different content{detail}; "
+            "use a new event_id for a new call"
+        )
+
+
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_WHITESPACE = re.compile(r"\s")
+
+
+def _check_text(value: str | None, name: str, limit: int = MAX_TEXT) -> str | None:
+    if value is None:
+        return None
+    if len(value) > limit:
+        raise ValueError(f"{name} is longer than {limit} characters")
+    if _CONTROL_OR_SURROGATE.search(value):
+        raise ValueError(f"{name} contains control characters or lone surrogates")
+    return value
+
+
+def _check_metadata(value: Any, depth: int = 0) -> bool:
+    """Validate a metadata value; return True if it needs the reference JCS encoder."""
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+    if value is None or isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INT:
+            raise ValueError("metadata integers must be within ±(2^53-1) (RFC 8785 / I-JSON)")
+        return False
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("metadata numbers must be finite")
+        return True
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            raise ValueError("metadata strings must not contain lone surrogates")
+        return False
+    if isinstance(value, list):
+        slow = False
+        for item in value:
+            slow |= _check_metadata(item, depth + 1)
+        return slow
+    if isinstance(value, dict):
+        slow = False
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("metadata keys must be strings")
+            if _SURROGATE.search(key):
+                raise ValueError("metadata keys must not contain lone surrogates")
+            if _ASTRAL.search(key):
+                slow = True
+            slow |= _check_metadata(item, depth + 1)
+        return slow
+    raise ValueError(f"metadata values must be JSON (got {type(value).__name__})")
+
+
+class EventIn(BaseModel):
+    """What a caller submits for one call: DESIGN §3 field names, or the usage-log names
+    of §9 (``cost`` in USD). ``event_id`` and ``ts`` may be omitted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    event_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    ts: datetime | None = Field(default=None, alias="timestamp")
+    kind: EventKind = "usage"
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    provider: str = Field(min_length=1, max_length=MAX_TEXT)
+    model: str = Field(min_length=1, max_length=MAX_TEXT)
+    alias: str = Field(default="", max_length=MAX_TEXT)
+    profile: str = Field(default="default", max_length=MAX_TEXT)
+    input_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
+    output_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
+    cached_input_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
+    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
+    reasoning_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
+    cost: Decimal | None = None
+    cost_nanos: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT, strict=True)
+    cost_source: Literal["provider", "client"] | None = None
+    price_id: str | None = Field(default=None, max_length=MAX_TEXT)
+    latency_ms: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
+    origin: str | None = Field(default=None, max_length=MAX_TEXT)
+    id_at_origin: str | None = Field(default=None, max_length=MAX_ID)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    content_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_ledger_fields(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            given = [f for f in LEDGER_FIELDS if f in data]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} cannot be set by the caller: the ledger assigns it"
+                    " (the tenant comes from the project / API key)"
+                )
+            if "cost" in data and isinstance(data["cost"], float):
+                data = dict(data)
+                data["cost"] = repr(data["cost"])
+            if isinstance(data.get("latency_ms"), float):
+                value = data["latency_ms"]
+                if math.isfinite(value):
+                    data = dict(data)
+                    data["latency_ms"] = round(value)
+        return data
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _cost_text(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise ValueError("cost must be a number of USD")
+        nanos = usd_to_nanos(value)
+        if nanos > MAX_COST_NANOS:
+            raise ValueError(f"{value} USD is more than one call may cost "
+                             f"({MAX_COST_NANOS} nano-USD, about 9 million USD)")
+        return Decimal(nanos) / Decimal(1_000_000_000)
+
+    @field_validator("event_id", "conversation_id", "id_at_origin")
+    @classmethod
+    def _ids(cls, value: str | None) -> str | None:
+        if value is not None and _WHITESPACE.search(value):
+            raise ValueError("ids must not contain whitespace")
+        return _check_text(value, "id", MAX_ID)
+
+    @field_validator("provider", "model", "alias", "profile", "price_id", "origin")
+    @classmethod
+    def _texts(cls, value: str | None) -> str | None:
+        return _check_text(value, "text")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        if value < EARLIEST_TS:
+            raise ValueError("ts is before 2000-01-01")
+        if value > datetime.now(UTC) + FUTURE_SKEW:
+            raise ValueError("ts is more than 24 hours in the future")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_metadata(value)
+        return value
+
+    @model_validator(mode="after")
+    def _cost_consistency(self) -> EventIn:
+        if (self.cost is not None and self.cost_nanos is not None
+                and usd_to_nanos(self.cost) != self.cost_nanos):
+            raise ValueError("cost and cost_nanos disagree; send one of them")
+        if self.cost_source is not None and self.cost is None and self.cost_nanos is None:
+            raise ValueError(f"cost_source {self.cost_source!r} needs a cost")
+        return self
+
+
+def parse_event(data: Mapping[str, Any] | EventIn, *, index: int | None = None) -> EventIn:
+    """Validate one submitted event; raise ``EventValidationError`` with readable problems."""
+    if isinstance(data, EventIn):
+        return data
+    if not isinstance(data, Mapping):
+        raise EventValidationError([f"an event must be a JSON object, got {type(data).__name__}"],
+                                   index=index)
+    try:
+        return EventIn.model_validate(data)
+    except ValidationError as exc:
+        raise EventValidationError(_problems(exc), index=index) from None
+    except ValueError as exc:
+        raise EventValidationError([str(exc)], index=index) from None
+
+
+def parse_event_json(line: bytes | str, *, index: int | None = None) -> EventIn:
+    """Validate one event given as JSON text."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise EventValidationError([f"malformed JSON: {exc}"], index=index) from None
+    return parse_event(data, index=index)
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "event"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known event field"
+        out.append(f"{loc}: {msg}")
+    return out
+
+
+def ts_to_us(value: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def us_to_datetime(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def format_ts(us: int) -> str:
+    """RFC 3339, UTC, microseconds, ``Z`` suffix (the canonical form)."""
+    return (EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+GENERATED_MARK = 0x1ED  # the 12 ``rand_a`` bits of the ids the ledger generates
+_GENERATED_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-71ed-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def new_event_id(ms: int | None = None) -> str:
+    """A UUIDv7 (RFC 9562) for an event that came without an id: the 48-bit Unix time in
+    milliseconds of the event's ``ts``, version 7, ``rand_a`` set to ``0x1ed`` (so the
+    ledger knows its own ids, see ``is_generated_id``), variant, 62 random bits."""
+    ms = time.time_ns() // 1_000_000 if ms is None else ms
+    rand = int.from_bytes(os.urandom(8), "big")
+    value = (
+        (ms & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | GENERATED_MARK << 64
+        | 0b10 << 62
+        | (rand & ((1 << 62) - 1))
+    )
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def is_generated_id(event_id: str) -> bool:
+    """Whether ``event_id`` has the shape of an id this ledger generates (``new_event_id``).
+    Such an event is found by the day its id names rather than through the id index."""
+    return _GENERATED_ID.fullmatch(event_id) is not None
+
+
+def generated_id_ms(event_id: str) -> int:
+    """The Unix time in milliseconds a generated id carries (its event's ``ts``)."""
+    return int(event_id[:8] + event_id[9:13], 16)
+
+
+def canonical_json(obj: Any, *, reference: bool = False) -> bytes:
+    """RFC 8785 bytes of ``obj``; ``reference`` forces the reference encoder."""
+    if reference:
+        return rfc8785.dumps(obj)
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def canonical_fields(fields: Mapping[str, Any], ts: str) -> dict[str, Any]:
+    """The dict whose JCS serialization is an event's canonical bytes."""
+    return {
+        "alias": fields["alias"],
+        "cache_write_tokens": fields["cache_write_tokens"],
+        "cached_input_tokens": fields["cached_input_tokens"],
+        "content_sha256": fields["content_sha256"],
+        "conversation_id": fields["conversation_id"],
+        "cost_nanos": fields["cost_nanos"],
+        "cost_source": fields["cost_source"],
+        "event_id": fields["event_id"],
+        "id_at_origin": fields["id_at_origin"],
+        "input_tokens": fields["input_tokens"],
+        "kind": fields["kind"],
+        "latency_ms": fields["latency_ms"],
+        "metadata": fields["metadata"],
+        "model": fields["model"],
+        "origin": fields["origin"],
+        "output_tokens": fields["output_tokens"],
+        "price_id": fields["price_id"],
+        "profile": fields["profile"],
+        "provider": fields["provider"],
+        "reasoning_tokens": fields["reasoning_tokens"],
+        "tenant": fields["tenant"],
+        "ts": ts,
+        "v": CANONICAL_VERSION,
+    }
+
+
+def leaf_hash_of(canonical: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + canonical).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated event ready to append: everything but ``seq`` and ``recorded_at``."""
+
+    event_id: str
+    generated_id: bool
+    tenant: str
+    ts_us: int
+    ts_given: bool
+    cost_given: bool
+    fields: dict[str, Any]  # canonical fields (metadata as a dict)
+    metadata_json: str  # canonical JSON of metadata alone
+    canonical: bytes
+    leaf_hash: bytes
+    digest: bytes  # idempotency digest (16 bytes), see ``comparison_digest``
+
+    def row(self, seq: int, recorded_at_us: int) -> tuple[Any, ...]:
+        f = self.fields
+        return (
+            self.event_id,
+            seq,
+            self.ts_us,
+            recorded_at_us,
+            f["kind"],
+            f["conversation_id"],
+            f["provider"],
+            f["model"],
+            f["alias"],
+            f["profile"],
+            f["input_tokens"],
+            f["output_tokens"],
+            f["cached_input_tokens"],
+            f["cache_write_tokens"],
+            f["reasoning_tokens"],
+            f["cost_nanos"],
+            f["cost_source"],
+            f["price_id"],
+            f["latency_ms"],
+            f["origin"],
+            f["id_at_origin"],
+            self.metadata_json,
+            f["content_sha256"],
+            self.leaf_hash,
+        )
+
+
+def comparison_digest(fields: Mapping[str, Any], *, ts_given: bool, cost_given: bool) -> bytes:
+    """Digest of what the caller said: ledger-filled values (a default ``ts``, a computed
+    price) are left out, so a blind retry of the same request compares equal."""
+    comparable = dict(fields)
+    if not ts_given:
+        comparable["ts"] = None
+    if not cost_given:
+        comparable["cost_nanos"] = comparable["cost_source"] = comparable["price_id"] = None
+    body = canonical_json(comparable, reference=_needs_reference(comparable))
+    return hashlib.sha256(body).digest()[:16]
+
+
+def _needs_reference(fields: Mapping[str, Any]) -> bool:
+    meta = fields.get("metadata")
+    return bool(meta) and _check_metadata(meta)
+
+
+class Pricer(Protocol):
+    """What ``prepare`` needs of a price book (``ledger.model.pricing.PriceBook`` satisfies it)."""
+
+    def price(self, provider: str, model: str, input_tokens: int, output_tokens: int,
+              cached_input_tokens: int, cache_write_tokens: int, reasoning_tokens: int,
+              at: datetime) -> Any: ...
+
+
+def prepare(
+    event: EventIn,
+    *,
+    tenant: str,
+    received_us: int,
+    pricer: Pricer | None,
+    event_id: str | None = None,
+    conversation_id: str | None = None,
+) -> Prepared:
+    """Resolve defaults and price, and compute canonical bytes, leaf hash and digest."""
+    ts_given = event.ts is not None
+    ts_us = ts_to_us(event.ts) if event.ts is not None else received_us
+    generated_id = event.event_id is None and event_id is None
+    eid = event.event_id or event_id or new_event_id(ts_us // 1000)
+    conv = event.conversation_id or conversation_id
+    if event.kind == "conversation" and conv is None:
+        conv = new_event_id(ts_us // 1000)
+
+    cost_given = event.cost is not None or event.cost_nanos is not None
+    price_id = event.price_id
+    if cost_given:
+        cost_nanos = event.cost_nanos if event.cost_nanos is not None else usd_to_nanos(event.cost)
+        cost_source: str = event.cost_source or "client"
+    else:
+        priced = None
+        if pricer is not None:
+            try:
+                priced = pricer.price(
+                    event.provider, event.model, event.input_tokens, event.output_tokens,
+                    event.cached_input_tokens, event.cache_write_tokens,
+                    event.reasoning_tokens, us_to_datetime(ts_us),
+                )
+            except ValueError:
+                # Counts the price table cannot apply (e.g. cached > input, as some
+                # clients report them): keep the call, marked unpriced, never $0.
+                priced = None
+        if priced is None:
+            cost_nanos, cost_source, price_id = 0, "unpriced", None
+        else:
+            cost_nanos, cost_source, price_id = priced.cost_nanos, "price_table", priced.price_id
+
+    fields: dict[str, Any] = {
+        "event_id": eid,
+        "tenant": tenant,
+        "kind": event.kind,
+        "conversation_id": conv,
+        "provider": event.provider,
+        "model": event.model,
+        "alias": event.alias,
+        "profile": event.profile,
+        "input_tokens": event.input_tokens,
+        "output_tokens": event.output_tokens,
+        "cached_input_tokens": event.cached_input_tokens,
+        "cache_write_tokens": event.cache_write_tokens,
+        "reasoning_tokens": event.reasoning_tokens,
+        "cost_nanos": cost_nanos,
+        "cost_source": cost_source,
+        "price_id": price_id,
+        "latency_ms": event.latency_ms,
+        "origin": event.origin,
+        "id_at_origin": event.id_at_origin,
+        "metadata": event.metadata,
+        "content_sha256": event.content_sha256,
+    }
+    ts = format_ts(ts_us)
+    reference = bool(event.metadata) and _check_metadata(event.metadata)
+    try:
+        canonical = canonical_json(canonical_fields(fields, ts), reference=reference)
+        metadata_json = canonical_json(event.metadata, reference=reference).decode()
+    except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+        raise EventValidationError([f"metadata: cannot be serialized as JSON ({exc})"]) from None
+    if len(metadata_json) > MAX_METADATA_BYTES:
+        raise EventValidationError(
+            [f"metadata: is {len(metadata_json)} bytes; at most {MAX_METADATA_BYTES} allowed"])
+    fields["ts"] = ts
+    digest = b"" if generated_id else comparison_digest(
+        fields, ts_given=ts_given, cost_given=cost_given)
+    return Prepared(
+        event_id=eid,
+        generated_id=generated_id,
+        tenant=tenant,
+        ts_us=ts_us,
+        ts_given=ts_given,
+        cost_given=cost_given,
+        fields=fields,
+        metadata_json=metadata_json,
+        canonical=canonical,
+        leaf_hash=leaf_hash_of(canonical),
+        digest=digest,
+    )
+
+
+def row_to_fields(row: Mapping[str, Any], tenant: str) -> dict[str, Any]:
+    """Canonical fields of a stored row (``ts`` in microseconds, metadata as JSON text)."""
+    fields = {name: row[name] for name in ROW_FIELDS if name not in (
+        "seq", "ts", "recorded_at", "metadata", "leaf_hash")}
+    fields["tenant"] = tenant
+    fields["metadata"] = orjson.loads(row["metadata"]) if row["metadata"] else {}
+    return fields
+
+
+def canonical_bytes_of_row(row: Mapping[str, Any], tenant: str) -> bytes:
+    """Recompute an event's canonical bytes from a stored row (used by verification)."""
+    fields = row_to_fields(row, tenant)
+    ts = row["ts"]
+    ts_us = ts if isinstance(ts, int) else ts_to_us(ts)
+    reference = bool(fields["metadata"]) and _check_metadata(fields["metadata"])
+    return canonical_json(canonical_fields(fields, format_ts(ts_us)), reference=reference)
+
+
+STORED_FIELDS = tuple(name for name in ROW_FIELDS if name not in (
+    "seq", "ts", "recorded_at", "metadata", "leaf_hash"))
+
+
+def canonical_bytes_of_stored(values: Mapping[str, Any], tenant: str, ts_text: str,
+                              metadata_text: str | None) -> bytes:
+    """``canonical_bytes_of_row`` for the audit's bulk path: ``values`` has the stored
+    fields (``STORED_FIELDS``), ``ts_text`` is ``ts`` already in the canonical form, and
+    the stored metadata text (the RFC 8785 JSON written at append) is spliced in as it is.
+    A metadata text that is not the canonical JSON of its object gives other bytes, and
+    so another leaf hash: an edited text is still caught."""
+    fields = dict(values)
+    fields["metadata"] = orjson.Fragment(metadata_text or "{}")
+    fields["tenant"] = tenant
+    fields["ts"] = ts_text
+    fields["v"] = CANONICAL_VERSION
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+
+class Event(BaseModel):
+    """A recorded event, as read back from the ledger (DESIGN §3)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    tenant: str
+    seq: int
+    ts: datetime
+    recorded_at: datetime
+    kind: str
+    conversation_id: str | None
+    provider: str
+    model: str
+    alias: str
+    profile: str
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_nanos: int
+    cost_source: str
+    price_id: str | None
+    latency_ms: int | None
+    origin: str | None
+    id_at_origin: str | None
+    metadata: dict[str, Any]
+    content_sha256: str | None
+    leaf_hash: str  # hex
+
+    @property
+    def cost(self) -> float:
+        return self.cost_nanos / 1_000_000_000
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def canonical_bytes(self) -> bytes:
+        fields = self.model_dump(exclude={"seq", "recorded_at", "leaf_hash", "ts"})
+        reference = bool(self.metadata) and _check_metadata(self.metadata)
+        return canonical_json(canonical_fields(fields, format_ts(ts_to_us(self.ts))),
+                              reference=reference)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The exported form: every canonical field plus seq, recorded_at and leaf_hash."""
+        data = self.model_dump()
+        data["ts"] = format_ts(ts_to_us(self.ts))
+        data["recorded_at"] = format_ts(ts_to_us(self.recorded_at))
+        return data
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], tenant: str) -> Event:
+        data = dict(row)
+        for key in ("ts", "recorded_at"):
+            value = data[key]
+            data[key] = us_to_datetime(value) if isinstance(value, int) else value
+        data["tenant"] = tenant
+        data["metadata"] = orjson.loads(data["metadata"]) if data["metadata"] else {}
+        lh = data["leaf_hash"]
+        data["leaf_hash"] = lh.hex() if isinstance(lh, bytes | bytearray) else lh
+        data.pop("date", None)
+        return cls.model_validate(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The acknowledgement of an append: returned again, unchanged, for a repeat."""
+
+    event_id: str
+    tenant: str
+    seq: int
+    ts_us: int
+    cost_nanos: int
+    cost_source: str
+    conversation_id: str | None
+    created: bool = True  # False: an identical repeat, or a usage log paired with its call
+
+    @property
+    def ts(self) -> str:
+        return format_ts(self.ts_us)
+
+    @property
+    def cost(self) -> float:
+        return self.cost_nanos / 1_000_000_000
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "seq": self.seq,
+            "ts": self.ts,
+            "cost": self.cost,
+            "cost_nanos": self.cost_nanos,
+            "cost_source": self.cost_source,
+            "conversation_id": self.conversation_id,
+            "created": self.created,
+        }

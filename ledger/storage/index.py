@@ -1,0 +1,158 @@
+"""The id index: event-id lookups for idempotency and conversation pairing.
+
+A SQLite file (``index.sqlite``) that maps ``(tenant, event_id)`` to the acknowledgement
+of the event it names, and lists conversation events with whether a usage log has been
+paired with them (DESIGN §3). It is derived data: every row can be rebuilt from the
+journal and the segments. Appends write it in WAL mode inside one long-running
+transaction, each append in a savepoint of its own (so a failed append is undone alone
+and an append costs no commit): the journal is what makes an append durable, and
+everything not yet committed here is re-indexed from the journal on open. A seal
+commits it with a full fsync and records the manifest head it covers, so on open the
+ledger knows what to re-index.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.model.event import Ack
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ids (
+    tenant TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,          -- the event this id acknowledges
+    digest BLOB,                   -- idempotency digest of the request, when known
+    ts_us INTEGER NOT NULL,
+    cost_nanos INTEGER NOT NULL,
+    cost_source TEXT NOT NULL,
+    conversation_id TEXT,
+    target TEXT,                   -- for a paired usage log: the conversation event's id
+    PRIMARY KEY (tenant, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS convs (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    paired INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, conversation_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class IdEntry:
+    ack: Ack
+    digest: bytes | None
+    target: str | None
+
+
+class Index:
+    """Single-writer handle; callers serialize access (the ledger's write lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    # -- reads ---------------------------------------------------------------------------
+    def lookup(self, tenant: str, event_ids: Sequence[str]) -> dict[str, IdEntry]:
+        out: dict[str, IdEntry] = {}
+        for i in range(0, len(event_ids), _CHUNK):
+            chunk = list(event_ids[i:i + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT event_id, seq, digest, ts_us, cost_nanos, cost_source, conversation_id,"
+                f" target FROM ids WHERE tenant = ? AND event_id IN ({marks})",
+                [tenant, *chunk],
+            ).fetchall()
+            for eid, seq, digest, ts_us, cost, source, conv, target in rows:
+                ack = Ack(target or eid, tenant, seq, ts_us, cost, source, conv, created=False)
+                out[eid] = IdEntry(ack, digest, target)
+        return out
+
+    def unpaired_conversation(self, tenant: str, conversation_id: str, *,
+                              exclude: set[str] | frozenset[str] = frozenset(),
+                              ) -> tuple[int, str] | None:
+        """The oldest conversation event of ``conversation_id`` with no usage log paired."""
+        for seq, event_id in self.db.execute(
+            "SELECT seq, event_id FROM convs WHERE tenant = ? AND conversation_id = ?"
+            " AND paired = 0 ORDER BY seq LIMIT ?",
+            (tenant, conversation_id, len(exclude) + 1),
+        ):
+            if event_id not in exclude:
+                return seq, event_id
+        return None
+
+    def head(self) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'manifest_head'").fetchone()
+        return row[0] if row else None
+
+    # -- writes --------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Start a unit of work (a savepoint inside the long-running transaction)."""
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+        self.db.execute("SAVEPOINT unit")
+
+    def commit(self, *, durable: bool = False) -> None:
+        """End the unit of work. ``durable`` also commits the long-running transaction,
+        checkpoints the WAL into the database file and fsyncs it, so everything so far
+        survives a power loss."""
+        self.db.execute("RELEASE unit")
+        if durable:
+            self.db.execute("COMMIT")
+            self.db.execute("PRAGMA wal_checkpoint(FULL)")
+
+    def rollback(self) -> None:
+        """Undo the current unit of work alone."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK TO unit")
+            self.db.execute("RELEASE unit")
+
+    def add_ids(self, tenant: str, rows: Iterable[tuple], *, replace: bool = False) -> None:
+        """rows: (event_id, seq, digest, ts_us, cost_nanos, cost_source, conversation_id,
+        target)."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        self.db.executemany(
+            f"{verb} INTO ids (tenant, event_id, seq, digest, ts_us, cost_nanos, cost_source,"
+            " conversation_id, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((tenant, *r) for r in rows),
+        )
+
+    def add_conversations(self, tenant: str, rows: Iterable[tuple[str, int, str]]) -> None:
+        """rows: (conversation_id, seq, event_id)."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO convs (tenant, conversation_id, seq, event_id)"
+            " VALUES (?, ?, ?, ?)",
+            ((tenant, *r) for r in rows),
+        )
+
+    def mark_paired(self, tenant: str, event_ids: Iterable[str]) -> None:
+        self.db.executemany(
+            "UPDATE convs SET paired = 1 WHERE tenant = ? AND event_id = ?",
+            ((tenant, e) for e in event_ids),
+        )
+
+    def set_head(self, head: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest_head', ?)", (head,))
+
+    def clear(self) -> None:
+        self.db.execute("DELETE FROM ids")
+        self.db.execute("DELETE FROM convs")
+        self.db.execute("DELETE FROM meta")
+
+    def close(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
+        self.db.close()
