@@ -41,7 +41,7 @@ def ledger(ledger_dir: Path) -> Iterator[Ledger]:
 # projects "alpha" and "beta" (each with its own API key) and no key at all.
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    import serverproc
+    from tests.support import serverproc
 
     yield from serverproc.running(tmp_path_factory.mktemp("server"))
 

@@ -1,0 +1,1 @@
+"""Contract tests: the same cases run against every transport of the API."""

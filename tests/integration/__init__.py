@@ -1,0 +1,1 @@
+"""Integration tests: real servers, child processes, the CLI and the examples."""

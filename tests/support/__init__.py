@@ -1,0 +1,1 @@
+"""Helpers of the tests: a server in a child process, a crashing writer, repository paths."""

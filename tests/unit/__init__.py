@@ -1,0 +1,1 @@
+"""Unit tests: one module or object of ledger/ and projections/ at a time."""
