@@ -3,7 +3,7 @@ the uncertified set, receipt listings and the logs a receipt certifies (DESIGN ย
 
 Everything runs over a ``Snapshot`` (the manifest's files plus the unsealed tail), in
 DuckDB, and pages in SQL. Membership is stored as runs of event seqs
-(``ledger.receipts.entries``), so the certified set of a tenant is a short list of intervals:
+(``ledger.storage.receipt_entries``), so the certified set of a tenant is a short list of intervals:
 the uncertified set (the anti-join of DESIGN ยง8) is their complement in the log, minus
 the receipt entries' own seqs, computed on intervals rather than on millions of rows, and
 a page of it is a seq range that DuckDB reads with file and row-group pruning.
@@ -106,7 +106,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
                 registered.append(tail_name)
             src = _union(files, tail_name if tail is not None else None)
             if not src:
-                from ledger.receipts import entries as receipt_log
+                from ledger.storage import receipt_entries as receipt_log
 
                 empty = f"ledger_{key}_empty"
                 cur.register(empty, getattr(receipt_log, schema_name).empty_table())
@@ -128,7 +128,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
 
 
 def _seqs_of(intervals: np.ndarray) -> np.ndarray:
-    from ledger.receipts.entries import seqs_of
+    from ledger.storage.receipt_entries import seqs_of
 
     return seqs_of(intervals)
 

@@ -31,7 +31,7 @@ class Snapshot:
     segments: dict[str, list[SegmentRef]]
     tail: pa.Table
     sizes: dict[str, int] = field(default_factory=dict)
-    # Receipt entries (``ledger.receipts.entries``): sealed files per tenant and the unsealed
+    # Receipt entries (``ledger.storage.receipt_entries``): sealed files per tenant and the unsealed
     # tail (with a ``tenant`` column), and each tenant's receipt-entry seqs, ascending.
     receipt_files: dict[str, list[str]] = field(default_factory=dict)
     membership_files: dict[str, list[str]] = field(default_factory=dict)

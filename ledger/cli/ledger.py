@@ -220,7 +220,7 @@ def prune_content_cmd(app: App, older_than: str, dry_run: bool, as_json: bool) -
     Events keep their content_sha256, so every receipt, proof and checkpoint still
     verifies; only the messages are gone. Content still named by a newer call is kept.
     """
-    from ledger.storage.retention import RetentionError, parse_age, prune_content
+    from ledger.core.retention import RetentionError, parse_age, prune_content
 
     try:
         age = parse_age(older_than)

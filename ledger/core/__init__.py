@@ -1,1 +1,2 @@
-"""The write core behind the ``Ledger`` façade, and the audit of a whole data directory."""
+"""The write core behind the ``Ledger`` façade, the audit of a whole data directory, and
+retention of conversation content."""

@@ -45,9 +45,9 @@ from ledger.model.event import (
     canonical_json,
     leaf_hash_of,
 )
-from ledger.receipts.entries import seqs_of, unpack_ranges
 from ledger.storage import journal as jr
 from ledger.storage.manifest import check_chain, read_lines
+from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
 from ledger.tlog.merkle import (

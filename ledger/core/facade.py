@@ -51,7 +51,10 @@ from ledger.model.event import (
     us_to_datetime,
 )
 from ledger.model.tenant import check_tenant
-from ledger.receipts.entries import (
+from ledger.storage import journal as jr
+from ledger.storage.index import IdEntry, Index
+from ledger.storage.manifest import Manifest, ManifestState, Segment
+from ledger.storage.receipt_entries import (
     ReceiptEntry,
     membership_table,
     pack_ranges,
@@ -59,9 +62,6 @@ from ledger.receipts.entries import (
     tail_tables,
     unpack_ranges,
 )
-from ledger.storage import journal as jr
-from ledger.storage.index import IdEntry, Index
-from ledger.storage.manifest import Manifest, ManifestState, Segment
 from ledger.storage.segments import PAIR_SCHEMA, SegmentStore, partition_path, rows_to_table
 from ledger.tlog.tiles import TreeStore
 from projections.snapshot import SegmentRef, Snapshot

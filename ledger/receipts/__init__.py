@@ -1,3 +1,1 @@
-"""Receipts: selecting events, issuing signed receipts, their entries in the log, and offline
-verification.
-"""
+"""Receipts: selecting events, issuing signed receipts, and verifying them offline."""

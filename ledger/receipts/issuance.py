@@ -16,7 +16,7 @@ This module owns the receipt's content and its life cycle over an open ``Ledger`
   tenant's log under the signed checkpoint.
 
 Offline verification of receipts and bundles is ``ledger.receipts.verification``. Storage of receipt
-entries is ``ledger.receipts.entries``.
+entries is ``ledger.storage.receipt_entries``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import orjson
 
 from ledger.model.event import canonical_json, format_ts, now_us, ts_to_us
 from ledger.model.tenant import TenantError, check_tenant
-from ledger.receipts.entries import runs_of, seqs_of
 from ledger.storage.config import ledger_origin
+from ledger.storage.receipt_entries import runs_of, seqs_of
 from ledger.tlog.checkpoint import CheckpointStore, parse_checkpoint, parse_note
 from ledger.tlog.cosignature_store import cosigned_note, latest_cosigned_from
 from ledger.tlog.merkle import (

@@ -1,3 +1,2 @@
-"""The data directory on disk: its layout, durable writes, the journal, the manifest, segments,
-the id index, conversation content and retention.
-"""
+"""The data directory on disk: its layout, durable writes, the journal, the manifest,
+segments, receipt entries, the id index and conversation content."""

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from ledger import Ledger
 from ledger.cli.main import cli
 from ledger.core.audit import verify_directory
+from ledger.core.retention import RetentionError, parse_age, prune_content
 from ledger.receipts.issuance import Receipts
 from ledger.receipts.verification import verify_bundle
 from ledger.storage.content import ContentStore
-from ledger.storage.retention import RetentionError, parse_age, prune_content
 from tests.conftest import usage
 
 NOW = datetime.now(UTC)
