@@ -1,0 +1,411 @@
+"""Every exception the project raises, under one root, and their HTTP mapping.
+
+``LedgerError`` is the root: ``except LedgerError`` catches every refusal and failure the
+ledger reports, on a local data directory or through ``llmring serve``. Each class carries
+its HTTP ``status`` and a stable machine ``code`` (the server answers
+``{"detail": message, "code": code, …evidence}``), and keeps the builtin base callers
+rely on (``except ValueError`` still catches a bad request). Errors carry their evidence
+as attributes (``EventValidationError.problems``, ``IdConflictError.event_id``,
+``WitnessRefusal.held``/``offered``), sent along in the response body.
+
+The hierarchy (status, code)::
+
+    LedgerError                       503 ledger_error      the ledger cannot serve now
+    ├── LedgerLockedError             503 ledger_locked     another process holds it
+    ├── ServerUnavailableError        503 server_unavailable   no server answered
+    ├── JournalError                  503 journal_error
+    ├── ManifestError                 503 manifest_broken
+    ├── KeyRingError                  503 keyring_error
+    ├── ConfigError                   503 config_error
+    ├── ApiKeyError                   503 api_key_store
+    ├── WitnessError                  503 witness_unavailable
+    ├── AuthenticationError           401 unauthorized
+    ├── RequestError                  400 bad_request       (ValueError)
+    │   ├── InvalidRequestError       422 invalid_request
+    │   ├── NotFoundError             404 not_found
+    │   └── RequestTooLargeError      413 too_large
+    ├── EventValidationError          422 invalid_event     (ValueError)
+    ├── IdConflictError               409 id_conflict       (ValueError)
+    ├── TenantError                   400 invalid_project   (ValueError)
+    ├── ContentError                  422 invalid_content   (ValueError)
+    ├── RollupError                   400 invalid_rollup    (ValueError)
+    ├── RetentionError                400 invalid_retention (ValueError)
+    ├── ReceiptRequestError           400 invalid_receipt_request (ValueError)
+    │   └── ReceiptNotFoundError      404 receipt_not_found
+    ├── NoteError                     400 invalid_note      (ValueError)
+    │   ├── CheckpointError           503 checkpoint_error
+    │   ├── CosignatureError          400 invalid_cosignature
+    │   └── QuorumError               400 quorum_not_met
+    ├── SignatureFormatError          400 invalid_signature (ValueError)
+    ├── PublicKeyFormatError          400 invalid_public_key (ValueError)
+    ├── ProofError                    400 invalid_proof     (ValueError)
+    ├── PolicyError                   400 invalid_policy    (ValueError)
+    ├── ConsistencyFormatError        400 invalid_consistency_bundle (ValueError)
+    └── TamperEvidence                409 tamper_evidence
+        └── WitnessRefusal            409 witness_refusal
+
+The classes are defined here and re-exported by the modules of their concept
+(``ledger.model.event.EventValidationError`` is this module's). ``error_body`` is what the
+server answers for an error; ``error_from_response`` turns that answer back into the
+class the local call raises, so both transports raise the same errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class LedgerError(Exception):
+    """The root of the project's errors: a ledger-level failure the caller can act on
+    (locked, corrupt, closed). ``status``: the HTTP status the server answers with;
+    ``code``: a stable machine name; ``detail``: the message. ``evidence`` names the
+    attributes sent along in the response body."""
+
+    status: int = 503
+    code: ClassVar[str] = "ledger_error"
+    evidence: ClassVar[tuple[str, ...]] = ()
+    request: str = ""  # "METHOD path" of the HTTP request refused, when there was one
+
+    @property
+    def detail(self) -> Any:
+        """The message (the server's ``detail`` for an error from a response)."""
+        return self.args[0] if len(self.args) == 1 else str(self)
+
+    @classmethod
+    def from_response(cls, detail: Any, body: dict[str, Any]) -> LedgerError:
+        """The error ``detail`` and ``body`` (a response's JSON) describe, with its
+        evidence attributes from the body."""
+        exc = cls.__new__(cls)
+        Exception.__init__(exc, detail)
+        for name in cls.evidence:
+            setattr(exc, name, body.get(name))
+        return exc
+
+
+# -- the ledger and its files (503: the ledger cannot serve this now) ----------------------
+class LedgerLockedError(LedgerError, RuntimeError):
+    """Another process holds the data directory's lock."""
+
+    code = "ledger_locked"
+
+
+class ServerUnavailableError(LedgerError):
+    """No server answered (connection refused, timeout, a broken connection)."""
+
+    code = "server_unavailable"
+
+
+class JournalError(LedgerError, RuntimeError):
+    """The journal could not be made durable; the ledger stops accepting writes."""
+
+    code = "journal_error"
+
+
+class ManifestError(LedgerError, RuntimeError):
+    """The manifest's chain is broken: the data directory was altered."""
+
+    code = "manifest_broken"
+
+
+class KeyRingError(LedgerError, RuntimeError):
+    """The keys directory cannot be used; the message says what to do about it."""
+
+    code = "keyring_error"
+
+
+class ConfigError(LedgerError, ValueError):
+    """The configuration is unreadable or holds an invalid value; the message says which."""
+
+    code = "config_error"
+
+
+class ApiKeyError(LedgerError, ValueError):
+    """The key store is unreadable, or a request to change it cannot be done; the message
+    says what to do."""
+
+    code = "api_key_store"
+
+
+class WitnessError(LedgerError, RuntimeError):
+    """The witness cannot act on a request; the message says what to do."""
+
+    code = "witness_unavailable"
+
+
+# -- requests ------------------------------------------------------------------------------
+class AuthenticationError(LedgerError):
+    """A missing, unknown or revoked API key."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class RequestError(LedgerError, ValueError):
+    """A request that cannot be served as asked (bad range, bad paging); nothing was
+    written."""
+
+    status = 400
+    code = "bad_request"
+
+
+class InvalidRequestError(RequestError):
+    """A request whose fields do not have the documented types or bounds; ``errors``
+    lists them (``{loc, msg, type}``) when the server's schema refused it."""
+
+    status = 422
+    code = "invalid_request"
+    evidence = ("errors",)
+
+
+class NotFoundError(RequestError):
+    """No such thing in this project (another project's ids are not found either)."""
+
+    status = 404
+    code = "not_found"
+
+
+class RequestTooLargeError(RequestError):
+    """A request body over the server's limit."""
+
+    status = 413
+    code = "too_large"
+
+
+# -- events, projects, content, reports ----------------------------------------------------
+class EventValidationError(LedgerError, ValueError):
+    """An event was refused; ``problems`` lists ``field: what is wrong``, ``index`` is the
+    event's position in a batch."""
+
+    status = 422
+    code = "invalid_event"
+    evidence = ("problems", "index")
+
+    def __init__(self, problems: list[str], *, index: int | None = None) -> None:
+        self.problems = problems
+        self.index = index
+        where = f"event {index}: " if index is not None else ""
+        super().__init__(where + "; ".join(problems))
+
+
+class IdConflictError(LedgerError, ValueError):
+    """An event id was seen before with different content; ``fields`` names where it
+    differs."""
+
+    status = 409
+    code = "id_conflict"
+    evidence = ("event_id", "fields")
+
+    def __init__(self, event_id: str, fields: list[str] | None = None) -> None:
+        self.event_id = event_id
+        self.fields = fields or []
+        detail = f" (differs in: {', '.join(self.fields)})" if self.fields else ""
+        super().__init__(
+            f"event_id {event_id!r} was already recorded with different content{detail}; "
+            "use a new event_id for a new call"
+        )
+
+
+class TenantError(LedgerError, ValueError):
+    """An invalid project (tenant) name."""
+
+    status = 400
+    code = "invalid_project"
+
+
+class ContentError(LedgerError, ValueError):
+    """Content that cannot be stored (not JSON-serializable, too large)."""
+
+    status = 422
+    code = "invalid_content"
+
+
+class RollupError(LedgerError, ValueError):
+    """A usage report that cannot be made (an unknown dimension or time zone)."""
+
+    status = 400
+    code = "invalid_rollup"
+
+
+class RetentionError(LedgerError, ValueError):
+    """A bad retention request (an unreadable age)."""
+
+    status = 400
+    code = "invalid_retention"
+
+
+# -- receipts ------------------------------------------------------------------------------
+class ReceiptRequestError(LedgerError, ValueError):
+    """A receipt request that cannot be served (no mode, two modes, bad dates, unknown
+    ids, an empty set, bad paging); nothing was written."""
+
+    status = 400
+    code = "invalid_receipt_request"
+
+
+class ReceiptNotFoundError(ReceiptRequestError):
+    """An unknown receipt (or an event it does not certify)."""
+
+    status = 404
+    code = "receipt_not_found"
+
+
+# -- the transparency log ------------------------------------------------------------------
+class NoteError(LedgerError, ValueError):
+    """A signed note (or the checkpoint in it) is malformed or does not verify."""
+
+    status = 400
+    code = "invalid_note"
+
+
+class CheckpointError(NoteError):
+    """A checkpoint body breaks C2SP tlog-checkpoint, or a checkpoint cannot be issued."""
+
+    status = 503
+    code = "checkpoint_error"
+
+
+class CosignatureError(NoteError):
+    """A cosignature (or a cosigner key) is malformed or does not verify."""
+
+    code = "invalid_cosignature"
+
+
+class QuorumError(NoteError):
+    """Fewer witnesses than the policy's quorum validly cosigned the checkpoint."""
+
+    code = "quorum_not_met"
+
+
+class SignatureFormatError(LedgerError, ValueError):
+    """A signature's text is not ``ed25519:`` + base64url of 64 bytes."""
+
+    status = 400
+    code = "invalid_signature"
+
+
+class PublicKeyFormatError(LedgerError, ValueError):
+    """A public key (PEM, JSON, vkey) or a private key text is malformed."""
+
+    status = 400
+    code = "invalid_public_key"
+
+
+class ProofError(LedgerError, ValueError):
+    """A Merkle proof, or the values it is checked against, failed verification."""
+
+    status = 400
+    code = "invalid_proof"
+
+
+class PolicyError(LedgerError, ValueError):
+    """A policy file is malformed; the message names the line."""
+
+    status = 400
+    code = "invalid_policy"
+
+
+class ConsistencyFormatError(LedgerError, ValueError):
+    """A consistency bundle is not of the expected shape."""
+
+    status = 400
+    code = "invalid_consistency_bundle"
+
+
+class TamperEvidence(LedgerError):
+    """The log does not extend a checkpoint that was signed for it: keep both notes, they
+    are the evidence."""
+
+    status = 409
+    code = "tamper_evidence"
+
+
+class WitnessRefusal(TamperEvidence):
+    """The offered checkpoint does not extend the one the witness holds: keep both
+    (``held``, ``offered``)."""
+
+    code = "witness_refusal"
+    evidence = ("held", "offered")
+
+    def __init__(self, message: str, held: str, offered: str) -> None:
+        super().__init__(message)
+        self.held = held
+        self.offered = offered
+
+
+# -- the mapping ---------------------------------------------------------------------------
+ERRORS: tuple[type[LedgerError], ...] = (
+    LedgerError, LedgerLockedError, ServerUnavailableError, JournalError, ManifestError,
+    KeyRingError, ConfigError, ApiKeyError, WitnessError, AuthenticationError, RequestError,
+    InvalidRequestError, NotFoundError, RequestTooLargeError, EventValidationError,
+    IdConflictError, TenantError, ContentError, RollupError, RetentionError,
+    ReceiptRequestError, ReceiptNotFoundError, NoteError, CheckpointError, CosignatureError,
+    QuorumError, SignatureFormatError, PublicKeyFormatError, ProofError, PolicyError,
+    ConsistencyFormatError, TamperEvidence, WitnessRefusal,
+)
+_BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in ERRORS}
+# An answer without a code (a proxy, an older server): the class of its status.
+_BY_STATUS: dict[int, type[LedgerError]] = {
+    400: RequestError, 401: AuthenticationError, 404: NotFoundError, 409: IdConflictError,
+    413: RequestTooLargeError, 422: InvalidRequestError, 503: LedgerError,
+}
+UNAVAILABLE_PREFIX = "the ledger cannot serve this now: "
+
+
+def error_class(code: Any, status: int) -> type[LedgerError]:
+    """The class a response's ``code`` names, else the class of its ``status``."""
+    if isinstance(code, str) and code in _BY_CODE:
+        return _BY_CODE[code]
+    return _BY_STATUS.get(status, LedgerError)
+
+
+def as_ledger_error(exc: BaseException) -> LedgerError | None:
+    """``exc`` as the project's error: itself, a builtin ``ValueError`` (a value of the
+    request a library refused) as ``RequestError``; None for anything else (a bug)."""
+    if isinstance(exc, LedgerError):
+        return exc
+    if isinstance(exc, ValueError):
+        wrapped = RequestError(str(exc))
+        wrapped.__cause__ = exc
+        return wrapped
+    return None
+
+
+def error_body(exc: LedgerError) -> dict[str, Any]:
+    """The JSON body the server answers ``exc`` with: ``{"detail", "code", …evidence}``.
+    A 503's detail says the ledger cannot serve the request now."""
+    detail = exc.detail
+    if exc.status == 503 and isinstance(detail, str):
+        detail = UNAVAILABLE_PREFIX + detail
+    body: dict[str, Any] = {"detail": detail, "code": exc.code}
+    for name in exc.evidence:
+        body[name] = getattr(exc, name, None)
+    return body
+
+
+def error_from_response(status: int, body: Any, *, request: str = "") -> LedgerError:
+    """The error an HTTP error response stands for: the class its ``code`` names (else
+    its status's), with the server's ``detail`` as message, its evidence attributes, and
+    ``status`` as answered. ``body`` is the parsed JSON (or the text) of the response;
+    ``request`` is ``"METHOD path"``, kept on the error."""
+    fields = body if isinstance(body, dict) else {}
+    detail = fields.get("detail", body if isinstance(body, str) and body else None)
+    if detail is None:
+        detail = f"HTTP {status}"
+    exc = error_class(fields.get("code"), status).from_response(detail, fields)
+    if exc.status != status:
+        exc.status = status
+    exc.request = request
+    return exc
+
+
+__all__ = [
+    "ERRORS", "ApiKeyError", "AuthenticationError", "CheckpointError", "ConfigError",
+    "ConsistencyFormatError", "ContentError", "CosignatureError", "EventValidationError",
+    "IdConflictError", "InvalidRequestError", "JournalError", "KeyRingError", "LedgerError",
+    "LedgerLockedError", "ManifestError", "NotFoundError", "NoteError", "PolicyError",
+    "ProofError", "PublicKeyFormatError", "QuorumError", "ReceiptNotFoundError",
+    "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",
+    "RollupError", "ServerUnavailableError", "SignatureFormatError", "TamperEvidence",
+    "TenantError", "WitnessError", "WitnessRefusal", "as_ledger_error", "error_body",
+    "error_class", "error_from_response",
+]
