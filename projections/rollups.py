@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ledger.errors import RollupError
 from projections.snapshot import Snapshot, run
 
 DIMENSIONS = {
@@ -34,10 +35,6 @@ DIMENSIONS = {
 }
 PERIODS = ("day", "week", "month")
 BUCKETS = (3600, 1800, 900, 60)  # stage-one bucket sizes tried, in seconds
-
-
-class RollupError(ValueError):
-    pass
 
 
 def bucket_seconds(tz: str) -> int:

@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from ledger.errors import ApiKeyError
 from ledger.model.tenant import check_tenant
 from ledger.storage.durable import write_atomic
 from ledger.tlog.signing import now_text
@@ -40,11 +41,6 @@ PREFIX = "llr_"
 KEY_BYTES = 32
 MAX_KEY_TEXT = 200
 MAX_NAME = 200
-
-
-class ApiKeyError(ValueError):
-    """The key store is unreadable, or a request to change it cannot be done; the message
-    says what to do."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ledger.core.facade import Ledger
+from ledger.errors import NotFoundError, RequestError
 from ledger.model.batch import BatchAcks
 from ledger.model.event import Ack, EventIn, parse_event
 from ledger.model.money import NANOS_PER_USD
@@ -35,16 +36,6 @@ EVENT_KEYS = ("event_id", "timestamp", "ts", "provider", "model", "alias", "prof
               "latency_ms", "origin", "id_at_origin")
 MAX_LIMIT = 1000
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
-
-
-class RequestError(ValueError):
-    """A request that cannot be served as asked (bad range, bad paging); nothing was
-    written. HTTP: 400."""
-
-
-class NotFoundError(RequestError):
-    """No such thing in this project (another project's ids are not found either).
-    HTTP: 404."""
 
 
 def ack_json(ack: Ack) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ledger.errors import LedgerError, LedgerLockedError
 from ledger.model import helper
 from ledger.model.batch import BatchAcks, PreparedBatch, prepare_batch
 from ledger.model.event import (
@@ -77,14 +78,6 @@ SMALL_APPEND = 256  # appends of fewer events gather as rows in an open tail par
 OPEN_PART_ROWS = 65_536  # rows an open tail part takes before a new part starts
 SEAL_THREADS = 2  # segments written at once by a seal
 GC_PAUSE_BATCH = 1_000  # batches at least this large are prepared with the collector paused
-
-
-class LedgerError(RuntimeError):
-    """A ledger-level failure the caller can act on (locked, corrupt, closed)."""
-
-
-class LedgerLockedError(LedgerError):
-    pass
 
 
 def day_of(ts_us: int) -> str:

@@ -16,15 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ledger.errors import RetentionError
 from ledger.storage.content import ContentStore
 from projections.snapshot import run
 
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-class RetentionError(ValueError):
-    """A bad retention request (an unreadable age)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,8 @@ from pydantic import (
     model_validator,
 )
 
+from ledger.errors import EventValidationError
+from ledger.errors import IdConflictError as IdConflictError  # re-exported
 from ledger.model.money import MAX_COST_NANOS, usd_to_nanos
 
 CANONICAL_VERSION = 1
@@ -88,29 +90,6 @@ ROW_FIELDS = (
     "leaf_hash",
 )
 ROW_INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
-
-
-class EventValidationError(ValueError):
-    """An event was refused; ``problems`` lists ``field: what is wrong``."""
-
-    def __init__(self, problems: list[str], *, index: int | None = None) -> None:
-        self.problems = problems
-        self.index = index
-        where = f"event {index}: " if index is not None else ""
-        super().__init__(where + "; ".join(problems))
-
-
-class IdConflictError(ValueError):
-    """An event id was seen before with different content."""
-
-    def __init__(self, event_id: str, fields: list[str] | None = None) -> None:
-        self.event_id = event_id
-        self.fields = fields or []
-        detail = f" (differs in: {', '.join(self.fields)})" if self.fields else ""
-        super().__init__(
-            f"event_id {event_id!r} was already recorded with different content{detail}; "
-            "use a new event_id for a new call"
-        )
 
 
 _CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\ud800-\udfff]")

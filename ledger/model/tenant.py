@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 
+from ledger.errors import TenantError
+
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class TenantError(ValueError):
-    pass
 
 
 def check_tenant(name: str) -> str:

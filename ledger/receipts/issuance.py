@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ledger.errors import ReceiptNotFoundError, ReceiptRequestError
 from ledger.model.event import canonical_json, format_ts, now_us, ts_to_us
 from ledger.model.tenant import TenantError, check_tenant
 from ledger.storage.config import ledger_origin
@@ -68,15 +69,6 @@ MAX_JSON_INT = 2**53 - 1  # RFC 8785 (I-JSON) integers
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 Progress = Callable[[str], None]
-
-
-class ReceiptRequestError(ValueError):
-    """A receipt request that cannot be served (no mode, two modes, bad dates, unknown
-    ids, an empty set, bad paging); nothing was written. HTTP: 400."""
-
-
-class ReceiptNotFoundError(ReceiptRequestError):
-    """An unknown receipt (or an event it does not certify). HTTP: 404."""
 
 
 # -- the request ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from ledger.errors import ConfigError
 from ledger.storage.durable import write_atomic
 
 CONFIG_FILE = "config.json"
@@ -25,10 +26,6 @@ ORIGIN_ENV = "LLMRING_LEDGER_ORIGIN"
 
 # A signed-note key name (no spaces, no '+') that is also a safe first checkpoint line.
 _ORIGIN_RE = re.compile(r"[^\s+\x00-\x1f\x7f]{1,200}")
-
-
-class ConfigError(ValueError):
-    """The configuration is unreadable or holds an invalid value; the message says which."""
 
 
 def check_origin(origin: str) -> str:

@@ -16,15 +16,12 @@ from typing import Any
 
 import rfc8785
 
+from ledger.errors import ContentError
 from ledger.model.tenant import check_tenant
 from ledger.storage.durable import write_atomic
 
 CONTENT_DIR = "content"
 MAX_CONTENT_BYTES = 4 * 1024 * 1024
-
-
-class ContentError(ValueError):
-    """Content that cannot be stored (not JSON-serializable, too large)."""
 
 
 def canonical_content(messages: Any, response: Any) -> bytes:

@@ -46,14 +46,12 @@ from pathlib import Path
 
 import orjson
 
+from ledger.errors import JournalError
+
 FRAME = struct.Struct("<II")
 EVENT_HEAD = struct.Struct("<Qq16s")
 MAX_FRAME = 64 * 1024 * 1024
 GROUP_WAIT = 0.002  # seconds a group-commit leader waits for announced appends
-
-
-class JournalError(RuntimeError):
-    """The journal could not be made durable; the ledger stops accepting writes."""
 
 
 @dataclass(frozen=True, slots=True)

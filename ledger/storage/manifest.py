@@ -28,13 +28,10 @@ from typing import Any
 
 import orjson
 
+from ledger.errors import ManifestError
 from ledger.model.event import canonical_json
 
 GENESIS = "0" * 64
-
-
-class ManifestError(RuntimeError):
-    """The manifest's chain is broken: the data directory was altered."""
 
 
 @dataclass(frozen=True, slots=True)

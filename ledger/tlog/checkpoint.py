@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import orjson
 
+from ledger.errors import CheckpointError, NoteError
 from ledger.storage.durable import append_line
 from ledger.tlog.signing import (
     PUBLIC_KEY_SIZE,
@@ -54,14 +55,6 @@ MAX_SIGNATURES = 100
 SIGNATURE_PREFIX = "— "  # U+2014 em dash, space
 HASH_SIZE = 32
 MAX_TREE_SIZE = 2**64 - 1
-
-
-class NoteError(ValueError):
-    """A signed note (or the checkpoint in it) is malformed or does not verify."""
-
-
-class CheckpointError(NoteError):
-    """A checkpoint body breaks C2SP tlog-checkpoint, or a checkpoint cannot be issued."""
 
 
 # -- signed notes ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import rfc8785
 
+from ledger.errors import ConsistencyFormatError, TamperEvidence
 from ledger.tlog.checkpoint import (
     Checkpoint,
     NoteError,
@@ -37,15 +38,6 @@ from ledger.tlog.merkle import ProofError, leaf_hash, verify_append_only, verify
 
 FORMAT = "ledger-consistency/v1"
 INCLUSION_FORMAT = "ledger-log-inclusion/v1"
-
-
-class TamperEvidence(Exception):
-    """The log does not extend a checkpoint that was signed for it: keep both notes, they
-    are the evidence."""
-
-
-class ConsistencyFormatError(ValueError):
-    """A consistency bundle is not of the expected shape."""
 
 
 def checkpoint_of_note(note: str) -> Checkpoint:

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 
+from ledger.errors import CosignatureError
 from ledger.tlog.checkpoint import (
     SIGNATURE_PREFIX,
     Note,
-    NoteError,
     NoteSignature,
     format_note,
     parse_note,
@@ -45,10 +45,6 @@ HEADER = "cosignature/v1\n"
 TIMESTAMP_SIZE = 8
 MAX_TIMESTAMP = 2**63 - 1
 COSIGNATURE_SIZE = TIMESTAMP_SIZE + SIGNATURE_SIZE  # after the 4-byte key id
-
-
-class CosignatureError(NoteError):
-    """A cosignature (or a cosigner key) is malformed or does not verify."""
 
 
 def cosigner_key_id(name: str, public_key: bytes) -> bytes:

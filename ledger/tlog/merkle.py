@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from hashlib import sha256
 from typing import Protocol
 
+from ledger.errors import ProofError
 from ledger.model.native import NATIVE_MODULE as _native  # parent_hashes in C, when built
 
 __all__ = [
@@ -63,10 +64,6 @@ EMPTY_ROOT = sha256(b"").digest()
 
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
-
-
-class ProofError(ValueError):
-    """A Merkle proof, or the values it is checked against, failed verification."""
 
 
 def leaf_hash(data: bytes) -> bytes:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.errors import PolicyError, QuorumError
 from ledger.tlog.checkpoint import NoteError, Verifier, parse_checkpoint, verify_note
 from ledger.tlog.cosignature import (
     CosignatureError,
@@ -28,14 +29,6 @@ from ledger.tlog.cosignature import (
     parse_cosigner_vkey,
 )
 from ledger.tlog.signing import PUBLIC_KEY_SIZE, PublicKeyInfo, b64std_decode
-
-
-class PolicyError(ValueError):
-    """A policy file is malformed; the message names the line."""
-
-
-class QuorumError(NoteError):
-    """Fewer witnesses than the policy's quorum validly cosigned the checkpoint."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import nacl.exceptions
 import nacl.signing
 import orjson
 
+from ledger.errors import KeyRingError, PublicKeyFormatError, SignatureFormatError
 from ledger.model.event import format_ts, now_us
 from ledger.storage.durable import create_private, write_atomic
 
@@ -55,18 +56,6 @@ _B64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{
 _HEX_ID_RE = re.compile(r"[0-9a-fA-F]{8}")
 _PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END ([A-Z0-9 ]+)-----",
                      re.DOTALL)
-
-
-class SignatureFormatError(ValueError):
-    """A signature's text is not ``ed25519:`` + base64url of 64 bytes."""
-
-
-class PublicKeyFormatError(ValueError):
-    """A public key (PEM, JSON, vkey) or a private key text is malformed."""
-
-
-class KeyRingError(RuntimeError):
-    """The keys directory cannot be used; the message says what to do about it."""
 
 
 # -- small encodings ---------------------------------------------------------------------

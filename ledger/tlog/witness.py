@@ -27,10 +27,10 @@ from urllib.parse import quote
 
 import orjson
 
+from ledger.errors import WitnessError, WitnessRefusal
 from ledger.storage.durable import create_private, write_atomic
 from ledger.tlog.checkpoint import Checkpoint, NoteError, Verifier, parse_note, verify_checkpoint
 from ledger.tlog.consistency import FORMAT as CONSISTENCY_FORMAT
-from ledger.tlog.consistency import TamperEvidence
 from ledger.tlog.cosignature import CosignerKey, add_signatures, cosign, cosigner_of
 from ledger.tlog.merkle import EMPTY_ROOT, ProofError, verify_append_only
 from ledger.tlog.signing import (
@@ -46,19 +46,6 @@ from ledger.tlog.signing import (
 )
 
 WITNESS_FORMAT = "llmring-witness/v1"
-
-
-class WitnessError(RuntimeError):
-    """The witness cannot act on a request; the message says what to do."""
-
-
-class WitnessRefusal(TamperEvidence):
-    """The offered checkpoint does not extend the one the witness holds: keep both."""
-
-    def __init__(self, message: str, held: str, offered: str) -> None:
-        super().__init__(message)
-        self.held = held
-        self.offered = offered
 
 
 class Witness:
