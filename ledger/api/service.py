@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import orjson
 from ledger.core.facade import Ledger
 from ledger.errors import NotFoundError, RequestError
 from ledger.model.batch import BatchAcks
+from ledger.model.dates import parse_bound
 from ledger.model.event import Ack, EventIn, parse_event
 from ledger.model.money import NANOS_PER_USD
 from ledger.model.tenant import check_tenant
@@ -45,29 +46,13 @@ def ack_json(ack: Ack) -> dict[str, Any]:
             "conversation_id": ack.conversation_id, "created": ack.created}
 
 
-def when(value: Any, *, end: bool = False) -> datetime | None:
-    """A query bound: a date (``end``: the next midnight, so that day is included), a
-    datetime or ISO text (naive = UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(
-                text.replace("z", "Z"))
-        except ValueError:
-            raise RequestError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 "
-                               "datetime") from None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime.combine(value + timedelta(days=1) if end else value, time(),
-                                tzinfo=UTC)
-    raise RequestError(f"expected a date or datetime, not {type(value).__name__}")
+def when(value: Any, *, name: str = "date", end: bool = False) -> datetime | None:
+    """A query bound (``ledger.model.dates.parse_bound``), None when not given."""
+    return None if value is None else parse_bound(value, name=name, end=end)
 
 
 def window(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:
-    s, e = when(start), when(end, end=True)
+    s, e = when(start, name="start"), when(end, name="end", end=True)
     if s is not None and e is not None and s >= e:
         raise RequestError("start must be before end")
     return s, e

@@ -9,12 +9,11 @@ directory in use by another process).
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ledger.model.dates import parse_bound
 from ledger.model.event import format_ts, ts_to_us
 from ledger.model.money import format_usd
 
@@ -184,27 +184,9 @@ def progress_bar(*, unit: str = "items") -> Progress:
     return Progress(*columns, console=stderr_console(), transient=True)
 
 
-# -- dates -------------------------------------------------------------------------------
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
+# -- dates ------------------------------------------------------------------------------
 def parse_when(text: str, *, option: str, zone: tzinfo = UTC, end: bool = False) -> datetime:
-    """``YYYY-MM-DD`` (midnight in ``zone``; with ``end`` the next midnight, so the whole
-    day is included) or an ISO 8601 datetime (naive = UTC). Raises ``CliError``."""
-    value = text.strip()
-    if _DATE_RE.fullmatch(value):
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            raise CliError(f"{option}: {text!r} is not a valid date") from None
-        if end:
-            day += timedelta(days=1)
-        return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise CliError(f"{option}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 "
-                       "datetime (e.g. 2025-06-01T09:30:00Z)") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    """An option's date bound (``ledger.model.dates.parse_bound``: ``YYYY-MM-DD`` is
+    midnight in ``zone``, with ``end`` the next one; naive datetimes are UTC). Raises
+    ``CliError``."""
+    return parse_bound(text, name=option, end=end, zone=zone, error=CliError)

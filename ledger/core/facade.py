@@ -1128,10 +1128,10 @@ class Ledger:
         while not self._stop.wait(self.checkpoint_interval):
             try:
                 self.checkpoint_grown()
-            except LedgerError:  # closed or failed: writers see the error themselves
-                return
-            except Exception:  # keep the cadence alive; the next seal tries again
-                _log.exception("cadence checkpoint failed")
+            except Exception as exc:
+                if type(exc) is LedgerError:  # closed or failed: writers see it themselves
+                    return
+                _log.exception("cadence checkpoint failed")  # the next seal tries again
 
     def size(self, tenant: str = "default") -> int:
         """Number of entries in the tenant's log (its next ``seq``): events and receipt

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 import orjson
 
 from ledger.errors import ReceiptNotFoundError, ReceiptRequestError
+from ledger.model.dates import parse_bound
 from ledger.model.event import canonical_json, format_ts, now_us, ts_to_us
 from ledger.model.tenant import TenantError, check_tenant
 from ledger.storage.config import ledger_origin
@@ -66,7 +66,6 @@ MAX_TAG = 100
 MAX_LOG_IDS = 1_000_000
 TILE_TREES_KEPT = 8
 MAX_JSON_INT = 2**53 - 1  # RFC 8785 (I-JSON) integers
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 Progress = Callable[[str], None]
 
@@ -101,33 +100,6 @@ def log_ids_digest(log_ids: Sequence[str]) -> str:
     return hashlib.sha256(canonical_json(sorted(set(log_ids)), reference=True)).hexdigest()
 
 
-def parse_when(value: Any, *, name: str, end: bool = False) -> datetime:
-    """A ``date`` or ``YYYY-MM-DD`` text is a whole day: midnight UTC, or with ``end`` the
-    next midnight (so the end day is included). A ``datetime`` or ISO 8601 text is that
-    instant (naive = UTC)."""
-    if isinstance(value, str):
-        text = value.strip()
-        if _DATE_RE.fullmatch(text):
-            try:
-                value = date.fromisoformat(text)
-            except ValueError:
-                raise ReceiptRequestError(f"{name} {value!r} is not a valid date") from None
-        else:
-            try:
-                value = datetime.fromisoformat(text.replace("z", "Z"))
-            except ValueError:
-                raise ReceiptRequestError(
-                    f"{name} {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 datetime "
-                    "(e.g. 2025-10-01T00:00:00Z)") from None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, date):
-        day = value + timedelta(days=1) if end else value
-        return datetime.combine(day, time(), tzinfo=UTC)
-    raise ReceiptRequestError(f"{name} must be a date, a datetime or ISO 8601 text, not "
-                              f"{type(value).__name__}")
-
-
 def selector(*, conversation_id: str | None = None, start_date: Any = None,
              end_date: Any = None, log_ids: Sequence[str] | None = None,
              since_last_receipt: bool = False) -> Selector:
@@ -159,8 +131,9 @@ def selector(*, conversation_id: str | None = None, start_date: Any = None,
             missing = "start_date" if start_date is None else "end_date"
             raise ReceiptRequestError(f"a date range needs both start_date and end_date; "
                                       f"{missing} is missing")
-        start = parse_when(start_date, name="start_date")
-        end = parse_when(end_date, name="end_date", end=True)
+        start = parse_bound(start_date, name="start_date", error=ReceiptRequestError)
+        end = parse_bound(end_date, name="end_date", end=True,
+                          error=ReceiptRequestError)
         if start >= end:
             raise ReceiptRequestError(
                 f"start_date ({format_ts(ts_to_us(start))}) must be before end_date "
@@ -615,4 +588,4 @@ def _empty_message(tenant: str, sel: Selector) -> str:
 
 
 __all__ = ["BUNDLE_FORMAT", "ReceiptNotFoundError", "ReceiptRequestError", "Receipts",
-           "Selector", "log_ids_digest", "parse_when", "selector"]
+           "Selector", "log_ids_digest", "selector"]
