@@ -31,6 +31,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ledger.errors import (
+    LedgerError,
+    LedgerLockedError,
+    ManifestError,
+    ServerUnavailableError,
+    TamperEvidence,
+)
 from ledger.model.dates import parse_bound
 from ledger.model.event import format_ts, ts_to_us
 from ledger.model.money import format_usd
@@ -50,6 +57,36 @@ class CliError(click.ClickException):
         self.exit_code = exit_code
 
 
+def cli_error(exc: LedgerError) -> CliError:
+    """The CLI's one mapping of the project's errors: the message (a server's refusal
+    says so), exit 1 for a failed check (tampering, a damaged data directory), else 2 (a
+    mistake the user can fix: bad input, a locked directory, no server there)."""
+    message = str(exc.detail)
+    if exc.request:  # answered by a server
+        hint = " (check --api-key / LLMRING_API_KEY)" if exc.status == 401 else ""
+        message = f"the server refused ({exc.status}): {message}{hint}"
+    return CliError(message, exit_code_of(exc))
+
+
+def exit_code_of(exc: LedgerError) -> int:
+    if isinstance(exc, TamperEvidence | ManifestError):
+        return EXIT_FAILED_CHECK
+    if exc.request or isinstance(exc, LedgerLockedError | ServerUnavailableError):
+        return EXIT_USAGE
+    return EXIT_FAILED_CHECK if exc.status >= 500 else EXIT_USAGE
+
+
+class Commands(click.Group):
+    """The ``llmring`` group: any project error a command lets through is reported by
+    ``cli_error`` (a message and an exit code), never as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LedgerError as exc:
+            raise cli_error(exc) from None
+
+
 @dataclass
 class App:
     """What the group's global options select: a data directory and a project."""
@@ -64,8 +101,7 @@ class App:
         """Open the ledger for one command and close it after (closing seals the journal).
 
         ``create=False`` refuses a directory that holds no ledger yet (read commands)."""
-        from ledger.core.facade import Ledger, LedgerError, LedgerLockedError
-        from ledger.storage.manifest import ManifestError
+        from ledger.core.facade import Ledger
 
         if not create:
             self.require_existing()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ledger.cli.context import App, CliError
+from ledger.cli.context import App, CliError, Commands
 from ledger.cli.demo import demo
 from ledger.cli.ingest import ingest, record
 from ledger.cli.ledger import ledger_group
@@ -20,7 +20,7 @@ from ledger.cli.witness import add_cosignature_cmd, witness_group
 from ledger.model.tenant import TenantError, check_tenant
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"],
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"],
                                "max_content_width": 100})
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
               envvar="LLMRING_LEDGER_DIR", default="./data", show_default=True,

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ledger.cli.context import App, CliError
-from ledger.client.async_api import LedgerHTTPError, ServerClient
+from ledger.cli.context import App, CliError, cli_error
+from ledger.client.async_api import ServerClient
+from ledger.errors import LedgerError
 
 
 class RemoteReceipts:
@@ -24,16 +25,8 @@ class RemoteReceipts:
     def _run(self, coro: Any) -> Any:
         try:
             return asyncio.run(coro)
-        except LedgerHTTPError as exc:
-            hint = " (check --api-key / LLMRING_API_KEY)" if exc.status == 401 else ""
-            raise CliError(f"the server refused ({exc.status}): {exc.detail}{hint}") from None
-        except Exception as exc:  # httpx transport errors: no server there
-            import httpx
-
-            if isinstance(exc, httpx.HTTPError):
-                raise CliError(f"cannot reach the server at {self.client.base_url}: "
-                               f"{exc}") from None
-            raise
+        except LedgerError as exc:
+            raise cli_error(exc) from None
 
     def generate(self, _tenant: str, *, progress: Any = None, **request: Any) -> Any:
         return self._run(self.client.generate_receipt(**request))

@@ -1,11 +1,14 @@
 """Python clients: ``ServerClient`` talks to ``llmring serve`` over HTTP (httpx, async);
 ``EmbeddedClient`` has the same async methods and answers on a local data directory.
 Both return the JSON dicts of DESIGN §9 (the users' guide indexes them:
-``result["receipt"]["total_cost"]``, ``uncert["logs"]`` …), and raise
-``LedgerHTTPError`` (with ``status`` and ``detail``) when a request is refused.
+``result["receipt"]["total_cost"]``, ``uncert["logs"]`` …), and raise the same
+``ledger.errors`` classes for the same refusal (``NotFoundError``, ``IdConflictError`` …,
+all ``LedgerError``, alias ``LedgerHTTPError``, with ``status`` and ``detail``);
+``ServerClient`` raises ``ServerUnavailableError`` when no server answers.
 
 Dates (``start_date``, ``end_date``, ``start``, ``end``) accept ``datetime`` (naive =
-UTC), ``date`` (a whole day; as an end, that day is included) or ISO 8601 text.
+UTC), ``date`` (a whole day; as an end, that day is included) or ISO 8601 text
+(``ledger.model.dates.parse_bound`` reads them).
 
 ``ServerClient.checkpoint()`` keeps the last checkpoint it saw of the project's log (in
 memory, and in ``state_dir`` when given, so across runs) and checks every new one: it
@@ -23,19 +26,20 @@ from typing import Any
 
 import httpx
 
+from ledger.errors import (
+    LedgerError,
+    ServerUnavailableError,
+    as_ledger_error,
+    error_from_response,
+)
+
 JSON = dict[str, Any]
 
 
-class LedgerHTTPError(Exception):
-    """A refused request: ``status`` is the HTTP status (400 bad request, 401 bad key,
-    404 not found, 409 conflict, 413 too large, 422 invalid body, 503 unavailable) and
-    ``detail`` the server's explanation."""
-
-    def __init__(self, status: int, detail: Any, *, method: str = "", url: str = "") -> None:
-        self.status = status
-        self.detail = detail
-        where = f" ({method} {url})" if method else ""
-        super().__init__(f"{status}: {detail}{where}")
+LedgerHTTPError = LedgerError
+"""A refused request, kept by its old name: the root of ``ledger.errors``. ``status`` is
+the HTTP status (400 bad request, 401 bad key, 404 not found, 409 conflict, 413 too large,
+422 invalid body, 503 unavailable) and ``detail`` the server's explanation."""
 
 
 def date_text(value: Any) -> str | None:
@@ -116,13 +120,18 @@ class ServerClient:
     async def _request(self, method: str, path: str, *, json: Any = None,
                        params: Mapping[str, Any] | None = None, raw: bool = False) -> Any:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
-        response = await self._client().request(method, path, json=json, params=clean)
+        try:
+            response = await self._client().request(method, path, json=json, params=clean)
+        except httpx.TransportError as exc:  # refused, timed out, cut: no server answered
+            raise ServerUnavailableError(f"cannot reach the server at {self.base_url}: "
+                                         f"{exc or type(exc).__name__}") from exc
         if response.status_code >= 400:
             try:
-                detail = response.json().get("detail", response.text)
+                body: Any = response.json()
             except ValueError:
-                detail = response.text
-            raise LedgerHTTPError(response.status_code, detail, method=method, url=path)
+                body = response.text
+            raise error_from_response(response.status_code, body,
+                                      request=f"{method} {path}")
         if raw:
             return response.content
         if response.headers.get("content-type", "").startswith("application/json"):
@@ -298,8 +307,8 @@ def _seg(value: str) -> str:
 class EmbeddedClient:
     """``ServerClient``'s methods on a local data directory, for one project. It opens
     the directory's ledger (taking its lock) on first use; ``await client.aclose()`` (or
-    ``async with``) closes it. Errors are ``LedgerHTTPError`` with the status the server
-    would answer."""
+    ``async with``) closes it. Errors are the ``ledger.errors`` classes the server's
+    answers map back to (a library's ``ValueError`` is a ``RequestError``)."""
 
     def __init__(self, data_dir: str | Path = "./data", project: str = "default") -> None:
         from ledger.model.tenant import check_tenant
@@ -325,10 +334,10 @@ class EmbeddedClient:
         try:
             return await asyncio.to_thread(run)
         except Exception as exc:
-            status = status_of(exc)
-            if status is None:
+            error = as_ledger_error(exc)
+            if error is None or error is exc:
                 raise
-            raise LedgerHTTPError(status, str(exc)) from exc
+            raise error from exc
 
     async def aclose(self) -> None:
         if self._service is not None:
@@ -428,30 +437,6 @@ class EmbeddedClient:
 
     async def consistency(self, first: int, second: int | None = None) -> JSON:
         return await self._call("consistency", self.project, first, second)
-
-
-def status_of(exc: BaseException) -> int | None:
-    """The HTTP status the server answers for a domain error (None: not a refusal)."""
-    from ledger.api.service import NotFoundError
-    from ledger.core.facade import LedgerError
-    from ledger.model.event import EventValidationError, IdConflictError
-    from ledger.storage.content import ContentError
-
-    try:
-        from ledger.receipts.issuance import ReceiptNotFoundError
-    except ImportError:  # pragma: no cover - a build without receipts
-        ReceiptNotFoundError = NotFoundError
-    if isinstance(exc, NotFoundError | ReceiptNotFoundError):
-        return 404
-    if isinstance(exc, IdConflictError):
-        return 409
-    if isinstance(exc, EventValidationError | ContentError):
-        return 422
-    if isinstance(exc, LedgerError):
-        return 503
-    if isinstance(exc, ValueError):
-        return 400
-    return None
 
 
 __all__ = ["EmbeddedClient", "LedgerHTTPError", "ServerClient", "date_text"]

@@ -1,6 +1,7 @@
 """The ASGI application: what the server holds open (the ``Ledger`` of one data
 directory, its API keys, conversation content, signing keys, receipts), request body
-limits, and the mapping of every domain error to ``{"detail": …}`` with a 4xx status.
+limits, and one handler answering every project error (``ledger.errors``) with its
+status: ``{"detail": …, "code": …}`` plus the error's evidence.
 
 The operations themselves are ``ledger.api.service.LedgerService``'s. The server is the one
 process holding the data directory's lock. Endpoints that touch the
@@ -23,22 +24,25 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ledger.api.apikeys import ApiKeyError, ApiKeyStore
-from ledger.api.service import LedgerService, NotFoundError
-from ledger.core.facade import LedgerError
-from ledger.model.event import EventValidationError, IdConflictError
-from ledger.model.tenant import TenantError
-from ledger.storage.config import ConfigError
-from ledger.storage.content import ContentError
-from ledger.tlog.checkpoint import CheckpointError
-from ledger.tlog.signing import KeyRingError
-from projections.rollups import RollupError
+from ledger.api.apikeys import ApiKeyStore
+from ledger.api.service import LedgerService
+from ledger.errors import (
+    EventValidationError,
+    InvalidRequestError,
+    LedgerError,
+    RequestError,
+    RequestTooLargeError,
+    as_ledger_error,
+    error_body,
+    error_class,
+)
 
 log = logging.getLogger("llmring.server")
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_MAX_BATCH_BODY = 64 * 1024 * 1024
 BATCH_PATHS = ("/api/v1/log/batch",)
+EVENT_PATHS = ("/api/v1/log", *BATCH_PATHS)
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,8 @@ async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int | st
     else:
         detail = (f"request body too large: at most {limit:,} bytes are accepted here; "
                   "send fewer events per request (POST /api/v1/log/batch takes more)")
-    await JSONResponse({"detail": detail}, status_code=status,
+    code = RequestTooLargeError.code if status == 413 else RequestError.code
+    await JSONResponse({"detail": detail, "code": code}, status_code=status,
                        headers={"Connection": "close"})(scope, receive, send)
 
 
@@ -141,64 +146,64 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
     return "; ".join(problems) or "invalid request", errors
 
 
+def _validation_error(path: str, exc: RequestValidationError) -> LedgerError:
+    """The error a request the schema refused stands for: an invalid event on the
+    routes that take events (as the ledger would refuse it), else an invalid request."""
+    message, errors = _validation_detail(exc)
+    if path in EVENT_PATHS:
+        problems, indexes = [], set()
+        for err in errors:
+            loc = err["loc"][1:] if err["loc"][:1] == ["body"] else err["loc"]
+            if path == BATCH_PATHS[0] and loc[:1] == ["events"] and len(loc) > 1:
+                indexes.add(loc[1])
+                loc = loc[2:]
+            problems.append(f"{'.'.join(loc) or 'body'}: {err['msg']}")
+        index = int(indexes.pop()) if len(indexes) == 1 else None
+        return EventValidationError.from_response(message,
+                                                  {"problems": problems, "index": index})
+    return InvalidRequestError.from_response(message, {"errors": errors})
+
+
+def error_response(exc: LedgerError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The answer to a refused request: ``ledger.errors.error_body`` with its status."""
+    if exc.status >= 500:
+        log.error("server-side failure: %s", exc)
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    def detail(status: int, message: str, **extra: Any) -> JSONResponse:
-        return JSONResponse({"detail": message, **extra}, status_code=status)
+    """One handler for every project error (its ``status``, ``code`` and evidence); a
+    builtin ``ValueError`` from a library is a bad request; anything else is a logged 500
+    with no traceback in the answer."""
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        message, errors = _validation_detail(exc)
-        return detail(422, message, errors=errors)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        error = _validation_error(request.url.path, exc)
+        body = {**error_body(error), "errors": _validation_detail(exc)[1]}
+        return JSONResponse(body, status_code=error.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+        error = error_class(None, exc.status_code)
+        body: dict[str, Any] = {"detail": exc.detail}
+        if error is not LedgerError:  # 401, 404 …: the class a client raises for it
+            body["code"] = error.code
+        return JSONResponse(body, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(EventValidationError)
-    async def _event(_: Request, exc: EventValidationError) -> JSONResponse:
-        return detail(422, str(exc), problems=exc.problems, index=exc.index)
+    async def _refused(_: Request, exc: Exception) -> JSONResponse:
+        error = as_ledger_error(exc)
+        assert error is not None  # registered for LedgerError and ValueError only
+        return error_response(error)
 
-    @app.exception_handler(IdConflictError)
-    async def _conflict(_: Request, exc: IdConflictError) -> JSONResponse:
-        return detail(409, str(exc))
-
-    @app.exception_handler(ContentError)
-    async def _content(_: Request, exc: ContentError) -> JSONResponse:
-        return detail(422, str(exc))
-
-    @app.exception_handler(NotFoundError)
-    async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
-        return detail(404, str(exc))
-
-    for cls in (TenantError, RollupError, ValueError):
-        app.add_exception_handler(cls, _bad_request)
-
-    from ledger.receipts.issuance import ReceiptNotFoundError, ReceiptRequestError
-
-    @app.exception_handler(ReceiptNotFoundError)
-    async def _not_found(_: Request, exc: ReceiptNotFoundError) -> JSONResponse:
-        return detail(404, str(exc))
-
-    app.add_exception_handler(ReceiptRequestError, _bad_request)
-
-    for cls in (LedgerError, KeyRingError, CheckpointError, ConfigError, ApiKeyError):
-        app.add_exception_handler(cls, _unavailable)
+    app.add_exception_handler(LedgerError, _refused)
+    app.add_exception_handler(ValueError, _refused)  # a library refused a request's value
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return detail(500, "internal error; the server log has the details")
-
-
-async def _bad_request(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=400)
-
-
-async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-    log.error("server-side failure: %s", exc)
-    return JSONResponse({"detail": f"the ledger cannot serve this now: {exc}"},
-                        status_code=503)
+        return JSONResponse({"detail": "internal error; the server log has the details"},
+                            status_code=500)
 
 
 # -- the app -----------------------------------------------------------------------------
