@@ -156,6 +156,10 @@ class InvalidRequestError(RequestError):
     code = "invalid_request"
     evidence = ("errors",)
 
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
 
 class NotFoundError(RequestError):
     """No such thing in this project (another project's ids are not found either)."""

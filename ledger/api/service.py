@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ledger.core.facade import Ledger
-from ledger.errors import NotFoundError, RequestError
+from ledger.errors import InvalidRequestError, NotFoundError, RequestError
 from ledger.model.batch import BatchAcks
 from ledger.model.dates import parse_bound
 from ledger.model.event import Ack, EventIn, parse_event
@@ -60,9 +60,9 @@ def window(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:
 
 def check_paging(limit: int, offset: int) -> None:
     if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise RequestError(f"limit must be an integer from 1 to {MAX_LIMIT}")
+        raise InvalidRequestError(f"limit must be an integer from 1 to {MAX_LIMIT}")
     if not isinstance(offset, int) or offset < 0:
-        raise RequestError("offset must be an integer >= 0")
+        raise InvalidRequestError("offset must be an integer >= 0")
 
 
 class LedgerService:
@@ -128,7 +128,7 @@ class LedgerService:
                   start: Any = None, end: Any = None, order: str = "seq") -> dict[str, Any]:
         check_paging(limit, offset)
         if order not in ("seq", "-seq"):
-            raise RequestError("order must be 'seq' (oldest first) or '-seq'")
+            raise InvalidRequestError("order must be 'seq' (oldest first) or '-seq'")
         s, e = window(start, end)
         events = self.ledger.events(tenant, start=s, end=e, limit=limit, offset=offset,
                                     order=order)
