@@ -150,11 +150,12 @@ def _validation_error(path: str, exc: RequestValidationError) -> LedgerError:
     """The error a request the schema refused stands for: an invalid event on the
     routes that take events (as the ledger would refuse it), else an invalid request."""
     message, errors = _validation_detail(exc)
-    if path in EVENT_PATHS:
+    if path in EVENT_PATHS and all(err["type"] != "json_invalid" for err in errors):
         problems, indexes = [], set()
         for err in errors:
             loc = err["loc"][1:] if err["loc"][:1] == ["body"] else err["loc"]
-            if path == BATCH_PATHS[0] and loc[:1] == ["events"] and len(loc) > 1:
+            batch_item = path in BATCH_PATHS and len(loc) > 1 and loc[0] == "events"
+            if batch_item and loc[1].isdigit():
                 indexes.add(loc[1])
                 loc = loc[2:]
             problems.append(f"{'.'.join(loc) or 'body'}: {err['msg']}")
@@ -164,11 +165,11 @@ def _validation_error(path: str, exc: RequestValidationError) -> LedgerError:
     return InvalidRequestError.from_response(message, {"errors": errors})
 
 
-def error_response(exc: LedgerError, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(exc: LedgerError) -> JSONResponse:
     """The answer to a refused request: ``ledger.errors.error_body`` with its status."""
     if exc.status >= 500:
         log.error("server-side failure: %s", exc)
-    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+    return JSONResponse(error_body(exc), status_code=exc.status)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -308,6 +308,12 @@ def test_the_cli_reports_a_project_error_with_an_exit_code(error: LedgerError,
     assert not isinstance(result.exception, LedgerError)  # reported, not raised
 
 
+def test_the_llmring_group_maps_the_root() -> None:
+    from ledger.cli.main import cli
+
+    assert isinstance(cli, Commands)
+
+
 def test_the_cli_says_when_a_server_refused() -> None:
     refused = error_from_response(401, {"detail": "invalid or revoked API key"},
                                   request="GET /api/v1/receipts/")
