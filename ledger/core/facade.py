@@ -34,7 +34,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ledger.errors import LedgerError, LedgerLockedError
-from ledger.model import helper
 from ledger.model.batch import BatchAcks, PreparedBatch, prepare_batch
 from ledger.model.event import (
     Ack,
@@ -42,12 +41,15 @@ from ledger.model.event import (
     EventIn,
     IdConflictError,
     Prepared,
+    _check_metadata,
+    canonical_json,
     format_ts,
     generated_id_ms,
     is_generated_id,
     leaf_hash_of,
     new_event_id,
     now_us,
+    row_of,
     ts_to_us,
     us_to_datetime,
 )
@@ -521,8 +523,8 @@ class Ledger:
         self.journal.announce()  # so a concurrent group commit can wait for this append
         with _collector_paused(len(events) >= GC_PAUSE_BATCH):
             try:
-                batch = helper.prepare(events, tenant=tenant, received_us=received,
-                                       pricer=self.pricer)
+                batch = prepare_batch(events, tenant=tenant, received_us=received,
+                                      pricer=self.pricer)
             except BaseException:
                 self.journal.abandon()
                 raise
@@ -1277,19 +1279,10 @@ def _receipt_entry(tenant: str, seq: int, recorded_at_us: int, canonical: bytes,
 
 def _row_from_canonical(fields: dict[str, Any], rec: jr.EventRecord) -> tuple[Any, ...]:
     meta = fields["metadata"]
-    from ledger.model.event import _check_metadata, canonical_json
-
     metadata_json = canonical_json(meta, reference=bool(meta) and _check_metadata(meta)).decode()
-    ts_us = ts_to_us(datetime.fromisoformat(fields["ts"]))
-    return (
-        fields["event_id"], rec.seq, ts_us, rec.recorded_at_us, fields["kind"],
-        fields["conversation_id"], fields["provider"], fields["model"], fields["alias"],
-        fields["profile"], fields["input_tokens"], fields["output_tokens"],
-        fields["cached_input_tokens"], fields["cache_write_tokens"], fields["reasoning_tokens"],
-        fields["cost_nanos"], fields["cost_source"], fields["price_id"], fields["latency_ms"],
-        fields["origin"], fields["id_at_origin"], metadata_json, fields["content_sha256"],
-        leaf_hash_of(rec.canonical),
-    )
+    return row_of(fields, seq=rec.seq, ts_us=ts_to_us(datetime.fromisoformat(fields["ts"])),
+                  recorded_at_us=rec.recorded_at_us, metadata_json=metadata_json,
+                  leaf_hash=leaf_hash_of(rec.canonical))
 
 
 def _differences(stored: Mapping[str, Any], p: Prepared) -> list[str]:

@@ -12,9 +12,12 @@ float-bearing ``metadata``, anything invalid) is handed to the per-event path
 (``parse_event`` + ``prepare``) on its own, so an error names the same field, with the
 same words and the same event index, as before.
 
-The checks (``_scan``) and the encoding (``_encode``) run in C when ``ledger.model._native`` was
-built at install (a C compiler was there; ``NATIVE``), else in the pure-Python code here
-(``_scan_python``, ``_encode_python``); the results are the same (the tests run both and
+The columns, the checks and the canonical key order all come from the event schema
+table (``ledger.model.schema.FIELDS``). The checks (``_scan``) and the encoding
+(``_encode``) run in C when ``ledger.model._native`` was built at install (a C compiler
+was there; ``NATIVE``), else in the pure-Python code here (``_scan_python``,
+``_encode_python``); the C loops are handed the table's field specifications once, at
+import (``_native.configure``), and the results are the same (the tests run both and
 compare each with the per-event path). ``LLMRING_PURE_PYTHON=1`` in the environment
 turns the C loops off. Prices are looked up per model, not per event
 (``PriceBook.price_columns``).
@@ -32,7 +35,6 @@ import math
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, overload
 
@@ -40,17 +42,15 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from ledger.model import schema
 from ledger.model.event import (
     CANONICAL_VERSION,
     EARLIEST_TS,
     FUTURE_SKEW,
     GENERATED_MARK,
-    MAX_ID,
     MAX_METADATA_BYTES,
     MAX_SAFE_INT,
-    MAX_TEXT,
     Ack,
-    EventIn,
     EventValidationError,
     Prepared,
     Pricer,
@@ -64,15 +64,13 @@ from ledger.model.event import (
 from ledger.model.money import MAX_COST_NANOS, usd_to_nanos
 from ledger.model.native import NATIVE_MODULE as _native  # _scan and _encode in C, when built
 from ledger.model.pricing import is_packaged_book
-from ledger.storage.segments import EVENT_SCHEMA
+from ledger.model.schema import EVENT_SCHEMA, REQUIRED, ROW_FIELDS, TOKEN_FIELDS
 
 NATIVE = _native is not None
 """Whether batches are prepared by the C loops of ``ledger.model._native``."""
 
 # Keys an event may carry (field names and the ``timestamp`` alias of ``ts``).
-EVENT_KEYS = frozenset(EventIn.model_fields) | {"timestamp"}
-_TOKENS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-           "reasoning_tokens")
+EVENT_KEYS = schema.INPUT_KEYS
 _BAD_TEXT = re.compile("[\x00-\x1f\ud800-\udfff]")
 _BAD_ID = re.compile(r"[\x00-\x1f\ud800-\udfff]|\s")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
@@ -80,84 +78,116 @@ _SHA256 = re.compile(r"(?:[0-9a-f]{64}\n)*")
 # RFC 3339 with a time zone, as ``datetime.fromisoformat`` and pydantic read it alike.
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
-_TS_TYPE = pa.timestamp("us", tz="UTC")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _ONE_BY_ONE = 4  # smaller batches are prepared one event at a time
 _FEW = 16  # fewer values than this are converted one by one (no array set-up)
 
+# -- the columns, from the schema table ---------------------------------------------------
 
-@dataclass(slots=True)
+# A field held in two forms: ``ts`` in µs and as its canonical text, ``metadata`` as the
+# object and as its canonical JSON text (the stored form).
+_FORMS = {"ts": ("ts_us", "ts_text"), "metadata": ("metadata", "metadata_json")}
+# The column of a row field or a canonical key (``tenant`` is one value for the batch).
+_SOURCE = {"ts": "ts_text", "metadata": "metadata_json"}
+FIELD_COLUMNS: tuple[str, ...] = tuple(
+    column for f in schema.RECORDED if f.given for column in _FORMS.get(f.name, (f.name,)))
+"""The columns of the fields a caller gives."""
+BATCH_COLUMNS: tuple[str, ...] = (
+    *FIELD_COLUMNS, "generated", "ts_given", "cost_given", "canonical", "leaf_hash", "digest")
+"""Every column of a ``PreparedBatch``: the given fields', then what preparing found."""
+
+# The fields the column checks handle one rule at a time (``schema.EventField.check``);
+# ``ts``, ``cost`` and ``metadata`` have code of their own.
+_SIMPLE_CHECKS = ("id", "text", "count", "choice", "sha256")
+_SCAN_FIELDS = tuple(f for f in schema.GIVEN if f.check in _SIMPLE_CHECKS)
+_TS = next(f for f in schema.GIVEN if f.check == "timestamp")
+_COST = next(f for f in schema.GIVEN if f.check == "usd")
+_METADATA = next(f for f in schema.GIVEN if f.check == "metadata")
+_SCAN_COLUMNS = ("slow", *(f.name for f in _SCAN_FIELDS), "cost_given", "ts_us", "ts_given",
+                 "ts_text", "metadata", "metadata_json")
+"""What ``_scan`` returns, in this order (``cost_nanos`` and ``cost_source``: resolved)."""
+_ENCODINGS = {"str": 0, "str_or_null": 1, "int": 2, "raw": 3}
+_DIGEST_RULES = {"same": 0, "if_cost_given": 1, "if_ts_given": 2, "left_out": 3}
+
+
+def _encoding(key: str) -> str:
+    """How the value of canonical ``key`` is written: a JSON string (``str``; or null,
+    ``str_or_null``), an integer or null (``int``), or text that is JSON already."""
+    if key == schema.VERSION_KEY:
+        return "int"
+    f = schema.BY_NAME[key]
+    if f.check == "metadata":
+        return "raw"
+    if f.type is int:
+        return "int"
+    return "str_or_null" if f.nullable else "str"
+
+
+def _digest_rule(key: str) -> str:
+    """What the idempotency digest (``event.comparison_digest``) does with ``key``."""
+    if key == schema.VERSION_KEY:
+        return "left_out"
+    if key in schema.PRICE_FIELDS:
+        return "if_cost_given"
+    return "if_ts_given" if key == _TS.name else "same"
+
+
+_CANONICAL = tuple((key, _encoding(key), _digest_rule(key)) for key in schema.CANONICAL_KEYS)
+
+
+def native_spec() -> dict[str, Any]:
+    """What ``_native.configure`` is given: the checks of the simple fields (key, check,
+    shortest, longest or largest, default, whether null is allowed, choices), the keys of
+    the others, and the canonical keys in order with their encoding and digest rule."""
+    return {
+        "keys": frozenset(EVENT_KEYS),
+        "fields": tuple(
+            (f.name, _SIMPLE_CHECKS.index(f.check), f.min_len, f.max_len,
+             None if f.default is REQUIRED else f.default, f.optional, f.choices)
+            for f in _SCAN_FIELDS),
+        "special": (_TS.name, _TS.alias, _COST.name, _METADATA.name),
+        "cost_columns": tuple(_SCAN_COLUMNS.index(n) - 1 for n in ("cost_nanos",
+                                                                     "cost_source")),
+        "canonical": tuple((key, _ENCODINGS[enc], _DIGEST_RULES[rule])
+                           for key, enc, rule in _CANONICAL),
+    }
+
+
+if _native is not None:
+    _native.configure(**native_spec())
+
+
 class PreparedBatch:
-    """Validated events ready to append, one list per column (``i``-th event at ``[i]``).
-    ``digest`` is empty for an event whose id the ledger generated."""
+    """Validated events ready to append, one list per column of ``BATCH_COLUMNS``
+    (``i``-th event at ``[i]``), all of one ``tenant``. ``digest`` is empty for an event
+    whose id the ledger generated."""
 
-    tenant: str
-    event_id: list[str]
-    generated: list[bool]
-    ts_us: list[int]
-    ts_text: list[str]
-    ts_given: list[bool]
-    cost_given: list[bool]
-    kind: list[str]
-    conversation_id: list[str | None]
-    provider: list[str]
-    model: list[str]
-    alias: list[str]
-    profile: list[str]
-    input_tokens: list[int]
-    output_tokens: list[int]
-    cached_input_tokens: list[int]
-    cache_write_tokens: list[int]
-    reasoning_tokens: list[int]
-    cost_nanos: list[int]
-    cost_source: list[str]
-    price_id: list[str | None]
-    latency_ms: list[int | None]
-    origin: list[str | None]
-    id_at_origin: list[str | None]
-    metadata: list[dict[str, Any]]
-    metadata_json: list[str]
-    content_sha256: list[str | None]
-    canonical: list[bytes]
-    leaf_hash: list[bytes]
-    digest: list[bytes]
+    __slots__ = ("tenant", *BATCH_COLUMNS)
+
+    def __init__(self, tenant: str, **columns: list[Any]) -> None:
+        self.tenant = tenant
+        for name in BATCH_COLUMNS:
+            setattr(self, name, columns.pop(name))
+        if columns:
+            raise TypeError(f"not columns of a batch: {', '.join(columns)}")
 
     def __len__(self) -> int:
         return len(self.event_id)
 
+    def column(self, name: str) -> list[Any]:
+        return getattr(self, name)
+
     def extend(self, other: PreparedBatch) -> None:
         """Append the events of ``other`` (of the same tenant) after these."""
-        for name in self.__slots__:
-            column = getattr(self, name)
-            if isinstance(column, list):
-                column.extend(getattr(other, name))
+        for name in BATCH_COLUMNS:
+            getattr(self, name).extend(getattr(other, name))
 
     def fields(self, i: int) -> dict[str, Any]:
-        """The canonical fields of event ``i`` (as ``Prepared.fields``)."""
-        return {
-            "event_id": self.event_id[i],
-            "tenant": self.tenant,
-            "kind": self.kind[i],
-            "conversation_id": self.conversation_id[i],
-            "provider": self.provider[i],
-            "model": self.model[i],
-            "alias": self.alias[i],
-            "profile": self.profile[i],
-            "input_tokens": self.input_tokens[i],
-            "output_tokens": self.output_tokens[i],
-            "cached_input_tokens": self.cached_input_tokens[i],
-            "cache_write_tokens": self.cache_write_tokens[i],
-            "reasoning_tokens": self.reasoning_tokens[i],
-            "cost_nanos": self.cost_nanos[i],
-            "cost_source": self.cost_source[i],
-            "price_id": self.price_id[i],
-            "latency_ms": self.latency_ms[i],
-            "origin": self.origin[i],
-            "id_at_origin": self.id_at_origin[i],
-            "metadata": self.metadata[i],
-            "content_sha256": self.content_sha256[i],
-            "ts": self.ts_text[i],
-        }
+        """The canonical fields of event ``i`` (as ``Prepared.fields``: ``ts`` last)."""
+        out = {name: self.tenant if name == "tenant" else getattr(self, name)[i]
+               for name in _PREPARED_FIELDS}
+        out["ts"] = self.ts_text[i]
+        return out
 
     def prepared(self, i: int) -> Prepared:
         """Event ``i`` as a ``Prepared`` (for the rare per-event decisions)."""
@@ -167,64 +197,71 @@ class PreparedBatch:
             fields=self.fields(i), metadata_json=self.metadata_json[i],
             canonical=self.canonical[i], leaf_hash=self.leaf_hash[i], digest=self.digest[i])
 
+    def _row_columns(self, seq: Any, recorded: Any) -> list[Any]:
+        """The columns of the stored row (``ROW_FIELDS`` order); ``seq`` and ``recorded``
+        stand for those two."""
+        given = {"seq": seq, "ts": self.ts_us, "recorded_at": recorded,
+                 "metadata": self.metadata_json}
+        return [given[name] if name in given else getattr(self, name) for name in ROW_FIELDS]
+
     def table(self, seqs: np.ndarray, recorded_us: int,
               positions: Sequence[int] | None = None) -> pa.Table:
         """The rows of the events at ``positions`` (all, in order, when None) as an Arrow
         table of ``EVENT_SCHEMA``; ``seqs``: each row's ``seq``."""
         n = len(self) if positions is None else len(positions)
-
-        def col(values: list[Any]) -> list[Any]:
-            return values if positions is None else [values[i] for i in positions]
-
         seq = np.asarray(seqs, dtype=np.int64)
         recorded = np.full(n, recorded_us, dtype=np.int64)
-        columns = [
-            col(self.event_id), seq, col(self.ts_us), recorded, col(self.kind),
-            col(self.conversation_id), col(self.provider), col(self.model), col(self.alias),
-            col(self.profile), col(self.input_tokens), col(self.output_tokens),
-            col(self.cached_input_tokens), col(self.cache_write_tokens),
-            col(self.reasoning_tokens), col(self.cost_nanos), col(self.cost_source),
-            col(self.price_id), col(self.latency_ms), col(self.origin),
-            col(self.id_at_origin), col(self.metadata_json), col(self.content_sha256),
-            col(self.leaf_hash),
-        ]
+        columns = self._row_columns(seq, recorded)
+        if positions is not None:
+            columns = [c if c is seq or c is recorded else [c[i] for i in positions]
+                       for c in columns]
         arrays = [pa.array(c, type=f.type) for c, f in zip(columns, EVENT_SCHEMA, strict=True)]
         return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
     def slice(self, start: int, end: int) -> PreparedBatch:
         """Events ``start`` to ``end`` (exclusive) as a batch of their own."""
-        return PreparedBatch(self.tenant, *(getattr(self, name)[start:end]
-                                            for name in self.__slots__[1:]))
+        return PreparedBatch(self.tenant, **{name: getattr(self, name)[start:end]
+                                             for name in BATCH_COLUMNS})
 
     def rows(self, first_seq: int, recorded_us: int,
              positions: Sequence[int] | None = None) -> list[tuple[Any, ...]]:
         """The rows of the events at ``positions`` (all when None) as tuples in
         ``ROW_FIELDS`` order, numbered from ``first_seq`` (for small appends)."""
-        out = []
-        for k, i in enumerate(range(len(self)) if positions is None else positions):
-            out.append((
-                self.event_id[i], first_seq + k, self.ts_us[i], recorded_us, self.kind[i],
-                self.conversation_id[i], self.provider[i], self.model[i], self.alias[i],
-                self.profile[i], self.input_tokens[i], self.output_tokens[i],
-                self.cached_input_tokens[i], self.cache_write_tokens[i],
-                self.reasoning_tokens[i], self.cost_nanos[i], self.cost_source[i],
-                self.price_id[i], self.latency_ms[i], self.origin[i], self.id_at_origin[i],
-                self.metadata_json[i], self.content_sha256[i], self.leaf_hash[i]))
-        return out
+        picked = range(len(self)) if positions is None else positions
+        seq = range(first_seq, first_seq + len(picked))
+        recorded = itertools.repeat(recorded_us, len(picked))
+        columns = self._row_columns(seq, recorded)
+        if positions is not None:
+            columns = [c if c is seq or c is recorded else [c[i] for i in positions]
+                       for c in columns]
+        return list(zip(*columns, strict=True))
 
     @classmethod
     def from_prepared(cls, tenant: str, items: Sequence[Prepared]) -> PreparedBatch:
         """Columns of events prepared one by one."""
-        rows = [(
-            p.event_id, p.generated_id, p.ts_us, f["ts"], p.ts_given, p.cost_given, f["kind"],
-            f["conversation_id"], f["provider"], f["model"], f["alias"], f["profile"],
-            f["input_tokens"], f["output_tokens"], f["cached_input_tokens"],
-            f["cache_write_tokens"], f["reasoning_tokens"], f["cost_nanos"],
-            f["cost_source"], f["price_id"], f["latency_ms"], f["origin"], f["id_at_origin"],
-            f["metadata"], p.metadata_json, f["content_sha256"], p.canonical, p.leaf_hash,
-            p.digest) for p in items for f in (p.fields,)]
-        columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(29)]
-        return cls(tenant, *columns)
+        columns: dict[str, list[Any]] = {name: [] for name in BATCH_COLUMNS}
+        for p in items:
+            _put(columns, len(columns["event_id"]), p, append=True)
+        return cls(tenant, **columns)
+
+
+# ``PreparedBatch.fields``: the canonical fields in table order (``ts`` last).
+_PREPARED_FIELDS = tuple(f.name for f in schema.RECORDED if f.canonical and f.name != "ts")
+
+
+def _put(columns: dict[str, list[Any]], i: int, p: Prepared, *, append: bool = False) -> None:
+    """Event ``p`` (prepared one by one) into ``columns`` at ``i`` (or at the end)."""
+    f = p.fields
+    values = {name: f[name] for name in FIELD_COLUMNS if name in f}
+    values.update(
+        event_id=p.event_id, ts_us=p.ts_us, ts_text=f["ts"], metadata_json=p.metadata_json,
+        generated=p.generated_id, ts_given=p.ts_given, cost_given=p.cost_given,
+        canonical=p.canonical, leaf_hash=p.leaf_hash, digest=p.digest)
+    for name, value in values.items():
+        if append:
+            columns[name].append(value)
+        else:
+            columns[name][i] = value
 
 
 def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequence[int],
@@ -239,17 +276,17 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
     if n < _ONE_BY_ONE:  # the column set-up costs more than it saves
         return PreparedBatch.from_prepared(tenant, [
             _prepare_one(e, i, tenant, received_us[i], pricer) for i, e in enumerate(events)])
-    s = _scan(events, list(received_us))
-    (event_id, conversation_id, provider, model, kind, ts_us, cost_nanos, cost_source,
-     cost_given) = (s.event_id, s.conversation_id, s.provider, s.model, s.kind, s.ts_us,
-                    s.cost_nanos, s.cost_source, s.cost_given)
-    tokens = [s.input_tokens, s.output_tokens, s.cached_input_tokens, s.cache_write_tokens,
-              s.reasoning_tokens]
+    c = _scan(events, list(received_us))
+    slow = c.pop("slow")
+    event_id, conversation_id, kind, provider, model, ts_us = (
+        c["event_id"], c["conversation_id"], c["kind"], c["provider"], c["model"], c["ts_us"])
+    cost_nanos, cost_source, cost_given = c["cost_nanos"], c["cost_source"], c["cost_given"]
+    tokens = [c[name] for name in TOKEN_FIELDS]
 
     # -- the events the column checks did not clear: one by one -------------------------
     fallback: dict[int, Prepared] = {}
-    for i, slow in enumerate(s.slow):
-        if slow:
+    for i, is_slow in enumerate(slow):
+        if is_slow:
             fallback[i] = _prepare_one(events[i], i, tenant, received_us[i], pricer)
 
     # -- defaults: ids and prices --------------------------------------------------------
@@ -263,7 +300,7 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
         generated[i] = True
     for k, i in enumerate(conv_ids, start=len(need_ids)):
         conversation_id[i] = fresh[k]
-    price_id = list(s.price_id)
+    price_id = c["price_id"]
     unpriced = [i for i in range(n) if not cost_given[i] and i not in fallback]
     if is_packaged_book(pricer):  # many at a time, the time in µs (no datetime per event)
         pricer.price_columns(provider, model, *tokens, ts_us, unpriced, cost_nanos, price_id)
@@ -287,140 +324,65 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
             else:
                 cost_nanos[i], cost_source[i], price_id[i] = (
                     priced.cost_nanos, "price_table", priced.price_id)
+    c["generated"] = generated
+    for name in ("canonical", "leaf_hash", "digest"):  # filled in below
+        c[name] = [b""] * n
 
     # -- the events prepared one by one take their place in the columns ----------------
     for i, p in fallback.items():
-        event_id[i], generated[i], ts_us[i] = p.event_id, p.generated_id, p.ts_us
-        f = p.fields
-        s.ts_text[i] = f["ts"]
-        s.ts_given[i], cost_given[i] = p.ts_given, p.cost_given
-        kind[i], conversation_id[i] = f["kind"], f["conversation_id"]
-        provider[i], model[i], s.alias[i], s.profile[i] = (
-            f["provider"], f["model"], f["alias"], f["profile"])
-        for k, name in enumerate(_TOKENS):
-            tokens[k][i] = f[name]
-        cost_nanos[i], cost_source[i], price_id[i] = (
-            f["cost_nanos"], f["cost_source"], f["price_id"])
-        s.latency_ms[i], s.origin[i], s.id_at_origin[i] = (
-            f["latency_ms"], f["origin"], f["id_at_origin"])
-        s.metadata[i], s.metadata_json[i] = f["metadata"], p.metadata_json
-        s.content_sha256[i] = f["content_sha256"]
+        _put(c, i, p)
 
     # -- canonical bytes, leaf hashes, digests -------------------------------------------
-    canonical, leaf, digest = _encode(
-        tenant, CANONICAL_VERSION,
-        (s.alias, tokens[3], tokens[2], s.content_sha256, conversation_id, cost_nanos,
-         cost_source, event_id, s.id_at_origin, tokens[0], kind, s.latency_ms,
-         s.metadata_json, model, s.origin, tokens[1], price_id, s.profile, provider,
-         tokens[4], s.ts_text),
-        s.ts_given, cost_given, [not g for g in generated], s.slow)
+    columns = tuple(tenant if key == "tenant" else CANONICAL_VERSION
+                    if key == schema.VERSION_KEY else c[_SOURCE.get(key, key)]
+                    for key in schema.CANONICAL_KEYS)
+    canonical, leaf, digest = _encode(columns, c["ts_given"], cost_given,
+                                      [not g for g in generated], slow)
     for i, p in fallback.items():  # the per-event path's bytes (e.g. floats in metadata)
         canonical[i], leaf[i], digest[i] = p.canonical, p.leaf_hash, p.digest
-
-    return PreparedBatch(
-        tenant=tenant, event_id=event_id, generated=generated, ts_us=ts_us,
-        ts_text=s.ts_text, ts_given=s.ts_given, cost_given=cost_given, kind=kind,
-        conversation_id=conversation_id, provider=provider, model=model, alias=s.alias,
-        profile=s.profile, input_tokens=tokens[0], output_tokens=tokens[1],
-        cached_input_tokens=tokens[2], cache_write_tokens=tokens[3],
-        reasoning_tokens=tokens[4], cost_nanos=cost_nanos, cost_source=cost_source,
-        price_id=price_id, latency_ms=s.latency_ms, origin=s.origin,
-        id_at_origin=s.id_at_origin, metadata=s.metadata, metadata_json=s.metadata_json,
-        content_sha256=s.content_sha256, canonical=canonical, leaf_hash=leaf, digest=digest)
+    c["canonical"], c["leaf_hash"], c["digest"] = canonical, leaf, digest
+    return PreparedBatch(tenant, **c)
 
 
-@dataclass(slots=True)
-class _Scanned:
-    """The columns the checks made (``ledger.model._native.scan`` returns them in this order).
-    An event marked ``slow`` has placeholders in the other columns: the per-event path
-    decides it."""
-
-    slow: list[bool]
-    event_id: list[Any]
-    conversation_id: list[Any]
-    id_at_origin: list[Any]
-    provider: list[Any]
-    model: list[Any]
-    alias: list[Any]
-    profile: list[Any]
-    price_id: list[Any]
-    origin: list[Any]
-    kind: list[Any]
-    content_sha256: list[Any]
-    input_tokens: list[Any]
-    output_tokens: list[Any]
-    cached_input_tokens: list[Any]
-    cache_write_tokens: list[Any]
-    reasoning_tokens: list[Any]
-    latency_ms: list[Any]
-    cost_nanos: list[Any]
-    cost_source: list[Any]
-    cost_given: list[bool]
-    ts_us: list[int]
-    ts_given: list[bool]
-    ts_text: list[str]
-    metadata: list[Any]
-    metadata_json: list[str]
-
-
-def _scan(events: Sequence[Any], received_us: list[int]) -> _Scanned:
-    """The column checks: ``_native.scan`` when built, else ``_scan_python``."""
+def _scan(events: Sequence[Any], received_us: list[int]) -> dict[str, list[Any]]:
+    """The column checks (``_native.scan`` when built, else ``_scan_python``): which events
+    are plain (a dict of known keys whose values pass the checks, run once per column)
+    and their columns by name (``_SCAN_COLUMNS``). An event marked ``slow`` has
+    placeholders in the other columns: the per-event path decides it."""
     if _native is None:
         return _scan_python(events, received_us)
     low = ts_to_us(EARLIEST_TS)
     high = ts_to_us(datetime.now(UTC) + FUTURE_SKEW)
-    limits = (MAX_ID, MAX_TEXT, MAX_METADATA_BYTES, MAX_SAFE_INT, MAX_COST_NANOS)
-    return _Scanned(*_native.scan(
-        events if type(events) is list else list(events), EVENT_KEYS, received_us, low,
-        high, _usd_nanos, limits))
+    limits = (MAX_METADATA_BYTES, MAX_SAFE_INT, MAX_COST_NANOS)
+    columns = _native.scan(events if type(events) is list else list(events), received_us,
+                           low, high, _usd_nanos, limits)
+    return dict(zip(_SCAN_COLUMNS, columns, strict=True))
 
 
-def _scan_python(events: Sequence[Any], received_us: list[int]) -> _Scanned:
-    """Which events are plain (a dict of known keys whose values pass the checks, run
-    once per column) and their columns; the others are marked slow."""
+def _scan_python(events: Sequence[Any], received_us: list[int]) -> dict[str, list[Any]]:
     n = len(events)
     slow = [not (type(e) is dict and e.keys() <= EVENT_KEYS and not (
-        "ts" in e and "timestamp" in e)) for e in events]
+        _TS.name in e and _TS.alias in e)) for e in events]
     get = _Columns(events, slow)
+    out: dict[str, list[Any]] = {"slow": slow}
 
-    # -- texts ---------------------------------------------------------------------------
-    event_id = get("event_id")
-    _check_texts(event_id, slow, get.skipped, MAX_ID, _BAD_ID, optional=True, min_len=1)
-    conversation_id = get("conversation_id")
-    _check_texts(conversation_id, slow, get.skipped, MAX_ID, _BAD_ID, optional=True, min_len=1)
-    id_at_origin = get("id_at_origin")
-    _check_texts(id_at_origin, slow, get.skipped, MAX_ID, _BAD_ID, optional=True)
-    provider = get("provider")
-    _check_texts(provider, slow, get.skipped, MAX_TEXT, _BAD_TEXT, min_len=1)
-    model = get("model")
-    _check_texts(model, slow, get.skipped, MAX_TEXT, _BAD_TEXT, min_len=1)
-    alias = get("alias", "")
-    _check_texts(alias, slow, get.skipped, MAX_TEXT, _BAD_TEXT)
-    profile = get("profile", "default")
-    _check_texts(profile, slow, get.skipped, MAX_TEXT, _BAD_TEXT)
-    price_id = get("price_id")
-    _check_texts(price_id, slow, get.skipped, MAX_TEXT, _BAD_TEXT, optional=True)
-    origin = get("origin")
-    _check_texts(origin, slow, get.skipped, MAX_TEXT, _BAD_TEXT, optional=True)
-    kind = get("kind", "usage")
-    for i, k in enumerate(kind):
-        if (k != "usage" and k != "conversation") or type(k) is not str:
-            slow[i] = True
-    content = get("content_sha256")
-    _check_sha256(content, slow)
-
-    # -- integers ------------------------------------------------------------------------
-    tokens = [get(name, 0) for name in _TOKENS]
-    for column in tokens:
-        _check_ints(column, slow, optional=False)
-    latency = get("latency_ms")
-    _check_ints(latency, slow, optional=True)
-    cost_nanos_in = get("cost_nanos")
-    _check_ints(cost_nanos_in, slow, optional=True)
+    # -- the fields with one rule each (texts, counts, choices, hashes) -------------------
+    for f in _SCAN_FIELDS:
+        column = out[f.name] = get(f.name, None if f.default is REQUIRED else f.default)
+        if f.check in ("id", "text"):
+            _check_texts(column, slow, get.skipped, f.max_len,
+                         _BAD_ID if f.check == "id" else _BAD_TEXT, optional=f.optional,
+                         min_len=f.min_len)
+        elif f.check == "count":
+            _check_ints(column, slow, f.max_len, optional=f.optional)
+        elif f.check == "choice":
+            _check_choices(column, slow, f.choices, optional=f.optional)
+        else:
+            _check_sha256(column, slow, optional=f.optional)
 
     # -- cost ----------------------------------------------------------------------------
-    cost_in = get("cost")
-    cost_source_in = get("cost_source")
+    cost_in = get(_COST.name)
+    cost_nanos_in, cost_source_in = out["cost_nanos"], out["cost_source"]
     cost_nanos: list[Any] = [None] * n
     cost_source: list[Any] = [None] * n
     cost_given = [False] * n
@@ -428,9 +390,6 @@ def _scan_python(events: Sequence[Any], received_us: list[int]) -> _Scanned:
         if slow[i]:
             continue
         c, cn, src = cost_in[i], cost_nanos_in[i], cost_source_in[i]
-        if src is not None and src != "provider" and src != "client":
-            slow[i] = True
-            continue
         if c is not None:
             nanos = _usd_nanos(c)
             if nanos is None or (cn is not None and cn != nanos):
@@ -444,10 +403,11 @@ def _scan_python(events: Sequence[Any], received_us: list[int]) -> _Scanned:
         cost_given[i] = True
         cost_nanos[i] = cn
         cost_source[i] = src or "client"
+    out.update(cost_nanos=cost_nanos, cost_source=cost_source, cost_given=cost_given)
 
     # -- timestamps ----------------------------------------------------------------------
-    ts_in = get("ts")
-    ts_alias = get("timestamp")
+    ts_in = get(_TS.name)
+    ts_alias = get(_TS.alias)
     ts_values: list[Any] = [None] * n
     ts_given = [False] * n
     for i in range(n):
@@ -478,15 +438,16 @@ def _scan_python(events: Sequence[Any], received_us: list[int]) -> _Scanned:
     for i in range(n):
         if ts_given[i] and not (low <= ts_us[i] <= high):
             slow[i] = True
+    out.update(ts_us=ts_us, ts_given=ts_given, ts_text=_format_ts(ts_us))
 
     # -- metadata ------------------------------------------------------------------------
-    metadata = get("metadata")
+    metadata = get(_METADATA.name)
     metadata_json: list[str] = [""] * n
     for i, meta in enumerate(metadata):
         if slow[i]:
             continue
         if meta is None:
-            if "metadata" in events[i]:
+            if _METADATA.name in events[i]:
                 slow[i] = True
                 continue
             meta = metadata[i] = {}
@@ -495,114 +456,103 @@ def _scan_python(events: Sequence[Any], received_us: list[int]) -> _Scanned:
             slow[i] = True
         else:
             metadata_json[i] = text
-
-    return _Scanned(
-        slow, event_id, conversation_id, id_at_origin, provider, model, alias, profile,
-        price_id, origin, kind, content, *tokens, latency, cost_nanos, cost_source,
-        cost_given, ts_us, ts_given, _format_ts(ts_us), metadata, metadata_json)
+    out.update(metadata=metadata, metadata_json=metadata_json)
+    return {name: out[name] for name in _SCAN_COLUMNS}
 
 
-def _encode(tenant: str, version: int, columns: tuple[list[Any], ...], ts_given: list[bool],
-            cost_given: list[bool], want_digest: list[bool],
+def _encode(columns: tuple[Any, ...], ts_given: list[bool], cost_given: list[bool],
+            want_digest: list[bool],
             skip: list[bool]) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    """Canonical bytes, leaf hashes and digests: ``_native.encode`` when built, else
-    ``_encode_python``."""
-    if _native is None:
-        return _encode_python(tenant, version, columns, ts_given, cost_given, want_digest,
-                              skip)
-    return _native.encode(tenant, version, columns, ts_given, cost_given, want_digest, skip)
-
-
-def _encode_python(tenant: str, version: int, columns: tuple[list[Any], ...],
-                   ts_given: list[bool], cost_given: list[bool], want_digest: list[bool],
-                   skip: list[bool]) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """The canonical bytes (RFC 8785) and leaf hash of each event, and the idempotency
     digest of those in ``want_digest`` (``b""`` for the others, and for all three of
-    the events in ``skip``). ``columns``: the events' values in the canonical key order
-    (alias, cache_write_tokens, cached_input_tokens, content_sha256, conversation_id,
-    cost_nanos, cost_source, event_id, id_at_origin, input_tokens, kind, latency_ms,
-    metadata JSON text, model, origin, output_tokens, price_id, profile, provider,
-    reasoning_tokens, ts text)."""
-    (alias, cache_write, cached, content, conversation, cost_nanos, cost_source, event_id,
-     id_at_origin, input_tokens, kind, latency, metadata_json, model, origin, output_tokens,
-     price_id, profile, provider, reasoning, ts_text) = columns
+    the events in ``skip``). ``columns``: one per key of ``schema.CANONICAL_KEYS``, in
+    that order: the events' values (a list; ``ts`` as its canonical text, ``metadata`` as
+    its canonical JSON text), or one value for all (``tenant``, ``v``).
+    ``_native.encode`` when built, else ``_encode_python``."""
+    if _native is None:
+        return _encode_python(columns, ts_given, cost_given, want_digest, skip)
+    return _native.encode(columns, ts_given, cost_given, want_digest, skip)
+
+
+def _encode_python(columns: tuple[Any, ...], ts_given: list[bool], cost_given: list[bool],
+                   want_digest: list[bool],
+                   skip: list[bool]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """``_encode`` in Python: each column made JSON text once (see ``_JsonTexts``), then
+    one ``%`` template per event, built from the canonical keys (it gives the bytes
+    ``orjson.dumps`` gives for the sorted dict; the tests compare both)."""
     texts = _JsonTexts()
-    alias_j, cost_source_j, event_id_j, kind_j, model_j, profile_j, provider_j = (
-        texts.inner(c) for c in (alias, cost_source, event_id, kind, model, profile, provider))
-    content_j, conversation_j, id_at_origin_j, origin_j, price_id_j = (
-        texts.nullable(c) for c in (content, conversation, id_at_origin, origin, price_id))
-    latency_j = ["null" if v is None else str(v) for v in latency]
-    tenant_j = texts.inner([tenant])[0]
-    canonical, leaf = _canonical(
-        tenant_j, version, alias_j, cache_write, cached, content_j, conversation_j,
-        cost_nanos, cost_source_j, event_id_j, id_at_origin_j, input_tokens, kind_j,
-        latency_j, metadata_json, model_j, origin_j, output_tokens, price_id_j, profile_j,
-        provider_j, reasoning, ts_text)
-    digest = [b""] * len(canonical)
-    sha256 = hashlib.sha256
-    for i, wanted in enumerate(want_digest):
-        if skip[i]:
-            canonical[i] = leaf[i] = b""
-            continue
-        if not wanted:
-            continue
-        if cost_given[i]:
-            cost_part = (f'"cost_nanos":{cost_nanos[i]},"cost_source":"{cost_source_j[i]}",'
-                         f'"event_id":"{event_id_j[i]}"')
-            price_part = price_id_j[i]
-        else:
-            cost_part = f'"cost_nanos":null,"cost_source":null,"event_id":"{event_id_j[i]}"'
-            price_part = "null"
-        ts_part = f'"{ts_text[i]}"' if ts_given[i] else "null"
-        digest[i] = sha256((
-            f'{{"alias":"{alias_j[i]}","cache_write_tokens":{cache_write[i]},'
-            f'"cached_input_tokens":{cached[i]},"content_sha256":{content_j[i]},'
-            f'"conversation_id":{conversation_j[i]},{cost_part},'
-            f'"id_at_origin":{id_at_origin_j[i]},"input_tokens":{input_tokens[i]},'
-            f'"kind":"{kind_j[i]}","latency_ms":{latency_j[i]},'
-            f'"metadata":{metadata_json[i]},"model":"{model_j[i]}","origin":{origin_j[i]},'
-            f'"output_tokens":{output_tokens[i]},"price_id":{price_part},'
-            f'"profile":"{profile_j[i]}","provider":"{provider_j[i]}",'
-            f'"reasoning_tokens":{reasoning[i]},"tenant":"{tenant_j}","ts":{ts_part}}}'
-        ).encode()).digest()[:16]
-    return canonical, leaf, digest
-
-
-def _canonical(tenant: str, version: int,
-               *columns: list[Any]) -> tuple[list[bytes], list[bytes]]:
-    """Canonical bytes (RFC 8785) and leaf hashes of the events given by ``columns`` in the
-    canonical key order, each already JSON text: strings escaped (quoted where the column
-    may be null), integers as such, metadata as its canonical text (see ``_JsonTexts``).
-    One f-string per event gives the bytes ``orjson.dumps`` gives for the sorted dict
-    (the tests compare both), at half the cost."""
+    parts: list[str] = []
+    digest_parts: list[str] = []
+    values: list[Any] = []  # the per-event columns, as JSON text
+    cost_slots: list[int] = []  # their places in a row that the digest may null
+    ts_slots: list[int] = []
+    for (key, encoding, rule), column in zip(_CANONICAL, columns, strict=True):
+        if isinstance(column, list):
+            slot = "%s"
+            if rule == "if_cost_given":
+                cost_slots.append(len(values))
+            elif rule == "if_ts_given":
+                ts_slots.append(len(values))
+            if encoding == "str" and rule == "same":  # quoted in the template
+                slot = '"%s"'
+                values.append(texts.inner(column))
+            elif encoding == "str":
+                values.append(texts.quoted(column))
+            elif encoding == "str_or_null":
+                values.append(texts.nullable(column))
+            elif encoding == "int" and None in column:
+                values.append(["null" if v is None else v for v in column])
+            else:
+                values.append(column)
+        else:  # one value for every event: written into the template
+            slot = _json_value(column, encoding).replace("%", "%%")
+        part = f"{orjson.dumps(key).decode()}:{slot}"
+        parts.append(part)
+        if rule != "left_out":
+            digest_parts.append(part)
+    template = "{" + ",".join(parts) + "}"
+    digest_template = "{" + ",".join(digest_parts) + "}"
     sha256 = hashlib.sha256
     canonical: list[bytes] = []
     leaf: list[bytes] = []
-    add_canonical = canonical.append
-    add_leaf = leaf.append
-    for (alias, cache_write, cached, content, conv, cost, source, eid, id_at_origin,
-         input_tokens, kind, latency, meta, model, origin, output_tokens, price_id,
-         profile, provider, reasoning, ts) in zip(*columns, strict=True):
-        body = (
-            f'{{"alias":"{alias}","cache_write_tokens":{cache_write},'
-            f'"cached_input_tokens":{cached},"content_sha256":{content},'
-            f'"conversation_id":{conv},"cost_nanos":{cost},"cost_source":"{source}",'
-            f'"event_id":"{eid}","id_at_origin":{id_at_origin},"input_tokens":{input_tokens},'
-            f'"kind":"{kind}","latency_ms":{latency},"metadata":{meta},"model":"{model}",'
-            f'"origin":{origin},"output_tokens":{output_tokens},"price_id":{price_id},'
-            f'"profile":"{profile}","provider":"{provider}","reasoning_tokens":{reasoning},'
-            f'"tenant":"{tenant}","ts":"{ts}","v":{version}}}').encode()
-        add_canonical(body)
-        add_leaf(sha256(b"\x00" + body).digest())
-    return canonical, leaf
+    digest: list[bytes] = []
+    for i, row in enumerate(zip(*values, strict=True)):
+        if skip[i]:
+            canonical.append(b"")
+            leaf.append(b"")
+            digest.append(b"")
+            continue
+        body = (template % row).encode()
+        canonical.append(body)
+        leaf.append(sha256(b"\x00" + body).digest())
+        if not want_digest[i]:
+            digest.append(b"")
+            continue
+        stated = list(row)
+        if not cost_given[i]:
+            for k in cost_slots:
+                stated[k] = "null"
+        if not ts_given[i]:
+            for k in ts_slots:
+                stated[k] = "null"
+        digest.append(sha256((digest_template % tuple(stated)).encode()).digest()[:16])
+    return canonical, leaf, digest
+
+
+def _json_value(value: Any, encoding: str) -> str:
+    if value is None:
+        return "null"
+    if encoding == "raw":
+        return value
+    return orjson.dumps(value).decode()
 
 
 class _JsonTexts:
-    """Columns of strings as JSON text for the canonical f-strings. A column is checked
-    once (one scan of its joined values): values with nothing to escape are used as they
-    are; a column with a quote, backslash or control character is escaped by ``orjson``
-    (RFC 8785 escapes exactly those; other characters, astral ones included, are written
-    as UTF-8)."""
+    """Columns of strings as JSON text for the canonical templates. A column is checked
+    once (one scan of its joined values): values with nothing to escape are quoted as
+    they are; a column with a quote, backslash or control character is escaped by
+    ``orjson`` (RFC 8785 escapes exactly those; other characters, astral ones included,
+    are written as UTF-8)."""
 
     _ESCAPE = re.compile(r'["\\\x00-\x1f]')
 
@@ -612,6 +562,13 @@ class _JsonTexts:
             return column
         dumps = orjson.dumps
         return [dumps(v).decode()[1:-1] for v in column]
+
+    def quoted(self, column: list[str]) -> list[str]:
+        """The JSON string of each entry, for a column without nulls."""
+        if self._ESCAPE.search("".join(column)) is None:
+            return [f'"{v}"' for v in column]
+        dumps = orjson.dumps
+        return [dumps(v).decode() for v in column]
 
     def nullable(self, column: list[str | None]) -> list[str]:
         """The whole JSON value (quoted string or ``null``) of each entry."""
@@ -667,22 +624,38 @@ def _check_texts(values: list[Any], slow: list[bool], skipped: int, limit: int,
             slow[i] = True
 
 
-def _check_sha256(values: list[Any], slow: list[bool]) -> None:
+def _check_sha256(values: list[Any], slow: list[bool], *, optional: bool) -> None:
+    """Mark as slow the events whose value is not 64 lowercase hex digits."""
     present = [v for v in values if v is not None]
-    if all(type(v) is str for v in present) and _SHA256.fullmatch(
+    if (optional or len(present) == len(values)) and all(
+            type(v) is str for v in present) and _SHA256.fullmatch(
             "".join(v + "\n" for v in present)):
         return
     for i, v in enumerate(values):
-        if v is not None and not (type(v) is str and _SHA256.fullmatch(v + "\n")):
+        if v is None:
+            slow[i] = slow[i] or not optional
+        elif not (type(v) is str and _SHA256.fullmatch(v + "\n")):
             slow[i] = True
 
 
-def _check_ints(values: list[Any], slow: list[bool], *, optional: bool) -> None:
+def _check_ints(values: list[Any], slow: list[bool], limit: int, *, optional: bool) -> None:
+    """Mark as slow the events whose value is not an ``int`` from 0 to ``limit``."""
     for i, v in enumerate(values):
         if type(v) is int:
-            if not 0 <= v <= MAX_SAFE_INT:
+            if not 0 <= v <= limit:
                 slow[i] = True
         elif v is not None or not optional:
+            slow[i] = True
+
+
+def _check_choices(values: list[Any], slow: list[bool], choices: tuple[str, ...], *,
+                   optional: bool) -> None:
+    """Mark as slow the events whose value is not one of ``choices``."""
+    for i, v in enumerate(values):
+        if v is None:
+            if not optional:
+                slow[i] = True
+        elif type(v) is not str or v not in choices:
             slow[i] = True
 
 
@@ -746,7 +719,7 @@ def _timestamps_us(values: list[datetime | None], default_us: Sequence[int]) -> 
     if len(given) < _FEW:
         us = [ts_to_us(v if v.tzinfo is not None else v.replace(tzinfo=UTC)) for v in given]
     else:
-        us = pa.array(given, type=_TS_TYPE).cast(pa.int64()).to_pylist()
+        us = pa.array(given, type=schema.TS_TYPE).cast(pa.int64()).to_pylist()
     it = iter(us)
     return [next(it) if v is not None else d for v, d in zip(values, default_us, strict=True)]
 

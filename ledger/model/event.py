@@ -36,6 +36,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -43,53 +44,33 @@ from pydantic import (
 from ledger.errors import EventValidationError
 from ledger.errors import IdConflictError as IdConflictError  # re-exported
 from ledger.model.money import MAX_COST_NANOS, usd_to_nanos
+from ledger.model.schema import (
+    CANONICAL_FIELDS,
+    CANONICAL_VERSION,
+    GIVEN,
+    ID_FIELDS,
+    LEDGER_FIELDS,
+    MAX_ID,
+    MAX_SAFE_INT,
+    MAX_TEXT,
+    PRICE_FIELDS,
+    RECORDED,
+    REQUIRED,
+    ROW_FIELDS,
+    STORED_FIELDS,
+    TEXT_FIELDS,
+    VERSION_KEY,
+    EventField,
+)
 
-CANONICAL_VERSION = 1
-MAX_SAFE_INT = 2**53 - 1
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 16
-MAX_TEXT = 256
-MAX_ID = 200
 FUTURE_SKEW = timedelta(hours=24)
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 EventKind = Literal["usage", "conversation"]
 CostSource = Literal["provider", "client", "price_table", "unpriced"]
-TOKEN_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-)
-# Fields a caller may never set: they come from the ledger or the API key.
-LEDGER_FIELDS = ("tenant", "seq", "recorded_at", "leaf_hash")
-
-# Column order of a stored event row (segments, journal tail, projections).
-ROW_FIELDS = (
-    "event_id",
-    "seq",
-    "ts",
-    "recorded_at",
-    "kind",
-    "conversation_id",
-    "provider",
-    "model",
-    "alias",
-    "profile",
-    *TOKEN_FIELDS,
-    "cost_nanos",
-    "cost_source",
-    "price_id",
-    "latency_ms",
-    "origin",
-    "id_at_origin",
-    "metadata",
-    "content_sha256",
-    "leaf_hash",
-)
-ROW_INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
 
 
 _CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\ud800-\udfff]")
@@ -145,34 +126,10 @@ def _check_metadata(value: Any, depth: int = 0) -> bool:
     raise ValueError(f"metadata values must be JSON (got {type(value).__name__})")
 
 
-class EventIn(BaseModel):
-    """What a caller submits for one call: DESIGN §3 field names, or the usage-log names
-    of §9 (``cost`` in USD). ``event_id`` and ``ts`` may be omitted."""
+class _EventInRules(BaseModel):
+    """The validation rules of ``EventIn`` (its fields come from ``schema.FIELDS``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    event_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
-    ts: datetime | None = Field(default=None, alias="timestamp")
-    kind: EventKind = "usage"
-    conversation_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
-    provider: str = Field(min_length=1, max_length=MAX_TEXT)
-    model: str = Field(min_length=1, max_length=MAX_TEXT)
-    alias: str = Field(default="", max_length=MAX_TEXT)
-    profile: str = Field(default="default", max_length=MAX_TEXT)
-    input_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
-    output_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
-    cached_input_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
-    cache_write_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
-    reasoning_tokens: int = Field(default=0, ge=0, le=MAX_SAFE_INT, strict=True)
-    cost: Decimal | None = None
-    cost_nanos: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT, strict=True)
-    cost_source: Literal["provider", "client"] | None = None
-    price_id: str | None = Field(default=None, max_length=MAX_TEXT)
-    latency_ms: int | None = Field(default=None, ge=0, le=MAX_SAFE_INT)
-    origin: str | None = Field(default=None, max_length=MAX_TEXT)
-    id_at_origin: str | None = Field(default=None, max_length=MAX_ID)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    content_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="before")
     @classmethod
@@ -194,7 +151,8 @@ class EventIn(BaseModel):
                     data["latency_ms"] = round(value)
         return data
 
-    @field_validator("cost", mode="before")
+    @field_validator(*(f.name for f in GIVEN if f.check == "usd"), mode="before",
+                     check_fields=False)
     @classmethod
     def _cost_text(cls, value: Any) -> Any:
         if value is None:
@@ -207,19 +165,19 @@ class EventIn(BaseModel):
                              f"({MAX_COST_NANOS} nano-USD, about 9 million USD)")
         return Decimal(nanos) / Decimal(1_000_000_000)
 
-    @field_validator("event_id", "conversation_id", "id_at_origin")
+    @field_validator(*ID_FIELDS, check_fields=False)
     @classmethod
     def _ids(cls, value: str | None) -> str | None:
         if value is not None and _WHITESPACE.search(value):
             raise ValueError("ids must not contain whitespace")
         return _check_text(value, "id", MAX_ID)
 
-    @field_validator("provider", "model", "alias", "profile", "price_id", "origin")
+    @field_validator(*TEXT_FIELDS, check_fields=False)
     @classmethod
     def _texts(cls, value: str | None) -> str | None:
         return _check_text(value, "text")
 
-    @field_validator("ts")
+    @field_validator(*(f.name for f in GIVEN if f.check == "timestamp"), check_fields=False)
     @classmethod
     def _ts(cls, value: datetime | None) -> datetime | None:
         if value is None:
@@ -233,20 +191,58 @@ class EventIn(BaseModel):
             raise ValueError("ts is more than 24 hours in the future")
         return value
 
-    @field_validator("metadata")
+    @field_validator(*(f.name for f in GIVEN if f.check == "metadata"), check_fields=False)
     @classmethod
     def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
         _check_metadata(value)
         return value
 
     @model_validator(mode="after")
-    def _cost_consistency(self) -> EventIn:
-        if (self.cost is not None and self.cost_nanos is not None
-                and usd_to_nanos(self.cost) != self.cost_nanos):
+    def _cost_consistency(self) -> Any:
+        cost, cost_nanos, cost_source = (
+            self.cost, self.cost_nanos, self.cost_source)  # type: ignore[attr-defined]
+        if cost is not None and cost_nanos is not None and usd_to_nanos(cost) != cost_nanos:
             raise ValueError("cost and cost_nanos disagree; send one of them")
-        if self.cost_source is not None and self.cost is None and self.cost_nanos is None:
-            raise ValueError(f"cost_source {self.cost_source!r} needs a cost")
+        if cost_source is not None and cost is None and cost_nanos is None:
+            raise ValueError(f"cost_source {cost_source!r} needs a cost")
         return self
+
+
+def _input_field(f: EventField) -> tuple[Any, Any]:
+    """The annotation and ``Field`` of ``f`` in ``EventIn``."""
+    if f.check == "choice":
+        kind: Any = Literal[f.choices]  # type: ignore[valid-type]
+    else:
+        kind = f.type
+    annotation = kind | None if f.optional else kind
+    rules: dict[str, Any] = {}
+    if f.default is REQUIRED:
+        pass
+    elif isinstance(f.default, dict | list):
+        rules["default_factory"] = type(f.default)
+    else:
+        rules["default"] = f.default
+    if f.alias is not None:
+        rules["alias"] = f.alias
+    if f.check in ("id", "text"):
+        if f.min_len:
+            rules["min_length"] = f.min_len
+        rules["max_length"] = f.max_len
+    elif f.check == "count":
+        rules.update(ge=0, le=f.max_len)
+        if f.strict:
+            rules["strict"] = True
+    elif f.check == "sha256":
+        rules["pattern"] = r"^[0-9a-f]{64}$"
+    return annotation, Field(**rules)
+
+
+EventIn = create_model(  # type: ignore[call-overload]
+    "EventIn", __base__=_EventInRules, __module__=__name__,
+    __doc__="What a caller submits for one call: DESIGN §3 field names, or the usage-log "
+            "names of §9 (``timestamp``; ``cost`` in USD). ``event_id`` and ``ts`` may be "
+            "omitted. The fields are those of ``schema.FIELDS`` a caller gives.",
+    **{f.name: _input_field(f) for f in GIVEN})
 
 
 def parse_event(data: Mapping[str, Any] | EventIn, *, index: int | None = None) -> EventIn:
@@ -345,36 +341,18 @@ def canonical_json(obj: Any, *, reference: bool = False) -> bytes:
 
 
 def canonical_fields(fields: Mapping[str, Any], ts: str) -> dict[str, Any]:
-    """The dict whose JCS serialization is an event's canonical bytes."""
-    return {
-        "alias": fields["alias"],
-        "cache_write_tokens": fields["cache_write_tokens"],
-        "cached_input_tokens": fields["cached_input_tokens"],
-        "content_sha256": fields["content_sha256"],
-        "conversation_id": fields["conversation_id"],
-        "cost_nanos": fields["cost_nanos"],
-        "cost_source": fields["cost_source"],
-        "event_id": fields["event_id"],
-        "id_at_origin": fields["id_at_origin"],
-        "input_tokens": fields["input_tokens"],
-        "kind": fields["kind"],
-        "latency_ms": fields["latency_ms"],
-        "metadata": fields["metadata"],
-        "model": fields["model"],
-        "origin": fields["origin"],
-        "output_tokens": fields["output_tokens"],
-        "price_id": fields["price_id"],
-        "profile": fields["profile"],
-        "provider": fields["provider"],
-        "reasoning_tokens": fields["reasoning_tokens"],
-        "tenant": fields["tenant"],
-        "ts": ts,
-        "v": CANONICAL_VERSION,
-    }
+    """The dict whose JCS serialization is an event's canonical bytes (keys in order)."""
+    out = {name: ts if name == "ts" else fields[name] for name in CANONICAL_FIELDS}
+    out[VERSION_KEY] = CANONICAL_VERSION
+    return out
 
 
 def leaf_hash_of(canonical: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + canonical).digest()
+
+
+# ``Prepared.fields``: the canonical fields in table order, ``ts`` (as text) last.
+_PREPARED_FIELDS = tuple(f.name for f in RECORDED if f.canonical and f.name != "ts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,33 +372,18 @@ class Prepared:
     digest: bytes  # idempotency digest (16 bytes), see ``comparison_digest``
 
     def row(self, seq: int, recorded_at_us: int) -> tuple[Any, ...]:
-        f = self.fields
-        return (
-            self.event_id,
-            seq,
-            self.ts_us,
-            recorded_at_us,
-            f["kind"],
-            f["conversation_id"],
-            f["provider"],
-            f["model"],
-            f["alias"],
-            f["profile"],
-            f["input_tokens"],
-            f["output_tokens"],
-            f["cached_input_tokens"],
-            f["cache_write_tokens"],
-            f["reasoning_tokens"],
-            f["cost_nanos"],
-            f["cost_source"],
-            f["price_id"],
-            f["latency_ms"],
-            f["origin"],
-            f["id_at_origin"],
-            self.metadata_json,
-            f["content_sha256"],
-            self.leaf_hash,
-        )
+        """The stored row (``ROW_FIELDS`` order)."""
+        return row_of(self.fields, seq=seq, ts_us=self.ts_us, recorded_at_us=recorded_at_us,
+                      metadata_json=self.metadata_json, leaf_hash=self.leaf_hash)
+
+
+def row_of(fields: Mapping[str, Any], **stored: Any) -> tuple[Any, ...]:
+    """A stored row (``ROW_FIELDS`` order) from canonical ``fields`` and the stored forms
+    in ``stored``: ``seq``, ``ts_us``, ``recorded_at_us``, ``metadata_json``, ``leaf_hash``."""
+    values = dict(fields)
+    values.update(seq=stored["seq"], ts=stored["ts_us"], recorded_at=stored["recorded_at_us"],
+                  metadata=stored["metadata_json"], leaf_hash=stored["leaf_hash"])
+    return tuple(values[name] for name in ROW_FIELDS)
 
 
 def comparison_digest(fields: Mapping[str, Any], *, ts_given: bool, cost_given: bool) -> bytes:
@@ -430,7 +393,7 @@ def comparison_digest(fields: Mapping[str, Any], *, ts_given: bool, cost_given: 
     if not ts_given:
         comparable["ts"] = None
     if not cost_given:
-        comparable["cost_nanos"] = comparable["cost_source"] = comparable["price_id"] = None
+        comparable.update(dict.fromkeys(PRICE_FIELDS))
     body = canonical_json(comparable, reference=_needs_reference(comparable))
     return hashlib.sha256(body).digest()[:16]
 
@@ -489,29 +452,11 @@ def prepare(
         else:
             cost_nanos, cost_source, price_id = priced.cost_nanos, "price_table", priced.price_id
 
-    fields: dict[str, Any] = {
-        "event_id": eid,
-        "tenant": tenant,
-        "kind": event.kind,
-        "conversation_id": conv,
-        "provider": event.provider,
-        "model": event.model,
-        "alias": event.alias,
-        "profile": event.profile,
-        "input_tokens": event.input_tokens,
-        "output_tokens": event.output_tokens,
-        "cached_input_tokens": event.cached_input_tokens,
-        "cache_write_tokens": event.cache_write_tokens,
-        "reasoning_tokens": event.reasoning_tokens,
-        "cost_nanos": cost_nanos,
-        "cost_source": cost_source,
-        "price_id": price_id,
-        "latency_ms": event.latency_ms,
-        "origin": event.origin,
-        "id_at_origin": event.id_at_origin,
-        "metadata": event.metadata,
-        "content_sha256": event.content_sha256,
-    }
+    resolved = {"event_id": eid, "tenant": tenant, "conversation_id": conv,
+                "cost_nanos": cost_nanos, "cost_source": cost_source, "price_id": price_id}
+    fields: dict[str, Any] = {  # in table order, ``ts`` (as text) last
+        name: resolved[name] if name in resolved else getattr(event, name)
+        for name in _PREPARED_FIELDS}
     ts = format_ts(ts_us)
     reference = bool(event.metadata) and _check_metadata(event.metadata)
     try:
@@ -542,8 +487,7 @@ def prepare(
 
 def row_to_fields(row: Mapping[str, Any], tenant: str) -> dict[str, Any]:
     """Canonical fields of a stored row (``ts`` in microseconds, metadata as JSON text)."""
-    fields = {name: row[name] for name in ROW_FIELDS if name not in (
-        "seq", "ts", "recorded_at", "metadata", "leaf_hash")}
+    fields = {name: row[name] for name in STORED_FIELDS}
     fields["tenant"] = tenant
     fields["metadata"] = orjson.loads(row["metadata"]) if row["metadata"] else {}
     return fields
@@ -558,10 +502,6 @@ def canonical_bytes_of_row(row: Mapping[str, Any], tenant: str) -> bytes:
     return canonical_json(canonical_fields(fields, format_ts(ts_us)), reference=reference)
 
 
-STORED_FIELDS = tuple(name for name in ROW_FIELDS if name not in (
-    "seq", "ts", "recorded_at", "metadata", "leaf_hash"))
-
-
 def canonical_bytes_of_stored(values: Mapping[str, Any], tenant: str, ts_text: str,
                               metadata_text: str | None) -> bytes:
     """``canonical_bytes_of_row`` for the audit's bulk path: ``values`` has the stored
@@ -573,40 +513,14 @@ def canonical_bytes_of_stored(values: Mapping[str, Any], tenant: str, ts_text: s
     fields["metadata"] = orjson.Fragment(metadata_text or "{}")
     fields["tenant"] = tenant
     fields["ts"] = ts_text
-    fields["v"] = CANONICAL_VERSION
+    fields[VERSION_KEY] = CANONICAL_VERSION
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
-class Event(BaseModel):
-    """A recorded event, as read back from the ledger (DESIGN §3)."""
+class _EventMethods(BaseModel):
+    """What a recorded ``Event`` does (its fields come from ``schema.FIELDS``)."""
 
     model_config = ConfigDict(frozen=True)
-
-    event_id: str
-    tenant: str
-    seq: int
-    ts: datetime
-    recorded_at: datetime
-    kind: str
-    conversation_id: str | None
-    provider: str
-    model: str
-    alias: str
-    profile: str
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    cost_nanos: int
-    cost_source: str
-    price_id: str | None
-    latency_ms: int | None
-    origin: str | None
-    id_at_origin: str | None
-    metadata: dict[str, Any]
-    content_sha256: str | None
-    leaf_hash: str  # hex
 
     @property
     def cost(self) -> float:
@@ -630,7 +544,7 @@ class Event(BaseModel):
         return data
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], tenant: str) -> Event:
+    def from_row(cls, row: Mapping[str, Any], tenant: str) -> Any:
         data = dict(row)
         for key in ("ts", "recorded_at"):
             value = data[key]
@@ -641,6 +555,13 @@ class Event(BaseModel):
         data["leaf_hash"] = lh.hex() if isinstance(lh, bytes | bytearray) else lh
         data.pop("date", None)
         return cls.model_validate(data)
+
+
+Event = create_model(  # type: ignore[call-overload]
+    "Event", __base__=_EventMethods, __module__=__name__,
+    __doc__="A recorded event, as read back from the ledger (DESIGN §3): every field of "
+            "``schema.FIELDS`` a recorded event has (``leaf_hash`` in hex).",
+    **{f.name: (f.type | None if f.nullable else f.type, ...) for f in RECORDED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,54 +27,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from ledger.model.event import ROW_FIELDS
+from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA, TS_TYPE
 from ledger.storage.journal import fsync_dir
 from ledger.storage.manifest import Segment
 
 ROW_GROUP = 16_384  # rows are in seq order: small groups give tight seq statistics
-TS = pa.timestamp("us", tz="UTC")
-
-EVENT_SCHEMA = pa.schema([
-    ("event_id", pa.string()),
-    ("seq", pa.int64()),
-    ("ts", TS),
-    ("recorded_at", TS),
-    ("kind", pa.string()),
-    ("conversation_id", pa.string()),
-    ("provider", pa.string()),
-    ("model", pa.string()),
-    ("alias", pa.string()),
-    ("profile", pa.string()),
-    ("input_tokens", pa.int64()),
-    ("output_tokens", pa.int64()),
-    ("cached_input_tokens", pa.int64()),
-    ("cache_write_tokens", pa.int64()),
-    ("reasoning_tokens", pa.int64()),
-    ("cost_nanos", pa.int64()),
-    ("cost_source", pa.string()),
-    ("price_id", pa.string()),
-    ("latency_ms", pa.int64()),
-    ("origin", pa.string()),
-    ("id_at_origin", pa.string()),
-    ("metadata", pa.string()),
-    ("content_sha256", pa.string()),
-    ("leaf_hash", pa.binary(32)),
-])
-assert tuple(EVENT_SCHEMA.names) == ROW_FIELDS
 
 PAIR_SCHEMA = pa.schema([
     ("event_id", pa.string()),  # the conversation event the usage log was joined to
     ("usage_id", pa.string()),  # the usage log's own event_id, when the caller sent one
     ("digest", pa.binary()),
-    ("recorded_at", TS),
+    ("recorded_at", TS_TYPE),
 ])
 
-_DICT_COLUMNS = ["kind", "provider", "model", "alias", "profile", "cost_source", "price_id",
-                 "origin"]
 
 
 def rows_to_table(rows: Sequence[tuple[Any, ...]]) -> pa.Table:
-    """An Arrow table (EVENT_SCHEMA) from row tuples in ``ROW_FIELDS`` order."""
+    """An Arrow table (``EVENT_SCHEMA``, from ``ledger.model.schema``) from row tuples in
+    ``ROW_FIELDS`` order."""
     if not rows:
         return EVENT_SCHEMA.empty_table()
     columns = list(zip(*rows, strict=True))
@@ -105,7 +75,7 @@ class SegmentStore:
         sink = pa.BufferOutputStream()
         pq.write_table(
             table, sink, compression="zstd", row_group_size=ROW_GROUP,
-            use_dictionary=_DICT_COLUMNS if kind == "events" else True,
+            use_dictionary=DICTIONARY_COLUMNS if kind == "events" else True,
             write_statistics=True,
         )
         data = sink.getvalue().to_pybytes()
