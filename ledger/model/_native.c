@@ -3,19 +3,24 @@
  * Each function is the exact counterpart of a pure-Python function (used when this
  * module is not built; the tests run both and compare them byte for byte):
  *
- *   scan(events, keys, received_us, low_us, high_us, usd_nanos, limits)
+ *   configure(keys, fields, special, cost_columns, canonical)
+ *       the event schema, once, at import (ledger/model/batch.py derives it from the
+ *       table ledger/model/schema.py): no field name or key order is written here.
+ *   scan(events, received_us, low_us, high_us, usd_nanos, limits)
  *       the column checks of ``_scan_python``: which events are plain (a dict of known
  *       keys whose values all pass the fast checks) and their columns.  An event this
  *       code is not sure about is marked slow; the per-event path (the reference) then
  *       decides it, so being cautious costs time, never correctness.
- *   encode(tenant, version, columns, ts_given, cost_given, want_digest, skip)
+ *   encode(columns, ts_given, cost_given, want_digest, skip)
  *       the canonical bytes (RFC 8785), leaf hashes and idempotency digests of
  *       ``_encode_python``.
  *   parent_hashes(level)
- *       ledger/merkle.py's ``parent_hashes`` (one level of an RFC 9162 tree).
+ *       ledger/tlog/merkle.py's ``parent_hashes`` (one level of an RFC 9162 tree).
  *
  * SHA-256 is OpenSSL's (the libcrypto the interpreter's hashlib uses), found at import
- * with dlopen; if it cannot be found, hashlib is called instead.
+ * with dlopen and called through its supported one-shot EVP_Digest, with the SHA-256
+ * implementation fetched once (EVP_MD_fetch on OpenSSL 3, EVP_sha256 before); if
+ * libcrypto cannot be found, hashlib is called instead.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,30 +33,24 @@
 
 /* -- SHA-256 ------------------------------------------------------------------------ */
 
-/* OpenSSL's low-level SHA256_Init/Update/Final: unlike the one-shot SHA256() of
- * OpenSSL 3, they do not look the algorithm up on every call. The context is opaque
- * here (112 bytes in OpenSSL; more room is given). */
-typedef struct {
-    _Alignas(16) unsigned char opaque[256];
-} sha256_ctx;
-typedef int (*sha256_init_fn)(sha256_ctx *);
-typedef int (*sha256_update_fn)(sha256_ctx *, const void *, size_t);
-typedef int (*sha256_final_fn)(unsigned char *, sha256_ctx *);
-static sha256_init_fn openssl_init = NULL;
-static sha256_update_fn openssl_update = NULL;
-static sha256_final_fn openssl_final = NULL;
+typedef struct evp_md_st EVP_MD;  /* opaque: only pointers to it are handled here */
+typedef const EVP_MD *(*evp_sha256_fn)(void);
+typedef EVP_MD *(*evp_md_fetch_fn)(void *libctx, const char *name, const char *props);
+typedef int (*evp_digest_fn)(const void *data, size_t count, unsigned char *md,
+                             unsigned int *size, const EVP_MD *type, void *engine);
+static evp_digest_fn evp_digest = NULL;
+static const EVP_MD *evp_md_sha256 = NULL;
 static PyObject *hashlib_sha256 = NULL;
-static int use_openssl = 0;  /* OpenSSL found (and not turned off by use_hashlib) */
+static int use_openssl = 0;  /* OpenSSL found (and not turned off by sha256_backend) */
 
 static int
 sha256(const char *data, Py_ssize_t n, unsigned char out[32])
 {
     if (use_openssl) {
-        sha256_ctx ctx;
-        openssl_init(&ctx);
-        openssl_update(&ctx, data, (size_t)n);
-        openssl_final(out, &ctx);
-        return 0;
+        unsigned int size = 0;
+        if (evp_digest(data, (size_t)n, out, &size, evp_md_sha256, NULL) == 1 && size == 32)
+            return 0;
+        /* a failure inside OpenSSL: hashlib answers instead */
     }
     PyObject *h = PyObject_CallFunction(hashlib_sha256, "y#", data, n);
     if (h == NULL)
@@ -63,6 +62,35 @@ sha256(const char *data, Py_ssize_t n, unsigned char out[32])
     memcpy(out, PyBytes_AS_STRING(d), 32);
     Py_DECREF(d);
     return 0;
+}
+
+/* Look for libcrypto's EVP_Digest and SHA-256; leave use_openssl 0 if not found. */
+static void
+find_openssl(void)
+{
+    const char *names[] = {"libcrypto.so.3", "libcrypto.so", "libcrypto.so.1.1",
+                           "libcrypto.dylib", NULL};
+    for (int i = 0; names[i] != NULL && evp_md_sha256 == NULL; i++) {
+        void *lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (lib == NULL)
+            continue;
+        evp_digest = (evp_digest_fn)dlsym(lib, "EVP_Digest");
+        evp_md_fetch_fn fetch = (evp_md_fetch_fn)dlsym(lib, "EVP_MD_fetch");
+        evp_sha256_fn legacy = (evp_sha256_fn)dlsym(lib, "EVP_sha256");
+        if (evp_digest != NULL) {
+            /* fetched once: passing EVP_sha256() would make OpenSSL 3 look the
+             * implementation up again on every call (twice as slow, measured) */
+            if (fetch != NULL)
+                evp_md_sha256 = fetch(NULL, "SHA256", NULL);
+            if (evp_md_sha256 == NULL && legacy != NULL)
+                evp_md_sha256 = legacy();
+        }
+        if (evp_md_sha256 == NULL) {
+            evp_digest = NULL;
+            dlclose(lib);
+        }
+    }
+    use_openssl = evp_md_sha256 != NULL;
 }
 
 /* -- a growable byte buffer --------------------------------------------------------- */
@@ -221,55 +249,184 @@ put_raw(Buf *b, PyObject *s)
     return u == NULL ? -1 : buf_put(b, u, n);
 }
 
+/* -- the schema, from configure() -------------------------------------------------- */
+
+#define MAX_FIELDS 64
+
+/* How encode() writes a canonical value (batch._ENCODINGS). */
+enum { ENC_STR, ENC_STR_OR_NULL, ENC_INT, ENC_RAW };
+/* What the idempotency digest does with a key (batch._DIGEST_RULES). */
+enum { DIGEST_SAME, DIGEST_IF_COST_GIVEN, DIGEST_IF_TS_GIVEN, DIGEST_LEFT_OUT };
+
+typedef struct {
+    PyObject *key_json;  /* bytes: "name": */
+    int encoding, rule;
+} CanonKey;
+
+static CanonKey canon[MAX_FIELDS];
+static int n_canon = 0;
+
+/* How scan() checks a simple field (batch._SIMPLE_CHECKS). */
+enum { CHECK_ID, CHECK_TEXT, CHECK_COUNT, CHECK_CHOICE, CHECK_SHA256 };
+
+typedef struct {
+    PyObject *key;      /* interned */
+    int check;
+    Py_ssize_t min_len;
+    long long max;      /* longest text, or largest count */
+    PyObject *dflt;     /* when the key is absent */
+    int nullable;       /* None is allowed */
+    PyObject *choices;  /* tuple of str, for CHECK_CHOICE */
+} FieldSpec;
+
+static FieldSpec fields[MAX_FIELDS];
+static int n_fields = 0;
+static int i_cost_nanos = -1, i_cost_source = -1;  /* indexes in fields[] */
+static PyObject *allowed_keys = NULL;  /* frozenset of the keys an event may carry */
+static PyObject *K_TS, *K_TIMESTAMP, *K_COST, *K_METADATA, *S_STATED_SOURCE;
+static PyObject *S_EMPTY_OBJECT;
+
+static void
+clear_schema(void)
+{
+    for (int k = 0; k < n_canon; k++)
+        Py_CLEAR(canon[k].key_json);
+    for (int k = 0; k < n_fields; k++) {
+        Py_CLEAR(fields[k].key);
+        Py_CLEAR(fields[k].dflt);
+        Py_CLEAR(fields[k].choices);
+    }
+    n_canon = n_fields = 0;
+    Py_CLEAR(allowed_keys);
+    Py_CLEAR(K_TS);
+    Py_CLEAR(K_TIMESTAMP);
+    Py_CLEAR(K_COST);
+    Py_CLEAR(K_METADATA);
+    Py_CLEAR(S_STATED_SOURCE);
+}
+
+static int
+interned(PyObject *s, PyObject **slot)
+{
+    if (!PyUnicode_CheckExact(s)) {
+        PyErr_SetString(PyExc_TypeError, "configure: keys must be str");
+        return -1;
+    }
+    Py_INCREF(s);
+    PyUnicode_InternInPlace(&s);
+    *slot = s;
+    return 0;
+}
+
+static PyObject *
+native_configure(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"keys", "fields", "special", "cost_columns", "canonical", NULL};
+    PyObject *keys, *spec, *special, *canonical;
+    int cost_nanos_at, cost_source_at;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!(ii)O!:configure", kwlist,
+                                     &PyFrozenSet_Type, &keys, &PyTuple_Type, &spec,
+                                     &PyTuple_Type, &special, &cost_nanos_at,
+                                     &cost_source_at, &PyTuple_Type, &canonical))
+        return NULL;
+    Py_ssize_t nf = PyTuple_GET_SIZE(spec), nc = PyTuple_GET_SIZE(canonical);
+    if (nf > MAX_FIELDS || nc > MAX_FIELDS)
+        return PyErr_Format(PyExc_ValueError, "configure: at most %d fields", MAX_FIELDS);
+    if (cost_nanos_at < 0 || cost_nanos_at >= nf || cost_source_at < 0
+        || cost_source_at >= nf)
+        return PyErr_Format(PyExc_ValueError, "configure: cost_columns out of range");
+    clear_schema();
+    Py_INCREF(keys);
+    allowed_keys = keys;
+    PyObject *ts, *timestamp, *cost, *metadata, *stated;
+    if (!PyArg_ParseTuple(special, "UUUUU:special", &ts, &timestamp, &cost, &metadata,
+                          &stated)
+        || interned(ts, &K_TS) < 0 || interned(timestamp, &K_TIMESTAMP) < 0
+        || interned(cost, &K_COST) < 0 || interned(metadata, &K_METADATA) < 0
+        || interned(stated, &S_STATED_SOURCE) < 0)
+        goto fail;
+    for (Py_ssize_t k = 0; k < nf; k++) {
+        FieldSpec *f = &fields[k];
+        PyObject *key, *dflt, *choices;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(spec, k), "UinLOpO!:field", &key, &f->check,
+                              &f->min_len, &f->max, &dflt, &f->nullable, &PyTuple_Type,
+                              &choices))
+            goto fail;
+        if (f->check < CHECK_ID || f->check > CHECK_SHA256) {
+            PyErr_Format(PyExc_ValueError, "configure: unknown check %d", f->check);
+            goto fail;
+        }
+        if (interned(key, &f->key) < 0)
+            goto fail;
+        Py_INCREF(dflt);
+        f->dflt = dflt;
+        Py_INCREF(choices);
+        f->choices = choices;
+        n_fields = (int)k + 1;
+    }
+    for (Py_ssize_t k = 0; k < nc; k++) {
+        CanonKey *c = &canon[k];
+        PyObject *key;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(canonical, k), "Uii:canonical", &key,
+                              &c->encoding, &c->rule))
+            goto fail;
+        if (c->encoding < ENC_STR || c->encoding > ENC_RAW || c->rule < DIGEST_SAME
+            || c->rule > DIGEST_LEFT_OUT) {
+            PyErr_SetString(PyExc_ValueError, "configure: unknown encoding or digest rule");
+            goto fail;
+        }
+        Py_ssize_t n;
+        const char *u = PyUnicode_AsUTF8AndSize(key, &n);
+        if (u == NULL)
+            goto fail;
+        c->key_json = PyBytes_FromFormat("\"%s\":", u);
+        if (c->key_json == NULL)
+            goto fail;
+        n_canon = (int)k + 1;
+    }
+    i_cost_nanos = cost_nanos_at;
+    i_cost_source = cost_source_at;
+    Py_RETURN_NONE;
+fail:
+    clear_schema();
+    return NULL;
+}
+
+static int
+configured(void)
+{
+    if (allowed_keys == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ledger.model._native: configure() first");
+        return 0;
+    }
+    return 1;
+}
+
 /* -- encode ------------------------------------------------------------------------- */
 
-/* The columns of encode(), in the canonical (sorted) key order. */
-enum {
-    C_ALIAS, C_CACHE_WRITE, C_CACHED, C_CONTENT, C_CONV, C_COST, C_SOURCE, C_EVENT_ID,
-    C_ID_AT_ORIGIN, C_INPUT, C_KIND, C_LATENCY, C_META, C_MODEL, C_ORIGIN, C_OUTPUT,
-    C_PRICE_ID, C_PROFILE, C_PROVIDER, C_REASONING, C_TS, N_COLUMNS
-};
-
-/* The fields before the cost, which the canonical bytes and the digest share. */
 static int
-put_head(Buf *b, PyObject **v)
+put_value(Buf *b, PyObject *v, int encoding)
 {
-    if (PUT_LIT(b, "{\"alias\":\"") < 0 || put_str_body(b, v[C_ALIAS]) < 0
-        || PUT_LIT(b, "\",\"cache_write_tokens\":") < 0 || put_int_value(b, v[C_CACHE_WRITE]) < 0
-        || PUT_LIT(b, ",\"cached_input_tokens\":") < 0 || put_int_value(b, v[C_CACHED]) < 0
-        || PUT_LIT(b, ",\"content_sha256\":") < 0 || put_str_value(b, v[C_CONTENT]) < 0
-        || PUT_LIT(b, ",\"conversation_id\":") < 0 || put_str_value(b, v[C_CONV]) < 0)
-        return -1;
-    return 0;
+    switch (encoding) {
+    case ENC_STR:
+        if (buf_put(b, "\"", 1) < 0 || put_str_body(b, v) < 0)
+            return -1;
+        return buf_put(b, "\"", 1);
+    case ENC_STR_OR_NULL:
+        return put_str_value(b, v);
+    case ENC_INT:
+        return put_int_value(b, v);
+    default:
+        return put_raw(b, v);
+    }
 }
 
-/* From the event id to the price id (exclusive). */
 static int
-put_middle(Buf *b, PyObject **v)
+put_key(Buf *b, int first, const CanonKey *c)
 {
-    if (PUT_LIT(b, ",\"event_id\":\"") < 0 || put_str_body(b, v[C_EVENT_ID]) < 0
-        || PUT_LIT(b, "\",\"id_at_origin\":") < 0 || put_str_value(b, v[C_ID_AT_ORIGIN]) < 0
-        || PUT_LIT(b, ",\"input_tokens\":") < 0 || put_int_value(b, v[C_INPUT]) < 0
-        || PUT_LIT(b, ",\"kind\":\"") < 0 || put_str_body(b, v[C_KIND]) < 0
-        || PUT_LIT(b, "\",\"latency_ms\":") < 0 || put_int_value(b, v[C_LATENCY]) < 0
-        || PUT_LIT(b, ",\"metadata\":") < 0 || put_raw(b, v[C_META]) < 0
-        || PUT_LIT(b, ",\"model\":\"") < 0 || put_str_body(b, v[C_MODEL]) < 0
-        || PUT_LIT(b, "\",\"origin\":") < 0 || put_str_value(b, v[C_ORIGIN]) < 0
-        || PUT_LIT(b, ",\"output_tokens\":") < 0 || put_int_value(b, v[C_OUTPUT]) < 0)
+    if (buf_put(b, first ? "{" : ",", 1) < 0)
         return -1;
-    return 0;
-}
-
-/* From the profile to the tenant (inclusive). */
-static int
-put_tail(Buf *b, PyObject **v, const char *tenant, Py_ssize_t tenant_len)
-{
-    if (PUT_LIT(b, ",\"profile\":\"") < 0 || put_str_body(b, v[C_PROFILE]) < 0
-        || PUT_LIT(b, "\",\"provider\":\"") < 0 || put_str_body(b, v[C_PROVIDER]) < 0
-        || PUT_LIT(b, "\",\"reasoning_tokens\":") < 0 || put_int_value(b, v[C_REASONING]) < 0
-        || PUT_LIT(b, ",\"tenant\":\"") < 0 || buf_put(b, tenant, tenant_len) < 0)
-        return -1;
-    return 0;
+    return buf_put(b, PyBytes_AS_STRING(c->key_json), PyBytes_GET_SIZE(c->key_json));
 }
 
 static int
@@ -285,28 +442,27 @@ is_list_of(PyObject *o, Py_ssize_t n, const char *what)
 static PyObject *
 native_encode(PyObject *self, PyObject *args)
 {
-    PyObject *tenant, *columns, *ts_given, *cost_given, *want_digest, *skip;
-    long long version;
-    if (!PyArg_ParseTuple(args, "ULO!OOOO:encode", &tenant, &version, &PyTuple_Type,
-                          &columns, &ts_given, &cost_given, &want_digest, &skip))
+    PyObject *columns, *ts_given, *cost_given, *want_digest, *skip;
+    if (!PyArg_ParseTuple(args, "O!OOOO:encode", &PyTuple_Type, &columns, &ts_given,
+                          &cost_given, &want_digest, &skip))
         return NULL;
-    if (PyTuple_GET_SIZE(columns) != N_COLUMNS)
-        return PyErr_Format(PyExc_ValueError, "encode: expected %d columns", N_COLUMNS);
+    if (!configured())
+        return NULL;
+    if (PyTuple_GET_SIZE(columns) != n_canon)
+        return PyErr_Format(PyExc_ValueError, "encode: expected %d columns", n_canon);
     Py_ssize_t n = PyList_Check(skip) ? PyList_GET_SIZE(skip) : -1;
     if (!is_list_of(skip, n, "skip") || !is_list_of(ts_given, n, "ts_given")
         || !is_list_of(cost_given, n, "cost_given")
         || !is_list_of(want_digest, n, "want_digest"))
         return NULL;
-    PyObject *col[N_COLUMNS];
-    for (int k = 0; k < N_COLUMNS; k++) {
+    /* a column is a list (one value per event) or one value for every event */
+    PyObject *col[MAX_FIELDS];
+    int per_event[MAX_FIELDS];
+    for (int k = 0; k < n_canon; k++) {
         col[k] = PyTuple_GET_ITEM(columns, k);
-        if (!is_list_of(col[k], n, "column"))
+        per_event[k] = PyList_Check(col[k]);
+        if (per_event[k] && !is_list_of(col[k], n, "column"))
             return NULL;
-    }
-    Buf tb = {0};
-    if (put_str_body(&tb, tenant) < 0) {
-        PyMem_Free(tb.p);
-        return NULL;
     }
     PyObject *canonical = PyList_New(n), *leaf = PyList_New(n), *digest = PyList_New(n);
     PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
@@ -320,21 +476,19 @@ native_encode(PyObject *self, PyObject *args)
             Py_INCREF(empty); PyList_SET_ITEM(digest, i, empty);
             continue;
         }
-        PyObject *v[N_COLUMNS];
-        for (int k = 0; k < N_COLUMNS; k++)
-            v[k] = PyList_GET_ITEM(col[k], i);
+        PyObject *v[MAX_FIELDS];
+        for (int k = 0; k < n_canon; k++)
+            v[k] = per_event[k] ? PyList_GET_ITEM(col[k], i) : col[k];
         unsigned char md[32];
 
         /* canonical bytes, after a 0x00 byte: the leaf hash is SHA-256(0x00 || bytes) */
         b.len = 0;
-        if (buf_put(&b, "\0", 1) < 0 || put_head(&b, v) < 0
-            || PUT_LIT(&b, ",\"cost_nanos\":") < 0 || put_int_value(&b, v[C_COST]) < 0
-            || PUT_LIT(&b, ",\"cost_source\":\"") < 0 || put_str_body(&b, v[C_SOURCE]) < 0
-            || PUT_LIT(&b, "\"") < 0 || put_middle(&b, v) < 0
-            || PUT_LIT(&b, ",\"price_id\":") < 0 || put_str_value(&b, v[C_PRICE_ID]) < 0
-            || put_tail(&b, v, tb.p, tb.len) < 0 || PUT_LIT(&b, "\",\"ts\":\"") < 0
-            || put_raw(&b, v[C_TS]) < 0 || PUT_LIT(&b, "\",\"v\":") < 0
-            || buf_put_i64(&b, version) < 0 || PUT_LIT(&b, "}") < 0)
+        if (buf_put(&b, "\0", 1) < 0)
+            goto fail;
+        for (int k = 0; k < n_canon; k++)
+            if (put_key(&b, k == 0, &canon[k]) < 0 || put_value(&b, v[k], canon[k].encoding) < 0)
+                goto fail;
+        if (buf_put(&b, "}", 1) < 0)
             goto fail;
         PyObject *body = PyBytes_FromStringAndSize(b.p + 1, b.len - 1);
         if (body == NULL)
@@ -352,45 +506,35 @@ native_encode(PyObject *self, PyObject *args)
             PyList_SET_ITEM(digest, i, empty);
             continue;
         }
-        /* the digest: what the caller stated (no generated cost, ts or version) */
+        /* the digest: what the caller stated (no generated cost or ts, no version) */
         int given_cost = PyObject_IsTrue(PyList_GET_ITEM(cost_given, i));
         int given_ts = PyObject_IsTrue(PyList_GET_ITEM(ts_given, i));
         d.len = 0;
-        if (put_head(&d, v) < 0)
-            goto fail;
-        if (given_cost) {
-            if (PUT_LIT(&d, ",\"cost_nanos\":") < 0 || put_int_value(&d, v[C_COST]) < 0
-                || PUT_LIT(&d, ",\"cost_source\":\"") < 0 || put_str_body(&d, v[C_SOURCE]) < 0
-                || PUT_LIT(&d, "\"") < 0)
+        int first = 1;
+        for (int k = 0; k < n_canon; k++) {
+            int rule = canon[k].rule;
+            if (rule == DIGEST_LEFT_OUT)
+                continue;
+            if (put_key(&d, first, &canon[k]) < 0)
+                goto fail;
+            first = 0;
+            int stated = rule == DIGEST_SAME || (rule == DIGEST_IF_COST_GIVEN && given_cost)
+                         || (rule == DIGEST_IF_TS_GIVEN && given_ts);
+            if ((stated ? put_value(&d, v[k], canon[k].encoding) : PUT_LIT(&d, "null")) < 0)
                 goto fail;
         }
-        else if (PUT_LIT(&d, ",\"cost_nanos\":null,\"cost_source\":null") < 0)
-            goto fail;
-        if (put_middle(&d, v) < 0 || PUT_LIT(&d, ",\"price_id\":") < 0
-            || (given_cost ? put_str_value(&d, v[C_PRICE_ID]) : PUT_LIT(&d, "null")) < 0
-            || put_tail(&d, v, tb.p, tb.len) < 0)
-            goto fail;
-        if (given_ts) {
-            if (PUT_LIT(&d, "\",\"ts\":\"") < 0 || put_raw(&d, v[C_TS]) < 0
-                || PUT_LIT(&d, "\"}") < 0)
-                goto fail;
-        }
-        else if (PUT_LIT(&d, "\",\"ts\":null}") < 0)
-            goto fail;
-        if (sha256(d.p, d.len, md) < 0)
+        if (buf_put(&d, "}", 1) < 0 || sha256(d.p, d.len, md) < 0)
             goto fail;
         h = PyBytes_FromStringAndSize((const char *)md, 16);
         if (h == NULL)
             goto fail;
         PyList_SET_ITEM(digest, i, h);
     }
-    PyMem_Free(tb.p);
     PyMem_Free(b.p);
     PyMem_Free(d.p);
     Py_DECREF(empty);
     return Py_BuildValue("(NNN)", canonical, leaf, digest);
 fail:
-    PyMem_Free(tb.p);
     PyMem_Free(b.p);
     PyMem_Free(d.p);
     Py_XDECREF(empty);
@@ -402,26 +546,17 @@ fail:
 
 /* -- scan --------------------------------------------------------------------------- */
 
-/* Interned key names and default values. */
-static PyObject *K_EVENT_ID, *K_CONV, *K_ID_AT_ORIGIN, *K_PROVIDER, *K_MODEL, *K_ALIAS,
-    *K_PROFILE, *K_PRICE_ID, *K_ORIGIN, *K_KIND, *K_CONTENT, *K_INPUT, *K_OUTPUT,
-    *K_CACHED, *K_CACHE_WRITE, *K_REASONING, *K_LATENCY, *K_COST_NANOS, *K_COST,
-    *K_COST_SOURCE, *K_TS, *K_TIMESTAMP, *K_METADATA;
-static PyObject *S_EMPTY, *S_DEFAULT, *S_USAGE, *S_CONVERSATION, *S_PROVIDER, *S_CLIENT,
-    *S_EMPTY_OBJECT, *I_ZERO;
-
-/* The columns scan() returns, in this order. */
-enum {
-    O_SLOW, O_EVENT_ID, O_CONV, O_ID_AT_ORIGIN, O_PROVIDER, O_MODEL, O_ALIAS, O_PROFILE,
-    O_PRICE_ID, O_ORIGIN, O_KIND, O_CONTENT, O_INPUT, O_OUTPUT, O_CACHED, O_CACHE_WRITE,
-    O_REASONING, O_LATENCY, O_COST_NANOS, O_COST_SOURCE, O_COST_GIVEN, O_TS_US, O_TS_GIVEN,
-    O_TS_TEXT, O_METADATA, O_METADATA_JSON, N_OUT
-};
+/* The columns scan() returns: slow, one per field of fields[] (the cost ones resolved),
+ * then these (batch._SCAN_COLUMNS). */
+enum { X_COST_GIVEN, X_TS_US, X_TS_GIVEN, X_TS_TEXT, X_METADATA, X_METADATA_JSON, N_EXTRA };
+#define MAX_OUT (1 + MAX_FIELDS + N_EXTRA)
+#define O_SLOW 0
+#define O_FIELD(k) (1 + (k))
+#define O_EXTRA(x) (1 + n_fields + (x))
 
 typedef struct {
-    Py_ssize_t max_id, max_text, max_metadata_bytes;
+    Py_ssize_t max_metadata_bytes;
     long long max_safe_int, max_cost_nanos, low_us, high_us;
-    PyObject *keys;       /* frozenset of the keys an event may carry */
     PyObject *usd_nanos;  /* batch._usd_nanos, for the costs this code does not read */
 } Limits;
 
@@ -766,7 +901,7 @@ get(PyObject *e, PyObject *key, PyObject *dflt)
     return v;
 }
 
-/* Sets out[k] for one plain event; returns 1 (done), 0 (slow) or -1 (error). */
+/* Sets out[] for one plain event; returns 1 (done), 0 (slow) or -1 (error). */
 static int
 scan_one(PyObject *e, PyObject **out, long long received, const Limits *lim, Buf *b)
 {
@@ -775,7 +910,7 @@ scan_one(PyObject *e, PyObject **out, long long received, const Limits *lim, Buf
     if (!PyDict_CheckExact(e))
         return 0;
     while (PyDict_Next(e, &pos, &key, &value)) {
-        int known = PySet_Contains(lim->keys, key);
+        int known = PySet_Contains(allowed_keys, key);
         if (known <= 0)
             return known;
     }
@@ -788,65 +923,49 @@ scan_one(PyObject *e, PyObject **out, long long received, const Limits *lim, Buf
     if (ts != NULL && timestamp != NULL)
         return 0;
 
-    /* texts */
-    GET(event_id, K_EVENT_ID, Py_None)
-    GET(conv, K_CONV, Py_None)
-    GET(id_at_origin, K_ID_AT_ORIGIN, Py_None)
-    GET(provider, K_PROVIDER, Py_None)
-    GET(model, K_MODEL, Py_None)
-    GET(alias, K_ALIAS, S_EMPTY)
-    GET(profile, K_PROFILE, S_DEFAULT)
-    GET(price_id, K_PRICE_ID, Py_None)
-    GET(origin, K_ORIGIN, Py_None)
-    GET(kind, K_KIND, S_USAGE)
-    GET(content, K_CONTENT, Py_None)
-    if ((event_id != Py_None && !text_ok(event_id, 1, lim->max_id, 1))
-        || (conv != Py_None && !text_ok(conv, 1, lim->max_id, 1))
-        || (id_at_origin != Py_None && !text_ok(id_at_origin, 0, lim->max_id, 1))
-        || !text_ok(provider, 1, lim->max_text, 0) || !text_ok(model, 1, lim->max_text, 0)
-        || !text_ok(alias, 0, lim->max_text, 0) || !text_ok(profile, 0, lim->max_text, 0)
-        || (price_id != Py_None && !text_ok(price_id, 0, lim->max_text, 0))
-        || (origin != Py_None && !text_ok(origin, 0, lim->max_text, 0)))
-        return 0;
-    if (!PyUnicode_CheckExact(kind))
-        return 0;
-    if (PyUnicode_Compare(kind, S_USAGE) == 0)
-        kind = S_USAGE;
-    else if (PyUnicode_Compare(kind, S_CONVERSATION) == 0)
-        kind = S_CONVERSATION;
-    else
-        return 0;
-    if (content != Py_None && !sha256_text_ok(content))
-        return 0;
-
-    /* integers */
-    GET(input, K_INPUT, I_ZERO)
-    GET(output, K_OUTPUT, I_ZERO)
-    GET(cached, K_CACHED, I_ZERO)
-    GET(cache_write, K_CACHE_WRITE, I_ZERO)
-    GET(reasoning, K_REASONING, I_ZERO)
-    GET(latency, K_LATENCY, Py_None)
-    GET(cost_nanos, K_COST_NANOS, Py_None)
-    long long max = lim->max_safe_int;
-    if (!count_ok(input, max) || !count_ok(output, max) || !count_ok(cached, max)
-        || !count_ok(cache_write, max) || !count_ok(reasoning, max)
-        || (latency != Py_None && !count_ok(latency, max))
-        || (cost_nanos != Py_None && !count_ok(cost_nanos, max)))
-        return 0;
+    /* the fields with one rule each: texts, counts, choices, hashes (borrowed) */
+    PyObject *v[MAX_FIELDS];
+    for (int k = 0; k < n_fields; k++) {
+        const FieldSpec *f = &fields[k];
+        GET(x, f->key, f->dflt)
+        if (x == Py_None) {
+            if (!f->nullable)
+                return 0;
+        }
+        else {
+            int ok = 0;
+            switch (f->check) {
+            case CHECK_ID:
+            case CHECK_TEXT:
+                ok = text_ok(x, f->min_len, (Py_ssize_t)f->max, f->check == CHECK_ID);
+                break;
+            case CHECK_COUNT:
+                ok = count_ok(x, f->max);
+                break;
+            case CHECK_SHA256:
+                ok = sha256_text_ok(x);
+                break;
+            case CHECK_CHOICE:
+                if (!PyUnicode_CheckExact(x))
+                    break;
+                for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(f->choices) && !ok; c++) {
+                    PyObject *choice = PyTuple_GET_ITEM(f->choices, c);
+                    if (PyUnicode_Compare(x, choice) == 0) {
+                        x = choice;
+                        ok = 1;
+                    }
+                }
+                break;
+            }
+            if (!ok)
+                return 0;
+        }
+        v[k] = x;
+    }
 
     /* cost */
+    PyObject *cost_nanos = v[i_cost_nanos], *source = v[i_cost_source];
     GET(cost, K_COST, Py_None)
-    GET(source, K_COST_SOURCE, Py_None)
-    if (source != Py_None) {
-        if (!PyUnicode_CheckExact(source))
-            return 0;
-        if (PyUnicode_Compare(source, S_PROVIDER) == 0)
-            source = S_PROVIDER;
-        else if (PyUnicode_Compare(source, S_CLIENT) == 0)
-            source = S_CLIENT;
-        else
-            return 0;
-    }
     PyObject *nanos = NULL;  /* a new reference when set */
     if (cost != Py_None) {
         nanos = cost_nanos_of(cost, lim);
@@ -926,48 +1045,34 @@ scan_one(PyObject *e, PyObject **out, long long received, const Limits *lim, Buf
         return -1;
     }
 #undef GET
-    /* every check passed: fill the row (out[] holds borrowed Py_None placeholders) */
-#define SET(k, v) do { Py_INCREF(v); out[k] = (v); } while (0)
-    SET(O_EVENT_ID, event_id);
-    SET(O_CONV, conv);
-    SET(O_ID_AT_ORIGIN, id_at_origin);
-    SET(O_PROVIDER, provider);
-    SET(O_MODEL, model);
-    SET(O_ALIAS, alias);
-    SET(O_PROFILE, profile);
-    SET(O_PRICE_ID, price_id);
-    SET(O_ORIGIN, origin);
-    SET(O_KIND, kind);
-    SET(O_CONTENT, content);
-    SET(O_INPUT, input);
-    SET(O_OUTPUT, output);
-    SET(O_CACHED, cached);
-    SET(O_CACHE_WRITE, cache_write);
-    SET(O_REASONING, reasoning);
-    SET(O_LATENCY, latency);
-#undef SET
+    /* every check passed: fill the row (the caller releases what is set on error) */
+    for (int k = 0; k < n_fields; k++) {
+        Py_INCREF(v[k]);
+        out[O_FIELD(k)] = v[k];
+    }
+    Py_DECREF(out[O_FIELD(i_cost_nanos)]);
+    Py_DECREF(out[O_FIELD(i_cost_source)]);
     if (nanos != NULL) {
-        out[O_COST_NANOS] = nanos;
-        out[O_COST_SOURCE] = source == Py_None ? S_CLIENT : source;
-        Py_INCREF(out[O_COST_SOURCE]);
-        out[O_COST_GIVEN] = Py_True;
+        out[O_FIELD(i_cost_nanos)] = nanos;
+        out[O_FIELD(i_cost_source)] = source == Py_None ? S_STATED_SOURCE : source;
+        out[O_EXTRA(X_COST_GIVEN)] = Py_True;
     }
     else {
-        out[O_COST_NANOS] = Py_None;
-        out[O_COST_SOURCE] = Py_None;
-        out[O_COST_GIVEN] = Py_False;
-        Py_INCREF(Py_None);
+        out[O_FIELD(i_cost_nanos)] = Py_None;
+        out[O_FIELD(i_cost_source)] = Py_None;
+        out[O_EXTRA(X_COST_GIVEN)] = Py_False;
         Py_INCREF(Py_None);
     }
-    Py_INCREF(out[O_COST_GIVEN]);
-    out[O_TS_US] = PyLong_FromLongLong(us);
-    if (out[O_TS_US] == NULL)
-        return -1;  /* the caller releases what is set */
-    out[O_TS_GIVEN] = ts_given ? Py_True : Py_False;
-    Py_INCREF(out[O_TS_GIVEN]);
-    out[O_TS_TEXT] = text;
-    out[O_METADATA] = meta;
-    out[O_METADATA_JSON] = meta_json;
+    Py_INCREF(out[O_FIELD(i_cost_source)]);
+    Py_INCREF(out[O_EXTRA(X_COST_GIVEN)]);
+    out[O_EXTRA(X_TS_GIVEN)] = ts_given ? Py_True : Py_False;
+    Py_INCREF(out[O_EXTRA(X_TS_GIVEN)]);
+    out[O_EXTRA(X_TS_TEXT)] = text;
+    out[O_EXTRA(X_METADATA)] = meta;
+    out[O_EXTRA(X_METADATA_JSON)] = meta_json;
+    out[O_EXTRA(X_TS_US)] = PyLong_FromLongLong(us);
+    if (out[O_EXTRA(X_TS_US)] == NULL)
+        return -1;
     return 1;
 }
 
@@ -976,74 +1081,75 @@ native_scan(PyObject *self, PyObject *args)
 {
     PyObject *events, *received;
     Limits lim;
-    if (!PyArg_ParseTuple(args, "O!O!O!LLO(nnnLL):scan", &PyList_Type, &events,
-                          &PyFrozenSet_Type, &lim.keys, &PyList_Type, &received, &lim.low_us,
-                          &lim.high_us, &lim.usd_nanos, &lim.max_id, &lim.max_text,
-                          &lim.max_metadata_bytes, &lim.max_safe_int,
-                          &lim.max_cost_nanos))
+    if (!PyArg_ParseTuple(args, "O!O!LLO(nLL):scan", &PyList_Type, &events, &PyList_Type,
+                          &received, &lim.low_us, &lim.high_us, &lim.usd_nanos,
+                          &lim.max_metadata_bytes, &lim.max_safe_int, &lim.max_cost_nanos))
+        return NULL;
+    if (!configured())
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(events);
     if (PyList_GET_SIZE(received) != n)
         return PyErr_Format(PyExc_ValueError, "received_us: expected %zd items", n);
-    PyObject *cols[N_OUT];
-    for (int k = 0; k < N_OUT; k++)
+    int n_out = 1 + n_fields + N_EXTRA;
+    PyObject *cols[MAX_OUT];
+    for (int k = 0; k < n_out; k++)
         cols[k] = NULL;
     Buf b = {0};
-    for (int k = 0; k < N_OUT; k++) {
+    for (int k = 0; k < n_out; k++) {
         cols[k] = PyList_New(n);
         if (cols[k] == NULL)
             goto fail;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *out[N_OUT];
-        for (int k = 0; k < N_OUT; k++)
+        PyObject *out[MAX_OUT];
+        for (int k = 0; k < n_out; k++)
             out[k] = NULL;
         long long received_us = PyLong_AsLongLong(PyList_GET_ITEM(received, i));
         if (received_us == -1 && PyErr_Occurred())
             goto fail;
         int rc = scan_one(PyList_GET_ITEM(events, i), out, received_us, &lim, &b);
         if (rc < 0) {
-            for (int k = 0; k < N_OUT; k++)
+            for (int k = 0; k < n_out; k++)
                 Py_XDECREF(out[k]);
             goto fail;
         }
         if (rc == 0) {  /* slow: placeholders the per-event path replaces */
-            for (int k = 0; k < N_OUT; k++) {
+            for (int k = 0; k < n_out; k++) {
                 Py_XDECREF(out[k]);
                 out[k] = Py_None;
                 Py_INCREF(Py_None);
             }
-            Py_DECREF(out[O_SLOW]);
+            Py_DECREF(Py_None);
             out[O_SLOW] = Py_True;
             Py_INCREF(Py_True);
-            Py_DECREF(out[O_COST_GIVEN]);
-            out[O_COST_GIVEN] = Py_False;
+            Py_DECREF(Py_None);
+            out[O_EXTRA(X_COST_GIVEN)] = Py_False;
             Py_INCREF(Py_False);
-            Py_DECREF(out[O_TS_GIVEN]);
-            out[O_TS_GIVEN] = Py_False;
+            Py_DECREF(Py_None);
+            out[O_EXTRA(X_TS_GIVEN)] = Py_False;
             Py_INCREF(Py_False);
-            Py_DECREF(out[O_TS_US]);
-            out[O_TS_US] = PyList_GET_ITEM(received, i);
-            Py_INCREF(out[O_TS_US]);
+            Py_DECREF(Py_None);
+            out[O_EXTRA(X_TS_US)] = PyList_GET_ITEM(received, i);
+            Py_INCREF(out[O_EXTRA(X_TS_US)]);
         }
         else {
             out[O_SLOW] = Py_False;
             Py_INCREF(Py_False);
         }
-        for (int k = 0; k < N_OUT; k++)
+        for (int k = 0; k < n_out; k++)
             PyList_SET_ITEM(cols[k], i, out[k]);
     }
     PyMem_Free(b.p);
-    PyObject *result = PyTuple_New(N_OUT);
+    PyObject *result = PyTuple_New(n_out);
     if (result == NULL)
         goto fail_freed;
-    for (int k = 0; k < N_OUT; k++)
+    for (int k = 0; k < n_out; k++)
         PyTuple_SET_ITEM(result, k, cols[k]);
     return result;
 fail:
     PyMem_Free(b.p);
 fail_freed:
-    for (int k = 0; k < N_OUT; k++)
+    for (int k = 0; k < n_out; k++)
         Py_XDECREF(cols[k]);
     return NULL;
 }
@@ -1112,7 +1218,7 @@ native_sha256_backend(PyObject *self, PyObject *args)
     if (name != NULL) {
         if (strcmp(name, "hashlib") == 0)
             use_openssl = 0;
-        else if (strcmp(name, "openssl") == 0 && openssl_init != NULL)
+        else if (strcmp(name, "openssl") == 0 && evp_md_sha256 != NULL)
             use_openssl = 1;
         else
             return PyErr_Format(PyExc_ValueError, "sha256 backend %s is not available", name);
@@ -1123,11 +1229,12 @@ native_sha256_backend(PyObject *self, PyObject *args)
 /* -- module ------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))native_configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(keys, fields, special, cost_columns, canonical): the event schema"},
     {"scan", native_scan, METH_VARARGS,
-     "scan(events, keys, received_us, low_us, high_us, usd_nanos, limits) -> columns"},
+     "scan(events, received_us, low_us, high_us, usd_nanos, limits) -> columns"},
     {"encode", native_encode, METH_VARARGS,
-     "encode(tenant, version, columns, ts_given, cost_given, want_digest, skip)"
-     " -> (canonical, leaf, digest)"},
+     "encode(columns, ts_given, cost_given, want_digest, skip) -> (canonical, leaf, digest)"},
     {"sha256_backend", native_sha256_backend, METH_VARARGS,
      "sha256_backend([name]) -> 'openssl' or 'hashlib' (switching to name first)"},
     {"parent_hashes", native_parent_hashes, METH_O,
@@ -1137,15 +1244,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "ledger.model._native",
-    "Batch preparation loops in C (see ledger/batch.py).", -1, methods,
+    "Batch preparation loops in C (see ledger/model/batch.py).", -1, methods,
 };
-
-static int
-intern(PyObject **slot, const char *text)
-{
-    *slot = PyUnicode_InternFromString(text);
-    return *slot == NULL ? -1 : 0;
-}
 
 PyMODINIT_FUNC
 PyInit__native(void)
@@ -1153,42 +1253,10 @@ PyInit__native(void)
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL)
         return NULL;
-    if (intern(&K_EVENT_ID, "event_id") < 0 || intern(&K_CONV, "conversation_id") < 0
-        || intern(&K_ID_AT_ORIGIN, "id_at_origin") < 0 || intern(&K_PROVIDER, "provider") < 0
-        || intern(&K_MODEL, "model") < 0 || intern(&K_ALIAS, "alias") < 0
-        || intern(&K_PROFILE, "profile") < 0 || intern(&K_PRICE_ID, "price_id") < 0
-        || intern(&K_ORIGIN, "origin") < 0 || intern(&K_KIND, "kind") < 0
-        || intern(&K_CONTENT, "content_sha256") < 0 || intern(&K_INPUT, "input_tokens") < 0
-        || intern(&K_OUTPUT, "output_tokens") < 0
-        || intern(&K_CACHED, "cached_input_tokens") < 0
-        || intern(&K_CACHE_WRITE, "cache_write_tokens") < 0
-        || intern(&K_REASONING, "reasoning_tokens") < 0
-        || intern(&K_LATENCY, "latency_ms") < 0 || intern(&K_COST_NANOS, "cost_nanos") < 0
-        || intern(&K_COST, "cost") < 0 || intern(&K_COST_SOURCE, "cost_source") < 0
-        || intern(&K_TS, "ts") < 0 || intern(&K_TIMESTAMP, "timestamp") < 0
-        || intern(&K_METADATA, "metadata") < 0 || intern(&S_EMPTY, "") < 0
-        || intern(&S_DEFAULT, "default") < 0 || intern(&S_USAGE, "usage") < 0
-        || intern(&S_CONVERSATION, "conversation") < 0
-        || intern(&S_PROVIDER, "provider") < 0 || intern(&S_CLIENT, "client") < 0
-        || intern(&S_EMPTY_OBJECT, "{}") < 0)
+    S_EMPTY_OBJECT = PyUnicode_InternFromString("{}");
+    if (S_EMPTY_OBJECT == NULL)
         return NULL;
-    I_ZERO = PyLong_FromLong(0);
-    if (I_ZERO == NULL)
-        return NULL;
-    const char *names[] = {"libcrypto.so.3", "libcrypto.so", "libcrypto.so.1.1", NULL};
-    for (int i = 0; names[i] != NULL && openssl_init == NULL; i++) {
-        void *lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (lib == NULL)
-            continue;
-        openssl_init = (sha256_init_fn)dlsym(lib, "SHA256_Init");
-        openssl_update = (sha256_update_fn)dlsym(lib, "SHA256_Update");
-        openssl_final = (sha256_final_fn)dlsym(lib, "SHA256_Final");
-        if (openssl_init == NULL || openssl_update == NULL || openssl_final == NULL) {
-            openssl_init = NULL;
-            dlclose(lib);
-        }
-    }
-    use_openssl = openssl_init != NULL;
+    find_openssl();
     PyObject *hashlib = PyImport_ImportModule("hashlib");
     if (hashlib == NULL)
         return NULL;

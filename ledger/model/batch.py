@@ -138,14 +138,17 @@ _CANONICAL = tuple((key, _encoding(key), _digest_rule(key)) for key in schema.CA
 def native_spec() -> dict[str, Any]:
     """What ``_native.configure`` is given: the checks of the simple fields (key, check,
     shortest, longest or largest, default, whether null is allowed, choices), the keys of
-    the others, and the canonical keys in order with their encoding and digest rule."""
+    the others (and the ``cost_source`` of a stated cost), where ``cost_nanos`` and
+    ``cost_source`` are among the simple fields, and the canonical keys in order with
+    their encoding and digest rule."""
     return {
         "keys": frozenset(EVENT_KEYS),
         "fields": tuple(
             (f.name, _SIMPLE_CHECKS.index(f.check), f.min_len, f.max_len,
              None if f.default is REQUIRED else f.default, f.optional, f.choices)
             for f in _SCAN_FIELDS),
-        "special": (_TS.name, _TS.alias, _COST.name, _METADATA.name),
+        "special": (_TS.name, _TS.alias, _COST.name, _METADATA.name,
+                    schema.STATED_COST_SOURCE),
         "cost_columns": tuple(_SCAN_COLUMNS.index(n) - 1 for n in ("cost_nanos",
                                                                      "cost_source")),
         "canonical": tuple((key, _ENCODINGS[enc], _DIGEST_RULES[rule])
@@ -402,7 +405,7 @@ def _scan_python(events: Sequence[Any], received_us: list[int]) -> dict[str, lis
             continue
         cost_given[i] = True
         cost_nanos[i] = cn
-        cost_source[i] = src or "client"
+        cost_source[i] = src or schema.STATED_COST_SOURCE
     out.update(cost_nanos=cost_nanos, cost_source=cost_source, cost_given=cost_given)
 
     # -- timestamps ----------------------------------------------------------------------

@@ -57,6 +57,7 @@ from ledger.model.schema import (
     RECORDED,
     REQUIRED,
     ROW_FIELDS,
+    STATED_COST_SOURCE,
     STORED_FIELDS,
     TEXT_FIELDS,
     VERSION_KEY,
@@ -433,7 +434,7 @@ def prepare(
     price_id = event.price_id
     if cost_given:
         cost_nanos = event.cost_nanos if event.cost_nanos is not None else usd_to_nanos(event.cost)
-        cost_source: str = event.cost_source or "client"
+        cost_source: str = event.cost_source or STATED_COST_SOURCE
     else:
         priced = None
         if pricer is not None:

@@ -177,6 +177,8 @@ CANONICAL_KEYS: tuple[str, ...] = tuple(sorted((*CANONICAL_FIELDS, VERSION_KEY))
 # ``tenant`` lives in the path).
 STORED_FIELDS: tuple[str, ...] = tuple(
     f.name for f in FIELDS if f.stored and f.canonical and f.name not in ("ts", "metadata"))
+# ``cost_source`` of a cost a caller states without saying whose it is.
+STATED_COST_SOURCE = "client"
 # Fields whose value a repeated ``event_id`` may leave to the ledger (a default ``ts``, a
 # computed price): the idempotency digest compares them only when the caller gave them.
 PRICE_FIELDS: tuple[str, ...] = ("cost_nanos", "cost_source", "price_id")
