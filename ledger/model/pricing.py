@@ -395,7 +395,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 def is_packaged_book(pricer: object) -> bool:
     """Whether ``pricer`` is this module's ``PriceBook`` itself (not a subclass, which may
-    price differently): the helper process prices with one of its own, and it takes the
+    price differently): it prices many calls at a time (``price_columns``), taking the
     time of a call in microseconds."""
     return type(pricer) is PriceBook
 

@@ -1,9 +1,8 @@
 """Batch preparation: the column checks give what the per-event path gives, byte for byte;
-the helper process; generated ids found by their day; small and large appends mixed."""
+generated ids found by their day; small and large appends mixed."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from bench._common import EventFactory
 from ledger.core.facade import Ledger
-from ledger.model import batch, helper
+from ledger.model import batch
 from ledger.model.batch import PreparedBatch, new_event_ids, prepare_batch
 from ledger.model.event import (
     EventValidationError,
@@ -331,29 +330,6 @@ def test_small_and_large_appends_interleave_in_seq_order(tmp_path: Path) -> None
         assert led.count("a") == len(seqs)
         led.flush()
         assert [e.seq for e in led.events("a", limit=10_000)] == seqs
-
-
-def test_the_helper_process_prepares_part_of_a_large_batch(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(helper, "USE_HELPER", True)  # off when the C loops are built
-    events = EventFactory(5, end=datetime(2026, 9, 1, tzinfo=UTC)).batch(helper.MIN_EVENTS)
-    for e in events:
-        e["event_id"] = f"h-{id(e)}"
-        if e.get("kind") == "conversation":
-            e["conversation_id"] = f"c-{id(e)}"
-    deadline = time.monotonic() + 60
-    while helper._available() is None:
-        assert time.monotonic() < deadline, "the helper did not start"
-        time.sleep(0.1)
-    shared = helper.prepare(events, tenant="acme", received_us=NOW, pricer=BOOK)
-    alone = batched(events)
-    for name in COLUMNS:
-        assert getattr(shared, name) == getattr(alone, name), name
-    events[helper.MIN_EVENTS - 3]["input_tokens"] = -1  # in the helper's part
-    with pytest.raises(EventValidationError) as info:
-        helper.prepare(events, tenant="acme", received_us=NOW, pricer=BOOK)
-    assert info.value.index == helper.MIN_EVENTS - 3
-    helper.shutdown()
 
 
 def test_concurrent_small_requests_are_each_all_or_nothing(tmp_path: Path) -> None:
