@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from ledger.model.event import ROW_FIELDS, Event
+from ledger.model.event import Event
+from ledger.model.schema import ROW_FIELDS
 from projections.snapshot import Snapshot, run
 
 _COLUMNS = ", ".join(

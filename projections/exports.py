@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from ledger.model.event import ROW_FIELDS
+from ledger.model.schema import ROW_FIELDS
 from projections.events import ENTRY_KINDS
 from projections.snapshot import Snapshot, cursor, source_sql, tenant_tail
 

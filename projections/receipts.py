@@ -88,7 +88,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
             names["src"] = _union(files, "ledger_tail" if tail is not None else None) or \
                 "SELECT * FROM ledger_empty_events"
             if not files and tail is None:
-                from ledger.storage.segments import EVENT_SCHEMA
+                from ledger.model.schema import EVENT_SCHEMA
 
                 cur.register("ledger_empty_events", EVENT_SCHEMA.empty_table())
                 registered.append("ledger_empty_events")

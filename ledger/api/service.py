@@ -24,17 +24,18 @@ from ledger.model.batch import BatchAcks
 from ledger.model.dates import parse_bound
 from ledger.model.event import Ack, EventIn, parse_event
 from ledger.model.money import NANOS_PER_USD
+from ledger.model.schema import GIVEN
 from ledger.model.tenant import check_tenant
 from ledger.storage.config import ledger_origin
 from ledger.storage.content import ContentStore, content_sha256
 from ledger.tlog.checkpoint import CheckpointStore
 from ledger.tlog.signing import KeyRing, public_keys_json
 
-# Keys of a conversation's ``metadata`` that are event fields; the rest stay metadata.
-EVENT_KEYS = ("event_id", "timestamp", "ts", "provider", "model", "alias", "profile",
-              "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-              "reasoning_tokens", "cost", "cost_nanos", "cost_source", "price_id",
-              "latency_ms", "origin", "id_at_origin")
+# Keys of a conversation's ``metadata`` that are event fields (the rest stay metadata):
+# every field a caller gives (and its wire alias) but those the conversation log sets.
+_SET_BY_CONVERSATION = ("kind", "conversation_id", "content_sha256", "metadata")
+EVENT_KEYS = tuple(key for f in GIVEN if f.name not in _SET_BY_CONVERSATION
+                   for key in (f.name, f.alias) if key is not None)
 MAX_LIMIT = 1000
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
 

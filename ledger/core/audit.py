@@ -38,13 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ledger.model.event import (
-    ROW_FIELDS,
-    STORED_FIELDS,
-    canonical_bytes_of_stored,
-    canonical_json,
-    leaf_hash_of,
-)
+from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
+from ledger.model.schema import ROW_FIELDS, STORED_FIELDS
 from ledger.storage import journal as jr
 from ledger.storage.manifest import check_chain, read_lines
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
