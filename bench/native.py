@@ -5,7 +5,8 @@ and SHA-256 inside the C loops through OpenSSL (EVP_Digest) and through hashlib.
 
     python -m bench.native [--events 20000] [--repeats 5]     (from the repository root)
 
-Prints medians. No targets: it answers "do the C loops still pay?" (see bench/README.md).
+Prints medians of CPU time (steadier than wall time on a shared machine). No targets: it
+answers "do the C loops still pay?" (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ def _median_us(fn: Callable[[], Any], n: int, repeats: int) -> float:
     runs = []
     for _ in range(repeats):
         gc.collect()
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        runs.append((time.perf_counter() - start) / n * 1e6)
+        runs.append((time.process_time() - start) / n * 1e6)
     return statistics.median(runs)
 
 
