@@ -53,6 +53,7 @@ from ledger.model.event import (
     ts_to_us,
     us_to_datetime,
 )
+from ledger.model.schema import LEDGER_FIELDS, PRICE_FIELDS, ROW_INDEX
 from ledger.model.tenant import check_tenant
 from ledger.storage import journal as jr
 from ledger.storage.index import IdEntry, Index
@@ -69,6 +70,7 @@ from ledger.storage.segments import PAIR_SCHEMA, SegmentStore, partition_path, r
 from ledger.tlog.tiles import TreeStore
 from projections.snapshot import SegmentRef, Snapshot
 
+_TS_AT = ROW_INDEX["ts"]  # where ``ts`` (µs) is in a row tuple
 _INDEXED = ("event_id", "seq", "ts", "cost_nanos", "cost_source", "conversation_id", "kind")
 DEFAULT_SEAL_ROWS = 250_000
 COMPACT_TARGET_ROWS = 1_000_000
@@ -105,11 +107,12 @@ class TailPart:
     def table(self) -> pa.Table:
         if self.built is None:
             rows = self.rows or []
-            order = sorted(range(len(rows)), key=lambda k: rows[k][2] // DAY_US)
+            order = sorted(range(len(rows)), key=lambda k: rows[k][_TS_AT] // DAY_US)
             rows = [rows[k] for k in order]
             self.digests = [self.digests[k] for k in order]
             self.built = rows_to_table(rows)
-            self.days = _day_runs(np.array([r[2] // DAY_US for r in rows], dtype=np.int64))
+            self.days = _day_runs(np.array([r[_TS_AT] // DAY_US for r in rows],
+                                           dtype=np.int64))
             self.rows = None
         return self.built
 
@@ -1288,11 +1291,11 @@ def _row_from_canonical(fields: dict[str, Any], rec: jr.EventRecord) -> tuple[An
 def _differences(stored: Mapping[str, Any], p: Prepared) -> list[str]:
     """Fields in which request ``p`` disagrees with a stored event (ledger-filled values
     the request left out are not compared)."""
-    skip = {"tenant", "seq", "recorded_at", "leaf_hash", "event_id"}
+    skip = {*LEDGER_FIELDS, "event_id"}
     if not p.ts_given:
         skip.add("ts")
     if not p.cost_given:
-        skip |= {"cost_nanos", "cost_source", "price_id"}
+        skip.update(PRICE_FIELDS)
     if p.fields["kind"] == "conversation" and p.fields.get("conversation_id") is None:
         skip.add("conversation_id")
     out = []
