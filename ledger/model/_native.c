@@ -441,6 +441,7 @@ put_value(Buf *b, PyObject *v, int encoding)
  * literal text (the keys, punctuation, and the values that are the same for every event,
  * such as the tenant) between the values taken from the columns. */
 enum { OP_END = -1, OP_STR_BODY = 100 };  /* else an ENC_* value */
+#define LIT_COPY 32
 
 typedef struct {
     Py_ssize_t lit, lit_len;  /* the literal text before the value, in Program.lits */
@@ -511,6 +512,10 @@ prog_build(Program *p, int digest, PyObject **col, const int *per_event)
     if (prog_text(p, "}", 1) < 0)
         return -1;
     prog_op(p, OP_END, 0, DIGEST_SAME);
+    /* room for prog_run's fixed-size copies past the last literal */
+    if (buf_grow(&p->lits, LIT_COPY) < 0)
+        return -1;
+    memset(p->lits.p + p->lits.len, 0, LIT_COPY);
     return 0;
 }
 
@@ -518,7 +523,13 @@ static int
 prog_run(const Program *p, Buf *b, PyObject **v, int given_cost, int given_ts)
 {
     for (const Op *o = p->ops;; o++) {
-        if (buf_put(b, p->lits.p + o->lit, o->lit_len) < 0)
+        if (o->lit_len <= LIT_COPY) {  /* a fixed-size copy: faster than a short memcpy */
+            if (buf_grow(b, LIT_COPY) < 0)
+                return -1;
+            memcpy(b->p + b->len, p->lits.p + o->lit, LIT_COPY);
+            b->len += o->lit_len;
+        }
+        else if (buf_put(b, p->lits.p + o->lit, o->lit_len) < 0)
             return -1;
         if (o->op == OP_END)
             return 0;
