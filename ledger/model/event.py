@@ -1,6 +1,8 @@
 """Events: the immutable record of one LLM call.
 
-This module owns the event's shape (DESIGN §3), the validation of what callers submit,
+This module owns the pydantic models of an event, ``EventIn`` (what a caller submits)
+and ``Event`` (what is read back), both built from the schema table
+(``ledger.model.schema.FIELDS``, DESIGN §3), the validation rules of what callers submit,
 the event's **canonical bytes** (RFC 8785 / JCS of every field except ``seq`` and
 ``recorded_at``, with ``ts`` as RFC 3339 UTC microseconds ``Z`` and ``"v": 1``), its
 **leaf hash** ``SHA-256(0x00 ‖ canonical bytes)``, and the idempotency digest that decides
@@ -27,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 import orjson
 import rfc8785
@@ -70,8 +72,6 @@ FUTURE_SKEW = timedelta(hours=24)
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-EventKind = Literal["usage", "conversation"]
-CostSource = Literal["provider", "client", "price_table", "unpriced"]
 
 
 _CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\ud800-\udfff]")
@@ -545,7 +545,7 @@ class _EventMethods(BaseModel):
         return data
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], tenant: str) -> Any:
+    def from_row(cls, row: Mapping[str, Any], tenant: str) -> Self:
         data = dict(row)
         for key in ("ts", "recorded_at"):
             value = data[key]
