@@ -199,7 +199,7 @@ class _EventInRules(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _cost_consistency(self) -> Any:
+    def _cost_consistency(self) -> Self:
         cost, cost_nanos, cost_source = (
             self.cost, self.cost_nanos, self.cost_source)  # type: ignore[attr-defined]
         if cost is not None and cost_nanos is not None and usd_to_nanos(cost) != cost_nanos:
