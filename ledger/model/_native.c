@@ -345,13 +345,13 @@ native_configure(PyObject *self, PyObject *args, PyObject *kwargs)
                                      &PyTuple_Type, &special, &cost_nanos_at,
                                      &cost_source_at, &PyTuple_Type, &canonical))
         return NULL;
+    clear_schema();  /* a schema refused leaves the module unconfigured */
     Py_ssize_t nf = PyTuple_GET_SIZE(spec), nc = PyTuple_GET_SIZE(canonical);
     if (nf > MAX_FIELDS || nc > MAX_FIELDS)
         return PyErr_Format(PyExc_ValueError, "configure: at most %d fields", MAX_FIELDS);
     if (cost_nanos_at < 0 || cost_nanos_at >= nf || cost_source_at < 0
         || cost_source_at >= nf)
         return PyErr_Format(PyExc_ValueError, "configure: cost_columns out of range");
-    clear_schema();
     Py_INCREF(keys);
     allowed_keys = keys;
     PyObject *ts, *timestamp, *cost, *metadata, *stated;

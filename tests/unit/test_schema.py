@@ -154,3 +154,25 @@ def test_the_c_loops_are_given_the_tables_keys() -> None:
     prepared = prepare_batch(events[:1] + events[3:], tenant="acme", received_us=NOW,
                              pricer=None)
     assert list(orjson.loads(prepared.canonical[0])) == list(schema.CANONICAL_KEYS)
+
+
+def test_the_c_loops_refuse_a_malformed_schema_and_work_only_once_configured() -> None:
+    if batch._native is None:
+        pytest.skip("ledger.model._native is not built (no C compiler at install)")
+    native, spec = batch._native, batch.native_spec()
+    first, *others = spec["fields"]
+    bad_check = {**spec, "fields": ((first[0], 99, *first[2:]), *others)}
+    bad_encoding = {**spec, "canonical": (("alias", 9, 0), *spec["canonical"][1:])}
+    bad_cost = {**spec, "cost_columns": (0, len(spec["fields"]))}
+    try:
+        for bad in (bad_check, bad_encoding, bad_cost):
+            with pytest.raises(ValueError):
+                native.configure(**bad)
+            with pytest.raises(RuntimeError, match="configure"):
+                native.encode((), [], [], [], [])
+    finally:
+        native.configure(**spec)
+    events = [{"provider": "p", "model": "m", "event_id": f"r-{i}"} for i in range(5)]
+    with_c = prepare_batch(events, tenant="acme", received_us=NOW, pricer=None)
+    assert with_c.canonical == [p.canonical for p in (
+        prepare(parse_event(e), tenant="acme", received_us=NOW, pricer=None) for e in events)]
