@@ -178,6 +178,7 @@ class PreparedBatch:
         return len(self.event_id)
 
     def column(self, name: str) -> list[Any]:
+        """The column ``name`` (one of ``BATCH_COLUMNS``)."""
         return getattr(self, name)
 
     def extend(self, other: PreparedBatch) -> None:
