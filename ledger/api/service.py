@@ -88,6 +88,12 @@ class LedgerService:
     def close(self) -> None:
         self.ledger.close()
 
+    # -- the project ---------------------------------------------------------------------
+    def project(self, tenant: str) -> dict[str, Any]:
+        """Which project the caller writes to, and the origin of its log."""
+        check_tenant(tenant)
+        return {"project": tenant, "origin": f"{self.origin}/{tenant}"}
+
     # -- logging -------------------------------------------------------------------------
     def log_usage(self, tenant: str, event: Mapping[str, Any] | EventIn) -> dict[str, Any]:
         return ack_json(self.ledger.append(event, tenant=tenant))
@@ -247,6 +253,50 @@ class LedgerService:
         proof = tree.consistency_proof(first, second) if 0 < first < second else []
         return {"first": first, "second": second, "first_root": tree.root(first).hex(),
                 "second_root": tree.root(second).hex(), "proof": [h.hex() for h in proof]}
+
+    # -- receipts (``ledger.receipts.issuance.Receipts``) ---------------------------------
+    def generate_receipt(self, tenant: str, *, conversation_id: str | None = None,
+                         start_date: Any = None, end_date: Any = None,
+                         log_ids: Sequence[str] | None = None,
+                         since_last_receipt: bool = False, description: str | None = None,
+                         tags: Sequence[str] | None = None,
+                         progress: Any = None) -> dict[str, Any]:
+        """Certify exactly one selection with a signed receipt: ``{receipt,
+        certified_count}``; ``progress(stage)`` hears of each stage."""
+        return self.receipts.generate(  # type: ignore[no-any-return]
+            tenant, conversation_id=conversation_id, start_date=start_date,
+            end_date=end_date, log_ids=None if log_ids is None else list(log_ids),
+            since_last_receipt=since_last_receipt, description=description,
+            tags=None if tags is None else list(tags), progress=progress)
+
+    def preview_receipt(self, tenant: str, *, conversation_id: str | None = None,
+                        start_date: Any = None, end_date: Any = None,
+                        log_ids: Sequence[str] | None = None,
+                        since_last_receipt: bool = False) -> dict[str, Any]:
+        """What ``generate_receipt`` would certify; writes nothing."""
+        return self.receipts.preview(  # type: ignore[no-any-return]
+            tenant, conversation_id=conversation_id, start_date=start_date,
+            end_date=end_date, log_ids=None if log_ids is None else list(log_ids),
+            since_last_receipt=since_last_receipt)
+
+    def uncertified(self, tenant: str, *, limit: int = 100, offset: int = 0
+                    ) -> dict[str, Any]:
+        return self.receipts.uncertified(tenant, limit, offset)  # type: ignore[no-any-return]
+
+    def list_receipts(self, tenant: str, *, limit: int = 100, offset: int = 0
+                      ) -> dict[str, Any]:
+        return self.receipts.list(tenant, limit, offset)  # type: ignore[no-any-return]
+
+    def get_receipt(self, tenant: str, receipt_id: str) -> dict[str, Any]:
+        return self.receipts.get(tenant, receipt_id)  # type: ignore[no-any-return]
+
+    def receipt_logs(self, tenant: str, receipt_id: str, *, limit: int = 100,
+                     offset: int = 0) -> dict[str, Any]:
+        return self.receipts.logs(  # type: ignore[no-any-return]
+            tenant, receipt_id, limit, offset)
+
+    def prove(self, tenant: str, receipt_id: str, log_id: str) -> dict[str, Any]:
+        return self.receipts.prove(tenant, receipt_id, log_id)  # type: ignore[no-any-return]
 
     # -- public keys ---------------------------------------------------------------------
     def public_keys(self) -> dict[str, Any]:

@@ -5,11 +5,14 @@ stored conversation content). Every write is acknowledged only once it is durabl
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from ledger.api import operations as ops
+from ledger.api.operations import Operation
 from ledger.api.service import LedgerService
 from ledger.model.event import EventIn
 from ledger.server import auth
@@ -23,6 +26,7 @@ from ledger.server.schemas import (
 )
 
 router = APIRouter(tags=["logs"])
+F = TypeVar("F", bound=Callable[..., Any])
 Tenant = Annotated[str, Depends(auth.tenant)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size, 1 to 1000.")]
 Offset = Annotated[int, Query(ge=0, le=2**53 - 1)]
@@ -39,7 +43,21 @@ def service(request: Request) -> LedgerService:
     return request.app.state.server.service  # type: ignore[no-any-return]
 
 
-@router.post("/api/v1/log", response_model=LogOut, summary="Log one LLM call (usage)")
+def route(router: APIRouter, op: Operation, **options: Any) -> Callable[[F], F]:
+    """Register a route at the operation's method and path (``ledger.api.operations``),
+    with its summary."""
+    options.setdefault("summary", op.summary)
+    return router.api_route(op.path, methods=[op.method], **options)
+
+
+@route(router, ops.WHOAMI)
+def whoami(tenant: Tenant, request: Request) -> Response:
+    """`{project, origin}`: the project the API key belongs to, and the origin of its
+    log (what `llmring --server` names in its output)."""
+    return json_response(service(request).project(tenant))
+
+
+@route(router, ops.LOG_USAGE, response_model=LogOut)
 def log_usage(body: EventIn, tenant: Tenant, request: Request) -> Response:
     """Record one call. A usage log naming a conversation just logged (`id_at_origin` or
     `metadata.conversation_id`) completes that call instead of creating another event
@@ -48,16 +66,14 @@ def log_usage(body: EventIn, tenant: Tenant, request: Request) -> Response:
     return json_response(service(request).log_usage(tenant, body))
 
 
-@router.post("/api/v1/log/batch", response_model=BatchOut,
-             summary="Log many events atomically")
+@route(router, ops.LOG_BATCH, response_model=BatchOut)
 def log_batch(body: BatchIn, tenant: Tenant, request: Request) -> Response:
     """Append up to 10,000 events: all are recorded, or (on any invalid event or id
     conflict) none is; the answer lists one acknowledgement per event, in order."""
     return json_response(service(request).log_batch(tenant, body.events))
 
 
-@router.post("/api/v1/conversations/log", response_model=ConversationLogOut,
-             summary="Log one call with its conversation")
+@route(router, ops.LOG_CONVERSATION, response_model=ConversationLogOut)
 def log_conversation(body: ConversationLogIn, tenant: Tenant, request: Request) -> Response:
     """The call's tokens and cost come from `metadata`; the messages and response are
     stored apart, and the event commits to them by `content_sha256`. Answer:
@@ -67,7 +83,7 @@ def log_conversation(body: ConversationLogIn, tenant: Tenant, request: Request) 
         conversation_id=body.conversation_id))
 
 
-@router.get("/api/v1/logs", response_model=EventsPage, summary="List the project's events")
+@route(router, ops.LIST_LOGS, response_model=EventsPage)
 def list_logs(tenant: Tenant, request: Request, limit: Limit = 100, offset: Offset = 0,
               start: When = None, end: When = None,
               order: Annotated[str, Query(pattern="^-?seq$")] = "seq") -> Response:
@@ -77,13 +93,13 @@ def list_logs(tenant: Tenant, request: Request, limit: Limit = 100, offset: Offs
                                                     start=start, end=end, order=order))
 
 
-@router.get("/api/v1/logs/{log_id}", summary="One event of the project")
+@route(router, ops.GET_LOG)
 def get_log(log_id: str, tenant: Tenant, request: Request) -> Response:
     """The recorded event (every canonical field plus seq, recorded_at and leaf_hash)."""
     return json_response(service(request).get_log(tenant, log_id))
 
 
-@router.get("/api/v1/logs/{log_id}/content", summary="The stored conversation content")
+@route(router, ops.LOG_CONTENT)
 def get_log_content(log_id: str, tenant: Tenant, request: Request) -> Response:
     """`{messages, response}` of a conversation event, exactly as hashed into its
     `content_sha256` (RFC 8785 JSON); 404 when the event has none or it was deleted."""

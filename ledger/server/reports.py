@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.server.logs import Tenant, When, json_response, service
+from ledger.api import operations as ops
+from ledger.server.logs import Tenant, When, json_response, route, service
 from projections.rollups import DIMENSIONS
 
 router = APIRouter(tags=["reports"])
@@ -19,7 +20,7 @@ MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson",
          "parquet": "application/vnd.apache.parquet"}
 
 
-@router.get("/api/v1/usage/rollup", summary="Calls, tokens and cost grouped")
+@route(router, ops.ROLLUP)
 def usage_rollup(tenant: Tenant, request: Request,
                  by: Annotated[str, Query(max_length=200, description=(
                      "Comma-separated dimensions: " + ", ".join(DIMENSIONS)))] = "model",
@@ -32,9 +33,8 @@ def usage_rollup(tenant: Tenant, request: Request,
                                                   end=end))
 
 
-@router.get("/api/v1/exports/events", summary="Export the project's events",
-            response_class=Response,
-            responses={200: {"content": {m: {} for m in MEDIA.values()}}})
+@route(router, ops.EXPORT, response_class=Response,
+       responses={200: {"content": {m: {} for m in MEDIA.values()}}})
 def export_events(tenant: Tenant, request: Request,
                   format: Literal["csv", "jsonl", "parquet"] = "jsonl",
                   start: When = None, end: When = None) -> Response:
@@ -47,7 +47,7 @@ def export_events(tenant: Tenant, request: Request,
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@router.get("/api/v1/log/checkpoint", summary="Sign the project's log now")
+@route(router, ops.CHECKPOINT)
 def log_checkpoint(tenant: Tenant, request: Request) -> Response:
     """A C2SP tlog-checkpoint of the project's log as it is now, signed by the ledger
     (the stored one when the log has not grown): `{origin, size, root, root_b64, note,
@@ -55,7 +55,7 @@ def log_checkpoint(tenant: Tenant, request: Request) -> Response:
     return json_response(service(request).checkpoint(tenant))
 
 
-@router.get("/api/v1/log/inclusion/{log_id}", summary="A log's inclusion in the log tree")
+@route(router, ops.LOG_INCLUSION)
 def log_inclusion(log_id: str, tenant: Tenant, request: Request,
                   size: Annotated[int | None, Query(ge=1, le=MAX_SIZE)] = None) -> Response:
     """The log's inclusion at a signed checkpoint (the current one, or the one signed at
@@ -72,7 +72,7 @@ class CosignedNote(BaseModel):
     note: str = Field(min_length=1, max_length=64 * 1024)
 
 
-@router.post("/api/v1/log/cosignatures", summary="Store witnesses' cosignatures")
+@route(router, ops.ADD_COSIGNATURES)
 def add_cosignatures(body: CosignedNote, tenant: Tenant, request: Request) -> Response:
     """Accept a checkpoint of the project's log that witnesses cosigned (`llmring witness
     cosign`): their C2SP tlog-cosignature lines are stored with the checkpoint, and
@@ -81,7 +81,7 @@ def add_cosignatures(body: CosignedNote, tenant: Tenant, request: Request) -> Re
     return json_response(service(request).add_cosignatures(tenant, body.note))
 
 
-@router.get("/api/v1/log/consistency", summary="Consistency proof between two sizes")
+@route(router, ops.CONSISTENCY)
 def log_consistency(tenant: Tenant, request: Request,
                     first: Annotated[int, Query(ge=0, le=MAX_SIZE)],
                     second: Annotated[int | None, Query(ge=0, le=MAX_SIZE)] = None

@@ -1,0 +1,208 @@
+"""The operations of the HTTP API, each defined once: its name, HTTP method and path, its
+parameters (where each travels over HTTP: path, query or JSON body), whether it is
+scoped to the caller's project, the shape of its answer, and the ``LedgerService``
+method that answers it.
+
+Everything that speaks the API reads this table: the server's routes take their method
+and path from it, the transports (``ledger.api.transport``: local, on an open data
+directory, and HTTP, to ``llmring serve``) encode a call from it, and the clients and
+the CLI name the operation they call. A parameter's name is the keyword of the service
+method, so a call ``transport.call(LIST_LOGS, limit=10)`` is answered by
+``service.list_logs(tenant, limit=10)`` locally and by ``GET /api/v1/logs?limit=10``
+over HTTP, with the same dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+Where = Literal["path", "query", "body", "whole_body", "local"]
+Answer = Literal["json", "bytes", "text"]
+
+
+def date_text(value: Any) -> str | None:
+    """A date bound as the API takes it: ``YYYY-MM-DD`` for dates, ISO 8601 for
+    datetimes (naive = UTC), text unchanged."""
+    if value is None:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"a date must be a datetime, a date or ISO 8601 text, not "
+                    f"{type(value).__name__}")
+
+
+def _comma_list(value: Any) -> str:
+    return value if isinstance(value, str) else ",".join(value)
+
+
+def _list_or_none(value: Any) -> list[Any] | None:
+    return None if value is None else list(value)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its keyword, where it travels over HTTP (``whole_body``: the value
+    is the JSON body itself; ``local``: not sent, e.g. a progress callback), and how it
+    is written into a URL or body (``encode``)."""
+
+    name: str
+    where: Where = "query"
+    encode: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of the API. ``tenant``: scoped to one project (locally the
+    transport's project, over HTTP the API key's); ``answer``: JSON, raw bytes or text."""
+
+    name: str
+    method: str
+    path: str
+    service: str
+    params: tuple[Param, ...] = ()
+    tenant: bool = True
+    answer: Answer = "json"
+    summary: str = ""
+
+    def check(self, kwargs: dict[str, Any]) -> None:
+        known = {p.name for p in self.params}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"{self.name}() got unexpected arguments: {', '.join(unknown)}")
+
+    def http_request(self, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any], Any]:
+        """(path, query parameters, JSON body or None) of a call over HTTP. ``None``
+        values are left out of the query and the body."""
+        from urllib.parse import quote
+
+        self.check(kwargs)
+        path = self.path
+        query: dict[str, Any] = {}
+        body: Any = None
+        for p in self.params:
+            if p.name not in kwargs:
+                continue
+            value = kwargs[p.name]
+            if value is not None and p.encode is not None:
+                value = p.encode(value)
+            if p.where == "local":
+                continue
+            if p.where == "path":
+                path = path.replace("{" + p.name + "}", quote(str(value), safe=""))
+            elif p.where == "whole_body":
+                body = value
+            elif value is None:
+                continue
+            elif p.where == "query":
+                query[p.name] = value
+            else:
+                body = {} if body is None else body
+                body[p.name] = value
+        if self.method == "POST" and body is None:
+            body = {}
+        return path, query, body
+
+
+def _op(name: str, method: str, path: str, *params: Param, service: str | None = None,
+        tenant: bool = True, answer: Answer = "json", summary: str = "") -> Operation:
+    return Operation(name=name, method=method, path=path, service=service or name,
+                     params=params, tenant=tenant, answer=answer, summary=summary)
+
+
+def _q(name: str, encode: Callable[[Any], Any] | None = None) -> Param:
+    return Param(name, "query", encode)
+
+
+def _b(name: str, encode: Callable[[Any], Any] | None = None) -> Param:
+    return Param(name, "body", encode)
+
+
+def _path(name: str) -> Param:
+    return Param(name, "path")
+
+
+PAGING = (_q("limit"), _q("offset"))
+WINDOW = (_q("start", date_text), _q("end", date_text))
+SELECTION = (_b("conversation_id"), _b("start_date", date_text), _b("end_date", date_text),
+             _b("log_ids", _list_or_none), _b("since_last_receipt"))
+
+# -- the project ----------------------------------------------------------------------------
+WHOAMI = _op("whoami", "GET", "/api/v1/project", service="project",
+             summary="The project of the API key")
+
+# -- logging --------------------------------------------------------------------------------
+LOG_USAGE = _op("log_usage", "POST", "/api/v1/log", Param("event", "whole_body", dict),
+                summary="Log one LLM call (usage)")
+LOG_BATCH = _op("log_batch", "POST", "/api/v1/log/batch",
+                _b("events", lambda events: [dict(e) for e in events]),
+                summary="Log many events atomically")
+LOG_CONVERSATION = _op("log_conversation", "POST", "/api/v1/conversations/log",
+                       _b("messages", list), Param("response", "body"),
+                       _b("metadata", dict), _b("conversation_id"),
+                       summary="Log one call with its conversation")
+
+# -- events ---------------------------------------------------------------------------------
+LIST_LOGS = _op("list_logs", "GET", "/api/v1/logs", *PAGING, *WINDOW, _q("order"),
+                summary="List the project's events")
+GET_LOG = _op("get_log", "GET", "/api/v1/logs/{log_id}", _path("log_id"),
+              summary="One event of the project")
+LOG_CONTENT = _op("log_content", "GET", "/api/v1/logs/{log_id}/content", _path("log_id"),
+                  answer="bytes", summary="The stored conversation content")
+
+# -- reports --------------------------------------------------------------------------------
+ROLLUP = _op("rollup", "GET", "/api/v1/usage/rollup", _q("by", _comma_list), _q("tz"),
+             *WINDOW, summary="Calls, tokens and cost grouped")
+EXPORT = _op("export", "GET", "/api/v1/exports/events", _q("format"), *WINDOW,
+             answer="bytes", summary="Export the project's events")
+
+# -- the project's log tree -----------------------------------------------------------------
+CHECKPOINT = _op("checkpoint", "GET", "/api/v1/log/checkpoint",
+                 summary="Sign the project's log now")
+LOG_INCLUSION = _op("log_inclusion", "GET", "/api/v1/log/inclusion/{log_id}",
+                    _path("log_id"), _q("size"),
+                    summary="A log's inclusion in the log tree")
+ADD_COSIGNATURES = _op("add_cosignatures", "POST", "/api/v1/log/cosignatures", _b("note"),
+                       summary="Store witnesses' cosignatures")
+CONSISTENCY = _op("consistency", "GET", "/api/v1/log/consistency", _q("first"),
+                  _q("second"), summary="Consistency proof between two sizes")
+
+# -- receipts -------------------------------------------------------------------------------
+GENERATE_RECEIPT = _op("generate_receipt", "POST", "/api/v1/receipts/generate", *SELECTION,
+                       _b("description"), _b("tags", _list_or_none),
+                       Param("progress", "local"), summary="Generate a signed receipt")
+PREVIEW_RECEIPT = _op("preview_receipt", "POST", "/api/v1/receipts/preview", *SELECTION,
+                      summary="Preview a receipt")
+UNCERTIFIED = _op("uncertified", "GET", "/api/v1/receipts/uncertified", *PAGING,
+                  summary="Logs no receipt certifies")
+LIST_RECEIPTS = _op("list_receipts", "GET", "/api/v1/receipts/", *PAGING,
+                    summary="The project's receipts")
+GET_RECEIPT = _op("get_receipt", "GET", "/api/v1/receipts/{receipt_id}",
+                  _path("receipt_id"), summary="One signed receipt")
+RECEIPT_LOGS = _op("receipt_logs", "GET", "/api/v1/receipts/{receipt_id}/logs",
+                   _path("receipt_id"), *PAGING, summary="The logs a receipt certifies")
+PROVE = _op("prove", "GET", "/api/v1/receipts/{receipt_id}/proof/{log_id}",
+            _path("receipt_id"), _path("log_id"),
+            summary="Proof bundle of one log in a receipt")
+
+# -- public (no API key) --------------------------------------------------------------------
+VERIFY_RECEIPT = _op("verify_receipt", "POST", "/api/v1/receipts/verify",
+                     Param("document", "whole_body", dict), tenant=False,
+                     summary="Verify a receipt (public)")
+PUBLIC_KEYS = _op("public_keys", "GET", "/api/v1/receipts/public-keys.json", tenant=False,
+                  summary="Every signing key")
+PUBLIC_KEY_PEM = _op("public_key_pem", "GET", "/receipts/public-key.pem", tenant=False,
+                     answer="text", summary="The current signing key (PEM)")
+
+OPERATIONS: tuple[Operation, ...] = (
+    WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LIST_LOGS, GET_LOG, LOG_CONTENT, ROLLUP,
+    EXPORT, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES, CONSISTENCY, GENERATE_RECEIPT,
+    PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS, PROVE,
+    VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
+BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
+
+__all__ = ["BY_NAME", "OPERATIONS", "Operation", "Param", "date_text"]
