@@ -157,6 +157,8 @@ LOG_CONTENT = _op("log_content", "GET", "/api/v1/logs/{log_id}/content", _path("
 # -- reports --------------------------------------------------------------------------------
 ROLLUP = _op("rollup", "GET", "/api/v1/usage/rollup", _q("by", _comma_list), _q("tz"),
              *WINDOW, summary="Calls, tokens and cost grouped")
+STATS = _op("stats", "GET", "/api/v1/stats",
+            summary="The project's events, cost, log and storage")
 EXPORT = _op("export", "GET", "/api/v1/exports/events", _q("format"), *WINDOW,
              answer="bytes", summary="Export the project's events")
 
@@ -200,7 +202,7 @@ PUBLIC_KEY_PEM = _op("public_key_pem", "GET", "/receipts/public-key.pem", tenant
 
 OPERATIONS: tuple[Operation, ...] = (
     WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LIST_LOGS, GET_LOG, LOG_CONTENT, ROLLUP,
-    EXPORT, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES, CONSISTENCY, GENERATE_RECEIPT,
+    EXPORT, STATS, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES, CONSISTENCY, GENERATE_RECEIPT,
     PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS, PROVE,
     VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}

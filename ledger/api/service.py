@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from ledger.core.facade import Ledger
 from ledger.errors import InvalidRequestError, NotFoundError, RequestError
 from ledger.model.batch import BatchAcks
 from ledger.model.dates import parse_bound
-from ledger.model.event import Ack, EventIn, parse_event
+from ledger.model.event import Ack, EventIn, format_ts, parse_event, ts_to_us
 from ledger.model.money import NANOS_PER_USD
 from ledger.model.schema import GIVEN
 from ledger.model.tenant import check_tenant
@@ -199,6 +199,38 @@ class LedgerService:
             lines.append(orjson.dumps(row))
         return b"\n".join(lines) + (b"\n" if lines else b"")
 
+    def stats(self, tenant: str) -> dict[str, Any]:
+        """The project's figures: events, first and last call, cost, log size and root,
+        and its storage (segments, bytes, rows still in the journal's tail)."""
+        from projections.events import ENTRY_KINDS
+        from projections.rollups import rollup
+        from projections.snapshot import run
+
+        check_tenant(tenant)
+        snapshot = self.ledger.snapshot()
+        totals = rollup(snapshot, tenant, by=[])
+        result = run(snapshot, tenant,
+                     f"SELECT min(ts), max(ts) FROM {{src}} WHERE {ENTRY_KINDS}")
+        rows = [] if result is None else (
+            result.fetchall() if hasattr(result, "fetchall") else list(result))
+        first, last = (rows[0][0], rows[0][1]) if rows else (None, None)
+        segs = [s for s in self.ledger.manifest.state.live.values() if s.tenant == tenant]
+        tail = snapshot.tail.column("tenant").to_pylist() if snapshot.tail.num_rows else []
+        cost = totals[0].cost_nanos if totals else 0
+        return {
+            "events": totals[0].calls if totals else 0,
+            "first_ts": _ts_text(first),
+            "last_ts": _ts_text(last),
+            "cost": cost / 1e9,
+            "cost_nanos": cost,
+            "unpriced": totals[0].unpriced if totals else 0,
+            "log_size": self.ledger.size(tenant),
+            "root": self.ledger.root(tenant).hex(),
+            "segments": len(segs),
+            "segment_bytes": sum(s.bytes for s in segs),
+            "journal_tail_rows": tail.count(tenant),
+        }
+
     # -- the project's log tree ----------------------------------------------------------
     def checkpoint(self, tenant: str) -> dict[str, Any]:
         """Sign the project's log as it is now (the stored checkpoint when unchanged);
@@ -326,6 +358,14 @@ class LedgerService:
         if info is None:  # pragma: no cover - a key is created when the service opens
             raise NotFoundError("no signing key yet")
         return info.pem()
+
+
+def _ts_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return format_ts(ts_to_us(value.astimezone(UTC)))
 
 
 def _receipts_facade(ledger: Ledger, keyring: KeyRing) -> Any:

@@ -135,11 +135,14 @@ def check_http_args(base_url: str | None, api_key: str | None) -> str:
 
 
 class HttpTransport:
-    """Operations sent to ``llmring serve`` with httpx (synchronous)."""
+    """Operations sent to ``llmring serve`` with httpx (synchronous). Without an API key
+    only the public operations are answered."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0,
+    def __init__(self, base_url: str, api_key: str | None, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        self.base_url = check_http_args(base_url, api_key)
+        if not base_url:
+            raise ValueError("give the server's URL")
+        self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   transport=transport, headers=_headers(api_key))

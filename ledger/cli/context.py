@@ -1,5 +1,6 @@
-"""Shared plumbing of the ``llmring`` commands: the context object that opens the ledger,
-errors with exit codes, JSON and table output, progress bars, and date parsing.
+"""Shared plumbing of the ``llmring`` commands: the context object that opens the ledger
+or chooses the API's transport (``Api``: local on the data directory, or HTTP with
+``--server``), errors with exit codes, JSON and table output, progress bars, and date parsing.
 
 Exit codes: 0 ok, 1 a failed check (e.g. ``ledger verify`` found tampering), 2 a usage
 error (bad input: an unknown file, a bad line, a bad date, an unknown time zone, a data
@@ -8,6 +9,7 @@ directory in use by another process).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -125,8 +127,106 @@ class App:
             raise CliError(f"no ledger in {self.data} (use --data DIR, or create one with "
                            "`llmring ingest FILE` or `llmring demo`)")
 
+    @contextmanager
+    def api(self, *, create: bool = True, public: bool = False) -> Iterator[Api]:
+        """The API for one command, on the transport the global options choose: HTTP to
+        ``--server`` (the API key names the project), else local on the data directory
+        (opened, and closed after; ``create=False`` refuses a directory with no ledger).
+        ``public``: only public operations follow, which need no API key."""
+        if self.server:
+            from ledger.api.transport import HttpTransport
+
+            if not self.api_key and not public:
+                raise CliError("--server needs --api-key (or LLMRING_API_KEY); create a key "
+                               "with `llmring keys create --project NAME` on the server's "
+                               "data directory")
+            http = HttpTransport(self.server, self.api_key)
+            try:
+                yield Api(http, server=self.server)
+            finally:
+                http.close()
+            return
+        from ledger.api.service import LedgerService
+        from ledger.api.transport import LocalTransport
+        from ledger.tlog.signing import KeyRingError
+
+        with self.open(create=create) as led:
+            try:
+                service = LedgerService(self.data, ledger=led)
+            except KeyRingError as exc:
+                raise CliError(str(exc)) from None
+            yield Api(LocalTransport(service, self.project), service=service)
+
+    def require_local(self, command: str) -> None:
+        """Refuse ``--server`` for a command that only makes sense on a data directory."""
+        if self.server:
+            raise CliError(f"`llmring {command}` works on a data directory only, not "
+                           f"through --server; run it where the data directory is "
+                           f"(`llmring --data DIR {command}`)")
+
+
+class Api:
+    """The API's operations (``ledger.api.operations``) on the transport one command
+    uses: ``call(OPERATION, **params)`` answers the same dicts locally and over HTTP, and
+    turns a refusal into a ``CliError`` (exit 1 for a failed check, else 2).
+    ``project`` names the project the command reads and writes: the local one, or the
+    API key's (the server says which)."""
+
+    def __init__(self, transport: Any, *, server: str | None = None,
+                 service: Any = None) -> None:
+        self.transport = transport
+        self.server = server
+        self.service = service  # the local LedgerService (None with --server)
+        self._whoami: dict[str, Any] | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.server is not None
+
+    def call(self, op: Any, /, **params: Any) -> Any:
+        try:
+            return self.transport.call(op, **params)
+        except LedgerError as exc:
+            raise self.error(exc) from None
+
+    def error(self, exc: LedgerError) -> CliError:
+        """The ``CliError`` of a refusal (``cli_error``); locally, a signing key that
+        cannot be used is a mistake the user can fix (exit 2), not a failed check."""
+        from ledger.errors import KeyRingError
+
+        if not self.remote and isinstance(exc, KeyRingError):
+            return CliError(str(exc.detail))
+        return cli_error(exc)
+
+    def whoami(self) -> dict[str, Any]:
+        if self._whoami is None:
+            from ledger.api import operations as ops
+
+            self._whoami = dict(self.call(ops.WHOAMI))
+        return self._whoami
+
+    @property
+    def project(self) -> str:
+        """The project this command reads and writes (the API key's with --server)."""
+        return str(self.whoami()["project"])
+
 
 pass_app = click.make_pass_decorator(App)
+
+
+def local_only(f: F) -> F:
+    """For a command that only makes sense on a data directory: with ``--server`` it
+    stops with a clear error (put it under ``pass_app``)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        app = ctx.find_object(App)
+        if app is not None:
+            app.require_local(" ".join(ctx.command_path.split()[1:]))
+        return f(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def json_option(f: F) -> F:

@@ -24,6 +24,7 @@ from ledger.cli.context import (
     App,
     cost_cell,
     json_option,
+    local_only,
     new_table,
     num,
     pass_app,
@@ -183,6 +184,7 @@ def _record(led: Any, calls: list[Call]) -> Tally:
               type=click.IntRange(1, 1_000_000), help="Number of calls.")
 @json_option
 @pass_app
+@local_only
 def demo(app: App, days: int, seed: int, n_events: int, as_json: bool) -> None:
     """Fill the data directory with realistic sample usage, then summarize it.
 

@@ -20,7 +20,9 @@ from typing import IO, Any
 import click
 import orjson
 
+from ledger.api import operations as ops
 from ledger.cli.context import (
+    Api,
     App,
     CliError,
     json_option,
@@ -32,13 +34,14 @@ from ledger.cli.context import (
     progress_bar,
     show_progress,
     stdout_console,
+    ts_text,
     usd,
 )
 from ledger.model.event import (
     EventValidationError,
-    IdConflictError,
     Prepared,
     now_us,
+    parse_event,
     parse_event_json,
     prepare,
 )
@@ -188,42 +191,40 @@ def _report_bad(checked: Checked, as_json: bool) -> None:
                    "nothing was appended")
 
 
-def _append(app: App, fh: IO[bytes], batch_size: int, advance: Any) -> Tally:
-    from ledger.core.facade import LedgerError
-
+def _append(api: Api, fh: IO[bytes], batch_size: int, advance: Any) -> Tally:
+    """Append the checked lines in batches (the log-batch operation, each all or
+    nothing)."""
     tally = Tally()
-    with app.open() as led:
-        batch: list[tuple[int, dict[str, Any]]] = []
+    batch: list[tuple[int, dict[str, Any]]] = []
 
-        def flush() -> None:
-            try:
-                acks = led.append_many([d for _, d in batch], tenant=app.project)
-            except IdConflictError as exc:
-                line = next((n for n, d in batch if d.get("event_id") == exc.event_id), None)
-                raise CliError(f"line {line}: {exc}{_partial(tally)}") from None
-            except ValueError as exc:  # not expected: every line was checked
-                raise CliError(f"{exc}{_partial(tally)}") from None
-            except LedgerError as exc:
-                raise CliError(f"{exc}{_partial(tally)}", 1) from None
-            for (_, data), ack in zip(batch, acks, strict=True):
-                tally.read += 1
-                if ack.created:
-                    tally.created += 1
-                    tally.cost_nanos += ack.cost_nanos
-                    tally.unpriced += ack.cost_source == "unpriced"
-                elif data.get("event_id") == ack.event_id:
-                    tally.repeats += 1
-                else:  # a usage log answered with its conversation's event
-                    tally.paired += 1
-            batch.clear()
+    def flush() -> None:
+        try:
+            answer = api.call(ops.LOG_BATCH, events=[d for _, d in batch])
+        except CliError as exc:
+            line = next((n for n, d in batch if d.get("event_id") is not None
+                         and repr(str(d["event_id"])) in exc.message), None)
+            where = f"line {line}: " if line is not None else ""
+            raise CliError(f"{where}{exc.message}{_partial(tally)}", exc.exit_code
+                           ) from None
+        for (_, data), log in zip(batch, answer["logs"], strict=True):
+            tally.read += 1
+            if log["created"]:
+                tally.created += 1
+                tally.cost_nanos += log["cost_nanos"]
+                tally.unpriced += log["cost_source"] == "unpriced"
+            elif data.get("event_id") == log["log_id"]:
+                tally.repeats += 1
+            else:  # a usage log answered with its conversation's event
+                tally.paired += 1
+        batch.clear()
 
-        for lineno, _, raw in _lines(fh):
-            batch.append((lineno, orjson.loads(raw)))
-            advance(len(raw))
-            if len(batch) >= batch_size:
-                flush()
-        if batch:
+    for lineno, _, raw in _lines(fh):
+        batch.append((lineno, orjson.loads(raw)))
+        advance(len(raw))
+        if len(batch) >= batch_size:
             flush()
+    if batch:
+        flush()
     return tally
 
 
@@ -269,16 +270,18 @@ def ingest(app: App, file: str, batch_size: int, as_json: bool) -> None:
                 if bar is not None:
                     bar.stop()
                 _report_bad(checked, as_json)
-            if bar is not None:
-                task = bar.add_task("appending", total=size)
-                tally = _append(app, fh, batch_size, lambda n: bar.advance(task, n))
-            else:
-                tally = _append(app, fh, batch_size, lambda n: None)
+            with app.api() as api:
+                project = api.project
+                if bar is not None:
+                    task = bar.add_task("appending", total=size)
+                    tally = _append(api, fh, batch_size, lambda n: bar.advance(task, n))
+                else:
+                    tally = _append(api, fh, batch_size, lambda n: None)
     if as_json:
-        print_json(tally.as_dict(app.project))
+        print_json(tally.as_dict(project))
         return
     stdout_console().print(key_value_table({
-        "project": app.project,
+        "project": project,
         "lines read": num(tally.read),
         "events created": num(tally.created),
         "repeats (already recorded)": num(tally.repeats),
@@ -319,7 +322,7 @@ def record(app: App, provider: str, model: str, alias: str | None, input_tokens:
         "conversation_id": conversation_id, "latency_ms": latency_ms,
     }
     if ts is not None:
-        event["ts"] = parse_when(ts, option="--ts")
+        event["ts"] = ts_text(parse_when(ts, option="--ts"))
     if metadata is not None:
         try:
             meta = orjson.loads(metadata)
@@ -329,20 +332,23 @@ def record(app: App, provider: str, model: str, alias: str | None, input_tokens:
             raise CliError("--metadata must be a JSON object, e.g. '{\"feature\": \"chat\"}'")
         event["metadata"] = meta
     event = {k: v for k, v in event.items() if v is not None}
-    with app.open() as led:
-        try:
-            ack = led.append(event, tenant=app.project)
-        except EventValidationError as exc:
-            raise CliError(f"invalid event: {'; '.join(exc.problems)}") from None
-        except ValueError as exc:  # IdConflictError, or counts the price table refuses
-            raise CliError(str(exc)) from None
-    out = {"project": app.project, **ack.as_dict()}
+    try:  # checked here, so that both transports report the same problems
+        parse_event(event)
+    except EventValidationError as exc:
+        raise CliError(f"invalid event: {'; '.join(exc.problems)}") from None
+    with app.api() as api:
+        project = api.project
+        ack = api.call(ops.LOG_USAGE, event=event)
+    out = {"project": project, "event_id": ack["log_id"], "seq": ack["seq"],
+           "ts": ack["timestamp"], "cost": ack["cost"], "cost_nanos": ack["cost_nanos"],
+           "cost_source": ack["cost_source"], "conversation_id": ack["conversation_id"],
+           "created": ack["created"]}
     if as_json:
         print_json(out)
         return
     stdout_console().print(key_value_table({
-        "project": app.project, "event_id": ack.event_id, "seq": ack.seq, "ts": ack.ts,
-        "cost": usd(ack.cost_nanos, 6), "cost_source": ack.cost_source,
-        "conversation_id": ack.conversation_id,
-        "created": "yes" if ack.created else "no (already recorded)",
+        "project": project, "event_id": out["event_id"], "seq": out["seq"],
+        "ts": out["ts"], "cost": usd(out["cost_nanos"], 6),
+        "cost_source": out["cost_source"], "conversation_id": out["conversation_id"],
+        "created": "yes" if out["created"] else "no (already recorded)",
     }, title="Recorded"))

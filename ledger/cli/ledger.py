@@ -4,17 +4,18 @@ journal into segments now)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import click
 from rich.filesize import decimal as human_bytes
 
+from ledger.api import operations as ops
 from ledger.cli.context import (
     EXIT_FAILED_CHECK,
     App,
     CliError,
     json_option,
+    local_only,
     new_table,
     num,
     pass_app,
@@ -23,7 +24,6 @@ from ledger.cli.context import (
     progress_bar,
     show_progress,
     stdout_console,
-    ts_text,
     usd,
 )
 
@@ -33,50 +33,18 @@ def ledger_group() -> None:
     """Inspect, verify and maintain the data directory."""
 
 
-def _first_last(snapshot: Any, tenant: str) -> tuple[datetime | None, datetime | None]:
-    from projections.events import ENTRY_KINDS
-    from projections.snapshot import run
-
-    result = run(snapshot, tenant, f"SELECT min(ts), max(ts) FROM {{src}} WHERE {ENTRY_KINDS}")
-    if result is None:
-        return None, None
-    rows = result.fetchall() if hasattr(result, "fetchall") else list(result)
-    return (rows[0][0], rows[0][1]) if rows else (None, None)
-
-
-def collect_stats(led: Any) -> dict[str, Any]:
-    """Per-project and directory-wide figures of an open ledger."""
-    from projections.rollups import rollup
-
+def collect_stats(service: Any) -> dict[str, Any]:
+    """Per-project (``LedgerService.stats``) and directory-wide figures of an open data
+    directory."""
+    led = service.ledger
     snapshot = led.snapshot()
     live = list(led.manifest.state.live.values())
-    tail_tenants = snapshot.tail.column("tenant").to_pylist() if snapshot.tail.num_rows else []
-    projects: dict[str, Any] = {}
-    for tenant in led.tenants():
-        totals = rollup(snapshot, tenant, by=[])
-        calls = totals[0].calls if totals else 0
-        cost = totals[0].cost_nanos if totals else 0
-        first, last = _first_last(snapshot, tenant)
-        segs = [s for s in live if s.tenant == tenant]
-        projects[tenant] = {
-            "events": calls,
-            "first_ts": ts_text(first),
-            "last_ts": ts_text(last),
-            "cost": cost / 1e9,
-            "cost_nanos": cost,
-            "unpriced": totals[0].unpriced if totals else 0,
-            "log_size": led.size(tenant),
-            "root": led.root(tenant).hex(),
-            "segments": len(segs),
-            "segment_bytes": sum(s.bytes for s in segs),
-            "journal_tail_rows": tail_tenants.count(tenant),
-        }
     return {
         "data_dir": str(led.path),
-        "projects": projects,
+        "projects": {tenant: service.stats(tenant) for tenant in led.tenants()},
         "segments": len(live),
         "segment_bytes": sum(s.bytes for s in live),
-        "journal_tail_rows": len(tail_tenants),
+        "journal_tail_rows": snapshot.tail.num_rows,
         "manifest_records": len(led.manifest.state.records),
     }
 
@@ -85,9 +53,14 @@ def collect_stats(led: Any) -> dict[str, Any]:
 @json_option
 @pass_app
 def stats(app: App, as_json: bool) -> None:
-    """Events, dates, cost, log root and storage of every project."""
-    with app.open(create=False) as led:
-        out = collect_stats(led)
+    """Events, dates, cost, log root and storage of every project (with --server: of the
+    API key's project)."""
+    with app.api(create=False) as api:
+        if api.remote:
+            out: dict[str, Any] = {"server": api.server,
+                                   "projects": {api.project: api.call(ops.STATS)}}
+        else:
+            out = collect_stats(api.service)
     if as_json:
         print_json(out)
         return
@@ -107,6 +80,9 @@ def stats(app: App, as_json: bool) -> None:
                     human_bytes(p["segment_bytes"]), num(p["journal_tail_rows"]), p["root"])
     print_table(console, usage)
     print_table(console, log)
+    if "server" in out:
+        console.print(f"project {next(iter(out['projects']))} at {out['server']}")
+        return
     console.print(f"{out['data_dir']}: {num(out['segments'])} segments "
                   f"({human_bytes(out['segment_bytes'])}), "
                   f"{num(out['journal_tail_rows'])} rows in the journal tail, "
@@ -120,6 +96,7 @@ def _short(ts: str | None) -> str:
 @ledger_group.command()
 @json_option
 @pass_app
+@local_only
 def verify(app: App, as_json: bool) -> None:
     """Re-derive every hash, chain and root; report tampering (exit 1).
 
@@ -175,6 +152,7 @@ def _print_audit(app: App, report: Any) -> None:
 @ledger_group.command()
 @json_option
 @pass_app
+@local_only
 def compact(app: App, as_json: bool) -> None:
     """Merge the small segments of each project and day into one."""
     with app.open(create=False) as led:
@@ -191,6 +169,7 @@ def compact(app: App, as_json: bool) -> None:
 @ledger_group.command()
 @json_option
 @pass_app
+@local_only
 def flush(app: App, as_json: bool) -> None:
     """Seal the journal into Parquet segments now.
 
@@ -214,6 +193,7 @@ def flush(app: App, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
 @json_option
 @pass_app
+@local_only
 def prune_content_cmd(app: App, older_than: str, dry_run: bool, as_json: bool) -> None:
     """Delete the project's stored conversation content older than AGE.
 

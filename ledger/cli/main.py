@@ -11,12 +11,14 @@ import click
 from ledger.cli.context import App, CliError, Commands
 from ledger.cli.demo import demo
 from ledger.cli.ingest import ingest, record
+from ledger.cli.keys import keys_group
 from ledger.cli.ledger import ledger_group
+from ledger.cli.log import log_group
 from ledger.cli.receipts import receipts_group
-from ledger.cli.serve import keys_group, serve
-from ledger.cli.signing_keys import log_group, signing_keys_group
+from ledger.cli.serve import serve
+from ledger.cli.signing_keys import signing_keys_group
 from ledger.cli.usage import usage_group
-from ledger.cli.witness import add_cosignature_cmd, witness_group
+from ledger.cli.witness import witness_group
 from ledger.model.tenant import TenantError, check_tenant
 
 
@@ -28,7 +30,8 @@ from ledger.model.tenant import TenantError, check_tenant
 @click.option("--project", envvar="LLMRING_PROJECT", default="default", show_default=True,
               show_envvar=True, help="The project (tenant) to read and write.")
 @click.option("--server", metavar="URL", envvar="LLMRING_SERVER_URL", show_envvar=True,
-              help="Talk to `llmring serve` at URL (the receipts commands).")
+              help="Talk to `llmring serve` at URL instead of opening the data directory "
+                   "(ingest, record, usage, log, receipts, ledger stats).")
 @click.option("--api-key", metavar="KEY", envvar="LLMRING_API_KEY", show_envvar=True,
               help="The API key for --server; it names the project.")
 @click.version_option(package_name="llmring-ledger", prog_name="llmring")
@@ -61,7 +64,6 @@ cli.add_command(log_group)
 cli.add_command(serve)
 cli.add_command(keys_group)
 cli.add_command(witness_group)
-log_group.add_command(add_cosignature_cmd)
 
 
 def main() -> None:

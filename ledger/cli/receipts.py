@@ -1,6 +1,8 @@
 """``llmring receipts``: generate, preview, list and inspect signed receipts, write proof
-bundles, and verify receipts or bundles offline (DESIGN §6, §10). Each command is a thin
-layer over ``ledger.receipts.issuance.Receipts`` and ``ledger.receipts.verification``."""
+bundles, and verify receipts or bundles offline (DESIGN §6, §10). Each command calls the
+API's receipt operations (``ledger.api.operations``) on the transport the global options
+choose (the data directory, or ``--server``); ``verify`` is
+``ledger.receipts.verification``, offline."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from typing import Any
 import click
 import orjson
 
+from ledger.api import operations as ops
 from ledger.cli.context import (
     EXIT_FAILED_CHECK,
+    Api,
     App,
     CliError,
     cost_cell,
@@ -28,7 +32,7 @@ from ledger.cli.context import (
     stdout_console,
     usd,
 )
-from ledger.cli.remote import RemoteReceipts, receipts_backend
+from ledger.cli.signing_keys import server_keys
 
 F = Callable[..., Any]
 
@@ -88,25 +92,16 @@ def _request(conversation_id: str | None, since_last: bool, start: str | None,
             "start_date": start, "end_date": end, "log_ids": list(log_ids) or None}
 
 
-def _receipts(led: Any) -> Any:
-    """The receipts of the open ledger, or the server's (``--server``)."""
-    if isinstance(led, RemoteReceipts):
-        return led
-    from ledger.receipts.issuance import Receipts
-
-    return Receipts(led)
-
-
-def _call(fn: Callable[[], Any]) -> Any:
-    from ledger.receipts.issuance import ReceiptRequestError
-    from ledger.tlog.signing import KeyRingError
-
+def _uncertified_cost(api: Api) -> dict[str, Any]:
+    """Totals of the uncertified calls (the preview of a since-last receipt, or zeros
+    when everything is certified)."""
     try:
-        return fn()
-    except ReceiptRequestError as exc:
-        raise CliError(str(exc)) from None
-    except KeyRingError as exc:
-        raise CliError(str(exc), EXIT_FAILED_CHECK) from None
+        p = api.call(ops.PREVIEW_RECEIPT, since_last_receipt=True)
+    except CliError:
+        return {"total_logs": 0, "total_cost": 0.0, "total_cost_nanos": 0,
+                "total_tokens": 0}
+    return {k: p[k] for k in ("total_logs", "total_cost", "total_cost_nanos",
+                              "total_tokens")}
 
 
 def _breakdown_table(title: str, rows: dict[str, dict[str, Any]]) -> Any:
@@ -144,8 +139,7 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
     --description "October billing" --tags billing --tags monthly
     """
     request = _request(conversation_id, since_last, start, end, log_ids)
-    with receipts_backend(app) as led:
-        receipts = _receipts(led)
+    with app.api(create=False) as api:
         if show_progress(as_json):
             stages = ["select", "hash", "sign", "store"]
             with progress_bar() as bar:
@@ -156,13 +150,12 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
                                description={"select": "selecting", "hash": "hashing",
                                             "sign": "signing", "store": "storing"}[stage])
 
-                result = _call(lambda: receipts.generate(
-                    app.project, description=description, tags=list(tags) or None,
-                    progress=step, **request))
+                result = api.call(ops.GENERATE_RECEIPT, description=description,
+                                  tags=list(tags) or None, progress=step, **request)
                 bar.update(task, completed=len(stages))
         else:
-            result = _call(lambda: receipts.generate(
-                app.project, description=description, tags=list(tags) or None, **request))
+            result = api.call(ops.GENERATE_RECEIPT, description=description,
+                              tags=list(tags) or None, **request)
     if as_json:
         print_json(result)
         return
@@ -190,8 +183,8 @@ def preview(app: App, conversation_id: str | None, since_last: bool, start: str 
             end: str | None, log_ids: tuple[str, ...], as_json: bool) -> None:
     """What `generate` with the same selection would certify (writes nothing)."""
     request = _request(conversation_id, since_last, start, end, log_ids)
-    with receipts_backend(app) as led:
-        p = _call(lambda: _receipts(led).preview(app.project, **request))
+    with app.api(create=False) as api:
+        p = api.call(ops.PREVIEW_RECEIPT, **request)
     if as_json:
         print_json(p)
         return
@@ -231,10 +224,10 @@ def _page_note(total: int, offset: int, shown: int) -> str:
 @pass_app
 def uncertified(app: App, limit: int, offset: int, as_json: bool) -> None:
     """Calls no receipt has certified yet, oldest first, with their total cost."""
-    with receipts_backend(app) as led:
-        receipts = _receipts(led)
-        page = _call(lambda: receipts.uncertified(app.project, limit=limit, offset=offset))
-        totals = receipts.uncertified_cost(app.project)
+    with app.api(create=False) as api:
+        project = api.project
+        page = api.call(ops.UNCERTIFIED, limit=limit, offset=offset)
+        totals = _uncertified_cost(api)
     page["total_cost"] = totals["total_cost"]
     page["total_cost_nanos"] = totals["total_cost_nanos"]
     if as_json:
@@ -242,9 +235,9 @@ def uncertified(app: App, limit: int, offset: int, as_json: bool) -> None:
         return
     console = stdout_console()
     if page["total"] == 0:
-        console.print(f"Every call of project {app.project} is certified by a receipt.")
+        console.print(f"Every call of project {project} is certified by a receipt.")
         return
-    print_table(console, _logs_table(f"Uncertified calls of {app.project}", page["logs"]))
+    print_table(console, _logs_table(f"Uncertified calls of {project}", page["logs"]))
     console.print(f"{_page_note(page['total'], offset, len(page['logs']))}; uncertified "
                   f"cost {usd(page['total_cost_nanos'])}")
 
@@ -255,17 +248,18 @@ def uncertified(app: App, limit: int, offset: int, as_json: bool) -> None:
 @pass_app
 def list_cmd(app: App, limit: int, offset: int, as_json: bool) -> None:
     """The project's receipts, newest first."""
-    with receipts_backend(app) as led:
-        page = _call(lambda: _receipts(led).list(app.project, limit=limit, offset=offset))
+    with app.api(create=False) as api:
+        project = api.project
+        page = api.call(ops.LIST_RECEIPTS, limit=limit, offset=offset)
     if as_json:
         print_json(page)
         return
     console = stdout_console()
     if page["total"] == 0:
-        console.print(f"Project {app.project} has no receipts yet.")
+        console.print(f"Project {project} has no receipts yet.")
         return
     table = new_table("receipt", "issued", "scope", "calls", "cost", "description", "tags",
-                      title=f"Receipts of {app.project}", numeric=("calls", "cost"))
+                      title=f"Receipts of {project}", numeric=("calls", "cost"))
     for r in page["receipts"]:
         table.add_row(r["receipt_id"], r["timestamp"], r["scope"]["mode"],
                       num(r["certified_count"]), usd(r["total_cost_nanos"]),
@@ -280,8 +274,8 @@ def list_cmd(app: App, limit: int, offset: int, as_json: bool) -> None:
 @pass_app
 def get(app: App, receipt_id: str, as_json: bool) -> None:
     """One signed receipt."""
-    with receipts_backend(app) as led:
-        r = _call(lambda: _receipts(led).get(app.project, receipt_id))
+    with app.api(create=False) as api:
+        r = api.call(ops.GET_RECEIPT, receipt_id=receipt_id)
     if as_json:
         print_json(r)
         return
@@ -308,9 +302,9 @@ def get(app: App, receipt_id: str, as_json: bool) -> None:
 @pass_app
 def logs(app: App, receipt_id: str, limit: int, offset: int, as_json: bool) -> None:
     """The calls a receipt certifies, in its leaf order."""
-    with receipts_backend(app) as led:
-        page = _call(lambda: _receipts(led).logs(app.project, receipt_id, limit=limit,
-                                                  offset=offset))
+    with app.api(create=False) as api:
+        page = api.call(ops.RECEIPT_LOGS, receipt_id=receipt_id, limit=limit,
+                        offset=offset)
     if as_json:
         print_json(page)
         return
@@ -330,8 +324,8 @@ def logs(app: App, receipt_id: str, limit: int, offset: int, as_json: bool) -> N
 def prove(app: App, receipt_id: str, log_id: str, output: Path | None) -> None:
     """Write the proof bundle that a call is certified by a receipt (verifiable offline
     with `llmring receipts verify`)."""
-    with receipts_backend(app) as led:
-        bundle = _call(lambda: _receipts(led).prove(app.project, receipt_id, log_id))
+    with app.api(create=False) as api:
+        bundle = api.call(ops.PROVE, receipt_id=receipt_id, log_id=log_id)
     data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
     if output is None:
         click.echo(data.decode(), nl=False)
@@ -371,7 +365,7 @@ def verify(ctx: click.Context, file: Path, key_file: Path | None, policy_file: P
         raise CliError(f"{file} is not JSON ({exc})") from None
     app = ctx.find_object(App)
     if key_file is None and app is not None and app.server:
-        keys = _server_keys(app.server)
+        keys = server_keys(app)
     elif key_file is None:
         default = app.data / "keys" / "keys.json" if app is not None else None
         if default is None or not default.exists():
@@ -404,21 +398,6 @@ def verify(ctx: click.Context, file: Path, key_file: Path | None, policy_file: P
         click.echo(f"INVALID ({result.failed}): {result.message}")
     if not result.valid:
         ctx.exit(EXIT_FAILED_CHECK)
-
-
-def _server_keys(url: str) -> Any:
-    """Every public key the server publishes (GET /api/v1/receipts/public-keys.json)."""
-    import httpx
-
-    from ledger.tlog.signing import PublicKeyFormatError, parse_public_keys_json
-
-    try:
-        response = httpx.get(url.rstrip("/") + "/api/v1/receipts/public-keys.json",
-                             timeout=30)
-        response.raise_for_status()
-        return parse_public_keys_json(response.json())
-    except (httpx.HTTPError, ValueError, PublicKeyFormatError) as exc:
-        raise CliError(f"cannot get the public keys of {url}: {exc}") from None
 
 
 def _policy(path: Path | None) -> Any:

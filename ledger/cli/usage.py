@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from ledger.api import operations as ops
 from ledger.cli.context import (
     App,
     CliError,
@@ -46,13 +47,13 @@ def _dimensions(text: str) -> list[str]:
     return by
 
 
-def _total(rows: list[Any]) -> dict[str, Any]:
-    cost = sum(r.cost_nanos for r in rows)
-    inp = sum(r.input_tokens for r in rows)
-    out = sum(r.output_tokens for r in rows)
-    return {"calls": sum(r.calls for r in rows), "input_tokens": inp, "output_tokens": out,
-            "total_tokens": inp + out, "cost_nanos": cost, "cost": cost / 1e9,
-            "unpriced_calls": sum(r.unpriced for r in rows)}
+def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    cost = sum(r["cost_nanos"] for r in rows)
+    inp = sum(r["input_tokens"] for r in rows)
+    out = sum(r["output_tokens"] for r in rows)
+    return {"calls": sum(r["calls"] for r in rows), "input_tokens": inp,
+            "output_tokens": out, "total_tokens": inp + out, "cost_nanos": cost,
+            "cost": cost / 1e9, "unpriced_calls": sum(r["unpriced_calls"] for r in rows)}
 
 
 @usage_group.command()
@@ -74,7 +75,7 @@ def report(app: App, by_text: str, tz: str, start: str | None, end: str | None,
 
     Example: llmring usage report --by model,day --tz Europe/Madrid --start 2025-06-01
     """
-    from projections.rollups import RollupError, check_timezone, rollup
+    from projections.rollups import RollupError, check_timezone
 
     if as_csv and as_json:
         raise CliError("choose one of --csv and --json")
@@ -87,38 +88,37 @@ def report(app: App, by_text: str, tz: str, start: str | None, end: str | None,
     hi = parse_when(end, option="--end", zone=zone, end=True) if end else None
     if lo is not None and hi is not None and lo >= hi:
         raise CliError(f"--start ({ts_text(lo)}) must be before --end ({ts_text(hi)})")
-    with app.open(create=False) as led:
-        try:
-            rows = rollup(led.snapshot(), app.project, by=by, tz=tz, start=lo, end=hi)
-        except RollupError as exc:
-            raise CliError(str(exc)) from None
+    with app.api(create=False) as api:
+        project = api.project
+        rows = api.call(ops.ROLLUP, by=by, tz=tz, start=ts_text(lo), end=ts_text(hi))["rows"]
     total = _total(rows)
     if as_json:
-        print_json({"project": app.project, "by": by, "tz": tz, "start": ts_text(lo),
-                    "end": ts_text(hi), "rows": [r.as_dict() for r in rows], "total": total})
+        print_json({"project": project, "by": by, "tz": tz, "start": ts_text(lo),
+                    "end": ts_text(hi), "rows": rows, "total": total})
         return
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow([*by, *NUMBERS])
         for r in rows:
-            writer.writerow([*(r.key[d] for d in by), r.calls, r.input_tokens,
-                             r.output_tokens, r.total_tokens, f"{nanos_to_decimal(r.cost_nanos):f}",
-                             r.unpriced])
+            writer.writerow([*(r[d] for d in by), r["calls"], r["input_tokens"],
+                             r["output_tokens"], r["total_tokens"],
+                             f"{nanos_to_decimal(r['cost_nanos']):f}", r["unpriced_calls"]])
         return
     if not rows:
         span = f" from {start or 'the start'} to {end or 'now'}" if start or end else ""
-        click.echo(f"No calls in project {app.project}{span}.")
+        click.echo(f"No calls in project {project}{span}.")
         return
-    title = f"Usage of {app.project} by {', '.join(by)} ({tz})"
+    title = f"Usage of {project} by {', '.join(by)} ({tz})"
     if start or end:
         title += f", from {start or 'the start'} to {end or 'now'}"
     table = new_table(*by, "calls", "in tokens", "out tokens", "cost", "unpriced",
                       title=title, numeric=("calls", "in tokens", "out tokens", "cost",
                                             "unpriced"))
     for r in rows:
-        table.add_row(*(str(r.key[d]) for d in by), num(r.calls), num(r.input_tokens),
-                      num(r.output_tokens), cost_cell(r.cost_nanos, r.calls, r.unpriced),
-                      num(r.unpriced))
+        table.add_row(*(str(r[d]) for d in by), num(r["calls"]), num(r["input_tokens"]),
+                      num(r["output_tokens"]),
+                      cost_cell(r["cost_nanos"], r["calls"], r["unpriced_calls"]),
+                      num(r["unpriced_calls"]))
     table.rows[-1].end_section = True
     table.add_row("total", *([""] * (len(by) - 1)), num(total["calls"]),
                   num(total["input_tokens"]), num(total["output_tokens"]),

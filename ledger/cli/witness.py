@@ -1,6 +1,5 @@
-"""``llmring witness …`` (run a witness: keep the latest checkpoint of each watched log,
-cosign only checkpoints that extend it) and ``llmring log add-cosignature`` (store a
-witness's cosignature next to the ledger's checkpoint)."""
+"""``llmring witness …``: run a witness (keep the latest checkpoint of each watched log,
+cosign only checkpoints that extend it)."""
 
 from __future__ import annotations
 
@@ -12,13 +11,11 @@ import orjson
 
 from ledger.cli.context import (
     EXIT_FAILED_CHECK,
-    App,
     CliError,
     json_option,
     key_value_table,
     new_table,
     num,
-    pass_app,
     print_json,
     print_table,
     stdout_console,
@@ -44,7 +41,7 @@ def _read_text(path: Path) -> str:
         raise CliError(f"{path} is not UTF-8 text", EXIT_FAILED_CHECK) from None
 
 
-def _note_or_json(path: Path) -> tuple[str | None, dict[str, Any] | None]:
+def note_or_json(path: Path) -> tuple[str | None, dict[str, Any] | None]:
     """A file holding a checkpoint note, the JSON of `log checkpoint --json`, or a
     consistency bundle: (note, bundle)."""
     text = _read_text(path)
@@ -156,12 +153,12 @@ def cosign_cmd(ctx: click.Context, checkpoint: Path | None, proof: Path | None,
 
     if checkpoint is None and proof is None:
         raise CliError("give --checkpoint FILE (the first time) or --proof BUNDLE")
-    note = _note_or_json(checkpoint)[0] if checkpoint is not None else None
+    note = note_or_json(checkpoint)[0] if checkpoint is not None else None
     if checkpoint is not None and note is None:
         raise CliError(f"{checkpoint} is a consistency bundle: pass it with --proof")
     bundle: Any = []
     if proof is not None:
-        proof_note, bundle = _note_or_json(proof)
+        proof_note, bundle = note_or_json(proof)
         if bundle is None:  # a plain checkpoint: only valid from size 0 or the same size
             note, bundle = note or proof_note, []
     w = _witness(ctx)
@@ -211,42 +208,3 @@ def show_cmd(ctx: click.Context, as_json: bool) -> None:
         table.add_row(log["origin"], "" if log["size"] is None else num(log["size"]),
                       log["root"] or "(nothing cosigned yet)", log["cosigned_at"] or "")
     print_table(stdout_console(), table)
-
-
-@click.command("add-cosignature")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--witness-key", "witness_keys", multiple=True,
-              help="Accept only this witness's cosignature, and check it (a `llmring "
-                   "witness key` VKEY; repeatable).")
-@json_option
-@pass_app
-def add_cosignature_cmd(app: App, file: Path, witness_keys: tuple[str, ...],
-                        as_json: bool) -> None:
-    """Store the witness cosignatures of FILE, a checkpoint this ledger signed.
-
-    Later `llmring receipts prove` bundles carry them, so verifiers with a witness
-    policy accept them.
-    """
-    from ledger.tlog.checkpoint import NoteError
-    from ledger.tlog.cosignature import parse_cosigner_vkey
-    from ledger.tlog.cosignature_store import attach_cosignatures
-
-    note, _ = _note_or_json(file)
-    if note is None:
-        raise CliError(f"{file} is a consistency bundle; give the cosigned note "
-                       "(`llmring witness cosign -o FILE`)")
-    try:
-        keys = [parse_cosigner_vkey(k) for k in witness_keys] or None
-    except NoteError as exc:
-        raise CliError(f"--witness-key: {exc}") from None
-    with app.open(create=False):  # the ledger's lock orders writers of the store
-        try:
-            added = attach_cosignatures(app.data, note, keys)
-        except NoteError as exc:
-            raise CliError(f"{file}: {exc}", EXIT_FAILED_CHECK) from None
-    if as_json:
-        print_json({"added": added})
-    elif added:
-        click.echo(f"stored the cosignature(s) of {', '.join(added)}")
-    else:
-        click.echo("these cosignatures were already stored")

@@ -47,6 +47,14 @@ def export_events(tenant: Tenant, request: Request,
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+@route(router, ops.STATS)
+def stats(tenant: Tenant, request: Request) -> Response:
+    """The project's figures: `{events, first_ts, last_ts, cost, cost_nanos, unpriced,
+    log_size, root, segments, segment_bytes, journal_tail_rows}` (`llmring ledger stats`
+    with --server)."""
+    return json_response(service(request).stats(tenant))
+
+
 @route(router, ops.CHECKPOINT)
 def log_checkpoint(tenant: Tenant, request: Request) -> Response:
     """A C2SP tlog-checkpoint of the project's log as it is now, signed by the ledger
