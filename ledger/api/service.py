@@ -181,7 +181,7 @@ class LedgerService:
         from projections.exports import export_table
 
         if format not in EXPORT_FORMATS:
-            raise RequestError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+            raise InvalidRequestError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
         s, e = window(start, end)
         table = export_table(self.ledger.snapshot(), tenant, start=s, end=e)
         sink = io.BytesIO()
@@ -246,6 +246,8 @@ class LedgerService:
         """The ``ledger-log-inclusion/v1`` bundle of one log at a signed checkpoint."""
         from ledger.tlog.consistency import prove_inclusion
 
+        if size is not None and size < 1:
+            raise InvalidRequestError("size must be at least 1")
         try:
             return prove_inclusion(self.ledger, tenant, log_id, size=size)
         except LookupError as exc:
@@ -277,7 +279,7 @@ class LedgerService:
         size = self.ledger.size(tenant)
         second = size if second is None else second
         if first < 0 or second < 0:
-            raise RequestError("sizes must not be negative")
+            raise InvalidRequestError("sizes must not be negative")
         if second > size:
             raise RequestError(f"second ({second}) is larger than the log ({size} entries)")
         if first > second:
@@ -313,10 +315,12 @@ class LedgerService:
 
     def uncertified(self, tenant: str, *, limit: int = 100, offset: int = 0
                     ) -> dict[str, Any]:
+        check_paging(limit, offset)
         return self.receipts.uncertified(tenant, limit, offset)  # type: ignore[no-any-return]
 
     def list_receipts(self, tenant: str, *, limit: int = 100, offset: int = 0
                       ) -> dict[str, Any]:
+        check_paging(limit, offset)
         return self.receipts.list(tenant, limit, offset)  # type: ignore[no-any-return]
 
     def get_receipt(self, tenant: str, receipt_id: str) -> dict[str, Any]:
@@ -324,6 +328,7 @@ class LedgerService:
 
     def receipt_logs(self, tenant: str, receipt_id: str, *, limit: int = 100,
                      offset: int = 0) -> dict[str, Any]:
+        check_paging(limit, offset)
         return self.receipts.logs(  # type: ignore[no-any-return]
             tenant, receipt_id, limit, offset)
 

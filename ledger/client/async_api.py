@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -27,6 +27,9 @@ from ledger.api import operations as ops
 from ledger.api.operations import date_text
 from ledger.api.refusals import LedgerHTTPError
 from ledger.api.transport import AsyncHttpTransport, AsyncLocalTransport, AsyncTransport
+
+if TYPE_CHECKING:
+    from ledger.api.service import LedgerService
 
 JSON = dict[str, Any]
 
@@ -250,12 +253,13 @@ class ServerClient(AsyncLedgerClient):
 class EmbeddedClient(AsyncLedgerClient):
     """``ServerClient``'s methods on a local data directory, for one project. It opens
     the directory's ledger (taking its lock) on first use; ``await client.aclose()`` (or
-    ``async with``) closes it. Refusals are ``LedgerHTTPError`` with the status and
+    ``async with``) closes it; given an open ``LedgerService`` instead of a directory, it
+    uses that one and leaves it open. Refusals are ``LedgerHTTPError`` with the status and
     detail the server would answer, and ``checkpoint()`` checks each checkpoint against
     the last it saw, as ``ServerClient`` does."""
 
-    def __init__(self, data_dir: str | Path = "./data", project: str = "default", *,
-                 state_dir: str | Path | None = None,
+    def __init__(self, data_dir: str | Path | LedgerService = "./data",
+                 project: str = "default", *, state_dir: str | Path | None = None,
                  trusted_keys: Sequence[Any] | None = None) -> None:
         local = AsyncLocalTransport(data_dir, project)
         super().__init__(local, state_dir=state_dir, trusted_keys=trusted_keys)

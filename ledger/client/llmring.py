@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ledger.client.async_api import EmbeddedClient, ServerClient
+from ledger.client.async_api import AsyncLedgerClient, EmbeddedClient, ServerClient
 
 
 @dataclass(frozen=True)
@@ -83,17 +83,21 @@ class OfflineProvider:
 
 class LLMRing:
     """``async with LLMRing(server_url=…, api_key=…, log_conversations=True) as ring``,
-    or ``LLMRing(data_dir="./data", project="acme")`` for a local ledger, or neither (no
-    logging). ``ring.server_client`` is the ledger client (None without a ledger)."""
+    or ``LLMRing(data_dir="./data", project="acme")`` for a local ledger, or
+    ``LLMRing(client=…)`` with any ``AsyncLedgerClient`` (either transport), or none of
+    them (no logging). ``ring.server_client`` is the ledger client (None without a
+    ledger)."""
 
     def __init__(self, server_url: str | None = None, api_key: str | None = None, *,
                  data_dir: str | Path | None = None, project: str = "default",
                  log_conversations: bool = False, provider: Provider | None = None,
-                 origin: str = "llmring") -> None:
-        if server_url and data_dir:
-            raise ValueError("give server_url (and api_key) or data_dir, not both")
-        self.server_client: ServerClient | EmbeddedClient | None
-        if server_url:
+                 origin: str = "llmring", client: AsyncLedgerClient | None = None) -> None:
+        if sum(x is not None and x != "" for x in (server_url, data_dir, client)) > 1:
+            raise ValueError("give server_url (and api_key), data_dir or client, not both")
+        self.server_client: AsyncLedgerClient | None
+        if client is not None:
+            self.server_client = client
+        elif server_url:
             self.server_client = ServerClient(server_url, api_key)
         elif data_dir is not None:
             self.server_client = EmbeddedClient(data_dir, project)

@@ -1,0 +1,418 @@
+"""The API's contract, run on both transports: local (``LedgerService`` on a temporary
+data directory) and HTTP (a real ``llmring serve`` from ``tests.support.serverproc``).
+Every case calls operations of ``ledger.api.operations`` and expects the same answer and
+the same refusal (``LedgerHTTPError`` with the same status) from either transport."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ledger.api import operations as ops
+from ledger.api.refusals import LedgerHTTPError
+from ledger.api.service import LedgerService
+from ledger.api.transport import HttpTransport, LocalTransport
+from ledger.client.async_api import AsyncLedgerClient, EmbeddedClient, ServerClient
+from tests.support import serverproc
+from tests.support.serverproc import Server
+
+CALL = {"provider": "openai", "model": "gpt-4o-mini", "alias": "fast", "input_tokens": 100,
+        "output_tokens": 20, "cost": 0.0025}
+TRANSPORTS = ("local", "http")
+
+
+@dataclass
+class Side:
+    """One transport's world: how to get an API for a fresh project, and its data
+    directory (to build a fork of it)."""
+
+    kind: str
+    data: Path
+    api_for: Callable[[str], Any]
+    client_for: Callable[[str, Path], AsyncLedgerClient]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = serverproc.start(tmp_path_factory.mktemp("contract-http") / "data", projects=())
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerService]:
+    svc = LedgerService(tmp_path_factory.mktemp("contract-local") / "data")
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def side(request: pytest.FixtureRequest) -> Iterator[Side]:
+    opened: list[Any] = []
+    if request.param == "local":
+        svc: LedgerService = request.getfixturevalue("service")
+
+        def local_api(project: str) -> Any:
+            return LocalTransport(svc, project)
+
+        def local_client(project: str, state: Path) -> AsyncLedgerClient:
+            # the open service: the directory's lock is held once
+            return EmbeddedClient(svc, project, state_dir=state)
+
+        yield Side("local", svc.data, local_api, local_client)
+    else:
+        srv: Server = request.getfixturevalue("server")
+
+        def http_api(project: str) -> Any:
+            transport = HttpTransport(srv.url, serverproc.create_key(srv.data, project))
+            opened.append(transport)
+            return transport
+
+        def http_client(project: str, state: Path) -> AsyncLedgerClient:
+            return ServerClient(srv.url, serverproc.create_key(srv.data, project),
+                                state_dir=state)
+
+        yield Side("http", srv.data, http_api, http_client)
+    for transport in opened:
+        transport.close()
+
+
+_counter = iter(range(10**6))
+
+
+@pytest.fixture
+def api(side: Side) -> Any:
+    """The API of a project no other case writes to."""
+    return side.api_for(f"c{next(_counter)}-{side.kind}")
+
+
+def refused(call: Callable[[], Any]) -> LedgerHTTPError:
+    with pytest.raises(LedgerHTTPError) as info:
+        call()
+    return info.value
+
+
+def plain(value: Any) -> Any:
+    """An answer as JSON carries it (dates as text)."""
+    return orjson.loads(orjson.dumps(value))
+
+
+# -- the project ---------------------------------------------------------------------------
+def test_whoami_names_the_project_and_its_log(api: Any) -> None:
+    me = api.call(ops.WHOAMI)
+    assert me["project"].startswith("c") and me["origin"].endswith("/" + me["project"])
+
+
+# -- logging -------------------------------------------------------------------------------
+def test_log_usage_answers_the_acknowledgement(api: Any) -> None:
+    ack = api.call(ops.LOG_USAGE, event=CALL)
+    assert set(ack) == {"log_id", "cost", "timestamp", "seq", "cost_nanos", "cost_source",
+                        "conversation_id", "created"}
+    assert ack["cost"] == pytest.approx(0.0025) and ack["cost_nanos"] == 2_500_000
+    assert ack["created"] is True and ack["seq"] == 0
+
+
+def test_a_retry_with_the_same_event_id_is_answered_again(api: Any) -> None:
+    first = api.call(ops.LOG_USAGE, event={**CALL, "event_id": "retry-1"})
+    again = api.call(ops.LOG_USAGE, event={**CALL, "event_id": "retry-1"})
+    assert again["log_id"] == first["log_id"] == "retry-1"
+    assert first["created"] is True and again["created"] is False
+    assert api.call(ops.LIST_LOGS)["total"] == 1
+
+
+def test_the_same_event_id_with_other_content_is_a_409(api: Any) -> None:
+    api.call(ops.LOG_USAGE, event={**CALL, "event_id": "dup-1"})
+    err = refused(lambda: api.call(ops.LOG_USAGE, event={**CALL, "event_id": "dup-1",
+                                                         "input_tokens": 7}))
+    assert err.status == 409 and "dup-1" in str(err.detail)
+
+
+def test_log_batch_is_all_or_nothing(api: Any) -> None:
+    answer = api.call(ops.LOG_BATCH, events=[CALL, CALL, {**CALL, "event_id": "b-1"}])
+    assert answer["count"] == 3 and answer["created"] == 3
+    assert [log["seq"] for log in answer["logs"]] == [0, 1, 2]
+    err = refused(lambda: api.call(ops.LOG_BATCH, events=[CALL, {"provider": "openai"}]))
+    assert err.status == 422
+    assert api.call(ops.LIST_LOGS)["total"] == 3
+
+
+def test_log_conversation_stores_its_content(api: Any) -> None:
+    messages = [{"role": "user", "content": "hello"}]
+    answer = api.call(ops.LOG_CONVERSATION, messages=messages,
+                      response={"content": "hi"}, metadata={**CALL, "feature": "chat"})
+    assert set(answer) == {"conversation_id", "message_id", "receipt", "cost", "timestamp",
+                           "content_sha256"}
+    assert answer["receipt"] is None
+    content = orjson.loads(api.call(ops.LOG_CONTENT, log_id=answer["message_id"]))
+    assert content == {"messages": messages, "response": {"content": "hi"}}
+    event = api.call(ops.GET_LOG, log_id=answer["message_id"])
+    assert event["kind"] == "conversation" and event["metadata"] == {"feature": "chat"}
+
+
+# -- events --------------------------------------------------------------------------------
+def test_list_and_get_logs(api: Any) -> None:
+    ids = [log["log_id"] for log in api.call(ops.LOG_BATCH, events=[CALL] * 5)["logs"]]
+    page = api.call(ops.LIST_LOGS, limit=2, offset=1)
+    assert page["total"] == 5 and page["limit"] == 2 and page["offset"] == 1
+    assert [e["event_id"] for e in page["logs"]] == ids[1:3]
+    newest = api.call(ops.LIST_LOGS, limit=1, order="-seq")["logs"][0]
+    assert newest["event_id"] == ids[-1]
+    event = api.call(ops.GET_LOG, log_id=ids[0])
+    assert event["event_id"] == ids[0] and event["seq"] == 0 and "leaf_hash" in event
+    tomorrow = datetime.now(UTC).date().isoformat()
+    assert api.call(ops.LIST_LOGS, end="2000-01-01")["total"] == 0
+    assert api.call(ops.LIST_LOGS, end=tomorrow)["total"] == 5
+
+
+def test_another_projects_log_is_not_found(side: Side) -> None:
+    alpha, beta = side.api_for(f"a{next(_counter)}"), side.api_for(f"b{next(_counter)}")
+    log_id = alpha.call(ops.LOG_USAGE, event=CALL)["log_id"]
+    err = refused(lambda: beta.call(ops.GET_LOG, log_id=log_id))
+    assert err.status == 404
+    assert refused(lambda: beta.call(ops.LOG_CONTENT, log_id=log_id)).status == 404
+
+
+# -- reports -------------------------------------------------------------------------------
+def test_rollup_groups_calls(api: Any) -> None:
+    api.call(ops.LOG_BATCH, events=[CALL, CALL, {**CALL, "model": "gpt-4o", "cost": 1}])
+    answer = plain(api.call(ops.ROLLUP, by=["model", "day"], tz="UTC"))
+    assert answer["by"] == ["model", "day"] and answer["tz"] == "UTC"
+    by_model = {r["model"]: r for r in answer["rows"]}
+    assert by_model["gpt-4o-mini"]["calls"] == 2 and by_model["gpt-4o"]["cost"] == 1.0
+    assert isinstance(by_model["gpt-4o"]["day"], str)
+
+
+def test_export_in_every_format(api: Any) -> None:
+    api.call(ops.LOG_BATCH, events=[CALL] * 3)
+    lines = api.call(ops.EXPORT, format="jsonl").splitlines()
+    assert len(lines) == 3 and orjson.loads(lines[0])["model"] == "gpt-4o-mini"
+    assert len(api.call(ops.EXPORT, format="csv").splitlines()) == 4
+    assert api.call(ops.EXPORT, format="parquet")[:4] == b"PAR1"
+
+
+def test_stats_of_the_project(api: Any) -> None:
+    api.call(ops.LOG_BATCH, events=[CALL] * 2)
+    stats = api.call(ops.STATS)
+    assert stats["events"] == 2 and stats["log_size"] == 2
+    assert stats["cost_nanos"] == 5_000_000 and len(stats["root"]) == 64
+
+
+# -- the log tree --------------------------------------------------------------------------
+def test_checkpoint_and_consistency(api: Any) -> None:
+    from ledger.tlog.checkpoint import Verifier
+    from ledger.tlog.consistency import FORMAT, check_extends, checkpoint_of_note
+    from ledger.tlog.signing import parse_public_keys_json
+
+    api.call(ops.LOG_BATCH, events=[CALL] * 3)
+    first = api.call(ops.CHECKPOINT)
+    assert first["size"] == 3 and first["note"] in first["cosigned_note"]
+    assert first["origin"] == api.call(ops.WHOAMI)["origin"]
+    assert api.call(ops.CHECKPOINT)["note"] == first["note"]  # unchanged log: same one
+    api.call(ops.LOG_BATCH, events=[CALL] * 2)
+    second = api.call(ops.CHECKPOINT)
+    proof = api.call(ops.CONSISTENCY, first=3, second=5)
+    assert proof["first"] == 3 and proof["second"] == 5 and proof["proof"]
+    assert api.call(ops.CONSISTENCY, first=3)["second"] == 5
+    keys = [Verifier.from_info(k) for k in parse_public_keys_json(api.call(ops.PUBLIC_KEYS))]
+    new = check_extends(checkpoint_of_note(first["note"]),
+                        {"format": FORMAT, "new": second["note"], "proof": proof["proof"]},
+                        keys)
+    assert new.size == 5
+    assert refused(lambda: api.call(ops.CONSISTENCY, first=3, second=9)).status == 400
+    assert refused(lambda: api.call(ops.CONSISTENCY, first=-1)).status == 422
+
+
+def test_inclusion_of_a_log(api: Any) -> None:
+    ids = [log["log_id"] for log in api.call(ops.LOG_BATCH, events=[CALL] * 3)["logs"]]
+    bundle = api.call(ops.LOG_INCLUSION, log_id=ids[1])
+    assert bundle["format"] == "ledger-log-inclusion/v1"
+    assert bundle["leaf_index"] == 1 and bundle["tree_size"] == 3
+    assert refused(lambda: api.call(ops.LOG_INCLUSION, log_id="nope")).status == 404
+    assert refused(lambda: api.call(ops.LOG_INCLUSION, log_id=ids[0], size=0)).status == 422
+
+
+def test_a_note_the_ledger_never_signed_is_refused(api: Any) -> None:
+    err = refused(lambda: api.call(ops.ADD_COSIGNATURES, note="not a note"))
+    assert err.status == 400 and "note" in str(err.detail)
+
+
+# -- receipts ------------------------------------------------------------------------------
+def test_receipts_preview_generate_read_prove_and_verify(api: Any) -> None:
+    ids = [log["log_id"] for log in api.call(ops.LOG_BATCH, events=[CALL] * 4)["logs"]]
+    assert api.call(ops.UNCERTIFIED)["total"] == 4
+    preview = api.call(ops.PREVIEW_RECEIPT, since_last_receipt=True)
+    assert preview["total_logs"] == 4 and preview["total_cost"] == pytest.approx(0.01)
+    made = api.call(ops.GENERATE_RECEIPT, since_last_receipt=True, description="daily",
+                    tags=["a", "b"])
+    receipt = made["receipt"]
+    rid = receipt["receipt_id"]
+    assert made["certified_count"] == 4 and receipt["tags"] == ["a", "b"]
+    assert api.call(ops.UNCERTIFIED)["total"] == 0
+    assert api.call(ops.GET_RECEIPT, receipt_id=rid) == receipt
+    listed = api.call(ops.LIST_RECEIPTS)
+    assert listed["total"] == 1 and listed["receipts"][0]["receipt_id"] == rid
+    logs = api.call(ops.RECEIPT_LOGS, receipt_id=rid, limit=2)
+    assert logs["total"] == 4 and [log["id"] for log in logs["logs"]] == ids[:2]
+    bundle = api.call(ops.PROVE, receipt_id=rid, log_id=ids[2])
+    assert bundle["format"] == "ledger-proof/v1"
+    checked = api.call(ops.VERIFY_RECEIPT, document=receipt)
+    assert checked["valid"] is True and checked["receipt_id"] == rid
+    assert api.call(ops.VERIFY_RECEIPT, document=bundle)["valid"] is True
+    forged = api.call(ops.VERIFY_RECEIPT, document={**receipt, "total_cost_nanos": 1})
+    assert forged["valid"] is False
+
+
+def test_receipts_by_dates_and_by_log_ids(api: Any) -> None:
+    ids = [log["log_id"] for log in api.call(ops.LOG_BATCH, events=[CALL] * 3)["logs"]]
+    today = datetime.now(UTC).date()
+    by_ids = api.call(ops.GENERATE_RECEIPT, log_ids=ids[:2])
+    assert by_ids["certified_count"] == 2
+    by_dates = api.call(ops.PREVIEW_RECEIPT, start_date=today, end_date=today)
+    assert by_dates["total_logs"] == 3
+
+
+def test_receipt_refusals(api: Any) -> None:
+    api.call(ops.LOG_USAGE, event=CALL)
+    missing = refused(lambda: api.call(ops.GET_RECEIPT, receipt_id="rcpt_" + "0" * 32))
+    assert missing.status == 404
+    assert refused(lambda: api.call(ops.RECEIPT_LOGS, receipt_id="rcpt_x")).status == 404
+    assert refused(lambda: api.call(ops.PROVE, receipt_id="rcpt_x", log_id="x")).status == 404
+    no_mode = refused(lambda: api.call(ops.GENERATE_RECEIPT))
+    assert no_mode.status == 400 and "exactly one" in str(no_mode.detail)
+    unknown = refused(lambda: api.call(ops.GENERATE_RECEIPT, log_ids=["nope"]))
+    assert unknown.status == 400
+    backwards = refused(lambda: api.call(ops.PREVIEW_RECEIPT, start_date="2025-10-31",
+                                         end_date="2025-10-01"))
+    assert backwards.status == 400 and "before" in str(backwards.detail)
+
+
+# -- public keys ---------------------------------------------------------------------------
+def test_public_keys(api: Any) -> None:
+    keys = api.call(ops.PUBLIC_KEYS)
+    assert keys["keys"] and all("key_id" in k for k in keys["keys"])
+    assert api.call(ops.PUBLIC_KEY_PEM).startswith("-----BEGIN PUBLIC KEY-----")
+
+
+# -- bad input -----------------------------------------------------------------------------
+@pytest.mark.parametrize(("op", "params", "status"), [
+    (ops.LOG_USAGE, {"event": {"provider": "openai"}}, 422),
+    (ops.LOG_USAGE, {"event": {**CALL, "input_tokens": -1}}, 422),
+    (ops.LIST_LOGS, {"limit": 0}, 422),
+    (ops.LIST_LOGS, {"offset": -1}, 422),
+    (ops.LIST_LOGS, {"order": "ts"}, 422),
+    (ops.LIST_LOGS, {"start": "not-a-date"}, 400),
+    (ops.LIST_LOGS, {"start": "2025-10-02", "end": "2025-10-01"}, 400),
+    (ops.UNCERTIFIED, {"limit": 1001}, 422),
+    (ops.ROLLUP, {"by": ["colour"]}, 400),
+    (ops.ROLLUP, {"tz": "Mars/Olympus"}, 400),
+    (ops.EXPORT, {"format": "xml"}, 422),
+])
+def test_bad_input_is_refused_alike(api: Any, op: ops.Operation, params: dict[str, Any],
+                                    status: int) -> None:
+    err = refused(lambda: api.call(op, **params))
+    assert err.status == status and err.detail
+
+
+# -- one scenario, the same answers ----------------------------------------------------------
+def _scenario(api: Any) -> dict[str, Any]:
+    fixed = {**CALL, "timestamp": "2025-10-01T12:00:00Z"}
+    out: dict[str, Any] = {}
+    out["log"] = api.call(ops.LOG_USAGE, event={**fixed, "event_id": "s-1"})
+    out["batch"] = api.call(ops.LOG_BATCH, events=[{**fixed, "event_id": f"s-{i}"}
+                                                   for i in range(2, 5)])
+    out["rollup"] = api.call(ops.ROLLUP, by=["model", "day"])
+    out["event"] = api.call(ops.GET_LOG, log_id="s-2")
+    out["preview"] = api.call(ops.PREVIEW_RECEIPT, log_ids=["s-1", "s-3"])
+    out["export"] = [orjson.loads(line) for line in
+                     api.call(ops.EXPORT, format="jsonl").splitlines()]
+    out["consistency"] = api.call(ops.CONSISTENCY, first=1, second=4)
+    return plain(out)
+
+
+def test_both_transports_give_the_same_answers(service: LedgerService, server: Server
+                                               ) -> None:
+    project = f"same{next(_counter)}"
+    local = _scenario(LocalTransport(service, project))
+    http = HttpTransport(server.url, serverproc.create_key(server.data, project))
+    try:
+        remote = _scenario(http)
+    finally:
+        http.close()
+
+    def without_times(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: without_times(v) for k, v in value.items() if k != "recorded_at"}
+        if isinstance(value, list):
+            return [without_times(v) for v in value]
+        return value
+
+    for name in local:
+        assert without_times(local[name]) == without_times(remote[name]), name
+
+
+# -- the async clients on either transport -------------------------------------------------
+def test_the_client_checks_each_checkpoint_extends_the_last_it_saw(side: Side,
+                                                                    tmp_path: Path) -> None:
+    from ledger.tlog.consistency import TamperEvidence
+
+    project = f"cp{next(_counter)}"
+    state = tmp_path / "seen"
+
+    async def two_checkpoints() -> tuple[int, int]:
+        async with side.client_for(project, state) as client:
+            await client.log_batch([CALL] * 2)
+            first = await client.checkpoint()
+            await client.log_usage(CALL)
+            second = await client.checkpoint()  # checked against the first
+            return first["size"], second["size"]
+
+    assert asyncio.run(two_checkpoints()) == (2, 3)
+    assert len(list(state.glob("*.note"))) == 1
+
+    # A fork: the same key and origin, another history, smaller than the honest log. A
+    # client that kept the fork's checkpoint must not accept the honest log.
+    from ledger import Ledger
+
+    fork = tmp_path / "fork"
+    fork.mkdir()
+    shutil.copytree(side.data / "keys", fork / "keys")
+    shutil.copy(side.data / "config.json", fork / "config.json")
+    with Ledger(fork, pricer=None, checkpoint_interval=None) as led:
+        led.append_many([{"provider": "x", "model": "y", "cost": "0"} for _ in range(2)],
+                        tenant=project)
+        forked = led.checkpoint(project)
+    next(state.glob("*.note")).write_text(forked.note)
+
+    async def checkpoint() -> dict[str, Any]:
+        async with side.client_for(project, state) as client:
+            return await client.checkpoint()
+
+    with pytest.raises(TamperEvidence, match="does not extend"):
+        asyncio.run(checkpoint())
+
+
+def test_client_refusals_are_the_same_error(side: Side, tmp_path: Path) -> None:
+    async def main() -> list[int]:
+        statuses = []
+        async with side.client_for(f"err{next(_counter)}", tmp_path) as client:
+            for call in (client.get_receipt("rcpt_" + "f" * 32), client.generate_receipt(),
+                         client.log_usage(provider="openai"), client.get_log("nope")):
+                try:
+                    await call
+                except LedgerHTTPError as exc:
+                    statuses.append(exc.status)
+        return statuses
+
+    assert asyncio.run(main()) == [404, 400, 422, 404]
