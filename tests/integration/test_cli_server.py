@@ -121,3 +121,75 @@ def test_no_server_at_the_url_is_reported(tmp_path: Path) -> None:
                      "--api-key", "llr_x", "receipts", "list")
     assert result.exit_code == 2
     assert "cannot reach the server" in result.output
+
+
+# -- every command that makes sense, through the server ------------------------------------
+def _calls(path: Path, n: int, prefix: str) -> Path:
+    path.write_text("".join(orjson.dumps(
+        {"event_id": f"{prefix}-{i}", "provider": "openai", "model": "gpt-4o-mini",
+         "input_tokens": 100, "output_tokens": 10, "cost": 0.5}).decode() + "\n"
+        for i in range(n)))
+    return path
+
+
+def test_ingest_report_checkpoint_and_uncertified_name_the_keys_project(
+        server: Server, tmp_path: Path) -> None:
+    key = serverproc.create_key(server.data, "gamma")
+    through = ["--server", server.url, "--api-key", key]
+    calls = _calls(tmp_path / "calls.jsonl", 3, "g")
+    ingested = llmring(tmp_path, *through, "ingest", str(calls))
+    assert ingested.exit_code == 0, ingested.output
+    assert "gamma" in ingested.stdout and "default" not in ingested.stdout
+    again = as_json(llmring(tmp_path, *through, "ingest", str(calls), "--json"))
+    assert again == {**again, "project": "gamma", "read": 3, "created": 0, "repeats": 3}
+    report = llmring(tmp_path, *through, "usage", "report")
+    assert report.exit_code == 0, report.output
+    assert "Usage of gamma by model" in report.stdout and "$1.5000" in report.stdout
+    rows = as_json(llmring(tmp_path, *through, "usage", "report", "--json"))
+    assert rows["project"] == "gamma" and rows["total"]["calls"] == 3
+    note = llmring(tmp_path, *through, "log", "checkpoint")
+    assert note.exit_code == 0, note.output
+    assert note.stdout.splitlines()[0].endswith("/gamma") and note.stdout.splitlines()[1] == "3"
+    uncertified = llmring(tmp_path, *through, "receipts", "uncertified")
+    assert uncertified.exit_code == 0, uncertified.output
+    assert "Uncertified calls of gamma" in uncertified.stdout
+    assert not (tmp_path / "none").exists()
+
+
+def test_record_stats_consistency_and_inclusion_through_the_server(server: Server,
+                                                                   tmp_path: Path) -> None:
+    key = serverproc.create_key(server.data, "delta")
+    through = ["--server", server.url, "--api-key", key]
+    saved = tmp_path / "cp.json"
+    recorded = as_json(llmring(tmp_path, *through, "record", "--provider", "openai",
+                               "--model", "gpt-4o", "--cost", "0.25", "--event-id", "d-1",
+                               "--json"))
+    assert recorded["project"] == "delta" and recorded["event_id"] == "d-1"
+    assert recorded["cost_nanos"] == 250_000_000 and recorded["created"] is True
+    saved.write_bytes(llmring(tmp_path, *through, "log", "checkpoint", "--json").stdout_bytes)
+    llmring(tmp_path, *through, "record", "--provider", "openai", "--model", "gpt-4o",
+            "--cost", "0.25")
+    proof = as_json(llmring(tmp_path, *through, "log", "consistency", "--from", str(saved),
+                            "--json"))
+    assert proof["consistent"] is True and proof["old_size"] == 1 and proof["new_size"] == 2
+    assert proof["origin"].endswith("/delta")
+    bundle = tmp_path / "inclusion.json"
+    made = llmring(tmp_path, *through, "log", "inclusion", "d-1", "-o", str(bundle))
+    assert made.exit_code == 0, made.output
+    checked = as_json(llmring(tmp_path, *through, "log", "verify-inclusion", str(bundle),
+                              "--json"))
+    assert checked["valid"] is True and checked["event_id"] == "d-1"
+    stats = as_json(llmring(tmp_path, *through, "ledger", "stats", "--json"))
+    assert list(stats["projects"]) == ["delta"] and stats["projects"]["delta"]["events"] == 2
+    table = llmring(tmp_path, *through, "ledger", "stats")
+    assert table.exit_code == 0 and "delta" in table.stdout
+
+
+@pytest.mark.parametrize("command", [
+    ["ledger", "verify"], ["ledger", "compact"], ["ledger", "flush"], ["keys", "list"],
+    ["signing-keys", "rotate"], ["demo"], ["serve"]])
+def test_data_directory_commands_refuse_the_server_clearly(server: Server, tmp_path: Path,
+                                                           command: list[str]) -> None:
+    result = llmring(tmp_path, *remote(server), *command)
+    assert result.exit_code == 2
+    assert "data directory only" in result.output and "--server" in result.output
