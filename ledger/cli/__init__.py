@@ -1,5 +1,7 @@
 """The ``llmring`` command-line interface (DESIGN §10): a thin ``click`` layer over the
-embedded ledger. ``main`` is the console script's entry point."""
+API (on the embedded data directory, or ``--server``) and, for the commands that look
+after a data directory, the ledger itself. ``main`` is the console script's entry
+point."""
 
 from ledger.cli.main import cli, main
 

@@ -1,6 +1,6 @@
-"""The ``llmring`` command group: global options (data directory, project) and the
-registration of every subcommand. Each command is a thin layer over ``ledger.Ledger``
-and ``projections``; see ``llmring --help``."""
+"""The ``llmring`` command group: global options (data directory, project, or a server
+and its API key, which choose the API's transport once) and the registration of every
+subcommand; see ``llmring --help``."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def cli(ctx: click.Context, data_dir: Path, project: str, server: str | None,
     """A verifiable receipt ledger for LLM usage.
 
     Record calls (ingest, record), report usage, and check that the ledger's history
-    was never rewritten. Works on an embedded data directory; try `llmring demo`.
+    was never rewritten. Works on an embedded data directory (try `llmring demo`), or
+    through `llmring serve` with --server URL --api-key KEY.
 
     Exit codes: 0 ok, 1 a failed check, 2 a usage error.
     """
