@@ -82,10 +82,10 @@ def signing_keys_group() -> None:
 @signing_keys_group.command("list")
 @json_option
 @pass_app
-@local_only
 def list_keys(app: App, as_json: bool) -> None:
-    """List every signing key, current and retired (oldest first)."""
-    infos = data_keys(app)
+    """List every signing key, current and retired (oldest first); with --server, the
+    keys the server publishes."""
+    infos = server_keys(app) if app.server else data_keys(app)
     if as_json:
         print_json(public_keys_json(infos))
         return
@@ -138,10 +138,10 @@ def rotate(app: App, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE instead of standard output.")
 @pass_app
-@local_only
 def export(app: App, fmt: str, output: Path | None) -> None:
-    """Export public keys, for verifying receipts and checkpoints offline."""
-    infos = data_keys(app)
+    """Export public keys, for verifying receipts and checkpoints offline (with
+    --server, the keys the server publishes)."""
+    infos = server_keys(app) if app.server else data_keys(app)
     if not infos:
         raise CliError(f"no signing keys in {app.data / KEYS_DIR} yet: create one with "
                        "`llmring signing-keys rotate` (or `llmring log checkpoint`)")

@@ -193,3 +193,13 @@ def test_data_directory_commands_refuse_the_server_clearly(server: Server, tmp_p
     result = llmring(tmp_path, *remote(server), *command)
     assert result.exit_code == 2
     assert "data directory only" in result.output and "--server" in result.output
+
+
+def test_signing_keys_list_and_export_show_the_servers_keys(server: Server,
+                                                            tmp_path: Path) -> None:
+    published = httpx.get(server.url + "/api/v1/receipts/public-keys.json").json()
+    listed = as_json(llmring(tmp_path, *remote(server), "signing-keys", "list", "--json"))
+    assert [k["key_id"] for k in listed["keys"]] == [k["key_id"] for k in published["keys"]]
+    pem = llmring(tmp_path, *remote(server), "signing-keys", "export")
+    assert pem.exit_code == 0 and pem.stdout == httpx.get(
+        server.url + "/receipts/public-key.pem").text
