@@ -416,3 +416,36 @@ def test_client_refusals_are_the_same_error(side: Side, tmp_path: Path) -> None:
         return statuses
 
     assert asyncio.run(main()) == [404, 400, 422, 404]
+
+
+def test_both_transports_refuse_with_the_same_error_class(service: LedgerService,
+                                                          server: Server) -> None:
+    project = f"errs{next(_counter)}"
+    cases: list[tuple[ops.Operation, dict[str, Any]]] = [
+        (ops.GET_RECEIPT, {"receipt_id": "rcpt_" + "0" * 32}),
+        (ops.GET_LOG, {"log_id": "nope"}),
+        (ops.GENERATE_RECEIPT, {}),
+        (ops.LOG_USAGE, {"event": {"provider": "openai"}}),
+        (ops.LIST_LOGS, {"limit": 0}),
+        (ops.LIST_LOGS, {"start": "not-a-date"}),
+        (ops.ROLLUP, {"by": ["colour"]}),
+        (ops.ADD_COSIGNATURES, {"note": "not a note"}),
+    ]
+
+    def errors(api: Any) -> list[tuple[str, int]]:
+        api.call(ops.LOG_USAGE, event={**CALL, "event_id": "e-1"})
+        out = [(type(e).__name__, e.status) for e in (
+            refused(lambda op=op, params=params: api.call(op, **params))
+            for op, params in cases)]
+        conflict = refused(lambda: api.call(ops.LOG_USAGE, event={**CALL, "event_id": "e-1",
+                                                                   "input_tokens": 1}))
+        return [*out, (type(conflict).__name__, conflict.status)]
+
+    local = errors(LocalTransport(service, project))
+    http = HttpTransport(server.url, serverproc.create_key(server.data, project))
+    try:
+        remote = errors(http)
+    finally:
+        http.close()
+    assert local == remote
+    assert [status for _, status in local] == [404, 404, 400, 422, 422, 400, 400, 400, 409]
