@@ -50,13 +50,6 @@ def route(router: APIRouter, op: Operation, **options: Any) -> Callable[[F], F]:
     return router.api_route(op.path, methods=[op.method], **options)
 
 
-@route(router, ops.WHOAMI)
-def whoami(tenant: Tenant, request: Request) -> Response:
-    """`{project, origin}`: the project the API key belongs to, and the origin of its
-    log (what `llmring --server` names in its output)."""
-    return json_response(service(request).project(tenant))
-
-
 @route(router, ops.LOG_USAGE, response_model=LogOut)
 def log_usage(body: EventIn, tenant: Tenant, request: Request) -> Response:
     """Record one call. A usage log naming a conversation just logged (`id_at_origin` or

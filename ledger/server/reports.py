@@ -1,7 +1,7 @@
-"""Read-side endpoints of one project: usage rollups, exports (CSV, JSON lines, Parquet),
-and the project's log tree: a signed checkpoint of its current state and consistency
-proofs between two sizes (so a client that kept an old checkpoint can check that history
-was only appended to)."""
+"""Read-side endpoints of one project: which project the API key names, its figures,
+usage rollups, exports (CSV, JSON lines, Parquet), and the project's log tree: a signed
+checkpoint of its current state and consistency proofs between two sizes (so a client
+that kept an old checkpoint can check that history was only appended to)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ router = APIRouter(tags=["reports"])
 MAX_SIZE = 2**53 - 1
 MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson",
          "parquet": "application/vnd.apache.parquet"}
+
+
+@route(router, ops.WHOAMI)
+def whoami(tenant: Tenant, request: Request) -> Response:
+    """`{project, origin}`: the project the API key belongs to, and the origin of its
+    log (what `llmring --server` names in its output)."""
+    return json_response(service(request).project(tenant))
 
 
 @route(router, ops.ROLLUP)
