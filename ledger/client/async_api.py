@@ -3,8 +3,10 @@
 Both are an ``AsyncLedgerClient`` over one of the two transports of
 ``ledger.api.transport`` (each method is one operation of ``ledger.api.operations``), so
 both return the JSON dicts of the HTTP API (the users' guide indexes them:
-``result["receipt"]["total_cost"]``, ``uncert["logs"]`` …), and raise
-``LedgerHTTPError`` (with ``status`` and ``detail``) when a request is refused.
+``result["receipt"]["total_cost"]``, ``uncert["logs"]`` …), and raise the same
+``ledger.errors`` class for the same refusal (``NotFoundError``, ``IdConflictError`` …,
+all ``LedgerError``, alias ``LedgerHTTPError``, with ``status`` and ``detail``);
+``ServerClient`` raises ``ServerUnavailableError`` when no server answers.
 
 Dates (``start_date``, ``end_date``, ``start``, ``end``) accept ``datetime`` (naive =
 UTC), ``date`` (a whole day; as an end, that day is included) or ISO 8601 text.
@@ -254,9 +256,10 @@ class EmbeddedClient(AsyncLedgerClient):
     """``ServerClient``'s methods on a local data directory, for one project. It opens
     the directory's ledger (taking its lock) on first use; ``await client.aclose()`` (or
     ``async with``) closes it; given an open ``LedgerService`` instead of a directory, it
-    uses that one and leaves it open. Refusals are ``LedgerHTTPError`` with the status and
-    detail the server would answer, and ``checkpoint()`` checks each checkpoint against
-    the last it saw, as ``ServerClient`` does."""
+    uses that one and leaves it open. Refusals are the ``ledger.errors`` classes the
+    server's answers map back to (a library's ``ValueError`` is a ``RequestError``),
+    and ``checkpoint()`` checks each checkpoint against the last it saw, as
+    ``ServerClient`` does."""
 
     def __init__(self, data_dir: str | Path | LedgerService = "./data",
                  project: str = "default", *, state_dir: str | Path | None = None,
