@@ -18,7 +18,6 @@ from ledger.cli.context import (
     CliError,
     json_option,
     key_value_table,
-    local_only,
     num,
     pass_app,
     print_json,
@@ -315,17 +314,16 @@ def verify_inclusion_cmd(app: App, file: Path, public_key: Path | None,
                    "witness key` VKEY; repeatable).")
 @json_option
 @pass_app
-@local_only
 def add_cosignature_cmd(app: App, file: Path, witness_keys: tuple[str, ...],
                         as_json: bool) -> None:
     """Store the witness cosignatures of FILE, a checkpoint this ledger signed.
 
     Later `llmring receipts prove` bundles carry them, so verifiers with a witness
-    policy accept them.
+    policy accept them. With --server, the server stores them (only the given witnesses'
+    lines are sent, each checked first).
     """
     from ledger.tlog.checkpoint import NoteError
     from ledger.tlog.cosignature import parse_cosigner_vkey
-    from ledger.tlog.cosignature_store import attach_cosignatures
 
     note, _ = note_or_json(file)
     if note is None:
@@ -335,14 +333,50 @@ def add_cosignature_cmd(app: App, file: Path, witness_keys: tuple[str, ...],
         keys = [parse_cosigner_vkey(k) for k in witness_keys] or None
     except NoteError as exc:
         raise CliError(f"--witness-key: {exc}") from None
-    with app.open(create=False):  # the ledger's lock orders writers of the store
-        try:
-            added = attach_cosignatures(app.data, note, keys)
-        except NoteError as exc:
-            raise CliError(f"{file}: {exc}", EXIT_FAILED_CHECK) from None
+    if app.server:
+        if keys is not None:
+            note = _cosigned_only_by(file, note, keys)
+        with app.api() as api:
+            added = api.call(ops.ADD_COSIGNATURES, note=note)["added"]
+    else:
+        added = _attach(app, file, note, keys)
     if as_json:
         print_json({"added": added})
     elif added:
         click.echo(f"stored the cosignature(s) of {', '.join(added)}")
     else:
         click.echo("these cosignatures were already stored")
+
+
+def _attach(app: App, file: Path, note: str, keys: Any) -> list[str]:
+    """Store the cosignatures in the data directory's store."""
+    from ledger.tlog.checkpoint import NoteError
+    from ledger.tlog.cosignature_store import attach_cosignatures
+
+    with app.open(create=False):  # the ledger's lock orders writers of the store
+        try:
+            return attach_cosignatures(app.data, note, keys)
+        except NoteError as exc:
+            raise CliError(f"{file}: {exc}", EXIT_FAILED_CHECK) from None
+
+
+def _cosigned_only_by(file: Path, note: str, keys: Any) -> str:
+    """The note with only the cosignature lines of ``keys``, each verified."""
+    from ledger.tlog.checkpoint import Note, NoteError, format_note, parse_note
+    from ledger.tlog.cosignature import verify_cosignature
+
+    try:
+        parsed = parse_note(note)
+        sigs = []
+        for sig in parsed.signatures:
+            key = next((k for k in keys if k.matches(sig)), None)
+            if key is not None:
+                verify_cosignature(parsed.text, sig, key)
+                sigs.append(sig)
+    except NoteError as exc:
+        raise CliError(f"{file}: {exc}", EXIT_FAILED_CHECK) from None
+    if not sigs:
+        raise CliError(f"{file}: the note carries no cosignature by the given witnesses: "
+                       "have a witness cosign it (`llmring witness cosign`)",
+                       EXIT_FAILED_CHECK)
+    return format_note(Note(parsed.text, tuple(sigs)))

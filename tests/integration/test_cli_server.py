@@ -203,3 +203,30 @@ def test_signing_keys_list_and_export_show_the_servers_keys(server: Server,
     pem = llmring(tmp_path, *remote(server), "signing-keys", "export")
     assert pem.exit_code == 0 and pem.stdout == httpx.get(
         server.url + "/receipts/public-key.pem").text
+
+
+def test_witness_cosignatures_are_stored_through_the_server(server: Server,
+                                                            tmp_path: Path) -> None:
+    through = ["--server", server.url, "--api-key", serverproc.create_key(server.data, "eps")]
+    llmring(tmp_path, *through, "record", "--provider", "openai", "--model", "gpt-4o",
+            "--cost", "0.1")
+    first = tmp_path / "first.note"
+    first.write_text(llmring(tmp_path, *through, "log", "checkpoint").stdout)
+    wit = ["witness", "--dir", str(tmp_path / "witness")]
+    assert llmring(tmp_path, *wit, "init", "--name", "witness.example/w1").exit_code == 0
+    keys = tmp_path / "keys.json"
+    llmring(tmp_path, *through, "signing-keys", "export", "--format", "json", "-o", str(keys))
+    origin = first.read_text().splitlines()[0]
+    assert llmring(tmp_path, *wit, "add-log", origin, "--public-key", str(keys)
+                   ).exit_code == 0
+    held = tmp_path / "held.note"
+    cosigned = llmring(tmp_path, *wit, "cosign", "--checkpoint", str(first), "-o", str(held))
+    assert cosigned.exit_code == 0, cosigned.output
+    vkey = llmring(tmp_path, *wit, "key").stdout.strip()
+    added = as_json(llmring(tmp_path, *through, "log", "add-cosignature", str(held),
+                            "--witness-key", vkey, "--json"))
+    assert added == {"added": ["witness.example/w1"]}
+    served = as_json(llmring(tmp_path, *through, "log", "checkpoint", "--json"))
+    assert "witness.example/w1" in served["note"]
+    refused = llmring(tmp_path, *through, "log", "add-cosignature", str(first))
+    assert refused.exit_code == 2 and "the server refused (400)" in refused.output
