@@ -34,28 +34,26 @@ from ledger.tlog.signing import (
     read_keys,
 )
 
-KEYS_DIR = "keys"
-CHECKPOINTS_DIR = "checkpoints"
-
 
 def _origin(app: App) -> str:
     try:
-        return ledger_origin(app.data)
+        return ledger_origin(app.layout)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
 
 
-def _keyring(app: App) -> KeyRing:
+def _keyring(led: Any) -> KeyRing:
+    """The key ring of the open ledger ``led`` (the directory's one key ring)."""
     try:
-        return KeyRing(app.data / KEYS_DIR, _origin(app))
-    except KeyRingError as exc:
+        return led.notary.keyring
+    except (KeyRingError, ConfigError) as exc:
         raise CliError(str(exc)) from None
 
 
 def _data_keys(app: App) -> list[PublicKeyInfo]:
     """The data directory's public keys, read without taking the ledger's lock."""
     try:
-        return read_keys(app.data / KEYS_DIR)
+        return read_keys(app.layout.keys)
     except KeyRingError as exc:
         raise CliError(str(exc)) from None
 
@@ -81,7 +79,7 @@ def list_keys(app: App, as_json: bool) -> None:
         print_json(public_keys_json(infos))
         return
     if not infos:
-        click.echo(f"no signing keys in {app.data / KEYS_DIR} yet: one is created when the "
+        click.echo(f"no signing keys in {app.layout.keys} yet: one is created when the "
                    "ledger first signs (`llmring log checkpoint`), or by "
                    "`llmring signing-keys rotate`")
         return
@@ -101,8 +99,8 @@ def rotate(app: App, as_json: bool) -> None:
     Retired keys stay listed and published, so everything they signed keeps verifying.
     With no key yet, creates the first one.
     """
-    with app.open():  # the ledger's lock keeps a running writer from racing the rotation
-        keyring = _keyring(app)
+    with app.open() as led:  # the ledger's lock keeps a running writer from racing it
+        keyring = _keyring(led)
         before = keyring.current_info() if keyring.keys() else None
         try:
             key = keyring.rotate()
@@ -132,14 +130,14 @@ def export(app: App, fmt: str, output: Path | None) -> None:
     """Export public keys, for verifying receipts and checkpoints offline."""
     infos = _data_keys(app)
     if not infos:
-        raise CliError(f"no signing keys in {app.data / KEYS_DIR} yet: create one with "
+        raise CliError(f"no signing keys in {app.layout.keys} yet: create one with "
                        "`llmring signing-keys rotate` (or `llmring log checkpoint`)")
     if fmt == "json":
         text = orjson.dumps(public_keys_json(infos), option=orjson.OPT_INDENT_2).decode() + "\n"
     else:
         current = [info for info in infos if info.retired_at is None]
         if len(current) != 1:
-            raise CliError(f"{app.data / KEYS_DIR / 'keys.json'} lists {len(current)} current "
+            raise CliError(f"{app.layout.keys_file} lists {len(current)} current "
                            "keys; run `llmring signing-keys rotate` to fix it")
         text = current[0].pem() if fmt == "pem" else current[0].vkey() + "\n"
     if output is None:
@@ -177,9 +175,7 @@ def checkpoint(app: App, as_json: bool) -> None:
             raise CliError(str(exc)) from None
         except CheckpointError as exc:
             raise CliError(str(exc), EXIT_FAILED_CHECK) from None
-    from ledger.tlog.cosignature_store import cosigned_note
-
-    note = cosigned_note(app.data, signed)  # with the witnesses' cosignatures it holds
+        note = led.notary.cosigned_note(signed)  # with the witnesses' cosignatures it holds
     if as_json:
         print_json({**signed.to_json(), "note": note})
     else:
@@ -199,7 +195,7 @@ def _log_verifiers(app: App, public_key: Path | None) -> list[Any]:
     else:
         infos = _data_keys(app)
         if not infos:
-            raise CliError(f"no signing keys in {app.data / KEYS_DIR}: give the signer's "
+            raise CliError(f"no signing keys in {app.layout.keys}: give the signer's "
                            "public key with --public-key FILE")
     return [Verifier.from_info(info) for info in infos]
 

@@ -229,7 +229,6 @@ def add_cosignature_cmd(app: App, file: Path, witness_keys: tuple[str, ...],
     """
     from ledger.tlog.checkpoint import NoteError
     from ledger.tlog.cosignature import parse_cosigner_vkey
-    from ledger.tlog.cosignature_store import attach_cosignatures
 
     note, _ = _note_or_json(file)
     if note is None:
@@ -239,9 +238,9 @@ def add_cosignature_cmd(app: App, file: Path, witness_keys: tuple[str, ...],
         keys = [parse_cosigner_vkey(k) for k in witness_keys] or None
     except NoteError as exc:
         raise CliError(f"--witness-key: {exc}") from None
-    with app.open(create=False):  # the ledger's lock orders writers of the store
+    with app.open(create=False) as led:  # the ledger's lock orders writers of the store
         try:
-            added = attach_cosignatures(app.data, note, keys)
+            added = led.notary.attach_cosignatures(note, keys)
         except NoteError as exc:
             raise CliError(f"{file}: {exc}", EXIT_FAILED_CHECK) from None
     if as_json:

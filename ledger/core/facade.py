@@ -57,6 +57,7 @@ from ledger.model.schema import LEDGER_FIELDS, PRICE_FIELDS, ROW_INDEX
 from ledger.model.tenant import check_tenant
 from ledger.storage import journal as jr
 from ledger.storage.index import IdEntry, Index
+from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest, ManifestState, Segment
 from ledger.storage.receipt_entries import (
     ReceiptEntry,
@@ -66,7 +67,8 @@ from ledger.storage.receipt_entries import (
     tail_tables,
     unpack_ranges,
 )
-from ledger.storage.segments import PAIR_SCHEMA, SegmentStore, partition_path, rows_to_table
+from ledger.storage.segments import PAIR_SCHEMA, SegmentStore, rows_to_table
+from ledger.tlog.notary import Notary
 from ledger.tlog.tiles import TreeStore
 from projections.snapshot import SegmentRef, Snapshot
 
@@ -192,7 +194,8 @@ class Ledger:
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
         off (checkpoints are then issued on demand and with receipts only)."""
-        self.path = Path(path)
+        self.layout = DataDir(path)
+        self.path = self.layout.root
         self.path.mkdir(parents=True, exist_ok=True)
         self.seal_rows = seal_rows
         self.auto_seal = auto_seal
@@ -222,7 +225,7 @@ class Ledger:
         self._sealer: threading.Thread | None = None
         self._seal_error: BaseException | None = None
         self.checkpoint_interval = checkpoint_interval
-        self._signer: tuple[Any, Any, str] | None = None  # (KeyRing, CheckpointStore, origin)
+        self._notary: Notary | None = None
         self._checkpointed: dict[str, int] = {}  # tenant → log size of its last checkpoint
         self._stop = threading.Event()
         self._cadence: threading.Thread | None = None
@@ -233,7 +236,7 @@ class Ledger:
 
     # -- opening and recovery ------------------------------------------------------------
     def _take_lock(self) -> int:
-        fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -247,10 +250,10 @@ class Ledger:
         return fd
 
     def _open(self) -> None:
-        self.store = SegmentStore(self.path)
-        self.manifest = Manifest(self.path / "manifest.jsonl")
+        self.store = SegmentStore(self.layout)
+        self.manifest = Manifest(self.layout.manifest)
         state = self.manifest.state
-        jdir = self.path / "journal"
+        jdir = self.layout.journal
         jdir.mkdir(exist_ok=True)
         # Journal files already sealed are leftovers of a crash after the manifest commit.
         for number, p in jr.journal_files(jdir):
@@ -270,13 +273,13 @@ class Ledger:
             replay.append(self._replay_file(number, p))
             last = number
         self._pending_replay = replay
-        self.index = Index(self.path / "index.sqlite")
+        self.index = Index(self.layout.index)
         self._catch_up_index(state)
         # Replayed chunks are sealed like any other; new appends go to a fresh file.
         self._frozen = [c for c in replay if c]
         for c in replay:
             if not c:
-                (jdir / f"{c.journal:08d}.wal").unlink(missing_ok=True)
+                self.layout.journal_file(c.journal).unlink(missing_ok=True)
         self._active = TailChunk(journal=last + 1)
         self.journal = jr.Journal(jdir, last + 1)
         self._trees: dict[str, TreeStore] = {}
@@ -469,7 +472,7 @@ class Ledger:
         tree = self._trees.get(tenant)
         if tree is not None:
             return tree
-        tree = TreeStore(self.path / "tree" / f"tenant={tenant}")
+        tree = TreeStore(self.layout.tree(tenant))
         size = self._sizes.get(tenant, 0)
         if tree.size > size:
             tree.truncate(size)
@@ -918,7 +921,7 @@ class Ledger:
         # Encoding, compressing and syncing a segment release the GIL: two at a time.
         with ThreadPoolExecutor(max_workers=SEAL_THREADS) as pool:
             segments = list(pool.map(lambda job: self.store.write(
-                job[2], partition_path("events", job[0], job[1]), f"seg-{name}.parquet",
+                job[2], DataDir.partition("events", job[0], job[1]), f"seg-{name}.parquet",
                 tenant=job[0], date=job[1], kind="events"), jobs))
         pairs: dict[str, list[dict]] = {}
         for chunk in chunks:
@@ -930,7 +933,7 @@ class Ledger:
                 "digest": bytes.fromhex(p["digest"]) if p.get("digest") else None,
                 "recorded_at": p["recorded_at"]} for p in items], schema=PAIR_SCHEMA)
             segments.append(self.store.write(
-                table, partition_path("pairs", tenant), f"pairs-{name}.parquet",
+                table, DataDir.partition("pairs", tenant), f"pairs-{name}.parquet",
                 tenant=tenant, date="", kind="pairs"))
         receipts: dict[str, list[ReceiptEntry]] = {}
         for chunk in chunks:
@@ -938,10 +941,10 @@ class Ledger:
                 receipts.setdefault(entry.tenant, []).append(entry)
         for tenant, entries in sorted(receipts.items()):
             segments.append(self.store.write(
-                receipts_table(entries), f"receipts/tenant={tenant}", f"rcpt-{name}.parquet",
-                tenant=tenant, date="", kind="receipts"))
+                receipts_table(entries), DataDir.partition("receipts", tenant),
+                f"rcpt-{name}.parquet", tenant=tenant, date="", kind="receipts"))
             segments.append(self.store.write(
-                membership_table(entries), f"membership/tenant={tenant}",
+                membership_table(entries), DataDir.partition("membership", tenant),
                 f"mem-{name}.parquet", tenant=tenant, date="", kind="membership"))
         return segments
 
@@ -968,7 +971,7 @@ class Ledger:
                 table = pa.concat_tables([self.store.read(s) for s in segs])
                 table = table.sort_by("seq")
                 new = self.store.write(
-                    table, partition_path("events", t, d),
+                    table, DataDir.partition("events", t, d),
                     f"seg-c{segs[-1].path.rsplit('seg-', 1)[1].removesuffix('.parquet')}"
                     f"-{new_event_id()[-8:]}.parquet", tenant=t, date=d, kind="events")
                 with self._lock:
@@ -1082,16 +1085,14 @@ class Ledger:
             return list(self._receipt_seqs.get(tenant, []))
 
     # -- signed checkpoints (DESIGN §7; notes and the store are ``ledger.tlog.checkpoint``) ----
-    def _signing(self) -> tuple[Any, Any, str]:
-        if self._signer is None:
-            from ledger.storage.config import ledger_origin
-            from ledger.tlog.checkpoint import CheckpointStore
-            from ledger.tlog.signing import KeyRing
-
-            origin = ledger_origin(self.path)
-            self._signer = (KeyRing(self.path / "keys", origin),
-                            CheckpointStore(self.path / "checkpoints"), origin)
-        return self._signer
+    @property
+    def notary(self) -> Notary:
+        """The directory's signing side: origin, key ring, checkpoints, cosignatures (one
+        per open directory, built on first use: reading the origin creates config.json)."""
+        with self._lock:
+            if self._notary is None:
+                self._notary = Notary(self.layout)
+            return self._notary
 
     def checkpoint(self, tenant: str = "default") -> Any:
         """Sign the tenant's log as it is now: a C2SP checkpoint (origin
@@ -1100,13 +1101,13 @@ class Ledger:
         a checkpoint never covers an entry that a crash could lose. If the log has not
         grown since the latest checkpoint, that one is returned."""
         check_tenant(tenant)
-        keyring, store, origin = self._signing()
+        notary = self.notary
         with self._lock:
             self._check_writable()
             self.journal.commit(self.journal.position)
             size = self._sizes.get(tenant, 0)
-            signed = store.issue(f"{origin}/{tenant}", size, self._tree(tenant).root(size),
-                                 keyring)
+            signed = notary.checkpoints.issue(notary.log_origin(tenant), size,
+                                              self._tree(tenant).root(size), notary.keyring)
             self._checkpointed[tenant] = size
             return signed
 
