@@ -22,15 +22,10 @@ from urllib.parse import quote
 
 import orjson
 
+from ledger.errors import CosignatureError
 from ledger.storage.durable import append_line
-from ledger.tlog.checkpoint import (
-    NoteSignature,
-    SignedCheckpoint,
-)
-from ledger.tlog.cosignature import (
-    CosignatureError,
-    parse_signature_line,
-)
+from ledger.tlog.checkpoint import NoteSignature, SignedCheckpoint
+from ledger.tlog.cosignature import parse_signature_line
 from ledger.tlog.signing import now_text
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from ledger.errors import CosignatureError
 from ledger.storage.config import ledger_origin
 from ledger.storage.layout import DataDir
 from ledger.tlog.checkpoint import (
@@ -27,7 +28,6 @@ from ledger.tlog.checkpoint import (
     parse_note,
 )
 from ledger.tlog.cosignature import (
-    CosignatureError,
     CosignerKey,
     add_signatures,
     parse_cosignature,
