@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,9 +98,9 @@ class App:
     server: str | None = None  # --server URL: commands that support it call the server
     api_key: str | None = None
 
-    @property
+    @cached_property
     def layout(self) -> DataDir:
-        """The names of the data directory's files."""
+        """The names of the data directory's files (built once per command)."""
         return DataDir(self.data)
 
     @contextmanager
