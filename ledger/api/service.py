@@ -215,8 +215,8 @@ class LedgerService:
     def add_cosignatures(self, tenant: str, note: str) -> dict[str, Any]:
         """Store the witness cosignatures on ``note``, one of this project's checkpoints
         that the ledger signed (C2SP tlog-cosignature lines)."""
+        from ledger.errors import CosignatureError
         from ledger.tlog.checkpoint import NoteError, parse_checkpoint, parse_note
-        from ledger.tlog.cosignature import CosignatureError
 
         try:
             origin = parse_checkpoint(parse_note(note).text).origin
