@@ -3,15 +3,16 @@
 A small façade over the write core, each part an object that owns its state and is
 handed what it needs:
 
-* ``recovery``    the directory's lock; on open, torn tails cut, leftovers removed, the
-                  journal replayed, the index and trees brought level with the log;
-* ``appender``    validate → assign a gap-free per-project ``seq`` → journal → index,
-                  tail and tree → group-commit fsync → acknowledge; receipt entries;
-* ``idempotency`` id lookups, repeated requests, conversation pairing (the id index);
-* ``tail``        the unsealed events and the table reads see of them;
-* ``sealer``      seals into Parquet segments committed by the manifest, compaction;
-* ``checkpointer``signed checkpoints of the logs, with the directory's ``Notary``;
-* ``logs``        each project's size, receipt seqs and Merkle tree.
+* ``recovery``: the directory's lock; on open, torn tails cut, leftovers removed, the
+  journal replayed, the index and trees brought level with the log;
+* ``appender``: validate → assign a gap-free per-project ``seq`` → journal → index, tail
+  and tree → group-commit fsync → acknowledge; receipt entries;
+* ``idempotency``: id lookups, repeated requests, conversation pairing (the id index);
+* ``tail``: the unsealed events, and the table reads see of them;
+* ``sealer``: seals into Parquet segments committed by the manifest; compaction;
+* ``checkpointer``: signed checkpoints of the logs, with the directory's ``Notary``;
+* ``logs``: each project's size, receipt seqs and Merkle tree;
+* ``guard``: the write lock, and whether writes are still taken.
 
 Reads (listing, counts, rollups) go through ``projections`` over a snapshot of the live
 segment files plus the unsealed tail, so an acknowledged event is visible at once.
