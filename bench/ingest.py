@@ -79,7 +79,7 @@ def batched_run(base: Path, events: int, batch: int, seed: int, *, keep: bool = 
         size = ledger.size(TENANT)
         segs = ledger.manifest.state.segments(TENANT)
         sealed_rows = sum(s.rows for s in segs)
-        tail = ledger._tail_rows()
+        tail = ledger.tail.rows()
     finally:
         ledger.close()
     batches.clear()

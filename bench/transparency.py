@@ -40,10 +40,8 @@ from scale import TENANT, build, existing
 from ledger.core.audit import verify_directory
 from ledger.core.facade import Ledger
 from ledger.model.event import leaf_hash_of
-from ledger.storage.config import ledger_origin
 from ledger.tlog.checkpoint import Checkpoint, CheckpointStore, Verifier
 from ledger.tlog.consistency import check_extends, prove_extends
-from ledger.tlog.signing import KeyRing
 from ledger.tlog.tiles import TreeStore
 
 INGEST_TENANT = "ingest"
@@ -112,8 +110,8 @@ def run_log(args: argparse.Namespace, path: Path) -> bool:
     rng = random.Random(3)
     ok = True
     with Ledger(path) as led:
-        origin = f"{ledger_origin(path)}/{TENANT}"
-        keyring = KeyRing(path / "keys", ledger_origin(path))
+        origin = led.notary.log_origin(TENANT)
+        keyring = led.notary.keyring
         tree = led.tree(TENANT)
         size = led.size(TENANT)
         latest = []

@@ -32,9 +32,9 @@ import orjson
 from ledger.errors import ApiKeyError
 from ledger.model.tenant import check_tenant
 from ledger.storage.durable import write_atomic
+from ledger.storage.layout import DataDir
 from ledger.tlog.signing import now_text
 
-KEYS_FILE = "api-keys.json"
 LOCK_FILE = "api-keys.lock"
 FORMAT = "llmring-api-keys/v1"
 PREFIX = "llr_"
@@ -93,7 +93,7 @@ class ApiKeyStore:
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.directory = Path(data_dir)
-        self.path = self.directory / KEYS_FILE
+        self.path = DataDir(self.directory).api_keys
         self._mutex = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._by_hash: dict[str, ApiKey] = {}

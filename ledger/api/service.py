@@ -26,10 +26,8 @@ from ledger.model.event import Ack, EventIn, format_ts, parse_event, ts_to_us
 from ledger.model.money import NANOS_PER_USD
 from ledger.model.schema import GIVEN
 from ledger.model.tenant import check_tenant
-from ledger.storage.config import ledger_origin
 from ledger.storage.content import ContentStore, content_sha256
-from ledger.tlog.checkpoint import CheckpointStore
-from ledger.tlog.signing import KeyRing, public_keys_json
+from ledger.tlog.signing import public_keys_json
 
 # Keys of a conversation's ``metadata`` that are event fields (the rest stay metadata):
 # every field a caller gives (and its wire alias) but those the conversation log sets.
@@ -73,13 +71,14 @@ class LedgerService:
         self.data = Path(data_dir)
         self.ledger = ledger if ledger is not None else Ledger(self.data)
         try:
-            self.origin = ledger_origin(self.data)
-            self.keyring = KeyRing(self.data / "keys", self.origin)
+            self.notary = self.ledger.notary  # the directory's one key ring and checkpoints
+            self.origin = self.notary.origin
+            self.keyring = self.notary.keyring
             # Never sign with a throw-away key: the first key is created and persisted now.
             self.keyring.current()
-            self.checkpoints = CheckpointStore(self.data / "checkpoints")
-            self.content = ContentStore(self.data)
-            self.receipts = _receipts_facade(self.ledger, self.keyring)
+            self.checkpoints = self.notary.checkpoints
+            self.content = ContentStore(self.ledger.layout)
+            self.receipts = _receipts_facade(self.ledger)
         except BaseException:
             if ledger is None:
                 self.ledger.close()
@@ -236,10 +235,8 @@ class LedgerService:
         """Sign the project's log as it is now (the stored checkpoint when unchanged);
         ``Ledger.checkpoint`` syncs the journal first and issues under the write lock.
         ``cosigned_note`` is the note with every witness cosignature stored for it."""
-        from ledger.tlog.cosignature_store import cosigned_note
-
         signed = self.ledger.checkpoint(tenant)
-        return {**signed.to_json(), "cosigned_note": cosigned_note(self.data, signed)}
+        return {**signed.to_json(), "cosigned_note": self.notary.cosigned_note(signed)}
 
     def log_inclusion(self, tenant: str, log_id: str, size: int | None = None
                       ) -> dict[str, Any]:
@@ -258,8 +255,8 @@ class LedgerService:
     def add_cosignatures(self, tenant: str, note: str) -> dict[str, Any]:
         """Store the witness cosignatures on ``note``, one of this project's checkpoints
         that the ledger signed (C2SP tlog-cosignature lines)."""
+        from ledger.errors import CosignatureError
         from ledger.tlog.checkpoint import NoteError, parse_checkpoint, parse_note
-        from ledger.tlog.cosignature_store import CosignatureError, attach_cosignatures
 
         try:
             origin = parse_checkpoint(parse_note(note).text).origin
@@ -268,7 +265,7 @@ class LedgerService:
         if origin != f"{self.origin}/{tenant}":
             raise NotFoundError(f"no checkpoint of origin {origin!r} in this project")
         try:
-            added = attach_cosignatures(self.data, note)
+            added = self.notary.attach_cosignatures(note)
         except (CosignatureError, NoteError) as exc:
             raise RequestError(str(exc)) from None
         return {"added": added, "origin": origin}
@@ -373,12 +370,12 @@ def _ts_text(value: datetime | None) -> str | None:
     return format_ts(ts_to_us(value.astimezone(UTC)))
 
 
-def _receipts_facade(ledger: Ledger, keyring: KeyRing) -> Any:
+def _receipts_facade(ledger: Ledger) -> Any:
     try:
         from ledger.receipts.issuance import Receipts
     except ImportError:  # pragma: no cover - a build without receipts
         return None
-    return Receipts(ledger, keyring)
+    return Receipts(ledger)
 
 
 __all__ = ["LedgerService", "NotFoundError", "RequestError", "ack_json", "window"]

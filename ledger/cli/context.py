@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +44,7 @@ from ledger.errors import (
 from ledger.model.dates import parse_bound
 from ledger.model.event import format_ts, ts_to_us
 from ledger.model.money import format_usd
+from ledger.storage.layout import DataDir
 
 EXIT_OK = 0
 EXIT_FAILED_CHECK = 1
@@ -98,6 +100,11 @@ class App:
     server: str | None = None  # --server URL: commands that support it call the server
     api_key: str | None = None
 
+    @cached_property
+    def layout(self) -> DataDir:
+        """The names of the data directory's files (built once per command)."""
+        return DataDir(self.data)
+
     @contextmanager
     def open(self, *, create: bool = True) -> Iterator[Any]:
         """Open the ledger for one command and close it after (closing seals the journal).
@@ -123,7 +130,7 @@ class App:
             led.close()
 
     def require_existing(self) -> None:
-        if not (self.data / "manifest.jsonl").exists() and not (self.data / "journal").is_dir():
+        if not self.layout.holds_ledger():
             raise CliError(f"no ledger in {self.data} (use --data DIR, or create one with "
                            "`llmring ingest FILE` or `llmring demo`)")
 

@@ -23,7 +23,7 @@ from ledger.cli.context import (
     print_json,
     stdout_console,
 )
-from ledger.cli.signing_keys import KEYS_DIR, data_keys, server_keys
+from ledger.cli.signing_keys import data_keys, server_keys
 from ledger.cli.witness import note_or_json
 from ledger.tlog.signing import PublicKeyFormatError, load_public_keys
 
@@ -69,7 +69,7 @@ def _log_verifiers(app: App, public_key: Path | None) -> list[Any]:
     else:
         infos = data_keys(app)
         if not infos:
-            raise CliError(f"no signing keys in {app.data / KEYS_DIR}: give the signer's "
+            raise CliError(f"no signing keys in {app.layout.keys}: give the signer's "
                            "public key with --public-key FILE")
     return [Verifier.from_info(info) for info in infos]
 
@@ -351,11 +351,9 @@ def add_cosignature_cmd(app: App, file: Path, witness_keys: tuple[str, ...],
 def _attach(app: App, file: Path, note: str, keys: Any) -> list[str]:
     """Store the cosignatures in the data directory's store."""
     from ledger.tlog.checkpoint import NoteError
-    from ledger.tlog.cosignature_store import attach_cosignatures
-
-    with app.open(create=False):  # the ledger's lock orders writers of the store
+    with app.open(create=False) as led:  # the ledger's lock orders writers of the store
         try:
-            return attach_cosignatures(app.data, note, keys)
+            return led.notary.attach_cosignatures(note, keys)
         except NoteError as exc:
             raise CliError(f"{file}: {exc}", EXIT_FAILED_CHECK) from None
 

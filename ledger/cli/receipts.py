@@ -367,7 +367,7 @@ def verify(ctx: click.Context, file: Path, key_file: Path | None, policy_file: P
     if key_file is None and app is not None and app.server:
         keys = server_keys(app)
     elif key_file is None:
-        default = app.data / "keys" / "keys.json" if app is not None else None
+        default = app.layout.keys_file if app is not None else None
         if default is None or not default.exists():
             raise CliError(f"no public keys: pass --public-key FILE (the ledger's PEM or "
                            f"public-keys JSON); {default or 'the data directory'} has none")

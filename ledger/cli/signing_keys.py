@@ -4,6 +4,7 @@ and checkpoints (on the data directory only)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
@@ -28,28 +29,26 @@ from ledger.tlog.signing import (
     read_keys,
 )
 
-KEYS_DIR = "keys"
-CHECKPOINTS_DIR = "checkpoints"
-
 
 def _origin(app: App) -> str:
     try:
-        return ledger_origin(app.data)
+        return ledger_origin(app.layout)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
 
 
-def _keyring(app: App) -> KeyRing:
+def _keyring(led: Any) -> KeyRing:
+    """The key ring of the open ledger ``led`` (the directory's one key ring)."""
     try:
-        return KeyRing(app.data / KEYS_DIR, _origin(app))
-    except KeyRingError as exc:
+        return led.notary.keyring
+    except (KeyRingError, ConfigError) as exc:
         raise CliError(str(exc)) from None
 
 
 def data_keys(app: App) -> list[PublicKeyInfo]:
     """The data directory's public keys, read without taking the ledger's lock."""
     try:
-        return read_keys(app.data / KEYS_DIR)
+        return read_keys(app.layout.keys)
     except KeyRingError as exc:
         raise CliError(str(exc)) from None
 
@@ -90,7 +89,7 @@ def list_keys(app: App, as_json: bool) -> None:
         print_json(public_keys_json(infos))
         return
     if not infos:
-        click.echo(f"no signing keys in {app.data / KEYS_DIR} yet: one is created when the "
+        click.echo(f"no signing keys in {app.layout.keys} yet: one is created when the "
                    "ledger first signs (`llmring log checkpoint`), or by "
                    "`llmring signing-keys rotate`")
         return
@@ -111,8 +110,8 @@ def rotate(app: App, as_json: bool) -> None:
     Retired keys stay listed and published, so everything they signed keeps verifying.
     With no key yet, creates the first one.
     """
-    with app.open():  # the ledger's lock keeps a running writer from racing the rotation
-        keyring = _keyring(app)
+    with app.open() as led:  # the ledger's lock keeps a running writer from racing it
+        keyring = _keyring(led)
         before = keyring.current_info() if keyring.keys() else None
         try:
             key = keyring.rotate()
@@ -143,14 +142,14 @@ def export(app: App, fmt: str, output: Path | None) -> None:
     --server, the keys the server publishes)."""
     infos = server_keys(app) if app.server else data_keys(app)
     if not infos:
-        raise CliError(f"no signing keys in {app.data / KEYS_DIR} yet: create one with "
+        raise CliError(f"no signing keys in {app.layout.keys} yet: create one with "
                        "`llmring signing-keys rotate` (or `llmring log checkpoint`)")
     if fmt == "json":
         text = orjson.dumps(public_keys_json(infos), option=orjson.OPT_INDENT_2).decode() + "\n"
     else:
         current = [info for info in infos if info.retired_at is None]
         if len(current) != 1:
-            raise CliError(f"{app.data / KEYS_DIR / 'keys.json'} lists {len(current)} current "
+            raise CliError(f"{app.layout.keys_file} lists {len(current)} current "
                            "keys; run `llmring signing-keys rotate` to fix it")
         text = current[0].pem() if fmt == "pem" else current[0].vkey() + "\n"
     if output is None:

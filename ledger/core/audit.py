@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
 from ledger.model.schema import ROW_FIELDS, STORED_FIELDS
 from ledger.storage import journal as jr
+from ledger.storage.layout import DataDir
 from ledger.storage.manifest import check_chain, read_lines
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
@@ -52,7 +53,7 @@ from ledger.tlog.merkle import (
     tree_levels_from_buffer,
 )
 from ledger.tlog.signing import KeyRingError, read_keys
-from ledger.tlog.tiles import TILE_WIDTH
+from ledger.tlog.tiles import TILE_WIDTH, level_file
 
 Progress = Callable[[int, int], None]
 
@@ -111,13 +112,14 @@ class _TenantLog:
 
 def verify_directory(path: str | os.PathLike[str], *,
                      progress: Progress | None = None) -> AuditReport:
-    root = Path(path)
+    layout = DataDir(path)
+    root = layout.root
     report = AuditReport()
-    if not (root / "manifest.jsonl").exists() and not (root / "journal").exists():
+    if not layout.manifest.exists() and not layout.journal.exists():
         report.add("directory", str(root), "not a ledger data directory (no manifest.jsonl "
                    "and no journal/)")
         return report
-    lines, torn = read_lines(root / "manifest.jsonl")
+    lines, torn = read_lines(layout.manifest)
     if torn:
         report.notes.append("manifest.jsonl ends in a torn line (a crash mid-append); the "
                             "writer cuts it off on its next open")
@@ -125,7 +127,7 @@ def verify_directory(path: str | os.PathLike[str], *,
     for c in chain:
         report.add("manifest", f"manifest.jsonl line {c.line}", c.message)
 
-    store = SegmentStore(root)
+    store = SegmentStore(layout)
     logs: dict[str, _TenantLog] = {}
     live = sorted(state.live.values(), key=lambda s: (s.tenant, s.kind, s.seq_min))
     total = len(live)
@@ -134,14 +136,14 @@ def verify_directory(path: str | os.PathLike[str], *,
         if progress is not None:
             progress(done, total)
 
-    for number, jpath in jr.journal_files(root / "journal"):
+    for number, jpath in jr.journal_files(layout.journal):
         if number <= state.sealed_journal:
             continue
         _check_journal(jpath, report, logs)
 
-    checkpoints = _load_checkpoints(root, report)
+    checkpoints = _load_checkpoints(layout, report)
     for tenant, log in sorted(logs.items()):
-        _check_log(root, tenant, log, report, checkpoints.pop(tenant, []))
+        _check_log(layout, tenant, log, report, checkpoints.pop(tenant, []))
     for tenant, signed in sorted(checkpoints.items()):
         if signed:
             top = max(signed, key=lambda c: c.checkpoint.size)
@@ -151,27 +153,28 @@ def verify_directory(path: str | os.PathLike[str], *,
     return report
 
 
-def _load_checkpoints(root: Path, report: AuditReport) -> dict[str, list[SignedCheckpoint]]:
+def _load_checkpoints(layout: DataDir, report: AuditReport
+                      ) -> dict[str, list[SignedCheckpoint]]:
     """Every stored checkpoint whose signature verifies with the directory's keys, per
     project; a damaged or badly signed one is a problem."""
-    cdir = root / "checkpoints"
+    cdir = layout.checkpoints
     files = sorted(cdir.glob("*.jsonl")) if cdir.is_dir() else []
     if not files:
         return {}
     try:
-        origin = orjson.loads((root / "config.json").read_bytes())["origin"]
+        origin = orjson.loads(layout.config.read_bytes())["origin"]
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
         report.add("checkpoint", "config.json", "missing or damaged, so the checkpoints' "
                    "origin cannot be checked")
         return {}
     try:
-        verifiers = [Verifier.from_info(i) for i in read_keys(root / "keys")]
+        verifiers = [Verifier.from_info(i) for i in read_keys(layout.keys)]
     except KeyRingError as exc:
         report.add("checkpoint", "keys/keys.json", str(exc))
         return {}
     out: dict[str, list[SignedCheckpoint]] = {}
     for path in files:
-        where = str(path.relative_to(root))
+        where = str(path.relative_to(layout.root))
         for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
             if not line:
                 continue
@@ -365,7 +368,7 @@ def _check_journal(path: Path, report: AuditReport, logs: dict[str, _TenantLog])
         log.ids.append(pa.array(ids, pa.string()))
 
 
-def _check_log(root: Path, tenant: str, log: _TenantLog, report: AuditReport,
+def _check_log(layout: DataDir, tenant: str, log: _TenantLog, report: AuditReport,
                checkpoints: list[SignedCheckpoint]) -> None:
     seqs = pa.chunked_array(log.seqs, pa.int64())
     order = pc.sort_indices(seqs)
@@ -405,14 +408,14 @@ def _check_log(root: Path, tenant: str, log: _TenantLog, report: AuditReport,
     _check_checkpoints(tenant, checkpoints, roots, n, report)
     report.tenants[tenant] = {"size": n, "root": tree_root.hex(),
                               "receipts": len(log.receipts)}
-    _check_receipts(root, tenant, log, sorted_seqs.to_numpy(), leaf_bytes, report)
-    _check_tree_files(root / "tree" / f"tenant={tenant}", leaf_bytes, leaf_list, where,
+    _check_receipts(layout, tenant, log, sorted_seqs.to_numpy(), leaf_bytes, report)
+    _check_tree_files(layout.tree(tenant), leaf_bytes, leaf_list, where,
                       report)
 
 
 def _check_tree_files(tdir: Path, leaf_bytes: bytes, leaves: list[bytes], where: str,
                       report: AuditReport) -> None:
-    level0 = tdir / "level-0.bin"
+    level0 = level_file(tdir, 0)
     if not level0.exists():
         report.add("tree", where, f"{level0} is missing (the writer rebuilds it on open)")
         return
@@ -430,7 +433,7 @@ def _check_tree_files(tdir: Path, leaf_bytes: bytes, leaves: list[bytes], where:
     below = leaves
     level = 1
     while len(below) >= TILE_WIDTH:
-        path = tdir / f"level-{level}.bin"
+        path = level_file(tdir, level)
         computed = [root_from_leaf_hashes(below[i:i + TILE_WIDTH])
                     for i in range(0, len(below) - TILE_WIDTH + 1, TILE_WIDTH)]
         data = path.read_bytes() if path.exists() else b""
@@ -445,13 +448,13 @@ def _check_tree_files(tdir: Path, leaf_bytes: bytes, leaves: list[bytes], where:
         level += 1
 
 
-def _check_receipts(root: Path, tenant: str, log: _TenantLog, seqs: np.ndarray,
+def _check_receipts(layout: DataDir, tenant: str, log: _TenantLog, seqs: np.ndarray,
                     leaf_bytes: bytes, report: AuditReport) -> None:
     """Each receipt against its membership, the member events and the public keys."""
     from ledger.receipts.verification import verify_receipt
     from ledger.tlog.signing import KeyRingError, PublicKeyFormatError, load_public_keys
 
-    keys_file = root / "keys" / "keys.json"
+    keys_file = layout.keys_file
     keys = None
     if log.receipts:
         try:

@@ -58,7 +58,7 @@ def prune_content(ledger: Any, tenant: str, older_than: timedelta, *,
                "SELECT content_sha256, max(ts) < $cutoff FROM {src} "
                "WHERE content_sha256 IS NOT NULL GROUP BY content_sha256 "
                "HAVING min(ts) < $cutoff", {"cutoff": cutoff}) or []
-    store = ContentStore(ledger.path)
+    store = ContentStore(ledger.layout)
     files = size = kept = 0
     dirs = set()
     for digest, all_old in rows:

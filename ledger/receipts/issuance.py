@@ -38,10 +38,8 @@ from ledger.errors import ReceiptNotFoundError, ReceiptRequestError
 from ledger.model.dates import parse_bound
 from ledger.model.event import canonical_json, format_ts, now_us, ts_to_us
 from ledger.model.tenant import TenantError, check_tenant
-from ledger.storage.config import ledger_origin
 from ledger.storage.receipt_entries import runs_of, seqs_of
-from ledger.tlog.checkpoint import CheckpointStore, parse_checkpoint, parse_note
-from ledger.tlog.cosignature_store import cosigned_note, latest_cosigned_from
+from ledger.tlog.checkpoint import parse_checkpoint, parse_note
 from ledger.tlog.merkle import (
     HASH_SIZE,
     MemoryTree,
@@ -51,7 +49,7 @@ from ledger.tlog.merkle import (
     root_from_leaf_hashes,
     tree_levels_from_buffer,
 )
-from ledger.tlog.signing import KeyRing, PublicKeyInfo, encode_signature
+from ledger.tlog.signing import PublicKeyInfo, encode_signature
 from projections import receipts as pr
 
 BUNDLE_FORMAT = "ledger-proof/v1"
@@ -203,12 +201,13 @@ class Receipts:
     origin), signed checkpoints in ``<data>/checkpoints``, and per-receipt tile caches
     (derived, rebuilt when missing) in ``<data>/rtree``."""
 
-    def __init__(self, ledger: Any, keyring: KeyRing | None = None) -> None:
+    def __init__(self, ledger: Any) -> None:
         self.ledger = ledger
-        self.path = Path(ledger.path)
-        self.origin = ledger_origin(self.path)
-        self.keyring = keyring or KeyRing(self.path / "keys", self.origin)
-        self.checkpoints = CheckpointStore(self.path / "checkpoints")
+        self.layout = ledger.layout
+        self.notary = ledger.notary  # the directory's one key ring and checkpoint store
+        self.origin = self.notary.origin
+        self.keyring = self.notary.keyring
+        self.checkpoints = self.notary.checkpoints
         self._tile_trees: OrderedDict[tuple[str, str], MemoryTree] = OrderedDict()
 
     def log_origin(self, tenant: str) -> str:
@@ -389,7 +388,7 @@ class Receipts:
         return self._leaf_buffer(tenant, seqs_of(runs))
 
     def _tiles_path(self, tenant: str, receipt_id: str) -> Path:
-        return self.path / "rtree" / f"tenant={tenant}" / f"{receipt_id}.bin"
+        return self.layout.receipt_tree(tenant, receipt_id)
 
     def _save_tiles(self, tenant: str, receipt_id: str, tiles: bytes) -> None:
         """Cache the receipt tree's 256-leaf tile hashes (derived data: no fsync; a
@@ -534,11 +533,11 @@ class Receipts:
         signed = self.checkpoints.at_size(cp["origin"], int(cp["size"]))
         if signed is not None:
             log_path = self.ledger.tree(tenant).inclusion_proof(ack.seq, int(cp["size"]))
-            bundle["log_proof"] = {"checkpoint": cosigned_note(self.path, signed),
+            bundle["log_proof"] = {"checkpoint": self.notary.cosigned_note(signed),
                                    "leaf_index": ack.seq,
                                    "tree_size": int(cp["size"]),
                                    "audit_path": [h.hex() for h in log_path]}
-            witnessed = latest_cosigned_from(self.path, cp["origin"], int(cp["size"]) + 1)
+            witnessed = self.notary.latest_cosigned_from(cp["origin"], int(cp["size"]) + 1)
             if witnessed is not None:  # a later cosigned checkpoint, linked by consistency
                 later = parse_checkpoint(parse_note(witnessed).text).size
                 link = self.ledger.tree(tenant).consistency_proof(int(cp["size"]), later)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ledger.errors import ConfigError
 from ledger.storage.durable import write_atomic
+from ledger.storage.layout import DataDir
 
-CONFIG_FILE = "config.json"
 DEFAULT_ORIGIN = "llmring-ledger.local"
 ORIGIN_ENV = "LLMRING_LEDGER_ORIGIN"
 
@@ -37,10 +36,11 @@ def check_origin(origin: str) -> str:
     return origin
 
 
-def load_config(data_dir: Path) -> dict[str, Any]:
-    """The directory's configuration, creating ``config.json`` (and the directory) on
-    first use."""
-    path = Path(data_dir) / CONFIG_FILE
+def load_config(data_dir: DataDir | str | os.PathLike[str]) -> dict[str, Any]:
+    """The directory's configuration (the directory given by its ``DataDir`` or its path),
+    creating ``config.json`` (and the directory) on first use."""
+    layout = data_dir if isinstance(data_dir, DataDir) else DataDir(data_dir)
+    path = layout.config
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -63,6 +63,6 @@ def load_config(data_dir: Path) -> dict[str, Any]:
     return config
 
 
-def ledger_origin(data_dir: Path) -> str:
+def ledger_origin(data_dir: DataDir | str | os.PathLike[str]) -> str:
     """The ledger origin of ``data_dir`` (the name of its signing keys)."""
     return str(load_config(data_dir)["origin"])

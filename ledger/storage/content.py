@@ -19,8 +19,8 @@ import rfc8785
 from ledger.errors import ContentError
 from ledger.model.tenant import check_tenant
 from ledger.storage.durable import write_atomic
+from ledger.storage.layout import DataDir
 
-CONTENT_DIR = "content"
 MAX_CONTENT_BYTES = 4 * 1024 * 1024
 
 
@@ -43,12 +43,13 @@ def content_sha256(messages: Any, response: Any) -> str:
 class ContentStore:
     """Content files of one data directory."""
 
-    def __init__(self, data_dir: str | Path) -> None:
-        self.directory = Path(data_dir) / CONTENT_DIR
+    def __init__(self, layout: DataDir) -> None:
+        self.layout = layout
+        self.directory = layout.content
 
     def path(self, tenant: str, digest: str) -> Path:
         check_tenant(tenant)
-        return self.directory / f"tenant={tenant}" / digest[:2] / f"{digest}.json"
+        return self.layout.content_file(tenant, digest)
 
     def put(self, tenant: str, messages: Any, response: Any) -> str:
         """Store the content durably; return its ``content_sha256``."""

@@ -47,6 +47,7 @@ from pathlib import Path
 import orjson
 
 from ledger.errors import JournalError
+from ledger.storage.layout import JOURNAL_SUFFIX, journal_name
 
 FRAME = struct.Struct("<II")
 EVENT_HEAD = struct.Struct("<Qq16s")
@@ -231,7 +232,7 @@ def read_records(path: Path) -> tuple[list[Record], int, int]:
 
 def journal_files(directory: Path) -> list[tuple[int, Path]]:
     out = []
-    for p in directory.glob("*.wal"):
+    for p in directory.glob(f"*{JOURNAL_SUFFIX}"):
         try:
             out.append((int(p.stem), p))
         except ValueError:
@@ -268,7 +269,7 @@ class Journal:
         self._open(number)
 
     def _open(self, number: int) -> None:
-        path = self.directory / f"{number:08d}.wal"
+        path = self.directory / journal_name(number)
         existed = path.exists()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.number = number
@@ -277,7 +278,7 @@ class Journal:
 
     @property
     def path(self) -> Path:
-        return self.directory / f"{self.number:08d}.wal"
+        return self.directory / journal_name(self.number)
 
     @property
     def position(self) -> int:

@@ -24,9 +24,13 @@ other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
+import orjson
 import pyarrow as pa
+
+from ledger.model.event import leaf_hash_of, ts_to_us
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -62,6 +66,18 @@ class ReceiptEntry:
     canonical: bytes
     leaf_hash: bytes
     ranges: np.ndarray  # shape (k, 2), int64, inclusive runs of event seqs, ascending
+
+    @classmethod
+    def of(cls, tenant: str, seq: int, recorded_at_us: int, canonical: bytes,
+           ranges: bytes) -> ReceiptEntry:
+        """The entry of a receipt's canonical bytes and its packed ranges (as journaled)."""
+        receipt = orjson.loads(canonical)
+        return cls(
+            tenant=tenant, seq=seq, recorded_at_us=recorded_at_us,
+            timestamp_us=ts_to_us(datetime.fromisoformat(receipt["timestamp"])),
+            receipt_id=receipt["receipt_id"], certified_count=int(receipt["certified_count"]),
+            canonical=canonical, leaf_hash=leaf_hash_of(canonical),
+            ranges=unpack_ranges(ranges))
 
 
 def runs_of(seqs: np.ndarray) -> np.ndarray:

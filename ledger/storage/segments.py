@@ -29,6 +29,7 @@ from pyarrow import fs as pafs
 
 from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA, TS_TYPE
 from ledger.storage.journal import fsync_dir
+from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Segment
 
 ROW_GROUP = 16_384  # rows are in seq order: small groups give tight seq statistics
@@ -52,17 +53,12 @@ def rows_to_table(rows: Sequence[tuple[Any, ...]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
-def partition_path(kind: str, tenant: str, date: str | None = None) -> str:
-    if kind == "events":
-        return f"events/tenant={tenant}/date={date}"
-    return f"pairs/tenant={tenant}"
-
-
 class SegmentStore:
     """Writes and reads segment files under a data directory through ``pyarrow.fs``."""
 
-    def __init__(self, root: Path, filesystem: pafs.FileSystem | None = None) -> None:
-        self.root = root
+    def __init__(self, layout: DataDir, filesystem: pafs.FileSystem | None = None) -> None:
+        self.layout = layout
+        self.root = layout.root
         self.fs = filesystem or pafs.LocalFileSystem()
         self._local = isinstance(self.fs, pafs.LocalFileSystem)
 
@@ -127,8 +123,7 @@ class SegmentStore:
         """Files under events/, pairs/, receipts/ and membership/ that no manifest record
         names (crash leftovers)."""
         out = []
-        for top in ("events", "pairs", "receipts", "membership"):
-            base = self.root / top
+        for base in self.layout.segment_folders():
             if not base.exists():
                 continue
             selector = pafs.FileSelector(str(base), recursive=True)

@@ -327,10 +327,13 @@ def verify_checkpoint(note: str, verifiers: Sequence[Verifier], *,
 class CheckpointStore:
     """Every checkpoint the ledger signed, per log origin, in append-only JSON-lines files.
     ``all`` scans one origin's file, ``latest`` reads only its end, and ``at_size`` finds
-    the line by an index of sizes and offsets kept in memory (``_SizeIndex``)."""
+    the line by an index of sizes and offsets kept in memory (``_SizeIndex``, one per
+    origin file, owned by this store: one store per open data directory)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        self._size_indexes: dict[Path, _SizeIndex] = {}
+        self._size_lock = threading.Lock()
 
     def path(self, origin: str) -> Path:
         return self.directory / f"{quote(origin, safe='')}.jsonl"
@@ -377,10 +380,10 @@ class CheckpointStore:
     def at_size(self, origin: str, size: int) -> SignedCheckpoint | None:
         """The checkpoint of ``origin`` signed at ``size``, if any."""
         path = self.path(origin)
-        with _SIZE_INDEXES_LOCK:
-            index = _SIZE_INDEXES.get(path)
+        with self._size_lock:
+            index = self._size_indexes.get(path)
             if index is None:
-                index = _SIZE_INDEXES[path] = _SizeIndex()
+                index = self._size_indexes[path] = _SizeIndex()
             line = index.line_at(path, size, lambda raw: self._read(raw, origin))
         if line is None:
             return None
@@ -453,10 +456,6 @@ class _SizeIndex:
         self.sizes.append(size)
         self.offsets.append(self.end)
         self.end += len(line)
-
-
-_SIZE_INDEXES: dict[Path, _SizeIndex] = {}
-_SIZE_INDEXES_LOCK = threading.Lock()
 
 
 def _last_line(path: Path, block: int = 8192) -> bytes | None:

@@ -114,8 +114,6 @@ def prove_inclusion(ledger: Any, tenant: str, event_id: str, *,
     the current one (signed now if the log grew), or the stored one at ``size``. Raises
     ``LookupError`` for an unknown event or a size no checkpoint was signed at, and
     ``ValueError`` for an event after that checkpoint."""
-    from ledger.tlog.checkpoint import CheckpointStore
-
     ack = ledger.resolve(tenant, [event_id]).get(event_id)
     if ack is None:
         raise LookupError(f"no log {event_id!r} in project {tenant!r}")
@@ -123,7 +121,7 @@ def prove_inclusion(ledger: Any, tenant: str, event_id: str, *,
         signed = ledger.checkpoint(tenant)
     else:
         origin = ledger.checkpoint(tenant).checkpoint.origin
-        signed = CheckpointStore(ledger.path / "checkpoints").at_size(origin, size)
+        signed = ledger.notary.checkpoints.at_size(origin, size)
         if signed is None:
             raise LookupError(f"no checkpoint of {origin} was signed at size {size}")
     n = signed.checkpoint.size

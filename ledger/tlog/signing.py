@@ -40,6 +40,7 @@ import orjson
 from ledger.errors import KeyRingError, PublicKeyFormatError, SignatureFormatError
 from ledger.model.event import format_ts, now_us
 from ledger.storage.durable import create_private, write_atomic
+from ledger.storage.layout import KEYS_FILE
 
 ALGORITHM = "ed25519"
 SIGNATURE_TYPE_ED25519 = 0x01  # the C2SP signed-note signature type byte
@@ -48,7 +49,6 @@ SEED_SIZE = 32
 SIGNATURE_SIZE = 64
 SIGNATURE_PREFIX = f"{ALGORITHM}:"
 SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")  # DER of an Ed25519 SPKI, minus the key
-KEYS_FILE = "keys.json"
 KEYS_FORMAT = "llmring-ledger-public-keys/v1"
 
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")

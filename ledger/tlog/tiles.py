@@ -39,6 +39,11 @@ TILE_WIDTH = 1 << TILE_HEIGHT
 _REPAIR_CHUNK = 1024  # tiles rebuilt per read while repairing
 
 
+def level_file(directory: Path, level: int) -> Path:
+    """The file of one level of the tree kept in ``directory``."""
+    return Path(directory) / f"level-{level}.bin"
+
+
 def _tile_hashes(hashes: list[bytes]) -> list[bytes]:
     """Hashes of the consecutive full tiles in ``hashes`` (length a multiple of 256)."""
     for _ in range(TILE_HEIGHT):
@@ -68,7 +73,7 @@ class TreeStore:
     # --- opening and crash repair ---------------------------------------------------
 
     def _path(self, level: int) -> Path:
-        return self._dir / f"level-{level}.bin"
+        return level_file(self._dir, level)
 
     def _open_level(self, level: int) -> None:
         fd = os.open(self._path(level), os.O_RDWR | os.O_CREAT, 0o644)

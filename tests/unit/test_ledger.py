@@ -10,6 +10,7 @@ import pytest
 
 from ledger import EventValidationError, IdConflictError, Ledger, LedgerLockedError
 from ledger.core.audit import verify_directory
+from ledger.core.idempotency import Idempotency
 from ledger.tlog.merkle import root_from_leaf_hashes, verify_inclusion
 from projections.rollups import RollupError, rollup
 from tests.conftest import usage
@@ -234,8 +235,8 @@ def test_reopening_after_compaction_does_not_reindex_the_log(
         ledger_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _sealed_and_compacted(ledger_dir)
     calls: list[str] = []
-    real = Ledger._index_segment
-    monkeypatch.setattr(Ledger, "_index_segment",
+    real = Idempotency.index_segment
+    monkeypatch.setattr(Idempotency, "index_segment",
                         lambda self, seg: (calls.append(seg.path), real(self, seg)))
     with Ledger(ledger_dir, pricer=None) as led:
         assert not led.append(usage(event_id="b1-3", ts="2025-10-01T12:00:00Z"),

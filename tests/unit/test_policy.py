@@ -19,9 +19,10 @@ from ledger.cli.main import cli
 from ledger.receipts.issuance import Receipts
 from ledger.receipts.verification import verify_bundle
 from ledger.storage.config import ledger_origin
+from ledger.storage.layout import DataDir
 from ledger.tlog.checkpoint import NoteError, parse_note
 from ledger.tlog.cosignature import cosign, cosigner_of
-from ledger.tlog.cosignature_store import attach_cosignatures, cosigned_note_at
+from ledger.tlog.notary import Notary
 from ledger.tlog.policy import (
     Policy,
     PolicyError,
@@ -174,9 +175,9 @@ def world(tmp_path: Path) -> dict[str, Any]:
 
 def _witness_receipt(world: dict[str, Any]) -> str:
     cp = world["receipt"]["log_checkpoint"]
-    note = cosigned_note_at(world["path"], cp["origin"], cp["size"])
+    note = Notary(DataDir(world["path"])).cosigned_note_at(cp["origin"], cp["size"])
     cosigned = world["witness"].cosign(note, [])
-    attach_cosignatures(world["path"], cosigned, [world["witness"].public_key()])
+    Notary(DataDir(world["path"])).attach_cosignatures(cosigned, [world["witness"].public_key()])
     return cosigned
 
 
@@ -202,7 +203,7 @@ def test_the_receipt_of_a_forked_log_fails_the_policy(world) -> None:
     shutil.copy(world["path"] / "config.json", forked / "config.json")
     receipt, _ = _receipt_and_bundle(forked, [f"x{i}" for i in range(8)])
     cp = receipt["log_checkpoint"]
-    note = cosigned_note_at(forked, cp["origin"], cp["size"])
+    note = Notary(DataDir(forked)).cosigned_note_at(cp["origin"], cp["size"])
     with _ledger(forked) as led:
         proof = led.tree("default").consistency_proof(5, cp["size"])
     with pytest.raises(WitnessRefusal):
@@ -275,7 +276,7 @@ def test_log_verify_checkpoint_applies_the_policy(world) -> None:
     policy = _write_policy(world)
     cp = world["receipt"]["log_checkpoint"]
     note = world["tmp"] / "cp.note"
-    note.write_text(cosigned_note_at(world["path"], cp["origin"], cp["size"]))
+    note.write_text(Notary(DataDir(world["path"])).cosigned_note_at(cp["origin"], cp["size"]))
     res = _cli(world, "log", "verify-checkpoint", str(note), "--policy", str(policy))
     assert res.exit_code == 1 and "0 valid witness" in res.output
     note.write_text(_witness_receipt(world))
@@ -297,7 +298,7 @@ def test_a_malformed_policy_file_is_a_usage_error(world) -> None:
 def test_stored_cosignatures_are_served_with_the_checkpoint(world) -> None:
     cosigned = _witness_receipt(world)
     cp = world["receipt"]["log_checkpoint"]
-    served = cosigned_note_at(world["path"], cp["origin"], cp["size"])
+    served = Notary(DataDir(world["path"])).cosigned_note_at(cp["origin"], cp["size"])
     assert parse_note(served).signatures == parse_note(cosigned).signatures
 
 
@@ -307,7 +308,7 @@ def _witness_latest(world: dict[str, Any]) -> str:
         led.append_many([usage(event_id="later")])
         note = led.checkpoint("default").note
     cosigned = world["witness"].cosign(note, [])
-    attach_cosignatures(world["path"], cosigned, [world["witness"].public_key()])
+    Notary(DataDir(world["path"])).attach_cosignatures(cosigned, [world["witness"].public_key()])
     return cosigned
 
 

@@ -16,6 +16,7 @@ from ledger.core.retention import RetentionError, parse_age, prune_content
 from ledger.receipts.issuance import Receipts
 from ledger.receipts.verification import verify_bundle
 from ledger.storage.content import ContentStore
+from ledger.storage.layout import DataDir
 from tests.conftest import usage
 
 NOW = datetime.now(UTC)
@@ -36,7 +37,7 @@ def _conversation(led: Ledger, store: ContentStore, event_id: str, text: str,
 @pytest.fixture
 def data(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     path = tmp_path / "data"
-    store = ContentStore(path)
+    store = ContentStore(DataDir(path))
     with Ledger(path, pricer=None) as led:
         digests = {
             "old": _conversation(led, store, "old", "an old question", 120),
@@ -52,7 +53,7 @@ def test_content_older_than_the_age_is_deleted_and_newer_is_kept(data) -> None:
     path, digests = data
     with Ledger(path, pricer=None) as led:
         result = prune_content(led, "a", timedelta(days=90))
-    store = ContentStore(path)
+    store = ContentStore(DataDir(path))
     assert (result.files, result.kept_shared) == (1, 1)
     assert store.get("a", digests["old"]) is None
     assert store.get("a", digests["shared"]) is not None  # a newer call names it too
@@ -78,7 +79,7 @@ def test_a_dry_run_deletes_nothing(data) -> None:
     with Ledger(path, pricer=None) as led:
         result = prune_content(led, "a", timedelta(days=90), dry_run=True)
     assert result.files == 1 and result.dry_run
-    assert ContentStore(path).get("a", digests["old"]) is not None
+    assert ContentStore(DataDir(path)).get("a", digests["old"]) is not None
 
 
 def test_pruning_twice_deletes_nothing_more(data) -> None:

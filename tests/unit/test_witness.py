@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from ledger import Ledger
 from ledger.cli.main import cli
 from ledger.storage.config import ledger_origin
+from ledger.storage.layout import DataDir
 from ledger.tlog.checkpoint import Checkpoint, parse_note
 from ledger.tlog.consistency import checkpoint_of_note, prove_extends
 from ledger.tlog.cosignature import (
@@ -27,7 +28,7 @@ from ledger.tlog.cosignature import (
     parse_cosigner_vkey,
     verify_cosignature,
 )
-from ledger.tlog.cosignature_store import attach_cosignatures, latest_cosigned_note
+from ledger.tlog.notary import Notary
 from ledger.tlog.signing import KeyRing, SigningKey
 from ledger.tlog.witness import Witness, WitnessError, WitnessRefusal
 from tests.conftest import usage
@@ -254,9 +255,10 @@ def test_a_checkpoint_signed_by_another_key_is_refused(path: Path, tmp_path: Pat
 def test_the_ledger_serves_its_checkpoint_with_stored_cosignatures(path: Path,
                                                                     witness: Witness) -> None:
     cosigned = witness.cosign(None, _bundle(path, witness))
-    assert attach_cosignatures(path, cosigned, [witness.public_key()]) == ["witness.example/w1"]
-    assert latest_cosigned_note(path) == cosigned
-    assert attach_cosignatures(path, cosigned) == []  # already stored
+    notary = Notary(DataDir(path))
+    assert notary.attach_cosignatures(cosigned, [witness.public_key()]) == ["witness.example/w1"]
+    assert notary.latest_cosigned_note() == cosigned
+    assert notary.attach_cosignatures(cosigned) == []  # already stored
 
 
 def test_the_ledger_refuses_cosignatures_of_a_checkpoint_it_never_signed(
@@ -266,7 +268,7 @@ def test_the_ledger_refuses_cosignatures_of_a_checkpoint_it_never_signed(
     note = _note(forked)
     line = cosign(parse_note(note).text, key, 1).line()
     with pytest.raises(CosignatureError, match="never signed"):
-        attach_cosignatures(path, note + line)
+        Notary(DataDir(path)).attach_cosignatures(note + line)
 
 
 def test_the_ledger_refuses_a_cosignature_that_does_not_verify(path: Path,
@@ -274,7 +276,7 @@ def test_the_ledger_refuses_a_cosignature_that_does_not_verify(path: Path,
     cosigned = witness.cosign(None, _bundle(path, witness), timestamp=1000)
     forged = _retimed(cosigned, witness.public_key(), 2000)
     with pytest.raises(CosignatureError, match="does not verify"):
-        attach_cosignatures(path, forged, [witness.public_key()])
+        Notary(DataDir(path)).attach_cosignatures(forged, [witness.public_key()])
 
 
 def _retimed(note: str, key: CosignerKey, timestamp: int) -> str:

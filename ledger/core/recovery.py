@@ -1,0 +1,248 @@
+"""Opening a data directory: its lock, and recovery from any crash. Journal files already
+sealed and segment files no manifest record names are leftovers of an interrupted seal
+and are removed; the journal is replayed (a torn or unacknowledged batch at its end is
+cut off) into the unsealed tail; the id index and the projects' trees are brought level
+with the log."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ledger.core.idempotency import Idempotency
+from ledger.core.tail import Tail, TailChunk, TailPart
+from ledger.errors import LedgerError, LedgerLockedError
+from ledger.model.event import _check_metadata, canonical_json, leaf_hash_of, row_of, ts_to_us
+from ledger.storage import journal as jr
+from ledger.storage.layout import DataDir
+from ledger.storage.manifest import Manifest, ManifestState, Segment
+from ledger.storage.receipt_entries import ReceiptEntry
+from ledger.storage.segments import SegmentStore
+from ledger.tlog.tiles import TreeStore
+
+
+def take_lock(layout: DataDir) -> int:
+    """Take the directory's lock (``LOCK``, holding this process's pid); its descriptor.
+    ``LedgerLockedError`` if another process holds it."""
+    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise LedgerLockedError(
+            f"{layout.root} is in use by another process (pid {holder or '?'}); "
+            "stop it, or talk to it with --server if it is `llmring serve`") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+@dataclass(slots=True)
+class Replayed:
+    """What the journal adds to the sealed log: each project's size and receipt seqs, the
+    chunks of the journal files (empty ones included) and the next journal file's number."""
+
+    sizes: dict[str, int]
+    receipt_seqs: dict[str, list[int]]
+    chunks: list[TailChunk]
+    next_journal: int
+
+
+class Recovery:
+    """Brings one opened directory level with its log; see the module docstring."""
+
+    def __init__(self, layout: DataDir, store: SegmentStore, manifest: Manifest) -> None:
+        self.layout = layout
+        self.store = store
+        self.manifest = manifest
+
+    def replay(self) -> Replayed:
+        """Remove the leftovers of an interrupted seal and replay the journal."""
+        state = self.manifest.state
+        jdir = self.layout.journal
+        jdir.mkdir(exist_ok=True)
+        # Journal files already sealed are leftovers of a crash after the manifest commit.
+        for number, p in jr.journal_files(jdir):
+            if number <= state.sealed_journal:
+                p.unlink()
+        # Segment files that no manifest record names are leftovers of an unfinished seal.
+        live = set(state.live)
+        for rel in self.store.stray_files(live):
+            self.store.delete(rel)
+        sizes: dict[str, int] = dict(state.tenant_rows())
+        receipt_seqs = self._sealed_receipt_seqs(state)
+        chunks: list[TailChunk] = []
+        last = state.sealed_journal
+        for number, p in jr.journal_files(jdir):
+            chunks.append(self._replay_file(number, p, sizes, receipt_seqs))
+            last = number
+        return Replayed(sizes, receipt_seqs, chunks, last + 1)
+
+    def remove_empty(self, chunks: Sequence[TailChunk]) -> None:
+        """Remove the journal files that held nothing (replayed chunks are sealed like any
+        other; new appends go to a fresh file)."""
+        for c in chunks:
+            if not c:
+                self.layout.journal_file(c.journal).unlink(missing_ok=True)
+
+    def _replay_file(self, number: int, path: Path, sizes: dict[str, int],
+                     receipt_seqs: dict[str, list[int]]) -> TailChunk:
+        records, committed, length = jr.read_records(path)
+        if committed != length:  # a torn or unacknowledged batch at the end: cut it off
+            with open(path, "r+b") as fh:
+                fh.truncate(committed)
+                os.fsync(fh.fileno())
+        chunk = TailChunk(journal=number)
+        rows: list[tuple[Any, ...]] = []
+        tenants: list[str] = []
+        digests: list[bytes | None] = []
+        receipts: list[tuple[jr.ReceiptRecord, str, list[bytes]]] = []
+        for rec in records:
+            if isinstance(rec, jr.EventRecord):
+                fields = orjson.loads(rec.canonical)
+                tenant = fields["tenant"]
+                expected = sizes.get(tenant, 0)
+                if rec.seq != expected:
+                    raise LedgerError(
+                        f"journal {path.name}: tenant {tenant!r} event {fields['event_id']!r} "
+                        f"has seq {rec.seq}, expected {expected}; run `llmring ledger verify`")
+                sizes[tenant] = expected + 1
+                rows.append(row_from_canonical(fields, rec))
+                tenants.append(tenant)
+                digests.append(rec.digest or None)
+            elif isinstance(rec, jr.PairRecord):
+                chunk.pairs.append(rec.data)
+            elif isinstance(rec, jr.ReceiptRecord):
+                tenant = orjson.loads(rec.canonical)["tenant"]
+                expected = sizes.get(tenant, 0)
+                if rec.seq != expected:
+                    raise LedgerError(
+                        f"journal {path.name}: tenant {tenant!r} receipt entry has seq "
+                        f"{rec.seq}, expected {expected}; run `llmring ledger verify`")
+                sizes[tenant] = expected + 1
+                receipt_seqs.setdefault(tenant, []).append(rec.seq)
+                receipts.append((rec, tenant, []))
+            elif isinstance(rec, jr.MembershipRecord):
+                if not receipts or receipts[-1][0].seq != rec.receipt_seq:
+                    raise LedgerError(f"journal {path.name}: membership of seq "
+                                      f"{rec.receipt_seq} does not follow its receipt entry")
+                receipts[-1][2].append(rec.ranges)
+        for rec, tenant, parts in receipts:
+            chunk.receipts.append(ReceiptEntry.of(tenant, rec.seq, rec.recorded_at_us,
+                                                  rec.canonical, b"".join(parts)))
+        start = 0
+        for end in range(1, len(rows) + 1):  # one part per run of one tenant's events
+            if end == len(rows) or tenants[end] != tenants[start]:
+                chunk.add(TailPart(tenants[start], digests[start:end],
+                                   rows=rows[start:end]))
+                start = end
+        return chunk
+
+    def _sealed_receipt_seqs(self, state: ManifestState) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for seg in state.segments(kind="receipts"):
+            seqs = self.store.read(seg, ["seq"]).column("seq").to_pylist()
+            out.setdefault(seg.tenant, []).extend(seqs)
+        for seqs in out.values():
+            seqs.sort()
+        return out
+
+    def catch_up_index(self, ids: Idempotency, chunks: Sequence[TailChunk]) -> None:
+        """Make the index cover the sealed segments (after a lost or stale index file),
+        then the replayed journal."""
+        state = self.manifest.state
+        index = ids.index
+        head = index.head()
+        if head != state.head:
+            start = state.hashes.index(head) + 1 if head in state.hashes else 0
+            if start == 0:
+                index.clear()
+            index.begin()
+            for seg in segments_to_index(state.records[start:]):
+                if seg.path in state.live:
+                    ids.index_segment(seg)
+            index.set_head(state.head)
+            index.commit(durable=True)
+        index.begin()
+        for chunk in chunks:
+            for part in chunk.parts:
+                ids.index_part(part, replace=True)
+            for pair in chunk.pairs:
+                ids.index_pair(pair)
+        index.commit()
+
+    def fill_tree(self, tail: Tail, tenant: str, tree: TreeStore, size: int) -> None:
+        """Append to ``tree`` the leaf hashes of the tenant's entries it lacks, from the
+        sealed segments and the tail's chunks waiting for a seal."""
+        have = tree.size
+        state = self.manifest.state
+        sealed = sorted(
+            (s for s in [*state.segments(tenant), *state.segments(tenant, kind="receipts")]
+             if s.seq_max >= have),
+            key=lambda s: s.seq_min)
+        hashes: dict[int, bytes] = {}
+        for seg in sealed:
+            t = self.store.read(seg, ["seq", "leaf_hash"]).to_pydict()
+            for s, h in zip(t["seq"], t["leaf_hash"], strict=True):
+                if s >= have:
+                    hashes[s] = h
+        for chunk in tail.frozen:
+            for part in chunk.parts:
+                if part.tenant != tenant:
+                    continue
+                t = part.table.select(["seq", "leaf_hash"]).to_pydict()
+                for s, h in zip(t["seq"], t["leaf_hash"], strict=True):
+                    if s >= have:
+                        hashes[s] = h
+            for entry in chunk.receipts:
+                if entry.tenant == tenant and entry.seq >= have:
+                    hashes[entry.seq] = entry.leaf_hash
+        missing = [s for s in range(have, size) if s not in hashes]
+        if missing:
+            raise LedgerError(f"tenant {tenant!r}: events {missing[:5]} are missing from the "
+                              "log; run `llmring ledger verify`")
+        tree.append([hashes[s] for s in range(have, size)])
+
+
+def segments_to_index(records: Sequence[Mapping[str, Any]]) -> list[Segment]:
+    """Segments of ``records`` holding entries the index has not seen. A compaction only
+    rewrites entries: its output needs indexing only if it absorbed such a segment (so
+    reopening after compactions of a large log does not re-index the whole log)."""
+    new: dict[str, Segment] = {}
+    for r in records:
+        added = {d["path"]: Segment.from_dict(d) for d in r["add"]}
+        if r.get("op") == "compact":
+            removed = {d["path"] for d in r["remove"]}
+            if not removed & new.keys():
+                continue
+            for path in removed:
+                new.pop(path, None)
+        new.update(added)
+    return list(new.values())
+
+
+def row_from_canonical(fields: dict[str, Any], rec: jr.EventRecord) -> tuple[Any, ...]:
+    """The tail row (``ROW_FIELDS`` order) of a journaled event."""
+    meta = fields["metadata"]
+    metadata_json = canonical_json(meta, reference=bool(meta) and _check_metadata(meta)).decode()
+    return row_of(fields, seq=rec.seq, ts_us=ts_to_us(datetime.fromisoformat(fields["ts"])),
+                  recorded_at_us=rec.recorded_at_us, metadata_json=metadata_json,
+                  leaf_hash=leaf_hash_of(rec.canonical))
+
+
+__all__ = ["Recovery", "Replayed", "release_lock", "row_from_canonical", "segments_to_index",
+           "take_lock"]

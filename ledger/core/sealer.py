@@ -1,0 +1,222 @@
+"""Sealing and compaction. A seal closes the active journal file, writes the unsealed
+events, pairings and receipt entries as Parquet segments (one per project and UTC day for
+events), commits them with one manifest record, marks the index as covering it and removes
+the sealed journal files. Compaction merges the small segments of a (project, day) into
+one; the files it replaces are deleted one compaction later, so a reader holding an older
+snapshot is not cut off mid-query."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from ledger.core.guard import WriteGuard
+from ledger.core.logs import Logs
+from ledger.core.tail import Tail, TailChunk
+from ledger.model.event import format_ts, new_event_id, now_us
+from ledger.storage import journal as jr
+from ledger.storage.index import Index
+from ledger.storage.layout import DataDir
+from ledger.storage.manifest import Manifest, Segment
+from ledger.storage.receipt_entries import ReceiptEntry, membership_table, receipts_table
+from ledger.storage.segments import PAIR_SCHEMA, SegmentStore
+
+DEFAULT_SEAL_ROWS = 250_000
+COMPACT_TARGET_ROWS = 1_000_000
+COMPACT_MIN_FILES = 8
+SEAL_THREADS = 2  # segments written at once by a seal
+RETIRED_KEPT = 64  # files replaced by compaction kept until a later compaction
+
+
+@dataclass(frozen=True, slots=True)
+class SealResult:
+    events: int
+    segments: int
+    journal: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompactResult:
+    merged: int
+    written: int
+
+
+class Sealer:
+    """Seals and compacts one open directory; with ``auto_seal``, a background thread
+    seals once the tail holds ``seal_rows`` events. ``after_seal`` runs after every seal
+    (the ledger checkpoints the logs that grew)."""
+
+    def __init__(self, guard: WriteGuard, journal: jr.Journal, manifest: Manifest,
+                 store: SegmentStore, index: Index, tail: Tail, logs: Logs, *,
+                 seal_rows: int = DEFAULT_SEAL_ROWS, auto_seal: bool = True,
+                 after_seal: Callable[[], object] | None = None) -> None:
+        self.guard = guard
+        self.journal = journal
+        self.manifest = manifest
+        self.store = store
+        self.index = index
+        self.tail = tail
+        self.logs = logs
+        self.seal_rows = seal_rows
+        self.auto_seal = auto_seal
+        self.after_seal = after_seal
+        self._seal_lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._retired: list[str] = []
+
+    # -- the background seal -------------------------------------------------------------
+    def tail_grew(self, rows: int) -> None:
+        """Told the unsealed rows after an append: wake the seal thread if a seal is due."""
+        if self.auto_seal and rows >= self.seal_rows:
+            self._request()
+
+    def _request(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="ledger-seal",
+                                            daemon=True)
+            self._thread.start()
+        self._wakeup.set()
+
+    def _loop(self) -> None:
+        while not self.guard.closed:
+            if not self._wakeup.wait(timeout=1.0):
+                continue
+            self._wakeup.clear()
+            try:
+                if self.tail.rows() >= self.seal_rows:
+                    self.seal()
+            except BaseException as exc:  # surfaced to writers by check_writable
+                self.guard.seal_error = exc
+                return
+
+    def stop(self) -> None:
+        """Wake the seal thread so it sees the ledger closed, and wait for it."""
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # -- sealing -------------------------------------------------------------------------
+    def seal(self) -> SealResult:
+        with self._seal_lock:
+            with self.guard.lock:
+                if self.tail.active:
+                    self.journal.rotate()
+                    self.tail.freeze(self.journal.number)
+                frozen = list(self.tail.frozen)
+                trees = list(self.logs.trees.values())
+                for chunk in frozen:  # build open parts now: the writes below are unlocked
+                    for part in chunk.parts:
+                        part.day_slices()
+            if not frozen:
+                return SealResult(0, 0, self.manifest.state.sealed_journal)
+            closed = max(c.journal for c in frozen)
+            segments = self._write_segments(frozen)
+            for tree in trees:
+                tree.sync()
+            with self.guard.lock:
+                self.manifest.append("seal", _now_text(), add=segments, journal=closed)
+                self.tail.drop(frozen)
+                self.index.begin()
+                self.index.set_head(self.manifest.state.head)
+                self.index.commit(durable=True)
+            for number, p in jr.journal_files(self.journal.directory):
+                if number <= closed:
+                    p.unlink(missing_ok=True)
+            events = sum(c.events for c in frozen)
+            result = SealResult(events, len(segments), closed)
+        self._maybe_compact(segments)
+        if self.after_seal is not None:
+            self.after_seal()
+        return result
+
+    def _write_segments(self, chunks: list[TailChunk]) -> list[Segment]:
+        by_day: dict[tuple[str, str], list[pa.Table]] = {}
+        for chunk in chunks:
+            for part in chunk.parts:  # in seq order: appended in that order
+                for date, rows in part.day_slices():
+                    by_day.setdefault((part.tenant, date), []).append(rows)
+        name = f"{chunks[-1].journal:08d}-{new_event_id()[-12:]}"
+        jobs = [(tenant, date, pa.concat_tables(tables))
+                for (tenant, date), tables in sorted(by_day.items())]
+        # Encoding, compressing and syncing a segment release the GIL: two at a time.
+        with ThreadPoolExecutor(max_workers=SEAL_THREADS) as pool:
+            segments = list(pool.map(lambda job: self.store.write(
+                job[2], DataDir.partition("events", job[0], job[1]), f"seg-{name}.parquet",
+                tenant=job[0], date=job[1], kind="events"), jobs))
+        pairs: dict[str, list[dict]] = {}
+        for chunk in chunks:
+            for pair in chunk.pairs:
+                pairs.setdefault(pair["tenant"], []).append(pair)
+        for tenant, items in sorted(pairs.items()):
+            table = pa.Table.from_pylist([{
+                "event_id": p["event_id"], "usage_id": p.get("usage_id"),
+                "digest": bytes.fromhex(p["digest"]) if p.get("digest") else None,
+                "recorded_at": p["recorded_at"]} for p in items], schema=PAIR_SCHEMA)
+            segments.append(self.store.write(
+                table, DataDir.partition("pairs", tenant), f"pairs-{name}.parquet",
+                tenant=tenant, date="", kind="pairs"))
+        receipts: dict[str, list[ReceiptEntry]] = {}
+        for chunk in chunks:
+            for entry in chunk.receipts:
+                receipts.setdefault(entry.tenant, []).append(entry)
+        for tenant, entries in sorted(receipts.items()):
+            segments.append(self.store.write(
+                receipts_table(entries), DataDir.partition("receipts", tenant),
+                f"rcpt-{name}.parquet", tenant=tenant, date="", kind="receipts"))
+            segments.append(self.store.write(
+                membership_table(entries), DataDir.partition("membership", tenant),
+                f"mem-{name}.parquet", tenant=tenant, date="", kind="membership"))
+        return segments
+
+    # -- compaction ----------------------------------------------------------------------
+    def _maybe_compact(self, segments: list[Segment]) -> None:
+        touched = {(s.tenant, s.date) for s in segments if s.kind == "events"}
+        for tenant, date in touched:
+            small = [s for s in self.manifest.state.segments(tenant)
+                     if s.date == date and s.rows < COMPACT_TARGET_ROWS]
+            if len(small) >= COMPACT_MIN_FILES:
+                self.compact(tenant=tenant, date=date)
+
+    def compact(self, *, tenant: str | None = None, date: str | None = None) -> CompactResult:
+        """Merge the small segments of each (tenant, day) partition into one."""
+        merged = written = 0
+        with self._seal_lock:
+            groups: dict[tuple[str, str], list[Segment]] = {}
+            for s in self.manifest.state.segments(tenant):
+                if (date is None or s.date == date) and s.rows < COMPACT_TARGET_ROWS:
+                    groups.setdefault((s.tenant, s.date), []).append(s)
+            for (t, d), segs in sorted(groups.items()):
+                if len(segs) < 2:
+                    continue
+                segs.sort(key=lambda s: s.seq_min)
+                table = pa.concat_tables([self.store.read(s) for s in segs])
+                table = table.sort_by("seq")
+                new = self.store.write(
+                    table, DataDir.partition("events", t, d),
+                    f"seg-c{segs[-1].path.rsplit('seg-', 1)[1].removesuffix('.parquet')}"
+                    f"-{new_event_id()[-8:]}.parquet", tenant=t, date=d, kind="events")
+                with self.guard.lock:
+                    self.manifest.append("compact", _now_text(), add=[new], remove=segs)
+                self._retired.extend(s.path for s in segs)
+                merged += len(segs)
+                written += 1
+            self._delete_retired()
+        return CompactResult(merged, written)
+
+    def _delete_retired(self) -> None:
+        old, self._retired = self._retired[:-RETIRED_KEPT], self._retired[-RETIRED_KEPT:]
+        for rel in old:
+            self.store.delete(rel)
+
+
+def _now_text() -> str:
+    return format_ts(now_us())
+
+
+__all__ = ["COMPACT_MIN_FILES", "COMPACT_TARGET_ROWS", "DEFAULT_SEAL_ROWS", "CompactResult",
+           "SealResult", "Sealer"]

@@ -1,0 +1,130 @@
+"""The names of every file and folder of a data directory, in one place.
+
+``DataDir`` is built once per open directory and handed to whatever needs a path in it::
+
+    LOCK                                    the writer's lock (holds its pid)
+    config.json                             settings fixed on first use (the origin)
+    manifest.jsonl                          the hash-chained commit log of segments
+    journal/<n:08d>.wal                     appends not yet sealed
+    index.sqlite                            the id index (derived)
+    events/tenant=<t>/date=<d>/seg-….parquet  event segments
+    pairs/tenant=<t>/pairs-….parquet        conversation pairings
+    receipts/tenant=<t>/rcpt-….parquet      receipt entries
+    membership/tenant=<t>/mem-….parquet     which events each receipt certifies
+    tree/tenant=<t>/level-<L>.bin           each project's log tree (derived)
+    rtree/tenant=<t>/<receipt id>.bin       per-receipt tile caches (derived)
+    keys/keys.json, keys/<key id>.key       the signing keys
+    checkpoints/<origin>.jsonl              every signed checkpoint
+    cosignatures/<origin>.jsonl             witnesses' cosignatures on them
+    api-keys.json                           the server's API keys
+    content/tenant=<t>/<2 hex>/<sha256>.json  conversation content
+
+Segment paths are stored in the manifest relative to the directory, so ``partition``
+gives them relative; everything else is an absolute ``Path``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SEGMENT_KINDS = ("events", "pairs", "receipts", "membership")  # manifest kinds, top folders
+JOURNAL_SUFFIX = ".wal"
+KEYS_FILE = "keys.json"  # in the keys folder (and in any folder a KeyRing keeps)
+
+
+def journal_name(number: int) -> str:
+    """The name of journal file ``number`` (``00000012.wal``)."""
+    return f"{number:08d}{JOURNAL_SUFFIX}"
+
+
+@dataclass(frozen=True, slots=True)
+class DataDir:
+    """The paths of one data directory (nothing is created or read here)."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    # -- files and folders at the top -----------------------------------------------------
+    @property
+    def lock(self) -> Path:
+        return self.root / "LOCK"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.jsonl"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "journal"
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index.sqlite"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.keys / KEYS_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def cosignatures(self) -> Path:
+        return self.root / "cosignatures"
+
+    @property
+    def api_keys(self) -> Path:
+        return self.root / "api-keys.json"
+
+    @property
+    def content(self) -> Path:
+        return self.root / "content"
+
+    # -- per journal file, project, receipt ------------------------------------------------
+    def journal_file(self, number: int) -> Path:
+        return self.journal / journal_name(number)
+
+    def tree(self, tenant: str) -> Path:
+        """The folder of a project's log tree."""
+        return self.root / "tree" / f"tenant={tenant}"
+
+    def receipt_tree(self, tenant: str, receipt_id: str) -> Path:
+        """The tile cache of one receipt's tree."""
+        return self.root / "rtree" / f"tenant={tenant}" / f"{receipt_id}.bin"
+
+    def content_file(self, tenant: str, digest: str) -> Path:
+        return self.content / f"tenant={tenant}" / digest[:2] / f"{digest}.json"
+
+    @staticmethod
+    def partition(kind: str, tenant: str, date: str | None = None) -> str:
+        """The folder of a segment, relative to the root: ``events/tenant=<t>/date=<d>``
+        for events, ``<kind>/tenant=<t>`` for pairs, receipts and membership."""
+        if kind not in SEGMENT_KINDS:
+            raise ValueError(f"unknown segment kind {kind!r}")
+        if kind == "events":
+            return f"events/tenant={tenant}/date={date}"
+        return f"{kind}/tenant={tenant}"
+
+    def segment_folders(self) -> list[Path]:
+        """The top folders that hold segment files."""
+        return [self.root / kind for kind in SEGMENT_KINDS]
+
+    def holds_ledger(self) -> bool:
+        """Whether a ledger was ever written here (a manifest or a journal folder)."""
+        return self.manifest.exists() or self.journal.is_dir()
+
+
+__all__ = ["JOURNAL_SUFFIX", "KEYS_FILE", "SEGMENT_KINDS", "DataDir", "journal_name"]
