@@ -70,6 +70,7 @@ def list_receipts(tenant: Tenant, request: Request, limit: Limit = 100,
 @router.get("/api/v1/receipts", include_in_schema=False)
 def list_receipts_no_slash(tenant: Tenant, request: Request, limit: Limit = 100,
                            offset: Offset = 0) -> Response:
+    """The same listing as `GET /api/v1/receipts/`, without the trailing slash."""
     return list_receipts(tenant, request, limit, offset)
 
 
