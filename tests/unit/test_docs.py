@@ -9,6 +9,8 @@ it is documented (the last tests check that the checkers do catch one).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tempfile
 from collections.abc import Iterator
@@ -17,8 +19,10 @@ from pathlib import Path
 import click
 import fastapi.routing
 import pytest
+import rfc8785
 from fastapi import FastAPI
 
+from ledger import Ledger
 from ledger.cli import cli
 from ledger.server import create_app
 from tests.support.paths import REPO
@@ -189,6 +193,28 @@ def test_relative_links_resolve(path: Path) -> None:
 def test_no_citations_of_the_design_document(path: Path) -> None:
     """The design document is not in the repository: the docs link to docs/ instead."""
     assert "DESIGN §" not in path.read_text(encoding="utf-8")
+
+
+# -- the worked example of docs/formats.md -------------------------------------------------
+def test_the_leaf_hash_example_of_formats_md_holds(tmp_path: Path) -> None:
+    """The example's bytes are canonical, hash to the leaf hash the page gives, and are
+    what the ledger records for that call (so the example can check another
+    implementation)."""
+    text = (DOCS / "formats.md").read_text(encoding="utf-8")
+    found = re.search(r"For example, the call\s+```json\n(?P<json>.+?)\n```\s+has the leaf "
+                      r"hash `(?P<hash>[0-9a-f]{64})`", text, re.S)
+    assert found, "docs/formats.md lost its worked example"
+    canonical = found["json"].encode("utf-8")
+    assert rfc8785.dumps(json.loads(canonical)) == canonical
+    assert hashlib.sha256(b"\x00" + canonical).hexdigest() == found["hash"]
+    fields = json.loads(canonical)
+    call = {k: v for k, v in fields.items()
+            if v is not None and k not in ("tenant", "v", "cost_source")}
+    with Ledger(tmp_path / "data") as led:
+        led.append(call, tenant=fields["tenant"])
+        [event] = led.events(fields["tenant"], limit=1)
+    assert event.cost_source == fields["cost_source"]
+    assert event.leaf_hash == found["hash"]
 
 
 # -- the checkers catch what is missing ----------------------------------------------------
