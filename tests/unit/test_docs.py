@@ -155,7 +155,8 @@ def test_readme_has_the_newcomer_commands(command: str) -> None:
 
 
 # -- links ---------------------------------------------------------------------------------
-DOC_FILES = [README, *sorted(DOCS.glob("*.md")), REPO / "bench" / "README.md"]
+DOC_FILES = [README, *sorted(DOCS.glob("*.md")), REPO / "bench" / "README.md",
+             REPO / "data" / "README.md"]
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
