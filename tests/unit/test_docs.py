@@ -170,11 +170,27 @@ def relative_links(markdown: str) -> list[str]:
     return [t for t in LINK.findall(text) if not EXTERNAL.match(t) and not t.startswith("#")]
 
 
+def anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of ``markdown``: lower case, punctuation
+    dropped, spaces as hyphens, repeats numbered."""
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*$", FENCE.sub("", markdown), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        seen[slug] = seen.get(slug, -1) + 1
+        if seen[slug]:
+            seen[f"{slug}-{seen[slug]}"] = 0
+    return set(seen)
+
+
 def broken_links(path: Path) -> list[str]:
+    """Relative links of ``path`` to a missing file, or to a missing heading of a page."""
     broken = []
     for target in relative_links(path.read_text(encoding="utf-8")):
-        file = target.split("#", 1)[0]
-        if not (path.parent / file).exists():
+        file, _, anchor = target.partition("#")
+        linked = path.parent / file
+        missing_heading = (linked.is_file() and linked.suffix == ".md" and bool(anchor)
+                           and anchor not in anchors(linked.read_text(encoding="utf-8")))
+        if not linked.exists() or missing_heading:
             broken.append(target)
     return broken
 
@@ -252,8 +268,10 @@ def test_an_undocumented_route_is_caught() -> None:
 
 
 def test_a_broken_link_is_caught(tmp_path: Path) -> None:
-    (tmp_path / "there.md").write_text("x")
+    (tmp_path / "there.md").write_text("# The project's `log`\n## A, b\n## A, b\n")
     page = tmp_path / "page.md"
-    page.write_text("[ok](there.md#a) [web](https://example.com) [anchor](#top) "
-                    "`[code](nowhere.md)` [gone](missing.md)\n```\n[fenced](nowhere.md)\n```\n")
-    assert broken_links(page) == ["missing.md"]
+    page.write_text("[ok](there.md#the-projects-log) [again](there.md#a-b-1) "
+                    "[web](https://example.com) [anchor](#top) `[code](nowhere.md)` "
+                    "[gone](missing.md) [no heading](there.md#nowhere)\n"
+                    "```\n[fenced](nowhere.md)\n```\n")
+    assert broken_links(page) == ["missing.md", "there.md#nowhere"]
