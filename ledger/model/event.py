@@ -241,8 +241,8 @@ def _input_field(f: EventField) -> tuple[Any, Any]:
 EventIn = create_model(  # type: ignore[call-overload]
     "EventIn", __base__=_EventInRules, __module__=__name__,
     __doc__="What a caller submits for one call: the event field names, or the usage-log "
-            "names of the HTTP API (``timestamp``; ``cost`` in USD). ``event_id`` and ``ts`` may be "
-            "omitted. The fields are those of ``schema.FIELDS`` a caller gives.",
+            "names of the HTTP API (``timestamp``; ``cost`` in USD). ``event_id`` and ``ts`` "
+            "may be omitted. The fields are those of ``schema.FIELDS`` a caller gives.",
     **{f.name: _input_field(f) for f in GIVEN})
 
 
