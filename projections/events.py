@@ -3,7 +3,7 @@
 The log is gap-free (``seq`` runs 0..n-1 per tenant), so an unfiltered page in ``seq``
 order is a known seq range: the query names it, and DuckDB skips every segment and row
 group outside it using the manifest's seq ranges and the Parquet statistics. Receipt
-entries share the seq space (DESIGN §6) but are not events: the few seqs they hold are
+entries share the seq space (docs/formats.md) but are not events: the few seqs they hold are
 skipped when the range is computed, and they are never listed or counted here.
 """
 

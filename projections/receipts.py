@@ -1,10 +1,10 @@
 """Receipt projections: which events a receipt request selects, their summary statistics,
-the uncertified set, receipt listings and the logs a receipt certifies (DESIGN §6, §8).
+the uncertified set, receipt listings and the logs a receipt certifies (docs/formats.md).
 
 Everything runs over a ``Snapshot`` (the manifest's files plus the unsealed tail), in
 DuckDB, and pages in SQL. Membership is stored as runs of event seqs
 (``ledger.storage.receipt_entries``), so the certified set of a tenant is a short list of intervals:
-the uncertified set (the anti-join of DESIGN §8) is their complement in the log, minus
+the uncertified set is their complement in the log, minus
 the receipt entries' own seqs, computed on intervals rather than on millions of rows, and
 a page of it is a seq range that DuckDB reads with file and row-group pruning.
 """

@@ -27,7 +27,7 @@ from ledger.cli.context import (
 @local_only
 def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           log_level: str) -> None:
-    """Serve the ledger over HTTP (DESIGN §9) on the data directory.
+    """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
     create`) can be added and revoked meanwhile. Ctrl-C or SIGTERM stops it gracefully:

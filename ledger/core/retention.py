@@ -1,6 +1,6 @@
 """Retention: delete stored conversation content older than an age, keep every proof.
 
-An event commits to its conversation content by ``content_sha256`` (DESIGN §3); the
+An event commits to its conversation content by ``content_sha256`` (docs/formats.md); the
 content itself lives apart (``ledger.storage.content``). Pruning deletes content files whose every
 referencing event is older than the cutoff (identical content is stored once per project,
 so a file still named by a newer event is kept). Events, their leaf hashes, receipts,

@@ -2,7 +2,7 @@
 
 This module owns the pydantic models of an event, ``EventIn`` (what a caller submits)
 and ``Event`` (what is read back), both built from the schema table
-(``ledger.model.schema.FIELDS``, DESIGN §3), the validation rules of what callers submit,
+(``ledger.model.schema.FIELDS``, docs/formats.md), the validation rules of what callers submit,
 the event's **canonical bytes** (RFC 8785 / JCS of every field except ``seq`` and
 ``recorded_at``, with ``ts`` as RFC 3339 UTC microseconds ``Z`` and ``"v": 1``), its
 **leaf hash** ``SHA-256(0x00 ‖ canonical bytes)``, and the idempotency digest that decides
@@ -240,9 +240,9 @@ def _input_field(f: EventField) -> tuple[Any, Any]:
 
 EventIn = create_model(  # type: ignore[call-overload]
     "EventIn", __base__=_EventInRules, __module__=__name__,
-    __doc__="What a caller submits for one call: DESIGN §3 field names, or the usage-log "
-            "names of §9 (``timestamp``; ``cost`` in USD). ``event_id`` and ``ts`` may be "
-            "omitted. The fields are those of ``schema.FIELDS`` a caller gives.",
+    __doc__="What a caller submits for one call: the event field names, or the usage-log "
+            "names of the HTTP API (``timestamp``; ``cost`` in USD). ``event_id`` and ``ts`` "
+            "may be omitted. The fields are those of ``schema.FIELDS`` a caller gives.",
     **{f.name: _input_field(f) for f in GIVEN})
 
 
@@ -560,7 +560,7 @@ class _EventMethods(BaseModel):
 
 Event = create_model(  # type: ignore[call-overload]
     "Event", __base__=_EventMethods, __module__=__name__,
-    __doc__="A recorded event, as read back from the ledger (DESIGN §3): every field of "
+    __doc__="A recorded event, as read back from the ledger (docs/formats.md): every field of "
             "``schema.FIELDS`` a recorded event has (``leaf_hash`` in hex).",
     **{f.name: (f.type | None if f.nullable else f.type, ...) for f in RECORDED})
 

@@ -1,7 +1,7 @@
 """Exact money for the ledger: USD amounts as integer nano-USD.
 
 This module owns the one representation of money the ledger stores and signs:
-``cost_nanos``, an ``int`` equal to USD × 10⁹ (DESIGN §3). It converts amounts that
+``cost_nanos``, an ``int`` equal to USD × 10⁹ (docs/formats.md). It converts amounts that
 arrive from outside (JSON numbers, numeric strings, ``Decimal``) into nanos *exactly*,
 rejecting anything that cannot be represented without rounding, and converts nanos
 back for display (``float`` for APIs that show ``cost``, ``Decimal`` when exactness

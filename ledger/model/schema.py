@@ -1,4 +1,4 @@
-"""The event schema: one table, one row per field of an event (DESIGN §3).
+"""The event schema: one table, one row per field of an event (docs/formats.md).
 
 ``FIELDS`` is the only place where an event field is spelled out. Everything else is
 derived from it: the pydantic models ``EventIn`` (what a caller submits) and ``Event``

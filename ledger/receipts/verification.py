@@ -1,4 +1,4 @@
-"""Offline verification of receipts and proof bundles (DESIGN §6): needs only the JSON
+"""Offline verification of receipts and proof bundles (docs/formats.md): needs only the JSON
 and the public keys, never a data directory or a server.
 
 ``verify_receipt`` checks the receipt's shape, finds the signing key by ``key_id`` among

@@ -1,4 +1,4 @@
-"""The HTTP server (DESIGN §9): FastAPI over one open ``Ledger``, with API keys scoping
+"""The HTTP server (docs/http-api.md): FastAPI over one open ``Ledger``, with API keys scoping
 every read and write to one project. ``create_app(data_dir)`` builds the ASGI app;
 ``llmring serve`` runs it with uvicorn."""
 

@@ -66,6 +66,7 @@ def list_receipts(tenant: Tenant, request: Request, limit: Limit = 100,
 @router.get(ops.LIST_RECEIPTS.path.rstrip("/"), include_in_schema=False)
 def list_receipts_no_slash(tenant: Tenant, request: Request, limit: Limit = 100,
                            offset: Offset = 0) -> Response:
+    """The same listing as `GET /api/v1/receipts/`, without the trailing slash."""
     return list_receipts(tenant, request, limit, offset)
 
 

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (DESIGN §9), as pydantic models: they
+"""Request and response bodies of the HTTP API (docs/http-api.md), as pydantic models: they
 validate requests and document the OpenAPI schema. Event fields are ``ledger.EventIn``'s
 (the usage-log names of §9, ``cost`` in USD)."""
 
@@ -67,7 +67,7 @@ class ConversationLogOut(BaseModel):
 
 
 class ReceiptRequest(BaseModel):
-    """Exactly one selection mode (DESIGN §6): ``conversation_id``; ``start_date`` and
+    """Exactly one selection mode (docs/http-api.md): ``conversation_id``; ``start_date`` and
     ``end_date`` (dates or ISO 8601 datetimes, naive = UTC, a date-only end includes that
     day); ``log_ids``; or ``since_last_receipt: true``."""
 

@@ -2,7 +2,7 @@
 
 A SQLite file (``index.sqlite``) that maps ``(tenant, event_id)`` to the acknowledgement
 of the event it names, and lists conversation events with whether a usage log has been
-paired with them (DESIGN §3). It is derived data: every row can be rebuilt from the
+paired with them (docs/decisions.md). It is derived data: every row can be rebuilt from the
 journal and the segments. Appends write it in WAL mode inside one long-running
 transaction, each append in a savepoint of its own (so a failed append is undone alone
 and an append costs no commit): the journal is what makes an append durable, and

@@ -1,6 +1,6 @@
 """Receipt entries in a tenant's log: how they are held in the tail and stored in segments.
 
-A receipt is a log entry of kind ``receipt`` (DESIGN §6): it takes the tenant's next
+A receipt is a log entry of kind ``receipt`` (docs/formats.md): it takes the tenant's next
 ``seq``, its canonical bytes are the RFC 8785 JSON of the whole signed receipt, its leaf
 hash is ``SHA-256(0x00 ‖ bytes)`` and it is a leaf of the tenant's tree like any event.
 
