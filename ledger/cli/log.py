@@ -351,6 +351,7 @@ def add_cosignature_cmd(app: App, file: Path, witness_keys: tuple[str, ...],
 def _attach(app: App, file: Path, note: str, keys: Any) -> list[str]:
     """Store the cosignatures in the data directory's store."""
     from ledger.tlog.checkpoint import NoteError
+
     with app.open(create=False) as led:  # the ledger's lock orders writers of the store
         try:
             return led.notary.attach_cosignatures(note, keys)

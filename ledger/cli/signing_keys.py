@@ -20,7 +20,7 @@ from ledger.cli.context import (
     print_table,
     stdout_console,
 )
-from ledger.storage.config import ConfigError, ledger_origin
+from ledger.storage.config import ConfigError
 from ledger.tlog.signing import (
     KeyRing,
     KeyRingError,
@@ -28,13 +28,6 @@ from ledger.tlog.signing import (
     public_keys_json,
     read_keys,
 )
-
-
-def _origin(app: App) -> str:
-    try:
-        return ledger_origin(app.layout)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
 
 
 def _keyring(led: Any) -> KeyRing:
