@@ -1,7 +1,7 @@
 """The ledger's operations per project, answering the JSON shapes of the HTTP API
-(DESIGN §9). The server's endpoints and the embedded client (``ledger.client.async_api``) both
-call this, so a script gets the same dicts from a local data directory as from a
-server.
+(docs/http-api.md). The server's endpoints and the embedded client
+(``ledger.client.async_api``) both call this, so a script gets the same dicts from a local
+data directory as from a server.
 
 ``LedgerService`` holds one open data directory: the ``Ledger`` (and with it the
 directory's lock), conversation content, the signing keys, checkpoints and receipts.

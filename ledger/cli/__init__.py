@@ -1,4 +1,4 @@
-"""The ``llmring`` command-line interface (DESIGN §10): a thin ``click`` layer over the
+"""The ``llmring`` command-line interface (docs/cli.md): a thin ``click`` layer over the
 API (on the embedded data directory, or ``--server``) and, for the commands that look
 after a data directory, the ledger itself. ``main`` is the console script's entry
 point."""

@@ -1,5 +1,5 @@
 """``llmring receipts``: generate, preview, list and inspect signed receipts, write proof
-bundles, and verify receipts or bundles offline (DESIGN §6, §10). Each command calls the
+bundles, and verify receipts or bundles offline (docs/cli.md). Each command calls the
 API's receipt operations (``ledger.api.operations``) on the transport the global options
 choose (the data directory, or ``--server``); ``verify`` is
 ``ledger.receipts.verification``, offline."""

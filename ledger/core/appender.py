@@ -308,7 +308,7 @@ class Appender:
         self._tail_grew(tail_rows)
         return acks, position
 
-    # -- receipt entries (DESIGN §6; content and signing are ``ledger.receipts.issuance``) --
+    # -- receipt entries (docs/formats.md; content and signing are ``ledger.receipts.issuance``) --
     def receipt_lock(self, tenant: str) -> threading.Lock:
         """The lock that serializes receipt issuance for one tenant."""
         with self.guard.lock:

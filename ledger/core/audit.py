@@ -12,7 +12,7 @@
    unique;
 5. every tenant's tree files: the stored leaf hashes equal the events' leaf hashes in
    seq order, and every stored interior tile hash is recomputed from the level below;
-6. every receipt entry (DESIGN §6): its stored receipt is canonical RFC 8785 JSON that
+6. every receipt entry (docs/formats.md): its stored receipt is canonical RFC 8785 JSON that
    hashes to its leaf hash, its seq takes part in the gap-free log with the events, it
    has its membership (and no membership lacks its receipt), its certified events are
    events older than it, their leaf hashes give its ``merkle_root`` and their number its

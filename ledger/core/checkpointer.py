@@ -1,4 +1,4 @@
-"""Signed checkpoints of the projects' logs (DESIGN §7): on demand, after every seal and
+"""Signed checkpoints of the projects' logs (docs/formats.md): on demand, after every seal and
 on a cadence for the logs that grew. The notes and their store are ``ledger.tlog``; the
 directory's one ``Notary`` (key ring, checkpoint store, cosignatures) is owned here."""
 

@@ -1,4 +1,4 @@
-"""``Ledger``: the embedded Python API over one data directory (DESIGN §2, §4).
+"""``Ledger``: the embedded Python API over one data directory (docs/architecture.md).
 
 A small façade over the write core, each part an object that owns its state and is
 handed what it needs:
@@ -166,7 +166,7 @@ class Ledger:
                             receipt_seqs={t: list(v)
                                           for t, v in self.logs.receipt_seqs.items()})
 
-    # -- receipt entries (DESIGN §6; content and signing are ``ledger.receipts.issuance``) --
+    # -- receipt entries (docs/formats.md; content and signing are ``ledger.receipts.issuance``) --
     def receipt_lock(self, tenant: str) -> threading.Lock:
         """The lock that serializes receipt issuance for one tenant."""
         return self.appender.receipt_lock(tenant)
@@ -195,7 +195,7 @@ class Ledger:
         with self._lock:
             return list(self.logs.receipt_seqs.get(tenant, []))
 
-    # -- signed checkpoints (DESIGN §7; notes and the store are ``ledger.tlog``) ---------
+    # -- signed checkpoints (docs/formats.md; notes and the store are ``ledger.tlog``) ---
     def checkpoint(self, tenant: str = "default") -> SignedCheckpoint:
         """Sign the tenant's log as it is now: a C2SP checkpoint (origin
         ``<ledger origin>/<tenant>``, size, root), stored in ``<data>/checkpoints`` and

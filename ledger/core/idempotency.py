@@ -1,4 +1,4 @@
-"""Idempotency and conversation pairing (DESIGN §3): which events of an append are new,
+"""Idempotency and conversation pairing (docs/decisions.md): which events of an append are new,
 which repeat an id already stored (same request: its acknowledgement again; different
 request: ``IdConflictError``), and which usage logs complete a conversation event.
 
@@ -134,7 +134,7 @@ class Idempotency:
     def pair_target(self, tenant: str, metadata: Mapping[str, Any], id_at_origin: str | None,
                     paired_now: set[str], local_convs: dict[str, list[int]]
                     ) -> str | int | None:
-        """The conversation event a usage log completes (DESIGN §3): the oldest event of
+        """The conversation event a usage log completes (docs/decisions.md): the oldest event of
         the conversation it names that has no partner yet; None if it is a new call."""
         meta_conv = metadata.get("conversation_id")
         names = [c for c in (meta_conv, id_at_origin) if isinstance(c, str) and c]

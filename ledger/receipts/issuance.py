@@ -1,4 +1,4 @@
-"""Receipts (DESIGN §6): signed statements certifying a set of one tenant's events.
+"""Receipts (docs/formats.md): signed statements certifying a set of one tenant's events.
 
 This module owns the receipt's content and its life cycle over an open ``Ledger``:
 
@@ -101,7 +101,7 @@ def log_ids_digest(log_ids: Sequence[str]) -> str:
 def selector(*, conversation_id: str | None = None, start_date: Any = None,
              end_date: Any = None, log_ids: Sequence[str] | None = None,
              since_last_receipt: bool = False) -> Selector:
-    """Validate a request's selection fields (DESIGN §6): exactly one mode."""
+    """Validate a request's selection fields: exactly one mode."""
     modes = []
     if conversation_id is not None:
         modes.append("conversation_id")
@@ -494,7 +494,7 @@ class Receipts:
 
     # -- proofs ---------------------------------------------------------------------------
     def prove(self, tenant: str, receipt_id: str, event_id: str) -> dict[str, Any]:
-        """The offline proof bundle (DESIGN §6) that ``event_id`` is certified by the
+        """The offline proof bundle (docs/formats.md) that ``event_id`` is certified by the
         receipt, plus the event's inclusion in the tenant's log at the receipt's signed
         checkpoint."""
         snapshot = self.ledger.snapshot()

@@ -1,4 +1,4 @@
-"""Receipt endpoints (DESIGN §6, §9): generate and preview receipts of the caller's
+"""Receipt endpoints (docs/http-api.md): generate and preview receipts of the caller's
 project, list and read them, the logs they certify and the uncertified ones, the proof
 bundle of one log in a receipt, and public verification. Each answers with the
 ``LedgerService`` operation of the same name (``ledger.api.operations``); the tenant

@@ -1,7 +1,7 @@
 """The data directory's ``config.json``: settings fixed when the directory is first
 used. Today it holds the ledger origin (``{"origin": "llmring-ledger.local"}``), the name
 of the ledger's signing keys and the first part of every log's checkpoint origin
-(``<origin>/<project>``, DESIGN §7).
+(``<origin>/<project>``, docs/formats.md).
 
 The file is created on first use with ``LLMRING_LEDGER_ORIGIN`` if that is set, else
 ``llmring-ledger.local``; afterwards the file decides (changing the origin changes key

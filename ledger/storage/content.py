@@ -1,5 +1,5 @@
 """Conversation content: the messages and response of a logged conversation, stored apart
-from its event (DESIGN §3).
+from its event (docs/formats.md).
 
 The event commits to the content by ``content_sha256`` = SHA-256 of the RFC 8785 JSON of
 ``{"messages": …, "response": …}``. The content is written durably (and before the event

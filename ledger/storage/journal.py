@@ -11,11 +11,11 @@ one ``recorded_at`` (what one batch append writes) may instead share one payload
 u32 count | u64 first seq | i64 recorded_at (µs) | count × 16-byte digest | count × u32
 length | the canonical bytes, one after the other``: the same records, framed once. A
 pairing payload (a usage log joined to
-the conversation event it names, DESIGN §3) is ``b"P" | JSON``. Every appended batch ends
+the conversation event it names, docs/decisions.md) is ``b"P" | JSON``. Every appended batch ends
 with a commit frame ``b"C"``: on replay, records after the last commit frame belong to a
 batch that was never acknowledged and are dropped, so a batch is wholly present or absent.
 
-A receipt entry (a log entry of kind ``receipt``, DESIGN §6) is ``b"R" | u64 seq | i64
+A receipt entry (a log entry of kind ``receipt``, docs/formats.md) is ``b"R" | u64 seq | i64
 recorded_at (µs) | canonical bytes of the signed receipt``, followed in the same batch by
 one or more membership payloads ``b"M" | u64 receipt seq | (i64 first seq, i64 last
 seq)*``: the runs of event seqs the receipt certifies. Being one batch, a receipt and its

@@ -1,4 +1,4 @@
-"""Signed checkpoints of the projects' logs (DESIGN §7): C2SP signed-note v1 parsing,
+"""Signed checkpoints of the projects' logs (docs/formats.md): C2SP signed-note v1 parsing,
 signing and verification, C2SP tlog-checkpoint v1 bodies, and the store of every
 checkpoint the ledger has signed.
 

@@ -1,4 +1,4 @@
-"""Ed25519 signing keys (DESIGN §7): key ids, signature text, public-key formats and the
+"""Ed25519 signing keys (docs/formats.md): key ids, signature text, public-key formats and the
 key ring of a data directory.
 
 A key has a *name* (the ledger origin, e.g. ``ledger.example``) and a *key id*: the first
