@@ -212,6 +212,14 @@ def test_no_citations_of_the_design_document(path: Path) -> None:
     assert "DESIGN §" not in path.read_text(encoding="utf-8")
 
 
+def test_no_citations_of_the_design_document_in_code() -> None:
+    sources = [p for top in ("ledger", "projections", "bench", "examples")
+               for p in sorted((REPO / top).rglob("*.py"))]
+    citing = [str(p.relative_to(REPO)) for p in sources
+              if "DESIGN §" in p.read_text(encoding="utf-8")]
+    assert citing == [], "cite docs/ instead of the design document"
+
+
 # -- the worked example of docs/formats.md -------------------------------------------------
 def test_the_leaf_hash_example_of_formats_md_holds(tmp_path: Path) -> None:
     """The example's bytes are canonical, hash to the leaf hash the page gives, and are
