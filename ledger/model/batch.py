@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import operator
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -174,6 +175,17 @@ class PreparedBatch:
         if columns:
             raise TypeError(f"not columns of a batch: {', '.join(columns)}")
 
+    @classmethod
+    def _of(cls, tenant: str, columns: Iterator[list[Any]] | Sequence[list[Any]]
+            ) -> PreparedBatch:
+        """A batch of ``columns`` in ``BATCH_COLUMNS`` order (no keywords to match: the
+        per-append path slices a batch for every event)."""
+        out = object.__new__(cls)
+        out.tenant = tenant
+        for name, column in zip(BATCH_COLUMNS, columns, strict=True):
+            setattr(out, name, column)
+        return out
+
     def __len__(self) -> int:
         return len(self.event_id)
 
@@ -204,9 +216,10 @@ class PreparedBatch:
     def _row_columns(self, seq: Any, recorded: Any) -> list[Any]:
         """The columns of the stored row (``ROW_FIELDS`` order); ``seq`` and ``recorded``
         stand for those two."""
-        given = {"seq": seq, "ts": self.ts_us, "recorded_at": recorded,
-                 "metadata": self.metadata_json}
-        return [given[name] if name in given else getattr(self, name) for name in ROW_FIELDS]
+        columns = list(_STORED_COLUMNS_OF(self))
+        for at, value in ((_SEQ_AT, seq), (_RECORDED_AT, recorded)):  # ascending positions
+            columns.insert(at, value)
+        return columns
 
     def table(self, seqs: np.ndarray, recorded_us: int,
               positions: Sequence[int] | None = None) -> pa.Table:
@@ -224,8 +237,8 @@ class PreparedBatch:
 
     def slice(self, start: int, end: int) -> PreparedBatch:
         """Events ``start`` to ``end`` (exclusive) as a batch of their own."""
-        return PreparedBatch(self.tenant, **{name: getattr(self, name)[start:end]
-                                             for name in BATCH_COLUMNS})
+        return PreparedBatch._of(self.tenant,
+                                 [column[start:end] for column in _BATCH_COLUMNS_OF(self)])
 
     def rows(self, first_seq: int, recorded_us: int,
              positions: Sequence[int] | None = None) -> list[tuple[Any, ...]]:
@@ -248,6 +261,15 @@ class PreparedBatch:
             _put(columns, len(columns["event_id"]), p, append=True)
         return cls(tenant, **columns)
 
+
+# Column getters of ``PreparedBatch``: every column, and the columns of a stored row
+# (``ROW_FIELDS`` order, less ``seq`` and ``recorded_at``, which an append supplies).
+_BATCH_COLUMNS_OF = operator.attrgetter(*BATCH_COLUMNS)
+_ROW_SOURCES = {"ts": "ts_us", "metadata": "metadata_json"}
+_SEQ_AT, _RECORDED_AT = sorted((ROW_FIELDS.index("seq"), ROW_FIELDS.index("recorded_at")))
+assert (ROW_FIELDS[_SEQ_AT], ROW_FIELDS[_RECORDED_AT]) == ("seq", "recorded_at")
+_STORED_COLUMNS_OF = operator.attrgetter(*(
+    _ROW_SOURCES.get(name, name) for name in ROW_FIELDS if name not in ("seq", "recorded_at")))
 
 # ``PreparedBatch.fields``: the canonical fields in table order (``ts`` last).
 _PREPARED_FIELDS = tuple(f.name for f in schema.RECORDED if f.canonical and f.name != "ts")
