@@ -1,5 +1,5 @@
 """C2SP signed notes and tlog checkpoints, and the checkpoint store (ledger.tlog.checkpoint,
-DESIGN §7), against the public vectors in shared/vectors."""
+docs/formats.md), against the public vectors in tests/vectors."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Receipts through the embedded API: selection modes, validation, summaries, listings,
-overlaps, concurrency, and the users' guide patterns (DESIGN §6)."""
+overlaps, concurrency, and the users' guide patterns (docs/formats.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Offline verification: signatures over every signed field, proof bundles, tampered
-events, key rotation, and the fast receipt-tree builder (DESIGN §5, §6, §7)."""
+events, key rotation, and the fast receipt-tree builder (docs/formats.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Ed25519 keys, key ids, signature text, public-key formats and the key ring
-(ledger.tlog.signing, DESIGN §7)."""
+(ledger.tlog.signing; docs/formats.md)."""
 
 from __future__ import annotations
 
