@@ -217,11 +217,9 @@ def _input_field(f: EventField) -> tuple[Any, Any]:
         kind = f.type
     annotation = kind | None if f.optional else kind
     rules: dict[str, Any] = {}
-    if f.default is REQUIRED:
-        pass
-    elif isinstance(f.default, dict | list):
+    if isinstance(f.default, dict | list):
         rules["default_factory"] = type(f.default)
-    else:
+    elif f.default is not REQUIRED:  # a required field has neither
         rules["default"] = f.default
     if f.alias is not None:
         rules["alias"] = f.alias
