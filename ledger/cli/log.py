@@ -78,26 +78,19 @@ def prove_extends(api: Any, old: Any) -> dict[str, Any]:
     """The bundle that proves the project's current log extends ``old`` (as
     ``ledger.tlog.consistency.prove_extends`` builds it), from the checkpoint and
     consistency operations. Raises ``TamperEvidence`` when no such proof can exist."""
-    from ledger.tlog.consistency import FORMAT, TamperEvidence, checkpoint_of_note
+    from ledger.tlog.consistency import checkpoint_of_note, extension_bundle
 
-    signed = api.call(ops.CHECKPOINT)
-    new = checkpoint_of_note(signed["note"])
-    if old.origin != new.origin:
+    note = api.call(ops.CHECKPOINT)["note"]
+    origin = checkpoint_of_note(note).origin
+    if old.origin != origin:
         raise CliError(f"the checkpoint is of {old.origin!r}, not of this project's log "
-                       f"{new.origin!r}")
-    if old.size > new.size:
-        raise TamperEvidence(
-            f"the log of {new.origin} has {new.size} entries but a checkpoint signed for it "
-            f"has {old.size}: entries were removed (the log was truncated or replaced)")
-    answer = api.call(ops.CONSISTENCY, first=old.size, second=new.size)
-    if old.size and answer["first_root"] != old.root.hex():
-        raise TamperEvidence(
-            f"the log of {new.origin} at size {old.size} has root "
-            f"{answer['first_root']}, but a checkpoint signed for that size has root "
-            f"{old.root.hex()}: the first {old.size} entries were rewritten (a fork)")
-    return {"format": FORMAT,
-            "old": {"origin": old.origin, "size": old.size, "root": old.root.hex()},
-            "new": signed["note"], "proof": list(answer["proof"])}
+                       f"{origin!r}")
+
+    def at_old(first: int, second: int) -> tuple[str, list[str]]:
+        answer = api.call(ops.CONSISTENCY, first=first, second=second)
+        return answer["first_root"], list(answer["proof"])
+
+    return extension_bundle(old, note, at_old)
 
 
 def _read_note(path: Path) -> str:

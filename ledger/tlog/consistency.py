@@ -19,7 +19,7 @@ signature, the leaf recomputed from the event, the path to the checkpoint's root
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -52,26 +52,42 @@ def prove_extends(ledger: Any, tenant: str, old: Checkpoint) -> dict[str, Any]:
     Raises ``TamperEvidence`` when no such proof can exist: ``old`` names a larger log,
     or the log's root at ``old.size`` is not ``old.root``."""
     signed = ledger.checkpoint(tenant)
-    new = signed.checkpoint
-    if old.origin != new.origin:
+    if old.origin != signed.checkpoint.origin:
         raise ValueError(f"the checkpoint is of {old.origin!r}, not of this project's log "
-                         f"{new.origin!r}")
+                         f"{signed.checkpoint.origin!r}")
+    tree = ledger.tree(tenant)
+
+    def at_old(first: int, second: int) -> tuple[str, list[str]]:
+        proof = tree.consistency_proof(first, second) if first else []
+        return tree.root(first).hex() if first else "", [h.hex() for h in proof]
+
+    return extension_bundle(old, signed.note, at_old)
+
+
+def extension_bundle(old: Checkpoint, note: str,
+                     at_old: Callable[[int, int], tuple[str, list[str]]]) -> dict[str, Any]:
+    """The bundle that proves the log of the signed checkpoint ``note`` extends ``old``,
+    of the same origin. ``at_old(old.size, new.size)`` answers the log's root at
+    ``old.size`` and the consistency proof between the sizes, as hex (from the tree, or
+    from the API's consistency operation); it is asked only when the sizes allow a proof.
+
+    Raises ``TamperEvidence`` when no such proof can exist."""
+    new = checkpoint_of_note(note)
     if old.size > new.size:
         raise TamperEvidence(
             f"the log of {new.origin} has {new.size} entries but a checkpoint signed for it "
             f"has {old.size}: entries were removed (the log was truncated or replaced)")
-    tree = ledger.tree(tenant)
-    if old.size and tree.root(old.size) != old.root:
+    root_at_old, proof = at_old(old.size, new.size)
+    if old.size and root_at_old != old.root.hex():
         raise TamperEvidence(
-            f"the log of {new.origin} at size {old.size} has root "
-            f"{tree.root(old.size).hex()}, but a checkpoint signed for that size has root "
-            f"{old.root.hex()}: the first {old.size} entries were rewritten (a fork)")
-    proof = tree.consistency_proof(old.size, new.size) if old.size else []
+            f"the log of {new.origin} at size {old.size} has root {root_at_old}, but a "
+            f"checkpoint signed for that size has root {old.root.hex()}: the first "
+            f"{old.size} entries were rewritten (a fork)")
     return {
         "format": FORMAT,
         "old": {"origin": old.origin, "size": old.size, "root": old.root.hex()},
-        "new": signed.note,
-        "proof": [h.hex() for h in proof],
+        "new": note,
+        "proof": list(proof),
     }
 
 

@@ -296,7 +296,7 @@ def test_the_cli_reports_a_project_error_with_an_exit_code(error: LedgerError,
                                                            code: int) -> None:
     @click.group(cls=Commands)
     def group() -> None:
-        pass
+        """A group whose command raises the error."""
 
     @group.command()
     def fail() -> None:
