@@ -9,8 +9,9 @@ skipped when the range is computed, and they are never listed or counted here.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
+from ledger.model.dates import utc_days
 from ledger.model.event import Event
 from ledger.model.schema import ROW_FIELDS
 from projections.snapshot import Snapshot, run
@@ -18,10 +19,6 @@ from projections.snapshot import Snapshot, run
 _COLUMNS = ", ".join(
     f"epoch_us({c}) AS {c}" if c in ("ts", "recorded_at") else c for c in ROW_FIELDS)
 ENTRY_KINDS = "kind IN ('usage', 'conversation')"
-
-
-def _day(value: datetime | None) -> date | None:
-    return value.astimezone(UTC).date() if value is not None else None
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[str, list, dict]:
@@ -32,8 +29,8 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[str, list, di
     if end is not None:
         clauses.append("ts < ?")
         params.append(end.astimezone(UTC))
-    prune = {"first_day": _day(start),
-             "last_day": _day(end - timedelta(microseconds=1)) if end is not None else None}
+    first_day, last_day = utc_days(start, end)
+    prune = {"first_day": first_day, "last_day": last_day}
     return " AND ".join(clauses) or "TRUE", params, prune
 
 

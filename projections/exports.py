@@ -5,10 +5,11 @@ as hex), so a third party can recompute each leaf hash from an export."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from ledger.model.dates import utc_days
 from ledger.model.schema import ROW_FIELDS
 from projections.events import ENTRY_KINDS
 from projections.snapshot import Snapshot, cursor, source_sql, tenant_tail
@@ -31,11 +32,8 @@ def export_table(snapshot: Snapshot, tenant: str, *, start: datetime | None = No
     if end is not None:
         clauses.append("ts < ?")
         params.append(end.astimezone(UTC))
-    files = snapshot.files(
-        tenant,
-        first_day=start.astimezone(UTC).date() if start is not None else None,
-        last_day=(end.astimezone(UTC) - timedelta(microseconds=1)).date()
-        if end is not None else None)
+    first_day, last_day = utc_days(start, end)
+    files = snapshot.files(tenant, first_day=first_day, last_day=last_day)
     tail = tenant_tail(snapshot, tenant)
     src = source_sql(files, "export_tail" if tail is not None else None)
     if not src:

@@ -12,13 +12,14 @@ a page of it is a seq range that DuckDB reads with file and row-group pruning.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ledger.model.dates import utc_days
 from ledger.model.event import format_ts
 from projections.snapshot import Snapshot, cursor, source_sql
 
@@ -311,6 +312,5 @@ def receipt_row(snapshot: Snapshot, tenant: str, receipt_id: str) -> dict[str, A
 # -- dates --------------------------------------------------------------------------------
 def day_bounds(start: datetime | None, end: datetime | None) -> dict[str, date | None]:
     """File pruning for start <= ts < end (segment files are per UTC day)."""
-    return {"first_day": start.astimezone(UTC).date() if start else None,
-            "last_day": (end.astimezone(UTC) - timedelta(microseconds=1)).date()
-            if end else None}
+    first_day, last_day = utc_days(start, end)
+    return {"first_day": first_day, "last_day": last_day}

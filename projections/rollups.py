@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.errors import RollupError
+from ledger.model.dates import utc_days
 from projections.snapshot import Snapshot, run
 
 DIMENSIONS = {
@@ -145,11 +146,8 @@ def rollup(snapshot: Snapshot, tenant: str, by: list[str], *, tz: str = "UTC",
     if "$tz" not in sql:
         params.pop("tz")
     # Days are UTC in the partition paths: widen by a day on each side for any zone.
-    prune = {
-        "first_day": (start.astimezone(UTC) - timedelta(days=1)).date() if start else None,
-        "last_day": (end.astimezone(UTC) + timedelta(days=1)).date() if end else None,
-    }
-    rows = run(snapshot, tenant, sql, params, **prune)  # type: ignore[arg-type]
+    first_day, last_day = utc_days(start, end, widen=1)
+    rows = run(snapshot, tenant, sql, params, first_day=first_day, last_day=last_day)
     out = []
     for row in rows or []:
         n = len(by)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ledger.core.tail import Tail, TailPart, day_of
+from ledger.core.tail import Tail, TailPart
 from ledger.errors import LedgerError
 from ledger.model.batch import PreparedBatch
 from ledger.model.event import (
@@ -28,7 +28,7 @@ from ledger.model.event import (
     IdConflictError,
     Prepared,
     format_ts,
-    generated_id_ms,
+    generated_id_day,
     is_generated_id,
     ts_to_us,
 )
@@ -188,7 +188,7 @@ class Idempotency:
                     mask = pc.is_in(part.table.column("event_id"), value_set=needle)
                     if pc.any(mask).as_py():
                         tables.append(part.table.filter(mask).select(columns))
-        dates = {day_of(generated_id_ms(e) * 1000) for e in want}
+        dates = {generated_id_day(e) for e in want} - {None}
         for seg in self.manifest.state.segments(tenant):
             if seg.date in dates:
                 t = pq.read_table(self.store.abspath(seg.path), columns=columns,

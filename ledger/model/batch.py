@@ -464,6 +464,7 @@ def _scan_python(events: Sequence[Any], received_us: list[int]) -> dict[str, lis
     for i in range(n):
         if ts_given[i] and not (low <= ts_us[i] <= high):
             slow[i] = True
+            ts_us[i] = received_us[i]  # a placeholder: the per-event path decides it
     out.update(ts_us=ts_us, ts_given=ts_given, ts_text=_format_ts(ts_us))
 
     # -- metadata ------------------------------------------------------------------------

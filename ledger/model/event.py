@@ -45,6 +45,7 @@ from pydantic import (
 
 from ledger.errors import EventValidationError
 from ledger.errors import IdConflictError as IdConflictError  # re-exported
+from ledger.model.dates import RANGE_TEXT, utc_instant
 from ledger.model.money import MAX_COST_NANOS, usd_to_nanos
 from ledger.model.schema import (
     CANONICAL_FIELDS,
@@ -183,9 +184,10 @@ class _EventInRules(BaseModel):
     def _ts(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
+        instant = utc_instant(value)
+        if instant is None:
+            raise ValueError(f"ts is out of range ({RANGE_TEXT})")
+        value = instant
         if value < EARLIEST_TS:
             raise ValueError("ts is before 2000-01-01")
         if value > datetime.now(UTC) + FUTURE_SKEW:
@@ -330,6 +332,19 @@ def is_generated_id(event_id: str) -> bool:
 def generated_id_ms(event_id: str) -> int:
     """The Unix time in milliseconds a generated id carries (its event's ``ts``)."""
     return int(event_id[:8] + event_id[9:13], 16)
+
+
+_LAST_US = ts_to_us(datetime.max.replace(tzinfo=UTC))
+
+
+def generated_id_day(event_id: str) -> str | None:
+    """The UTC day (``YYYY-MM-DD``) whose events a generated id can be among: the day of
+    the time it carries. None for any other text, and for a generated-shape id whose
+    48-bit time lies past year 9999 (no event has such a ``ts``): decoding never raises."""
+    if not is_generated_id(event_id):
+        return None
+    us = generated_id_ms(event_id) * 1000
+    return format_ts(us)[:10] if us <= _LAST_US else None
 
 
 def canonical_json(obj: Any, *, reference: bool = False) -> bytes:

@@ -44,8 +44,13 @@ _NANO_PLACES = 9
 _MAX_NANOS = MAX_USD * NANOS_PER_USD
 
 # Plain decimal notation with an optional exponent: "12", "0.0075", ".5", "1e-3", "-2".
-# No underscores, no hex, no "nan"/"inf" spellings (Decimal() would accept those).
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# ASCII digits only; no underscores, no hex, no "nan"/"inf" spellings (Decimal() would
+# accept those).
+_NUMBER_RE = re.compile(
+    r"(?P<mantissa>[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(?:[eE](?P<exponent>[+-]?[0-9]+))?")
+# An exponent this long (|e| >= 10^18) is past what Decimal represents, and past what the
+# digits of any request could bring back within MAX_USD and 9 decimal places.
+_HUGE_EXPONENT_DIGITS = 18
 
 
 def _show(value: object) -> str:
@@ -89,8 +94,18 @@ def usd_to_nanos(value: str | int | float | Decimal) -> int:
         amount = value
     elif isinstance(value, str):
         text = value.strip()
-        if not _NUMBER_RE.fullmatch(text):
+        match = _NUMBER_RE.fullmatch(text)
+        if match is None:
             raise ValueError(f"USD amount is not a decimal number: {_show(value)}")
+        exponent = (match["exponent"] or "0").lstrip("+-").lstrip("0")
+        if len(exponent) > _HUGE_EXPONENT_DIGITS:
+            if Decimal(match["mantissa"]).is_zero():
+                return 0
+            if match["mantissa"].startswith("-"):
+                raise ValueError(f"USD amount must not be negative: {_show(value)}")
+            if match["exponent"].startswith("-"):
+                raise ValueError(_too_precise(value))
+            raise ValueError(_too_large(value))
         amount = Decimal(text)
     else:
         raise ValueError(
@@ -100,30 +115,36 @@ def usd_to_nanos(value: str | int | float | Decimal) -> int:
     return _decimal_amount_to_nanos(amount, value)
 
 
+def _too_large(original: object) -> str:
+    return f"USD amount {_show(original)} is larger than the maximum {MAX_USD} USD"
+
+
+def _too_precise(original: object) -> str:
+    return (f"USD amount {_show(original)} has too many decimal places: "
+            "amounts must have at most 9 decimal places (nano-USD)")
+
+
 def _decimal_amount_to_nanos(amount: Decimal, original: object) -> int:
     sign, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)  # finite, checked by the caller
-    coefficient = int("".join(map(str, digits)) or "0")
-    if coefficient == 0:
+    if not any(digits):
         return 0  # also "-0" and "0e-999999"
     if sign:
         raise ValueError(f"USD amount must not be negative: {_show(original)}")
     # Magnitude first, so a huge exponent never builds a huge integer.
     if amount.adjusted() > 12:
-        raise ValueError(f"USD amount {_show(original)} is larger than the maximum {MAX_USD} USD")
-    # Drop trailing zeros of the coefficient; they carry no value.
-    while coefficient % 10 == 0:
-        coefficient //= 10
-        exponent += 1
-    shift = exponent + _NANO_PLACES
+        raise ValueError(_too_large(original))
+    # Drop trailing zeros of the coefficient; they carry no value. What is left has at
+    # most 22 digits once the places are checked: a small integer.
+    kept = len(digits)
+    while digits[kept - 1] == 0:
+        kept -= 1
+    shift = exponent + (len(digits) - kept) + _NANO_PLACES
     if shift < 0:
-        raise ValueError(
-            f"USD amount {_show(original)} has too many decimal places: "
-            "amounts must have at most 9 decimal places (nano-USD)"
-        )
-    nanos = coefficient * 10**shift
+        raise ValueError(_too_precise(original))
+    nanos = int("".join(map(str, digits[:kept]))) * 10**shift
     if nanos > _MAX_NANOS:
-        raise ValueError(f"USD amount {_show(original)} is larger than the maximum {MAX_USD} USD")
+        raise ValueError(_too_large(original))
     return nanos
 
 
