@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.errors import RollupError
 from ledger.model.dates import utc_days
-from projections.snapshot import Snapshot, run
+from projections.snapshot import Snapshot, cursor, run
 
 DIMENSIONS = {
     "model": "model",
@@ -93,12 +93,25 @@ class RollupRow:
                 "unpriced_calls": self.unpriced}
 
 
+@functools.cache
+def query_timezones() -> frozenset[str]:
+    """The time zone names DuckDB (the query engine) knows, read once."""
+    rows = cursor().execute("SELECT name FROM pg_timezone_names()").fetchall()
+    return frozenset(name for (name,) in rows)
+
+
 def check_timezone(tz: str) -> str:
+    """``tz`` if both Python's zone database and the query engine know it (a zone only one
+    of them has, such as ``right/UTC`` or ``posix/…``, cannot group a report), else raise
+    ``RollupError`` naming it."""
     try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+        known = (isinstance(tz, str) and tz in query_timezones()
+                 and ZoneInfo(tz) is not None)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        known = False
+    if not known:
         raise RollupError(f"unknown time zone {tz!r}: use an IANA name such as "
-                          "'UTC' or 'Europe/Madrid'") from None
+                          "'UTC' or 'Europe/Madrid'")
     return tz
 
 

@@ -20,7 +20,8 @@ from ledger.errors import RetentionError
 from ledger.storage.content import ContentStore
 from projections.snapshot import run
 
-_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_AGE = re.compile(r"\s*([0-9]{1,12})\s*([smhdw])\s*")  # the whole text (fullmatch)
+MAX_AGE = timedelta(days=1000 * 366)  # a cutoff stays well inside the calendar
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -41,11 +42,17 @@ class PruneResult:
 
 def parse_age(text: str) -> timedelta:
     """``90d``, ``12h``, ``30m``, ``45s`` or ``2w`` as a duration."""
-    m = _AGE.match(text)
+    m = _AGE.fullmatch(text) if isinstance(text, str) else None
     if not m or int(m.group(1)) == 0:
         raise RetentionError(f"cannot read the age {text!r}: give a positive number and a "
                              "unit, e.g. 90d, 12h, 2w")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        age = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    except OverflowError:
+        age = MAX_AGE + MAX_AGE
+    if age > MAX_AGE:
+        raise RetentionError(f"the age {text!r} is more than 1000 years")
+    return age
 
 
 def prune_content(ledger: Any, tenant: str, older_than: timedelta, *,
