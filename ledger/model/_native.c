@@ -3,7 +3,7 @@
  * Each function is the exact counterpart of a pure-Python function (used when this
  * module is not built; the tests run both and compare them byte for byte):
  *
- *   configure(keys, fields, special, cost_columns, canonical)
+ *   configure(keys, fields, special, cost_columns, canonical, unsafe)
  *       the event schema, once, at import (ledger/model/batch.py derives it from the
  *       table ledger/model/schema.py): no field name or key order is written here.
  *   scan(events, received_us, low_us, high_us, usd_nanos, limits)
@@ -302,6 +302,37 @@ static PyObject *allowed_keys = NULL;  /* frozenset of the keys an event may car
 static PyObject *K_TS, *K_TIMESTAMP, *K_COST, *K_METADATA, *S_STATED_SOURCE;
 static PyObject *S_EMPTY_OBJECT;
 
+/* The characters no id, text or metadata key may hold (schema.UNSAFE_RANGES): inclusive
+ * code point ranges, and the same rule for ASCII as a table. */
+#define MAX_UNSAFE 32
+static Py_UCS4 unsafe_lo[MAX_UNSAFE], unsafe_hi[MAX_UNSAFE];
+static int n_unsafe = 0;
+static unsigned char unsafe_ascii[128];
+
+static inline int
+unsafe_char(Py_UCS4 c)
+{
+    if (c < 128)
+        return unsafe_ascii[c];
+    for (int k = 0; k < n_unsafe; k++)
+        if (c >= unsafe_lo[k] && c <= unsafe_hi[k])
+            return 1;
+    return 0;
+}
+
+/* 1: str s holds a character of the unsafe ranges; 0: not. */
+static int
+has_unsafe(PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (unsafe_char(PyUnicode_READ(kind, data, i)))
+            return 1;
+    return 0;
+}
+
 static void
 clear_schema(void)
 {
@@ -312,7 +343,7 @@ clear_schema(void)
         Py_CLEAR(fields[k].dflt);
         Py_CLEAR(fields[k].choices);
     }
-    n_canon = n_fields = 0;
+    n_canon = n_fields = n_unsafe = 0;
     Py_CLEAR(allowed_keys);
     Py_CLEAR(K_TS);
     Py_CLEAR(K_TIMESTAMP);
@@ -337,15 +368,33 @@ interned(PyObject *s, PyObject **slot)
 static PyObject *
 native_configure(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"keys", "fields", "special", "cost_columns", "canonical", NULL};
-    PyObject *keys, *spec, *special, *canonical;
+    static char *kwlist[] = {"keys", "fields", "special", "cost_columns", "canonical",
+                             "unsafe", NULL};
+    PyObject *keys, *spec, *special, *canonical, *unsafe;
     int cost_nanos_at, cost_source_at;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!(ii)O!:configure", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!(ii)O!O!:configure", kwlist,
                                      &PyFrozenSet_Type, &keys, &PyTuple_Type, &spec,
                                      &PyTuple_Type, &special, &cost_nanos_at,
-                                     &cost_source_at, &PyTuple_Type, &canonical))
+                                     &cost_source_at, &PyTuple_Type, &canonical,
+                                     &PyTuple_Type, &unsafe))
         return NULL;
     clear_schema();  /* a schema refused leaves the module unconfigured */
+    if (PyTuple_GET_SIZE(unsafe) > MAX_UNSAFE)
+        return PyErr_Format(PyExc_ValueError, "configure: at most %d unsafe ranges",
+                            MAX_UNSAFE);
+    memset(unsafe_ascii, 0, sizeof unsafe_ascii);
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(unsafe); k++) {
+        unsigned int lo, hi;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(unsafe, k), "II:unsafe", &lo, &hi))
+            return NULL;
+        if (lo > hi || hi > 0x10FFFF)
+            return PyErr_Format(PyExc_ValueError, "configure: bad unsafe range");
+        unsafe_lo[k] = lo;
+        unsafe_hi[k] = hi;
+        for (unsigned int c = lo; c <= hi && c < 128; c++)
+            unsafe_ascii[c] = 1;
+        n_unsafe = (int)k + 1;
+    }
     Py_ssize_t nf = PyTuple_GET_SIZE(spec), nc = PyTuple_GET_SIZE(canonical);
     if (nf > MAX_FIELDS || nc > MAX_FIELDS)
         return PyErr_Format(PyExc_ValueError, "configure: at most %d fields", MAX_FIELDS);
@@ -668,8 +717,8 @@ typedef struct {
     PyObject *usd_nanos;  /* batch._usd_nanos, for the costs this code does not read */
 } Limits;
 
-/* 1: a clean str of allowed length (no control character, no surrogate, and for ids no
- * white space); 0: not. */
+/* 1: a clean str of allowed length (none of the unsafe characters, and for ids no white
+ * space); 0: not. */
 static int
 text_ok(PyObject *v, Py_ssize_t min_len, Py_ssize_t max_len, int is_id)
 {
@@ -682,7 +731,7 @@ text_ok(PyObject *v, Py_ssize_t min_len, Py_ssize_t max_len, int is_id)
     const void *data = PyUnicode_DATA(v);
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c < 0x20 || (c >= 0xD800 && c <= 0xDFFF))
+        if (unsafe_char(c))
             return 0;
         if (is_id && (c == ' ' || (c >= 0x80 && Py_UNICODE_ISSPACE(c))))
             return 0;
@@ -924,7 +973,8 @@ metadata_json(PyObject *meta, Buf *b, const Limits *lim)
     PyObject *key, *value, *result = NULL;
     Py_ssize_t pos = 0, k = 0;
     while (PyDict_Next(meta, &pos, &key, &value)) {
-        if (!PyUnicode_CheckExact(key) || PyUnicode_KIND(key) == PyUnicode_4BYTE_KIND)
+        if (!PyUnicode_CheckExact(key) || PyUnicode_KIND(key) == PyUnicode_4BYTE_KIND
+            || has_unsafe(key))
             goto simple_no;
         if (PyLong_CheckExact(value)) {
             int overflow = 0;
@@ -1338,7 +1388,7 @@ native_sha256_backend(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))native_configure, METH_VARARGS | METH_KEYWORDS,
-     "configure(keys, fields, special, cost_columns, canonical): the event schema"},
+     "configure(keys, fields, special, cost_columns, canonical, unsafe): the event schema"},
     {"scan", native_scan, METH_VARARGS,
      "scan(events, received_us, low_us, high_us, usd_nanos, limits) -> columns"},
     {"encode", native_encode, METH_VARARGS,

@@ -72,8 +72,8 @@ NATIVE = _native is not None
 
 # Keys an event may carry (field names and the ``timestamp`` alias of ``ts``).
 EVENT_KEYS = schema.INPUT_KEYS
-_BAD_TEXT = re.compile("[\x00-\x1f\ud800-\udfff]")
-_BAD_ID = re.compile(r"[\x00-\x1f\ud800-\udfff]|\s")
+_BAD_TEXT = schema.UNSAFE_CHARACTER
+_BAD_ID = re.compile(_BAD_TEXT.pattern + r"|\s")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _SHA256 = re.compile(r"(?:[0-9a-f]{64}\n)*")
 # RFC 3339 with a time zone, as ``datetime.fromisoformat`` and pydantic read it alike.
@@ -140,8 +140,9 @@ def native_spec() -> dict[str, Any]:
     """What ``_native.configure`` is given: the checks of the simple fields (key, check,
     shortest, longest or largest, default, whether null is allowed, choices), the keys of
     the others (and the ``cost_source`` of a stated cost), where ``cost_nanos`` and
-    ``cost_source`` are among the simple fields, and the canonical keys in order with
-    their encoding and digest rule."""
+    ``cost_source`` are among the simple fields, the canonical keys in order with
+    their encoding and digest rule, and the characters no id, text or metadata key may
+    hold (``schema.UNSAFE_RANGES``)."""
     return {
         "keys": frozenset(EVENT_KEYS),
         "fields": tuple(
@@ -154,6 +155,7 @@ def native_spec() -> dict[str, Any]:
                                                                      "cost_source")),
         "canonical": tuple((key, _ENCODINGS[enc], _DIGEST_RULES[rule])
                            for key, enc, rule in _CANONICAL),
+        "unsafe": schema.UNSAFE_RANGES,
     }
 
 
@@ -726,7 +728,7 @@ def _simple_metadata_json(meta: Any) -> str | None:
                 return None
         elif t is not str and t is not bool and value is not None:
             return None
-        if type(key) is not str:
+        if type(key) is not str or _BAD_TEXT.search(key):
             return None
     try:
         text = orjson.dumps(meta, option=orjson.OPT_SORT_KEYS)

@@ -65,6 +65,7 @@ from ledger.model.schema import (
     TEXT_FIELDS,
     VERSION_KEY,
     EventField,
+    unsafe_character,
 )
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -75,10 +76,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 
-_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _WHITESPACE = re.compile(r"\s")
+UNSAFE_WORDS = ("ids and names may not hold control, bidirectional-formatting or zero-width "
+                "characters, nor lone surrogates")
 
 
 def _check_text(value: str | None, name: str, limit: int = MAX_TEXT) -> str | None:
@@ -86,13 +88,16 @@ def _check_text(value: str | None, name: str, limit: int = MAX_TEXT) -> str | No
         return None
     if len(value) > limit:
         raise ValueError(f"{name} is longer than {limit} characters")
-    if _CONTROL_OR_SURROGATE.search(value):
-        raise ValueError(f"{name} contains control characters or lone surrogates")
+    unsafe = unsafe_character(value)
+    if unsafe is not None:
+        raise ValueError(f"{name} contains {unsafe}: {UNSAFE_WORDS}")
     return value
 
 
-def _check_metadata(value: Any, depth: int = 0) -> bool:
-    """Validate a metadata value; return True if it needs the reference JCS encoder."""
+def _check_metadata(value: Any, depth: int = 0, *, given: bool = False) -> bool:
+    """Validate a metadata value; return True if it needs the reference JCS encoder.
+    ``given``: a caller's, whose keys are identifiers (none of ``UNSAFE_RANGES``); a
+    stored one is read as it was accepted."""
     if depth > MAX_METADATA_DEPTH:
         raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
     if value is None or isinstance(value, bool):
@@ -112,18 +117,21 @@ def _check_metadata(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list):
         slow = False
         for item in value:
-            slow |= _check_metadata(item, depth + 1)
+            slow |= _check_metadata(item, depth + 1, given=given)
         return slow
     if isinstance(value, dict):
         slow = False
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError("metadata keys must be strings")
+            unsafe = unsafe_character(key) if given else None
+            if unsafe is not None:
+                raise ValueError(f"metadata keys must not contain {unsafe}: {UNSAFE_WORDS}")
             if _SURROGATE.search(key):
                 raise ValueError("metadata keys must not contain lone surrogates")
             if _ASTRAL.search(key):
                 slow = True
-            slow |= _check_metadata(item, depth + 1)
+            slow |= _check_metadata(item, depth + 1, given=given)
         return slow
     raise ValueError(f"metadata values must be JSON (got {type(value).__name__})")
 
@@ -167,6 +175,14 @@ class _EventInRules(BaseModel):
                              f"({MAX_COST_NANOS} nano-USD, about 9 million USD)")
         return Decimal(nanos) / Decimal(1_000_000_000)
 
+    @field_validator(*(f.name for f in GIVEN if f.check == "count"), mode="before",
+                     check_fields=False)
+    @classmethod
+    def _no_bool_counts(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # an int to Python, never a count on the wire
+            raise ValueError("must be an integer, not a boolean")
+        return value
+
     @field_validator(*ID_FIELDS, check_fields=False)
     @classmethod
     def _ids(cls, value: str | None) -> str | None:
@@ -197,7 +213,7 @@ class _EventInRules(BaseModel):
     @field_validator(*(f.name for f in GIVEN if f.check == "metadata"), check_fields=False)
     @classmethod
     def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_metadata(value)
+        _check_metadata(value, given=True)
         return value
 
     @model_validator(mode="after")

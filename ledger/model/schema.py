@@ -16,6 +16,7 @@ fixed: Arrow columns are all declared nullable and typed as below, whatever a fi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -39,16 +40,37 @@ class _Required:
 REQUIRED: Final = _Required()
 """``default`` of a field a caller must give."""
 
+# Characters no identifier-like text may hold (every ``id`` and ``text`` field, the keys
+# of ``metadata``, receipt tags), as inclusive code point ranges: the C0 controls, DEL
+# and the C1 controls, the bidirectional marks, embeddings, overrides and isolates
+# (U+061C, U+200E/F, U+202A..E, U+2066..9), the zero-width characters (U+200B..D,
+# U+2060, U+FEFF) and lone surrogates. Such text looks like other text, or reorders what
+# is shown around it. Free text (metadata values, conversation content) is kept verbatim.
+UNSAFE_RANGES: tuple[tuple[int, int], ...] = (
+    (0x0000, 0x001F), (0x007F, 0x009F), (0x061C, 0x061C), (0x200B, 0x200F),
+    (0x202A, 0x202E), (0x2060, 0x2060), (0x2066, 0x2069), (0xD800, 0xDFFF),
+    (0xFEFF, 0xFEFF))
+UNSAFE_CHARACTER: re.Pattern[str] = re.compile(
+    "[" + "".join(f"\\u{lo:04x}-\\u{hi:04x}" for lo, hi in UNSAFE_RANGES) + "]")
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character of ``text`` an identifier may not hold, as ``U+XXXX``; None
+    when there is none."""
+    found = UNSAFE_CHARACTER.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
 # What ``check`` a caller's value goes through (the rule lives in ``ledger.model.event``,
 # with its column counterpart in ``ledger.model.batch`` and ``_native.c``):
-#   id         a str of min_len..MAX_ID characters, no control character, no white space
-#   text       a str of min_len..MAX_TEXT characters, no control character
-#   count      an int from 0 to MAX_SAFE_INT (``strict``: no lax conversion)
+#   id         a str of min_len..MAX_ID characters, none of UNSAFE_RANGES, no white space
+#   text       a str of min_len..MAX_TEXT characters, none of UNSAFE_RANGES
+#   count      an int (never a bool) from 0 to MAX_SAFE_INT (``strict``: no lax conversion)
 #   choice     one of ``choices``
 #   sha256     64 lowercase hex digits
 #   timestamp  an aware or naive (= UTC) datetime or RFC 3339 text, 2000-01-01 .. now+24h
 #   usd        a number of USD (turned into ``cost_nanos``)
-#   metadata   a JSON object, size- and depth-limited
+#   metadata   a JSON object, size- and depth-limited, keys without UNSAFE_RANGES
 # None: the ledger sets the field; a caller may not.
 
 

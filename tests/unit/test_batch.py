@@ -180,14 +180,17 @@ def test_generated_batches_match_the_per_event_path(events: list, loops: str) ->
 # Values at and beyond every edge the column checks draw: each event either clears them
 # (and must come out as the per-event path makes it) or goes to that path itself.
 _NASTY_TEXT = st.text(st.sampled_from(
-    'ab -"\\\x00\x1f\x7f\x85\xa0ü\u2028\u3000\ud800\U0001f600'), max_size=6)
-_EDGE_INTS = st.sampled_from([0, 1, 2**53 - 1, 2**53, -1, 2**63, True, 1.0, None, "3"])
+    'ab -"\\\x00\x1f\x7f\x85\x9f\xa0ü\u061c\u200b\u200d\u200e\u2028\u202e\u2060'
+    '\u2066\u3000\ud800\ufeff\U0001f600'), max_size=6)
+_EDGE_INTS = st.sampled_from([0, 1, 2**53 - 1, 2**53, -1, 2**63, True, False, 1.0, None,
+                              "3"])
 _TS_TEXTS = st.sampled_from([
     "2025-03-01T10:00:00Z", "2025-03-01T10:00:00.5+05:30", "2025-03-01T10:00:00.1234567Z",
     "2024-02-29T23:59:59.999999-00:00", "2025-02-29T10:00:00Z", "2025-03-01T24:00:00Z",
     "2025-03-01T10:00:60Z", "2025-03-01T10:00:00+24:00", "2025-03-01T10:00:00+23:59",
     "2025-03-01 10:00:00Z", "2025-03-01T10:00:00", "1999-12-31T23:59:59Z",
     "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "２０２５-03-01T10:00:00Z", "",
+    "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00Z",
     "2025-13-01T10:00:00Z", "2025-03-01T10:00:00.Z", "2025-03-01t10:00:00z"])
 _TS_VALUES = st.one_of(
     _TS_TEXTS,
@@ -199,7 +202,9 @@ _TS_VALUES = st.one_of(
 _COSTS = st.one_of(
     st.floats(min_value=0, max_value=1e12), st.sampled_from(
         [0.0, -0.0, 1e-05, 1e-10, 0.1, 123456789.5, 1234567890.25, float("nan"),
-         float("inf"), -1.0, 3, "0.0075", "x", True, None, Decimal("2.5")]))
+         float("inf"), -1.0, 3, "0.0075", "x", True, None, Decimal("2.5"),
+         "1e99999999999999999999", "1e-99999999999999999999", "0e99999999999999999999",
+         "١", "Infinity"]))
 _META_VALUES = st.one_of(_NASTY_TEXT, _EDGE_INTS, st.booleans(), st.floats(),
                          st.lists(st.integers(), max_size=2))
 
@@ -268,6 +273,17 @@ def test_edge_values_in_every_field_match_the_per_event_path(events: list,
     ({"cost": 10**11}, "more than one call may cost"),
     ({"cost": 5e11}, "more than one call may cost"),
     ({"cost_source": "client"}, "needs a cost"),
+    ({"latency_ms": False}, "not a boolean"),
+    ({"cost_nanos": True}, "not a boolean"),
+    ({"cost": "1e99999999999999999999"}, "larger than the maximum"),
+    ({"ts": "0001-01-01T00:00:00+01:00"}, "out of range"),
+    ({"timestamp": "9999-12-31T23:59:59-01:00"}, "out of range"),
+    ({"model": "gpt\x7f"}, "U+007F"),
+    ({"provider": "open\x85ai"}, "U+0085"),
+    ({"alias": "fast\u202e"}, "U+202E"),
+    ({"event_id": "id\u200b1"}, "U+200B"),
+    ({"origin": "\ufefforigin"}, "U+FEFF"),
+    ({"metadata": {"user\u2066": "x"}}, "U+2066"),
 ])
 def test_an_invalid_event_is_reported_with_its_index_as_one_by_one(bad: dict, words: str,
                                                                    loops: str) -> None:
