@@ -37,6 +37,7 @@ import orjson
 from ledger.errors import ReceiptNotFoundError, ReceiptRequestError
 from ledger.model.dates import parse_bound
 from ledger.model.event import canonical_json, format_ts, now_us, ts_to_us
+from ledger.model.schema import unsafe_character
 from ledger.model.tenant import TenantError, check_tenant
 from ledger.storage.receipt_entries import runs_of, seqs_of
 from ledger.tlog.checkpoint import parse_checkpoint, parse_note
@@ -171,6 +172,12 @@ def _check_labels(description: str | None, tags: Sequence[str] | None) -> list[s
                                   f"{MAX_TAG} characters")
     if len(tags) > MAX_TAGS:
         raise ReceiptRequestError(f"at most {MAX_TAGS} tags per receipt")
+    for tag in tags:
+        unsafe = unsafe_character(tag)
+        if unsafe is not None:
+            raise ReceiptRequestError(f"tag {tag!r} contains {unsafe}: tags may not hold "
+                                      "control, bidirectional-formatting or zero-width "
+                                      "characters, nor lone surrogates")
     return list(dict.fromkeys(tags))
 
 
