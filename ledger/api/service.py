@@ -58,9 +58,9 @@ def window(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:
 
 
 def check_paging(limit: int, offset: int) -> None:
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+    if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:  # no bool, no float
         raise InvalidRequestError(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    if not isinstance(offset, int) or offset < 0:
+    if type(offset) is not int or offset < 0:
         raise InvalidRequestError("offset must be an integer >= 0")
 
 

@@ -153,9 +153,9 @@ def selector(*, conversation_id: str | None = None, start_date: Any = None,
 
 
 def _check_paging(limit: int, offset: int) -> None:
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+    if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:  # no bool, no float
         raise ReceiptRequestError(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    if not isinstance(offset, int) or offset < 0:
+    if type(offset) is not int or offset < 0:
         raise ReceiptRequestError("offset must be an integer >= 0")
 
 

@@ -126,6 +126,39 @@ async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int | st
 
 
 # -- errors ------------------------------------------------------------------------------
+INTERNAL_ERROR = "internal error; the server log has the details"
+
+
+class InternalErrors:
+    """Answer an exception no handler took (a bug) with a logged 500, and end there:
+    Starlette's own last handler re-raises after answering, and uvicorn then drops the
+    connection under the client's next request on it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # part of an answer is out: only closing the connection is honest
+                raise
+            log.error("unhandled error", exc_info=exc)
+            await JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)(
+                scope, receive, send)
+
+
 def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     problems, errors = [], []
     for err in exc.errors():
@@ -203,8 +236,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse({"detail": "internal error; the server log has the details"},
-                            status_code=500)
+        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
 
 # -- the app -----------------------------------------------------------------------------
@@ -248,6 +280,7 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
         return config.max_batch_body if path in BATCH_PATHS else config.max_body
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
+    app.add_middleware(InternalErrors)  # outside the limit: it sees every request
     return app
 
 
