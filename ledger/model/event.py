@@ -186,9 +186,10 @@ class _EventInRules(BaseModel):
     @field_validator(*ID_FIELDS, check_fields=False)
     @classmethod
     def _ids(cls, value: str | None) -> str | None:
+        value = _check_text(value, "id", MAX_ID)
         if value is not None and _WHITESPACE.search(value):
             raise ValueError("ids must not contain whitespace")
-        return _check_text(value, "id", MAX_ID)
+        return value
 
     @field_validator(*TEXT_FIELDS, check_fields=False)
     @classmethod
