@@ -107,3 +107,11 @@ def test_cli_revoke_of_an_unknown_key_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--data", str(tmp_path), "keys", "revoke", "key_x"])
     assert result.exit_code == 2
     assert "keys list" in result.output
+
+
+@pytest.mark.parametrize("name", ["acme\n", "acme\r\n", "\nacme", "ac\x7fme", "acme\u200b"])
+def test_a_project_name_is_matched_whole(tmp_path: Path, name: str) -> None:
+    """A trailing newline (or any character outside the name's alphabet) is refused, not
+    let through by a pattern anchored with ``$``."""
+    with pytest.raises(TenantError):
+        ApiKeyStore(tmp_path).create(name)

@@ -19,6 +19,7 @@ from ledger.model import batch
 from ledger.model.batch import PreparedBatch, new_event_ids, prepare_batch
 from ledger.model.event import (
     EventValidationError,
+    generated_id_day,
     generated_id_ms,
     is_generated_id,
     new_event_id,
@@ -388,3 +389,26 @@ def test_a_closed_ledger_refuses_small_appends(tmp_path: Path) -> None:
     led.close()
     with pytest.raises(LedgerError, match="closed"):
         led.append({"provider": "p", "model": "m"}, tenant="a")
+
+
+@given(text=st.text(st.sampled_from("0123456789abcdef-71edxyz"), min_size=36, max_size=36)
+       | st.from_regex(r"[0-9a-f]{8}-[0-9a-f]{4}-71ed-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                       fullmatch=True))
+@settings(max_examples=300)
+def test_decoding_the_day_of_any_36_character_id_never_raises(text: str) -> None:
+    """An id in the generated shape names a day only when its 48-bit time is one an event
+    can have (years 1970 to 9999); anything else names none."""
+    day = generated_id_day(text)
+    assert day is None or (is_generated_id(text) and len(day) == 10)
+
+
+def test_generated_ids_past_9999_name_no_day_and_are_not_found(tmp_path: Path) -> None:
+    late = "e677d21f-dc00-71ed-8000-000000000000"  # 9999-12-31T23:59:59.999Z + 1 ms
+    assert generated_id_day("e677d21f-dbff-71ed-8000-000000000000") == "9999-12-31"
+    assert generated_id_day(late) is None
+    assert generated_id_day("ffffffff-ffff-71ed-bfff-ffffffffffff") is None
+    with Ledger(tmp_path / "d", checkpoint_interval=None) as led:
+        led.append_many([{"provider": "p", "model": "m"}] * 5, tenant="a")
+        led.flush()
+        assert led.get("a", late) is None
+        assert led.resolve("a", [late]) == {}

@@ -11,7 +11,7 @@ import pytest
 
 from ledger.cli.context import CliError
 from ledger.errors import ReceiptRequestError, RequestError
-from ledger.model.dates import parse_bound
+from ledger.model.dates import MAX_INSTANT, MIN_INSTANT, parse_bound, utc_days, utc_instant
 
 OCT1 = datetime(2025, 10, 1, tzinfo=UTC)
 
@@ -97,3 +97,30 @@ def test_each_caller_gets_its_own_refusal() -> None:
         parse_bound("x", name="end_date", error=ReceiptRequestError)
     with pytest.raises(CliError, match=r"^--start: 'x' is not a date"):
         parse_bound("x", name="--start", error=CliError)
+
+
+def test_the_one_conversion_to_utc_refuses_what_leaves_the_calendar() -> None:
+    """``utc_instant`` is how every accepted instant becomes UTC: None (refused) when an
+    offset takes it past either end, never ``OverflowError``."""
+    plus_one = timezone(timedelta(hours=1))
+    assert utc_instant(datetime(1, 1, 1, tzinfo=plus_one)) is None
+    assert utc_instant(datetime(9999, 12, 31, 23, 30, tzinfo=timezone(-timedelta(hours=1)))
+                       ) is None
+    assert utc_instant(datetime(1, 1, 1, 1, tzinfo=plus_one)) == MIN_INSTANT
+    assert utc_instant(datetime(9999, 12, 31, 23, 59, 59, 999999)) == MAX_INSTANT
+
+
+@pytest.mark.parametrize(("start", "end", "widen", "days"), [
+    (MIN_INSTANT, MAX_INSTANT, 1, (date.min, date.max)),
+    (None, MIN_INSTANT, 1, (None, date.min)),
+    (None, MIN_INSTANT, 0, (None, date.min)),
+    (datetime(2025, 3, 1, 10, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC), 0,
+     (date(2025, 3, 1), date(2025, 3, 1))),
+    (datetime(2025, 3, 1, 10, tzinfo=UTC), datetime(2025, 3, 2, 0, 0, 1, tzinfo=UTC), 1,
+     (date(2025, 2, 28), date(2025, 3, 3))),
+])
+def test_the_days_a_window_touches_stop_at_the_calendar_ends(start: datetime | None,
+                                                             end: datetime | None,
+                                                             widen: int,
+                                                             days: tuple) -> None:
+    assert utc_days(start, end, widen=widen) == days

@@ -257,6 +257,25 @@ def test_one_handler_answers_with_the_errors_status_and_no_traceback(
     assert missing_key.status_code == 401 and missing_key.json()["code"] == "unauthorized"
 
 
+def test_a_bug_is_answered_without_the_exception_escaping_the_app(tmp_path: Path) -> None:
+    """An unhandled exception ends with the 500 answer: it does not propagate out of the
+    app (which makes uvicorn drop the connection under the client's next request)."""
+    state = ServerState(ServerConfig(tmp_path / "data"))
+    key, _ = ApiKeyStore(tmp_path / "data").create("p")
+
+    def failing(*_: Any, **__: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    state.service.get_log = failing  # type: ignore[method-assign]
+    app = create_app(ServerConfig(tmp_path / "data"), state=state)
+    with TestClient(app, raise_server_exceptions=True) as http:  # an escape would raise
+        bug = http.get("/api/v1/logs/x", headers={"X-API-Key": key})
+        after = http.get("/health")
+    assert bug.status_code == 500
+    assert bug.json() == {"detail": "internal error; the server log has the details"}
+    assert after.status_code == 200
+
+
 # -- no server ---------------------------------------------------------------------------
 def test_a_closed_port_raises_server_unavailable() -> None:
     async def main() -> None:

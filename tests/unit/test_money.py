@@ -207,3 +207,25 @@ def test_float_cost_shown_by_apis_converts_back_exactly_below_a_million_usd(nano
 @given(st.integers(min_value=0, max_value=MAX_USD * NANOS_PER_USD))
 def test_nanos_to_usd_is_the_nearest_float_to_the_exact_amount(nanos: int) -> None:
     assert nanos_to_usd(nanos) == float(nanos_to_decimal(nanos))
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("1e99999999999999999999", "larger than the maximum"),
+    ("1E+99999999999999999999999999", "larger than the maximum"),
+    ("-1e99999999999999999999", "must not be negative"),
+    ("1e-99999999999999999999", "too many decimal places"),
+    ("1" + "0" * 5000, "larger than the maximum"),
+    ("0." + "0" * 5000 + "1", "too many decimal places"),
+    ("١٢", "not a decimal number"),
+])
+def test_text_beyond_any_decimal_is_refused_with_words(text: str, words: str) -> None:
+    """An exponent past what ``Decimal`` holds, or thousands of digits, is a clear
+    ``ValueError`` (a 4xx at the API), never ``decimal.InvalidOperation``."""
+    with pytest.raises(ValueError, match=words):
+        usd_to_nanos(text)
+
+
+def test_zero_with_any_exponent_is_zero() -> None:
+    assert usd_to_nanos("0e99999999999999999999") == 0
+    assert usd_to_nanos("0.000e-99999999999999999999") == 0
+    assert usd_to_nanos("1." + "0" * 10_000) == NANOS_PER_USD

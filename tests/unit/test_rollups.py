@@ -3,16 +3,19 @@ with half- and quarter-hour offsets and across daylight-saving changes."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import Ledger
-from projections.rollups import rollup
+from ledger.errors import RollupError
+from projections.rollups import check_timezone, rollup
 from tests.conftest import usage
 
 ZONES = ["UTC", "Europe/Madrid", "America/St_Johns", "Asia/Kathmandu", "Pacific/Chatham",
@@ -93,3 +96,14 @@ def test_a_change_at_one_minute_past_midnight_is_counted_on_the_right_day(tmp_pa
                          usage(ts="2006-04-02T03:31:30Z")], tenant="a")
         rows = rollup(led.snapshot(), "a", ["day"], tz="America/St_Johns")
     assert [(r.key["day"], r.calls) for r in rows] == [("2006-04-01", 1), ("2006-04-02", 2)]
+
+
+@pytest.mark.parametrize("tz", ["right/UTC", "posix/Europe/Paris", "localtime"])
+def test_a_zone_only_python_knows_is_refused_naming_it(tmp_path: Path, tz: str) -> None:
+    """The query engine groups by zone: a zone its own list lacks is a ``RollupError``
+    (400) naming the zone, not an engine error."""
+    with Ledger(tmp_path / "d", checkpoint_interval=None) as led:
+        led.append(usage(), tenant="a")
+        with pytest.raises(RollupError, match=re.escape(repr(tz))):
+            rollup(led.snapshot(), "a", ["day"], tz=tz)
+    assert check_timezone("Europe/Paris") == "Europe/Paris"
