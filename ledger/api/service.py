@@ -243,8 +243,8 @@ class LedgerService:
         """The ``ledger-log-inclusion/v1`` bundle of one log at a signed checkpoint."""
         from ledger.tlog.consistency import prove_inclusion
 
-        if size is not None and size < 1:
-            raise InvalidRequestError("size must be at least 1")
+        if size is not None and (type(size) is not int or size < 1):
+            raise InvalidRequestError("size must be an integer of at least 1")
         try:
             return prove_inclusion(self.ledger, tenant, log_id, size=size)
         except LookupError as exc:
@@ -275,6 +275,8 @@ class LedgerService:
         tree = self.ledger.tree(tenant)
         size = self.ledger.size(tenant)
         second = size if second is None else second
+        if type(first) is not int or type(second) is not int:  # never a bool
+            raise InvalidRequestError("first and second must be integers")
         if first < 0 or second < 0:
             raise InvalidRequestError("sizes must not be negative")
         if second > size:

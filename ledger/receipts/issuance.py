@@ -103,6 +103,8 @@ def selector(*, conversation_id: str | None = None, start_date: Any = None,
              end_date: Any = None, log_ids: Sequence[str] | None = None,
              since_last_receipt: bool = False) -> Selector:
     """Validate a request's selection fields: exactly one mode."""
+    if not isinstance(since_last_receipt, bool):
+        raise ReceiptRequestError("since_last_receipt must be true or false")
     modes = []
     if conversation_id is not None:
         modes.append("conversation_id")

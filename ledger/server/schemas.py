@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ledger.model.event import MAX_ID, EventIn
 
@@ -77,7 +77,7 @@ class ReceiptRequest(BaseModel):
     start_date: str | None = None
     end_date: str | None = None
     log_ids: list[str] | None = None
-    since_last_receipt: bool = False
+    since_last_receipt: StrictBool = False  # true or false, not 1 or "yes"
     description: str | None = None
     tags: list[str] | None = None
 

@@ -337,6 +337,19 @@ def test_a_boolean_is_not_a_number(writer: Probe, field: str, value: bool) -> No
     writer.refused_everywhere(usage(**{field: value}), field)
 
 
+@pytest.mark.parametrize("route", [PREVIEW, GENERATE])
+@pytest.mark.parametrize("flag", [1, 0, "true", "yes", None])
+def test_a_number_is_not_a_boolean(reader: Probe, route: str, flag: Any) -> None:
+    reader.refused("POST", route, json={"since_last_receipt": flag}, status=422,
+                   code="invalid_request", names="since_last_receipt")
+
+
+@pytest.mark.parametrize("params", [{"limit": "true"}, {"offset": "false"}])
+def test_paging_takes_integers_only(reader: Probe, params: dict[str, str]) -> None:
+    reader.refused("GET", "/api/v1/logs", params=params, status=422, code="invalid_request",
+                   names=next(iter(params)))
+
+
 def test_a_trailing_newline_in_a_hash_is_refused(writer: Probe) -> None:
     writer.refused_everywhere(usage(content_sha256="ab" * 32 + "\n"), "content_sha256")
 
