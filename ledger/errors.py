@@ -23,6 +23,7 @@ The hierarchy (status, code)::
     ├── RequestError                  400 bad_request       (ValueError)
     │   ├── InvalidRequestError       422 invalid_request
     │   ├── NotFoundError             404 not_found
+    │   ├── RequestTimeoutError       408 request_timeout
     │   └── RequestTooLargeError      413 too_large
     ├── EventValidationError          422 invalid_event     (ValueError)
     ├── IdConflictError               409 id_conflict       (ValueError)
@@ -166,6 +167,15 @@ class NotFoundError(RequestError):
 
     status = 404
     code = "not_found"
+
+
+class RequestTimeoutError(RequestError):
+    """A request whose head or body did not arrive within the server's timeout
+    (``llmring serve --header-timeout`` / ``--body-timeout``); the server closed the
+    connection and did not serve it."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class RequestTooLargeError(RequestError):
@@ -345,12 +355,14 @@ ERRORS: tuple[type[LedgerError], ...] = (
     ReceiptRequestError, ReceiptNotFoundError, NoteError, CheckpointError, CosignatureError,
     QuorumError, SignatureFormatError, PublicKeyFormatError, ProofError, PolicyError,
     ConsistencyFormatError, TamperEvidence, WitnessRefusal,
+    RequestTimeoutError,
 )
 _BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in ERRORS}
 # An answer without a code (a proxy, an older server): the class of its status.
 _BY_STATUS: dict[int, type[LedgerError]] = {
     400: RequestError, 401: AuthenticationError, 404: NotFoundError, 409: IdConflictError,
     413: RequestTooLargeError, 422: InvalidRequestError, 503: LedgerError,
+    408: RequestTimeoutError,
 }
 UNAVAILABLE_PREFIX = "the ledger cannot serve this now: "
 

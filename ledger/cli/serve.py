@@ -12,6 +12,8 @@ from ledger.cli.context import (
     pass_app,
 )
 
+SECONDS = click.FloatRange(min=0, min_open=True)
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -21,23 +23,38 @@ from ledger.cli.context import (
               type=click.IntRange(1024), help="Largest request body in bytes (413 above).")
 @click.option("--max-batch-body", default=64 * 1024 * 1024, show_default=True,
               type=click.IntRange(1024), help="Largest body of POST /api/v1/log/batch.")
+@click.option("--idle-timeout", default=5.0, show_default=True,
+              type=SECONDS, help="Close a connection idle this long (no request in "
+              "progress, since it opened or since its last answer).")
+@click.option("--header-timeout", default=10.0, show_default=True,
+              type=SECONDS, help="A request's whole head must arrive within this "
+              "(408 and closed otherwise).")
+@click.option("--body-timeout", default=60.0, show_default=True,
+              type=SECONDS, help="A request's whole body must arrive within this after "
+              "its head (408 and closed otherwise).")
+@click.option("--max-connections", default=None, type=click.IntRange(1),
+              help="Most connections open at once; one more closes the oldest idle one. "
+              "Default: the file-descriptor limit less a quarter kept for the ledger.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @pass_app
 @local_only
 def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
-          log_level: str) -> None:
+          idle_timeout: float, header_timeout: float, body_timeout: float,
+          max_connections: int | None, log_level: str) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
     create`) can be added and revoked meanwhile. Ctrl-C or SIGTERM stops it gracefully:
-    requests in flight finish and the journal is sealed.
+    requests in flight finish and the journal is sealed. Connections are bounded in time
+    (idle, head, body) and in number, so slow or idle clients cannot exhaust the server.
     """
     import uvicorn
 
     from ledger.core.facade import LedgerError, LedgerLockedError
     from ledger.server import ServerConfig, create_app
     from ledger.server.app import ServerState
+    from ledger.server.connections import ConnectionLimits, uvicorn_options
     from ledger.server.fastpath import FastPath
     from ledger.storage.config import ConfigError
     from ledger.storage.manifest import ManifestError
@@ -50,6 +67,8 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
         raise CliError(str(exc)) from None
     except (LedgerError, ManifestError, KeyRingError, ConfigError) as exc:
         raise CliError(f"cannot serve {app.data}: {exc}", EXIT_FAILED_CHECK) from None
+    limits = ConnectionLimits(idle_timeout, header_timeout, body_timeout, max_connections)
     asgi = FastPath(create_app(config, state=state))
     uvicorn.run(asgi, host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=30, lifespan="on", proxy_headers=False)
+                timeout_graceful_shutdown=30, lifespan="on", proxy_headers=False,
+                **uvicorn_options(limits))
