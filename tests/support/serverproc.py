@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -57,14 +58,18 @@ class Server:
 
 
 def start(data: Path, projects: tuple[str, ...] = ("alpha", "beta"),
-          extra: tuple[str, ...] = ()) -> Server:
+          extra: tuple[str, ...] = (), fd_limit: int | None = None) -> Server:
+    """``llmring serve`` on ``data`` with ``extra`` options; ``fd_limit``: the server's
+    RLIMIT_NOFILE, soft and hard (as under ``ulimit -n``)."""
     keys = {p: create_key(data, p) for p in projects}
     port = free_port()
     log = open(data.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - lives with proc
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [*LLMRING, "--data", str(data), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
+         "--log-level", "warning", *extra], stdout=log, stderr=subprocess.STDOUT, env=env,
+        preexec_fn=None if fd_limit is None else lambda: resource.setrlimit(
+            resource.RLIMIT_NOFILE, (fd_limit, fd_limit)))
     server = Server(f"http://127.0.0.1:{port}", data, proc, keys)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
