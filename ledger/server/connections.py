@@ -76,12 +76,12 @@ class ConnectionLimits:
     body_timeout: float
     max_connections: int | None = None  # None: the fd limit less the reserve
 
-    def capacity(self) -> tuple[int, int]:
-        """(the connection cap, the listen backlog): ``max_connections``, else the fd
-        limit less the reserve; the backlog stays within the reserve."""
-        limit = fd_limit()
-        reserve = reserved_fds(limit)
-        cap = self.max_connections or max(1, limit - reserve)
+    def capacity(self, fds: int) -> tuple[int, int]:
+        """(the connection cap, the listen backlog) under a limit of ``fds`` descriptors:
+        ``max_connections``, else ``fds`` less the reserve; the backlog (how many
+        connections one burst of accepts can add past the cap) is half the reserve."""
+        reserve = reserved_fds(fds)
+        cap = self.max_connections or max(1, fds - reserve)
         return cap, max(16, min(MAX_BACKLOG, reserve // 2))
 
 
@@ -233,7 +233,7 @@ def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
     """The ``uvicorn.run`` / ``uvicorn.Config`` options that enforce ``limits``: the
     protocol class of one server (``GuardedHttpProtocol`` bound to them, with its own
     count of open connections), the idle timeout and the listen backlog."""
-    cap, backlog = limits.capacity()
+    cap, backlog = limits.capacity(fd_limit())
     protocol = type("GuardedHttpProtocol", (GuardedHttpProtocol,),
                     {"limits": limits, "cap": cap, "open": _Open()})
     return {"http": protocol, "timeout_keep_alive": limits.idle_timeout,
