@@ -34,7 +34,8 @@ SECONDS = click.FloatRange(min=0, min_open=True)
               "its head (408 and closed otherwise).")
 @click.option("--max-connections", default=None, type=click.IntRange(1),
               help="Most connections open at once; one more closes the oldest idle one. "
-              "Default: the file-descriptor limit less a quarter kept for the ledger.")
+              "Default and most: the file-descriptor limit less a quarter kept for the "
+              "ledger.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @pass_app

@@ -74,14 +74,22 @@ class ConnectionLimits:
     idle_timeout: float
     header_timeout: float
     body_timeout: float
-    max_connections: int | None = None  # None: the fd limit less the reserve
+    max_connections: int | None = None  # at most the fd limit less the reserve
 
     def capacity(self, fds: int) -> tuple[int, int]:
         """(the connection cap, the listen backlog) under a limit of ``fds`` descriptors:
-        ``max_connections``, else ``fds`` less the reserve; the backlog (how many
-        connections one burst of accepts can add past the cap) is half the reserve."""
+        ``fds`` less the reserve, or ``max_connections`` if lower (never higher: accepts
+        failing for want of descriptors would drop connections, and the ledger's own
+        files could fail to open); the backlog (how many connections one burst of
+        accepts can add past the cap) is half the reserve."""
         reserve = reserved_fds(fds)
-        cap = self.max_connections or max(1, fds - reserve)
+        cap = max(1, fds - reserve)
+        if self.max_connections is not None:
+            if self.max_connections > cap:
+                log.warning("--max-connections %d is more than the file-descriptor limit "
+                            "%d allows; at most %d connections are kept open",
+                            self.max_connections, fds, cap)
+            cap = min(cap, self.max_connections)
         return cap, max(16, min(MAX_BACKLOG, reserve // 2))
 
 

@@ -18,6 +18,6 @@ def test_the_default_cap_and_a_full_backlog_leave_a_reserve_for_the_ledger(fds: 
     assert fds - (cap + backlog) >= min(128, fds // 4)
 
 
-def test_max_connections_overrides_the_default_cap() -> None:
-    limits = ConnectionLimits(5, 10, 60, max_connections=100)
-    assert limits.capacity(1024) == (100, 128)
+def test_max_connections_lowers_the_cap_but_never_raises_it() -> None:
+    assert ConnectionLimits(5, 10, 60, max_connections=100).capacity(1024) == (100, 128)
+    assert ConnectionLimits(5, 10, 60, max_connections=5000).capacity(1024) == (768, 128)
