@@ -10,11 +10,6 @@ Anything else (no JSON content type, a missing or unknown key, an invalid body, 
 the ledger refuses) falls through to the FastAPI route, which answers it exactly as
 documented; a refused append wrote nothing, so running it again there is safe and gives
 the same answer.
-
-An exception the app raises after answering ends at ``FastPath``: Starlette's outermost
-middleware answers an unexpected error with the app's 500 handler (which logs it) and
-then re-raises it, and uvicorn would close the connection that answer left open, so the
-client's next request on it would be reset.
 """
 
 from __future__ import annotations
@@ -56,16 +51,14 @@ class FastPath:
         self.fastapi = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if (scope["type"] != "http" or scope["method"] != "POST"
+                or scope["path"] not in FAST_PATHS):
             await self.app(scope, receive, send)
-            return
-        if scope["method"] != "POST" or scope["path"] not in FAST_PATHS:
-            await self.answer(scope, receive, send)
             return
         server = getattr(self.fastapi.state, "server", None)
         length = _content_length(scope)
         if server is None or length is None or length > _limit(server, scope["path"]):
-            await self.answer(scope, receive, send)  # the app answers (413, 400, …)
+            await self.app(scope, receive, send)  # the app answers (413, 400, …)
             return
         chunks: list[bytes] = []
         received = 0
@@ -90,16 +83,7 @@ class FastPath:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.answer(scope, replay, send)
-
-    async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The app answers an HTTP request; an error it re-raises after its 500 handler
-        answered (and logged) it ends here, so the connection stays usable. (Without an
-        answer, uvicorn answers 500 itself and closes the connection, saying so.)"""
-        try:
-            await self.app(scope, receive, send)
-        except Exception:
-            return
+        await self.app(scope, replay, send)
 
 
 def _batch_events(body: bytes) -> list[Any] | None:
