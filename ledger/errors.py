@@ -14,6 +14,7 @@ The hierarchy (status, code)::
     ├── LedgerLockedError             503 ledger_locked     another process holds it
     ├── ServerUnavailableError        503 server_unavailable   no server answered
     ├── JournalError                  503 journal_error
+    ├── JournalDamageError            503 journal_damaged
     ├── ManifestError                 503 manifest_broken
     ├── KeyRingError                  503 keyring_error
     ├── ConfigError                   503 config_error
@@ -100,6 +101,33 @@ class JournalError(LedgerError, RuntimeError):
     """The journal could not be made durable; the ledger stops accepting writes."""
 
     code = "journal_error"
+
+
+class JournalDamageError(LedgerError, RuntimeError):
+    """The journal is damaged inside, not merely torn at its end: cutting it at the damage
+    would lose acknowledged appends, so the directory is not opened. ``journal`` and
+    ``offset`` name the damage (the file relative to the data directory, the byte where
+    the first bad frame starts); ``frames_beyond`` and ``events_beyond`` count the intact
+    frames and events after it; ``kept`` names the copy kept aside. Nothing else was
+    changed."""
+
+    code = "journal_damaged"
+    evidence = ("journal", "offset", "frames_beyond", "events_beyond", "kept")
+
+    def __init__(self, journal: str, offset: int, frames_beyond: int, events_beyond: int,
+                 kept: str) -> None:
+        self.journal = journal
+        self.offset = offset
+        self.frames_beyond = frames_beyond
+        self.events_beyond = events_beyond
+        self.kept = kept
+        super().__init__(
+            f"{journal} is damaged at byte {offset}: {frames_beyond} intact frames "
+            f"({events_beyond} events) acknowledged after it would be lost by cutting there; "
+            f"a copy is kept as {kept} and nothing else was changed. Restore the journal "
+            "from a backup, or accept the loss (`llmring serve --accept-loss`, `llmring "
+            "ledger flush --accept-loss`, or Ledger(path, accept_loss=True)): the journal is "
+            "then cut at the damage, and `llmring ledger verify` reports the loss")
 
 
 class ManifestError(LedgerError, RuntimeError):
@@ -349,6 +377,7 @@ class WitnessRefusal(TamperEvidence):
 # -- the mapping ---------------------------------------------------------------------------
 ERRORS: tuple[type[LedgerError], ...] = (
     LedgerError, LedgerLockedError, ServerUnavailableError, JournalError, ManifestError,
+    JournalDamageError,
     KeyRingError, ConfigError, ApiKeyError, WitnessError, AuthenticationError, RequestError,
     InvalidRequestError, NotFoundError, RequestTooLargeError, EventValidationError,
     IdConflictError, TenantError, ContentError, RollupError, RetentionError,
@@ -417,7 +446,8 @@ def error_from_response(status: int, body: Any, *, request: str = "") -> LedgerE
 __all__ = [
     "ERRORS", "ApiKeyError", "AuthenticationError", "CheckpointError", "ConfigError",
     "ConsistencyFormatError", "ContentError", "CosignatureError", "EventValidationError",
-    "IdConflictError", "InvalidRequestError", "JournalError", "KeyRingError", "LedgerError",
+    "IdConflictError", "InvalidRequestError", "JournalDamageError", "JournalError",
+    "KeyRingError", "LedgerError",
     "LedgerLockedError", "ManifestError", "NotFoundError", "NoteError", "PolicyError",
     "ProofError", "PublicKeyFormatError", "QuorumError", "ReceiptNotFoundError",
     "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",

@@ -67,9 +67,12 @@ def check_paging(limit: int, offset: int) -> None:
 class LedgerService:
     """One open data directory and the per-project operations over it."""
 
-    def __init__(self, data_dir: str | Path, *, ledger: Ledger | None = None) -> None:
+    def __init__(self, data_dir: str | Path, *, ledger: Ledger | None = None,
+                 accept_loss: bool = False) -> None:
+        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss`` as ``Ledger``'s."""
         self.data = Path(data_dir)
-        self.ledger = ledger if ledger is not None else Ledger(self.data)
+        self.ledger = (ledger if ledger is not None
+                       else Ledger(self.data, accept_loss=accept_loss))
         try:
             self.notary = self.ledger.notary  # the directory's one key ring and checkpoints
             self.origin = self.notary.origin

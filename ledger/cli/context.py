@@ -106,16 +106,18 @@ class App:
         return DataDir(self.data)
 
     @contextmanager
-    def open(self, *, create: bool = True) -> Iterator[Any]:
+    def open(self, *, create: bool = True, accept_loss: bool = False) -> Iterator[Any]:
         """Open the ledger for one command and close it after (closing seals the journal).
 
-        ``create=False`` refuses a directory that holds no ledger yet (read commands)."""
+        ``create=False`` refuses a directory that holds no ledger yet (read commands);
+        ``accept_loss`` cuts a journal damaged inside at the damage (``report_losses``
+        says so on stderr)."""
         from ledger.core.facade import Ledger
 
         if not create:
             self.require_existing()
         try:
-            led = Ledger(self.data)
+            led = Ledger(self.data, accept_loss=accept_loss)
         except LedgerLockedError as exc:
             raise CliError(str(exc)) from None
         except ManifestError as exc:
@@ -124,6 +126,7 @@ class App:
             raise CliError(f"cannot open {self.data}: {exc}", EXIT_FAILED_CHECK) from None
         except OSError as exc:
             raise CliError(f"cannot open {self.data}: {exc.strerror or exc}") from None
+        report_losses(led.accepted_losses)
         try:
             yield led
         finally:
@@ -239,6 +242,23 @@ def local_only(f: F) -> F:
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True,
                         help="Print JSON (for scripts) instead of a table.")(f)
+
+
+def accept_loss_option(f: F) -> F:
+    return click.option(
+        "--accept-loss", is_flag=True,
+        help="If the journal is damaged inside, cut it at the damage and go on: the "
+             "acknowledged appends after it are lost. The damaged file is kept in "
+             "journal/damaged/ and the loss recorded; `ledger verify` reports it.")(f)
+
+
+def report_losses(losses: list[dict[str, Any]]) -> None:
+    """Say on stderr what opening with ``--accept-loss`` cut."""
+    for loss in losses:
+        click.echo(f"warning: {loss['journal']} was damaged at byte {loss['offset']}: cut "
+                   f"at byte {loss['cut_at']} (--accept-loss), {loss['events_lost']} "
+                   f"acknowledged events lost; kept {', '.join(loss['kept'])}; recorded in "
+                   "journal/losses.jsonl", err=True)
 
 
 # -- output ------------------------------------------------------------------------------

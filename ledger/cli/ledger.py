@@ -14,6 +14,7 @@ from ledger.cli.context import (
     EXIT_FAILED_CHECK,
     App,
     CliError,
+    accept_loss_option,
     json_option,
     local_only,
     new_table,
@@ -167,16 +168,18 @@ def compact(app: App, as_json: bool) -> None:
 
 
 @ledger_group.command()
+@accept_loss_option
 @json_option
 @pass_app
 @local_only
-def flush(app: App, as_json: bool) -> None:
+def flush(app: App, as_json: bool, accept_loss: bool) -> None:
     """Seal the journal into Parquet segments now.
 
     Every command seals when it closes the ledger; this is for a journal left by a
-    process that stopped without closing (it is replayed, then sealed).
+    process that stopped without closing (it is replayed, then sealed). With
+    --accept-loss it also repairs a journal damaged inside by cutting it at the damage.
     """
-    with app.open(create=False) as led:
+    with app.open(create=False, accept_loss=accept_loss) as led:
         result = led.flush()
     out = {"events": result.events, "segments": result.segments, "journal": result.journal}
     if as_json:

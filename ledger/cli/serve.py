@@ -8,8 +8,10 @@ from ledger.cli.context import (
     EXIT_FAILED_CHECK,
     App,
     CliError,
+    accept_loss_option,
     local_only,
     pass_app,
+    report_losses,
 )
 
 SECONDS = click.FloatRange(min=0, min_open=True)
@@ -38,11 +40,12 @@ SECONDS = click.FloatRange(min=0, min_open=True)
               "ledger.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@accept_loss_option
 @pass_app
 @local_only
 def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           idle_timeout: float, header_timeout: float, body_timeout: float,
-          max_connections: int | None, log_level: str) -> None:
+          max_connections: int | None, log_level: str, accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
@@ -61,13 +64,15 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     from ledger.storage.manifest import ManifestError
     from ledger.tlog.signing import KeyRingError
 
-    config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body)
+    config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
+                          accept_loss=accept_loss)
     try:  # open the directory first: a locked or damaged one is reported, not traced
         state = ServerState(config)
     except LedgerLockedError as exc:
         raise CliError(str(exc)) from None
     except (LedgerError, ManifestError, KeyRingError, ConfigError) as exc:
         raise CliError(f"cannot serve {app.data}: {exc}", EXIT_FAILED_CHECK) from None
+    report_losses(state.service.ledger.accepted_losses)
     limits = ConnectionLimits(idle_timeout, header_timeout, body_timeout, max_connections)
     asgi = FastPath(create_app(config, state=state))
     uvicorn.run(asgi, host=host, port=port, log_level=log_level, access_log=False,

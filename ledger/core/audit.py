@@ -19,7 +19,11 @@
    ``certified_count``, and its signature verifies with the directory's public keys;
 7. every signed checkpoint in ``checkpoints/``: its signature verifies with the
    directory's keys, and the log's root at its size is its root (a checkpoint beyond the
-   log's size means entries were removed; another root, that history was rewritten).
+   log's size means entries were removed; another root, that history was rewritten);
+8. the journal: no file is damaged inside (a torn tail is only a note), no cut at damage
+   was accepted (``journal/losses.jsonl``), and every intact event of a damaged journal
+   kept aside (``journal/damaged/``) is in the log: else the log is shorter than what its
+   journal acknowledged.
 
 Each finding names what is wrong and where.
 """
@@ -41,7 +45,7 @@ import pyarrow.parquet as pq
 from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
 from ledger.model.schema import ROW_FIELDS, STORED_FIELDS
 from ledger.storage import journal as jr
-from ledger.storage.layout import DataDir
+from ledger.storage.layout import JOURNAL_SUFFIX, DataDir
 from ledger.storage.manifest import check_chain, read_lines
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
@@ -136,10 +140,12 @@ def verify_directory(path: str | os.PathLike[str], *,
         if progress is not None:
             progress(done, total)
 
-    for number, jpath in jr.journal_files(layout.journal):
-        if number <= state.sealed_journal:
-            continue
-        _check_journal(jpath, report, logs)
+    files = [p for number, p in jr.journal_files(layout.journal)
+             if number > state.sealed_journal]
+    for i, jpath in enumerate(files):
+        _check_journal(jpath, i < len(files) - 1, report, logs)
+    _check_losses(layout, report)
+    _check_kept_journals(layout, report, logs)
 
     checkpoints = _load_checkpoints(layout, report)
     for tenant, log in sorted(logs.items()):
@@ -319,10 +325,17 @@ def _check_leaves(table: pa.Table, tenant: str, where: str, report: AuditReport)
     report.events_checked += table.num_rows
 
 
-def _check_journal(path: Path, report: AuditReport, logs: dict[str, _TenantLog]) -> None:
-    records, committed, length = jr.read_records(path)
-    if committed != length:
-        report.notes.append(f"journal/{path.name}: {length - committed} bytes of an "
+def _check_journal(path: Path, closed: bool, report: AuditReport,
+                   logs: dict[str, _TenantLog]) -> None:
+    scan = jr.scan_journal(path, closed=closed)
+    records = scan.records
+    if scan.damage is not None:
+        report.add("journal-damaged", f"journal/{path.name} byte {scan.damage.offset}",
+                   f"the journal is damaged inside, with {scan.damage.frames_beyond} intact "
+                   f"frames ({scan.damage.events_beyond} events) after the damage: the writer "
+                   "refuses to open until it is restored or the loss accepted (--accept-loss)")
+    elif scan.torn:
+        report.notes.append(f"journal/{path.name}: {scan.length - scan.committed} bytes of an "
                             "unacknowledged or torn batch at the end (cut off on next open)")
     per: dict[str, tuple[list[int], list[bytes], list[str]]] = {}
     receipt_tenant: dict[int, str] = {}
@@ -366,6 +379,56 @@ def _check_journal(path: Path, report: AuditReport, logs: dict[str, _TenantLog])
         log.seqs.append(pa.array(seqs, pa.int64()))
         log.hashes.append(pa.array(hashes, pa.binary(HASH_SIZE)))
         log.ids.append(pa.array(ids, pa.string()))
+
+
+def _check_losses(layout: DataDir, report: AuditReport) -> None:
+    """Every cut at journal damage accepted with ``--accept-loss`` is a finding: the
+    acknowledged appends after the damage are not in the log."""
+    path = layout.journal_losses
+    if not path.exists():
+        return
+    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line.strip():
+            continue
+        where = f"journal/{path.name} line {number}"
+        try:
+            loss = orjson.loads(line)
+            message = (f"on {loss['at']} {loss['journal']} was cut at byte {loss['cut_at']} "
+                       f"(damage at byte {loss['offset']}) with --accept-loss: "
+                       f"{loss['events_lost']} acknowledged events in "
+                       f"{loss['frames_lost']} intact frames after it were dropped (kept "
+                       f"in {', '.join(loss['kept'])})")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            message = f"a record of an accepted journal loss, unreadable ({exc})"
+        report.add("journal-loss", where, message)
+
+
+def _check_kept_journals(layout: DataDir, report: AuditReport,
+                         logs: dict[str, _TenantLog]) -> None:
+    """The intact events of each damaged journal kept aside must all be in the log."""
+    folder = layout.damaged_journals
+    if not folder.is_dir():
+        return
+    present = {tenant: set(pa.chunked_array(log.ids, pa.string()).to_pylist())
+               for tenant, log in logs.items()}
+    for path in sorted(folder.glob(f"*{JOURNAL_SUFFIX}")):
+        scan = jr.scan_journal(path)
+        records = [*scan.records, *(scan.damage.beyond if scan.damage else ())]
+        missing: list[str] = []
+        for rec in records:
+            if not isinstance(rec, jr.EventRecord):
+                continue
+            try:
+                fields = orjson.loads(rec.canonical)
+                tenant, event_id = fields["tenant"], fields["event_id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+            if event_id not in present.get(tenant, ()):
+                missing.append(f"{tenant}/{event_id}")
+        if missing:
+            report.add("log-shorter-than-journal", f"journal/damaged/{path.name}",
+                       f"{len(missing)} acknowledged events of this damaged journal are not "
+                       f"in the log (e.g. {', '.join(missing[:3])})")
 
 
 def _check_log(layout: DataDir, tenant: str, log: _TenantLog, report: AuditReport,

@@ -56,12 +56,17 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str], *, seal_rows: int = DEFAULT_SEAL_ROWS,
                  pricer: Any = "default", auto_seal: bool = True,
-                 checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL) -> None:
+                 checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
+                 accept_loss: bool = False) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
 
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
-        off (checkpoints are then issued on demand and with receipts only)."""
+        off (checkpoints are then issued on demand and with receipts only).
+
+        A journal damaged inside is refused (``JournalDamageError``); ``accept_loss`` cuts
+        it at the damage instead, recording the loss (``accepted_losses`` lists the cuts
+        made by this opening; docs/formats.md)."""
         self.layout = DataDir(path)
         self.path = self.layout.root
         self.path.mkdir(parents=True, exist_ok=True)
@@ -71,21 +76,23 @@ class Ledger:
             pricer = PriceBook()
         self.pricer = pricer
         self.checkpoint_interval = checkpoint_interval
+        self.accepted_losses: list[dict[str, Any]] = []
         self._guard = WriteGuard()
         self._lock = self._guard.lock
         self._lockfd = take_lock(self.layout)
         try:
-            self._open(seal_rows, auto_seal)
+            self._open(seal_rows, auto_seal, accept_loss)
         except BaseException:
             os.close(self._lockfd)
             raise
 
-    def _open(self, seal_rows: int, auto_seal: bool) -> None:
+    def _open(self, seal_rows: int, auto_seal: bool, accept_loss: bool) -> None:
         layout = self.layout
         self.store = SegmentStore(layout)
         self.manifest = Manifest(layout.manifest)
-        recovery = Recovery(layout, self.store, self.manifest)
+        recovery = Recovery(layout, self.store, self.manifest, accept_loss=accept_loss)
         replayed = recovery.replay()
+        self.accepted_losses = recovery.losses
         self.tail = Tail([c for c in replayed.chunks if c],
                          TailChunk(journal=replayed.next_journal))
         self.index = Index(layout.index)

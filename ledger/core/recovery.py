@@ -2,16 +2,24 @@
 sealed and segment files no manifest record names are leftovers of an interrupted seal
 and are removed; the journal is replayed (a torn or unacknowledged batch at its end is
 cut off) into the unsealed tail; the id index and the projects' trees are brought level
-with the log."""
+with the log.
+
+A journal damaged inside (``ledger.storage.journal.scan_journal``) is never cut silently:
+it is checked before anything is changed, a copy of the damaged file (and of every file
+after it) is kept in ``journal/damaged/``, and opening stops with ``JournalDamageError``.
+With ``accept_loss`` the journal is cut at the damage instead: the loss is appended to
+``journal/losses.jsonl`` first (``llmring ledger verify`` reports it), then the damaged
+file is truncated and the files after it are moved aside."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +27,10 @@ import orjson
 
 from ledger.core.idempotency import Idempotency
 from ledger.core.tail import Tail, TailChunk, TailPart
-from ledger.errors import LedgerError, LedgerLockedError
+from ledger.errors import JournalDamageError, LedgerError, LedgerLockedError
 from ledger.model.event import _check_metadata, canonical_json, leaf_hash_of, row_of, ts_to_us
 from ledger.storage import journal as jr
+from ledger.storage.durable import append_line, create_private
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest, ManifestState, Segment
 from ledger.storage.receipt_entries import ReceiptEntry
@@ -65,16 +74,23 @@ class Replayed:
 class Recovery:
     """Brings one opened directory level with its log; see the module docstring."""
 
-    def __init__(self, layout: DataDir, store: SegmentStore, manifest: Manifest) -> None:
+    def __init__(self, layout: DataDir, store: SegmentStore, manifest: Manifest, *,
+                 accept_loss: bool = False) -> None:
+        """``accept_loss``: cut a damaged journal at the damage instead of refusing."""
         self.layout = layout
         self.store = store
         self.manifest = manifest
+        self.accept_loss = accept_loss
+        self.losses: list[dict[str, Any]] = []  # the cuts accepted by this opening
 
     def replay(self) -> Replayed:
-        """Remove the leftovers of an interrupted seal and replay the journal."""
+        """Check the journal for damage, remove the leftovers of an interrupted seal and
+        replay the journal."""
         state = self.manifest.state
         jdir = self.layout.journal
         jdir.mkdir(exist_ok=True)
+        files = [(n, p) for n, p in jr.journal_files(jdir) if n > state.sealed_journal]
+        scans = self._scan(files)
         # Journal files already sealed are leftovers of a crash after the manifest commit.
         for number, p in jr.journal_files(jdir):
             if number <= state.sealed_journal:
@@ -85,12 +101,63 @@ class Recovery:
             self.store.delete(rel)
         sizes: dict[str, int] = dict(state.tenant_rows())
         receipt_seqs = self._sealed_receipt_seqs(state)
-        chunks: list[TailChunk] = []
-        last = state.sealed_journal
-        for number, p in jr.journal_files(jdir):
-            chunks.append(self._replay_file(number, p, sizes, receipt_seqs))
-            last = number
+        chunks = [self._replay_file(number, p, scan, sizes, receipt_seqs)
+                  for (number, p), scan in zip(files, scans, strict=True)]
+        last = files[-1][0] if files else state.sealed_journal
         return Replayed(sizes, receipt_seqs, chunks, last + 1)
+
+    def _scan(self, files: list[tuple[int, Path]]) -> list[jr.JournalScan]:
+        """Scan the journal files (each but the last was closed by rotation). Damage is
+        refused, or with ``accept_loss`` cut: then only the scans of the files that remain
+        are returned, the damaged one as cut."""
+        last = len(files) - 1
+        scans = [jr.scan_journal(p, closed=i < last) for i, (_, p) in enumerate(files)]
+        at = next((i for i, scan in enumerate(scans) if scan.damage is not None), None)
+        if at is None:
+            return scans
+        damage = scans[at].damage
+        assert damage is not None
+        kept = [self._keep_aside(number, p) for number, p in files[at:]]
+        later = scans[at + 1:]
+        frames = damage.frames_beyond + sum(
+            len(s.records) + (s.damage.frames_beyond if s.damage else 0) for s in later)
+        events = damage.events_beyond + sum(
+            sum(isinstance(r, jr.EventRecord) for r in s.records)
+            + (s.damage.events_beyond if s.damage else 0) for s in later)
+        root = self.layout.root
+        error = JournalDamageError(str(files[at][1].relative_to(root)), damage.offset, frames,
+                                   events, str(kept[0].relative_to(root)))
+        if not self.accept_loss:
+            raise error
+        loss = {"at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "journal": error.journal, "offset": damage.offset,
+                "cut_at": scans[at].committed, "frames_lost": frames, "events_lost": events,
+                "kept": [str(k.relative_to(root)) for k in kept]}
+        append_line(self.layout.journal_losses,
+                    orjson.dumps(loss, option=orjson.OPT_SORT_KEYS) + b"\n")
+        self.losses.append(loss)
+        cut = scans[at]
+        with open(files[at][1], "r+b") as fh:
+            fh.truncate(cut.committed)
+            os.fsync(fh.fileno())
+        for _, p in files[at + 1:]:
+            p.unlink()  # a copy is kept aside
+        jr.fsync_dir(self.layout.journal)
+        scans[at] = jr.JournalScan(cut.records, cut.committed, cut.committed, None)
+        del files[at + 1:]
+        return scans[:at + 1]
+
+    def _keep_aside(self, number: int, path: Path) -> Path:
+        """A durable copy of journal file ``number`` in ``journal/damaged/`` (made once per
+        content)."""
+        data = path.read_bytes()
+        kept = self.layout.damaged_journal(number, hashlib.sha256(data).hexdigest())
+        if not kept.exists():
+            if not kept.parent.is_dir():
+                kept.parent.mkdir()
+                jr.fsync_dir(kept.parent.parent)
+            create_private(kept, data)
+        return kept
 
     def remove_empty(self, chunks: Sequence[TailChunk]) -> None:
         """Remove the journal files that held nothing (replayed chunks are sealed like any
@@ -99,12 +166,12 @@ class Recovery:
             if not c:
                 self.layout.journal_file(c.journal).unlink(missing_ok=True)
 
-    def _replay_file(self, number: int, path: Path, sizes: dict[str, int],
-                     receipt_seqs: dict[str, list[int]]) -> TailChunk:
-        records, committed, length = jr.read_records(path)
-        if committed != length:  # a torn or unacknowledged batch at the end: cut it off
+    def _replay_file(self, number: int, path: Path, scan: jr.JournalScan,
+                     sizes: dict[str, int], receipt_seqs: dict[str, list[int]]) -> TailChunk:
+        records = scan.records
+        if scan.torn:  # a torn or unacknowledged batch at the end: cut it off
             with open(path, "r+b") as fh:
-                fh.truncate(committed)
+                fh.truncate(scan.committed)
                 os.fsync(fh.fileno())
         chunk = TailChunk(journal=number)
         rows: list[tuple[Any, ...]] = []

@@ -50,6 +50,7 @@ class ServerConfig:
     data_dir: Path
     max_body: int = DEFAULT_MAX_BODY
     max_batch_body: int = DEFAULT_MAX_BATCH_BODY
+    accept_loss: bool = False  # cut a journal damaged inside at the damage (docs/cli.md)
 
 
 class ServerState:
@@ -58,7 +59,7 @@ class ServerState:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.service = LedgerService(config.data_dir)
+        self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss)
         self.api_keys = ApiKeyStore(config.data_dir)
 
     def close(self) -> None:

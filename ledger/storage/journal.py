@@ -27,10 +27,21 @@ issues one for everything written so far, and the rest wait on it. Writers annou
 append before they prepare it (``announce``); a leader that knows of announced appends
 not yet written waits for them a little (at most ``GROUP_WAIT`` seconds, as PostgreSQL's
 ``commit_delay`` does when other transactions are active), so one fsync covers many
-concurrent appends instead of each eager leader syncing alone. Recovery reads frames
-until the first torn or corrupt one and truncates the file there: a frame is either
-wholly present or absent, and since the file is written in order, what survives is a
-prefix of what was written.
+concurrent appends instead of each eager leader syncing alone. A write that fails part
+way is cut off again (the file keeps whole frames only), so later appends follow the last
+whole one.
+
+``scan_journal`` reads a file back and tells a **torn tail** from **damage**. The file is
+written in order, so a process killed mid-append leaves a prefix of what it wrote: whole
+valid frames, then perhaps the start of one more (recovery cuts that and any batch its
+commit frame never reached, as before). Damage is anything a prefix cannot be: a valid
+commit frame after the first bad frame (later appends were written, so the bad bytes were
+once whole); a frame wholly present whose checksum or payload is wrong; a length no frame
+has; a partial frame whose type cannot have that length; any bytes after the last commit
+of a file closed by rotation. A tail of zero bytes is unwritten space, not damage.
+``Damage`` says where the first bad frame starts and what intact frames lie beyond it
+(found by skipping the bad frame by its length, else by searching for the next commit
+frame).
 """
 
 from __future__ import annotations
@@ -176,6 +187,7 @@ def _frame(payload: bytes) -> bytes:
 
 
 COMMIT_FRAME = _frame(b"C")
+COMMIT = CommitRecord()
 _MAX_PIECES = 512  # pieces given to one writev (the system allows 1,024)
 
 
@@ -193,41 +205,145 @@ def _decode(payload: bytes) -> Record:
         (seq,) = MEMBERSHIP_HEAD.unpack_from(payload, 1)
         return MembershipRecord(seq, payload[1 + MEMBERSHIP_HEAD.size:])
     if payload == b"C":
-        return CommitRecord()
+        return COMMIT
     raise ValueError(f"unknown journal record type {payload[:1]!r}")
 
 
-def read_records(path: Path) -> tuple[list[Record], int, int]:
-    """Read a journal file. Returns (records of committed batches, committed length, file
-    length): bytes after the committed length are a torn, corrupt or uncommitted tail."""
-    data = path.read_bytes()
+_MIN_PAYLOAD = {b"E": 1 + EVENT_HEAD.size, b"B": 1 + BATCH_HEAD.size, b"P": 2,
+                b"R": 1 + RECEIPT_HEAD.size, b"M": 1 + MEMBERSHIP_HEAD.size}
+"""The shortest payload of each record type but the commit (whose payload is ``b"C"``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """Bytes inside a journal file no interrupted append could have left. ``offset``: where
+    the first bad frame starts; ``beyond``: the intact records after the cut (the end of
+    the last commit frame before it), found in ``frames_beyond`` frames: what cutting there
+    would lose, at least (the bad frame's own records cannot be read)."""
+
+    offset: int
+    beyond: tuple[Record, ...]
+    frames_beyond: int
+
+    @property
+    def events_beyond(self) -> int:
+        return sum(isinstance(r, EventRecord) for r in self.beyond)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalScan:
+    """A journal file read back: the records of its committed batches up to the first bad
+    or missing frame, the length of that committed prefix, the file's length, and the
+    damage if what follows the prefix is not a torn tail."""
+
+    records: list[Record]
+    committed: int
+    length: int
+    damage: Damage | None
+
+    @property
+    def torn(self) -> bool:
+        """Bytes after the committed prefix that an interrupted append left (cut on open)."""
+        return self.damage is None and self.committed != self.length
+
+
+def scan_journal(path: Path, *, closed: bool = False) -> JournalScan:
+    """Read a journal file (see the module docstring). ``closed``: a later file exists,
+    so this one was made durable whole at rotation and any bytes after its last commit
+    frame are damage."""
+    return scan_bytes(path.read_bytes(), closed=closed)
+
+
+def scan_bytes(data: bytes, *, closed: bool = False) -> JournalScan:
+    """``scan_journal`` of a file's bytes."""
     records: list[Record] = []
     batch: list[Record] = []
+    batch_frames = 0
     pos = committed = 0
-    while pos + FRAME.size <= len(data):
-        length, crc = FRAME.unpack_from(data, pos)
-        end = pos + FRAME.size + length
-        if length == 0 or length > MAX_FRAME or end > len(data):
-            break
-        payload = data[pos + FRAME.size:end]
-        if zlib.crc32(payload) != crc:
-            break
-        try:
-            if payload[:1] == b"B":
-                batch.extend(_decode_batch(payload))
-                pos = end
-                continue
-            record = _decode(payload)
-        except (ValueError, struct.error):
-            break
-        pos = end
-        if isinstance(record, CommitRecord):
+    while (frame := _frame_at(data, pos)) is not None:
+        pos, got = frame
+        if got == [COMMIT]:
             records.extend(batch)
-            batch = []
-            committed = pos
+            batch, batch_frames, committed = [], 0, pos
         else:
-            batch.append(record)
-    return records, committed, len(data)
+            batch.extend(got)
+            batch_frames += 1
+    damage = None
+    if committed < len(data) and (closed or _damaged_at(data, pos)):
+        beyond, frames = _salvage(data, pos)
+        damage = Damage(pos, (*batch, *beyond), batch_frames + frames)
+    return JournalScan(records, committed, len(data), damage)
+
+
+def _frame_at(data: bytes, pos: int) -> tuple[int, list[Record]] | None:
+    """Where the valid frame starting at ``pos`` ends, and its records; None when no whole
+    valid frame starts there."""
+    if pos + FRAME.size > len(data):
+        return None
+    length, crc = FRAME.unpack_from(data, pos)
+    end = pos + FRAME.size + length
+    if length == 0 or length > MAX_FRAME or end > len(data):
+        return None
+    payload = data[pos + FRAME.size:end]
+    if zlib.crc32(payload) != crc:
+        return None
+    try:
+        if payload[:1] == b"B":
+            return end, _decode_batch(payload)
+        return end, [_decode(payload)]
+    except (ValueError, struct.error):
+        return None
+
+
+def _damaged_at(data: bytes, bad: int) -> bool:
+    """Whether the bytes from ``bad`` (where no valid frame starts) cannot be the torn end
+    of an append: see the module docstring."""
+    rest = data[bad:]
+    if not rest.strip(b"\0"):
+        return False  # unwritten space (a file system may leave zeros after a power loss)
+    if data.find(COMMIT_FRAME, bad + 1) >= 0:
+        return True  # a later append was written whole
+    if len(rest) < FRAME.size:
+        return False  # the start of a frame header
+    length, _ = FRAME.unpack_from(rest)
+    if length == 0 or length > MAX_FRAME or FRAME.size + length <= len(rest):
+        return True  # no frame has that length, or a whole frame that does not read
+    if len(rest) == FRAME.size:
+        return False  # a whole header, no payload yet
+    kind = rest[FRAME.size:FRAME.size + 1]
+    return kind not in _MIN_PAYLOAD or length < _MIN_PAYLOAD[kind]
+
+
+def _salvage(data: bytes, bad: int) -> tuple[list[Record], int]:
+    """The intact records after a bad frame at ``bad``, and the number of frames holding
+    them (commit frames not counted)."""
+    records: list[Record] = []
+    frames = 0
+    pos = bad
+    while pos < len(data):
+        frame = _frame_at(data, pos)
+        if frame is None:
+            pos = _next_frame(data, pos)
+            continue
+        pos, got = frame
+        if got != [COMMIT]:
+            records.extend(got)
+            frames += 1
+    return records, frames
+
+
+def _next_frame(data: bytes, bad: int) -> int:
+    """Where the frame after the bad one at ``bad`` starts: where its length says it ends,
+    if a valid frame (or the end of the file) is there, else at the next commit frame
+    (else the end of the file)."""
+    if bad + FRAME.size <= len(data):
+        length, _ = FRAME.unpack_from(data, bad)
+        after = bad + FRAME.size + length
+        if 0 < length <= MAX_FRAME and after <= len(data) and (
+                after == len(data) or _frame_at(data, after) is not None):
+            return after
+    at = data.find(COMMIT_FRAME, bad + 1)
+    return len(data) if at < 0 else at
 
 
 def journal_files(directory: Path) -> list[tuple[int, Path]]:
@@ -272,6 +388,7 @@ class Journal:
         path = self.directory / journal_name(number)
         existed = path.exists()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file_end = os.fstat(self._fd).st_size  # the end of the whole frames written
         self.number = number
         if not existed:
             fsync_dir(self.directory)
@@ -304,6 +421,21 @@ class Journal:
         other); return the position to ``commit`` to."""
         if self._failed is not None:
             raise JournalError(f"the journal failed earlier: {self._failed}")
+        try:
+            size = self._write_all(data)
+        except OSError:
+            self._cut_partial_write()
+            raise
+        self._file_end += size
+        with self._cv:
+            self._written += size
+            if announced:
+                self._announced -= 1
+                if self._leader_waiting:
+                    self._leader_cv.notify()
+            return self._written
+
+    def _write_all(self, data: bytes | Sequence[bytes]) -> int:
         if isinstance(data, bytes):
             size = len(data)
             view = memoryview(data)
@@ -314,13 +446,16 @@ class Journal:
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
-        with self._cv:
-            self._written += size
-            if announced:
-                self._announced -= 1
-                if self._leader_waiting:
-                    self._leader_cv.notify()
-            return self._written
+        return size
+
+    def _cut_partial_write(self) -> None:
+        """Cut off what a failed write left (a disk-full write stops part way), so the file
+        ends in whole frames and a later append does not follow a broken one (which
+        recovery would rightly take for damage). If even that fails, the journal stops."""
+        try:
+            os.ftruncate(self._fd, self._file_end)
+        except OSError as exc:
+            self._failed = exc
 
     def commit(self, position: int) -> None:
         """Return once every byte up to ``position`` is durable (group commit)."""

@@ -6,6 +6,9 @@
     config.json                             settings fixed on first use (the origin)
     manifest.jsonl                          the hash-chained commit log of segments
     journal/<n:08d>.wal                     appends not yet sealed
+    journal/damaged/<n:08d>-<h>.wal         a damaged journal file (and any after it), kept
+                                            aside; <h>: 16 hex of its SHA-256
+    journal/losses.jsonl                    each cut of damaged journal accepted (--accept-loss)
     index.sqlite                            the id index (derived)
     events/tenant=<t>/date=<d>/seg-….parquet  event segments
     pairs/tenant=<t>/pairs-….parquet        conversation pairings
@@ -96,6 +99,21 @@ class DataDir:
     # -- per journal file, project, receipt ------------------------------------------------
     def journal_file(self, number: int) -> Path:
         return self.journal / journal_name(number)
+
+    @property
+    def damaged_journals(self) -> Path:
+        """The folder of damaged journal files kept aside (never replayed, never deleted)."""
+        return self.journal / "damaged"
+
+    def damaged_journal(self, number: int, sha256_hex: str) -> Path:
+        """Where journal file ``number`` with that content is kept aside (the same
+        content is kept once however often it is refused)."""
+        return self.damaged_journals / f"{number:08d}-{sha256_hex[:16]}{JOURNAL_SUFFIX}"
+
+    @property
+    def journal_losses(self) -> Path:
+        """The record of every cut at journal damage accepted with ``--accept-loss``."""
+        return self.journal / "losses.jsonl"
 
     def tree(self, tenant: str) -> Path:
         """The folder of a project's log tree."""

@@ -99,7 +99,7 @@ def test_refusals_are_still_value_errors(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["KeyRingError", "WitnessError", "ManifestError",
-                                  "JournalError", "LedgerLockedError"])
+                                  "JournalError", "JournalDamageError", "LedgerLockedError"])
 def test_failures_are_still_runtime_errors(name: str) -> None:
     assert issubclass(getattr(errors, name), RuntimeError)
 
@@ -121,6 +121,9 @@ def sample(cls: type[LedgerError]) -> LedgerError:
         return IdConflictError("evt_1", ["cost"])
     if cls is WitnessRefusal:
         return WitnessRefusal("does not extend", "held note", "offered note")
+    if cls is errors.JournalDamageError:
+        return errors.JournalDamageError("journal/00000001.wal", 120, 4, 9,
+                                         "journal/damaged/00000001-0123456789abcdef.wal")
     return cls(f"a {cls.__name__}")
 
 

@@ -125,22 +125,29 @@ def test_a_torn_batch_frame_is_cut_and_the_batches_before_it_survive(tmp_path: P
     whole = jr.encode_events(0, 7, digests, canon) + jr.COMMIT_FRAME
     torn = jr.encode_events(300, 8, digests, canon) + jr.COMMIT_FRAME
     path.write_bytes(whole + torn[: len(torn) // 2])
-    records, committed, length = jr.read_records(path)
+    scan = jr.scan_journal(path)
+    records, committed, length = scan.records, scan.committed, scan.length
     assert committed == len(whole) < length
+    assert scan.torn and scan.damage is None
     assert [r.seq for r in records] == list(range(300))
     assert [r.canonical for r in records] == canon
     assert [r.digest for r in records] == digests
     assert {r.recorded_at_us for r in records} == {7}
 
 
-def test_a_batch_frame_with_a_flipped_byte_ends_the_readable_journal(tmp_path: Path) -> None:
+def test_a_batch_frame_with_a_flipped_byte_ends_the_readable_journal_as_damage(
+        tmp_path: Path) -> None:
+    """A whole frame that fails its checksum is damage, not a torn tail: the readable
+    prefix ends before it and the damage names where it starts."""
     path = tmp_path / "00000001.wal"
     first = jr.encode_events(0, 7, [b""] * 3, [b"a", b"b", b"c"]) + jr.COMMIT_FRAME
     second = bytearray(jr.encode_events(3, 7, [b""] * 3, [b"d", b"e", b"f"]) + jr.COMMIT_FRAME)
     second[20] ^= 0x01
     path.write_bytes(first + bytes(second))
-    records, committed, _ = jr.read_records(path)
+    scan = jr.scan_journal(path)
+    records, committed = scan.records, scan.committed
     assert committed == len(first) and [r.canonical for r in records] == [b"a", b"b", b"c"]
+    assert scan.damage is not None and scan.damage.offset == len(first)
 
 
 def test_a_batch_larger_than_a_frame_is_split_into_frames_that_read_back_in_order(
@@ -159,7 +166,7 @@ def test_a_batch_larger_than_a_frame_is_split_into_frames_that_read_back_in_orde
     assert frames > 10
     path = tmp_path / "00000001.wal"
     path.write_bytes(encoded + jr.COMMIT_FRAME)
-    records, _, _ = jr.read_records(path)
+    records = jr.scan_journal(path).records
     assert [r.seq for r in records] == list(range(10, 510))
     assert [r.canonical for r in records] == canon
     assert [r.digest for r in records] == digests
@@ -177,9 +184,9 @@ def test_frames_written_in_pieces_read_back_as_if_written_whole(tmp_path: Path) 
     j.close()
     path = tmp_path / "journal" / "00000001.wal"
     assert position == path.stat().st_size
-    records, committed, length = jr.read_records(path)
-    assert committed == length
-    assert [r.canonical for r in records] == canon
+    scan = jr.scan_journal(path)
+    assert scan.committed == scan.length
+    assert [r.canonical for r in scan.records] == canon
 
 
 def test_a_short_writev_is_completed_by_plain_writes(
@@ -194,5 +201,5 @@ def test_a_short_writev_is_completed_by_plain_writes(
     j = jr.Journal(tmp_path / "journal", 1)
     j.commit(j.write([*jr.encode_events_parts(0, 7, [b""] * 300, canon), jr.COMMIT_FRAME]))
     j.close()
-    records, committed, length = jr.read_records(tmp_path / "journal" / "00000001.wal")
-    assert committed == length and [r.canonical for r in records] == canon
+    scan = jr.scan_journal(tmp_path / "journal" / "00000001.wal")
+    assert scan.committed == scan.length and [r.canonical for r in scan.records] == canon
