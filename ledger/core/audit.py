@@ -484,10 +484,10 @@ def _check_tree_files(tdir: Path, leaf_bytes: bytes, leaves: list[bytes], where:
         return
     stored = level0.read_bytes()
     usable = len(stored) - len(stored) % HASH_SIZE
-    if stored[:usable] != leaf_bytes[:usable]:
-        first = next(i for i in range(0, min(usable, len(leaf_bytes)), HASH_SIZE)
-                     if stored[i:i + HASH_SIZE] != leaf_bytes[i:i + HASH_SIZE]) \
-            if min(usable, len(leaf_bytes)) else 0
+    common = min(usable, len(leaf_bytes))  # a longer tree is reported below
+    if stored[:common] != leaf_bytes[:common]:
+        first = next(i for i in range(0, common, HASH_SIZE)
+                     if stored[i:i + HASH_SIZE] != leaf_bytes[i:i + HASH_SIZE])
         report.add("tree", f"{where} tree leaf {first // HASH_SIZE}",
                    "the tree's stored leaf hash differs from the event's leaf hash")
     if usable > len(leaf_bytes):

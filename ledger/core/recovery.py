@@ -117,7 +117,8 @@ class Recovery:
             return scans
         damage = scans[at].damage
         assert damage is not None
-        kept = [self._keep_aside(number, p) for number, p in files[at:]]
+        kept = [self._keep_aside(number, p) for number, p in files[at:]
+                if p == files[at][1] or p.stat().st_size]
         later = scans[at + 1:]
         frames = damage.frames_beyond + sum(
             len(s.records) + (s.damage.frames_beyond if s.damage else 0) for s in later)
@@ -141,7 +142,7 @@ class Recovery:
             fh.truncate(cut.committed)
             os.fsync(fh.fileno())
         for _, p in files[at + 1:]:
-            p.unlink()  # a copy is kept aside
+            p.unlink()  # a copy is kept aside (an empty file held nothing)
         jr.fsync_dir(self.layout.journal)
         scans[at] = jr.JournalScan(cut.records, cut.committed, cut.committed, None)
         del files[at + 1:]
@@ -230,12 +231,14 @@ class Recovery:
 
     def catch_up_index(self, ids: Idempotency, chunks: Sequence[TailChunk]) -> None:
         """Make the index cover the sealed segments (after a lost or stale index file),
-        then the replayed journal."""
+        then the replayed journal. After a cut at journal damage it is rebuilt: it may
+        name events that were cut (their seqs go to new events)."""
         state = self.manifest.state
         index = ids.index
         head = index.head()
-        if head != state.head:
-            start = state.hashes.index(head) + 1 if head in state.hashes else 0
+        if head != state.head or self.losses:
+            start = (state.hashes.index(head) + 1
+                     if head in state.hashes and not self.losses else 0)
             if start == 0:
                 index.clear()
             index.begin()
