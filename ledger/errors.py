@@ -122,12 +122,13 @@ class JournalDamageError(LedgerError, RuntimeError):
         self.events_beyond = events_beyond
         self.kept = kept
         super().__init__(
-            f"{journal} is damaged at byte {offset}: {frames_beyond} intact frames "
-            f"({events_beyond} events) acknowledged after it would be lost by cutting there; "
-            f"a copy is kept as {kept} and nothing else was changed. Restore the journal "
-            "from a backup, or accept the loss (`llmring serve --accept-loss`, `llmring "
-            "ledger flush --accept-loss`, or Ledger(path, accept_loss=True)): the journal is "
-            "then cut at the damage, and `llmring ledger verify` reports the loss")
+            f"{journal} is damaged at byte {offset}: cutting it there would drop "
+            f"{events_beyond} acknowledged events ({frames_beyond} intact frames) besides "
+            f"what the damaged frame holds; a copy is kept as {kept} and nothing else was "
+            "changed. Restore the journal from a backup, or accept the loss (`llmring serve "
+            "--accept-loss`, `llmring ledger flush --accept-loss`, or Ledger(path, "
+            "accept_loss=True)): the journal is then cut at the damage, and `llmring ledger "
+            "verify` reports the loss")
 
 
 class ManifestError(LedgerError, RuntimeError):

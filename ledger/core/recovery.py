@@ -155,7 +155,7 @@ class Recovery:
         kept = self.layout.damaged_journal(number, hashlib.sha256(data).hexdigest())
         if not kept.exists():
             if not kept.parent.is_dir():
-                kept.parent.mkdir()
+                kept.parent.mkdir(mode=0o700)
                 jr.fsync_dir(kept.parent.parent)
             create_private(kept, data)
         return kept

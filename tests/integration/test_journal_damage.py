@@ -61,7 +61,7 @@ def test_a_flipped_byte_in_the_wal_stops_the_server_until_the_loss_is_accepted(
     assert "Traceback" not in refused.stderr
     assert f"journal/{wal.name} is damaged at byte" in refused.stderr
     assert "--accept-loss" in refused.stderr
-    named = re.search(r"\((\d+) events\) acknowledged after it", refused.stderr)
+    named = re.search(r"would drop (\d+) acknowledged events", refused.stderr)
     assert named is not None
     beyond = int(named.group(1))
     kept = list(DataDir(data).damaged_journals.iterdir())

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import Ledger
+from ledger.cli import cli
 from ledger.core.audit import verify_directory
 from ledger.errors import JournalDamageError
 from ledger.storage import journal as jr
@@ -168,6 +170,7 @@ def test_a_failed_write_is_cut_off_so_later_appends_follow_whole_frames(
 KILLED_WRITER = """
 import os, sys
 from ledger import Ledger
+from ledger.cli import cli
 from ledger.receipts.issuance import Receipts
 call = {"provider": "openai", "model": "m", "input_tokens": 1, "output_tokens": 1,
         "cost": "0.01"}
@@ -280,3 +283,23 @@ def test_a_torn_last_frame_recovers_silently(killed: Path, tmp_path: Path) -> No
             assert led.size("beta") == 29 and led.get("beta", "last8") is not None
             assert led.get("beta", "last9") is None
         assert verify_directory(data).ok
+
+
+def test_ledger_flush_refuses_then_repairs_with_accept_loss(killed: Path,
+                                                            tmp_path: Path) -> None:
+    """The CLI's repair: without the flag, exit 1 naming the damage and no traceback;
+    with it, the journal is cut, sealed, and what was lost is said on stderr."""
+    data, wal = _copy(killed, tmp_path)
+    damaged = bytearray(wal.read_bytes())
+    damaged[len(damaged) // 3] ^= 0x02
+    wal.write_bytes(bytes(damaged))
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["--data", str(data), "ledger", "flush"])
+    assert refused.exit_code == 1 and refused.exception is not None
+    assert isinstance(refused.exception, SystemExit)
+    assert f"journal/{wal.name} is damaged at byte" in refused.stderr
+    repaired = runner.invoke(cli, ["--data", str(data), "ledger", "flush", "--accept-loss"])
+    assert repaired.exit_code == 0, repaired.output
+    assert f"warning: journal/{wal.name} was damaged at byte" in repaired.stderr
+    assert "Sealed" in repaired.stdout
+    assert not wal.exists()  # sealed into segments after the cut
