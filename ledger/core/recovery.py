@@ -119,12 +119,10 @@ class Recovery:
         assert damage is not None
         kept = [self._keep_aside(number, p) for number, p in files[at:]
                 if p == files[at][1] or p.stat().st_size]
-        later = scans[at + 1:]
-        frames = damage.frames_beyond + sum(
-            len(s.records) + (s.damage.frames_beyond if s.damage else 0) for s in later)
-        events = damage.events_beyond + sum(
-            sum(isinstance(r, jr.EventRecord) for r in s.records)
-            + (s.damage.events_beyond if s.damage else 0) for s in later)
+        frames, events = scans[at].lost_by_cut()
+        for later in scans[at + 1:]:
+            held = later.held()
+            frames, events = frames + held[0], events + held[1]
         root = self.layout.root
         error = JournalDamageError(str(files[at][1].relative_to(root)), damage.offset, frames,
                                    events, str(kept[0].relative_to(root)))
@@ -137,14 +135,14 @@ class Recovery:
         append_line(self.layout.journal_losses,
                     orjson.dumps(loss, option=orjson.OPT_SORT_KEYS) + b"\n")
         self.losses.append(loss)
-        cut = scans[at]
-        with open(files[at][1], "r+b") as fh:
-            fh.truncate(cut.committed)
-            os.fsync(fh.fileno())
+        # Later files first: a crash before the cut then leaves the damage to be found again.
         for _, p in files[at + 1:]:
             p.unlink()  # a copy is kept aside (an empty file held nothing)
         jr.fsync_dir(self.layout.journal)
-        scans[at] = jr.JournalScan(cut.records, cut.committed, cut.committed, None)
+        with open(files[at][1], "r+b") as fh:
+            fh.truncate(scans[at].committed)
+            os.fsync(fh.fileno())
+        scans[at] = scans[at].cut()
         del files[at + 1:]
         return scans[:at + 1]
 

@@ -233,10 +233,12 @@ class Damage:
 @dataclass(frozen=True, slots=True)
 class JournalScan:
     """A journal file read back: the records of its committed batches up to the first bad
-    or missing frame, the length of that committed prefix, the file's length, and the
-    damage if what follows the prefix is not a torn tail."""
+    or missing frame (held in ``frames`` frames, commit frames not counted), the length of
+    that committed prefix, the file's length, and the damage if what follows the prefix is
+    not a torn tail."""
 
     records: list[Record]
+    frames: int
     committed: int
     length: int
     damage: Damage | None
@@ -245,6 +247,23 @@ class JournalScan:
     def torn(self) -> bool:
         """Bytes after the committed prefix that an interrupted append left (cut on open)."""
         return self.damage is None and self.committed != self.length
+
+    def cut(self) -> JournalScan:
+        """The file as cut at the end of its committed prefix."""
+        return JournalScan(self.records, self.frames, self.committed, self.committed, None)
+
+    def lost_by_cut(self) -> tuple[int, int]:
+        """The intact frames and events a cut at the committed prefix drops (at least: a
+        damaged frame's own cannot be read)."""
+        if self.damage is None:
+            return 0, 0
+        return self.damage.frames_beyond, self.damage.events_beyond
+
+    def held(self) -> tuple[int, int]:
+        """The intact frames and events of the whole file (a file after a cut is dropped)."""
+        frames, events = self.lost_by_cut()
+        return (self.frames + frames,
+                sum(isinstance(r, EventRecord) for r in self.records) + events)
 
 
 def scan_journal(path: Path, *, closed: bool = False) -> JournalScan:
@@ -258,21 +277,22 @@ def scan_bytes(data: bytes, *, closed: bool = False) -> JournalScan:
     """``scan_journal`` of a file's bytes."""
     records: list[Record] = []
     batch: list[Record] = []
-    batch_frames = 0
+    frames = batch_frames = 0
     pos = committed = 0
     while (frame := _frame_at(data, pos)) is not None:
         pos, got = frame
         if got == [COMMIT]:
             records.extend(batch)
+            frames += batch_frames
             batch, batch_frames, committed = [], 0, pos
         else:
             batch.extend(got)
             batch_frames += 1
     damage = None
     if committed < len(data) and (closed or _damaged_at(data, pos)):
-        beyond, frames = _salvage(data, pos)
-        damage = Damage(pos, (*batch, *beyond), batch_frames + frames)
-    return JournalScan(records, committed, len(data), damage)
+        beyond, beyond_frames = _salvage(data, pos)
+        damage = Damage(pos, (*batch, *beyond), batch_frames + beyond_frames)
+    return JournalScan(records, frames, committed, len(data), damage)
 
 
 def _frame_at(data: bytes, pos: int) -> tuple[int, list[Record]] | None:

@@ -203,6 +203,14 @@ def _copy(killed: Path, tmp_path: Path) -> tuple[Path, Path]:
     return data, wal[1]
 
 
+def _stop_uncleanly(led: Ledger) -> None:
+    """Stop as a kill would: nothing sealed, the journal left as it is."""
+    led.appender.stop()
+    led.journal.close()
+    led.index.close()
+    os.close(led._lockfd)
+
+
 def _files(data: Path) -> dict[str, bytes]:
     return {str(p.relative_to(data)): p.read_bytes() for p in sorted(data.rglob("*"))
             if p.is_file() and p.name != "LOCK"}
@@ -238,10 +246,7 @@ def test_accepting_the_loss_cuts_at_the_damage_and_verify_reports_it(
     # Opened and stopped uncleanly again: the id index now names every journaled event.
     led = Ledger(data, pricer=None, checkpoint_interval=None)
     assert led.get("beta", "last9") is not None
-    led.appender.stop()
-    led.journal.close()
-    led.index.close()
-    os.close(led._lockfd)
+    _stop_uncleanly(led)
     damaged = bytearray(wal.read_bytes())
     damaged[len(damaged) // 2] ^= 0x01
     wal.write_bytes(bytes(damaged))
@@ -267,6 +272,33 @@ def test_accepting_the_loss_cuts_at_the_damage_and_verify_reports_it(
                          tenant="beta")
         assert ack.created and ack.seq == led.size("beta") - 1
     assert "journal-loss" in {p.kind for p in verify_directory(data).problems}
+
+
+def test_damage_in_an_earlier_file_counts_and_keeps_the_files_after_it(
+        killed: Path, tmp_path: Path) -> None:
+    """A cut in journal file 1 drops file 2 too: the refusal counts its events, and
+    accepting the loss moves it aside whole."""
+    data, first = _copy(killed, tmp_path)
+    led = Ledger(data, pricer=None, checkpoint_interval=None)  # appends go to file 2
+    led.append_many([{"provider": "p", "model": "m", "cost": "0", "event_id": f"late{i}"}
+                     for i in range(5)], tenant="beta")
+    _stop_uncleanly(led)
+    (_, one), (_, two) = jr.journal_files(DataDir(data).journal)
+    assert one == first and jr.scan_journal(two).records
+    old_two = two.read_bytes()
+    damaged = bytearray(one.read_bytes())
+    damaged[-3] ^= 0x01  # the last commit frame of file 1
+    one.write_bytes(bytes(damaged))
+    with pytest.raises(JournalDamageError) as refused:
+        Ledger(data, pricer=None)
+    assert refused.value.events_beyond == 1 + 5  # file 1's last append and all of file 2
+    with Ledger(data, pricer=None, accept_loss=True) as led:
+        assert led.size("beta") == 29 and led.get("beta", "last8") is not None
+        assert led.get("beta", "last9") is None and led.get("beta", "late0") is None
+        (loss,) = led.accepted_losses
+    assert len(loss["kept"]) == 2
+    assert (data / loss["kept"][1]).read_bytes() == old_two  # moved aside whole
+    assert not jr.scan_journal(two).records  # the new file 2 starts empty
 
 
 def test_a_torn_last_frame_recovers_silently(killed: Path, tmp_path: Path) -> None:
