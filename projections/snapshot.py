@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -70,6 +72,22 @@ def cursor() -> duckdb.DuckDBPyConnection:
         cur.execute("SET TimeZone = 'UTC'")
         _local.cursor = cur
     return cur
+
+
+@contextmanager
+def own_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB cursor of its own, closed at the end: for a query whose results are read
+    over time, perhaps from several threads in turn (a streamed export), which the
+    thread's cursor (``cursor``) would lose to the next query run on that thread."""
+    cursor()  # the database exists
+    assert _base is not None
+    with _base_lock:
+        cur = _base.cursor()
+    try:
+        cur.execute("SET TimeZone = 'UTC'")
+        yield cur
+    finally:
+        cur.close()
 
 
 def _literal(path: str) -> str:

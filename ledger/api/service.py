@@ -10,13 +10,10 @@ Every method takes the project (tenant) explicitly; the server takes it from the
 
 from __future__ import annotations
 
-import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from ledger.core.facade import Ledger
 from ledger.errors import InvalidRequestError, NotFoundError, RequestError
@@ -176,30 +173,22 @@ class LedgerService:
 
     def export(self, tenant: str, *, format: str = "jsonl", start: Any = None,
                end: Any = None) -> bytes:
-        """The project's events as CSV, JSON lines or Parquet bytes."""
-        import pyarrow.csv as pacsv
-        import pyarrow.parquet as pq
+        """The project's events as CSV, JSON lines or Parquet bytes (``export_stream``
+        joined)."""
+        return b"".join(self.export_stream(tenant, format=format, start=start, end=end))
 
-        from projections.exports import export_table
+    def export_stream(self, tenant: str, *, format: str = "jsonl", start: Any = None,
+                      end: Any = None) -> Iterator[bytes]:
+        """The project's events as CSV, JSON lines or Parquet, a chunk of bytes at a time
+        (``projections.exports``: bounded memory for any size of log). The request is
+        checked here, before the first chunk; close the stream to stop early."""
+        from projections.exports import export_batches, export_chunks
 
         if format not in EXPORT_FORMATS:
             raise InvalidRequestError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
         s, e = window(start, end)
-        table = export_table(self.ledger.snapshot(), tenant, start=s, end=e)
-        sink = io.BytesIO()
-        if format == "parquet":
-            pq.write_table(table, sink, compression="zstd")
-            return sink.getvalue()
-        if format == "csv":
-            pacsv.write_csv(table, sink)
-            return sink.getvalue()
-        lines = []
-        for row in table.to_pylist():
-            for key in ("ts", "recorded_at"):
-                if row[key] is not None:
-                    row[key] = row[key].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            lines.append(orjson.dumps(row))
-        return b"\n".join(lines) + (b"\n" if lines else b"")
+        return export_chunks(export_batches(self.ledger.snapshot(), tenant, start=s, end=e),
+                             format)
 
     def stats(self, tenant: str) -> dict[str, Any]:
         """The project's figures: events, first and last call, cost, log size and root,

@@ -5,10 +5,13 @@ that kept an old checkpoint can check that history was only appended to)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from ledger.api import operations as ops
 from ledger.server.logs import Tenant, When, json_response, route, service
@@ -47,11 +50,21 @@ def export_events(tenant: Tenant, request: Request,
                   start: When = None, end: When = None) -> Response:
     """Every event of the project (in log order, optionally start <= ts < end) as CSV,
     JSON lines or Parquet; each row has the event's canonical fields, seq, recorded_at
-    and leaf_hash."""
-    data = service(request).export(tenant, format=format, start=start, end=end)
+    and leaf_hash. The answer streams, in bounded memory whatever the size of the log."""
+    chunks = service(request).export_stream(tenant, format=format, start=start, end=end)
     name = f"{tenant}-events.{format}"
-    return Response(data, media_type=MEDIA[format],
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return StreamingResponse(_closing(chunks), media_type=MEDIA[format],
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def _closing(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` read in the thread pool (each is a query and an encoding), and closed
+    however the response ends: a client that goes away mid-export frees its query."""
+    try:
+        while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        await run_in_threadpool(chunks.close)  # type: ignore[attr-defined]
 
 
 @route(router, ops.STATS)
