@@ -34,7 +34,6 @@ EXPORT_WINDOW = 16_384  # seqs read (and sorted) by one query
 BATCH_ROWS = 4_096  # rows fetched, encoded and sent at a time
 JSONL_ROWS = 512  # rows made Python objects at a time (kilobytes each)
 PARQUET_ROW_GROUP = 131_072  # rows of one row group of a Parquet export
-FORMATS = ("csv", "jsonl", "parquet")
 
 _COLUMNS = ", ".join(
     "lower(hex(leaf_hash)) AS leaf_hash" if c == "leaf_hash"
@@ -167,6 +166,7 @@ def _parquet(batches: Iterator[pa.RecordBatch]) -> Iterator[bytes]:
     first = next(batches)
     sink = _Pending()
     with pq.ParquetWriter(sink, first.schema, compression="zstd") as writer:
+        yield sink.take()  # the file's magic: the answer starts at once
         group, rows = [first], first.num_rows
         for batch in batches:
             group.append(batch)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,7 +65,8 @@ async def _closing(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
             yield chunk
     finally:
-        await run_in_threadpool(chunks.close)  # type: ignore[attr-defined]
+        with anyio.CancelScope(shield=True):  # a disconnect cancels: close all the same
+            await run_in_threadpool(chunks.close)  # type: ignore[attr-defined]
 
 
 @route(router, ops.STATS)
