@@ -95,7 +95,7 @@ class Ledger:
         self.accepted_losses = recovery.losses
         self.tail = Tail([c for c in replayed.chunks if c],
                          TailChunk(journal=replayed.next_journal))
-        self.index = Index(layout.index)
+        self.index = Index(layout)
         self.ids = Idempotency(self.index, self.manifest, self.store, self.tail, self.get)
         recovery.catch_up_index(self.ids, replayed.chunks)
         recovery.remove_empty(replayed.chunks)

@@ -9,16 +9,24 @@ and an append costs no commit): the journal is what makes an append durable, and
 everything not yet committed here is re-indexed from the journal on open. A seal
 commits it with a full fsync and records the manifest head it covers, so on open the
 ledger knows what to re-index.
+
+An index that cannot be read (not a database, truncated, damaged) is moved aside, not
+deleted (``DataDir.index_aside``, for inspection), with a warning in the log, and a new
+one is built: the ledger then re-indexes the whole log from the segments and the journal.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import UTC, datetime
 
 from ledger.model.event import Ack
+from ledger.storage.layout import DataDir
+
+_log = logging.getLogger("ledger")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ids (
@@ -57,12 +65,34 @@ class IdEntry:
 class Index:
     """Single-writer handle; callers serialize access (the ledger's write lock)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+    def __init__(self, layout: DataDir) -> None:
+        self.path = layout.index
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError as exc:  # unreadable: keep it aside, start afresh
+            aside = layout.index_aside(datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
+            for suffix in ("", "-wal", "-shm"):
+                found = self.path.with_name(self.path.name + suffix)
+                if found.exists():
+                    found.rename(aside.with_name(aside.name + suffix))
+            _log.warning("the id index %s could not be read (%s): moved to %s; rebuilding "
+                         "it from the log", self.path, exc, aside)
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """Open (creating) the index file and check that all of it can be read."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            problems = [r[0] for r in db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     # -- reads ---------------------------------------------------------------------------
     def lookup(self, tenant: str, event_ids: Sequence[str]) -> dict[str, IdEntry]:

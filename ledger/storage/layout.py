@@ -10,6 +10,7 @@
                                             aside; <h>: 16 hex of its SHA-256
     journal/losses.jsonl                    each cut of damaged journal accepted (--accept-loss)
     index.sqlite                            the id index (derived)
+    index.corrupt-<UTC time>.sqlite         an unreadable index, kept aside (and its -wal)
     events/tenant=<t>/date=<d>/seg-….parquet  event segments
     pairs/tenant=<t>/pairs-….parquet        conversation pairings
     receipts/tenant=<t>/rcpt-….parquet      receipt entries
@@ -71,6 +72,10 @@ class DataDir:
     @property
     def index(self) -> Path:
         return self.root / "index.sqlite"
+
+    def index_aside(self, stamp: str) -> Path:
+        """Where an unreadable index is moved (``stamp``: when), kept for inspection."""
+        return self.root / f"index.corrupt-{stamp}.sqlite"
 
     @property
     def keys(self) -> Path:
