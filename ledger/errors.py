@@ -15,6 +15,7 @@ The hierarchy (status, code)::
     ├── ServerUnavailableError        503 server_unavailable   no server answered
     ├── JournalError                  503 journal_error
     ├── JournalDamageError            503 journal_damaged
+    ├── StorageFullError              503 storage_full      the disk is full; retry later
     ├── ManifestError                 503 manifest_broken
     ├── KeyRingError                  503 keyring_error
     ├── ConfigError                   503 config_error
@@ -129,6 +130,13 @@ class JournalDamageError(LedgerError, RuntimeError):
             "--accept-loss`, `llmring ledger flush --accept-loss`, or Ledger(path, "
             "accept_loss=True)): the journal is then cut at the damage, and `llmring ledger "
             "verify` reports the loss")
+
+
+class StorageFullError(LedgerError, RuntimeError):
+    """The disk holding the data directory is full: the write was refused and nothing of
+    it was kept. Writes succeed again once space is freed (no restart)."""
+
+    code = "storage_full"
 
 
 class ManifestError(LedgerError, RuntimeError):
@@ -378,7 +386,7 @@ class WitnessRefusal(TamperEvidence):
 # -- the mapping ---------------------------------------------------------------------------
 ERRORS: tuple[type[LedgerError], ...] = (
     LedgerError, LedgerLockedError, ServerUnavailableError, JournalError, ManifestError,
-    JournalDamageError,
+    JournalDamageError, StorageFullError,
     KeyRingError, ConfigError, ApiKeyError, WitnessError, AuthenticationError, RequestError,
     InvalidRequestError, NotFoundError, RequestTooLargeError, EventValidationError,
     IdConflictError, TenantError, ContentError, RollupError, RetentionError,
@@ -452,7 +460,8 @@ __all__ = [
     "LedgerLockedError", "ManifestError", "NotFoundError", "NoteError", "PolicyError",
     "ProofError", "PublicKeyFormatError", "QuorumError", "ReceiptNotFoundError",
     "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",
-    "RollupError", "ServerUnavailableError", "SignatureFormatError", "TamperEvidence",
+    "RollupError", "ServerUnavailableError", "SignatureFormatError", "StorageFullError",
+    "TamperEvidence",
     "TenantError", "WitnessError", "WitnessRefusal", "as_ledger_error", "error_body",
     "error_class", "error_from_response",
 ]

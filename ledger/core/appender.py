@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ledger.core.guard import WriteGuard
+from ledger.core.guard import WriteGuard, full_disk, storage_full
 from ledger.core.idempotency import Idempotency
 from ledger.core.logs import Logs
 from ledger.core.tail import DAY_US, Tail, TailPart, day_runs
@@ -265,8 +265,7 @@ class Appender:
                     if announced:
                         self._written_announced[threading.get_ident()] = True
                 except OSError as exc:
-                    self.guard.failed = exc
-                    raise LedgerError(f"could not write the journal: {exc}") from exc
+                    raise self._write_failed(exc) from exc
                 self.logs.sizes[tenant] = size + count
                 if count:
                     digests = [d or None for d in digests]
@@ -288,6 +287,11 @@ class Appender:
                         index.commit()
                     except BaseException as exc:
                         index.rollback()
+                        # A full disk: the batch is taken back out of the journal (it
+                        # was not acknowledged), and the log is as before it.
+                        if storage_full(exc) and self.journal.undo_last_write():
+                            self.logs.sizes[tenant] = size
+                            raise full_disk(exc) from exc
                         self.guard.failed = exc
                         raise
                 active = self.tail.active
@@ -307,6 +311,14 @@ class Appender:
                            a.conversation_id, created=False)
         self._tail_grew(tail_rows)
         return acks, position
+
+    def _write_failed(self, exc: OSError) -> LedgerError:
+        """The refusal of a journal write that failed (the journal cut what it wrote
+        of it): a full disk refuses this write alone; any other failure stops writes."""
+        if storage_full(exc) and self.journal.healthy:
+            return full_disk(exc)
+        self.guard.failed = exc
+        return LedgerError(f"could not write the journal: {exc}")
 
     # -- receipt entries (docs/formats.md; content and signing are ``ledger.receipts.issuance``) --
     def receipt_lock(self, tenant: str) -> threading.Lock:
@@ -332,8 +344,7 @@ class Appender:
             try:
                 position = self.journal.write(frame + jr.COMMIT_FRAME)
             except OSError as exc:
-                self.guard.failed = exc
-                raise LedgerError(f"could not write the journal: {exc}") from exc
+                raise self._write_failed(exc) from exc
             self.logs.sizes[tenant] = size + 1
             self.logs.receipt_seqs.setdefault(tenant, []).append(size)
             self.tail.active.receipts.append(entry)

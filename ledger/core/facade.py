@@ -20,6 +20,7 @@ segment files plus the unsealed tail, so an acknowledged event is visible at onc
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ import numpy as np
 
 from ledger.core.appender import Appender
 from ledger.core.checkpointer import DEFAULT_CHECKPOINT_INTERVAL, Checkpointer
-from ledger.core.guard import WriteGuard
+from ledger.core.guard import WriteGuard, storage_full
 from ledger.core.idempotency import Idempotency
 from ledger.core.logs import Logs
 from ledger.core.recovery import Recovery, release_lock, take_lock
@@ -49,6 +50,8 @@ from ledger.tlog.checkpoint import SignedCheckpoint
 from ledger.tlog.notary import Notary
 from ledger.tlog.tiles import TreeStore
 from projections.snapshot import SegmentRef, Snapshot
+
+_log = logging.getLogger("ledger")
 
 
 class Ledger:
@@ -274,7 +277,14 @@ class Ledger:
         self.appender.stop()
         try:
             if guard.healthy:
-                self.seal()
+                try:
+                    self.seal()
+                except Exception as exc:
+                    if not storage_full(exc):
+                        raise
+                    # Every acknowledged event is in the journal, replayed on next open.
+                    _log.warning("closing without sealing the journal (%s): it is "
+                                 "replayed when the directory is next opened", exc)
         finally:
             guard.closed = True
             self.checkpointer.stop()

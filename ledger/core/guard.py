@@ -1,11 +1,16 @@
 """``WriteGuard``: the write lock of an open data directory and whether it still takes
-writes (not closed, no I/O failure, no failed seal)."""
+writes (not closed, no I/O failure, no failed seal); ``storage_full``: whether a failure
+is a full disk (a refusal that passes once space returns, not a reason to stop)."""
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import threading
 
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StorageFullError
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class WriteGuard:
@@ -34,4 +39,27 @@ class WriteGuard:
         return self.failed is None and self.seal_error is None
 
 
-__all__ = ["WriteGuard"]
+def storage_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a full disk or quota: a file
+    write's ``ENOSPC``/``EDQUOT``, SQLite's ``SQLITE_FULL``."""
+    while exc is not None:
+        if isinstance(exc, StorageFullError):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            return True
+        if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == \
+                sqlite3.SQLITE_FULL:
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def full_disk(exc: BaseException) -> StorageFullError:
+    """The refusal of a write that found the disk full (nothing of it was kept)."""
+    refused = StorageFullError(f"no space left for the data directory ({exc}); the write "
+                               "was not recorded: retry once space is freed")
+    refused.__cause__ = exc
+    return refused
+
+
+__all__ = ["WriteGuard", "full_disk", "storage_full"]

@@ -7,14 +7,16 @@ snapshot is not cut off mid-query."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ledger.core.guard import WriteGuard
+from ledger.core.guard import WriteGuard, storage_full
 from ledger.core.logs import Logs
 from ledger.core.tail import Tail, TailChunk
 from ledger.model.event import format_ts, new_event_id, now_us
@@ -30,6 +32,8 @@ COMPACT_TARGET_ROWS = 1_000_000
 COMPACT_MIN_FILES = 8
 SEAL_THREADS = 2  # segments written at once by a seal
 RETIRED_KEPT = 64  # files replaced by compaction kept until a later compaction
+SEAL_RETRY = 5.0  # seconds before a seal that found the disk full is tried again
+_log = logging.getLogger("ledger")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +87,22 @@ class Sealer:
         self._wakeup.set()
 
     def _loop(self) -> None:
+        retry_at = 0.0  # after a seal found the disk full: not before then
         while not self.guard.closed:
-            if not self._wakeup.wait(timeout=1.0):
-                continue
+            woken = self._wakeup.wait(timeout=1.0)
             self._wakeup.clear()
+            if not (woken or retry_at) or time.monotonic() < retry_at:
+                continue
             try:
                 if self.tail.rows() >= self.seal_rows:
                     self.seal()
-            except BaseException as exc:  # surfaced to writers by check_writable
-                self.guard.seal_error = exc
+                retry_at = 0.0
+            except BaseException as exc:
+                if storage_full(exc):  # the journal keeps every event: seal later
+                    _log.warning("sealing waits for disk space: %s", exc)
+                    retry_at = time.monotonic() + SEAL_RETRY
+                    continue
+                self.guard.seal_error = exc  # surfaced to writers by check_writable
                 return
 
     def stop(self) -> None:
@@ -115,11 +126,18 @@ class Sealer:
             if not frozen:
                 return SealResult(0, 0, self.manifest.state.sealed_journal)
             closed = max(c.journal for c in frozen)
-            segments = self._write_segments(frozen)
-            for tree in trees:
-                tree.sync()
+            written: list[str] = []
+            try:
+                segments = self._write_segments(frozen, written)
+                for tree in trees:
+                    tree.sync()
+                with self.guard.lock:
+                    self.manifest.append("seal", _now_text(), add=segments, journal=closed)
+            except BaseException:  # not committed: the chunks wait for the next seal
+                for rel in written:
+                    self.store.delete(rel)
+                raise
             with self.guard.lock:
-                self.manifest.append("seal", _now_text(), add=segments, journal=closed)
                 self.tail.drop(frozen)
                 self.index.begin()
                 self.index.set_head(self.manifest.state.head)
@@ -134,7 +152,9 @@ class Sealer:
             self.after_seal()
         return result
 
-    def _write_segments(self, chunks: list[TailChunk]) -> list[Segment]:
+    def _write_segments(self, chunks: list[TailChunk], written: list[str]) -> list[Segment]:
+        """Write the chunks' segments; ``written`` is told each file's path before it is
+        written (to remove them if the seal fails)."""
         by_day: dict[tuple[str, str], list[pa.Table]] = {}
         for chunk in chunks:
             for part in chunk.parts:  # in seq order: appended in that order
@@ -144,6 +164,8 @@ class Sealer:
         jobs = [(tenant, date, pa.concat_tables(tables))
                 for (tenant, date), tables in sorted(by_day.items())]
         # Encoding, compressing and syncing a segment release the GIL: two at a time.
+        written.extend(f"{DataDir.partition('events', t, d)}/seg-{name}.parquet"
+                       for t, d, _ in jobs)
         with ThreadPoolExecutor(max_workers=SEAL_THREADS) as pool:
             segments = list(pool.map(lambda job: self.store.write(
                 job[2], DataDir.partition("events", job[0], job[1]), f"seg-{name}.parquet",
@@ -157,6 +179,7 @@ class Sealer:
                 "event_id": p["event_id"], "usage_id": p.get("usage_id"),
                 "digest": bytes.fromhex(p["digest"]) if p.get("digest") else None,
                 "recorded_at": p["recorded_at"]} for p in items], schema=PAIR_SCHEMA)
+            written.append(f"{DataDir.partition('pairs', tenant)}/pairs-{name}.parquet")
             segments.append(self.store.write(
                 table, DataDir.partition("pairs", tenant), f"pairs-{name}.parquet",
                 tenant=tenant, date="", kind="pairs"))
@@ -165,6 +188,8 @@ class Sealer:
             for entry in chunk.receipts:
                 receipts.setdefault(entry.tenant, []).append(entry)
         for tenant, entries in sorted(receipts.items()):
+            written += [f"{DataDir.partition('receipts', tenant)}/rcpt-{name}.parquet",
+                        f"{DataDir.partition('membership', tenant)}/mem-{name}.parquet"]
             segments.append(self.store.write(
                 receipts_table(entries), DataDir.partition("receipts", tenant),
                 f"rcpt-{name}.parquet", tenant=tenant, date="", kind="receipts"))

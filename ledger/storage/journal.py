@@ -401,21 +401,35 @@ class Journal:
         self._announced = 0  # appends announced and not yet written or abandoned
         self._leader_waiting = False
         self._fd = -1
+        self._file_end = 0  # bytes of whole frames in the current file
+        self._last_start = 0  # where the last write began in it (``undo_last_write``)
         self.number = number
-        self._open(number)
+        self._fd = self._open(number)
 
-    def _open(self, number: int) -> None:
+    def _open(self, number: int) -> int:
+        """Open (creating) file ``number`` and make it the current one; its descriptor."""
         path = self.directory / journal_name(number)
         existed = path.exists()
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._file_end = os.fstat(self._fd).st_size  # the end of the whole frames written
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if not existed:
+                fsync_dir(self.directory)
+        except BaseException:
+            os.close(fd)
+            raise
         self.number = number
-        if not existed:
-            fsync_dir(self.directory)
+        # the end of the whole frames written, and where the last write began
+        self._file_end = self._last_start = os.fstat(fd).st_size
+        return fd
 
     @property
     def path(self) -> Path:
         return self.directory / journal_name(self.number)
+
+    @property
+    def healthy(self) -> bool:
+        """No failed fsync or cut: the journal still takes writes."""
+        return self._failed is None
 
     @property
     def position(self) -> int:
@@ -441,6 +455,7 @@ class Journal:
         other); return the position to ``commit`` to."""
         if self._failed is not None:
             raise JournalError(f"the journal failed earlier: {self._failed}")
+        self._last_start = self._file_end
         try:
             size = self._write_all(data)
         except OSError:
@@ -476,6 +491,18 @@ class Journal:
             os.ftruncate(self._fd, self._file_end)
         except OSError as exc:
             self._failed = exc
+
+    def undo_last_write(self) -> bool:
+        """Cut the current file back to where the last ``write`` began (that write was
+        not acknowledged: its caller holds the write lock and refuses it). False, and the
+        journal takes no more writes, if the file cannot be cut."""
+        try:
+            os.ftruncate(self._fd, self._last_start)
+        except OSError as exc:
+            self._failed = exc
+            return False
+        self._file_end = self._last_start
+        return True
 
     def commit(self, position: int) -> None:
         """Return once every byte up to ``position`` is durable (group commit)."""
@@ -517,9 +544,9 @@ class Journal:
                 self._cv.wait()
             os.fsync(self._fd)
             self._durable = self._written
-            os.close(self._fd)
-            closed = self.number
-            self._open(closed + 1)
+            closed, old = self.number, self._fd
+            self._fd = self._open(closed + 1)  # (if it cannot be made, nothing changed)
+            os.close(old)
             self._cv.notify_all()
             return closed
 

@@ -19,6 +19,7 @@ any other break of the chain is tampering, reported by ``llmring ledger verify``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable
@@ -174,8 +175,16 @@ class Manifest:
         if journal is not None:
             record["journal"] = journal
         line = canonical_json(record, reference=True)
-        os.write(self._fd, line + b"\n")
-        os.fsync(self._fd)
+        end = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(line + b"\n")
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError:  # (a full disk) the record is not committed: no part of it stays
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, end)
+            raise
         self.state.records.append(record)
         self.state.hashes.append(hashlib.sha256(line).hexdigest())
         self.state.apply(record)

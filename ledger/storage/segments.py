@@ -86,8 +86,12 @@ class SegmentStore:
                 while view:
                     view = view[os.write(fd, view):]
                 os.fsync(fd)
-            finally:
+            except BaseException:  # (a full disk) leave no partial file behind
                 os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            os.close(fd)
             os.replace(tmp, final)
             fsync_dir(Path(final).parent)
         else:  # object stores: a single PUT is atomic

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -87,4 +88,98 @@ def test_an_unreadable_index_is_kept_aside_and_rebuilt(indexed: tuple[Path, str]
         assert len(aside) == 1 and "could not be read" in log and aside[0].name in log
     else:  # readable: an empty index (SQLite discards a -wal of garbage) is brought level
         assert aside == []
+    verify_ok(data)
+
+
+# -- a full disk ---------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs, mounted for the test and unmounted after it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs",
+                                  str(disk)], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("no mount command here")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False, timeout=30)
+
+
+def _fill(disk: Path, name: str, leave: int) -> Path:
+    """A file taking all the free space of ``disk`` but ``leave`` bytes."""
+    stat = os.statvfs(disk)
+    filler = disk / name
+    filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+    return filler
+
+
+def _log_until_full(c: httpx.Client, prefix: str, acked: list[str]) -> httpx.Response:
+    """Post batches of 20 new events until one is refused; the acknowledged ids are added
+    to ``acked``; the refusal is returned."""
+    for n in range(10_000):
+        ids = [f"{prefix}-{n}-{k}" for k in range(20)]
+        r = c.post("/api/v1/log/batch",
+                   json={"events": [usage(i, metadata={"pad": "x" * 300}) for i in ids]})
+        if r.status_code != 200:
+            return r
+        acked.extend(ids)
+    raise AssertionError("the disk never filled")
+
+
+def _assert_full(r: httpx.Response) -> None:
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["code"] == "storage_full"
+    assert body["detail"].startswith("the ledger cannot serve this now: no space left")
+
+
+def test_a_full_disk_refuses_writes_until_space_returns(small_disk: Path) -> None:
+    """Writes on a full disk are refused with 503 `storage_full` and nothing of them is
+    kept; once space is freed they are taken again, without a restart. A server stopped
+    while the disk is full stops cleanly, and every acknowledged event is there exactly
+    once after a restart; the directory verifies."""
+    data = small_disk / "data"
+    server = serverproc.start(data, projects=("alpha",))
+    keys = server.keys
+    acked: list[str] = []
+    try:
+        with httpx.Client(base_url=server.url, headers=server.headers("alpha"),
+                          timeout=60) as c:
+            filler = _fill(small_disk, "filler-1", 256 * 1024)
+            refused = _log_until_full(c, "a", acked)
+            _assert_full(refused)
+            _assert_full(c.post("/api/v1/log/batch", content=refused.request.content,
+                                headers={"Content-Type": "application/json"}))
+            filler.unlink()  # space returns: writes are taken again, no restart
+            r = c.post("/api/v1/log", json=usage("after-space-returned"))
+            assert r.status_code == 200, r.text
+            acked.append("after-space-returned")
+            _fill(small_disk, "filler-2", 256 * 1024)
+            _assert_full(_log_until_full(c, "b", acked))
+    finally:
+        code = server.stop()  # while the disk is full
+    log = serverproc.log_text(data, int(server.url.rsplit(":", 1)[1]))
+    assert code in (0, -15) and "Traceback" not in log, log
+    for filler in small_disk.glob("filler-*"):
+        filler.unlink()
+    server = serverproc.start(data, projects=())
+    server.keys = keys
+    try:
+        with httpx.Client(base_url=server.url, headers=server.headers("alpha"),
+                          timeout=60) as c:
+            stored: list[str] = []
+            while len(stored) % 1000 == 0:
+                page = c.get("/api/v1/logs", params={"limit": 1000, "offset": len(stored)})
+                logs = page.json()["logs"]
+                if not logs:
+                    break
+                stored += [log["event_id"] for log in logs]
+    finally:
+        assert server.stop() in (0, -15)
+    assert len(acked) > 100 and sorted(stored) == sorted(acked)
     verify_ok(data)
