@@ -16,6 +16,7 @@ The hierarchy (status, code)::
     ├── JournalError                  503 journal_error
     ├── JournalDamageError            503 journal_damaged
     ├── StorageFullError              503 storage_full      the disk is full; retry later
+    ├── NotWritableError              503 not_writable      a read-only directory or file
     ├── ManifestError                 503 manifest_broken
     ├── KeyRingError                  503 keyring_error
     ├── ConfigError                   503 config_error
@@ -137,6 +138,35 @@ class StorageFullError(LedgerError, RuntimeError):
     it was kept. Writes succeed again once space is freed (no restart)."""
 
     code = "storage_full"
+
+
+class NotWritableError(LedgerError, RuntimeError):
+    """The data directory, or a file in it, cannot be written (a read-only file system,
+    no permission): the message names the path and what is needed."""
+
+    code = "not_writable"
+
+    @classmethod
+    def of(cls, exc: BaseException, directory: Any) -> NotWritableError | None:
+        """``exc`` (an ``OSError`` or a SQLite error) as this error when it is a refusal
+        to write, else None."""
+        import errno
+        import sqlite3
+
+        if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES,
+                                                       errno.EPERM):
+            where, why = exc.filename or directory, exc.strerror or str(exc)
+        elif isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF
+                                                 in (sqlite3.SQLITE_READONLY,
+                                                     sqlite3.SQLITE_PERM)):
+            where, why = directory, f"the id index: {exc}"
+        else:
+            return None
+        refused = cls(f"cannot write {where} ({why}): this command needs write access "
+                      f"to the data directory {directory} and its files (`llmring ledger "
+                      "verify` checks a read-only one)")
+        refused.__cause__ = exc
+        return refused
 
 
 class ManifestError(LedgerError, RuntimeError):
@@ -386,7 +416,7 @@ class WitnessRefusal(TamperEvidence):
 # -- the mapping ---------------------------------------------------------------------------
 ERRORS: tuple[type[LedgerError], ...] = (
     LedgerError, LedgerLockedError, ServerUnavailableError, JournalError, ManifestError,
-    JournalDamageError, StorageFullError,
+    JournalDamageError, StorageFullError, NotWritableError,
     KeyRingError, ConfigError, ApiKeyError, WitnessError, AuthenticationError, RequestError,
     InvalidRequestError, NotFoundError, RequestTooLargeError, EventValidationError,
     IdConflictError, TenantError, ContentError, RollupError, RetentionError,
@@ -456,8 +486,8 @@ __all__ = [
     "ERRORS", "ApiKeyError", "AuthenticationError", "CheckpointError", "ConfigError",
     "ConsistencyFormatError", "ContentError", "CosignatureError", "EventValidationError",
     "IdConflictError", "InvalidRequestError", "JournalDamageError", "JournalError",
-    "KeyRingError", "LedgerError",
-    "LedgerLockedError", "ManifestError", "NotFoundError", "NoteError", "PolicyError",
+    "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError", "NotFoundError",
+    "NotWritableError", "NoteError", "PolicyError",
     "ProofError", "PublicKeyFormatError", "QuorumError", "ReceiptNotFoundError",
     "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",
     "RollupError", "ServerUnavailableError", "SignatureFormatError", "StorageFullError",

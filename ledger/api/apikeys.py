@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from ledger.errors import ApiKeyError
+from ledger.errors import ApiKeyError, NotWritableError
 from ledger.model.tenant import check_tenant
 from ledger.storage.durable import write_atomic
 from ledger.storage.layout import DataDir
@@ -146,13 +146,23 @@ class ApiKeyStore:
     # -- changing ------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[list[ApiKey]]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        """The keys, read under the store's lock; a store that cannot be written is
+        refused (``NotWritableError``) before anything changes."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._refusal(exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield self._read()
+        except OSError as exc:
+            raise self._refusal(exc) from exc
         finally:
             os.close(fd)
+
+    def _refusal(self, exc: OSError) -> Exception:
+        return NotWritableError.of(exc, self.directory) or exc
 
     def _save(self, keys: list[ApiKey]) -> None:
         doc = {"format": FORMAT, "keys": [k.to_json() for k in keys]}

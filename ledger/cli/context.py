@@ -38,6 +38,7 @@ from ledger.errors import (
     LedgerError,
     LedgerLockedError,
     ManifestError,
+    NotWritableError,
     ServerUnavailableError,
     TamperEvidence,
 )
@@ -120,6 +121,8 @@ class App:
             led = Ledger(self.data, accept_loss=accept_loss)
         except LedgerLockedError as exc:
             raise CliError(str(exc)) from None
+        except NotWritableError as exc:  # its message names the path and the need
+            raise CliError(str(exc), exit_code_of(exc)) from None
         except ManifestError as exc:
             raise CliError(str(exc), EXIT_FAILED_CHECK) from None
         except LedgerError as exc:

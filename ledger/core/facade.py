@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -37,7 +38,7 @@ from ledger.core.logs import Logs
 from ledger.core.recovery import Recovery, release_lock, take_lock
 from ledger.core.sealer import DEFAULT_SEAL_ROWS, CompactResult, Sealer, SealResult
 from ledger.core.tail import Tail, TailChunk
-from ledger.errors import LedgerError, LedgerLockedError
+from ledger.errors import LedgerError, LedgerLockedError, NotWritableError
 from ledger.model.event import Ack, Event, EventIn, us_to_datetime
 from ledger.model.tenant import check_tenant
 from ledger.storage import journal as jr
@@ -82,12 +83,18 @@ class Ledger:
         self.accepted_losses: list[dict[str, Any]] = []
         self._guard = WriteGuard()
         self._lock = self._guard.lock
-        self._lockfd = take_lock(self.layout)
         try:
-            self._open(seal_rows, auto_seal, accept_loss)
-        except BaseException:
-            os.close(self._lockfd)
-            raise
+            self._lockfd = take_lock(self.layout)
+            try:
+                self._open(seal_rows, auto_seal, accept_loss)
+            except BaseException:
+                os.close(self._lockfd)
+                raise
+        except (OSError, sqlite3.Error) as exc:  # a read-only directory: say so, no trace
+            refused = NotWritableError.of(exc, self.path)
+            if refused is None:
+                raise
+            raise refused from exc
 
     def _open(self, seal_rows: int, auto_seal: bool, accept_loss: bool) -> None:
         layout = self.layout

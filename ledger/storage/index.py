@@ -55,6 +55,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _CHUNK = 500
 
 
+class _Damaged(sqlite3.DatabaseError):
+    """The index file opened, but SQLite's check found damage in it."""
+
+
+def _unreadable(exc: sqlite3.DatabaseError) -> bool:
+    """A damaged file (not a database, malformed), not one we may not write."""
+    return isinstance(exc, _Damaged) or getattr(exc, "sqlite_errorcode", 0) & 0xFF in (
+        sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
 @dataclass(frozen=True, slots=True)
 class IdEntry:
     ack: Ack
@@ -70,6 +80,8 @@ class Index:
         try:
             self.db = self._open()
         except sqlite3.DatabaseError as exc:  # unreadable: keep it aside, start afresh
+            if not _unreadable(exc):
+                raise
             aside = layout.index_aside(datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
             for suffix in ("", "-wal", "-shm"):
                 found = self.path.with_name(self.path.name + suffix)
@@ -88,7 +100,7 @@ class Index:
             db.executescript(SCHEMA)
             problems = [r[0] for r in db.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
-                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+                raise _Damaged("; ".join(problems[:3]))
         except BaseException:
             db.close()
             raise

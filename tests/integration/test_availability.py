@@ -183,3 +183,79 @@ def test_a_full_disk_refuses_writes_until_space_returns(small_disk: Path) -> Non
         assert server.stop() in (0, -15)
     assert len(acked) > 100 and sorted(stored) == sorted(acked)
     verify_ok(data)
+
+
+# -- a read-only directory -----------------------------------------------------------------
+# Every command that opens the directory for writing, with arguments it would accept.
+WRITING_COMMANDS = [
+    ["record", "--provider", "openai", "--model", "gpt-4o-mini", "--input-tokens", "1",
+     "--output-tokens", "1"],
+    ["ingest", "-"], ["demo"], ["usage", "report"], ["ledger", "stats"],
+    ["ledger", "compact"], ["ledger", "prune-content", "--older-than", "90d"],
+    ["log", "checkpoint"], ["log", "inclusion", "id-1"],
+    ["receipts", "generate", "--since-last"], ["receipts", "preview", "--since-last"],
+    ["receipts", "uncertified"], ["receipts", "list"], ["receipts", "get", "rcpt_x"],
+    ["receipts", "logs", "rcpt_x"], ["receipts", "prove", "rcpt_x", "--log", "id-1"],
+    ["signing-keys", "rotate"], ["keys", "create", "--project", "alpha"],
+    ["keys", "revoke", "key_x"],
+]
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    """A data directory with a ledger in it that this process cannot write: a tmpfs
+    remounted read-only when running as root (where file modes do not stop writes), its
+    files and folders without write permission otherwise."""
+    data = tmp_path / "disk" / "data"
+    data.parent.mkdir()
+    as_root = os.geteuid() == 0
+    if as_root:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs",
+                                  str(data.parent)], capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"running as root, and cannot mount a tmpfs to make read-only: "
+                        f"{mounted.stderr.strip()}")
+    try:
+        with Ledger(data, pricer=None) as ledger:
+            ledger.append_many([usage(f"id-{i}") for i in range(5)], tenant="alpha")
+        serverproc.create_key(data, "alpha")
+        if as_root:
+            subprocess.run(["mount", "-o", "remount,ro", str(data.parent)], check=True)
+        else:
+            for path in [data, *data.rglob("*")]:
+                path.chmod(path.stat().st_mode & ~0o222)
+        yield data
+    finally:
+        if as_root:
+            subprocess.run(["umount", "-l", str(data.parent)], check=False)
+        else:
+            for path in [data, *data.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o200)
+
+
+def test_a_read_only_directory_is_refused_in_one_line(read_only: Path) -> None:
+    """Every command that writes the directory exits non-zero with one line naming the
+    path and what it needs, and no traceback; `llmring serve` too. What can work on a
+    read-only directory does: `ledger verify`, `keys list`, `signing-keys list`."""
+    from click.testing import CliRunner
+
+    from ledger.cli.main import cli
+
+    runner = CliRunner()
+    for args in WRITING_COMMANDS:
+        result = runner.invoke(cli, ["--data", str(read_only), "--project", "alpha", *args],
+                               input="")
+        lines = result.output.strip().splitlines()
+        assert (result.exit_code != 0 and result.exception is None) or isinstance(
+            result.exception, SystemExit), (args, result.output, result.exception)
+        assert len(lines) == 1 and lines[0].startswith("Error: cannot write "), (args, lines)
+        assert str(read_only) in lines[0] and "needs write access" in lines[0]
+    for args in (["ledger", "verify"], ["keys", "list"], ["signing-keys", "list"]):
+        result = runner.invoke(cli, ["--data", str(read_only), *args])
+        assert result.exit_code == 0, (args, result.output)
+    serve = subprocess.run([*serverproc.LLMRING, "--data", str(read_only), "serve", "--port",
+                            str(serverproc.free_port())], capture_output=True, text=True,
+                           timeout=60)
+    assert serve.returncode != 0 and "Traceback" not in serve.stderr
+    assert serve.stderr.strip().splitlines()[-1].startswith("Error: cannot serve")
+    assert "needs write access" in serve.stderr and serve.stdout == ""
