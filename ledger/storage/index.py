@@ -55,14 +55,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _CHUNK = 500
 
 
-class _Damaged(sqlite3.DatabaseError):
-    """The index file opened, but SQLite's check found damage in it."""
-
-
 def _unreadable(exc: sqlite3.DatabaseError) -> bool:
     """A damaged file (not a database, malformed), not one we may not write."""
-    return isinstance(exc, _Damaged) or getattr(exc, "sqlite_errorcode", 0) & 0xFF in (
-        sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT,
+                                                          sqlite3.SQLITE_NOTADB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +95,10 @@ class Index:
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
             problems = [r[0] for r in db.execute("PRAGMA quick_check")]
-            if problems != ["ok"]:
-                raise _Damaged("; ".join(problems[:3]))
+            if problems != ["ok"]:  # opened, but SQLite's check found damage
+                damaged = sqlite3.DatabaseError("; ".join(problems[:3]))
+                damaged.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # type: ignore[attr-defined]
+                raise damaged
         except BaseException:
             db.close()
             raise
