@@ -286,10 +286,10 @@ class Appender:
                             self.ids.index_pair(record)
                         index.commit()
                     except BaseException as exc:
-                        index.rollback()
+                        alone = index.rollback()
                         # A full disk: the batch is taken back out of the journal (it
                         # was not acknowledged), and the log is as before it.
-                        if storage_full(exc) and self.journal.undo_last_write():
+                        if alone and storage_full(exc) and self.journal.undo_last_write():
                             self.logs.sizes[tenant] = size
                             raise full_disk(exc) from exc
                         self.guard.failed = exc

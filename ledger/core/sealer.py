@@ -131,17 +131,23 @@ class Sealer:
                 segments = self._write_segments(frozen, written)
                 for tree in trees:
                     tree.sync()
-                with self.guard.lock:
-                    self.manifest.append("seal", _now_text(), add=segments, journal=closed)
             except BaseException:  # not committed: the chunks wait for the next seal
-                for rel in written:
-                    self.store.delete(rel)
+                self._remove(written)
                 raise
             with self.guard.lock:
+                try:
+                    self.manifest.append("seal", _now_text(), add=segments, journal=closed)
+                except BaseException:
+                    self._remove(written)
+                    raise
                 self.tail.drop(frozen)
-                self.index.begin()
-                self.index.set_head(self.manifest.state.head)
-                self.index.commit(durable=True)
+                try:
+                    self.index.begin()
+                    self.index.set_head(self.manifest.state.head)
+                    self.index.commit(durable=True)
+                except BaseException as exc:  # the index may have lost work: reopen
+                    self.guard.failed = exc
+                    raise
             for number, p in jr.journal_files(self.journal.directory):
                 if number <= closed:
                     p.unlink(missing_ok=True)
@@ -151,6 +157,11 @@ class Sealer:
         if self.after_seal is not None:
             self.after_seal()
         return result
+
+    def _remove(self, written: list[str]) -> None:
+        """Remove the files of a seal that was not committed (a full disk)."""
+        for rel in written:
+            self.store.delete(rel)
 
     def _write_segments(self, chunks: list[TailChunk], written: list[str]) -> list[Segment]:
         """Write the chunks' segments; ``written`` is told each file's path before it is

@@ -153,11 +153,15 @@ class Index:
             self.db.execute("COMMIT")
             self.db.execute("PRAGMA wal_checkpoint(FULL)")
 
-    def rollback(self) -> None:
-        """Undo the current unit of work alone."""
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK TO unit")
-            self.db.execute("RELEASE unit")
+    def rollback(self) -> bool:
+        """Undo the current unit of work alone. False if that could not be done alone:
+        SQLite rolled back the whole transaction (it may on a full disk), so the work of
+        earlier units not yet committed is lost too."""
+        if not self.db.in_transaction:
+            return False
+        self.db.execute("ROLLBACK TO unit")
+        self.db.execute("RELEASE unit")
+        return True
 
     def add_ids(self, tenant: str, rows: Iterable[tuple], *, replace: bool = False) -> None:
         """rows: (event_id, seq, digest, ts_us, cost_nanos, cost_source, conversation_id,
