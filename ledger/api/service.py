@@ -123,8 +123,11 @@ class LedgerService:
         fields.update(kind="conversation", conversation_id=conversation_id,
                       content_sha256=digest, metadata=meta)
         event = parse_event(fields)  # validate before anything is written
-        self.content.put(tenant, messages, response)
         ack = self.ledger.append(event, tenant=tenant)
+        # Stored once the event is accepted (created, or an identical repeat, which also
+        # restores content a crash may have kept from being written): a refused request
+        # leaves nothing behind.
+        self.content.put(tenant, messages, response)
         return {"conversation_id": ack.conversation_id, "message_id": ack.event_id,
                 "receipt": None, "cost": ack.cost, "timestamp": ack.ts,
                 "content_sha256": digest}

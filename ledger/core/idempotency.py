@@ -5,7 +5,8 @@ request: ``IdConflictError``), and which usage logs complete a conversation even
 ``Idempotency`` owns the id index (``index.sqlite``): it indexes appended events,
 pairings, replayed parts and sealed segments, looks ids up (ids the ledger generated for
 usage events are not indexed: they are found in the tail and in the segments of the day
-the id names) and compares a repeated request with the stored event field by field.
+the id names; every other id is, a caller's id in the generated shape included, whatever
+its ``ts``) and compares a repeated request with the stored event field by field.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ledger.model.event import (
     format_ts,
     generated_id_day,
     is_generated_id,
+    locates_itself,
     ts_to_us,
 )
 from ledger.model.schema import LEDGER_FIELDS, PRICE_FIELDS
@@ -232,12 +234,15 @@ class Idempotency:
                       digests: Sequence[bytes | None], *, replace: bool = False,
                       generated: Sequence[bool] | None = None) -> None:
         """Index appended events. A usage event whose id the ledger generated is left out
-        (``generated``, or else: no digest and the generated shape): nobody can have sent
-        that id before, and a later lookup finds it by the day the id names
-        (``find_generated``). Conversation events are always indexed, for pairing."""
+        (``generated``; when not known, as for a sealed segment: no digest and an id that
+        ``locates_itself``): nobody can have sent that id before, and a later lookup finds
+        it by the day the id names (``find_generated``). A caller's id in the generated
+        shape with another ``ts`` is indexed, or a rebuilt index would lose it and a
+        repeat would be appended again. Conversation events are always indexed, for
+        pairing."""
         if generated is None:
-            generated = [d is None and is_generated_id(e) for e, d in zip(ids, digests,
-                                                                          strict=True)]
+            generated = [d is None and locates_itself(e, t)
+                         for e, d, t in zip(ids, digests, ts_us, strict=True)]
         kept = [r for r, g in zip(zip(ids, seqs, digests, ts_us, costs, sources, convs,
                                       kinds, strict=True), generated, strict=True)
                 if not g or r[7] == "conversation"]
@@ -270,8 +275,6 @@ def differences(stored: Mapping[str, Any], p: Prepared) -> list[str]:
         skip.add("ts")
     if not p.cost_given:
         skip.update(PRICE_FIELDS)
-    if p.fields["kind"] == "conversation" and p.fields.get("conversation_id") is None:
-        skip.add("conversation_id")
     out = []
     for name, value in p.fields.items():
         if name in skip:

@@ -55,6 +55,7 @@ from ledger.model.event import (
     EventValidationError,
     Prepared,
     Pricer,
+    conversation_id_of,
     format_ts,
     new_event_id,
     parse_event,
@@ -322,12 +323,12 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
     need_ids = [i for i in range(n) if event_id[i] is None and i not in fallback]
     conv_ids = [i for i in range(n) if kind[i] == "conversation"
                 and conversation_id[i] is None and i not in fallback]
-    fresh = new_event_ids([ts_us[i] // 1000 for i in need_ids + conv_ids])
+    fresh = new_event_ids([ts_us[i] // 1000 for i in need_ids])
     for k, i in enumerate(need_ids):
         event_id[i] = fresh[k]
         generated[i] = True
-    for k, i in enumerate(conv_ids, start=len(need_ids)):
-        conversation_id[i] = fresh[k]
+    for i in conv_ids:
+        conversation_id[i] = conversation_id_of(event_id[i])
     price_id = c["price_id"]
     unpriced = [i for i in range(n) if not cost_given[i] and i not in fallback]
     if is_packaged_book(pricer):  # many at a time, the time in µs (no datetime per event)

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -342,8 +343,16 @@ def new_event_id(ms: int | None = None) -> str:
 
 def is_generated_id(event_id: str) -> bool:
     """Whether ``event_id`` has the shape of an id this ledger generates (``new_event_id``).
-    Such an event is found by the day its id names rather than through the id index."""
+    A caller may send such an id too (a UUIDv7 with these 12 random bits): only
+    ``locates_itself`` tells whether the day the id names is the day of its event."""
     return _GENERATED_ID.fullmatch(event_id) is not None
+
+
+def locates_itself(event_id: str, ts_us: int) -> bool:
+    """Whether an event of ``ts_us`` can be found by the day its id names: the id has the
+    generated shape and carries the event's own millisecond, as every id the ledger
+    generates does. Any other id must be in the id index to be found."""
+    return is_generated_id(event_id) and generated_id_ms(event_id) == ts_us // 1000
 
 
 def generated_id_ms(event_id: str) -> int:
@@ -362,6 +371,17 @@ def generated_id_day(event_id: str) -> str | None:
         return None
     us = generated_id_ms(event_id) * 1000
     return format_ts(us)[:10] if us <= _LAST_US else None
+
+
+def conversation_id_of(event_id: str) -> str:
+    """The conversation id the ledger gives a conversation event sent without one: a
+    UUIDv8 (RFC 9562) made of SHA-256 of its event id, so an identical retry names the same
+    conversation (and is a repeat, not a conflict)."""
+    raw = bytearray(hashlib.sha256(b"llmring-ledger conversation\x00"
+                                   + event_id.encode()).digest()[:16])
+    raw[6] = 0x80 | raw[6] & 0x0F  # version 8
+    raw[8] = 0x80 | raw[8] & 0x3F  # the RFC 9562 variant
+    return str(uuid.UUID(bytes=bytes(raw)))
 
 
 def canonical_json(obj: Any, *, reference: bool = False) -> bytes:
@@ -458,7 +478,7 @@ def prepare(
     eid = event.event_id or event_id or new_event_id(ts_us // 1000)
     conv = event.conversation_id or conversation_id
     if event.kind == "conversation" and conv is None:
-        conv = new_event_id(ts_us // 1000)
+        conv = conversation_id_of(eid)
 
     cost_given = event.cost is not None or event.cost_nanos is not None
     price_id = event.price_id

@@ -2,10 +2,12 @@
 from its event (docs/formats.md).
 
 The event commits to the content by ``content_sha256`` = SHA-256 of the RFC 8785 JSON of
-``{"messages": …, "response": …}``. The content is written durably (and before the event
-is appended) to ``<data>/content/tenant=<project>/<first 2 hex>/<sha256>.json``, so it
-may later be deleted under a retention policy while every proof stays valid. Identical
-content of one project is stored once.
+``{"messages": …, "response": …}``. The content is written durably, once its event is
+accepted and before the caller is answered (so a refused request stores nothing; an
+identical retry writes it again if a crash came in between), to
+``<data>/content/tenant=<project>/<first 2 hex>/<sha256>.json``, so it may later be
+deleted under a retention policy while every proof stays valid. Identical content of
+one project is stored once.
 """
 
 from __future__ import annotations

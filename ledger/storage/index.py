@@ -13,6 +13,9 @@ ledger knows what to re-index.
 An index that cannot be read (not a database, truncated, damaged) is moved aside, not
 deleted (``DataDir.index_aside``, for inspection), with a warning in the log, and a new
 one is built: the ledger then re-indexes the whole log from the segments and the journal.
+
+The file records the version of the rules its rows were derived by (``VERSION``); a file
+of another version is emptied on open and rebuilt.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _CHUNK = 500
+# The rules the rows follow. 2: a caller's id in the generated shape is indexed whatever
+# its ts (version 1 left such ids out of a rebuilt index).
+VERSION = "2"
 
 
 def _unreadable(exc: sqlite3.DatabaseError) -> bool:
@@ -86,6 +92,11 @@ class Index:
             _log.warning("the id index %s could not be read (%s): moved to %s; rebuilding "
                          "it from the log", self.path, exc, aside)
             self.db = self._open()
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        if row is None or row[0] != VERSION:  # derived by other rules: rebuild it all
+            self.clear()
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?)",
+                            (VERSION,))
 
     def _open(self) -> sqlite3.Connection:
         """Open (creating) the index file and check that all of it can be read."""
@@ -194,7 +205,7 @@ class Index:
     def clear(self) -> None:
         self.db.execute("DELETE FROM ids")
         self.db.execute("DELETE FROM convs")
-        self.db.execute("DELETE FROM meta")
+        self.db.execute("DELETE FROM meta WHERE key <> 'version'")
 
     def close(self) -> None:
         if self.db.in_transaction:
