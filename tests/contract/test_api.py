@@ -21,6 +21,8 @@ from ledger.api.refusals import LedgerHTTPError
 from ledger.api.service import LedgerService
 from ledger.api.transport import HttpTransport, LocalTransport
 from ledger.client.async_api import AsyncLedgerClient, EmbeddedClient, ServerClient
+from ledger.storage.content import content_sha256
+from ledger.storage.layout import DataDir
 from tests.support import serverproc
 from tests.support.serverproc import Server
 
@@ -159,6 +161,35 @@ def test_log_conversation_stores_its_content(api: Any) -> None:
     assert content == {"messages": messages, "response": {"content": "hi"}}
     event = api.call(ops.GET_LOG, log_id=answer["message_id"])
     assert event["kind"] == "conversation" and event["metadata"] == {"feature": "chat"}
+
+
+def test_a_conversation_retried_without_conversation_id_is_answered_again(api: Any) -> None:
+    """The ledger names the conversation after the event id: the retry is a repeat."""
+    messages = [{"role": "user", "content": "hello"}]
+    meta = {**CALL, "event_id": "conv-retry"}
+    reply = {"content": "hi"}
+    first = api.call(ops.LOG_CONVERSATION, messages=messages, response=reply, metadata=meta)
+    again = api.call(ops.LOG_CONVERSATION, messages=messages, response=reply, metadata=meta)
+    assert again == first
+    assert api.call(ops.LIST_LOGS)["total"] == 1
+
+
+def test_a_refused_conversation_leaves_no_content_behind(side: Side) -> None:
+    """A 409 stores nothing: no event, and no file of the refused messages."""
+    api = side.api_for(f"c{next(_counter)}-{side.kind}")
+    project = api.call(ops.WHOAMI)["project"]
+    meta = {**CALL, "event_id": "conv-taken"}
+    mine, secret, reply = [{"role": "user", "content": "mine"}], [
+        {"role": "user", "content": "a secret"}], {"content": "ok"}
+    first = api.call(ops.LOG_CONVERSATION, messages=mine, response=reply, metadata=meta)
+    err = refused(lambda: api.call(ops.LOG_CONVERSATION, messages=secret, response=reply,
+                                   metadata=meta))
+    assert err.status == 409
+    refused_sha = content_sha256(secret, reply)
+    assert not DataDir(side.data).content_file(project, refused_sha).exists()
+    assert orjson.loads(api.call(ops.LOG_CONTENT, log_id=first["message_id"])) == {
+        "messages": mine, "response": reply}
+    assert api.call(ops.LIST_LOGS)["total"] == 1
 
 
 # -- events --------------------------------------------------------------------------------
