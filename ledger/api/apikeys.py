@@ -31,7 +31,7 @@ import orjson
 
 from ledger.errors import ApiKeyError, NotWritableError
 from ledger.model.tenant import check_tenant
-from ledger.storage.durable import write_atomic
+from ledger.storage.durable import open_private, private_dir, write_atomic
 from ledger.storage.layout import DataDir
 from ledger.tlog.signing import now_text
 
@@ -149,8 +149,8 @@ class ApiKeyStore:
         """The keys, read under the store's lock; a store that cannot be written is
         refused (``NotWritableError``) before anything changes."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            private_dir(self.directory)
+            fd = open_private(self.directory / LOCK_FILE, os.O_RDWR)
         except OSError as exc:
             raise self._refusal(exc) from exc
         try:
@@ -166,8 +166,7 @@ class ApiKeyStore:
 
     def _save(self, keys: list[ApiKey]) -> None:
         doc = {"format": FORMAT, "keys": [k.to_json() for k in keys]}
-        write_atomic(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n",
-                     mode=0o600)
+        write_atomic(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
 
     def create(self, project: str, name: str = "") -> tuple[str, ApiKey]:
         """Create a key for ``project``; return ``(the key, its record)``. The key itself

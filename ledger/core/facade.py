@@ -42,6 +42,7 @@ from ledger.errors import LedgerError, LedgerLockedError, NotWritableError
 from ledger.model.event import Ack, Event, EventIn, us_to_datetime
 from ledger.model.tenant import check_tenant
 from ledger.storage import journal as jr
+from ledger.storage.durable import is_private, private_dir, tighten
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest
@@ -73,7 +74,7 @@ class Ledger:
         made by this opening; docs/formats.md)."""
         self.layout = DataDir(path)
         self.path = self.layout.root
-        self.path.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path)
         if pricer == "default":
             from ledger.model.pricing import PriceBook
 
@@ -86,6 +87,8 @@ class Ledger:
         try:
             self._lockfd = take_lock(self.layout)
             try:
+                if not is_private(self.path):  # written before everything in it was private
+                    tighten(self.path)
                 self._open(seal_rows, auto_seal, accept_loss)
             except BaseException:
                 os.close(self._lockfd)

@@ -30,7 +30,7 @@ from ledger.core.tail import Tail, TailChunk, TailPart
 from ledger.errors import JournalDamageError, LedgerError, LedgerLockedError
 from ledger.model.event import _check_metadata, canonical_json, leaf_hash_of, row_of, ts_to_us
 from ledger.storage import journal as jr
-from ledger.storage.durable import append_line, create_private
+from ledger.storage.durable import append_line, create_private, open_private, private_dir
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest, ManifestState, Segment
 from ledger.storage.receipt_entries import ReceiptEntry
@@ -41,7 +41,7 @@ from ledger.tlog.tiles import TreeStore
 def take_lock(layout: DataDir) -> int:
     """Take the directory's lock (``LOCK``, holding this process's pid); its descriptor.
     ``LedgerLockedError`` if another process holds it."""
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_private(layout.lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -88,7 +88,7 @@ class Recovery:
         replay the journal."""
         state = self.manifest.state
         jdir = self.layout.journal
-        jdir.mkdir(exist_ok=True)
+        private_dir(jdir)
         files = [(n, p) for n, p in jr.journal_files(jdir) if n > state.sealed_journal]
         scans = self._scan(files)
         # Journal files already sealed are leftovers of a crash after the manifest commit.
@@ -153,7 +153,7 @@ class Recovery:
         kept = self.layout.damaged_journal(number, hashlib.sha256(data).hexdigest())
         if not kept.exists():
             if not kept.parent.is_dir():
-                kept.parent.mkdir(mode=0o700)
+                private_dir(kept.parent)
                 jr.fsync_dir(kept.parent.parent)
             create_private(kept, data)
         return kept

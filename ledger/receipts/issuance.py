@@ -39,6 +39,7 @@ from ledger.model.dates import parse_bound
 from ledger.model.event import canonical_json, format_ts, now_us, ts_to_us
 from ledger.model.schema import unsafe_character
 from ledger.model.tenant import TenantError, check_tenant
+from ledger.storage.durable import private_dir, write_atomic
 from ledger.storage.receipt_entries import runs_of, seqs_of
 from ledger.tlog.checkpoint import parse_checkpoint, parse_note
 from ledger.tlog.merkle import (
@@ -403,10 +404,7 @@ class Receipts:
         """Cache the receipt tree's 256-leaf tile hashes (derived data: no fsync; a
         missing or short file is rebuilt by ``prove``)."""
         path = self._tiles_path(tenant, receipt_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(tiles)
-        tmp.replace(path)
+        write_atomic(private_dir(path.parent) / path.name, tiles, sync=False)
 
     def _tiles(self, tenant: str, receipt_id: str, runs: np.ndarray, n: int,
                merkle_root: str) -> MemoryTree:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ledger.errors import ConfigError
-from ledger.storage.durable import write_atomic
+from ledger.storage.durable import private_dir, write_atomic
 from ledger.storage.layout import DataDir
 
 DEFAULT_ORIGIN = "llmring-ledger.local"
@@ -46,7 +46,7 @@ def load_config(data_dir: DataDir | str | os.PathLike[str]) -> dict[str, Any]:
     except FileNotFoundError:
         origin = check_origin(os.environ.get(ORIGIN_ENV) or DEFAULT_ORIGIN)
         config = {"origin": origin}
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         write_atomic(path, orjson.dumps(config, option=orjson.OPT_INDENT_2) + b"\n")
         return config
     try:

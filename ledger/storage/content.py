@@ -20,7 +20,7 @@ import rfc8785
 
 from ledger.errors import ContentError
 from ledger.model.tenant import check_tenant
-from ledger.storage.durable import write_atomic
+from ledger.storage.durable import private_dir, write_atomic
 from ledger.storage.layout import DataDir
 
 MAX_CONTENT_BYTES = 4 * 1024 * 1024
@@ -59,8 +59,8 @@ class ContentStore:
         digest = hashlib.sha256(data).hexdigest()
         path = self.path(tenant, digest)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, data, mode=0o600)
+            private_dir(path.parent)
+            write_atomic(path, data)
         return digest
 
     def get(self, tenant: str, digest: str) -> bytes | None:

@@ -1,25 +1,117 @@
-"""Durable small-file writes shared by keys, checkpoints and configuration: atomic
-replacement (temporary file, fsync, rename, fsync of the directory), exclusive creation
-of private files (mode 0600 from the first byte), and durable appends of whole lines."""
+"""How files and folders are created under a data directory, and durable small-file
+writes shared by keys, checkpoints and configuration.
+
+Everything under a data directory is private: files are created 0600 and folders 0700
+whatever the process umask (``open_private``, ``private_dir``; the mode is set exactly,
+not left to the umask), and ``tighten`` makes a directory written before that private
+too. The writes: atomic replacement (temporary file, fsync, rename, fsync of the
+directory), exclusive creation of a private file, and durable appends of whole lines."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
-from ledger.storage.journal import fsync_dir
+from ledger.errors import LedgerError
+
+FILE_MODE = 0o600  # every file under a data directory
+DIR_MODE = 0o700  # every folder, the directory itself included
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def private_dir(path: Path) -> Path:
+    """Make folder ``path`` and any missing parent, each 0700 (an existing one is left
+    as it is); return ``path``."""
+    missing = []
+    at = Path(path)
+    while not at.is_dir():
+        missing.append(at)
+        if at.parent == at:
+            break
+        at = at.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, DIR_MODE)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue  # made by someone else just now
+        os.chmod(folder, DIR_MODE)  # the umask may only remove bits; make the mode exact
+    return path
+
+
+def open_private(path: Path | str, flags: int) -> int:
+    """``os.open(path, flags | O_CREAT)`` for a file that is 0600, whatever the umask and
+    whatever mode an older version left it with; the descriptor."""
+    fd = os.open(path, flags | os.O_CREAT, FILE_MODE)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def is_private(root: Path) -> bool:
+    """Whether the directory ``root`` is 0700 (as one this version made, or tightened)."""
+    return stat.S_IMODE(os.stat(root).st_mode) == DIR_MODE
+
+
+def tighten(root: Path) -> int:
+    """Make every file beneath ``root`` 0600 and every folder 0700, ``root`` itself last
+    (so a crash part way leaves it to the next open); symbolic links are not followed.
+    Return how many modes changed. ``LedgerError`` if one cannot be changed."""
+    changed = 0
+
+    def fix(path: str, mode: int, want: int) -> None:
+        nonlocal changed
+        if stat.S_IMODE(mode) != want:
+            try:
+                os.chmod(path, want)
+            except OSError as exc:
+                raise LedgerError(
+                    f"cannot make {path} private ({exc.strerror or exc}); make everything "
+                    f"under {root} its owner's alone: chmod -R go= {root}") from None
+            changed += 1
+
+    for folder, dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                fix(path, st.st_mode, FILE_MODE)
+        for name in dirs:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                fix(path, st.st_mode, DIR_MODE)
+    fix(str(root), os.stat(root).st_mode, DIR_MODE)
+    return changed
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = FILE_MODE, sync: bool = True
+                 ) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new
     content, never a mix: write a temporary file, fsync it, rename it over ``path``,
-    fsync the directory."""
+    fsync the directory (``sync=False``, for derived data: no fsync). The file is
+    ``mode`` (0600 unless said), whatever the umask."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)
         _write_all(fd, data)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -27,7 +119,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def create_private(path: Path, data: bytes) -> None:
@@ -53,7 +146,7 @@ def append_line(path: Path, line: bytes) -> None:
     if not line.endswith(b"\n"):
         raise ValueError("append_line: the line must end with a newline")
     created = not path.exists()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_private(path, os.O_RDWR)
     try:
         end = os.fstat(fd).st_size
         if end and os.pread(fd, 1, end - 1) != b"\n":

@@ -21,12 +21,14 @@ of another version is emptied on open and rebuilt.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ledger.model.event import Ack
+from ledger.storage.durable import open_private
 from ledger.storage.layout import DataDir
 
 _log = logging.getLogger("ledger")
@@ -100,6 +102,8 @@ class Index:
 
     def _open(self) -> sqlite3.Connection:
         """Open (creating) the index file and check that all of it can be read."""
+        # 0600 before SQLite opens it: its -wal and -shm files take the database's mode.
+        os.close(open_private(self.path, os.O_RDWR))
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")

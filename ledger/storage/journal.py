@@ -58,6 +58,7 @@ from pathlib import Path
 import orjson
 
 from ledger.errors import JournalError
+from ledger.storage.durable import fsync_dir, open_private, private_dir
 from ledger.storage.layout import JOURNAL_SUFFIX, journal_name
 
 FRAME = struct.Struct("<II")
@@ -376,21 +377,13 @@ def journal_files(directory: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Journal:
     """The active journal file plus group commit. Writes must be serialized by the
     caller; ``commit`` may be called from any thread."""
 
     def __init__(self, directory: Path, number: int) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self._mutex = threading.Lock()
         self._cv = threading.Condition(self._mutex)  # waiters for durability
         self._leader_cv = threading.Condition(self._mutex)  # a leader waiting for writers
@@ -410,7 +403,7 @@ class Journal:
         """Open (creating) file ``number`` and make it the current one; its descriptor."""
         path = self.directory / journal_name(number)
         existed = path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         try:
             if not existed:
                 fsync_dir(self.directory)

@@ -31,6 +31,7 @@ import orjson
 
 from ledger.errors import ManifestError
 from ledger.model.event import canonical_json
+from ledger.storage.durable import open_private
 
 GENESIS = "0" * 64
 
@@ -160,7 +161,7 @@ class Manifest:
             raise ManifestError(
                 f"{path} line {first.line}: {first.message}. The data directory was altered; "
                 "run `llmring ledger verify` for the full report")
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = open_private(path, os.O_WRONLY | os.O_APPEND)
 
     def append(self, op: str, at: str, *, add: Iterable[Segment] = (),
                remove: Iterable[Segment] = (), journal: int | None = None) -> dict[str, Any]:

@@ -9,7 +9,8 @@ and DuckDB read the tree as-is. Pairings of usage logs with conversation events 
 ``pairs/tenant=<t>/pairs-<id>.parquet``.
 
 A segment is written to a temporary name, fsynced, renamed into place and its directory
-fsynced; it only *exists* once the manifest names it with its SHA-256. File access goes
+fsynced (0600, in 0700 folders, as everything under a data directory); it only *exists*
+once the manifest names it with its SHA-256. File access goes
 through ``pyarrow.fs`` so the same code can target an object store.
 """
 
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA, TS_TYPE
-from ledger.storage.journal import fsync_dir
+from ledger.storage.durable import fsync_dir, open_private, private_dir
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Segment
 
@@ -78,9 +79,9 @@ class SegmentStore:
         relative = f"{relative_dir}/{name}"
         final = self.abspath(relative)
         tmp = final + ".tmp"
-        self.fs.create_dir(self.abspath(relative_dir), recursive=True)
         if self._local:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            private_dir(Path(self.abspath(relative_dir)))
+            fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
             try:
                 view = memoryview(data)
                 while view:
@@ -95,6 +96,7 @@ class SegmentStore:
             os.replace(tmp, final)
             fsync_dir(Path(final).parent)
         else:  # object stores: a single PUT is atomic
+            self.fs.create_dir(self.abspath(relative_dir), recursive=True)
             with self.fs.open_output_stream(final) as out:
                 out.write(data)
         seq = table.column("seq") if "seq" in table.column_names else None

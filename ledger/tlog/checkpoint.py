@@ -35,7 +35,7 @@ from urllib.parse import quote
 import orjson
 
 from ledger.errors import CheckpointError, NoteError
-from ledger.storage.durable import append_line
+from ledger.storage.durable import append_line, private_dir
 from ledger.tlog.signing import (
     PUBLIC_KEY_SIZE,
     SIGNATURE_SIZE,
@@ -358,7 +358,7 @@ class CheckpointStore:
                     "fork of it; restore the data directory from a backup and run "
                     "`llmring ledger verify`")
         signed = sign_checkpoint(cp, [keyring.current()])
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         append_line(self.path(origin), orjson.dumps(signed.to_json()) + b"\n")
         return signed
 

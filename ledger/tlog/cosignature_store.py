@@ -23,7 +23,7 @@ from urllib.parse import quote
 import orjson
 
 from ledger.errors import CosignatureError
-from ledger.storage.durable import append_line
+from ledger.storage.durable import append_line, private_dir
 from ledger.tlog.checkpoint import NoteSignature, SignedCheckpoint
 from ledger.tlog.cosignature import parse_signature_line
 from ledger.tlog.signing import now_text
@@ -49,7 +49,7 @@ class CosignatureStore:
             for sig in sigs:
                 if sig.line() in have:
                     continue
-                self.directory.mkdir(parents=True, exist_ok=True)
+                private_dir(self.directory)
                 record = {"size": cp.size, "root": cp.root.hex(), "line": sig.line()[:-1],
                           "added_at": now_text()}
                 append_line(self.path(cp.origin), orjson.dumps(record) + b"\n")

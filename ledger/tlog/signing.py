@@ -39,7 +39,7 @@ import orjson
 
 from ledger.errors import KeyRingError, PublicKeyFormatError, SignatureFormatError
 from ledger.model.event import format_ts, now_us
-from ledger.storage.durable import create_private, write_atomic
+from ledger.storage.durable import create_private, private_dir, write_atomic
 from ledger.storage.layout import KEYS_FILE
 
 ALGORITHM = "ed25519"
@@ -513,7 +513,7 @@ class KeyRing:
         return key.info.key_id, key.sign(message)
 
     def _create(self, taken: set[str]) -> SigningKey:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         while True:
             key = SigningKey.generate(self.name)
             if key.info.key_id not in taken and not self.private_file(key.info.key_id).exists():

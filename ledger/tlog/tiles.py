@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from ledger.storage.durable import open_private, private_dir
 from ledger.tlog.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -63,7 +64,7 @@ class TreeStore:
 
     def __init__(self, directory: Path) -> None:
         self._dir = Path(directory)
-        self._dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._dir)
         self._fds: list[int] = []
         self._counts: list[int] = []  # entries per level
         self._tails: list[list[bytes]] = []  # entries of each level after its last full tile
@@ -76,7 +77,7 @@ class TreeStore:
         return level_file(self._dir, level)
 
     def _open_level(self, level: int) -> None:
-        fd = os.open(self._path(level), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_private(self._path(level), os.O_RDWR)
         size = os.fstat(fd).st_size
         count = size // HASH_SIZE
         if size % HASH_SIZE:
