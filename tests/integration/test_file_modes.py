@@ -1,9 +1,9 @@
 """Everything under a data directory is its owner's alone, whatever the umask: files 0600,
 folders 0700, the directory itself included (docs/formats.md, "The data directory").
 Checked after a realistic session of a real ``llmring serve`` (writes, a conversation
-and its pairing, a receipt and a proof, checkpoints, a witness's cosignature), then the
-CLI's seal, compaction and retention; and a directory written with open modes (0644
-files, 0755 folders) is made private when opened."""
+and its pairing, a receipt and a proof, exports, checkpoints, a witness's cosignature),
+then the CLI's seal, compaction and retention; and a directory written with open modes
+(0644 files, 0755 folders) is made private when opened."""
 
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def test_everything_a_server_session_writes_is_private(tmp_path: Path, umask_022
             receipt = ok(c.post("/api/v1/receipts/generate",
                                 json={"since_last_receipt": True}))["receipt"]
             ok(c.get(f"/api/v1/receipts/{receipt['receipt_id']}/proof/{conv['message_id']}"))
+            for fmt in ("jsonl", "parquet"):
+                assert c.get("/api/v1/exports/events", params={"format": fmt}).is_success
             head = ok(c.get("/api/v1/log/checkpoint"))
             keys = tmp_path / "keys.json"
             keys.write_text(json.dumps(ok(c.get("/api/v1/receipts/public-keys.json"))))
