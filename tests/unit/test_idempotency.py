@@ -90,13 +90,18 @@ def test_a_batch_of_such_ids_is_stored_once_after_the_index_is_lost(
     assert verify_directory(ledger_dir).ok
 
 
-def test_an_index_written_by_the_older_rules_is_rebuilt(ledger_dir: Path) -> None:
-    """Version 1 rebuilt an index without these ids; such a file is rebuilt on open."""
+@pytest.mark.parametrize("version", [None, "0"])
+def test_an_index_written_by_other_rules_is_rebuilt(ledger_dir: Path, version: str | None
+                                                    ) -> None:
+    """The first rules (no version recorded) rebuilt an index without these ids; a file
+    of any other version than this one's is rebuilt on open."""
     with Ledger(ledger_dir, pricer=None, checkpoint_interval=None) as led:
         led.append(usage(event_id=ELSEWHERE, ts=TS), tenant="a")
-    with sqlite3.connect(DataDir(ledger_dir).index) as db:  # what version 1 left behind
+    with sqlite3.connect(DataDir(ledger_dir).index) as db:  # what the older rules left
         db.execute("DELETE FROM ids WHERE event_id = ?", (ELSEWHERE,))
         db.execute("DELETE FROM meta WHERE key = 'version'")
+        if version is not None:
+            db.execute("INSERT INTO meta VALUES ('version', ?)", (version,))
     with Ledger(ledger_dir, pricer=None, checkpoint_interval=None) as led:
         assert led.append(usage(event_id=ELSEWHERE, ts=TS), tenant="a").created is False
         assert led.size("a") == 1
