@@ -6,8 +6,9 @@ appended in the thread pool (the ledger validates it with the column checks of
 routing, dependency and exception machinery (which cost more CPU per request than the
 append itself).
 
-Anything else (no JSON content type, a missing or unknown key, an invalid body, an append
-the ledger refuses) falls through to the FastAPI route, which answers it exactly as
+The API key is read by ``ledger.server.auth.credential``, the routes' one rule.
+Anything else (no JSON content type, a missing, ambiguous or unknown key, an invalid
+body, an append the ledger refuses) falls through to the FastAPI route, which answers it exactly as
 documented; a refused append wrote nothing, so running it again there is safe and gives
 the same answer.
 """
@@ -20,25 +21,18 @@ import anyio
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ledger.server.auth import AmbiguousCredential, credential
 from ledger.server.schemas import MAX_BATCH
 
 FAST_PATHS = ("/api/v1/log", "/api/v1/log/batch")
 
 
-def _api_key(scope: Scope) -> tuple[str | None, bool]:
-    """(the request's API key, whether its content type is JSON)."""
-    key = None
-    json_body = False
+def _json_body(scope: Scope) -> bool:
+    """Whether the request's content type is JSON."""
     for name, value in scope["headers"]:
-        if name == b"x-api-key":
-            key = value.decode("latin-1")
-        elif name == b"authorization" and key is None:
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer":
-                key = credentials.strip()
-        elif name == b"content-type":
-            json_body = value.split(b";")[0].strip().lower() == b"application/json"
-    return key, json_body
+        if name == b"content-type":
+            return value.split(b";")[0].strip().lower() == b"application/json"
+    return False
 
 
 class FastPath:
@@ -118,8 +112,13 @@ def _limit(server: Any, path: str) -> int:
 
 async def try_answer(server: Any, scope: Scope, body: bytes, send: Send) -> bool:
     """Answer the request if it takes the fast path; False to let the app answer it."""
-    key, json_body = _api_key(scope)
-    if not json_body:
+    if not _json_body(scope):
+        return False
+    try:
+        key = credential(scope["headers"])
+    except AmbiguousCredential:
+        return False  # the route refuses it, as every route does
+    if key is None:
         return False
     found = server.api_keys.authenticate(key)
     if found is None:
