@@ -22,10 +22,12 @@ The hierarchy (status, code)::
     ├── ConfigError                   503 config_error
     ├── ApiKeyError                   503 api_key_store
     ├── WitnessError                  503 witness_unavailable
+    ├── InternalError                 500 internal_error    a server bug (logged)
     ├── AuthenticationError           401 unauthorized
     ├── RequestError                  400 bad_request       (ValueError)
     │   ├── InvalidRequestError       422 invalid_request
     │   ├── NotFoundError             404 not_found
+    │   ├── MethodNotAllowedError     405 method_not_allowed
     │   ├── RequestTimeoutError       408 request_timeout
     │   └── RequestTooLargeError      413 too_large
     ├── EventValidationError          422 invalid_event     (ValueError)
@@ -200,6 +202,13 @@ class WitnessError(LedgerError, RuntimeError):
     code = "witness_unavailable"
 
 
+class InternalError(LedgerError):
+    """The server failed unexpectedly (a bug): its log has the details, the answer none."""
+
+    status = 500
+    code = "internal_error"
+
+
 # -- requests ------------------------------------------------------------------------------
 class AuthenticationError(LedgerError):
     """A missing, unknown or revoked API key."""
@@ -234,6 +243,14 @@ class NotFoundError(RequestError):
 
     status = 404
     code = "not_found"
+
+
+class MethodNotAllowedError(RequestError):
+    """A method the path does not take (the answer's ``Allow`` header lists those it
+    does)."""
+
+    status = 405
+    code = "method_not_allowed"
 
 
 class RequestTimeoutError(RequestError):
@@ -417,8 +434,9 @@ class WitnessRefusal(TamperEvidence):
 ERRORS: tuple[type[LedgerError], ...] = (
     LedgerError, LedgerLockedError, ServerUnavailableError, JournalError, ManifestError,
     JournalDamageError, StorageFullError, NotWritableError,
-    KeyRingError, ConfigError, ApiKeyError, WitnessError, AuthenticationError, RequestError,
-    InvalidRequestError, NotFoundError, RequestTooLargeError, EventValidationError,
+    KeyRingError, ConfigError, ApiKeyError, WitnessError, InternalError, AuthenticationError,
+    RequestError, InvalidRequestError, NotFoundError, MethodNotAllowedError,
+    RequestTooLargeError, EventValidationError,
     IdConflictError, TenantError, ContentError, RollupError, RetentionError,
     ReceiptRequestError, ReceiptNotFoundError, NoteError, CheckpointError, CosignatureError,
     QuorumError, SignatureFormatError, PublicKeyFormatError, ProofError, PolicyError,
@@ -428,9 +446,9 @@ ERRORS: tuple[type[LedgerError], ...] = (
 _BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in ERRORS}
 # An answer without a code (a proxy, an older server): the class of its status.
 _BY_STATUS: dict[int, type[LedgerError]] = {
-    400: RequestError, 401: AuthenticationError, 404: NotFoundError, 409: IdConflictError,
-    413: RequestTooLargeError, 422: InvalidRequestError, 503: LedgerError,
-    408: RequestTimeoutError,
+    400: RequestError, 401: AuthenticationError, 404: NotFoundError,
+    405: MethodNotAllowedError, 408: RequestTimeoutError, 409: IdConflictError,
+    413: RequestTooLargeError, 422: InvalidRequestError, 500: InternalError, 503: LedgerError,
 }
 UNAVAILABLE_PREFIX = "the ledger cannot serve this now: "
 
@@ -485,9 +503,9 @@ def error_from_response(status: int, body: Any, *, request: str = "") -> LedgerE
 __all__ = [
     "ERRORS", "ApiKeyError", "AuthenticationError", "CheckpointError", "ConfigError",
     "ConsistencyFormatError", "ContentError", "CosignatureError", "EventValidationError",
-    "IdConflictError", "InvalidRequestError", "JournalDamageError", "JournalError",
-    "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError", "NotFoundError",
-    "NotWritableError", "NoteError", "PolicyError",
+    "IdConflictError", "InternalError", "InvalidRequestError", "JournalDamageError",
+    "JournalError", "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError",
+    "MethodNotAllowedError", "NotFoundError", "NotWritableError", "NoteError", "PolicyError",
     "ProofError", "PublicKeyFormatError", "QuorumError", "ReceiptNotFoundError",
     "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",
     "RollupError", "ServerUnavailableError", "SignatureFormatError", "StorageFullError",

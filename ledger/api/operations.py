@@ -6,7 +6,8 @@ method that answers it.
 Everything that speaks the API reads this table: the server's routes take their method
 and path from it, the transports (``ledger.api.transport``: local, on an open data
 directory, and HTTP, to ``llmring serve``) encode a call from it, and the clients and
-the CLI name the operation they call. A parameter's name is the keyword of the service
+the CLI name the operation they call; the server's OpenAPI schema documents each
+operation's error answers from its ``errors()``. A parameter's name is the keyword of the service
 method, so a call ``transport.call(LIST_LOGS, limit=10)`` is answered by
 ``service.list_logs(tenant, limit=10)`` locally and by ``GET /api/v1/logs?limit=10``
 over HTTP, with the same dict.
@@ -18,6 +19,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
+
+from ledger.errors import (
+    ERRORS,
+    AuthenticationError,
+    ContentError,
+    EventValidationError,
+    IdConflictError,
+    InvalidRequestError,
+    LedgerError,
+    NotFoundError,
+    ReceiptNotFoundError,
+    ReceiptRequestError,
+    RequestError,
+    RequestTooLargeError,
+    RollupError,
+)
 
 Where = Literal["path", "query", "body", "whole_body", "local"]
 Answer = Literal["json", "bytes", "text"]
@@ -55,10 +72,20 @@ class Param:
     encode: Callable[[Any], Any] | None = None
 
 
+# Every operation may answer these: the ledger cannot serve now (a disk failure, a damaged
+# directory …), or a bug (logged, no detail). ``LedgerLockedError``, ``ServerUnavailableError``
+# and ``WitnessError`` are never answered by the ledger's server.
+UNAVAILABLE: tuple[type[LedgerError], ...] = tuple(
+    cls for cls in ERRORS if cls.status >= 500 and cls.code not in (
+        "ledger_locked", "server_unavailable", "witness_unavailable"))
+
+
 @dataclass(frozen=True)
 class Operation:
     """One operation of the API. ``tenant``: scoped to one project (locally the
-    transport's project, over HTTP the API key's); ``answer``: JSON, raw bytes or text."""
+    transport's project, over HTTP the API key's); ``answer``: JSON, raw bytes or text;
+    ``refuses``: the error classes its service method raises for a request it cannot
+    serve (``errors()`` adds those every operation of its kind may answer)."""
 
     name: str
     method: str
@@ -68,6 +95,22 @@ class Operation:
     tenant: bool = True
     answer: Answer = "json"
     summary: str = ""
+    refuses: tuple[type[LedgerError], ...] = ()
+
+    def errors(self) -> tuple[type[LedgerError], ...]:
+        """Every error class the operation can answer with over HTTP: its ``refuses``; a
+        missing or bad API key (401) when scoped to a project; values of the wrong type
+        or out of bounds (422) when it takes parameters; a bad ``Content-Length``
+        (400) or a body over the limit (413) for a POST; and ``UNAVAILABLE``."""
+        found: list[type[LedgerError]] = list(self.refuses)
+        if self.tenant:
+            found.append(AuthenticationError)
+        if any(p.where != "local" for p in self.params):
+            found.append(InvalidRequestError)
+        if self.method == "POST":
+            found += [RequestError, RequestTooLargeError]
+        found += UNAVAILABLE
+        return tuple(dict.fromkeys(found))
 
     def check(self, kwargs: dict[str, Any]) -> None:
         known = {p.name for p in self.params}
@@ -109,9 +152,11 @@ class Operation:
 
 
 def _op(name: str, method: str, path: str, *params: Param, service: str | None = None,
-        tenant: bool = True, answer: Answer = "json", summary: str = "") -> Operation:
+        tenant: bool = True, answer: Answer = "json", summary: str = "",
+        refuses: tuple[type[LedgerError], ...] = ()) -> Operation:
     return Operation(name=name, method=method, path=path, service=service or name,
-                     params=params, tenant=tenant, answer=answer, summary=summary)
+                     params=params, tenant=tenant, answer=answer, summary=summary,
+                     refuses=refuses)
 
 
 def _q(name: str, encode: Callable[[Any], Any] | None = None) -> Param:
@@ -128,6 +173,7 @@ def _path(name: str) -> Param:
 
 PAGING = (_q("limit"), _q("offset"))
 WINDOW = (_q("start", date_text), _q("end", date_text))
+EVENT_REFUSALS = (EventValidationError, IdConflictError)
 SELECTION = (_b("conversation_id"), _b("start_date", date_text), _b("end_date", date_text),
              _b("log_ids", _list_or_none), _b("since_last_receipt"))
 
@@ -137,59 +183,70 @@ WHOAMI = _op("whoami", "GET", "/api/v1/project", service="project",
 
 # -- logging --------------------------------------------------------------------------------
 LOG_USAGE = _op("log_usage", "POST", "/api/v1/log", Param("event", "whole_body", dict),
-                summary="Log one LLM call (usage)")
+                summary="Log one LLM call (usage)", refuses=EVENT_REFUSALS)
 LOG_BATCH = _op("log_batch", "POST", "/api/v1/log/batch",
                 _b("events", lambda events: [dict(e) for e in events]),
-                summary="Log many events atomically")
+                summary="Log many events atomically", refuses=EVENT_REFUSALS)
 LOG_CONVERSATION = _op("log_conversation", "POST", "/api/v1/conversations/log",
                        _b("messages", list), Param("response", "body"),
                        _b("metadata", dict), _b("conversation_id"),
-                       summary="Log one call with its conversation")
+                       summary="Log one call with its conversation",
+                       refuses=(*EVENT_REFUSALS, ContentError))
 
 # -- events ---------------------------------------------------------------------------------
 LIST_LOGS = _op("list_logs", "GET", "/api/v1/logs", *PAGING, *WINDOW, _q("order"),
-                summary="List the project's events")
+                summary="List the project's events", refuses=(RequestError,))
 GET_LOG = _op("get_log", "GET", "/api/v1/logs/{log_id}", _path("log_id"),
-              summary="One event of the project")
+              summary="One event of the project", refuses=(NotFoundError,))
 LOG_CONTENT = _op("log_content", "GET", "/api/v1/logs/{log_id}/content", _path("log_id"),
-                  answer="bytes", summary="The stored conversation content")
+                  answer="bytes", summary="The stored conversation content",
+                  refuses=(NotFoundError,))
 
 # -- reports --------------------------------------------------------------------------------
 ROLLUP = _op("rollup", "GET", "/api/v1/usage/rollup", _q("by", _comma_list), _q("tz"),
-             *WINDOW, summary="Calls, tokens and cost grouped")
+             *WINDOW, summary="Calls, tokens and cost grouped",
+             refuses=(RequestError, RollupError))
 STATS = _op("stats", "GET", "/api/v1/stats",
             summary="The project's events, cost, log and storage")
 EXPORT = _op("export", "GET", "/api/v1/exports/events", _q("format"), *WINDOW,
-             answer="bytes", summary="Export the project's events")
+             answer="bytes", summary="Export the project's events",
+             refuses=(RequestError,))
 
 # -- the project's log tree -----------------------------------------------------------------
 CHECKPOINT = _op("checkpoint", "GET", "/api/v1/log/checkpoint",
                  summary="Sign the project's log now")
 LOG_INCLUSION = _op("log_inclusion", "GET", "/api/v1/log/inclusion/{log_id}",
                     _path("log_id"), _q("size"),
-                    summary="A log's inclusion in the log tree")
+                    summary="A log's inclusion in the log tree",
+                    refuses=(RequestError, NotFoundError))
 ADD_COSIGNATURES = _op("add_cosignatures", "POST", "/api/v1/log/cosignatures", _b("note"),
-                       summary="Store witnesses' cosignatures")
+                       summary="Store witnesses' cosignatures",
+                       refuses=(RequestError, NotFoundError))
 CONSISTENCY = _op("consistency", "GET", "/api/v1/log/consistency", _q("first"),
-                  _q("second"), summary="Consistency proof between two sizes")
+                  _q("second"), summary="Consistency proof between two sizes",
+                  refuses=(RequestError,))
 
 # -- receipts -------------------------------------------------------------------------------
 GENERATE_RECEIPT = _op("generate_receipt", "POST", "/api/v1/receipts/generate", *SELECTION,
                        _b("description"), _b("tags", _list_or_none),
-                       Param("progress", "local"), summary="Generate a signed receipt")
+                       Param("progress", "local"), summary="Generate a signed receipt",
+                       refuses=(ReceiptRequestError,))
 PREVIEW_RECEIPT = _op("preview_receipt", "POST", "/api/v1/receipts/preview", *SELECTION,
-                      summary="Preview a receipt")
+                      summary="Preview a receipt", refuses=(ReceiptRequestError,))
 UNCERTIFIED = _op("uncertified", "GET", "/api/v1/receipts/uncertified", *PAGING,
                   summary="Logs no receipt certifies")
 LIST_RECEIPTS = _op("list_receipts", "GET", "/api/v1/receipts/", *PAGING,
                     summary="The project's receipts")
 GET_RECEIPT = _op("get_receipt", "GET", "/api/v1/receipts/{receipt_id}",
-                  _path("receipt_id"), summary="One signed receipt")
+                  _path("receipt_id"), summary="One signed receipt",
+                  refuses=(ReceiptNotFoundError,))
 RECEIPT_LOGS = _op("receipt_logs", "GET", "/api/v1/receipts/{receipt_id}/logs",
-                   _path("receipt_id"), *PAGING, summary="The logs a receipt certifies")
+                   _path("receipt_id"), *PAGING, summary="The logs a receipt certifies",
+                   refuses=(ReceiptNotFoundError,))
 PROVE = _op("prove", "GET", "/api/v1/receipts/{receipt_id}/proof/{log_id}",
             _path("receipt_id"), _path("log_id"),
-            summary="Proof bundle of one log in a receipt")
+            summary="Proof bundle of one log in a receipt",
+            refuses=(ReceiptNotFoundError,))
 
 # -- public (no API key) --------------------------------------------------------------------
 VERIFY_RECEIPT = _op("verify_receipt", "POST", "/api/v1/receipts/verify",
@@ -207,4 +264,4 @@ OPERATIONS: tuple[Operation, ...] = (
     VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
 
-__all__ = ["BY_NAME", "OPERATIONS", "Operation", "Param", "date_text"]
+__all__ = ["BY_NAME", "OPERATIONS", "UNAVAILABLE", "Operation", "Param", "date_text"]

@@ -28,6 +28,7 @@ from ledger.api.apikeys import ApiKeyStore
 from ledger.api.service import LedgerService
 from ledger.errors import (
     EventValidationError,
+    InternalError,
     InvalidRequestError,
     LedgerError,
     RequestError,
@@ -85,11 +86,11 @@ class BodyLimit:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _too_large(scope, receive, send, "a Content-Length that is not "
-                                     "a number", status=400)
+                    await _refuse(scope, receive, send, RequestError(
+                        "the request has a Content-Length that is not a number"))
                     return
                 if declared > limit:
-                    await _too_large(scope, receive, send, limit)
+                    await _refuse(scope, receive, send, _too_large(limit))
                     return
         body = bytearray()
         while True:
@@ -98,7 +99,7 @@ class BodyLimit:
                 return
             body += message.get("body", b"")
             if len(body) > limit:
-                await _too_large(scope, receive, send, limit)
+                await _refuse(scope, receive, send, _too_large(limit))
                 return
             if not message.get("more_body", False):
                 break
@@ -114,16 +115,16 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int | str,
-                     status: int = 413) -> None:
-    if isinstance(limit, str):
-        detail = f"the request has {limit}"
-    else:
-        detail = (f"request body too large: at most {limit:,} bytes are accepted here; "
-                  "send fewer events per request (POST /api/v1/log/batch takes more)")
-    code = RequestTooLargeError.code if status == 413 else RequestError.code
-    await JSONResponse({"detail": detail, "code": code}, status_code=status,
-                       headers={"Connection": "close"})(scope, receive, send)
+def _too_large(limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(
+        f"request body too large: at most {limit:,} bytes are accepted here; send fewer "
+        "events per request (POST /api/v1/log/batch takes more)")
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: LedgerError) -> None:
+    """Answer ``error`` before the app reads the body, and close the connection (the
+    unread body is not drained)."""
+    await error_response(error, headers={"Connection": "close"})(scope, receive, send)
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -156,8 +157,7 @@ class InternalErrors:
             if started:  # part of an answer is out: only closing the connection is honest
                 raise
             log.error("unhandled error", exc_info=exc)
-            await JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)(
-                scope, receive, send)
+            await error_response(InternalError(INTERNAL_ERROR))(scope, receive, send)
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -199,11 +199,27 @@ def _validation_error(path: str, exc: RequestValidationError) -> LedgerError:
     return InvalidRequestError.from_response(message, {"errors": errors})
 
 
-def error_response(exc: LedgerError) -> JSONResponse:
-    """The answer to a refused request: ``ledger.errors.error_body`` with its status."""
-    if exc.status >= 500:
+def error_response(exc: LedgerError, *, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    """The answer to a refused request, the one shape of every error the server sends:
+    ``ledger.errors.error_body`` (``{"detail", "code", …evidence}``, plus ``extra``)
+    with the error's status."""
+    if exc.status >= 500 and not isinstance(exc, InternalError):
         log.error("server-side failure: %s", exc)
-    return JSONResponse(error_body(exc), status_code=exc.status)
+    return JSONResponse({**error_body(exc), **extra}, status_code=exc.status,
+                        headers=headers)
+
+
+def _http_error(exc: StarletteHTTPException) -> LedgerError:
+    """The project error a Starlette ``HTTPException`` stands for (401 from ``auth``, 404
+    for an unknown path, 405 for a method the path does not take): the class of its
+    status, with its detail."""
+    cls = error_class(None, exc.status_code)
+    if cls.status != exc.status_code:  # a status no class has: a bad request of it
+        cls = RequestError if exc.status_code < 500 else InternalError
+    error = cls.from_response(exc.detail, {})
+    error.status = exc.status_code
+    return error
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -214,17 +230,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         error = _validation_error(request.url.path, exc)
-        body = {**error_body(error), "errors": _validation_detail(exc)[1]}
-        return JSONResponse(body, status_code=error.status)
+        return error_response(error, errors=_validation_detail(exc)[1])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error = error_class(None, exc.status_code)
-        body: dict[str, Any] = {"detail": exc.detail}
-        if error is not LedgerError:  # 401, 404 …: the class a client raises for it
-            body["code"] = error.code
-        return JSONResponse(body, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return error_response(_http_error(exc), headers=getattr(exc, "headers", None))
 
     async def _refused(_: Request, exc: Exception) -> JSONResponse:
         error = as_ledger_error(exc)
@@ -237,7 +247,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
+        return error_response(InternalError(INTERNAL_ERROR))
 
 
 # -- the app -----------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from ledger.errors import AuthenticationError
+
 # Declared for the OpenAPI schema (its security schemes); the key itself is read by
 # ``credential`` from the raw headers.
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
@@ -25,14 +27,10 @@ bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="llmring"'}
 
 
-class AmbiguousCredential(Exception):
-    """The request's headers name more than one API key; the message says how."""
-
-
 def credential(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """The API key of a request from its raw ASGI headers: the ``X-API-Key`` value, or
     the token of ``Authorization: Bearer``; None when neither is given (an empty value
-    or another ``Authorization`` scheme is no key). Raises ``AmbiguousCredential`` for
+    or another ``Authorization`` scheme is no key). Raises ``AuthenticationError`` for
     two ``X-API-Key`` headers, two ``Authorization`` headers, or a key and a bearer
     token that differ."""
     keys: list[str] = []
@@ -43,10 +41,10 @@ def credential(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
         elif name == b"authorization":
             authorizations.append(value.decode("latin-1"))
     if len(keys) > 1:
-        raise AmbiguousCredential(f"the request has {len(keys)} X-API-Key headers; "
+        raise AuthenticationError(f"the request has {len(keys)} X-API-Key headers; "
                                   "send exactly one API key")
     if len(authorizations) > 1:
-        raise AmbiguousCredential(f"the request has {len(authorizations)} Authorization "
+        raise AuthenticationError(f"the request has {len(authorizations)} Authorization "
                                   "headers; send exactly one API key")
     key = keys[0] if keys else ""
     token = ""
@@ -55,7 +53,7 @@ def credential(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
         if scheme.lower() == "bearer":
             token = rest.strip()
     if key and token and key != token:
-        raise AmbiguousCredential("the X-API-Key header and the bearer token name "
+        raise AuthenticationError("the X-API-Key header and the bearer token name "
                                   "different keys; send one API key")
     return key or token or None
 
@@ -69,7 +67,7 @@ async def tenant(
     ambiguous, unknown or revoked."""
     try:
         given = credential(request.scope["headers"])
-    except AmbiguousCredential as exc:
+    except AuthenticationError as exc:
         raise HTTPException(401, str(exc), headers=UNAUTHORIZED) from None
     if not given:
         raise HTTPException(401, "missing API key: send it as `X-API-Key: <key>` or "

@@ -21,7 +21,8 @@ import anyio
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ledger.server.auth import AmbiguousCredential, credential
+from ledger.errors import AuthenticationError
+from ledger.server.auth import credential
 from ledger.server.schemas import MAX_BATCH
 
 FAST_PATHS = ("/api/v1/log", "/api/v1/log/batch")
@@ -116,7 +117,7 @@ async def try_answer(server: Any, scope: Scope, body: bytes, send: Send) -> bool
         return False
     try:
         key = credential(scope["headers"])
-    except AmbiguousCredential:
+    except AuthenticationError:
         return False  # the route refuses it, as every route does
     if key is None:
         return False

@@ -23,6 +23,7 @@ from ledger.server.schemas import (
     ConversationLogOut,
     EventsPage,
     LogOut,
+    error_responses,
 )
 
 router = APIRouter(tags=["logs"])
@@ -45,8 +46,9 @@ def service(request: Request) -> LedgerService:
 
 def route(router: APIRouter, op: Operation, **options: Any) -> Callable[[F], F]:
     """Register a route at the operation's method and path (``ledger.api.operations``),
-    with its summary."""
+    with its summary and the error answers it documents (``schemas.error_responses``)."""
     options.setdefault("summary", op.summary)
+    options["responses"] = {**error_responses(op), **options.get("responses", {})}
     return router.api_route(op.path, methods=[op.method], **options)
 
 

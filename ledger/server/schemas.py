@@ -1,13 +1,17 @@
 """Request and response bodies of the HTTP API (docs/http-api.md), as pydantic models: they
 validate requests and document the OpenAPI schema. Event fields are ``ledger.EventIn``'s
-(the usage-log names of §9, ``cost`` in USD)."""
+(the usage-log names of §9, ``cost`` in USD). ``ErrorOut`` is the one body of every error
+answer, and ``error_responses`` documents an operation's error statuses from the classes
+``ledger.api.operations`` says it can answer with."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from ledger.api.operations import Operation
 from ledger.model.event import MAX_ID, EventIn
 
 MAX_BATCH = 10_000
@@ -98,3 +102,38 @@ class VerifyOut(BaseModel):
     algorithm: str
     key_id: str | None = None
     detail: str | None = None
+
+
+class FieldProblem(BaseModel):
+    loc: list[str] = Field(description="Where: `body`, `query`, `path` or `header`, then "
+                                       "the field's path.")
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer (``ledger.errors.error_body``): the message, a stable machine
+    ``code`` naming the error class, and the class's evidence where it has some."""
+
+    detail: str = Field(description="What is wrong, and what to change.")
+    code: str = Field(description="The error class's stable name (`ledger/errors.py`).")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="422 from the schema: one entry per refused field.")
+    problems: list[str] | None = Field(
+        default=None, description="`invalid_event`: `field: what is wrong`, one per problem.")
+    index: int | None = Field(default=None,
+                              description="`invalid_event`: the event's place in a batch.")
+    event_id: str | None = Field(default=None, description="`id_conflict`: the reused id.")
+    fields: list[str] | None = Field(
+        default=None, description="`id_conflict`: the fields that differ.")
+
+
+def error_responses(op: Operation) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of ``op``'s errors: one per status its ``errors()``
+    have, with the ``ErrorOut`` body and the codes that status can carry."""
+    by_status: dict[int, list[str]] = defaultdict(list)
+    for cls in op.errors():
+        by_status[cls.status].append(cls.code)
+    return {status: {"model": ErrorOut,
+                     "description": "Error codes: " + ", ".join(f"`{c}`" for c in codes)}
+            for status, codes in sorted(by_status.items())}
