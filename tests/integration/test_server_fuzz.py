@@ -73,7 +73,8 @@ def validate(case: Any, response: Any, server: Server, headers: dict[str, str]) 
         body = _json(response)
         left = [f for f in group.exceptions
                 if not any(deliberate(check, case.method.upper(), case.operation.path,
-                                      response.status_code, body) for check in f.checks)]
+                                      response.status_code, body, case.body)
+                           for check in f.checks)]
         if left:
             raise FailureGroup(left, str(group)) from None
 
