@@ -275,7 +275,8 @@ def test_a_bug_is_answered_without_the_exception_escaping_the_app(tmp_path: Path
         bug = http.get("/api/v1/logs/x", headers={"X-API-Key": key})
         after = http.get("/health")
     assert bug.status_code == 500
-    assert bug.json() == {"detail": "internal error; the server log has the details"}
+    assert bug.json() == {"detail": "internal error; the server log has the details",
+                          "code": "internal_error"}
     assert after.status_code == 200
 
 
