@@ -7,8 +7,8 @@ Everything that speaks the API reads this table: the server's routes take their 
 and path from it, the transports (``ledger.api.transport``: local, on an open data
 directory, and HTTP, to ``llmring serve``) encode a call from it, and the clients and
 the CLI name the operation they call; the server's OpenAPI schema documents each
-operation's error answers from its ``errors()``. A parameter's name is the keyword of the service
-method, so a call ``transport.call(LIST_LOGS, limit=10)`` is answered by
+operation's error answers from its ``errors()``. A parameter's name is the keyword of
+the service method, so a call ``transport.call(LIST_LOGS, limit=10)`` is answered by
 ``service.list_logs(tenant, limit=10)`` locally and by ``GET /api/v1/logs?limit=10``
 over HTTP, with the same dict.
 """

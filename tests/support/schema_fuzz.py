@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="2")
     parser.add_argument("--max-response-time", type=float, default=30.0,
                         help="seconds; a slower answer is a failure")
-    parser.add_argument("--keep", action="store_true",
-                        help="write schemathesis' whole output to schemathesis-output.txt")
+    parser.add_argument("--output", type=Path, metavar="FILE",
+                        help="write schemathesis' whole output there")
     args = parser.parse_args(argv)
     from tests.support import serverproc
 
@@ -195,13 +195,13 @@ def main(argv: list[str] | None = None) -> int:
                  "--max-response-time", str(args.max_response_time),
                  "--suppress-health-check", "all", "--continue-on-failure",
                  "--output-truncate", "false"],
-                capture_output=True, text=True, check=False)
+                capture_output=True, text=True, check=False, cwd=tmp)  # its cache there
         finally:
             server.stop()
         log = serverproc.log_text(server.data, int(server.url.rsplit(":", 1)[1]))
     output = run.stdout + run.stderr
-    if args.keep:
-        Path("schemathesis-output.txt").write_text(output)
+    if args.output:
+        args.output.write_text(output)
     for line in output.splitlines():  # each failure: its operation, kind, status, request
         if re.match(r"^_{3,} .+ _{3,}$|^- ST\d+|^\[\d{3}\]|^\s+curl ", line):
             print(line[:300])
