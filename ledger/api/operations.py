@@ -32,6 +32,7 @@ from ledger.errors import (
     ReceiptNotFoundError,
     ReceiptRequestError,
     RequestError,
+    RequestTimeoutError,
     RequestTooLargeError,
     RollupError,
 )
@@ -101,7 +102,8 @@ class Operation:
         """Every error class the operation can answer with over HTTP: its ``refuses``; a
         missing or bad API key (401) when scoped to a project; values of the wrong type
         or out of bounds (422) when it takes parameters; a bad ``Content-Length``
-        (400) or a body over the limit (413) for a POST; and ``UNAVAILABLE``."""
+        (400) or a body over the limit (413) for a POST; a request whose head or body
+        arrives too late (408, ``ledger.server.connections``); and ``UNAVAILABLE``."""
         found: list[type[LedgerError]] = list(self.refuses)
         if self.tenant:
             found.append(AuthenticationError)
@@ -109,7 +111,7 @@ class Operation:
             found.append(InvalidRequestError)
         if self.method == "POST":
             found += [RequestError, RequestTooLargeError]
-        found += UNAVAILABLE
+        found += [RequestTimeoutError, *UNAVAILABLE]
         return tuple(dict.fromkeys(found))
 
     def check(self, kwargs: dict[str, Any]) -> None:
