@@ -69,3 +69,15 @@ def beta(server: Any) -> Iterator[Any]:
 def anonymous(server: Any) -> Iterator[Any]:
     with _client(server, None) as c:
         yield c
+
+
+@pytest.fixture(params=["native", "python"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the C loops of ``ledger.model._native`` and with the pure-Python ones."""
+    from ledger.model import batch
+
+    if request.param == "python":
+        monkeypatch.setattr(batch, "_native", None)
+    elif batch._native is None:
+        pytest.skip("ledger.model._native is not built (no C compiler at install)")
+    return request.param

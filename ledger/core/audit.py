@@ -362,13 +362,12 @@ def _check_journal(path: Path, closed: bool, report: AuditReport,
             continue
         if not isinstance(rec, jr.EventRecord):
             continue
-        try:
-            fields = orjson.loads(rec.canonical)
-            tenant, event_id = fields["tenant"], fields["event_id"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        named = _tenant_and_event_id(rec)
+        if named is None:
             report.add("journal", f"journal/{path.name} seq {rec.seq}",
                        "record is not a canonical event")
             continue
+        tenant, event_id = named
         seqs, hashes, ids = per.setdefault(tenant, ([], [], []))
         seqs.append(rec.seq)
         hashes.append(leaf_hash_of(rec.canonical))
@@ -418,13 +417,9 @@ def _check_kept_journals(layout: DataDir, report: AuditReport,
         for rec in records:
             if not isinstance(rec, jr.EventRecord):
                 continue
-            try:
-                fields = orjson.loads(rec.canonical)
-                tenant, event_id = fields["tenant"], fields["event_id"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-            if event_id not in present.get(tenant, ()):
-                missing.append(f"{tenant}/{event_id}")
+            named = _tenant_and_event_id(rec)
+            if named is not None and named[1] not in present.get(named[0], ()):
+                missing.append("/".join(named))
         if missing:
             report.add("log-shorter-than-journal", f"journal/damaged/{path.name}",
                        f"{len(missing)} acknowledged events of this damaged journal are not "
@@ -564,3 +559,13 @@ def _check_receipts(layout: DataDir, tenant: str, log: _TenantLog, seqs: np.ndar
     for seq in log.members:
         report.add("membership", f"project {tenant} receipt seq {seq}",
                    "membership names a receipt entry that does not exist")
+
+
+def _tenant_and_event_id(rec: jr.EventRecord) -> tuple[str, str] | None:
+    """The project and event id a journal record names; None if it is not a canonical
+    event."""
+    try:
+        fields = orjson.loads(rec.canonical)
+        return fields["tenant"], fields["event_id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ledger import Ledger
 from ledger.core.audit import verify_directory
+from tests.support.durability import assert_nothing_acknowledged_lost
 from tests.support.paths import REPO as ROOT
 
 KILLS = 24
@@ -54,28 +55,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
     for run in range(KILLS):
         got, _ = _run_and_kill(path, run, rng)
         acked |= got
-        with Ledger(path, pricer=None) as led:
-            seen: dict[str, int] = {}
-            for tenant in led.tenants():
-                size = led.size(tenant)
-                events = led.events(tenant, limit=size + 1)
-                assert [e.seq for e in events] == list(range(size)), "seq not gap-free"
-                for e in events:
-                    seen[e.event_id] = seen.get(e.event_id, 0) + 1
-            missing = acked - seen.keys()
-            assert not missing, f"run {run}: acknowledged events lost: {sorted(missing)[:5]}"
-            twice = [e for e, n in seen.items() if n > 1]
-            assert not twice, f"run {run}: events stored twice: {twice[:5]}"
-            # Batches are atomic: a batch is wholly present or wholly absent.
-            batch_members: dict[str, int] = {}
-            for e in seen:
-                if "-b" in e:
-                    prefix = e.rsplit("-", 1)[0]
-                    batch_members[prefix] = batch_members.get(prefix, 0) + 1
-            for prefix, n in batch_members.items():
-                assert n == int(prefix.rsplit("x", 1)[1]), f"run {run}: batch {prefix} is partial"
-        report = verify_directory(path)
-        assert report.ok, f"run {run}: {[str(p) for p in report.problems]}"
+        assert_nothing_acknowledged_lost(path, acked, run)
     assert len(acked) > 200
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from ledger import Ledger
-from ledger.core.audit import verify_directory
 from tests.support import serverproc
+from tests.support.durability import assert_nothing_acknowledged_lost
 
 KILLS = 20
 WRITERS = 3
@@ -91,26 +90,6 @@ def test_sigkill_of_the_server_under_http_load_loses_nothing_acknowledged(
         load.join()
         acked |= load.acked
 
-        with Ledger(data, pricer=None) as led:
-            seen: dict[str, int] = {}
-            for tenant in led.tenants():
-                size = led.size(tenant)
-                events = led.events(tenant, limit=size + 1)
-                assert [e.seq for e in events] == list(range(size)), "seq not gap-free"
-                for e in events:
-                    seen[e.event_id] = seen.get(e.event_id, 0) + 1
-        missing = acked - seen.keys()
-        assert not missing, f"run {run}: acknowledged events lost: {sorted(missing)[:5]}"
-        twice = [e for e, n in seen.items() if n > 1]
-        assert not twice, f"run {run}: events stored twice: {twice[:5]}"
-        members: dict[str, int] = {}
-        for e in seen:
-            if "-b" in e:
-                prefix = e.rsplit("-", 1)[0]
-                members[prefix] = members.get(prefix, 0) + 1
-        for prefix, n in members.items():
-            assert n == int(prefix.rsplit("x", 1)[1]), f"run {run}: batch {prefix} is partial"
-        report = verify_directory(data)
-        assert report.ok, f"run {run}: {[str(p) for p in report.problems]}"
+        assert_nothing_acknowledged_lost(data, acked, run)
         batches += len(load.batches)
     assert len(acked) > 1000 and batches > 20, "too little load to prove anything"

@@ -34,15 +34,6 @@ BOOK = PriceBook()
 COLUMNS = [name for name in PreparedBatch.__slots__ if name != "tenant"]
 
 
-@pytest.fixture(params=["native", "python"])
-def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with the C loops of ``ledger.model._native`` and with the pure-Python ones."""
-    if request.param == "python":
-        monkeypatch.setattr(batch, "_native", None)
-    elif batch._native is None:
-        pytest.skip("ledger.model._native is not built (no C compiler at install)")
-    return request.param
-
 
 def one_by_one(events: list) -> PreparedBatch:
     """What the ledger did before batches: parse, then prepare, one event at a time."""

@@ -15,7 +15,6 @@ import pytest
 from ledger import IdConflictError, Ledger
 from ledger.api.service import LedgerService
 from ledger.core.audit import verify_directory
-from ledger.model import batch
 from ledger.model.event import is_generated_id, locates_itself, new_event_id, ts_to_us
 from ledger.storage.content import content_sha256
 from ledger.storage.layout import DataDir
@@ -35,15 +34,6 @@ def drop_index(data: Path) -> None:
     for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
         (data / name).unlink(missing_ok=True)
 
-
-@pytest.fixture(params=["native", "python"])
-def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Prepare batches with the C loops of ``ledger.model._native`` and with Python's."""
-    if request.param == "python":
-        monkeypatch.setattr(batch, "_native", None)
-    elif batch._native is None:
-        pytest.skip("ledger.model._native is not built (no C compiler at install)")
-    return request.param
 
 
 def test_only_a_generated_shape_with_its_own_time_locates_itself() -> None:
