@@ -264,6 +264,19 @@ def assert_readable(http: httpx.Client, log_ids: list[str]) -> None:
         assert r.json()["event_id"] == log_id
 
 
+def attempt(http: httpx.Client, server: Server, path: str,
+            body: bytes) -> tuple[httpx.Response, dict[str, Any], dict[str, Any]] | None:
+    """Post ``body``; None when it was refused (having checked that the refusal changed
+    nothing), else the answer and the state before and after it."""
+    before = state(http, server.data)
+    r = post(http, path, body)
+    after = state(http, server.data)
+    if r.status_code >= 400:
+        assert_refusal_changed_nothing(r, before, after, body)
+        return None
+    return r, before, after
+
+
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 
@@ -273,12 +286,10 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
 @given(body=encodings(events()))
 def test_single_events(http: httpx.Client, hostile_server: Server, body: bytes) -> None:
     """``POST /api/v1/log`` (the fast path, and the route when it declines)."""
-    before = state(http, hostile_server.data)
-    r = post(http, "/api/v1/log", body)
-    after = state(http, hostile_server.data)
-    if r.status_code >= 400:
-        assert_refusal_changed_nothing(r, before, after, body)
+    done = attempt(http, hostile_server, "/api/v1/log", body)
+    if done is None:
         return
+    r, before, after = done
     ack = r.json()
     assert after["events"] == before["events"] + int(ack["created"])
     assert_readable(http, [ack["log_id"]])
@@ -288,12 +299,10 @@ def test_single_events(http: httpx.Client, hostile_server: Server, body: bytes) 
 @given(body=encodings(batches()))
 def test_batches(http: httpx.Client, hostile_server: Server, body: bytes) -> None:
     """``POST /api/v1/log/batch``: all or nothing."""
-    before = state(http, hostile_server.data)
-    r = post(http, "/api/v1/log/batch", body)
-    after = state(http, hostile_server.data)
-    if r.status_code >= 400:
-        assert_refusal_changed_nothing(r, before, after, body)
+    done = attempt(http, hostile_server, "/api/v1/log/batch", body)
+    if done is None:
         return
+    r, before, after = done
     answer = r.json()
     assert after["events"] == before["events"] + answer["created"]
     assert_readable(http, [log["log_id"] for log in answer["logs"]])
@@ -303,12 +312,10 @@ def test_batches(http: httpx.Client, hostile_server: Server, body: bytes) -> Non
 @given(body=encodings(conversations()))
 def test_conversations(http: httpx.Client, hostile_server: Server, body: bytes) -> None:
     """``POST /api/v1/conversations/log``: a refused one stores no content either."""
-    before = state(http, hostile_server.data)
-    r = post(http, "/api/v1/conversations/log", body)
-    after = state(http, hostile_server.data)
-    if r.status_code >= 400:
-        assert_refusal_changed_nothing(r, before, after, body)
+    done = attempt(http, hostile_server, "/api/v1/conversations/log", body)
+    if done is None:
         return
+    r, before, after = done
     answer = r.json()
     assert after["events"] - before["events"] in (0, 1)
     assert_readable(http, [answer["message_id"]])
@@ -322,12 +329,11 @@ def test_receipts(http: httpx.Client, hostile_server: Server, body: bytes,
                   generate: bool) -> None:
     """``POST /api/v1/receipts/preview`` writes nothing; ``generate`` writes a receipt that
     reads back, or nothing when refused."""
-    before = state(http, hostile_server.data)
-    r = post(http, "/api/v1/receipts/" + ("generate" if generate else "preview"), body)
-    after = state(http, hostile_server.data)
-    if r.status_code >= 400:
-        assert_refusal_changed_nothing(r, before, after, body)
+    path = "/api/v1/receipts/" + ("generate" if generate else "preview")
+    done = attempt(http, hostile_server, path, body)
+    if done is None:
         return
+    r, before, after = done
     if not generate:
         assert after == before, "a preview wrote something"
         return
