@@ -90,7 +90,9 @@ class BodyLimit:
                         "the request has a Content-Length that is not a number"))
                     return
                 if declared > limit:
-                    await _refuse(scope, receive, send, _too_large(limit))
+                    drained = declared <= _drain_limit(limit) and await _drain(
+                        receive, _drain_limit(limit))
+                    await _refuse(scope, receive, send, _too_large(limit), close=not drained)
                     return
         body = bytearray()
         while True:
@@ -99,7 +101,9 @@ class BodyLimit:
                 return
             body += message.get("body", b"")
             if len(body) > limit:
-                await _refuse(scope, receive, send, _too_large(limit))
+                drained = not message.get("more_body", False) or await _drain(
+                    receive, _drain_limit(limit) - len(body))
+                await _refuse(scope, receive, send, _too_large(limit), close=not drained)
                 return
             if not message.get("more_body", False):
                 break
@@ -121,10 +125,31 @@ def _too_large(limit: int) -> RequestTooLargeError:
         "events per request (POST /api/v1/log/batch takes more)")
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, error: LedgerError) -> None:
-    """Answer ``error`` before the app reads the body, and close the connection (the
-    unread body is not drained)."""
-    await error_response(error, headers={"Connection": "close"})(scope, receive, send)
+def _drain_limit(limit: int) -> int:
+    """How much of a refused body is read and dropped so that its client, still sending,
+    gets the answer rather than a reset: twice the limit, at least 16 MiB."""
+    return max(2 * limit, 16 * 1024 * 1024)
+
+
+async def _drain(receive: Receive, budget: int) -> bool:
+    """Read and drop the rest of a refused body, at most ``budget`` bytes (the connection
+    layer's body timeout bounds the time); True when all of it was read."""
+    while budget >= 0:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return False
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return budget >= 0
+    return False
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: LedgerError, *,
+                  close: bool = True) -> None:
+    """Answer ``error`` instead of the app; ``close``: the body was not read to its end, so
+    the connection cannot carry another request."""
+    headers = {"Connection": "close"} if close else None
+    await error_response(error, headers=headers)(scope, receive, send)
 
 
 # -- errors ------------------------------------------------------------------------------

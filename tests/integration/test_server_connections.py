@@ -242,6 +242,8 @@ BAD_REQUESTS = [
     ("GET", "/api/v1/usage/rollup?by=colour", None, 400),
     ("POST", "/api/v1/receipts/generate", b"{}", 400),
     ("GET", "/no/such/route", None, 404),
+    # over the 4 MiB limit: read to its end and dropped, so the client gets the answer
+    ("POST", "/api/v1/log", b"{" + b" " * (5 * 1024 * 1024) + b"}", 413),
 ]
 
 
