@@ -139,7 +139,7 @@ class _Pending:
         return self.written
 
     def flush(self) -> None:
-        pass
+        """Nothing to do: the stream takes the parts as they are written."""
 
     def close(self) -> None:
         self.closed = True

@@ -29,6 +29,7 @@ arrives in one piece arms no timer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import time
@@ -53,11 +54,9 @@ def fd_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not permitted: keep the soft one
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
-        except (ValueError, OSError):  # not permitted here: keep the soft limit
-            pass
     return int(soft)
 
 
