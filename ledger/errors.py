@@ -37,6 +37,7 @@ The hierarchy (status, code)::
     ├── RollupError                   400 invalid_rollup    (ValueError)
     ├── RetentionError                400 invalid_retention (ValueError)
     ├── ReceiptRequestError           400 invalid_receipt_request (ValueError)
+    │   ├── NothingToCertifyError     400 nothing_to_certify  an empty selection
     │   └── ReceiptNotFoundError      404 receipt_not_found
     ├── NoteError                     400 invalid_note      (ValueError)
     │   ├── CheckpointError           503 checkpoint_error
@@ -340,6 +341,16 @@ class ReceiptRequestError(LedgerError, ValueError):
     code = "invalid_receipt_request"
 
 
+class NothingToCertifyError(ReceiptRequestError):
+    """A receipt request whose selection holds no uncertified log (a quiet day for
+    ``since_last_receipt``, a range or conversation without logs, a project with no
+    logs): nothing was written. Scripts tell "nothing new" from a bad request by its
+    ``code``."""
+
+    status = 400
+    code = "nothing_to_certify"
+
+
 class ReceiptNotFoundError(ReceiptRequestError):
     """An unknown receipt (or an event it does not certify)."""
 
@@ -438,7 +449,8 @@ ERRORS: tuple[type[LedgerError], ...] = (
     RequestError, InvalidRequestError, NotFoundError, MethodNotAllowedError,
     RequestTooLargeError, EventValidationError,
     IdConflictError, TenantError, ContentError, RollupError, RetentionError,
-    ReceiptRequestError, ReceiptNotFoundError, NoteError, CheckpointError, CosignatureError,
+    ReceiptRequestError, NothingToCertifyError, ReceiptNotFoundError, NoteError,
+    CheckpointError, CosignatureError,
     QuorumError, SignatureFormatError, PublicKeyFormatError, ProofError, PolicyError,
     ConsistencyFormatError, TamperEvidence, WitnessRefusal,
     RequestTimeoutError,
@@ -505,7 +517,8 @@ __all__ = [
     "ConsistencyFormatError", "ContentError", "CosignatureError", "EventValidationError",
     "IdConflictError", "InternalError", "InvalidRequestError", "JournalDamageError",
     "JournalError", "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError",
-    "MethodNotAllowedError", "NotFoundError", "NotWritableError", "NoteError", "PolicyError",
+    "MethodNotAllowedError", "NotFoundError", "NotWritableError", "NoteError",
+    "NothingToCertifyError", "PolicyError",
     "ProofError", "PublicKeyFormatError", "QuorumError", "ReceiptNotFoundError",
     "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",
     "RollupError", "ServerUnavailableError", "SignatureFormatError", "StorageFullError",

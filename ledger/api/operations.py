@@ -62,6 +62,25 @@ def _list_or_none(value: Any) -> list[Any] | None:
     return None if value is None else list(value)
 
 
+def string_list(value: Any, name: str) -> list[str] | None:
+    """``value`` (a list of strings, or None) as a list; a bare string, or anything
+    else, is a ``TypeError`` naming the field (``tags="daily"`` is not five tags)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be a list of strings, not a string: write "
+                        f"{name}=[{value!r}]")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{name} must be a list of strings, not {value!r}")
+    return list(value)
+
+
+def _tags(value: Any) -> Any:
+    """Tags as sent: a list; a bare string is sent as is, for the server to refuse
+    (422, as the local service does) rather than split into characters."""
+    return value if value is None or isinstance(value, str) else list(value)
+
+
 @dataclass(frozen=True)
 class Param:
     """One parameter: its keyword, where it travels over HTTP (``whole_body``: the value
@@ -230,7 +249,7 @@ CONSISTENCY = _op("consistency", "GET", "/api/v1/log/consistency", _q("first"),
 
 # -- receipts -------------------------------------------------------------------------------
 GENERATE_RECEIPT = _op("generate_receipt", "POST", "/api/v1/receipts/generate", *SELECTION,
-                       _b("description"), _b("tags", _list_or_none),
+                       _b("description"), _b("tags", _tags),
                        Param("progress", "local"), summary="Generate a signed receipt",
                        refuses=(ReceiptRequestError,))
 PREVIEW_RECEIPT = _op("preview_receipt", "POST", "/api/v1/receipts/preview", *SELECTION,

@@ -290,7 +290,11 @@ class LedgerService:
                          tags: Sequence[str] | None = None,
                          progress: Any = None) -> dict[str, Any]:
         """Certify exactly one selection with a signed receipt: ``{receipt,
-        certified_count}``; ``progress(stage)`` hears of each stage."""
+        certified_count}``; ``progress(stage)`` hears of each stage. ``tags`` must be a
+        list of strings (a bare string is a 422 naming the field, as over HTTP)."""
+        if tags is not None and not isinstance(tags, list | tuple):
+            raise InvalidRequestError(f"tags must be a list of strings, not "
+                                      f"{type(tags).__name__} ({tags!r})")
         return self.receipts.generate(  # type: ignore[no-any-return]
             tenant, conversation_id=conversation_id, start_date=start_date,
             end_date=end_date, log_ids=None if log_ids is None else list(log_ids),

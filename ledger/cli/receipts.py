@@ -33,6 +33,7 @@ from ledger.cli.context import (
     usd,
 )
 from ledger.cli.signing_keys import server_keys
+from ledger.errors import LedgerError, NothingToCertifyError
 
 F = Callable[..., Any]
 
@@ -93,13 +94,9 @@ def _request(conversation_id: str | None, since_last: bool, start: str | None,
 
 
 def _uncertified_cost(api: Api) -> dict[str, Any]:
-    """Totals of the uncertified calls (the preview of a since-last receipt, or zeros
-    when everything is certified)."""
-    try:
-        p = api.call(ops.PREVIEW_RECEIPT, since_last_receipt=True)
-    except CliError:
-        return {"total_logs": 0, "total_cost": 0.0, "total_cost_nanos": 0,
-                "total_tokens": 0}
+    """Totals of the uncertified calls (the preview of a since-last receipt: zeros when
+    everything is certified)."""
+    p = api.call(ops.PREVIEW_RECEIPT, since_last_receipt=True)
     return {k: p[k] for k in ("total_logs", "total_cost", "total_cost_nanos",
                               "total_tokens")}
 
@@ -122,40 +119,67 @@ def _print_summary(head: dict[str, Any], breakdowns: dict[str, dict[str, Any]]) 
 
 
 # -- generate and preview --------------------------------------------------------------------
+def _generate(api: Api, as_json: bool, **params: Any) -> dict[str, Any]:
+    """Call generate (with a progress bar on a terminal); a ``NothingToCertifyError``
+    is let through for the caller, any other refusal is the CLI's error."""
+    try:
+        if not show_progress(as_json):
+            return dict(api.transport.call(ops.GENERATE_RECEIPT, **params))
+        stages = ["select", "hash", "sign", "store"]
+        with progress_bar() as bar:
+            task = bar.add_task("selecting", total=len(stages))
+
+            def step(stage: str) -> None:
+                bar.update(task, completed=stages.index(stage),
+                           description={"select": "selecting", "hash": "hashing",
+                                        "sign": "signing", "store": "storing"}[stage])
+
+            result = api.transport.call(ops.GENERATE_RECEIPT, progress=step, **params)
+            bar.update(task, completed=len(stages))
+            return dict(result)
+    except NothingToCertifyError:
+        raise
+    except LedgerError as exc:
+        raise api.error(exc) from None
+
+
 @receipts_group.command()
 @selectors
 @click.option("--description", metavar="TEXT", help="What the receipt is for.")
 @click.option("--tags", "tags", multiple=True, metavar="TAG",
               help="A tag (repeat the option for more).")
+@click.option("--strict", is_flag=True,
+              help="With --since-last: nothing new to certify is an error (exit 2), "
+                   "not a quiet day (exit 0).")
 @json_option
 @pass_app
 def generate(app: App, conversation_id: str | None, since_last: bool, start: str | None,
              end: str | None, log_ids: tuple[str, ...], description: str | None,
-             tags: tuple[str, ...], as_json: bool) -> None:
+             tags: tuple[str, ...], strict: bool, as_json: bool) -> None:
     """Certify calls with a signed receipt (exactly one of --conversation, --since-last,
     --start/--end, --log-id).
+
+    With --since-last, a day with nothing new is normal: one line says so and the exit
+    status is 0 (--strict makes it an error, exit 2).
 
     Example: llmring receipts generate --start 2025-10-01 --end 2025-10-31
     --description "October billing" --tags billing --tags monthly
     """
     request = _request(conversation_id, since_last, start, end, log_ids)
     with app.api(create=False) as api:
-        if show_progress(as_json):
-            stages = ["select", "hash", "sign", "store"]
-            with progress_bar() as bar:
-                task = bar.add_task("selecting", total=len(stages))
-
-                def step(stage: str) -> None:
-                    bar.update(task, completed=stages.index(stage),
-                               description={"select": "selecting", "hash": "hashing",
-                                            "sign": "signing", "store": "storing"}[stage])
-
-                result = api.call(ops.GENERATE_RECEIPT, description=description,
-                                  tags=list(tags) or None, progress=step, **request)
-                bar.update(task, completed=len(stages))
-        else:
-            result = api.call(ops.GENERATE_RECEIPT, description=description,
-                              tags=list(tags) or None, **request)
+        try:
+            result = _generate(api, as_json, description=description,
+                               tags=list(tags) or None, **request)
+        except NothingToCertifyError as exc:
+            if not since_last or strict:
+                raise api.error(exc) from None
+            if as_json:
+                print_json({"receipt": None, "certified_count": 0, "code": exc.code,
+                            "detail": exc.detail})
+            else:
+                click.echo(str(exc.detail).replace("nothing to certify: ",
+                                                   "nothing new to certify: ", 1))
+            return
     if as_json:
         print_json(result)
         return
@@ -191,7 +215,8 @@ def preview(app: App, conversation_id: str | None, since_last: bool, start: str 
     _print_summary({
         "would certify": f"{num(p['total_logs'])} calls in "
                          f"{num(p['total_conversations'])} conversations",
-        "period": f"{p['start_date']} .. {p['end_date']}",
+        "period": (f"{p['start_date']} .. {p['end_date']}" if p["total_logs"] else
+                   "-"),
         "tokens": num(p["total_tokens"]),
         "total cost": usd(p["total_cost_nanos"]),
         "unpriced calls": num(p["unpriced_logs"]),

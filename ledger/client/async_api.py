@@ -29,6 +29,7 @@ from ledger.api import operations as ops
 from ledger.api.operations import date_text
 from ledger.api.refusals import LedgerHTTPError
 from ledger.api.transport import AsyncHttpTransport, AsyncLocalTransport, AsyncTransport
+from ledger.errors import NothingToCertifyError
 
 if TYPE_CHECKING:
     from ledger.api.service import LedgerService
@@ -107,20 +108,32 @@ class AsyncLedgerClient:
                                log_ids: Sequence[str] | None = None,
                                since_last_receipt: bool = False,
                                description: str | None = None,
-                               tags: Sequence[str] | None = None) -> JSON:
+                               tags: Sequence[str] | None = None,
+                               if_empty: str = "raise") -> JSON | None:
         """Certify one selection (exactly one of the four modes) with a signed receipt:
-        ``{receipt, certified_count}``."""
-        return await self._call(  # type: ignore[no-any-return]
-            ops.GENERATE_RECEIPT, conversation_id=conversation_id, start_date=start_date,
-            end_date=end_date, log_ids=log_ids, since_last_receipt=since_last_receipt,
-            description=description, tags=tags)
+        ``{receipt, certified_count}``. ``tags`` is a list of strings (a bare string is
+        a ``TypeError``). An empty selection (nothing new since the last receipt: a
+        quiet day) raises ``NothingToCertifyError`` (code ``nothing_to_certify``), or,
+        with ``if_empty="skip"``, returns ``None``."""
+        if if_empty not in ("raise", "skip"):
+            raise ValueError(f"if_empty must be 'raise' or 'skip', not {if_empty!r}")
+        tags = ops.string_list(tags, "tags")
+        try:
+            return await self._call(  # type: ignore[no-any-return]
+                ops.GENERATE_RECEIPT, conversation_id=conversation_id,
+                start_date=start_date, end_date=end_date, log_ids=log_ids,
+                since_last_receipt=since_last_receipt, description=description, tags=tags)
+        except NothingToCertifyError:
+            if if_empty == "skip":
+                return None
+            raise
 
     async def preview_receipt(self, conversation_id: str | None = None,
                               start_date: Any = None, end_date: Any = None,
                               log_ids: Sequence[str] | None = None,
                               since_last_receipt: bool = False) -> JSON:
         """What ``generate_receipt`` would certify (``total_logs``, ``total_cost``,
-        ``by_model`` …); writes nothing."""
+        ``by_model`` …); writes nothing. An empty selection answers zero totals."""
         return await self._call(  # type: ignore[no-any-return]
             ops.PREVIEW_RECEIPT, conversation_id=conversation_id, start_date=start_date,
             end_date=end_date, log_ids=log_ids, since_last_receipt=since_last_receipt)

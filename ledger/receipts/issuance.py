@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ledger.errors import ReceiptNotFoundError, ReceiptRequestError
+from ledger.errors import NothingToCertifyError, ReceiptNotFoundError, ReceiptRequestError
 from ledger.model.dates import parse_bound
 from ledger.model.event import canonical_json, format_ts, now_us, ts_to_us
 from ledger.model.schema import unsafe_character
@@ -224,8 +224,10 @@ class Receipts:
         return f"{self.origin}/{tenant}"
 
     # -- selection ---------------------------------------------------------------------
-    def _select(self, tenant: str, sel: Selector) -> tuple[Any, pr.Selection, dict]:
-        """(snapshot, selection, summary); raises for unknown ids or an empty set."""
+    def _select(self, tenant: str, sel: Selector, *, allow_empty: bool = False
+                ) -> tuple[Any, pr.Selection, dict]:
+        """(snapshot, selection, summary); raises for unknown ids, and for an empty set
+        (``NothingToCertifyError``) unless ``allow_empty``."""
         resolved: dict[str, Any] = {}
         if sel.mode == "log_ids":
             resolved = self.ledger.resolve(tenant, sel.log_ids)
@@ -249,8 +251,9 @@ class Receipts:
         else:
             selection = pr.interval_selection(pr.uncertified_intervals(snapshot, tenant))
         summary = pr.summary(snapshot, tenant, selection)
-        if summary["calls"] == 0:
-            raise ReceiptRequestError(_empty_message(tenant, sel))
+        if summary["calls"] == 0 and not allow_empty:
+            raise NothingToCertifyError(_empty_message(tenant, sel,
+                                                       snapshot.sizes.get(tenant, 0) == 0))
         return snapshot, selection, summary
 
     # -- preview and generate -------------------------------------------------------------
@@ -258,12 +261,17 @@ class Receipts:
                 start_date: Any = None, end_date: Any = None,
                 log_ids: Sequence[str] | None = None, since_last_receipt: bool = False,
                 ) -> dict[str, Any]:
-        """What ``generate`` with the same selection would certify; writes nothing."""
+        """What ``generate`` with the same selection would certify; writes nothing. An
+        empty selection (a quiet day) is an answer, not an error: zero totals, no
+        breakdowns, ``start_date``/``end_date`` null."""
         _check_tenant(tenant)
         sel = selector(conversation_id=conversation_id, start_date=start_date,
                        end_date=end_date, log_ids=log_ids,
                        since_last_receipt=since_last_receipt)
-        _, _, s = self._select(tenant, sel)
+        _, _, s = self._select(tenant, sel, allow_empty=True)
+        period = (_period_and_breakdowns(s) if s["calls"] else
+                  {"start_date": None, "end_date": None, "by_model": {}, "by_alias": {},
+                   "by_provider": {}, "by_date": {}})
         return {
             "total_logs": s["calls"],
             "total_conversations": s["conversations"],
@@ -273,7 +281,7 @@ class Receipts:
             "total_cost": _money(s["cost_nanos"]),
             "total_cost_nanos": s["cost_nanos"],
             "unpriced_logs": s["unpriced"],
-            **_period_and_breakdowns(s),
+            **period,
             "scope": sel.scope(),
         }
 
@@ -456,13 +464,9 @@ class Receipts:
         return {"logs": logs, "total": total, "limit": limit, "offset": offset}
 
     def uncertified_cost(self, tenant: str = "default") -> dict[str, Any]:
-        """Totals of the uncertified events (the preview of a since-last receipt, or
-        zeros when everything is certified)."""
-        try:
-            p = self.preview(tenant, since_last_receipt=True)
-        except ReceiptRequestError:
-            return {"total_logs": 0, "total_cost": 0.0, "total_cost_nanos": 0,
-                    "total_tokens": 0}
+        """Totals of the uncertified events (the preview of a since-last receipt: zeros
+        when everything is certified)."""
+        p = self.preview(tenant, since_last_receipt=True)
         return {k: p[k] for k in ("total_logs", "total_cost", "total_cost_nanos",
                                   "total_tokens")}
 
@@ -578,7 +582,10 @@ class _ReceiptTree:
         return fold_right(parts)
 
 
-def _empty_message(tenant: str, sel: Selector) -> str:
+def _empty_message(tenant: str, sel: Selector, no_logs: bool = False) -> str:
+    if no_logs:
+        return (f"nothing to certify: project {tenant!r} has no logs (is the project name "
+                "right?)")
     if sel.mode == "conversation":
         return (f"nothing to certify: project {tenant!r} has no logs in conversation "
                 f"{sel.conversation_id!r}")
