@@ -21,6 +21,7 @@ from ledger.api.refusals import LedgerHTTPError
 from ledger.api.service import LedgerService
 from ledger.api.transport import HttpTransport, LocalTransport
 from ledger.client.async_api import AsyncLedgerClient, EmbeddedClient, ServerClient
+from ledger.errors import NothingToCertifyError, ReceiptRequestError
 from ledger.storage.content import content_sha256
 from ledger.storage.layout import DataDir
 from tests.support import serverproc
@@ -327,6 +328,66 @@ def test_receipt_refusals(api: Any) -> None:
     backwards = refused(lambda: api.call(ops.PREVIEW_RECEIPT, start_date="2025-10-31",
                                          end_date="2025-10-01"))
     assert backwards.status == 400 and "before" in str(backwards.detail)
+
+
+def test_an_empty_selection_previews_as_zeros_and_generate_refuses_it_by_code(
+        api: Any) -> None:
+    """A quiet day: preview of an empty selection answers zero totals (a project with no
+    logs, or everything certified); generate refuses with status 400 and the code
+    ``nothing_to_certify`` (``NothingToCertifyError``, a ``ReceiptRequestError``),
+    which tells "nothing new" from a bad request."""
+    empty = api.call(ops.PREVIEW_RECEIPT, since_last_receipt=True)
+    assert (empty["total_logs"], empty["total_cost"], empty["total_cost_nanos"]) == (0, 0, 0)
+    none = refused(lambda: api.call(ops.GENERATE_RECEIPT, since_last_receipt=True))
+    assert isinstance(none, NothingToCertifyError) and isinstance(none, ReceiptRequestError)
+    assert (none.status, none.code) == (400, "nothing_to_certify")
+    assert "has no logs" in str(none.detail)
+    api.call(ops.LOG_USAGE, event=CALL)
+    api.call(ops.GENERATE_RECEIPT, since_last_receipt=True)
+    quiet = api.call(ops.PREVIEW_RECEIPT, since_last_receipt=True)
+    assert (quiet["total_logs"], quiet["total_cost_nanos"], quiet["by_model"]) == (0, 0, {})
+    again = refused(lambda: api.call(ops.GENERATE_RECEIPT, since_last_receipt=True))
+    assert again.code == "nothing_to_certify" and "already certified" in str(again.detail)
+    day = api.call(ops.PREVIEW_RECEIPT, start_date="2020-01-01", end_date="2020-01-01")
+    assert day["total_logs"] == 0 and day["scope"]["mode"] == "date_range"
+    bad = refused(lambda: api.call(ops.GENERATE_RECEIPT))
+    assert bad.code == "invalid_receipt_request"
+
+
+def test_tags_must_be_a_list_of_strings(api: Any) -> None:
+    """A bare string is not a list of tags: 422 naming the field, nothing signed."""
+    api.call(ops.LOG_USAGE, event=CALL)
+    err = refused(lambda: api.call(ops.GENERATE_RECEIPT, since_last_receipt=True,
+                                   tags="daily"))
+    assert err.status == 422 and "tags" in str(err.detail)
+    assert api.call(ops.LIST_RECEIPTS)["total"] == 0
+    made = api.call(ops.GENERATE_RECEIPT, since_last_receipt=True, tags=("daily",))
+    assert made["receipt"]["tags"] == ["daily"]
+
+
+def test_the_clients_skip_an_empty_selection_and_refuse_a_bare_tag_string(
+        side: Side, tmp_path: Path) -> None:
+    """``generate_receipt(..., if_empty="skip")`` returns None on a quiet day (the
+    default raises ``NothingToCertifyError``); ``tags="daily"`` is a ``TypeError``
+    naming the field, before anything is sent."""
+    async def main() -> None:
+        async with side.client_for(f"quiet{next(_counter)}", tmp_path) as client:
+            with pytest.raises(TypeError, match="tags"):
+                await client.generate_receipt(since_last_receipt=True, tags="daily")
+            await client.log_usage(**CALL)
+            made = await client.generate_receipt(since_last_receipt=True, tags=["daily"],
+                                                 if_empty="skip")
+            assert made is not None and made["receipt"]["tags"] == ["daily"]
+            assert await client.generate_receipt(since_last_receipt=True,
+                                                 if_empty="skip") is None
+            with pytest.raises(NothingToCertifyError):
+                await client.generate_receipt(since_last_receipt=True)
+            with pytest.raises(ValueError, match="if_empty"):
+                await client.generate_receipt(since_last_receipt=True, if_empty="ignore")
+            preview = await client.preview_receipt(since_last_receipt=True)
+            assert preview["total_logs"] == 0 and preview["total_cost"] == 0
+
+    asyncio.run(main())
 
 
 # -- public keys ---------------------------------------------------------------------------

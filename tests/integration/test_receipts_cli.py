@@ -47,7 +47,37 @@ def test_daily_since_last_batch(data: Path):
     assert out["certified_count"] == 32
     assert out["receipt"]["description"] == "Daily certification"
     again = llmring(data, "receipts", "generate", "--since-last")
-    assert again.exit_code == 2 and "already certified" in again.output
+    assert again.exit_code == 0, again.output
+    assert again.output.strip().splitlines() == [
+        "nothing new to certify: every log of project 'default' is already certified by "
+        "a receipt"]
+    strict = llmring(data, "receipts", "generate", "--since-last", "--strict")
+    assert strict.exit_code == 2 and "already certified" in strict.output
+    quiet = as_json(llmring(data, "receipts", "generate", "--since-last", "--json"))
+    assert quiet["receipt"] is None and quiet["code"] == "nothing_to_certify"
+    assert as_json(llmring(data, "receipts", "list", "--json"))["total"] == 1
+
+
+def test_a_quiet_day_previews_as_zero(data: Path):
+    """After everything is certified, preview --since-last answers zeros, exit 0."""
+    llmring(data, "receipts", "generate", "--since-last")
+    out = as_json(llmring(data, "receipts", "preview", "--since-last", "--json"))
+    assert (out["total_logs"], out["total_cost_nanos"]) == (0, 0)
+    table = llmring(data, "receipts", "preview", "--since-last")
+    assert table.exit_code == 0 and "0 calls" in table.output
+
+
+def test_a_mistyped_project_is_named_as_having_no_logs(data: Path):
+    """--project with no logs: the message says the project has no logs (not that
+    everything is certified); a strict run is an error."""
+    result = llmring(data, "--project", "nosuchproject", "receipts", "generate",
+                     "--since-last", "--strict")
+    assert result.exit_code == 2
+    assert "project 'nosuchproject' has no logs" in result.output
+    assert "already certified" not in result.output
+    quiet = llmring(data, "--project", "nosuchproject", "receipts", "generate",
+                    "--since-last")
+    assert quiet.exit_code == 0 and "has no logs" in quiet.output
 
 
 def test_monthly_date_range_with_by_model_and_repeated_tags(data: Path):

@@ -202,10 +202,14 @@ def test_another_projects_conversation_cannot_be_previewed_or_certified(
     conv = alpha.post("/api/v1/conversations/log", json={
         "messages": [{"role": "user", "content": "secret"}], "response": {"content": "x"},
         "metadata": {"provider": "openai", "model": "gpt-4o", "cost": 0.01}}).json()
-    for path in ("/api/v1/receipts/preview", "/api/v1/receipts/generate"):
-        r = beta.post(path, json={"conversation_id": conv["conversation_id"]})
-        assert r.status_code == 400
-        assert "nothing to certify" in r.json()["detail"]
+    preview = beta.post("/api/v1/receipts/preview",
+                        json={"conversation_id": conv["conversation_id"]})
+    assert preview.status_code == 200, preview.text  # an empty selection: zeros
+    assert preview.json()["total_logs"] == 0 and preview.json()["total_cost_nanos"] == 0
+    r = beta.post("/api/v1/receipts/generate", json={"conversation_id": conv["conversation_id"]})
+    assert r.status_code == 400
+    assert r.json()["code"] == "nothing_to_certify"
+    assert "nothing to certify" in r.json()["detail"]
 
 
 def test_the_uncertified_list_holds_only_the_callers_logs(alpha: httpx.Client,

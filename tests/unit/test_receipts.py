@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from ledger import Ledger
+from ledger.errors import NothingToCertifyError
 from ledger.receipts.issuance import ReceiptNotFoundError, ReceiptRequestError, Receipts
 from tests.conftest import usage
 
@@ -101,8 +102,6 @@ def test_a_paired_usage_log_id_resolves_to_its_conversation_event(ledger, receip
     ({"start_date": "2025-10-05", "end_date": "2025-10-01"}, "must be before end_date"),
     ({"start_date": "2025-10-05"}, "needs both start_date and end_date"),
     ({"log_ids": ["nope-1", "nope-2"]}, "nope-1, nope-2"),
-    ({"conversation_id": "no-such-conversation"}, "nothing to certify"),
-    ({"start_date": "2024-01-01", "end_date": "2024-01-31"}, "nothing to certify"),
     ({"start_date": "01/10/2025", "end_date": "2025-10-31"}, "is not a date"),
 ])
 def test_bad_request_is_a_clear_error_and_writes_nothing(ledger, receipts, request_fields,
@@ -114,6 +113,38 @@ def test_bad_request_is_a_clear_error_and_writes_nothing(ledger, receipts, reque
     with pytest.raises(ReceiptRequestError, match=message):
         receipts.preview(**request_fields)
     assert state(ledger, receipts) == before
+
+
+@pytest.mark.parametrize("request_fields", [
+    {"conversation_id": "no-such-conversation"},
+    {"start_date": "2024-01-01", "end_date": "2024-01-31"},
+])
+def test_an_empty_selection_previews_as_zeros_and_generate_refuses_it_by_code(
+        ledger, receipts, request_fields):
+    """A selection with no logs is a quiet day: preview answers zero totals (count 0,
+    cost 0, no breakdowns, no period); generate refuses with ``NothingToCertifyError``
+    (a ``ReceiptRequestError``, code ``nothing_to_certify``); nothing is written."""
+    ledger.append_many([call(1), call(2)])
+    before = state(ledger, receipts)
+    p = receipts.preview(**request_fields)
+    assert (p["total_logs"], p["total_cost"], p["total_cost_nanos"], p["total_tokens"],
+            p["unpriced_logs"]) == (0, 0.0, 0, 0, 0)
+    assert p["by_model"] == {} and p["start_date"] is None and p["end_date"] is None
+    with pytest.raises(NothingToCertifyError, match="nothing to certify") as info:
+        receipts.generate(**request_fields)
+    assert isinstance(info.value, ReceiptRequestError)
+    assert info.value.code == "nothing_to_certify" and info.value.status == 400
+    assert state(ledger, receipts) == before
+
+
+def test_a_project_with_no_logs_is_named_as_such(ledger, receipts):
+    """A mistyped project has no logs: the refusal says so, not "already certified"."""
+    ledger.append(call(1))
+    with pytest.raises(NothingToCertifyError) as info:
+        receipts.generate("nosuchproject", since_last_receipt=True)
+    assert "project 'nosuchproject' has no logs" in str(info.value)
+    assert "already certified" not in str(info.value)
+    assert receipts.preview("nosuchproject", since_last_receipt=True)["total_logs"] == 0
 
 
 def test_since_last_with_nothing_uncertified_is_an_empty_set_error(ledger, receipts):
