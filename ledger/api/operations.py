@@ -29,6 +29,7 @@ from ledger.errors import (
     InvalidRequestError,
     LedgerError,
     NotFoundError,
+    NothingToCertifyError,
     ReceiptNotFoundError,
     ReceiptRequestError,
     RequestError,
@@ -251,7 +252,7 @@ CONSISTENCY = _op("consistency", "GET", "/api/v1/log/consistency", _q("first"),
 GENERATE_RECEIPT = _op("generate_receipt", "POST", "/api/v1/receipts/generate", *SELECTION,
                        _b("description"), _b("tags", _tags),
                        Param("progress", "local"), summary="Generate a signed receipt",
-                       refuses=(ReceiptRequestError,))
+                       refuses=(ReceiptRequestError, NothingToCertifyError))
 PREVIEW_RECEIPT = _op("preview_receipt", "POST", "/api/v1/receipts/preview", *SELECTION,
                       summary="Preview a receipt", refuses=(ReceiptRequestError,))
 UNCERTIFIED = _op("uncertified", "GET", "/api/v1/receipts/uncertified", *PAGING,
