@@ -109,6 +109,24 @@ def test_a_server_without_a_key_is_a_usage_error(server: Server, tmp_path: Path)
     assert "--api-key" in result.output
 
 
+def test_a_quiet_day_through_the_server_exits_0_and_strict_exits_2(server: Server,
+                                                                   tmp_path: Path) -> None:
+    """Through ``llmring serve``: `generate --since-last` of a project with no logs says
+    the project has no logs and exits 0 (the server's ``nothing_to_certify`` code);
+    with --strict it is the server's refusal, exit 2; preview answers zeros."""
+    key = serverproc.create_key(server.data, "quietday")
+    args = ["receipts", "--server", server.url, "--api-key", key]
+    quiet = llmring(tmp_path, *args, "generate", "--since-last")
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.output.strip() == ("nothing new to certify: project 'quietday' has no "
+                                    "logs (is the project name right?)")
+    strict = llmring(tmp_path, *args, "generate", "--since-last", "--strict")
+    assert strict.exit_code == 2 and "server refused (400)" in strict.output
+    assert "has no logs" in strict.output
+    preview = as_json(llmring(tmp_path, *args, "preview", "--since-last", "--json"))
+    assert (preview["total_logs"], preview["total_cost_nanos"]) == (0, 0)
+
+
 def test_a_server_error_detail_reaches_the_user(server: Server, tmp_path: Path) -> None:
     result = llmring(tmp_path, *remote(server), "receipts", "generate", "--start",
                      "2025-10-31", "--end", "2025-10-01")
