@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from ledger.cli.context import (
@@ -40,17 +42,26 @@ SECONDS = click.FloatRange(min=0, min_open=True)
               "ledger.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="One line per request to stderr (method, path, status, latency, "
+              "project; never the API key).")
+@click.option("--metrics/--no-metrics", default=True, show_default=True,
+              help="Serve GET /metrics (Prometheus; no API key: per-project costs are "
+              "operator data).")
 @accept_loss_option
 @pass_app
 @local_only
 def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           idle_timeout: float, header_timeout: float, body_timeout: float,
-          max_connections: int | None, log_level: str, accept_loss: bool) -> None:
+          max_connections: int | None, log_level: str, access_log: bool, metrics: bool,
+          accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
     create`) can be added and revoked meanwhile. Ctrl-C or SIGTERM stops it gracefully:
-    requests in flight finish and the journal is sealed. Connections are bounded in time
+    requests in flight finish, the journal is sealed and the exit status is 0. Each
+    request writes one access-log line to stderr, and GET /metrics serves Prometheus
+    counters (docs/http-api.md). Connections are bounded in time
     (idle, head, body) and in number, so slow or idle clients cannot exhaust the server.
     """
     import uvicorn
@@ -60,12 +71,13 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     from ledger.server.app import ServerState
     from ledger.server.connections import ConnectionLimits, uvicorn_options
     from ledger.server.fastpath import FastPath
+    from ledger.server.ops import Operations, configure_access_log
     from ledger.storage.config import ConfigError
     from ledger.storage.manifest import ManifestError
     from ledger.tlog.signing import KeyRingError
 
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
-                          accept_loss=accept_loss)
+                          accept_loss=accept_loss, metrics=metrics)
     try:  # open the directory first: a locked or damaged one is reported, not traced
         state = ServerState(config)
     except LedgerLockedError as exc:
@@ -74,7 +86,12 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
         raise CliError(f"cannot serve {app.data}: {exc}", EXIT_FAILED_CHECK) from None
     report_losses(state.service.ledger.accepted_losses)
     limits = ConnectionLimits(idle_timeout, header_timeout, body_timeout, max_connections)
-    asgi = FastPath(create_app(config, state=state))
+    fastapi = create_app(config, state=state)
+    asgi = Operations(FastPath(fastapi), fastapi, access_log=access_log)
+    configure_access_log(access_log)
+    # uvicorn raises the signal that stopped it again once it has shut down; a handler
+    # of ours takes it, so a graceful SIGTERM ends with status 0, not death by signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(asgi, host=host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=30, lifespan="on", proxy_headers=False,
                 **uvicorn_options(limits))

@@ -71,6 +71,11 @@ class Appender:
         self._committer: threading.Thread | None = None
         self._sync_cv = threading.Condition()
         self._to_sync: list[tuple[int, list[_Queued] | None]] = []
+        # Counted under the write lock since the ledger opened (``llmring serve``'s
+        # /metrics): new events, their cost per tenant, receipts.
+        self.events_appended = 0
+        self.cost_nanos: dict[str, int] = {}
+        self.receipts_appended = 0
 
     # -- appends -------------------------------------------------------------------------
     def append_many(self, events: Iterable[Mapping[str, Any] | EventIn], *,
@@ -268,6 +273,9 @@ class Appender:
                     raise self._write_failed(exc) from exc
                 self.logs.sizes[tenant] = size + count
                 if count:
+                    self.events_appended += count
+                    self.cost_nanos[tenant] = self.cost_nanos.get(tenant, 0) + sum(
+                        c for c in pick(batch.cost_nanos) if c)
                     digests = [d or None for d in digests]
                     generated = pick(batch.generated)
                     kinds = pick(batch.kind)
@@ -291,6 +299,9 @@ class Appender:
                         # was not acknowledged), and the log is as before it.
                         if alone and storage_full(exc) and self.journal.undo_last_write():
                             self.logs.sizes[tenant] = size
+                            self.events_appended -= count
+                            self.cost_nanos[tenant] -= sum(
+                                c for c in pick(batch.cost_nanos) if c)
                             raise full_disk(exc) from exc
                         self.guard.failed = exc
                         raise
@@ -346,6 +357,7 @@ class Appender:
             except OSError as exc:
                 raise self._write_failed(exc) from exc
             self.logs.sizes[tenant] = size + 1
+            self.receipts_appended += 1
             self.logs.receipt_seqs.setdefault(tenant, []).append(size)
             self.tail.active.receipts.append(entry)
             tree.append([entry.leaf_hash])

@@ -72,6 +72,8 @@ class Sealer:
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
         self._retired: list[str] = []
+        self.seals = 0  # seals and compactions done since the ledger opened (/metrics)
+        self.compactions = 0
 
     # -- the background seal -------------------------------------------------------------
     def tail_grew(self, rows: int) -> None:
@@ -152,6 +154,7 @@ class Sealer:
                 if number <= closed:
                     p.unlink(missing_ok=True)
             events = sum(c.events for c in frozen)
+            self.seals += 1
             result = SealResult(events, len(segments), closed)
         self._maybe_compact(segments)
         if self.after_seal is not None:
@@ -241,6 +244,7 @@ class Sealer:
                 self._retired.extend(s.path for s in segs)
                 merged += len(segs)
                 written += 1
+                self.compactions += 1
             self._delete_retired()
         return CompactResult(merged, written)
 

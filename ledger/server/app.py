@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,6 +37,7 @@ from ledger.errors import (
     error_body,
     error_class,
 )
+from ledger.server.ops import Metrics
 
 log = logging.getLogger("llmring.server")
 
@@ -52,6 +53,7 @@ class ServerConfig:
     max_body: int = DEFAULT_MAX_BODY
     max_batch_body: int = DEFAULT_MAX_BATCH_BODY
     accept_loss: bool = False  # cut a journal damaged inside at the damage (docs/cli.md)
+    metrics: bool = True  # serve GET /metrics (docs/http-api.md)
 
 
 class ServerState:
@@ -62,6 +64,7 @@ class ServerState:
         self.config = config
         self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss)
         self.api_keys = ApiKeyStore(config.data_dir)
+        self.metrics = Metrics(self.service.ledger)
 
     def close(self) -> None:
         self.service.close()
@@ -275,6 +278,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(InternalError(INTERNAL_ERROR))
 
 
+def _install_metrics(app: FastAPI) -> None:
+    @app.get("/metrics", tags=["public"], summary="Prometheus metrics",
+             response_class=Response,
+             responses={200: {"content": {"text/plain": {}}}})
+    def metrics(request: Request) -> Response:
+        """The server's counters in the Prometheus text format, without an API key
+        (operator data: per-project cost included; `llmring serve --no-metrics` turns
+        it off)."""
+        body, content_type = request.app.state.server.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+
 # -- the app -----------------------------------------------------------------------------
 def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None = None,
                **options: Any) -> FastAPI:
@@ -311,6 +326,8 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
     from ledger.server import receipts
 
     app.include_router(receipts.router)
+    if config.metrics:
+        _install_metrics(app)
 
     def limit_for(path: str) -> int:
         return config.max_batch_body if path in BATCH_PATHS else config.max_body

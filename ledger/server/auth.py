@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger.errors import AuthenticationError
+from ledger.server.ops import record_project
 
 # Declared for the OpenAPI schema (its security schemes); the key itself is read by
 # ``credential`` from the raw headers.
@@ -76,4 +77,5 @@ async def tenant(
     found = request.app.state.server.api_keys.authenticate(given)
     if found is None:
         raise HTTPException(401, "invalid or revoked API key", headers=UNAUTHORIZED)
+    record_project(request.scope, found.project)
     return found.project

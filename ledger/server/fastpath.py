@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.errors import AuthenticationError
 from ledger.server.auth import credential
+from ledger.server.ops import record_project
 from ledger.server.schemas import MAX_BATCH
 
 FAST_PATHS = ("/api/v1/log", "/api/v1/log/batch")
@@ -125,6 +126,7 @@ async def try_answer(server: Any, scope: Scope, body: bytes, send: Send) -> bool
     if found is None:
         return False
     project = found.project
+    record_project(scope, project)
     event: dict[str, Any] | None = None
     if scope["path"] == "/api/v1/log":
         try:  # parsed here; the ledger validates it (with the requests around it)

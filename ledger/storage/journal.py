@@ -51,7 +51,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -397,6 +397,8 @@ class Journal:
         self._file_end = 0  # bytes of whole frames in the current file
         self._last_start = 0  # where the last write began in it (``undo_last_write``)
         self.number = number
+        # Told the seconds of each group-commit fsync (``llmring serve``'s /metrics).
+        self.on_sync: Callable[[float], None] | None = None
         self._fd = self._open(number)
 
     def _open(self, number: int) -> int:
@@ -423,6 +425,11 @@ class Journal:
     def healthy(self) -> bool:
         """No failed fsync or cut: the journal still takes writes."""
         return self._failed is None
+
+    @property
+    def written(self) -> int:
+        """Bytes written to the journal since it was opened (across its files)."""
+        return self._written
 
     @property
     def position(self) -> int:
@@ -519,7 +526,10 @@ class Journal:
                 target, fd = self._written, self._fd
                 self._cv.release()
                 try:
+                    started = time.perf_counter()
                     os.fdatasync(fd)
+                    if self.on_sync is not None:
+                        self.on_sync(time.perf_counter() - started)
                 except OSError as exc:  # fsync failure is not retryable: stop writing
                     self._failed = exc
                 finally:

@@ -1,0 +1,156 @@
+"""Operating the server: the access log and the Prometheus ``/metrics`` (docs/http-api.md).
+
+``Operations(asgi, app)`` is the outermost ASGI layer ``llmring serve`` runs: around the
+fast path and the routed app alike, it times each request, counts it by status and (unless
+turned off) writes one line to the ``llmring.access`` logger::
+
+    POST /api/v1/log 200 0.8ms project=alpha client=127.0.0.1
+
+— the method, the path (never the query string, whose values could hold secrets), the
+status, the latency in milliseconds and the project of the request's API key when it
+authenticated (``-`` otherwise). The API key itself is never written.
+
+``Metrics`` is one server's Prometheus registry: the request counter and the journal's
+fsync histogram are fed as they happen; the ledger's own counts (events, bytes, seals,
+compactions, receipts, cost per project: plain integers the write path keeps under its
+lock) are read when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("llmring.access")
+
+PROJECT = "llmring.project"  # the scope key the authenticated project is recorded under
+FSYNC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                 2.5)
+
+
+def record_project(scope: Scope, project: str) -> None:
+    """Note the request's authenticated project, for its access-log line."""
+    scope[PROJECT] = project
+
+
+class _LedgerCollector(Collector):
+    """The ledger's counts since it opened, read at scrape time."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+
+    def collect(self) -> Iterator[Any]:
+        appender, sealer = self.ledger.appender, self.ledger.sealer
+        yield CounterMetricFamily("llmring_events_appended",
+                                  "New events appended to the journal.",
+                                  value=appender.events_appended)
+        yield CounterMetricFamily("llmring_journal_bytes_appended",
+                                  "Bytes written to the journal (events, receipts, "
+                                  "commits).", value=self.ledger.journal.written)
+        yield CounterMetricFamily("llmring_seals", "Seals of the journal into segments.",
+                                  value=sealer.seals)
+        yield CounterMetricFamily("llmring_compactions",
+                                  "Segments written by compaction.",
+                                  value=sealer.compactions)
+        yield CounterMetricFamily("llmring_receipts_issued", "Receipts issued.",
+                                  value=appender.receipts_appended)
+        cost = CounterMetricFamily("llmring_project_cost_nanos",
+                                   "Cost of the new events of each project, in "
+                                   "nano-dollars (USD 1e-9).", labels=["project"])
+        for project, nanos in sorted(dict(appender.cost_nanos).items()):
+            cost.add_metric([project], nanos)
+        yield cost
+        up = GaugeMetricFamily("llmring_ledger_writable",
+                               "1 while the ledger takes writes.")
+        up.add_metric([], 1.0 if self.ledger.journal.healthy else 0.0)
+        yield up
+
+
+class Metrics:
+    """One server's Prometheus registry (its own, so that several servers in one process
+    do not share counts)."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("llmring_http_requests", "HTTP requests answered, by "
+                                "status.", ["status"], registry=self.registry)
+        self.fsync = Histogram("llmring_journal_fsync_seconds", "Latency of the journal's "
+                               "group-commit fsyncs.", buckets=FSYNC_BUCKETS,
+                               registry=self.registry)
+        self.registry.register(_LedgerCollector(ledger))
+        ledger.journal.on_sync = self.fsync.observe
+        self._by_status: dict[int, Any] = {}
+
+    def request(self, status: int) -> None:
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status.setdefault(status, self.requests.labels(str(status)))
+        child.inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class Operations:
+    """Outermost ASGI layer: counts every request by status in the server's ``Metrics``
+    and, with ``access_log``, writes its line to the ``llmring.access`` logger."""
+
+    def __init__(self, asgi: ASGIApp, app: Any, *, access_log: bool = True) -> None:
+        self.asgi = asgi
+        self.app = app  # the FastAPI app, whose state holds the server once started
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.asgi(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def tracked(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.asgi(scope, receive, tracked)
+        finally:
+            server = getattr(self.app.state, "server", None)
+            if server is not None and status:
+                server.metrics.request(status)
+            if self.access_log:
+                access_log.info("%s %s %s %.1fms project=%s client=%s", scope["method"],
+                                scope["path"], status or "-",
+                                (time.perf_counter() - started) * 1000,
+                                scope.get(PROJECT, "-"), _client(scope))
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "-"
+
+
+def configure_access_log(enabled: bool) -> None:
+    """The ``llmring.access`` logger of ``llmring serve``: its lines to stderr at INFO
+    whatever ``--log-level`` says (``--no-access-log`` turns them off)."""
+    import sys
+
+    access_log.propagate = False
+    access_log.handlers.clear()
+    if not enabled:
+        access_log.disabled = True
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s access %(message)s"))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    access_log.disabled = False
