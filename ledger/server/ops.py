@@ -6,7 +6,8 @@ turned off) writes one line to the ``llmring.access`` logger::
 
     POST /api/v1/log 200 0.8ms project=alpha client=127.0.0.1
 
-— the method, the path (never the query string, whose values could hold secrets), the
+— the method, the path (never the query string, whose values could hold secrets;
+control characters and spaces escaped, so one request is one line), the
 status, the latency in milliseconds and the project of the request's API key when it
 authenticated (``-`` otherwise). The API key itself is never written.
 
@@ -129,9 +130,17 @@ class Operations:
                 server.metrics.request(status)
             if self.access_log:
                 access_log.info("%s %s %s %.1fms project=%s client=%s", scope["method"],
-                                scope["path"], status or "-",
+                                _printable(scope["path"]), status or "-",
                                 (time.perf_counter() - started) * 1000,
                                 scope.get(PROJECT, "-"), _client(scope))
+
+
+def _printable(path: str) -> str:
+    """The path with control characters escaped (a percent-encoded newline cannot
+    forge a line of the log)."""
+    if path.isprintable() and " " not in path:
+        return path
+    return path.encode("unicode_escape").decode("ascii").replace(" ", "%20")
 
 
 def _client(scope: Scope) -> str:

@@ -69,6 +69,10 @@ def test_every_request_is_logged_and_no_key_is(tmp_path: Path) -> None:
         assert call("GET", "/api/v1/stats", "-").status_code == 401
         assert call("GET", "/no/such/path", "-").status_code == 404
         assert call("DELETE", "/health", "-").status_code == 405
+        r = http.get("/x%0A2026-01-01 access GET /forged 200 1.0ms project=beta")
+        assert r.status_code == 404
+        done.append(("GET", "/x\\n2026-01-01%20access%20GET%20/forged%20200%201.0ms%20project"
+                     "=beta", "404", "-"))
         assert call("GET", "/health", "-").status_code == 200
     assert server.stop() == 0
     text = log_text(server.data, port_of(server.url))
