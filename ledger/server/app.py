@@ -279,7 +279,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_metrics(app: FastAPI) -> None:
-    @app.get("/metrics", tags=["public"], summary="Prometheus metrics",
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
              response_class=Response,
              responses={200: {"content": {"text/plain": {}}}})
     def metrics(request: Request) -> Response:
