@@ -305,13 +305,13 @@ def new_table(*columns: str, title: str | None = None, numeric: tuple[str, ...] 
 
 
 def _fits(console: Console, table: Table, width: int) -> bool:
-    """Whether rich lays ``table`` out within ``width`` with every no-wrap column (ids,
-    numbers) at least its min_width."""
+    """Whether rich lays ``table`` out within ``width`` with every column at least its
+    min_width (ids and numbers: their widest cell)."""
     room = width - table._extra_width  # as Table.__rich_console__ asks
     widths = table._calculate_column_widths(console, console.options.update_width(room))
     return sum(widths) <= room and all(
-        got >= (column.min_width or 0)
-        for column, got in zip(table.columns, widths, strict=True) if column.no_wrap)
+        got >= (column.min_width or 0) for column, got in zip(table.columns, widths,
+                                                              strict=True))
 
 
 def print_table(console: Console, table: Table) -> None:
@@ -331,12 +331,16 @@ def print_table(console: Console, table: Table) -> None:
 
 
 def key_value_table(rows: dict[str, Any], title: str | None = None) -> Table:
+    """Names and values; a value that is one word (an id, a hash) is never cut or
+    wrapped, longer text wraps. Print it with ``print_table``."""
     table = Table(title=title, box=box.SIMPLE, show_header=False, title_justify="left",
                   title_style="bold")
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in rows.items():
-        table.add_row(key, "" if value is None else str(value))
+    table.add_column(style="bold", no_wrap=True)
+    texts = {key: "" if value is None else str(value) for key, value in rows.items()}
+    words = [word for text in texts.values() for word in text.split()]
+    table.add_column(min_width=max(map(len, words), default=1))
+    for key, text in texts.items():
+        table.add_row(key, text)
     return table
 
 

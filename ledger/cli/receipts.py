@@ -103,7 +103,7 @@ def _breakdown_table(title: str, rows: dict[str, dict[str, Any]]) -> Any:
 
 def _print_summary(head: dict[str, Any], breakdowns: dict[str, dict[str, Any]]) -> None:
     console = stdout_console()
-    console.print(key_value_table(head))
+    print_table(console, key_value_table(head))
     for name, rows in breakdowns.items():
         if rows:
             print_table(console, _breakdown_table(f"By {name.removeprefix('by_')}", rows))

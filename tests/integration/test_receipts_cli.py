@@ -194,8 +194,8 @@ def test_ids_stay_whole_in_tables_on_a_narrow_terminal(tmp_path: Path, columns: 
     assert as_json(llmring(data, "receipts", "get", copied, "--json"))["receipt_id"] == rid
 
     shown = _on_tty(data, columns, "receipts", "get", rid)
-    assert _whole_on_one_line(rid, shown) and _whole_on_one_line(made["receipt"]["key_id"],
-                                                                 shown), shown
+    assert all(_whole_on_one_line(made["receipt"][k], shown)
+               for k in ("receipt_id", "key_id", "merkle_root")), shown
     for args in (("receipts", "uncertified"), ("receipts", "logs", rid)):
         out = _on_tty(data, columns, *args)
         ids = [log["id"] for log in as_json(llmring(data, *args, "--json"))["logs"]]
