@@ -1,9 +1,11 @@
 """Pattern 4 of the guide: real-time cost from ``response.usage``, and the uncertified
-cost from the server."""
+cost from the server. The listing's ``total_cost`` covers every uncertified log; summing
+``uncert["logs"]`` would count one page (100 rows) only."""
 
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 from _common import server
 
@@ -21,9 +23,10 @@ async def main() -> None:
             print(f"Running total: ${running_total:.6f}")
         if ring.server_client:
             uncert = await ring.server_client.get_uncertified_logs()
-            total_uncertified_cost = sum(log.get("cost", 0) for log in uncert["logs"])
-            print(f"Uncertified logs: {uncert['total']}")
-            print(f"Uncertified cost: ${total_uncertified_cost:.6f}")
+            total_uncertified_cost = Decimal(uncert["total_cost"])  # all pages, exact
+            print(f"Uncertified logs: {uncert['total']}"
+                  f" ({uncert['unpriced_logs']} without a price)")
+            print(f"Uncertified cost: ${total_uncertified_cost}")
             for log in uncert["logs"][:5]:
                 print(f"  {log['id']}: ${log.get('cost', 0):.6f}")
 

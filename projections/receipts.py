@@ -263,6 +263,20 @@ def summary(snapshot: Snapshot, tenant: str, selection: Selection) -> dict[str, 
     return out
 
 
+def interval_totals(snapshot: Snapshot, tenant: str, intervals: np.ndarray
+                    ) -> dict[str, int]:
+    """Exact totals of the events in ``intervals`` (all of them, not a page):
+    ``{cost_nanos, unpriced}``."""
+    selection = interval_selection(intervals)
+    if selection.where == "FALSE":
+        return {"cost_nanos": 0, "unpriced": 0}
+    rows = query(snapshot, tenant, "SELECT sum(cost_nanos), count(*) FILTER (WHERE "
+                 f"cost_source = 'unpriced') FROM {{src}} WHERE {selection.where}",
+                 selection=selection) or []
+    cost, unpriced = rows[0] if rows else (0, 0)
+    return {"cost_nanos": int(cost or 0), "unpriced": int(unpriced or 0)}
+
+
 def _log_dict(row: tuple) -> dict[str, Any]:
     (event_id, kind, conv, alias, provider, model, inp, outp, cached, reasoning, cost,
      source, ts_us, seq) = row

@@ -281,41 +281,84 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+ID_COLUMNS = frozenset({"id", "receipt", "key id", "log id", "event id"})
+"""Columns of ids: printed whole on one line, never wrapped, so an id can be copied
+from a listing into ``get`` (the other text columns wrap instead)."""
+
+
 def new_table(*columns: str, title: str | None = None, numeric: tuple[str, ...] = (),
-              fold: tuple[str, ...] = ()) -> Table:
-    """A plain table. Numbers are never cut: on a narrow terminal the text columns wrap
-    (``fold`` names columns of long hex, which need not keep their header's width).
-    Print it with ``print_table``."""
+              fold: tuple[str, ...] = (), ids: tuple[str, ...] = ()) -> Table:
+    """A plain table. Numbers and ids (``ID_COLUMNS``, and ``ids``) are never cut: on a
+    narrow terminal the other text columns wrap (``fold`` names columns of long hex,
+    which need not keep their header's width). Print it with ``print_table``."""
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold",
                   show_edge=False, pad_edge=False)
     for name in columns:
         if name in numeric:
             table.add_column(name, justify="right", no_wrap=True)
+        elif name in ID_COLUMNS or name in ids:
+            table.add_column(name, no_wrap=True, overflow="ignore")
         else:
             table.add_column(name, overflow="fold",
                              min_width=8 if name in fold else len(name))
     return table
 
 
+def _fits(console: Console, table: Table, width: int) -> bool:
+    """Whether rich lays ``table`` out within ``width`` with every column at least its
+    min_width (ids and numbers: their widest cell)."""
+    room = width - table._extra_width  # as Table.__rich_console__ asks
+    widths = table._calculate_column_widths(console, console.options.update_width(room))
+    return sum(widths) <= room and all(
+        got >= (column.min_width or 0) for column, got in zip(table.columns, widths,
+                                                              strict=True))
+
+
 def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` with its numbers and ids whole: their columns are as wide as
+    their widest cell, and a table that still does not fit the terminal is printed
+    wider than it (the terminal wraps the line; an id stays one unbroken string)."""
     for column in table.columns:
         if column.no_wrap:
             column.min_width = max([len(str(c)) for c in column.cells] + [len(column.header)])
+    width = console.width
+    while width < 1000 and not _fits(console, table, width):
+        width += 1
+    if width > console.width:
+        console = Console(highlight=False, width=width, height=console.height,
+                          force_terminal=console.is_terminal, no_color=console.no_color)
     console.print(table)
 
 
 def key_value_table(rows: dict[str, Any], title: str | None = None) -> Table:
+    """Names and values; a value that is one word (an id, a hash) is never cut or
+    wrapped, longer text wraps. Print it with ``print_table``."""
     table = Table(title=title, box=box.SIMPLE, show_header=False, title_justify="left",
                   title_style="bold")
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in rows.items():
-        table.add_row(key, "" if value is None else str(value))
+    table.add_column(style="bold", no_wrap=True)
+    texts = {key: "" if value is None else str(value) for key, value in rows.items()}
+    words = [word for text in texts.values() for word in text.split()]
+    table.add_column(min_width=max(map(len, words), default=1))
+    for key, text in texts.items():
+        table.add_row(key, text)
     return table
 
 
 def usd(nanos: int, places: int = 4) -> str:
-    return format_usd(int(nanos), places)
+    """An exact cost for people: at least ``places`` decimals, and as many more (up to
+    9, trailing zeros trimmed) as the amount needs, so a small cost never shows as
+    ``$0.0000`` (``usd(7_500) == "$0.0000075"``, ``usd(1_500_000_000) == "$1.5000"``)."""
+    nanos = int(nanos)
+    format_usd(nanos, 0)  # the same range check
+    whole, fraction = divmod(abs(nanos), 1_000_000_000)
+    digits = f"{fraction:09d}".rstrip("0").ljust(places, "0")
+    sign = "-" if nanos < 0 else ""
+    return f"{sign}${whole}" + (f".{digits}" if digits else "")
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 call``, ``2 calls``, ``1,000 conversations`` (``many`` for irregular words)."""
+    return f"{num(n)} {word if n == 1 else (many or word + 's')}"
 
 
 def cost_cell(nanos: int, calls: int, unpriced: int) -> str:

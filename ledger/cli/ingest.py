@@ -31,6 +31,7 @@ from ledger.cli.context import (
     parse_when,
     pass_app,
     print_json,
+    print_table,
     progress_bar,
     show_progress,
     stdout_console,
@@ -280,7 +281,7 @@ def ingest(app: App, file: str, batch_size: int, as_json: bool) -> None:
     if as_json:
         print_json(tally.as_dict(project))
         return
-    stdout_console().print(key_value_table({
+    print_table(stdout_console(), key_value_table({
         "project": project,
         "lines read": num(tally.read),
         "events created": num(tally.created),
@@ -346,7 +347,7 @@ def record(app: App, provider: str, model: str, alias: str | None, input_tokens:
     if as_json:
         print_json(out)
         return
-    stdout_console().print(key_value_table({
+    print_table(stdout_console(), key_value_table({
         "project": project, "event_id": out["event_id"], "seq": out["seq"],
         "ts": out["ts"], "cost": usd(out["cost_nanos"], 6),
         "cost_source": out["cost_source"], "conversation_id": out["conversation_id"],

@@ -21,6 +21,7 @@ from ledger.cli.context import (
     num,
     pass_app,
     print_json,
+    print_table,
     stdout_console,
 )
 from ledger.cli.signing_keys import data_keys, server_keys
@@ -169,7 +170,7 @@ def verify_checkpoint_cmd(app: App, file: Path, public_key: Path | None, origin:
         print_json(result)
         return
     click.echo(f"OK: {file}: checkpoint verified")
-    stdout_console().print(key_value_table({
+    print_table(stdout_console(), key_value_table({
         "origin": cp.origin,
         "tree size": num(cp.size),
         "root": cp.root.hex(),

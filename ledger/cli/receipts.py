@@ -25,6 +25,7 @@ from ledger.cli.context import (
     new_table,
     num,
     pass_app,
+    plural,
     print_json,
     print_table,
     progress_bar,
@@ -93,14 +94,6 @@ def _request(conversation_id: str | None, since_last: bool, start: str | None,
             "start_date": start, "end_date": end, "log_ids": list(log_ids) or None}
 
 
-def _uncertified_cost(api: Api) -> dict[str, Any]:
-    """Totals of the uncertified calls (the preview of a since-last receipt: zeros when
-    everything is certified)."""
-    p = api.call(ops.PREVIEW_RECEIPT, since_last_receipt=True)
-    return {k: p[k] for k in ("total_logs", "total_cost", "total_cost_nanos",
-                              "total_tokens")}
-
-
 def _breakdown_table(title: str, rows: dict[str, dict[str, Any]]) -> Any:
     table = new_table(title.split()[-1], "calls", "tokens", "cost", title=title,
                       numeric=("calls", "tokens", "cost"))
@@ -112,7 +105,7 @@ def _breakdown_table(title: str, rows: dict[str, dict[str, Any]]) -> Any:
 
 def _print_summary(head: dict[str, Any], breakdowns: dict[str, dict[str, Any]]) -> None:
     console = stdout_console()
-    console.print(key_value_table(head))
+    print_table(console, key_value_table(head))
     for name, rows in breakdowns.items():
         if rows:
             print_table(console, _breakdown_table(f"By {name.removeprefix('by_')}", rows))
@@ -187,8 +180,8 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
     s = r["batch_summary"]
     _print_summary({
         "receipt": r["receipt_id"],
-        "certified": f"{num(result['certified_count'])} calls in "
-                     f"{num(s['total_conversations'])} conversations",
+        "certified": f"{plural(result['certified_count'], 'call')} in "
+                     f"{plural(s['total_conversations'], 'conversation')}",
         "period": f"{s['start_date']} .. {s['end_date']}",
         "tokens": num(r["total_tokens"]),
         "total cost": usd(r["total_cost_nanos"]),
@@ -213,8 +206,8 @@ def preview(app: App, conversation_id: str | None, since_last: bool, start: str 
         print_json(p)
         return
     _print_summary({
-        "would certify": f"{num(p['total_logs'])} calls in "
-                         f"{num(p['total_conversations'])} conversations",
+        "would certify": f"{plural(p['total_logs'], 'call')} in "
+                         f"{plural(p['total_conversations'], 'conversation')}",
         "period": (f"{p['start_date']} .. {p['end_date']}" if p["total_logs"] else
                    "-"),
         "tokens": num(p["total_tokens"]),
@@ -252,9 +245,6 @@ def uncertified(app: App, limit: int, offset: int, as_json: bool) -> None:
     with app.api(create=False) as api:
         project = api.project
         page = api.call(ops.UNCERTIFIED, limit=limit, offset=offset)
-        totals = _uncertified_cost(api)
-    page["total_cost"] = totals["total_cost"]
-    page["total_cost_nanos"] = totals["total_cost_nanos"]
     if as_json:
         print_json(page)
         return
@@ -263,8 +253,10 @@ def uncertified(app: App, limit: int, offset: int, as_json: bool) -> None:
         console.print(f"Every call of project {project} is certified by a receipt.")
         return
     print_table(console, _logs_table(f"Uncertified calls of {project}", page["logs"]))
+    unpriced = page["unpriced_logs"]
     console.print(f"{_page_note(page['total'], offset, len(page['logs']))}; uncertified "
-                  f"cost {usd(page['total_cost_nanos'])}")
+                  f"cost {usd(page['total_cost_nanos'])}" +
+                  (f" ({plural(unpriced, 'unpriced call')})" if unpriced else ""))
 
 
 @receipts_group.command("list")
@@ -309,8 +301,8 @@ def get(app: App, receipt_id: str, as_json: bool) -> None:
     _print_summary({
         "receipt": r["receipt_id"], "type": r["receipt_type"], "issued": r["timestamp"],
         "project": r["tenant"], "scope": scope,
-        "certified": f"{num(r['certified_count'])} calls in "
-                     f"{num(s['total_conversations'])} conversations",
+        "certified": f"{plural(r['certified_count'], 'call')} in "
+                     f"{plural(s['total_conversations'], 'conversation')}",
         "period": f"{s['start_date']} .. {s['end_date']}",
         "tokens": num(r["total_tokens"]), "total cost": usd(r["total_cost_nanos"]),
         "merkle root": r["merkle_root"],

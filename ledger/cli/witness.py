@@ -199,7 +199,7 @@ def show_cmd(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         print_json({"name": w.name, "vkey": key.vkey(), "logs": logs})
         return
-    stdout_console().print(key_value_table({"witness": w.name, "key": key.vkey()}))
+    print_table(stdout_console(), key_value_table({"witness": w.name, "key": key.vkey()}))
     if not logs:
         click.echo("no logs watched yet: `llmring witness add-log ORIGIN --public-key FILE`")
         return

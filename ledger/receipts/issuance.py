@@ -37,6 +37,7 @@ import orjson
 from ledger.errors import NothingToCertifyError, ReceiptNotFoundError, ReceiptRequestError
 from ledger.model.dates import parse_bound
 from ledger.model.event import canonical_json, format_ts, now_us, ts_to_us
+from ledger.model.money import nanos_to_decimal
 from ledger.model.schema import unsafe_character
 from ledger.model.tenant import TenantError, check_tenant
 from ledger.storage.durable import private_dir, write_atomic
@@ -455,13 +456,18 @@ class Receipts:
     # -- reads ----------------------------------------------------------------------------
     def uncertified(self, tenant: str = "default", limit: int = 100,
                     offset: int = 0) -> dict[str, Any]:
-        """Events no receipt certifies, oldest first: ``{logs, total, limit, offset}``."""
+        """Events no receipt certifies, oldest first: ``{logs, total, limit, offset,
+        total_cost, total_cost_nanos, unpriced_logs}``; the totals are over every
+        uncertified event, not the page (``total_cost`` an exact decimal string, USD)."""
         _check_paging(limit, offset)
         snapshot = self.ledger.snapshot()
         intervals = pr.uncertified_intervals(snapshot, tenant)
         total = pr.interval_count(intervals)
         logs = pr.logs_in(snapshot, tenant, intervals, offset, limit)
-        return {"logs": logs, "total": total, "limit": limit, "offset": offset}
+        sums = pr.interval_totals(snapshot, tenant, intervals)
+        return {"logs": logs, "total": total, "limit": limit, "offset": offset,
+                "total_cost": f"{nanos_to_decimal(sums['cost_nanos']):f}",
+                "total_cost_nanos": sums["cost_nanos"], "unpriced_logs": sums["unpriced"]}
 
     def uncertified_cost(self, tenant: str = "default") -> dict[str, Any]:
         """Totals of the uncertified events (the preview of a since-last receipt: zeros

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Request, Response
 
 from ledger.api import operations as ops
 from ledger.server.logs import Limit, Offset, Tenant, json_response, route, service
-from ledger.server.schemas import ReceiptRequest, VerifyOut
+from ledger.server.schemas import ReceiptRequest, UncertifiedPage, VerifyOut
 
 router = APIRouter(tags=["receipts"])
 
@@ -39,11 +39,13 @@ def preview(body: ReceiptRequest, tenant: Tenant, request: Request) -> Response:
     return json_response(service(request).preview_receipt(tenant, **_selection(body)))
 
 
-@route(router, ops.UNCERTIFIED)
+@route(router, ops.UNCERTIFIED, response_model=UncertifiedPage)
 def uncertified(tenant: Tenant, request: Request, limit: Limit = 100,
                 offset: Offset = 0) -> Response:
     """`{logs: [{id, type, alias, provider, model, input_tokens, output_tokens, cost,
-    timestamp}], total, limit, offset}`, oldest first."""
+    cost_nanos, cost_source, timestamp}], total, limit, offset, total_cost,
+    total_cost_nanos, unpriced_logs}`, oldest first; the totals are over every
+    uncertified log, not the page."""
     return json_response(service(request).uncertified(tenant, limit=limit, offset=offset))
 
 

@@ -96,6 +96,17 @@ class EventsPage(Page):
     logs: list[dict[str, Any]]
 
 
+class UncertifiedPage(EventsPage):
+    """One page of the logs no receipt certifies (each row with its ``cost_source``), and
+    totals over all of them, not just the page."""
+
+    total_cost: str = Field(description="Exact cost in USD of every uncertified log, a "
+                                        "decimal string with 9 places, e.g. `17.450000000`.")
+    total_cost_nanos: int = Field(description="The same total in nano-USD (exact).")
+    unpriced_logs: int = Field(description="Uncertified logs that have no price (counted "
+                                           "as $0 in the totals).")
+
+
 class VerifyOut(BaseModel):
     receipt_id: str | None
     valid: bool

@@ -306,6 +306,51 @@ def test_receipts_preview_generate_read_prove_and_verify(api: Any) -> None:
     assert forged["valid"] is False
 
 
+def test_the_uncertified_listing_totals_the_whole_set_not_the_page(side: Side,
+                                                                  tmp_path: Path) -> None:
+    """More than one page of uncertified logs (some certified in between, some
+    unpriced): the listing's totals are those of every uncertified log, on every page,
+    and every row says where its cost came from."""
+    from decimal import Decimal
+
+    project = f"unc{next(_counter)}"
+    api = side.api_for(project)
+    priced = [{**CALL, "cost": f"0.000{i:06d}"} for i in range(1, 231)]
+    unpriced = [{"provider": "nosuch", "model": "nosuch-model", "input_tokens": 5,
+                 "output_tokens": 1}] * 3
+    logs = api.call(ops.LOG_BATCH, events=priced + unpriced)["logs"]
+    api.call(ops.GENERATE_RECEIPT, log_ids=[log["log_id"] for log in logs[10:20]])
+    open_logs = logs[:10] + logs[20:]
+    want_nanos = sum(log["cost_nanos"] for log in open_logs)
+    assert want_nanos == sum(i for i in range(1, 231) if not 11 <= i <= 20)
+
+    seen = []
+    for offset in (0, 100, 200):
+        page = api.call(ops.UNCERTIFIED, limit=100, offset=offset)
+        assert page["total"] == len(open_logs) == 223
+        assert page["total_cost_nanos"] == want_nanos
+        assert Decimal(page["total_cost"]) == Decimal(want_nanos) / 10**9
+        assert page["unpriced_logs"] == 3
+        seen += page["logs"]
+    assert [row["id"] for row in seen] == [log["log_id"] for log in open_logs]
+    assert [row["cost_source"] for row in seen] == [log["cost_source"] for log in open_logs]
+    assert [row["cost_source"] for row in seen][-3:] == ["unpriced"] * 3
+
+    async def first_page() -> dict[str, Any]:
+        async with side.client_for(project, tmp_path) as client:
+            return await client.get_uncertified_logs()  # type: ignore[no-any-return]
+
+    page = asyncio.run(first_page())
+    assert len(page["logs"]) == 100 and page["total_cost_nanos"] == want_nanos
+    assert Decimal(page["total_cost"]) * 10**9 == want_nanos and page["unpriced_logs"] == 3
+
+
+def test_an_empty_uncertified_listing_totals_zero(api: Any) -> None:
+    page = api.call(ops.UNCERTIFIED)
+    assert (page["total"], page["total_cost_nanos"], page["unpriced_logs"]) == (0, 0, 0)
+    assert float(page["total_cost"]) == 0
+
+
 def test_receipts_by_dates_and_by_log_ids(api: Any) -> None:
     ids = [log["log_id"] for log in api.call(ops.LOG_BATCH, events=[CALL] * 3)["logs"]]
     today = datetime.now(UTC).date()

@@ -4,6 +4,7 @@ usage errors, proofs written to files and verified offline."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner, Result
 from ledger import Ledger
 from ledger.cli import cli
 from tests.conftest import usage
+from tests.support.terminal import run_on_tty
 
 
 def llmring(data: Path, *args: str) -> Result:
@@ -116,9 +118,9 @@ def test_preview_table_shows_the_breakdowns(data: Path):
 def test_uncertified_shows_the_calls_and_their_cost(data: Path):
     page = as_json(llmring(data, "receipts", "uncertified", "--limit", "20", "--json"))
     assert page["total"] == 32 and len(page["logs"]) == 20
-    assert page["total_cost"] == 15.50036
+    assert page["total_cost"] == "15.500360000" and page["total_cost_nanos"] == 15_500_360_000
     table = llmring(data, "receipts", "uncertified", "--limit", "2")
-    assert "rows 1-2 of 32" in table.output and "$15.5004" in table.output
+    assert "rows 1-2 of 32" in table.output and "$15.50036" in table.output
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -188,3 +190,60 @@ def test_verify_without_keys_tells_the_user_to_pass_public_key(tmp_path: Path):
     doc.write_text("{}")
     result = llmring(tmp_path / "nothing-here", "receipts", "verify", str(doc))
     assert result.exit_code == 2 and "--public-key" in result.output
+
+
+# -- tables as a person sees them ------------------------------------------------------------
+def _on_tty(data: Path, columns: int, *args: str) -> str:
+    code, out = run_on_tty([sys.executable, "-c", "from ledger.cli.main import main; main()",
+                            "--data", str(data), *args], columns=columns,
+                           env={"LLMRING_LEDGER_DIR": "", "LLMRING_PROJECT": "default"})
+    assert code == 0, out
+    return out
+
+
+def _whole_on_one_line(ident: str, out: str) -> bool:
+    return any(ident in line for line in out.splitlines())
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_ids_stay_whole_in_tables_on_a_narrow_terminal(tmp_path: Path, columns: int):
+    data = tmp_path / "data"
+    with Ledger(data, pricer=None) as led:
+        led.append_many([usage(conversation_id="c1", event_id=f"evt-{i:04d}-{'x' * 30}",
+                               model="a-model-with-a-long-name-" * 2) for i in range(3)])
+    made = as_json(llmring(data, "receipts", "generate", "--log-id", "evt-0000-" + "x" * 30,
+                           "--description", "a rather long description of the receipt",
+                           "--tags", "monthly", "--tags", "billing", "--json"))
+    rid = made["receipt"]["receipt_id"]
+
+    listed = _on_tty(data, columns, "receipts", "list")
+    assert _whole_on_one_line(rid, listed), listed
+    row = next(line for line in listed.splitlines() if rid in line)
+    copied = row.split()[0]  # what a person copies from the table into `get`
+    assert copied == rid
+    assert as_json(llmring(data, "receipts", "get", copied, "--json"))["receipt_id"] == rid
+
+    shown = _on_tty(data, columns, "receipts", "get", rid)
+    assert all(_whole_on_one_line(made["receipt"][k], shown)
+               for k in ("receipt_id", "key_id", "merkle_root")), shown
+    for args in (("receipts", "uncertified"), ("receipts", "logs", rid)):
+        out = _on_tty(data, columns, *args)
+        ids = [log["id"] for log in as_json(llmring(data, *args, "--json"))["logs"]]
+        assert ids and all(_whole_on_one_line(i, out) for i in ids), out
+    keys = _on_tty(data, columns, "signing-keys", "list")
+    assert _whole_on_one_line(made["receipt"]["key_id"], keys), keys
+
+
+def test_a_small_receipt_shows_its_cost_and_one_call(tmp_path: Path):
+    data = tmp_path / "data"
+    with Ledger(data, pricer=None) as led:
+        led.append(usage(conversation_id="only", cost="0.0000075"))
+    preview = llmring(data, "receipts", "preview", "--since-last")
+    assert "1 call in 1 conversation" in preview.output
+    assert "1 calls" not in preview.output and "conversations" not in preview.output
+    assert "$0.0000075" in preview.output and "$0.0000 " not in preview.output
+    made = llmring(data, "receipts", "generate", "--since-last")
+    assert made.exit_code == 0, made.output
+    assert "1 call in 1 conversation" in made.output and "$0.0000075" in made.output
+    listed = llmring(data, "receipts", "list")
+    assert "$0.0000075" in listed.output

@@ -57,3 +57,12 @@ def test_fastapis_validation_body_is_not_in_the_schema(schema: dict[str, Any]) -
     text = json.dumps(schema)
     assert "HTTPValidationError" not in text
     assert set(schema["components"]["schemas"]["ErrorOut"]["required"]) == {"detail", "code"}
+
+
+def test_the_uncertified_listing_documents_its_totals(schema: dict[str, Any]) -> None:
+    ok = schema["paths"]["/api/v1/receipts/uncertified"]["get"]["responses"]["200"]
+    ref = ok["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    fields = schema["components"]["schemas"][ref]["properties"]
+    assert {"logs", "total", "limit", "offset", "total_cost", "total_cost_nanos",
+            "unpriced_logs"} <= set(fields)
+    assert fields["total_cost"]["type"] == "string"

@@ -322,7 +322,8 @@ def test_uncertified_pages_in_seq_order_with_the_total(ledger, receipts):
     assert [log["id"] for log in page["logs"]] == [a.event_id for a in
                                                   (acks[3], acks[4], acks[10], acks[11])]
     assert set(page["logs"][0]) >= {"id", "type", "alias", "provider", "model",
-                                    "input_tokens", "output_tokens", "cost", "timestamp"}
+                                    "input_tokens", "output_tokens", "cost", "cost_source",
+                                    "timestamp"}
 
 
 def test_list_is_newest_first_and_get_returns_the_signed_receipt(ledger, receipts):
@@ -373,6 +374,8 @@ def test_guide_pattern_daily_since_last_batch_and_uncertified_cost(ledger, recei
     uncert = receipts.uncertified()
     assert uncert["total"] == 2
     assert sum(log.get("cost", 0) for log in uncert["logs"]) == 0.75
+    assert uncert["total_cost"] == "0.750000000" and uncert["total_cost_nanos"] == 750_000_000
+    assert uncert["unpriced_logs"] == 0
     result = receipts.generate(since_last_receipt=True, description="Daily batch "
                                "certification", tags=["daily", "compliance"])
     assert f"{result['receipt']['total_cost']:.2f}" == "0.75"
