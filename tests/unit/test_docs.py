@@ -12,8 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import click
@@ -283,3 +286,20 @@ def test_a_broken_link_is_caught(tmp_path: Path) -> None:
                     "[gone](missing.md) [no heading](there.md#nowhere)\n"
                     "```\n[fenced](nowhere.md)\n```\n")
     assert broken_links(page) == ["missing.md", "there.md#nowhere"]
+
+
+@pytest.mark.skipif(shutil.which("date") is None, reason="no date command")
+def test_the_monthly_crontab_line_names_last_month() -> None:
+    """The crontab of docs/cli.md, run as cron would (``\\%`` is ``%``), gives the first
+    and the last day of last month."""
+    block = re.search(r"```crontab\n(.*?)```", (REPO / "docs/cli.md").read_text(), re.S)
+    assert block, "docs/cli.md has no crontab block"
+    monthly = next(line for line in block.group(1).splitlines() if "--start" in line)
+    dates = re.findall(r'(\$\(date -d ".*?" \+\\%F\))', monthly)
+    assert len(dates) == 2, monthly
+    got = [subprocess.run(["bash", "-c", f"echo {d.replace(chr(92) + '%', '%')}"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+           for d in dates]
+    first_of_month = date.today().replace(day=1)
+    last_month_end = first_of_month - timedelta(days=1)
+    assert got == [last_month_end.replace(day=1).isoformat(), last_month_end.isoformat()]
