@@ -264,6 +264,17 @@ def report_losses(losses: list[dict[str, Any]]) -> None:
                    "journal/losses.jsonl", err=True)
 
 
+def read_json_file(file: Path) -> Any:
+    """The JSON document in ``file`` (a receipt, a proof bundle); a CliError naming the
+    file when it cannot be read or is not JSON."""
+    try:
+        return orjson.loads(file.read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"{file} is not JSON: {exc}") from None
+
+
 # -- output ------------------------------------------------------------------------------
 def print_json(obj: Any) -> None:
     click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())

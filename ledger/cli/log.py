@@ -22,6 +22,7 @@ from ledger.cli.context import (
     pass_app,
     print_json,
     print_table,
+    read_json_file,
     stdout_console,
 )
 from ledger.cli.signing_keys import data_keys, server_keys
@@ -276,12 +277,7 @@ def verify_inclusion_cmd(app: App, file: Path, public_key: Path | None,
         check_inclusion,
     )
 
-    try:
-        bundle = orjson.loads(file.read_bytes())
-    except OSError as exc:
-        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise CliError(f"{file} is not JSON: {exc}") from None
+    bundle = read_json_file(file)
     verifiers = _log_verifiers(app, public_key)
     try:
         cp = check_inclusion(bundle, verifiers)

@@ -29,6 +29,7 @@ from ledger.cli.context import (
     print_json,
     print_table,
     progress_bar,
+    read_json_file,
     show_progress,
     stdout_console,
     usd,
@@ -374,12 +375,7 @@ def verify(ctx: click.Context, file: Path, key_file: Path | None, policy_file: P
     from ledger.receipts.verification import BUNDLE_FORMAT, verify_bundle, verify_receipt
     from ledger.tlog.signing import KeyRingError, PublicKeyFormatError, load_public_keys
 
-    try:
-        doc = orjson.loads(file.read_bytes())
-    except OSError as exc:
-        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise CliError(f"{file} is not JSON ({exc})") from None
+    doc = read_json_file(file)
     app = ctx.find_object(App)
     if key_file is None and app is not None and app.server:
         keys = server_keys(app)
