@@ -70,7 +70,7 @@ DELIBERATE: tuple[Deliberate, ...] = (
                "range, a start not before its end, an unknown time zone or dimension are "
                "400"),
     Deliberate("positive_data_acceptance", RECEIPT_SELECTION, 400,
-               ("invalid_receipt_request",),
+               ("invalid_receipt_request", "nothing_to_certify"),
                "exactly one selection mode, dates that parse and are ordered, known "
                "log ids and a non-empty selection cannot be stated in the schema"),
     Deliberate("positive_data_acceptance", (("GET", "/api/v1/log/consistency"),
