@@ -33,6 +33,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ledger.errors import (
     LedgerError,
@@ -296,56 +297,137 @@ ID_COLUMNS = frozenset({"id", "receipt", "key id", "log id", "event id"})
 """Columns of ids: printed whole on one line, never wrapped, so an id can be copied
 from a listing into ``get`` (the other text columns wrap instead)."""
 
+TEXT_MIN = 20
+"""The narrowest a wrapping text column gets on a narrow terminal (a longer word is
+folded only below this)."""
+
+
+class LedgerTable(Table):
+    """A ``rich`` table that knows which of its columns may be left out on a terminal
+    too narrow for all of them (``optional``, the first named is the first left out)."""
+
+    def __init__(self, *args: Any, optional: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.optional = optional
+        self.whole: set[str] = set()
+        """Columns whose cells are never wrapped (ids, numbers): as wide as the widest."""
+
 
 def new_table(*columns: str, title: str | None = None, numeric: tuple[str, ...] = (),
-              fold: tuple[str, ...] = (), ids: tuple[str, ...] = ()) -> Table:
-    """A plain table. Numbers and ids (``ID_COLUMNS``, and ``ids``) are never cut: on a
-    narrow terminal the other text columns wrap (``fold`` names columns of long hex,
-    which need not keep their header's width). Print it with ``print_table``."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold",
-                  show_edge=False, pad_edge=False)
+              fold: tuple[str, ...] = (), ids: tuple[str, ...] = (),
+              optional: tuple[str, ...] = ()) -> LedgerTable:
+    """A plain table. Numbers and ids (``ID_COLUMNS``, and ``ids``) are never cut; on a
+    narrow terminal the other text columns wrap (at spaces; a word is folded only past
+    ``TEXT_MIN``; ``fold`` names columns of long hex, which fold at any width), headers
+    wrap at their spaces, and then the ``optional`` columns are left out, first named
+    first, with a note. Print it with ``print_table``."""
+    table = LedgerTable(title=title, box=box.SIMPLE_HEAD, title_justify="left",
+                        title_style="bold", show_edge=False, pad_edge=False,
+                        padding=(0, 1, 0, 0), optional=optional)
     for name in columns:
+        header = Text(name, overflow="fold")  # a header may wrap at its spaces
         if name in numeric:
-            table.add_column(name, justify="right", no_wrap=True)
+            table.add_column(header, justify="right")
+            table.whole.add(name)
         elif name in ID_COLUMNS or name in ids:
-            table.add_column(name, no_wrap=True, overflow="ignore")
+            table.add_column(header, overflow="ignore")
+            table.whole.add(name)
         else:
-            table.add_column(name, overflow="fold",
-                             min_width=8 if name in fold else len(name))
+            table.add_column(header, overflow="fold", min_width=8 if name in fold else None)
     return table
 
 
-def _fits(console: Console, table: Table, width: int) -> bool:
-    """Whether rich lays ``table`` out within ``width`` with every column at least its
-    min_width (ids and numbers: their widest cell)."""
-    room = width - table._extra_width  # as Table.__rich_console__ asks
-    widths = table._calculate_column_widths(console, console.options.update_width(room))
-    return sum(widths) <= room and all(
-        got >= (column.min_width or 0) for column, got in zip(table.columns, widths,
-                                                              strict=True))
+def _longest_word(text: str) -> int:
+    return max(map(len, text.split()), default=0)
+
+
+def _set_min_widths(table: Table) -> None:
+    """Each column's narrowest: ids and numbers their widest cell, text its longest word
+    up to ``TEXT_MIN``; never below the longest word of the header."""
+    whole = getattr(table, "whole", None)
+    for column in table.columns:
+        header = _longest_word(str(column.header))
+        cells = [str(c) for c in column.cells]
+        if column.no_wrap if whole is None else str(column.header) in whole:
+            widest = max(map(len, cells), default=0)
+        elif column.min_width is not None:  # a ``fold`` column keeps its own
+            continue
+        else:
+            widest = min(max(map(_longest_word, cells), default=0), TEXT_MIN)
+        column.min_width = max(widest, header, 1)
+
+
+def _widest_line(text: str) -> int:
+    return max(map(len, text.splitlines()), default=0)
+
+
+def _widths(table: Table, width: int) -> list[int] | None:
+    """The columns' widths (without padding) that lay ``table`` out within ``width``
+    with every column at least its min_width, or None when their minimums do not fit.
+    Headers wrap first (a column no wider than its widest cell), then the widest text
+    columns give way, one character at a time, down to their minimums."""
+    room = width - table._extra_width - sum(table._get_padding_width(c._index)
+                                            for c in table.columns)
+    lows = [c.min_width or 1 for c in table.columns]
+    if sum(lows) > room:
+        return None
+    cells = [max(map(_widest_line, map(str, c.cells)), default=0) for c in table.columns]
+    widths = [max(cell, _widest_line(str(c.header)), low)
+              for c, cell, low in zip(table.columns, cells, lows, strict=True)]
+    excess = sum(widths) - room
+    for i, (cell, low) in enumerate(zip(cells, lows, strict=True)):
+        cut = max(0, min(excess, widths[i] - max(cell, low)))
+        widths[i] -= cut
+        excess -= cut
+    while excess > 0:
+        i = max(range(len(widths)), key=lambda j: widths[j] - lows[j])
+        widths[i] -= 1
+        excess -= 1
+    return widths
 
 
 def print_table(console: Console, table: Table) -> None:
-    """Print ``table`` with its numbers and ids whole: their columns are as wide as
-    their widest cell, and a table that still does not fit the terminal is printed
+    """Print ``table`` within the terminal with its numbers and ids whole: headers and
+    text columns wrap, then the table's optional columns are left out (a note names
+    them); a table whose ids and numbers alone are wider than the terminal is printed
     wider than it (the terminal wraps the line; an id stays one unbroken string)."""
-    for column in table.columns:
-        if column.no_wrap:
-            column.min_width = max([len(str(c)) for c in column.cells] + [len(column.header)])
-    width = console.width
-    while width < 1000 and not _fits(console, table, width):
-        width += 1
-    if width > console.width:
-        console = Console(highlight=False, width=width, height=console.height,
+    _set_min_widths(table)
+    hidden: list[str] = []
+    for name in getattr(table, "optional", ()):
+        if _widths(table, console.width) is not None:
+            break
+        column = next((c for c in table.columns if str(c.header) == name), None)
+        if column is not None:
+            table.columns.remove(column)
+            for index, left in enumerate(table.columns):
+                left._index = index  # rich keys padding and row styles by position
+            hidden.append(name)
+    widths = _widths(table, console.width)
+    if widths is None:
+        widths = [c.min_width or 1 for c in table.columns]
+        wide = (table._extra_width + sum(widths)
+                + sum(table._get_padding_width(c._index) for c in table.columns))
+        console = Console(highlight=False, width=wide, height=console.height,
                           force_terminal=console.is_terminal, no_color=console.no_color)
+    for column, got in zip(table.columns, widths, strict=True):
+        column.width = got
     console.print(table)
+    if hidden:
+        console.print(f"(left out at this width: {', '.join(hidden)}; --json shows all)",
+                      style="dim", highlight=False)
+
+
+def when(ts: str | None) -> str:
+    """An ISO 8601 UTC time for a table: ``2026-12-03 14:32:23`` (to the second; the
+    space lets a narrow column wrap between date and time). ``-`` for none."""
+    return ts[:19].replace("T", " ") if ts else "-"
 
 
 def key_value_table(rows: dict[str, Any], title: str | None = None) -> Table:
     """Names and values; a value that is one word (an id, a hash) is never cut or
     wrapped, longer text wraps. Print it with ``print_table``."""
-    table = Table(title=title, box=box.SIMPLE, show_header=False, title_justify="left",
-                  title_style="bold")
+    table = Table(title=title, box=None, show_header=False, title_justify="left",
+                  title_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
     table.add_column(style="bold", no_wrap=True)
     texts = {key: "" if value is None else str(value) for key, value in rows.items()}
     words = [word for text in texts.values() for word in text.split()]

@@ -16,6 +16,7 @@ from ledger.cli.context import (
     print_json,
     print_table,
     stdout_console,
+    when,
 )
 from ledger.model.tenant import TenantError
 
@@ -66,11 +67,15 @@ def list_api_keys(app: App, as_json: bool) -> None:
     if as_json:
         print_json({"keys": [k.public() for k in keys]})
         return
-    table = new_table("key id", "project", "prefix", "name", "status", "created", "revoked")
+    if not keys:
+        click.echo("No API keys yet: `llmring keys create --project NAME` makes one.")
+        return
+    table = new_table("key id", "project", "prefix", "name", "status", "created", "revoked",
+                      title="API keys (times in UTC)", optional=("revoked", "name"))
     for k in keys:
         p = k.public()
-        table.add_row(k.key_id, k.project, k.prefix + "…", k.name, p["status"], k.created_at,
-                      k.revoked_at or "")
+        table.add_row(k.key_id, k.project, k.prefix + "…", k.name, p["status"], when(k.created_at),
+                      when(k.revoked_at) if k.revoked_at else "")
     print_table(stdout_console(), table)
 
 

@@ -72,7 +72,7 @@ def stats(app: App, as_json: bool) -> None:
     usage = new_table("project", "events", "cost", "unpriced", "first call", "last call",
                       title="Usage (times in UTC)", numeric=("events", "cost", "unpriced"))
     log = new_table("project", "log size", "segments", "bytes", "tail rows", "log root",
-                    title="Log and storage", fold=("log root",),
+                    title="Log and storage", ids=("log root",), optional=("log root",),
                     numeric=("log size", "segments", "bytes", "tail rows"))
     for name, p in out["projects"].items():
         usage.add_row(name, num(p["events"]), usd(p["cost_nanos"]), num(p["unpriced"]),
@@ -136,7 +136,7 @@ def _print_audit(app: App, report: Any) -> None:
             + "; every hash, chain, root and signature matches.")
         if report.tenants:
             table = new_table("project", "log size", "log root", numeric=("log size",),
-                              fold=("log root",))
+                              ids=("log root",), optional=("log root",))
             for name, t in sorted(report.tenants.items()):
                 table.add_row(name, num(t.get("size", 0)), str(t.get("root", "")))
             print_table(console, table)

@@ -33,6 +33,7 @@ from ledger.cli.context import (
     show_progress,
     stdout_console,
     usd,
+    when,
 )
 from ledger.cli.signing_keys import server_keys
 from ledger.errors import LedgerError, NothingToCertifyError
@@ -220,9 +221,10 @@ def preview(app: App, conversation_id: str | None, since_last: bool, start: str 
 # -- listings ---------------------------------------------------------------------------------
 def _logs_table(title: str, logs: list[dict[str, Any]]) -> Any:
     table = new_table("id", "type", "timestamp", "alias", "provider", "model", "in", "out",
-                      "cost", title=title, numeric=("in", "out", "cost"))
+                      "cost", title=f"{title} (times in UTC)", numeric=("in", "out", "cost"),
+                      optional=("provider", "alias", "type", "out", "in", "timestamp"))
     for log in logs:
-        table.add_row(log["id"], log["type"], log["timestamp"], log["alias"],
+        table.add_row(log["id"], log["type"], when(log["timestamp"]), log["alias"],
                       log["provider"], log["model"], num(log["input_tokens"]),
                       num(log["output_tokens"]),
                       "unpriced" if log["cost_source"] == "unpriced" else
@@ -277,9 +279,10 @@ def list_cmd(app: App, limit: int, offset: int, as_json: bool) -> None:
         console.print(f"Project {project} has no receipts yet.")
         return
     table = new_table("receipt", "issued", "scope", "calls", "cost", "description", "tags",
-                      title=f"Receipts of {project}", numeric=("calls", "cost"))
+                      title=f"Receipts of {project} (times in UTC)", numeric=("calls", "cost"),
+                      optional=("tags", "description", "scope"))
     for r in page["receipts"]:
-        table.add_row(r["receipt_id"], r["timestamp"], r["scope"]["mode"],
+        table.add_row(r["receipt_id"], when(r["timestamp"]), r["scope"]["mode"],
                       num(r["certified_count"]), usd(r["total_cost_nanos"]),
                       r["description"] or "", ", ".join(r["tags"]))
     print_table(console, table)

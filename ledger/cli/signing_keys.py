@@ -19,6 +19,7 @@ from ledger.cli.context import (
     print_json,
     print_table,
     stdout_console,
+    when,
 )
 from ledger.storage.config import ConfigError
 from ledger.tlog.signing import (
@@ -86,10 +87,11 @@ def list_keys(app: App, as_json: bool) -> None:
                    "ledger first signs (`llmring log checkpoint`), or by "
                    "`llmring signing-keys rotate`")
         return
-    table = new_table("key id", "name", "status", "created", "retired")
+    table = new_table("key id", "name", "status", "created", "retired",
+                      title="Signing keys (times in UTC)", optional=("retired",))
     for info in infos:
-        table.add_row(info.key_id, info.name, info.status, info.created_at,
-                      info.retired_at or "")
+        table.add_row(info.key_id, info.name, info.status, when(info.created_at),
+                      when(info.retired_at) if info.retired_at else "")
     print_table(stdout_console(), table)
 
 

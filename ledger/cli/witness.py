@@ -19,6 +19,7 @@ from ledger.cli.context import (
     print_json,
     print_table,
     stdout_console,
+    when,
 )
 from ledger.tlog.signing import PublicKeyFormatError, load_public_keys
 
@@ -203,8 +204,10 @@ def show_cmd(ctx: click.Context, as_json: bool) -> None:
     if not logs:
         click.echo("no logs watched yet: `llmring witness add-log ORIGIN --public-key FILE`")
         return
-    table = new_table("origin", "size", "root", "cosigned at")
+    table = new_table("origin", "size", "root", "cosigned at", title="Logs (times in UTC)",
+                      numeric=("size",), ids=("root",), optional=("root",))
     for log in logs:
         table.add_row(log["origin"], "" if log["size"] is None else num(log["size"]),
-                      log["root"] or "(nothing cosigned yet)", log["cosigned_at"] or "")
+                      log["root"] or "(nothing cosigned yet)",
+                      when(log["cosigned_at"]) if log["cosigned_at"] else "")
     print_table(stdout_console(), table)

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from ledger import Ledger
 from ledger.cli import cli
 from tests.conftest import usage
-from tests.support.terminal import run_on_tty
+from tests.support.terminal import run_on_tty, visible
 
 
 def llmring(data: Path, *args: str) -> Result:
@@ -232,6 +232,39 @@ def test_ids_stay_whole_in_tables_on_a_narrow_terminal(tmp_path: Path, columns: 
         assert ids and all(_whole_on_one_line(i, out) for i in ids), out
     keys = _on_tty(data, columns, "signing-keys", "list")
     assert _whole_on_one_line(made["receipt"]["key_id"], keys), keys
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_tables_fit_the_terminal_with_names_and_numbers_whole(tmp_path: Path,
+                                                              columns: int):
+    """Listings fit an 80-column terminal: ids, model names, numbers and costs stay
+    whole; free text wraps; columns that do not fit are left out with a note naming them
+    (``--json`` has every field)."""
+    data = tmp_path / "data"
+    uuid_id = "0193c1c5-8f4e-7a3b-9c2d-1e2f3a4b5c6d"
+    with Ledger(data, pricer=None) as led:
+        led.append_many([usage(conversation_id="c1", event_id=uuid_id,
+                               model="claude-sonnet-4-5", cost="0.000152775"),
+                         usage(conversation_id="c1", model="gpt-4o-mini", cost="12.5")])
+    made = as_json(llmring(data, "receipts", "generate", "--since-last", "--description",
+                           "the whole of a rather long month of calls", "--tags", "monthly",
+                           "--json"))
+    rid = made["receipt"]["receipt_id"]
+    outputs = [visible(_on_tty(data, columns, *args)) for args in (
+        ("receipts", "list"), ("receipts", "logs", rid), ("usage", "report", "--by",
+                                                          "model,day"),
+        ("ledger", "stats"), ("signing-keys", "list"))]
+    for out in outputs:
+        assert all(len(line.rstrip()) <= columns for line in out.splitlines()), out
+    listed, logs, report = outputs[:3]
+    assert _whole_on_one_line(rid, listed) and _whole_on_one_line("$12.500152775", listed)
+    assert all(_whole_on_one_line(s, logs) for s in (uuid_id, "claude-sonnet-4-5",
+                                                      "$0.000152775")), logs
+    assert _whole_on_one_line("claude-sonnet-4-5", report), report
+    if columns == 80:
+        assert "left out at this width: tags, description" in listed, listed
+    else:
+        assert "monthly" in listed and "left out" not in listed, listed
 
 
 def test_a_small_receipt_shows_its_cost_and_one_call(tmp_path: Path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import struct
 import subprocess
 import termios
@@ -40,3 +41,12 @@ def run_on_tty(args: list[str], *, columns: int, env: dict[str, str] | None = No
         if proc.poll() is None:
             proc.kill()
     return code, out.decode(errors="replace").replace("\r\n", "\n")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def visible(out: str) -> str:
+    """``out`` as it shows on the screen's cells: ANSI escape sequences (bold, cursor
+    moves) removed."""
+    return _ANSI.sub("", out)
