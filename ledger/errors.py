@@ -24,6 +24,7 @@ The hierarchy (status, code)::
     ├── WitnessError                  503 witness_unavailable
     ├── InternalError                 500 internal_error    a server bug (logged)
     ├── AuthenticationError           401 unauthorized
+    ├── BudgetExceededError           402 budget_exceeded   a hard budget is spent
     ├── RequestError                  400 bad_request       (ValueError)
     │   ├── InvalidRequestError       422 invalid_request
     │   ├── NotFoundError             404 not_found
@@ -216,6 +217,14 @@ class AuthenticationError(LedgerError):
 
     status = 401
     code = "unauthorized"
+
+
+class BudgetExceededError(LedgerError):
+    """A hard budget of the project has spent 100% of its amount this period: the log is
+    refused, and nothing is written."""
+
+    status = 402
+    code = "budget_exceeded"
 
 
 class RequestError(LedgerError, ValueError):
@@ -446,6 +455,7 @@ ERRORS: tuple[type[LedgerError], ...] = (
     LedgerError, LedgerLockedError, ServerUnavailableError, JournalError, ManifestError,
     JournalDamageError, StorageFullError, NotWritableError,
     KeyRingError, ConfigError, ApiKeyError, WitnessError, InternalError, AuthenticationError,
+    BudgetExceededError,
     RequestError, InvalidRequestError, NotFoundError, MethodNotAllowedError,
     RequestTooLargeError, EventValidationError,
     IdConflictError, TenantError, ContentError, RollupError, RetentionError,
@@ -458,7 +468,7 @@ ERRORS: tuple[type[LedgerError], ...] = (
 _BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in ERRORS}
 # An answer without a code (a proxy, an older server): the class of its status.
 _BY_STATUS: dict[int, type[LedgerError]] = {
-    400: RequestError, 401: AuthenticationError, 404: NotFoundError,
+    400: RequestError, 401: AuthenticationError, 402: BudgetExceededError, 404: NotFoundError,
     405: MethodNotAllowedError, 408: RequestTimeoutError, 409: IdConflictError,
     413: RequestTooLargeError, 422: InvalidRequestError, 500: InternalError, 503: LedgerError,
 }
@@ -513,7 +523,8 @@ def error_from_response(status: int, body: Any, *, request: str = "") -> LedgerE
 
 
 __all__ = [
-    "ERRORS", "ApiKeyError", "AuthenticationError", "CheckpointError", "ConfigError",
+    "ERRORS", "ApiKeyError", "AuthenticationError", "BudgetExceededError", "CheckpointError",
+    "ConfigError",
     "ConsistencyFormatError", "ContentError", "CosignatureError", "EventValidationError",
     "IdConflictError", "InternalError", "InvalidRequestError", "JournalDamageError",
     "JournalError", "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError",

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from ledger.errors import (
     ERRORS,
     AuthenticationError,
+    BudgetExceededError,
     ContentError,
     EventValidationError,
     IdConflictError,
@@ -39,6 +40,7 @@ from ledger.errors import (
 )
 
 Where = Literal["path", "query", "body", "whole_body", "local"]
+BODY_METHODS = ("POST", "PUT")  # the methods whose request has a JSON body
 Answer = Literal["json", "bytes", "text"]
 
 
@@ -129,7 +131,7 @@ class Operation:
             found.append(AuthenticationError)
         if any(p.where != "local" for p in self.params):
             found.append(InvalidRequestError)
-        if self.method == "POST":
+        if self.method in BODY_METHODS:
             found += [RequestError, RequestTooLargeError]
         found += [RequestTimeoutError, *UNAVAILABLE]
         return tuple(dict.fromkeys(found))
@@ -168,7 +170,7 @@ class Operation:
             else:
                 body = {} if body is None else body
                 body[p.name] = value
-        if self.method == "POST" and body is None:
+        if self.method in BODY_METHODS and body is None:
             body = {}
         return path, query, body
 
@@ -195,7 +197,7 @@ def _path(name: str) -> Param:
 
 PAGING = (_q("limit"), _q("offset"))
 WINDOW = (_q("start", date_text), _q("end", date_text))
-EVENT_REFUSALS = (EventValidationError, IdConflictError)
+EVENT_REFUSALS = (EventValidationError, IdConflictError, BudgetExceededError)
 SELECTION = (_b("conversation_id"), _b("start_date", date_text), _b("end_date", date_text),
              _b("log_ids", _list_or_none), _b("since_last_receipt"))
 
@@ -270,6 +272,19 @@ PROVE = _op("prove", "GET", "/api/v1/receipts/{receipt_id}/proof/{log_id}",
             summary="Proof bundle of one log in a receipt",
             refuses=(ReceiptNotFoundError,))
 
+# -- budgets --------------------------------------------------------------------------------
+SET_BUDGET = _op("set_budget", "PUT", "/api/v1/budgets/{name}", _path("name"),
+                 _b("amount", str), _b("period"), _b("tz"),
+                 _b("thresholds", _list_or_none), _b("webhook"), _b("webhook_secret"),
+                 _b("hard"), summary="Create or replace a budget",
+                 refuses=(InvalidRequestError,))
+LIST_BUDGETS = _op("list_budgets", "GET", "/api/v1/budgets",
+                   summary="The project's budgets")
+REMOVE_BUDGET = _op("remove_budget", "DELETE", "/api/v1/budgets/{name}", _path("name"),
+                    summary="Remove a budget", refuses=(NotFoundError,))
+BUDGET_STATUS = _op("budget_status", "GET", "/api/v1/budgets/status",
+                    summary="Each budget's spend and alerts this period")
+
 # -- public (no API key) --------------------------------------------------------------------
 VERIFY_RECEIPT = _op("verify_receipt", "POST", "/api/v1/receipts/verify",
                      Param("document", "whole_body", dict), tenant=False,
@@ -283,6 +298,7 @@ OPERATIONS: tuple[Operation, ...] = (
     WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LIST_LOGS, GET_LOG, LOG_CONTENT, ROLLUP,
     EXPORT, STATS, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES, CONSISTENCY, GENERATE_RECEIPT,
     PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS, PROVE,
+    SET_BUDGET, LIST_BUDGETS, REMOVE_BUDGET, BUDGET_STATUS,
     VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
 

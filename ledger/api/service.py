@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ledger.api.budgets import Budgets
 from ledger.core.facade import Ledger
 from ledger.errors import InvalidRequestError, NotFoundError, RequestError
 from ledger.model.batch import BatchAcks
@@ -79,6 +80,7 @@ class LedgerService:
             self.checkpoints = self.notary.checkpoints
             self.content = ContentStore(self.ledger.layout)
             self.receipts = _receipts_facade(self.ledger)
+            self.budgets = Budgets(self.ledger)
         except BaseException:
             if ledger is None:
                 self.ledger.close()
@@ -94,12 +96,19 @@ class LedgerService:
         return {"project": tenant, "origin": f"{self.origin}/{tenant}"}
 
     # -- logging -------------------------------------------------------------------------
+    # Every append is checked against the project's hard budgets first and observed by
+    # its budgets once durable (``ledger.api.budgets``).
     def log_usage(self, tenant: str, event: Mapping[str, Any] | EventIn) -> dict[str, Any]:
-        return ack_json(self.ledger.append(event, tenant=tenant))
+        self.budgets.check(tenant)
+        ack = self.ledger.append(event, tenant=tenant)
+        self.budgets.observe(tenant, (ack,))
+        return ack_json(ack)
 
     def log_batch(self, tenant: str, events: Sequence[Mapping[str, Any] | EventIn]
                   ) -> dict[str, Any]:
+        self.budgets.check(tenant)
         acks = self.ledger.append_many(events, tenant=tenant)
+        self.budgets.observe(tenant, acks)
         if isinstance(acks, BatchAcks):  # from the batch's columns, no Ack objects
             logs = [{"log_id": e, "cost": c / NANOS_PER_USD, "timestamp": t, "seq": q,
                      "cost_nanos": c, "cost_source": src, "conversation_id": conv,
@@ -123,7 +132,9 @@ class LedgerService:
         fields.update(kind="conversation", conversation_id=conversation_id,
                       content_sha256=digest, metadata=meta)
         event = parse_event(fields)  # validate before anything is written
+        self.budgets.check(tenant)
         ack = self.ledger.append(event, tenant=tenant)
+        self.budgets.observe(tenant, (ack,))
         # Stored once the event is accepted (created, or an identical repeat, which also
         # restores content a crash may have kept from being written): a refused request
         # leaves nothing behind.
@@ -332,6 +343,25 @@ class LedgerService:
 
     def prove(self, tenant: str, receipt_id: str, log_id: str) -> dict[str, Any]:
         return self.receipts.prove(tenant, receipt_id, log_id)  # type: ignore[no-any-return]
+
+    # -- budgets (``ledger.api.budgets``) ---------------------------------------------------
+    def set_budget(self, tenant: str, name: str, *, amount: Any, period: Any,
+                   tz: Any = "UTC", thresholds: Any = (75, 90, 100), webhook: Any = None,
+                   webhook_secret: Any = None, hard: Any = False) -> dict[str, Any]:
+        """Create or replace a budget of the project (``webhook_secret`` in the answer
+        once, when the ledger made it)."""
+        return self.budgets.set(tenant, name, amount=amount, period=period, tz=tz,
+                                thresholds=thresholds, webhook=webhook,
+                                webhook_secret=webhook_secret, hard=hard)
+
+    def list_budgets(self, tenant: str) -> dict[str, Any]:
+        return self.budgets.list(tenant)
+
+    def remove_budget(self, tenant: str, name: str) -> dict[str, Any]:
+        return self.budgets.remove(tenant, name)
+
+    def budget_status(self, tenant: str) -> dict[str, Any]:
+        return self.budgets.status(tenant)
 
     # -- public keys ---------------------------------------------------------------------
     def public_keys(self) -> dict[str, Any]:

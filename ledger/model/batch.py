@@ -849,6 +849,20 @@ class BatchAcks(Sequence[Ack]):
                        itertools.repeat(True, n), strict=True)
         return self._mixed_summaries()
 
+    def created(self) -> Iterator[tuple[int, int, int]]:
+        """``(seq, ts_us, cost_nanos)`` of each event this append created (repeats and
+        pairings left out), without building ``Ack`` objects (for budgets)."""
+        b = self._batch
+        fixed = self._fixed
+        for i in range(len(b)):
+            a = fixed.get(i)
+            if a is not None:
+                if a.created:
+                    yield a.seq, a.ts_us, a.cost_nanos
+                continue
+            seq = self._first + i if self._seq is None else self._seq[i]
+            yield seq, int(b.ts_us[i]), int(b.cost_nanos[i])
+
     def _mixed_summaries(self) -> Iterator[tuple[str, int, str, int, str, str | None, bool]]:
         b = self._batch
         fixed = self._fixed

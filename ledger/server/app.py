@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from ledger.errors import (
     error_class,
 )
 from ledger.server.ops import Metrics
+from ledger.server.webhooks import Deliverer, DeliveryPolicy
 
 log = logging.getLogger("llmring.server")
 
@@ -54,20 +55,30 @@ class ServerConfig:
     max_batch_body: int = DEFAULT_MAX_BATCH_BODY
     accept_loss: bool = False  # cut a journal damaged inside at the damage (docs/cli.md)
     metrics: bool = True  # serve GET /metrics (docs/http-api.md)
+    webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)  # budget alerts
 
 
 class ServerState:
     """What the endpoints share, opened at startup and closed at shutdown: the data
-    directory's ``LedgerService`` and its API keys."""
+    directory's ``LedgerService``, its API keys, and the thread delivering budget
+    alerts (``start`` runs it, ``close`` stops it before closing the ledger)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss)
+        self.service.budgets.allowed_hosts = config.webhooks.allowed_hosts
         self.api_keys = ApiKeyStore(config.data_dir)
-        self.metrics = Metrics(self.service.ledger)
+        self.metrics = Metrics(self.service.ledger, self.service.budgets)
+        self.deliverer = Deliverer(self.service.budgets, config.webhooks)
+
+    def start(self) -> None:
+        self.deliverer.start()
 
     def close(self) -> None:
-        self.service.close()
+        try:
+            self.deliverer.stop()
+        finally:
+            self.service.close()
 
 
 # -- body limits -------------------------------------------------------------------------
@@ -305,6 +316,7 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
         opened = state if state is not None else ServerState(config)
         app.state.server = opened
         try:
+            opened.start()
             yield
         finally:
             opened.close()
@@ -323,9 +335,10 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
     app.include_router(public.router)
     app.include_router(logs.router)
     app.include_router(reports.router)
-    from ledger.server import receipts
+    from ledger.server import budgets, receipts
 
     app.include_router(receipts.router)
+    app.include_router(budgets.router)
     if config.metrics:
         _install_metrics(app)
 

@@ -14,7 +14,8 @@ authenticated (``-`` otherwise). The API key itself is never written.
 ``Metrics`` is one server's Prometheus registry: the request counter and the journal's
 fsync histogram are fed as they happen; the ledger's own counts (events, bytes, seals,
 compactions, receipts, cost per project: plain integers the write path keeps under its
-lock) are read when ``/metrics`` is scraped.
+lock) and each budget's state (spent, limit, thresholds crossed, refusing; labelled by
+project and budget) are read when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
@@ -75,11 +76,39 @@ class _LedgerCollector(Collector):
         yield up
 
 
+class _BudgetCollector(Collector):
+    """Each budget's state this period (``ledger.api.budgets``), read at scrape time."""
+
+    def __init__(self, budgets: Any) -> None:
+        self.budgets = budgets
+
+    def collect(self) -> Iterator[Any]:
+        labels = ["project", "budget"]
+        spent = GaugeMetricFamily("llmring_budget_spent_nanos", "Spend of the budget's "
+                                  "current period, in nano-dollars.", labels=labels)
+        limit = GaugeMetricFamily("llmring_budget_limit_nanos", "The budget's amount per "
+                                  "period, in nano-dollars.", labels=labels)
+        crossed = GaugeMetricFamily("llmring_budget_threshold_crossed", "1 once the "
+                                    "threshold (percent) is crossed this period.",
+                                    labels=[*labels, "threshold"])
+        refusing = GaugeMetricFamily("llmring_budget_refusing", "1 while a hard budget "
+                                     "refuses the project's logs.", labels=labels)
+        for state in self.budgets.states():
+            key = [state["project"], state["name"]]
+            spent.add_metric(key, state["spent_nanos"])
+            limit.add_metric(key, state["amount_nanos"])
+            for threshold in state["thresholds"]:
+                crossed.add_metric([*key, str(threshold)],
+                                   1.0 if threshold in state["crossed"] else 0.0)
+            refusing.add_metric(key, 1.0 if state["refusing"] else 0.0)
+        yield from (spent, limit, crossed, refusing)
+
+
 class Metrics:
     """One server's Prometheus registry (its own, so that several servers in one process
     do not share counts)."""
 
-    def __init__(self, ledger: Any) -> None:
+    def __init__(self, ledger: Any, budgets: Any = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("llmring_http_requests", "HTTP requests answered, by "
                                 "status.", ["status"], registry=self.registry)
@@ -87,6 +116,8 @@ class Metrics:
                                "group-commit fsyncs.", buckets=FSYNC_BUCKETS,
                                registry=self.registry)
         self.registry.register(_LedgerCollector(ledger))
+        if budgets is not None:
+            self.registry.register(_BudgetCollector(budgets))
         ledger.journal.on_sync = self.fsync.observe
         self._by_status: dict[int, Any] = {}
 

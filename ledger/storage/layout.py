@@ -21,6 +21,8 @@
     checkpoints/<origin>.jsonl              every signed checkpoint
     cosignatures/<origin>.jsonl             witnesses' cosignatures on them
     api-keys.json                           the server's API keys
+    budgets.json                            the projects' budgets (and webhook secrets)
+    budget-alerts.jsonl                     each budget threshold crossed, and its delivery
     content/tenant=<t>/<2 hex>/<sha256>.json  conversation content
 
 Segment paths are stored in the manifest relative to the directory, so ``partition``
@@ -96,6 +98,14 @@ class DataDir:
     @property
     def api_keys(self) -> Path:
         return self.root / "api-keys.json"
+
+    @property
+    def budgets(self) -> Path:
+        return self.root / "budgets.json"
+
+    @property
+    def budget_alerts(self) -> Path:
+        return self.root / "budget-alerts.jsonl"
 
     @property
     def content(self) -> Path:
