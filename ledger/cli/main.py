@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ledger.cli.budgets import budgets_group
 from ledger.cli.context import App, CliError, Commands
 from ledger.cli.demo import demo
 from ledger.cli.ingest import ingest, record
@@ -31,7 +32,7 @@ from ledger.model.tenant import TenantError, check_tenant
               show_envvar=True, help="The project (tenant) to read and write.")
 @click.option("--server", metavar="URL", envvar="LLMRING_SERVER_URL", show_envvar=True,
               help="Talk to `llmring serve` at URL instead of opening the data directory "
-                   "(ingest, record, usage, log, receipts, ledger stats).")
+                   "(ingest, record, usage, log, receipts, budgets, ledger stats).")
 @click.option("--api-key", metavar="KEY", envvar="LLMRING_API_KEY", show_envvar=True,
               help="The API key for --server; it names the project.")
 @click.version_option(package_name="llmring-ledger", prog_name="llmring")
@@ -64,6 +65,7 @@ cli.add_command(signing_keys_group)
 cli.add_command(log_group)
 cli.add_command(serve)
 cli.add_command(keys_group)
+cli.add_command(budgets_group)
 cli.add_command(witness_group)
 
 

@@ -48,20 +48,35 @@ SECONDS = click.FloatRange(min=0, min_open=True)
 @click.option("--metrics/--no-metrics", default=True, show_default=True,
               help="Serve GET /metrics (Prometheus; no API key: per-project costs are "
               "operator data).")
+@click.option("--webhook-host", "webhook_hosts", multiple=True, metavar="HOST",
+              help="Only send budget alerts to webhooks on this host name (repeat for "
+              "several); default: any host (docs/http-api.md, SSRF).")
+@click.option("--webhook-attempts", default=8, show_default=True, type=click.IntRange(1),
+              help="Attempts to deliver one budget alert before giving up.")
+@click.option("--webhook-backoff", default=1.0, show_default=True, type=SECONDS,
+              help="Seconds before the first retry of an alert; each next waits twice as "
+              "long (at most --webhook-backoff-max).")
+@click.option("--webhook-backoff-max", default=300.0, show_default=True, type=SECONDS,
+              help="Longest wait between two attempts, in seconds.")
+@click.option("--webhook-timeout", default=10.0, show_default=True, type=SECONDS,
+              help="Seconds one webhook request may take.")
 @accept_loss_option
 @pass_app
 @local_only
 def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           idle_timeout: float, header_timeout: float, body_timeout: float,
           max_connections: int | None, log_level: str, access_log: bool, metrics: bool,
-          accept_loss: bool) -> None:
+          webhook_hosts: tuple[str, ...], webhook_attempts: int, webhook_backoff: float,
+          webhook_backoff_max: float, webhook_timeout: float, accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
     create`) can be added and revoked meanwhile. Ctrl-C or SIGTERM stops it gracefully:
     requests in flight finish, the journal is sealed and the exit status is 0. Each
     request writes one access-log line to stderr, and GET /metrics serves Prometheus
-    counters (docs/http-api.md). Connections are bounded in time
+    counters (docs/http-api.md). Budget alerts are sent to their webhooks from here,
+    retried with backoff; pending ones are resumed at the next start. Connections are
+    bounded in time
     (idle, head, body) and in number, so slow or idle clients cannot exhaust the server.
     """
     import uvicorn
@@ -72,12 +87,18 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     from ledger.server.connections import ConnectionLimits, uvicorn_options
     from ledger.server.fastpath import FastPath
     from ledger.server.ops import Operations, configure_access_log
+    from ledger.server.webhooks import DeliveryPolicy
     from ledger.storage.config import ConfigError
     from ledger.storage.manifest import ManifestError
     from ledger.tlog.signing import KeyRingError
 
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
-                          accept_loss=accept_loss, metrics=metrics)
+                          accept_loss=accept_loss, metrics=metrics,
+                          webhooks=DeliveryPolicy(
+                              attempts=webhook_attempts, backoff=webhook_backoff,
+                              backoff_max=webhook_backoff_max, timeout=webhook_timeout,
+                              allowed_hosts=(frozenset(h.lower() for h in webhook_hosts)
+                                             if webhook_hosts else None)))
     try:  # open the directory first: a locked or damaged one is reported, not traced
         state = ServerState(config)
     except LedgerLockedError as exc:

@@ -172,6 +172,32 @@ class AsyncLedgerClient:
     async def get_public_key_pem(self) -> str:
         return str(await self._call(ops.PUBLIC_KEY_PEM))
 
+    # -- budgets -------------------------------------------------------------------------
+    async def set_budget(self, name: str, *, amount: Any, period: str, tz: str = "UTC",
+                         thresholds: Sequence[int] = (75, 90, 100),
+                         webhook: str | None = None, webhook_secret: str | None = None,
+                         hard: bool = False) -> JSON:
+        """Create or replace budget ``name``: ``amount`` USD (decimal text, exact) per
+        ``period`` (``day``, ``week`` or ``month``) in zone ``tz``, alerts at each of
+        ``thresholds`` percent to ``webhook``; ``hard`` refuses logs once 100% is spent.
+        The answer carries ``webhook_secret`` once when the ledger made it."""
+        return await self._call(  # type: ignore[no-any-return]
+            ops.SET_BUDGET, name=name, amount=amount, period=period, tz=tz,
+            thresholds=list(thresholds), webhook=webhook, webhook_secret=webhook_secret,
+            hard=hard)
+
+    async def list_budgets(self) -> JSON:
+        """``{budgets: [...]}`` of the project (never a secret)."""
+        return await self._call(ops.LIST_BUDGETS)  # type: ignore[no-any-return]
+
+    async def remove_budget(self, name: str) -> JSON:
+        return await self._call(ops.REMOVE_BUDGET, name=name)  # type: ignore[no-any-return]
+
+    async def budget_status(self) -> JSON:
+        """Each budget this period: ``spent``, ``percent``, ``crossed``, ``refusing``,
+        ``last_alert`` …"""
+        return await self._call(ops.BUDGET_STATUS)  # type: ignore[no-any-return]
+
     # -- reports and the log tree --------------------------------------------------------
     async def usage_rollup(self, by: Sequence[str] = ("model",), tz: str = "UTC", *,
                            start: Any = None, end: Any = None) -> JSON:
