@@ -4,14 +4,19 @@ period (``GET /api/v1/budgets/status``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from ledger.api import operations as ops
-from ledger.api.budgets import DEFAULT_THRESHOLDS, MAX_SECRET, MAX_THRESHOLDS, MAX_URL
-from ledger.model.periods import PERIODS
+from ledger.api.budgets import (
+    DEFAULT_THRESHOLDS,
+    MAX_SECRET,
+    MAX_THRESHOLD,
+    MAX_THRESHOLDS,
+    MAX_URL,
+)
 from ledger.server.logs import Tenant, json_response, route, service
 
 router = APIRouter(tags=["budgets"])
@@ -30,12 +35,12 @@ class BudgetIn(BaseModel):
 
     amount: str | StrictInt | StrictFloat = Field(
         description="USD per period, decimal text (e.g. `\"10\"`, `\"2.50\"`); more than 0.")
-    period: str = Field(description="One of " + ", ".join(f"`{p}`" for p in PERIODS) + ".",
-                        max_length=16)
+    period: Literal["day", "week", "month"] = Field(
+        description="The calendar period (weeks start on Monday).")
     tz: str = Field(default="UTC", max_length=64, description="An IANA time zone.")
-    thresholds: list[StrictInt] = Field(default=list(DEFAULT_THRESHOLDS), min_length=1,
-                                        max_length=MAX_THRESHOLDS,
-                                        description="Percentages of the amount, 1 to 1000.")
+    thresholds: list[Annotated[StrictInt, Field(ge=1, le=MAX_THRESHOLD)]] = Field(
+        default=list(DEFAULT_THRESHOLDS), min_length=1, max_length=MAX_THRESHOLDS,
+        description="Percentages of the amount, 1 to 1000.")
     webhook: str | None = Field(default=None, max_length=MAX_URL,
                                 description="An http(s) URL alerts are POSTed to.")
     webhook_secret: str | None = Field(default=None, max_length=MAX_SECRET, description=(

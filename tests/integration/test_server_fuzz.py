@@ -43,7 +43,9 @@ def _operations() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = serverproc.start(tmp_path_factory.mktemp("fuzz") / "data")
+    # Budget webhooks only to this machine: a generated URL is never requested elsewhere.
+    server = serverproc.start(tmp_path_factory.mktemp("fuzz") / "data",
+                              extra=("--webhook-host", "127.0.0.1"))
     try:
         yield server
     finally:

@@ -81,6 +81,14 @@ DELIBERATE: tuple[Deliberate, ...] = (
     Deliberate("positive_data_acceptance", (("POST", "/api/v1/log/cosignatures"),), 400,
                ("bad_request",),
                "only a checkpoint note the ledger signed is accepted"),
+    Deliberate("positive_data_acceptance", EVENT_ROUTES, 402, ("budget_exceeded",),
+               "a hard budget an earlier request set refuses the project's logs once it "
+               "is spent: it depends on the log's state"),
+    Deliberate("positive_data_acceptance", (("PUT", "/api/v1/budgets/{name}"),), 422,
+               ("invalid_request",),
+               "a budget's amount must be a decimal more than 0 and exact in nano-USD, its "
+               "zone one the query engine knows, its period day, week or month, its "
+               "webhook an http(s) URL on an allowed host: beyond what the schema states"),
     Deliberate("negative_data_rejection", EVENT_ROUTES[:2], 200, (),
                "`latency_ms` also takes a finite number or numeric text, rounded "
                "(docs/formats.md), as earlier clients send it; the schema documents the "
