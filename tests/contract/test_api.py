@@ -586,3 +586,67 @@ def test_both_transports_refuse_with_the_same_error_class(service: LedgerService
         http.close()
     assert local == remote
     assert [status for _, status in local] == [404, 404, 400, 422, 422, 400, 400, 400, 409]
+
+
+# -- budgets ---------------------------------------------------------------------------------
+def test_budgets_set_list_status_and_remove(api: Any) -> None:
+    made = api.call(ops.SET_BUDGET, name="daily", amount="2.50", period="day",
+                    tz="Europe/Paris", thresholds=[50, 100],
+                    webhook="https://hooks.example.com/llm")
+    secret = made.pop("webhook_secret")
+    assert secret.startswith("whsec_")
+    assert (made["amount"], made["amount_nanos"], made["thresholds"], made["hard"]) == (
+        "2.500000000", 2_500_000_000, [50, 100], False)
+    assert api.call(ops.LIST_BUDGETS)["budgets"] == [made]
+    api.call(ops.LOG_USAGE, event={**CALL, "cost": "1.25"})
+    (state,) = api.call(ops.BUDGET_STATUS)["budgets"]
+    assert (state["spent"], state["percent"], state["crossed"], state["refusing"]) == (
+        "1.250000000", 50.0, [50], False)
+    assert state["last_alert"]["threshold"] == 50
+    assert state["current_period"]["tz"] == "Europe/Paris"
+    assert secret not in orjson.dumps(state).decode()
+    assert api.call(ops.REMOVE_BUDGET, name="daily") == {"removed": "daily"}
+    assert api.call(ops.LIST_BUDGETS) == {"budgets": []}
+    assert refused(lambda: api.call(ops.REMOVE_BUDGET, name="daily")).status == 404
+
+
+def test_a_bad_budget_is_refused_alike(api: Any) -> None:
+    for params in ({"amount": "0"}, {"amount": "abc"}, {"period": "year"},
+                   {"tz": "Mars/Olympus"}, {"thresholds": [0]}, {"webhook": "ftp://x"},
+                   {"webhook_secret": "short"}, {"name": "-x"}):
+        err = refused(lambda params=params: api.call(ops.SET_BUDGET, **{
+            "name": "b", "amount": "1", "period": "day", **params}))
+        assert (err.status, type(err).__name__) == (422, "InvalidRequestError"), params
+        assert err.detail
+    assert api.call(ops.LIST_BUDGETS) == {"budgets": []}
+
+
+def test_a_hard_budget_refuses_logs_with_402_alike(api: Any) -> None:
+    api.call(ops.SET_BUDGET, name="cap", amount="0.01", period="month", hard=True)
+    api.call(ops.LOG_USAGE, event={**CALL, "cost": "0.01"})
+    total = api.call(ops.LIST_LOGS)["total"]
+    for op, params in ((ops.LOG_USAGE, {"event": CALL}), (ops.LOG_BATCH, {"events": [CALL]}),
+                       (ops.LOG_CONVERSATION, {"messages": [{"role": "user", "content": "x"}],
+                                               "metadata": CALL})):
+        err = refused(lambda op=op, params=params: api.call(op, **params))
+        assert (type(err).__name__, err.status, err.code) == (
+            "BudgetExceededError", 402, "budget_exceeded")
+    assert api.call(ops.LIST_LOGS)["total"] == total
+    assert api.call(ops.BUDGET_STATUS)["budgets"][0]["refusing"] is True
+
+
+def test_the_clients_manage_budgets(side: Side, tmp_path: Path) -> None:
+    async def main() -> tuple[Any, ...]:
+        async with side.client_for(f"bud{next(_counter)}", tmp_path) as client:
+            made = await client.set_budget("weekly", amount="5", period="week",
+                                           webhook_secret="x" * 16,
+                                           webhook="https://hooks.example.com/w")
+            listed = await client.list_budgets()
+            status = await client.budget_status()
+            removed = await client.remove_budget("weekly")
+            return made, listed, status, removed
+
+    made, listed, status, removed = asyncio.run(main())
+    assert "webhook_secret" not in made and listed["budgets"] == [made]
+    assert status["budgets"][0]["spent"] == "0.000000000"
+    assert removed == {"removed": "weekly"}
