@@ -52,6 +52,12 @@ def money(nanos: int) -> str:
     return f"{nanos_to_decimal(nanos):f}"
 
 
+def _short(nanos: int) -> str:
+    """An exact USD amount without trailing zeros (``"0.002"``), for messages."""
+    text = money(nanos).rstrip("0")
+    return text.removesuffix(".")
+
+
 def instant_text(when: datetime) -> str:
     return format_ts(ts_to_us(when.astimezone(UTC)))
 
@@ -196,7 +202,7 @@ class Budgets:
                         assert run.period is not None
                         raise BudgetExceededError(
                             f"budget {run.spec.name!r} of project {tenant!r} is spent: "
-                            f"${money(run.spent)} of ${money(run.spec.amount_nanos)} this "
+                            f"${_short(run.spent)} of ${_short(run.spec.amount_nanos)} this "
                             f"{run.spec.period} (from {run.period.local()[0]}); it is a "
                             "hard budget, so logs are refused until the period ends or the "
                             "budget is raised or removed")

@@ -131,6 +131,8 @@ def _alert(state: dict[str, Any]) -> str:
     last = state["last_alert"]
     if last is None:
         return "-"
+    if last["state"] == "none":
+        return f"{last['threshold']}% (no webhook)"
     return f"{last['threshold']}% {last['state']}" + (
         f" ({last['attempts']} failed)" if last["attempts"] else "")
 

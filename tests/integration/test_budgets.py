@@ -196,3 +196,48 @@ def test_alerts_once_per_threshold_through_retries_and_a_restart(
     finally:
         assert server.stop() == 0
     assert sum(len(v) for v in delivered(receiver.received(), "alpha").values()) == 3
+
+
+def test_the_cli_sets_lists_shows_and_removes_budgets_on_a_data_directory(
+        tmp_path: Path) -> None:
+    """``llmring budgets`` in embedded mode: the same operations, tables and --json, a
+    hard budget refusing ``record`` with a message (exit 2), bad input exit 2 with a
+    message and no traceback."""
+    from click.testing import CliRunner
+
+    from ledger.cli import cli
+
+    def llmring(*args: str) -> Any:
+        runner = CliRunner(env={"LLMRING_LEDGER_DIR": None, "LLMRING_PROJECT": None})
+        return runner.invoke(cli, ["--data", str(tmp_path / "data"), "--project", "acme",
+                                   *args], catch_exceptions=False)
+
+    made = llmring("budgets", "set", "daily", "--amount", "10", "--period", "day", "--tz",
+                   "Europe/Paris", "--thresholds", "75,90,100", "--webhook",
+                   "https://hooks.example.com/x")
+    assert made.exit_code == 0 and "$10.0000 per day (Europe/Paris)" in made.output
+    assert "whsec_" in made.output  # shown once
+    cap = llmring("budgets", "set", "cap", "--amount", "0.001", "--period", "month",
+                  "--hard", "--json")
+    assert orjson.loads(cap.output)["hard"] is True
+    assert llmring("record", "--provider", "p", "--model", "m", "--cost", "0.002"
+                   ).exit_code == 0
+    refused = llmring("record", "--provider", "p", "--model", "m", "--cost", "0.002")
+    assert refused.exit_code == 2 and "budget 'cap'" in refused.output
+    assert "$0.002 of $0.001" in refused.output
+    listed = llmring("budgets", "list")
+    assert "daily" in listed.output and "whsec_" not in listed.output
+    status = orjson.loads(llmring("budgets", "status", "--json").output)
+    by_name = {b["name"]: b for b in status["budgets"]}
+    assert by_name["cap"]["refusing"] and by_name["cap"]["crossed"] == [75, 90, 100]
+    assert by_name["daily"]["spent"] == "0.002000000"
+    table = llmring("budgets", "status").output
+    assert "200.00%" in table and "(no webhook)" in table
+    for bad in (("--amount", "0", "--period", "day"), ("--amount", "1", "--period", "day",
+                                                       "--thresholds", "a"),
+                ("--amount", "1", "--period", "day", "--tz", "Nowhere/Land")):
+        out = llmring("budgets", "set", "x", *bad)
+        assert out.exit_code == 2 and "Traceback" not in out.output and out.output
+    assert llmring("budgets", "remove", "cap").exit_code == 0
+    assert llmring("budgets", "remove", "cap").exit_code == 2
+    assert llmring("record", "--provider", "p", "--model", "m", "--cost", "0").exit_code == 0
