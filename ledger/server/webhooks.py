@@ -88,6 +88,7 @@ class Deliverer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # before the round: an alert recorded during it wakes the next
             wait = None
             try:
                 wait = self._round()
@@ -95,7 +96,6 @@ class Deliverer:
                 log.exception("budget alert delivery failed")
                 wait = max(self.policy.backoff, 1.0)
             self._wake.wait(wait)
-            self._wake.clear()
 
     def _round(self) -> float | None:
         """Send every pending alert that is due; the seconds until the next is due
