@@ -105,7 +105,8 @@ def list_budgets(app: App, as_json: bool) -> None:
         click.echo(f"No budgets in project {project}.")
         return
     table = new_table("name", "amount", "period", "tz", "alerts at", "hard", "webhook",
-                      title=f"Budgets of {project}", numeric=("amount",), ids=("name",))
+                      title=f"Budgets of {project}", numeric=("amount",), ids=("name",),
+                      optional=("webhook",))
     for b in budgets:
         table.add_row(b["name"], usd(b["amount_nanos"]), b["period"], b["tz"],
                       _percents(b["thresholds"]), "yes" if b["hard"] else "no",
@@ -154,7 +155,8 @@ def budget_status(app: App, as_json: bool) -> None:
         return
     table = new_table("name", "period from", "spent", "amount", "percent", "crossed",
                       "refusing", "last alert", title=f"Budgets of {answer['project']}",
-                      numeric=("spent", "amount", "percent"), ids=("name", "period from"))
+                      numeric=("spent", "amount", "percent"), ids=("name", "period from"),
+                      optional=("last alert",))
     for b in budgets:
         table.add_row(b["name"], b["current_period"]["start"], usd(b["spent_nanos"]),
                       usd(b["amount_nanos"]), f"{b['percent']:.2f}%",
