@@ -8,7 +8,8 @@
 (c) ``POST /api/v1/receipts/generate`` with ``since_last_receipt`` over 100,000
     uncertified events (target <= 2 s).
 
-One command: ``python bench/server.py`` (options: ``--quick``, ``--dir``, ``--only``). Medians of
+One command: ``python bench/server.py`` (options: ``--quick``, ``--dir``, ``--only``,
+``--budgets``: the same with budgets evaluated on every append). Medians of
 ``--repeats`` runs; the runs are printed in brackets. The load generator runs on the
 same machine as the server (it competes for the same cores).
 """
@@ -198,6 +199,9 @@ def main() -> int:
     ap.add_argument("--batch-events", type=int, default=200_000)
     ap.add_argument("--generate-events", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    ap.add_argument("--budgets", action="store_true",
+                    help="give the (a) and (b) projects three budgets each (day, week, "
+                         "month; never reached) so every append is evaluated against them")
     ap.add_argument("--only", choices=["single", "batch", "generate"],
                     help="run one measurement: (a) single, (b) batch or (c) generate")
     args = ap.parse_args()
@@ -213,6 +217,16 @@ def main() -> int:
     server = Server(root / "data")
     ok = True
     try:
+        for project in ("single", "batch") if args.budgets else ():
+            for period in ("day", "week", "month"):
+                resp = httpx.put(f"{server.url}/api/v1/budgets/{period}ly",
+                                 headers=server.headers(project),
+                                 json={"amount": "1000000000", "period": period,
+                                       "tz": "America/Los_Angeles"})
+                if resp.status_code != 200:
+                    raise SystemExit(f"budget: {resp.status_code} {resp.text[:300]}")
+        if args.budgets:
+            print("with 3 budgets on each of the (a) and (b) projects", flush=True)
         factory = EventFactory(seed=7)
         single_events = [orjson.dumps(wire(e)) for e in factory.batch(20_000)]
         rates, polls = [], []
