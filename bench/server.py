@@ -219,7 +219,7 @@ def main() -> int:
     try:
         for project in ("single", "batch") if args.budgets else ():
             for period in ("day", "week", "month"):
-                resp = httpx.put(f"{server.url}/api/v1/budgets/{period}ly",
+                resp = httpx.put(f"{server.url}/api/v1/budgets/per-{period}",
                                  headers=server.headers(project),
                                  json={"amount": "1000000000", "period": period,
                                        "tz": "America/Los_Angeles"})
