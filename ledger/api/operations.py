@@ -45,8 +45,10 @@ Answer = Literal["json", "bytes", "text"]
 
 
 def date_text(value: Any) -> str | None:
-    """A date bound as the API takes it: ``YYYY-MM-DD`` for dates, ISO 8601 for
-    datetimes (naive = UTC), text unchanged."""
+    """A date bound as the HTTP API takes it: ``YYYY-MM-DD`` for dates, ISO 8601 for
+    datetimes (naive = UTC, the API's rule), text unchanged. The Python clients make a
+    bound local before it gets here (``ledger.client.local_time``); the CLI sends its
+    options' text."""
     if value is None:
         return None
     if isinstance(value, datetime | date):

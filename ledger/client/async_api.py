@@ -8,8 +8,13 @@ both return the JSON dicts of the HTTP API (the users' guide indexes them:
 all ``LedgerError``, alias ``LedgerHTTPError``, with ``status`` and ``detail``);
 ``ServerClient`` raises ``ServerUnavailableError`` when no server answers.
 
-Dates (``start_date``, ``end_date``, ``start``, ``end``) accept ``datetime`` (naive =
-UTC), ``date`` (a whole day; as an end, that day is included) or ISO 8601 text.
+Dates (``start_date``, ``end_date``, ``start``, ``end``) accept a ``datetime``, a
+``date`` or ISO 8601 text, read in the machine's local time zone (``TZ`` honoured), as
+``datetime.now()`` and ``date.today()`` are: a naive datetime is that local wall-clock
+time; a date is that whole local day (from local midnight; as an end, up to the next
+local midnight, so the day is included); an offset is kept (``ledger.client.local_time``).
+Both transports are sent the same aware instant. (The HTTP API itself, which cannot know
+the caller's zone, takes naive = UTC.)
 
 ``checkpoint()`` keeps the last checkpoint the client saw of the project's log (in
 memory, and in ``state_dir`` when given, so across runs) and checks every new one: it
@@ -29,6 +34,7 @@ from ledger.api import operations as ops
 from ledger.api.operations import date_text
 from ledger.api.refusals import LedgerHTTPError
 from ledger.api.transport import AsyncHttpTransport, AsyncLocalTransport, AsyncTransport
+from ledger.client.local_time import local_bound
 from ledger.errors import NothingToCertifyError
 
 if TYPE_CHECKING:
@@ -100,7 +106,7 @@ class AsyncLedgerClient:
     async def list_logs(self, limit: int = 100, offset: int = 0, *, start: Any = None,
                         end: Any = None, order: str = "seq") -> JSON:
         return await self._call(  # type: ignore[no-any-return]
-            ops.LIST_LOGS, limit=limit, offset=offset, start=start, end=end, order=order)
+            ops.LIST_LOGS, limit=limit, offset=offset, **_window(start, end), order=order)
 
     # -- receipts ------------------------------------------------------------------------
     async def generate_receipt(self, conversation_id: str | None = None,
@@ -121,7 +127,7 @@ class AsyncLedgerClient:
         try:
             return await self._call(  # type: ignore[no-any-return]
                 ops.GENERATE_RECEIPT, conversation_id=conversation_id,
-                start_date=start_date, end_date=end_date, log_ids=log_ids,
+                **_range(start_date, end_date), log_ids=log_ids,
                 since_last_receipt=since_last_receipt, description=description, tags=tags)
         except NothingToCertifyError:
             if if_empty == "skip":
@@ -135,8 +141,9 @@ class AsyncLedgerClient:
         """What ``generate_receipt`` would certify (``total_logs``, ``total_cost``,
         ``by_model`` …); writes nothing. An empty selection answers zero totals."""
         return await self._call(  # type: ignore[no-any-return]
-            ops.PREVIEW_RECEIPT, conversation_id=conversation_id, start_date=start_date,
-            end_date=end_date, log_ids=log_ids, since_last_receipt=since_last_receipt)
+            ops.PREVIEW_RECEIPT, conversation_id=conversation_id,
+            **_range(start_date, end_date), log_ids=log_ids,
+            since_last_receipt=since_last_receipt)
 
     async def get_uncertified_logs(self, limit: int = 100, offset: int = 0) -> JSON:
         return await self._call(ops.UNCERTIFIED,  # type: ignore[no-any-return]
@@ -202,11 +209,11 @@ class AsyncLedgerClient:
     async def usage_rollup(self, by: Sequence[str] = ("model",), tz: str = "UTC", *,
                            start: Any = None, end: Any = None) -> JSON:
         return await self._call(ops.ROLLUP,  # type: ignore[no-any-return]
-                                by=list(by), tz=tz, start=start, end=end)
+                                by=list(by), tz=tz, **_window(start, end))
 
     async def export_events(self, format: str = "jsonl", *,
                             start: Any = None, end: Any = None) -> bytes:
-        return bytes(await self._call(ops.EXPORT, format=format, start=start, end=end))
+        return bytes(await self._call(ops.EXPORT, format=format, **_window(start, end)))
 
     async def log_inclusion(self, log_id: str, size: int | None = None) -> JSON:
         """The ``ledger-log-inclusion/v1`` bundle of one log at a signed checkpoint."""
@@ -310,6 +317,18 @@ class EmbeddedClient(AsyncLedgerClient):
 
     async def __aenter__(self) -> EmbeddedClient:
         return self
+
+
+def _window(start: Any, end: Any) -> dict[str, Any]:
+    """A query window's bounds in local time (``ledger.client.local_time``)."""
+    return {"start": local_bound(start, name="start"),
+            "end": local_bound(end, end=True, name="end")}
+
+
+def _range(start_date: Any, end_date: Any) -> dict[str, Any]:
+    """A receipt's date range in local time (``ledger.client.local_time``)."""
+    return {"start_date": local_bound(start_date, name="start_date"),
+            "end_date": local_bound(end_date, end=True, name="end_date")}
 
 
 def _seg(value: str) -> str:
