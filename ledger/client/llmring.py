@@ -119,7 +119,11 @@ class LLMRing:
 
     async def chat(self, alias: str, messages: Sequence[Mapping[str, Any]],
                    **options: Any) -> LLMResponse:
-        """Call the provider, log the call (one event), return the response."""
+        """Call the provider, log the call (one event), return the response. Each message
+        is a mapping such as ``{"role": "user", "content": "Hello!"}``; anything else
+        (the guide's ``messages=[...]`` placeholder is a list holding ``Ellipsis``) is a
+        ``TypeError`` naming it, before anything is called or logged."""
+        messages = _checked_messages(messages)
         started = time.perf_counter()
         raw = await self.provider(alias, list(messages), **options)
         latency_ms = round((time.perf_counter() - started) * 1000)
@@ -151,6 +155,17 @@ class LLMRing:
                  "cost": cost if cost is not None else 0.0}
         return LLMResponse(content=done.content, model=done.model, provider=done.provider,
                            usage=usage, metadata=metadata)
+
+
+def _checked_messages(messages: Any) -> list[Mapping[str, Any]]:
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
+        raise TypeError(f"messages must be a list of messages, not "
+                        f"{type(messages).__name__}")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise TypeError(f"messages[{i}] must be a mapping such as {{'role': 'user', "
+                            f"'content': 'Hello!'}}, not {message!r}")
+    return list(messages)
 
 
 __all__ = ["Completion", "LLMResponse", "LLMRing", "OfflineProvider", "Provider"]

@@ -107,3 +107,20 @@ def test_completion_fields_are_those_a_provider_returns() -> None:
 def test_a_ring_takes_a_server_or_a_directory_not_both(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not both"):
         LLMRing("http://127.0.0.1:1", "k", data_dir=tmp_path)
+
+
+def test_a_message_that_is_not_a_mapping_is_refused_before_the_call() -> None:
+    """The guide's ``messages=[...]`` placeholder (a list holding Ellipsis) is a
+    TypeError naming the message; the provider is not called."""
+    called: list[str] = []
+
+    async def provider(alias: str, messages: list[Any], **options: Any) -> Completion:
+        called.append(alias)
+        return Completion("x", "p", "m", 1, 1)
+
+    ring = LLMRing(provider=provider)
+    with pytest.raises(TypeError, match=r"messages\[0\] must be a mapping .* not Ellipsis"):
+        asyncio.run(ring.chat("alias", messages=[...]))
+    with pytest.raises(TypeError, match="messages must be a list of messages, not str"):
+        asyncio.run(ring.chat("alias", messages="Hello!"))  # type: ignore[arg-type]
+    assert called == []
