@@ -219,6 +219,12 @@ LOG_CONVERSATION = _op("log_conversation", "POST", "/api/v1/conversations/log",
                        summary="Log one call with its conversation",
                        refuses=(*EVENT_REFUSALS, ContentError))
 
+LOG_LITELLM = _op("log_litellm", "POST", "/api/v1/integrations/litellm",
+                  Param("payloads", "whole_body",
+                        lambda p: dict(p) if isinstance(p, dict) else list(p)),
+                  summary="Record LiteLLM's logged calls (generic_api)",
+                  refuses=EVENT_REFUSALS)
+
 # -- events ---------------------------------------------------------------------------------
 LIST_LOGS = _op("list_logs", "GET", "/api/v1/logs", *PAGING, *WINDOW, _q("order"),
                 summary="List the project's events", refuses=(RequestError,))
@@ -297,10 +303,10 @@ PUBLIC_KEY_PEM = _op("public_key_pem", "GET", "/receipts/public-key.pem", tenant
                      answer="text", summary="The current signing key (PEM)")
 
 OPERATIONS: tuple[Operation, ...] = (
-    WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LIST_LOGS, GET_LOG, LOG_CONTENT, ROLLUP,
-    EXPORT, STATS, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES, CONSISTENCY, GENERATE_RECEIPT,
-    PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS, PROVE,
-    SET_BUDGET, LIST_BUDGETS, REMOVE_BUDGET, BUDGET_STATUS,
+    WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LOG_LITELLM, LIST_LOGS, GET_LOG,
+    LOG_CONTENT, ROLLUP, EXPORT, STATS, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES,
+    CONSISTENCY, GENERATE_RECEIPT, PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT,
+    RECEIPT_LOGS, PROVE, SET_BUDGET, LIST_BUDGETS, REMOVE_BUDGET, BUDGET_STATUS,
     VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
 

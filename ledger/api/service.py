@@ -118,6 +118,21 @@ class LedgerService:
         return {"logs": logs, "count": len(logs),
                 "created": sum(1 for log in logs if log["created"])}
 
+    def log_litellm(self, tenant: str, payloads: bytes | str | Sequence[Any] | Mapping[str, Any]
+                    ) -> dict[str, Any]:
+        """LiteLLM's logged calls (``ledger.integrations.litellm``: a request body in any
+        of its ``generic_api`` formats, or parsed payloads), appended as one batch: all of
+        them or, on any bad payload or id conflict, none. Answer: ``{received, accepted,
+        repeated, skipped}`` (repeated: ids already recorded with the same content;
+        skipped: failed calls)."""
+        from ledger.integrations.litellm import read_payloads
+
+        check_tenant(tenant)
+        batch = read_payloads(payloads)
+        created = self.log_batch(tenant, batch.events)["created"] if batch.events else 0
+        return {"received": batch.received, "accepted": created,
+                "repeated": len(batch.events) - created, "skipped": batch.skipped}
+
     def log_conversation(self, tenant: str, *, messages: Any, response: Any = None,
                          metadata: Mapping[str, Any] | None = None,
                          conversation_id: str | None = None) -> dict[str, Any]:

@@ -46,6 +46,8 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_MAX_BATCH_BODY = 64 * 1024 * 1024
 BATCH_PATHS = ("/api/v1/log/batch",)
 EVENT_PATHS = ("/api/v1/log", *BATCH_PATHS)
+# Routes taking many events in one body: ``--max-batch-body`` applies.
+LARGE_BODY_PATHS = (*BATCH_PATHS, "/api/v1/integrations/litellm")
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ class BodyLimit:
                 if declared > limit:
                     drained = declared <= _drain_limit(limit) and await _drain(
                         receive, _drain_limit(limit))
-                    await _refuse(scope, receive, send, _too_large(limit), close=not drained)
+                    await _refuse(scope, receive, send, _too_large(limit, scope["path"]),
+                                  close=not drained)
                     return
         body = bytearray()
         while True:
@@ -117,7 +120,8 @@ class BodyLimit:
             if len(body) > limit:
                 drained = not message.get("more_body", False) or await _drain(
                     receive, _drain_limit(limit) - len(body))
-                await _refuse(scope, receive, send, _too_large(limit), close=not drained)
+                await _refuse(scope, receive, send, _too_large(limit, scope["path"]),
+                                  close=not drained)
                 return
             if not message.get("more_body", False):
                 break
@@ -133,10 +137,12 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-def _too_large(limit: int) -> RequestTooLargeError:
+def _too_large(limit: int, path: str) -> RequestTooLargeError:
+    more = ("" if path in LARGE_BODY_PATHS
+            else " (POST /api/v1/log/batch takes more)")
     return RequestTooLargeError(
         f"request body too large: at most {limit:,} bytes are accepted here; send fewer "
-        "events per request (POST /api/v1/log/batch takes more)")
+        f"events per request{more}")
 
 
 def _drain_limit(limit: int) -> int:
@@ -330,10 +336,11 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
         lifespan=lifespan,
     )
     _install_error_handlers(app)
-    from ledger.server import logs, public, reports
+    from ledger.server import integrations, logs, public, reports
 
     app.include_router(public.router)
     app.include_router(logs.router)
+    app.include_router(integrations.router)
     app.include_router(reports.router)
     from ledger.server import budgets, receipts
 
@@ -343,7 +350,7 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
         _install_metrics(app)
 
     def limit_for(path: str) -> int:
-        return config.max_batch_body if path in BATCH_PATHS else config.max_body
+        return config.max_batch_body if path in LARGE_BODY_PATHS else config.max_body
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
     app.add_middleware(InternalErrors)  # outside the limit: it sees every request

@@ -46,6 +46,16 @@ class BatchOut(BaseModel):
     created: int
 
 
+class LiteLLMOut(BaseModel):
+    """What became of a request of LiteLLM payloads."""
+
+    received: int = Field(description="Payloads in the request.")
+    accepted: int = Field(description="New events recorded.")
+    repeated: int = Field(description="Payloads whose id was already recorded with the "
+                                      "same content (a retry): nothing added.")
+    skipped: int = Field(description="Failed calls (`status: failure`): not recorded.")
+
+
 class ConversationLogIn(BaseModel):
     """One call with its conversation content. ``metadata`` carries the call's
     provider, model, alias, tokens and cost (the event fields); other metadata keys are

@@ -18,6 +18,8 @@ FORBIDDEN = {
     "ledger.tlog": ("ledger.receipts", "ledger.core", *ABOVE_CORE),
     "ledger.receipts": ("ledger.core", *ABOVE_CORE),
     "ledger.core": ABOVE_CORE,
+    "ledger.integrations": ("ledger.storage", "ledger.tlog", "ledger.receipts", "ledger.core",
+                            *ABOVE_CORE),
 }
 
 
