@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -19,13 +20,16 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import yaml
 
 from ledger.api.apikeys import ApiKeyStore
 from ledger.model.money import decimal_to_nanos
 from tests.support import serverproc
+from tests.support.paths import REPO
 from tests.support.serverproc import Server
 
 ROUTE = "/api/v1/integrations/litellm"
+DOC = REPO / "docs" / "integrations.md"
 FORMATS = ("json_array", "ndjson", "single")
 PROJECTS = (*FORMATS, "sdk", "bad")
 # LiteLLM prices each from its own (packaged) cost map.
@@ -63,6 +67,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+def documented_proxy_settings(server: Server, log_format: str) -> tuple[str, dict[str, Any]]:
+    """The callback named in the proxy ``config.yaml`` of docs/integrations.md and its
+    ``callback_settings``, aimed at ``server`` with the format's project key (resolving
+    ``os.environ/LLMRING_API_KEY`` as the proxy does) and ``log_format``."""
+    block = re.search(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert block is not None, "docs/integrations.md has no config.yaml"
+    config = yaml.safe_load(block.group(1))
+    [name] = config["litellm_settings"]["success_callback"]
+    settings = dict(config["callback_settings"][name])
+    assert settings["callback_type"] == "generic_api"
+    assert settings["endpoint"].endswith(ROUTE)
+    settings["endpoint"] = server.url + ROUTE
+    key = {"os.environ/LLMRING_API_KEY": server.keys[log_format]}
+    settings["headers"] = {h: key.get(v, v) for h, v in settings["headers"].items()}
+    assert "X-API-Key" in settings["headers"]
+    return name, {**settings, "log_format": log_format}
 
 
 def events(server: Server, project: str) -> list[dict[str, Any]]:
@@ -123,16 +145,15 @@ def assert_recorded(recorded: list[dict[str, Any]], answers: list[Any]) -> None:
 @pytest.mark.parametrize("log_format", FORMATS)
 def test_the_generic_api_logger_records_each_call_once_in_every_format(
         litellm: ModuleType, server: Server, log_format: str) -> None:
-    """LiteLLM's own ``GenericAPILogger``, set up from ``callback_settings`` as the proxy
-    does: 5 completions are 5 events with LiteLLM's costs; the same batch sent again by
-    the logger (a retry) adds nothing, and the server answers it as 5 repeats."""
+    """LiteLLM's own ``GenericAPILogger``, set up as the proxy does from the
+    ``callback_settings`` of docs/integrations.md: 5 completions are 5 events with
+    LiteLLM's costs; the same batch sent again by the logger (a retry) adds nothing, and
+    the server answers it as 5 repeats."""
     from litellm.litellm_core_utils.logging_callback_manager import LoggingCallbackManager
 
     async def run() -> tuple[list[Any], list[Any], list[Any]]:
-        name = f"ledger_{log_format}"
-        litellm.callback_settings = {name: {
-            "callback_type": "generic_api", "endpoint": server.url + ROUTE,
-            "headers": {"X-API-Key": server.keys[log_format]}, "log_format": log_format}}
+        name, settings = documented_proxy_settings(server, log_format)
+        litellm.callback_settings = {name: settings}
         logger = LoggingCallbackManager.add_custom_callback_generic_api_str(name)
         assert type(logger).__name__ == "GenericAPILogger"
         use_callbacks(litellm, logger)
