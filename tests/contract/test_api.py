@@ -151,6 +151,34 @@ def test_log_batch_is_all_or_nothing(api: Any) -> None:
     assert api.call(ops.LIST_LOGS)["total"] == 3
 
 
+LITELLM = {"id": "chatcmpl-1", "status": "success", "custom_llm_provider": "openai",
+           "model": "gpt-4o-mini", "model_group": "fast", "startTime": 1767225600.25,
+           "endTime": 1767225600.5, "prompt_tokens": 10, "completion_tokens": 20,
+           "response_cost": 0.00010169999999999999, "end_user": "acme"}
+
+
+def test_log_litellm_records_each_call_once_all_or_nothing(api: Any) -> None:
+    """LiteLLM's payloads: one event per successful call, a failure skipped, a retry
+    repeated, a reused id a 409 and a bad payload a 422, both writing nothing."""
+    failed = {**LITELLM, "id": "chatcmpl-f", "status": "failure"}
+    answer = api.call(ops.LOG_LITELLM, payloads=[LITELLM, {**LITELLM, "id": "chatcmpl-2"},
+                                                 failed])
+    assert answer == {"received": 3, "accepted": 2, "repeated": 0, "skipped": 1}
+    assert api.call(ops.LOG_LITELLM, payloads=LITELLM) == {
+        "received": 1, "accepted": 0, "repeated": 1, "skipped": 0}
+    logs = api.call(ops.LIST_LOGS)["logs"]
+    assert [(e["event_id"], e["alias"], e["cost_nanos"], e["latency_ms"]) for e in logs] == [
+        ("chatcmpl-1", "fast", 101_700, 250), ("chatcmpl-2", "fast", 101_700, 250)]
+    assert logs[0]["metadata"] == {"litellm.end_user": "acme"}
+    err = refused(lambda: api.call(ops.LOG_LITELLM, payloads=[
+        {**LITELLM, "id": "chatcmpl-3"}, {**LITELLM, "prompt_tokens": 11}]))
+    assert err.status == 409 and "chatcmpl-1" in str(err.detail)
+    err = refused(lambda: api.call(ops.LOG_LITELLM, payloads=[
+        {**LITELLM, "id": "chatcmpl-3"}, {**LITELLM, "id": "chatcmpl-4", "prompt_tokens": -1}]))
+    assert err.status == 422 and "event 1: prompt_tokens" in str(err.detail)
+    assert api.call(ops.LIST_LOGS)["total"] == 2
+
+
 def test_log_conversation_stores_its_content(api: Any) -> None:
     messages = [{"role": "user", "content": "hello"}]
     answer = api.call(ops.LOG_CONVERSATION, messages=messages,
