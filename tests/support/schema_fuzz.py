@@ -64,6 +64,12 @@ DELIBERATE: tuple[Deliberate, ...] = (
                "within the accepted window (relative to now), a cost exact in nano-USD, "
                "text without control characters, a conversation's event fields in its "
                "metadata"),
+    Deliberate("positive_data_acceptance", (("POST", "/api/v1/integrations/litellm"),), 422,
+               ("invalid_event",),
+               "a LiteLLM payload is checked by the event's rules beyond JSON types: a "
+               "startTime within the accepted window, a provider for a successful call "
+               "(which `status` decides), ids without white space, names without control "
+               "characters, a cost within range (docs/http-api.md, LiteLLM)"),
     Deliberate("positive_data_acceptance", DATE_ROUTES, 400,
                ("bad_request", "invalid_rollup"),
                "a date is a string in the schema; text that is not a date, one out of "
