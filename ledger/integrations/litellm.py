@@ -57,7 +57,6 @@ from ledger.model.money import MAX_COST_NANOS, decimal_to_nanos
 
 ORIGIN = "litellm"
 MAX_PAYLOADS = 10_000  # per request, as ``POST /api/v1/log/batch``
-FORMATS = ("json_array", "ndjson", "single")
 
 
 def _number(value: Any) -> Decimal:
@@ -384,5 +383,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FORMATS", "MAX_PAYLOADS", "METADATA_KEYS", "LiteLLMBatch", "LiteLLMPayload",
+__all__ = ["MAX_PAYLOADS", "METADATA_KEYS", "LiteLLMBatch", "LiteLLMPayload",
            "cost_nanos", "event_of", "read_event", "read_payloads", "split_body"]

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -46,8 +47,30 @@ def use_callbacks(litellm: ModuleType, *callbacks: Any) -> None:
     litellm.callbacks = list(callbacks)
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 @pytest.fixture(scope="module")
-def litellm() -> Iterator[ModuleType]:
+def outside_lookups() -> Iterator[list[str]]:
+    """The names looked up for any host but this machine while the module runs (LiteLLM
+    fetches its cost map at import unless told not to): each is refused and recorded."""
+    looked_up: list[str] = []
+    real = socket.getaddrinfo
+
+    def local_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name not in LOCAL_HOSTS:
+            looked_up.append(name)
+            raise socket.gaierror(socket.EAI_NONAME, f"no network in this test: {name}")
+        return real(host, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", local_only)
+        yield looked_up
+
+
+@pytest.fixture(scope="module")
+def litellm(outside_lookups: list[str]) -> Iterator[ModuleType]:
     """The ``litellm`` package, with its packaged cost map (no fetch at import), and no
     callbacks left after each test."""
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -55,6 +78,13 @@ def litellm() -> Iterator[ModuleType]:
 
     yield litellm
     use_callbacks(litellm)
+
+
+@pytest.fixture(autouse=True)
+def no_network(outside_lookups: list[str]) -> Iterator[None]:
+    """Every test here runs without the network: LiteLLM's calls are mocked."""
+    yield
+    assert outside_lookups == []
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +128,14 @@ def post(server: Server, project: str, body: bytes | Any) -> httpx.Response:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     return httpx.post(server.url + ROUTE, content=data, timeout=30,
                       headers={**server.headers(project), "Content-Type": "application/json"})
+
+
+def appended(server: Server) -> float:
+    """The server's ``llmring_events_appended_total`` (GET /metrics)."""
+    text = httpx.get(server.url + "/metrics").text
+    found = re.search(r"^llmring_events_appended_total (\S+)$", text, re.M)
+    assert found is not None, text
+    return float(found.group(1))
 
 
 def nanos_of(response_cost: float) -> int:
@@ -240,8 +278,10 @@ def test_bad_payloads_are_refused_naming_them_and_change_nothing(server: Server)
     """Wrong types, a missing model, negative tokens, a body that is not JSON, too many
     payloads or too many bytes, an id reused with other content: a 4xx naming the
     payload and the field, and not one event of the request is recorded."""
+    before = appended(server)
     good = _payload("call-ok")
     assert post(server, "bad", [good]).json()["accepted"] == 1
+    assert appended(server) == before + 1  # the server's metrics count it, once
     recorded = events(server, "bad")
     assert recorded[0]["cost_nanos"] == 101_700  # 0.00010169999999999999 USD, rounded
     missing_model = {k: v for k, v in _payload("call-3").items() if k != "model"}
@@ -266,3 +306,4 @@ def test_bad_payloads_are_refused_naming_them_and_change_nothing(server: Server)
         assert answer.status_code == status, (named, answer.text)
         assert named in answer.json()["detail"], answer.text
     assert events(server, "bad") == recorded
+    assert appended(server) == before + 1
