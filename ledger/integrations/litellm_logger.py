@@ -36,8 +36,10 @@ class LedgerLogger(CustomLogger):
     """A LiteLLM ``CustomLogger`` recording each successful call in the ledger of
     ``server_url`` for the project of ``api_key``."""
 
-    def __init__(self, server_url: str, api_key: str, *, timeout: float = 10.0,
+    def __init__(self, server_url: str, api_key: str, *, timeout: float = 5.0,
                  max_retries: int = 2, retry_delay: float = 0.5, **kwargs: Any) -> None:
+        """``timeout`` (seconds) bounds each attempt; with the default retries, a call's
+        logging ends within LiteLLM's 20 s limit for an async logging hook."""
         super().__init__(**kwargs)
         if not server_url or not api_key:
             raise ValueError("LedgerLogger needs the ledger server's URL and an API key")

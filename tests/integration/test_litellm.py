@@ -220,8 +220,8 @@ def test_the_generic_api_logger_records_each_call_once_in_every_format(
 def test_the_in_process_logger_records_sync_and_async_calls(
         litellm: ModuleType, server: Server, caplog: pytest.LogCaptureFixture) -> None:
     """``LedgerLogger`` in ``litellm.callbacks``: ``completion`` and ``acompletion`` each
-    record one event; a refused key or an unreachable server only logs a warning, and
-    the user's call still answers."""
+    record one event; a refused key, an unreachable server or one that never answers
+    only logs a warning, and the user's call answers at once all the same."""
     from ledger.integrations.litellm import LedgerLogger
 
     use_callbacks(litellm, LedgerLogger(server.url, server.keys["sdk"], retry_delay=0.01))
@@ -251,14 +251,19 @@ def test_the_in_process_logger_records_sync_and_async_calls(
 
         caplog.set_level(logging.WARNING, logger="llmring.litellm")
         closed = f"http://127.0.0.1:{serverproc.free_port()}"
-        for url, key in ((server.url, "not-a-key"), (closed, "k")):
-            use_callbacks(litellm, LedgerLogger(url, key, retry_delay=0.01, timeout=2))
-            caplog.clear()
-            answer = litellm.completion(model="gpt-4o-mini", mock_response="still fine",
-                                        messages=[{"role": "user", "content": "hi"}])
-            assert answer.choices[0].message.content == "still fine"
-            wait_for(lambda: any("did not record" in r.getMessage()
-                                 for r in caplog.records), "the warning")
+        with socket.create_server(("127.0.0.1", 0)) as silent:  # connects, never answers
+            hangs = f"http://127.0.0.1:{silent.getsockname()[1]}"
+            for url, key in ((server.url, "not-a-key"), (closed, "k"), (hangs, "k")):
+                use_callbacks(litellm, LedgerLogger(url, key, retry_delay=0.01, timeout=1))
+                caplog.clear()
+                started = time.monotonic()
+                answer = litellm.completion(model="gpt-4o-mini", mock_response="still fine",
+                                            messages=[{"role": "user", "content": "hi"}])
+                assert answer.choices[0].message.content == "still fine"
+                # held up, it would wait out 3 attempts of 1 s on the silent server
+                assert time.monotonic() - started < 2.5
+                wait_for(lambda: any("did not record" in r.getMessage()
+                                     for r in caplog.records), "the warning")
         assert len(events(server, "sdk")) == 5
     finally:
         use_callbacks(litellm)
