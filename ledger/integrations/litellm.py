@@ -38,7 +38,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -57,6 +57,9 @@ from ledger.model.money import MAX_COST_NANOS, decimal_to_nanos
 
 ORIGIN = "litellm"
 MAX_PAYLOADS = 10_000  # per request, as ``POST /api/v1/log/batch``
+FIRST_US, END_US = -62_135_596_800 * 10**6, 253_402_300_800 * 10**6  # years 1 to 9999
+MAX_COST_USD = Decimal(MAX_COST_NANOS) / 1_000_000_000
+HALF_NANO = Decimal("0.0000000005")
 
 
 def _number(value: Any) -> Decimal:
@@ -220,8 +223,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _seconds_to_us(seconds: Decimal) -> int:
-    return int((seconds * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
+def _seconds_to_us(seconds: Decimal, name: str) -> int:
+    """Unix seconds in microseconds, rounded half to even; outside years 1 to 9999
+    refused naming ``name`` (an absurd exponent before any arithmetic on it)."""
+    us = (int((seconds * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
+          if abs(seconds) < 10**12 else None)
+    if us is None or not FIRST_US <= us < END_US:
+        raise _Refused(f"{name}: {seconds:.6g} is out of range (Unix time in seconds)")
+    return us
 
 
 def cost_nanos(response_cost: Decimal) -> int:
@@ -229,11 +238,12 @@ def cost_nanos(response_cost: Decimal) -> int:
     nearest nano, ties to even (the rule of the price table's costs)."""
     if response_cost < 0:
         raise _Refused(f"response_cost: must not be negative, not {response_cost}")
-    nanos = decimal_to_nanos(response_cost)
-    if nanos > MAX_COST_NANOS:
-        raise _Refused(f"response_cost: {response_cost} USD is more than one call may "
+    if response_cost > MAX_COST_USD:
+        raise _Refused(f"response_cost: {response_cost:.6g} USD is more than one call may "
                        f"cost ({MAX_COST_NANOS} nano-USD)")
-    return nanos
+    if response_cost <= HALF_NANO:  # rounds to 0 (a tie to even), whatever its exponent
+        return 0
+    return decimal_to_nanos(response_cost)
 
 
 def event_of(payload: LiteLLMPayload, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -241,11 +251,8 @@ def event_of(payload: LiteLLMPayload, raw: Mapping[str, Any]) -> dict[str, Any]:
     payload as sent, for the nested fields ``LiteLLMPayload`` does not check)."""
     if not payload.custom_llm_provider:
         raise _Refused("custom_llm_provider: is required (the provider that answered)")
-    try:
-        start_us = _seconds_to_us(payload.startTime)
-        ts = EPOCH + timedelta(microseconds=start_us)
-    except (OverflowError, InvalidOperation):
-        raise _Refused(f"startTime: {payload.startTime} is out of range") from None
+    start_us = _seconds_to_us(payload.startTime, "startTime")
+    ts = EPOCH + timedelta(microseconds=start_us)
     event: dict[str, Any] = {
         "event_id": payload.id, "ts": ts, "origin": ORIGIN,
         "provider": payload.custom_llm_provider,
@@ -253,7 +260,7 @@ def event_of(payload: LiteLLMPayload, raw: Mapping[str, Any]) -> dict[str, Any]:
         "input_tokens": payload.prompt_tokens, "output_tokens": payload.completion_tokens,
     }
     if payload.endTime is not None:
-        elapsed_us = _seconds_to_us(payload.endTime) - start_us
+        elapsed_us = _seconds_to_us(payload.endTime, "endTime") - start_us
         if elapsed_us < 0:
             raise _Refused("endTime: is before startTime")
         event["latency_ms"] = int((Decimal(elapsed_us) / 1000).to_integral_value(
@@ -319,7 +326,10 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def split_body(body: bytes | str) -> list[Any]:

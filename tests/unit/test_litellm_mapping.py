@@ -174,3 +174,30 @@ def test_a_bad_payload_is_refused_naming_its_place_and_field(item: Any, named: s
 def test_a_body_that_holds_no_payloads_is_refused(body: bytes, named: str) -> None:
     with pytest.raises(InvalidRequestError, match=named):
         read_payloads(body)
+
+
+@pytest.mark.parametrize(("field", "text", "named"), [
+    ("startTime", "1e999999", "startTime: 1e+999999 is out of range"),
+    ("startTime", "-1e999999", "startTime: -1e+999999 is out of range"),
+    ("startTime", "253402300800", "startTime: 2.53402e+11 is out of range"),
+    ("startTime", "-62135596801", "startTime: -6.21356e+10 is out of range"),
+    ("startTime", "1e-999999", "startTime: ts is before 2000-01-01"),
+    ("endTime", "1e999999", "endTime: 1e+999999 is out of range"),
+    ("response_cost", "1e999999", "response_cost: 1e+999999 USD is more than one call"),
+])
+def test_absurd_numbers_are_refused_without_arithmetic_on_them(field: str, text: str,
+                                                               named: str) -> None:
+    """Exponents a JSON number may carry are refused by range before any conversion (no
+    overflow, no million-digit integers): a 422 naming the field, never a 500."""
+    body = orjson.dumps([payload(**{field: "N"})]).replace(b'"N"', text.encode())
+    assert any(p.startswith(named) for p in refusal(body).problems), refusal(body)
+
+
+def test_a_vanishing_cost_is_zero_nanos_at_once() -> None:
+    body = orjson.dumps([payload(response_cost="N")]).replace(b'"N"', b"1e-999999")
+    assert read_payloads(body).events[0].cost_nanos == 0
+
+
+def test_a_body_nested_past_the_parser_is_refused() -> None:
+    with pytest.raises(InvalidRequestError, match="nested too deeply"):
+        read_payloads(b"[" * 100_000 + b"]" * 100_000)
