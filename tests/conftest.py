@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import pytest
 
 from ledger import Ledger
+
+# LiteLLM (tests/integration/test_litellm.py, and any test importing every module) reads its
+# packaged cost map instead of fetching one at import: the suite never uses the network.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 
 def usage(**overrides: Any) -> dict[str, Any]:

@@ -161,8 +161,10 @@ class LiteLLMBatch:
     skipped: int
 
 
-class _Refused(Exception):
-    """A problem of one payload (``field: what``), raised while mapping it."""
+def _refused(problem: str) -> EventValidationError:
+    """A problem (``field: what``) of the payload being mapped; ``read_event`` adds its
+    place in the request."""
+    return EventValidationError([problem])
 
 
 def _at(data: Any, path: str) -> Any:
@@ -189,7 +191,7 @@ def _count(usage: Any, where: str, paths: Sequence[str]) -> int:
     if value is None:
         return 0
     if type(value) is not int or value < 0:
-        raise _Refused(f"{where}.{path}: must be an integer >= 0, not {value!r}")
+        raise _refused(f"{where}.{path}: must be an integer >= 0, not {value!r}")
     return value
 
 
@@ -203,12 +205,12 @@ def _metadata(payload: Mapping[str, Any]) -> dict[str, Any]:
             found[key] = value  # a list of strings (``LiteLLMPayload``)
         elif key == "litellm.spend_logs_metadata":
             if not isinstance(value, Mapping):
-                raise _Refused(f"{path}: must be an object")
+                raise _refused(f"{path}: must be an object")
             found[key] = _plain(value)
         elif key == "litellm.cache_hit" or isinstance(value, str):
             found[key] = value
         else:
-            raise _Refused(f"{path}: must be a string, not {value!r}")
+            raise _refused(f"{path}: must be a string, not {value!r}")
     return found
 
 
@@ -229,7 +231,7 @@ def _seconds_to_us(seconds: Decimal, name: str) -> int:
     us = (int((seconds * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
           if abs(seconds) < 10**12 else None)
     if us is None or not FIRST_US <= us < END_US:
-        raise _Refused(f"{name}: {seconds:.6g} is out of range (Unix time in seconds)")
+        raise _refused(f"{name}: {seconds:.6g} is out of range (Unix time in seconds)")
     return us
 
 
@@ -237,9 +239,9 @@ def cost_nanos(response_cost: Decimal) -> int:
     """LiteLLM's ``response_cost`` (USD) in nano-USD: the exact decimal rounded to the
     nearest nano, ties to even (the rule of the price table's costs)."""
     if response_cost < 0:
-        raise _Refused(f"response_cost: must not be negative, not {response_cost}")
+        raise _refused(f"response_cost: must not be negative, not {response_cost}")
     if response_cost > MAX_COST_USD:
-        raise _Refused(f"response_cost: {response_cost:.6g} USD is more than one call may "
+        raise _refused(f"response_cost: {response_cost:.6g} USD is more than one call may "
                        f"cost ({MAX_COST_NANOS} nano-USD)")
     if response_cost <= HALF_NANO:  # rounds to 0 (a tie to even), whatever its exponent
         return 0
@@ -250,7 +252,7 @@ def event_of(payload: LiteLLMPayload, raw: Mapping[str, Any]) -> dict[str, Any]:
     """The event (``EventIn``'s fields) of one successful call's payload (``raw``: the
     payload as sent, for the nested fields ``LiteLLMPayload`` does not check)."""
     if not payload.custom_llm_provider:
-        raise _Refused("custom_llm_provider: is required (the provider that answered)")
+        raise _refused("custom_llm_provider: is required (the provider that answered)")
     start_us = _seconds_to_us(payload.startTime, "startTime")
     ts = EPOCH + timedelta(microseconds=start_us)
     event: dict[str, Any] = {
@@ -262,13 +264,13 @@ def event_of(payload: LiteLLMPayload, raw: Mapping[str, Any]) -> dict[str, Any]:
     if payload.endTime is not None:
         elapsed_us = _seconds_to_us(payload.endTime, "endTime") - start_us
         if elapsed_us < 0:
-            raise _Refused("endTime: is before startTime")
+            raise _refused("endTime: is before startTime")
         event["latency_ms"] = int((Decimal(elapsed_us) / 1000).to_integral_value(
             ROUND_HALF_EVEN))
     where, usage = _first(raw, USAGE_AT)
     if usage is not None:
         if not isinstance(usage, Mapping):
-            raise _Refused(f"{where}: must be an object")
+            raise _refused(f"{where}: must be an object")
         event["cached_input_tokens"] = _count(usage, where, CACHED_AT)
         event["cache_write_tokens"] = _count(usage, where, CACHE_WRITE_AT)
         event["reasoning_tokens"] = _count(usage, where, REASONING_AT)
@@ -313,8 +315,8 @@ def read_event(item: Any, index: int) -> EventIn | None:
         return None
     try:
         event = event_of(payload, item)
-    except _Refused as exc:
-        raise EventValidationError([str(exc)], index=index) from None
+    except EventValidationError as exc:
+        raise EventValidationError(exc.problems, index=index) from None
     try:
         return parse_event(event, index=index)
     except EventValidationError as exc:
