@@ -301,12 +301,20 @@ def _payload_problems(exc: ValidationError) -> list[str]:
     return out
 
 
+def _json_type(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "a boolean"
+    if isinstance(value, int | float | Decimal):
+        return "a number"
+    return "a string" if isinstance(value, str) else "an array"
+
+
 def read_event(item: Any, index: int) -> EventIn | None:
     """One payload as a validated event; None for a failure (skipped). A problem is an
     ``EventValidationError`` with the payload's ``index`` and the LiteLLM field."""
     if not isinstance(item, Mapping):
         raise EventValidationError([f"a LiteLLM payload must be a JSON object, not "
-                                    f"{type(item).__name__}"], index=index)
+                                    f"{_json_type(item)}"], index=index)
     try:
         payload = LiteLLMPayload.model_validate(item)
     except ValidationError as exc:

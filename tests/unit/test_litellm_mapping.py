@@ -153,7 +153,9 @@ def test_failed_calls_are_skipped_and_counted() -> None:
     (payload(metadata={"usage_object": {"prompt_tokens_details": {"cached_tokens": -3}}}),
      "metadata.usage_object.prompt_tokens_details.cached_tokens: must be an integer >= 0"),
     (payload(model="gpt\u202e4"), "model: text contains U+202E"),
-    ("chatcmpl-1", "a LiteLLM payload must be a JSON object, not str"),
+    ("chatcmpl-1", "a LiteLLM payload must be a JSON object, not a string"),
+    ([payload()], "a LiteLLM payload must be a JSON object, not an array"),
+    (1.5, "a LiteLLM payload must be a JSON object, not a number"),
 ])
 def test_a_bad_payload_is_refused_naming_its_place_and_field(item: Any, named: str) -> None:
     error = refusal([payload("ok-0"), item])
