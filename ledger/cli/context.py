@@ -5,6 +5,11 @@ or chooses the API's transport (``Api``: local on the data directory, or HTTP wi
 Exit codes: 0 ok, 1 a failed check (e.g. ``ledger verify`` found tampering), 2 a usage
 error (bad input: an unknown file, a bad line, a bad date, an unknown time zone, a data
 directory in use by another process).
+
+Dates: every date option (``--start``/``--end``/``--ts``) is read in the zone of the
+command's ``--tz`` option (``zone_option``; default: the machine's zone, ``machine_zone``),
+by ``parse_when`` and ``parse_window``; the CLI sends the instants it means (UTC) over
+either transport.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import orjson
@@ -43,7 +49,7 @@ from ledger.errors import (
     ServerUnavailableError,
     TamperEvidence,
 )
-from ledger.model.dates import parse_bound
+from ledger.model.dates import RANGE_TEXT, parse_bound, utc_instant
 from ledger.model.event import format_ts, ts_to_us
 from ledger.model.money import format_usd
 from ledger.storage.layout import DataDir
@@ -487,8 +493,170 @@ def progress_bar(*, unit: str = "items") -> Progress:
 
 
 # -- dates ------------------------------------------------------------------------------
+ZONE_HELP = ("IANA time zone of the dates (default: the machine's zone, from TZ or "
+             "/etc/localtime; UTC if it cannot be named). A date YYYY-MM-DD is that day's "
+             "midnight there (an --end date includes the day); a datetime without offset "
+             "is a wall-clock time there; one with an offset (or Z) is that instant.")
+
+
+@dataclass(frozen=True)
+class Zone:
+    """The time zone a command reads and shows its dates in: its IANA ``name`` and
+    ``info``; ``machine`` when it is the machine's zone (no ``--tz`` given)."""
+
+    name: str
+    info: ZoneInfo
+    machine: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _zone_name(text: str) -> str | None:
+    """``text`` as an IANA zone name Python's zone database has (a path under a
+    ``zoneinfo`` directory names the zone after it), else None."""
+    text = text.removeprefix(":").strip()
+    candidates = [text]
+    if os.path.isabs(text):
+        parts = os.path.realpath(text).split(os.sep)
+        candidates = ["/".join(parts[i + 1:]) for i, part in enumerate(parts)
+                      if part == "zoneinfo"]
+    for name in candidates:
+        try:
+            if name and ZoneInfo(name) is not None:
+                return name
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            continue
+    return None
+
+
+def machine_zone() -> str:
+    """The machine's time zone name: the ``TZ`` environment variable when it is set (as
+    the C library reads it: a name, ``:name`` or a zoneinfo path), else the system's
+    setting (``tzlocal``: /etc/localtime, /etc/timezone …); ``UTC`` when that cannot be
+    named (an empty or POSIX-rule ``TZ``, no setting)."""
+    tz = os.environ.get("TZ")
+    if tz is not None:  # read on every call: tzlocal caches its answer
+        return _zone_name(tz) or "UTC"
+    try:
+        import tzlocal
+
+        name = tzlocal.get_localzone_name()
+    except Exception:  # tzlocal raises assorted errors on a muddled setting
+        return "UTC"
+    return (name and _zone_name(name)) or "UTC"
+
+
+class ZoneType(click.ParamType):
+    """An IANA time zone name → ``Zone`` (a usage error, exit 2, for an unknown one).
+    ``query``: the zone groups a report, so the query engine must know it too
+    (``projections.rollups.check_timezone``)."""
+
+    name = "zone"
+
+    def __init__(self, *, query: bool = False) -> None:
+        self.query = query
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Zone:
+        if isinstance(value, Zone):
+            return value
+        return self.zone(str(value), param, ctx)
+
+    def zone(self, name: str, param: click.Parameter | None, ctx: click.Context | None,
+             *, machine: bool = False) -> Zone:
+        known = _zone_name(name) == name and not os.path.isabs(name)
+        if known and self.query:
+            from projections.rollups import RollupError, check_timezone
+
+            try:
+                check_timezone(name)
+            except RollupError:
+                known = False
+        if not known:
+            where = (" (the machine's zone, from TZ or /etc/localtime: choose one with "
+                     "--tz)" if machine else "")
+            self.fail(f"unknown time zone {name!r}{where}: use an IANA name such as "
+                      "'UTC', 'Europe/Madrid' or 'America/Los_Angeles'", param, ctx)
+        return Zone(name, ZoneInfo(name), machine)
+
+
+def zone_option(*, query: bool = False) -> Callable[[F], F]:
+    """The ``--tz ZONE`` option of every command with date options: the command gets a
+    ``Zone`` (``tz``), the machine's unless given. ``query``: the zone also groups a
+    report (the query engine must know it)."""
+    kind = ZoneType(query=query)
+
+    def default(ctx: click.Context, param: click.Parameter, value: Zone | None) -> Zone:
+        return value if value is not None else kind.zone(machine_zone(), param, ctx,
+                                                         machine=True)
+
+    return click.option("--tz", "tz", type=kind, metavar="ZONE", callback=default,
+                        help=ZONE_HELP)
+
+
+def when_help(what: str, *, end: bool = False) -> str:
+    """The help of a date option: ``what`` it is, then the one rule (in ``--tz``)."""
+    bound = ("exclusive; a date YYYY-MM-DD includes that whole day" if end else
+             "inclusive")
+    return f"{what}: YYYY-MM-DD or ISO 8601 datetime, in the --tz zone; {bound}."
+
+
+_DATE_ONLY = "%Y-%m-%d"
+
+
 def parse_when(text: str, *, option: str, zone: tzinfo = UTC, end: bool = False) -> datetime:
-    """An option's date bound (``ledger.model.dates.parse_bound``: ``YYYY-MM-DD`` is
-    midnight in ``zone``, with ``end`` the next one; naive datetimes are UTC). Raises
-    ``CliError``."""
-    return parse_bound(text, name=option, end=end, zone=zone, error=CliError)
+    """An option's date bound in ``zone`` as an aware UTC datetime: ``YYYY-MM-DD`` is
+    that day's midnight there (with ``end`` the next one); a datetime without an offset
+    is a wall-clock time there; one with an offset is that instant
+    (``ledger.model.dates.parse_bound`` for the rest). Raises ``CliError``."""
+    value: Any = text
+    stripped = text.strip()
+    try:
+        datetime.strptime(stripped, _DATE_ONLY)
+        whole_day = len(stripped) == 10
+    except ValueError:
+        whole_day = False
+    if not whole_day:
+        try:
+            moment = datetime.fromisoformat(stripped.replace("z", "Z"))
+        except ValueError:
+            moment = None  # parse_bound says what is wrong with it
+        if moment is not None and moment.tzinfo is None:
+            value = moment.replace(tzinfo=zone)
+            if utc_instant(value) is None:
+                raise CliError(f"{option}: {text!r} is out of range ({RANGE_TEXT})")
+    return parse_bound(value, name=option, end=end, zone=zone, error=CliError)
+
+
+def parse_window(start: str | None, end: str | None, zone: tzinfo
+                 ) -> tuple[datetime | None, datetime | None]:
+    """``--start``/``--end`` in ``zone`` (``parse_when``); a window that is empty
+    (start not before end) is a ``CliError``."""
+    lo = parse_when(start, option="--start", zone=zone) if start else None
+    hi = parse_when(end, option="--end", zone=zone, end=True) if end else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise CliError(f"--start ({ts_text(lo)}) must be before --end ({ts_text(hi)})")
+    return lo, hi
+
+
+def local_text(value: datetime, zone: tzinfo) -> str:
+    """An instant as a wall-clock time in ``zone`` with its offset, to the second
+    (``2025-10-01 00:00:00-07:00``)."""
+    return value.astimezone(zone).isoformat(sep=" ", timespec="seconds")
+
+
+def window_text(lo: datetime | None, hi: datetime | None, zone: Zone) -> str:
+    """A window for people, in ``zone`` and naming it: whole days as dates, the end day
+    included (``2025-10-01 – 2025-10-31 (America/Los_Angeles)``), else wall-clock times
+    (``… up to …``, the end excluded)."""
+    lo_local = None if lo is None else lo.astimezone(zone.info)
+    hi_local = None if hi is None else hi.astimezone(zone.info)
+    if all(t is None or t.time() == time() for t in (lo_local, hi_local)):
+        first = "the start" if lo_local is None else lo_local.date().isoformat()
+        last = "now" if hi_local is None else (hi_local.date() - timedelta(days=1)
+                                               ).isoformat()
+        return f"{first} ({zone})" if first == last else f"{first} – {last} ({zone})"
+    first = "the start" if lo is None else local_text(lo, zone.info)
+    last = "now" if hi is None else local_text(hi, zone.info)
+    return f"{first} up to {last} ({zone})"

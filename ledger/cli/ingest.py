@@ -25,8 +25,10 @@ from ledger.cli.context import (
     Api,
     App,
     CliError,
+    Zone,
     json_option,
     key_value_table,
+    local_text,
     num,
     parse_when,
     pass_app,
@@ -37,6 +39,7 @@ from ledger.cli.context import (
     stdout_console,
     ts_text,
     usd,
+    zone_option,
 )
 from ledger.model.event import (
     EventValidationError,
@@ -302,8 +305,9 @@ def ingest(app: App, file: str, batch_size: int, as_json: bool) -> None:
 @click.option("--cost", metavar="USD", help="Cost in USD, exact (e.g. 0.0042); omitted: "
               "priced by the ledger's price table.")
 @click.option("--event-id", metavar="ID", help="Idempotency key (default: generated).")
-@click.option("--ts", metavar="TIME", help="When the call happened (ISO 8601 or YYYY-MM-DD; "
-              "naive = UTC; default: now).")
+@click.option("--ts", metavar="TIME", help="When the call happened: ISO 8601 datetime or "
+              "YYYY-MM-DD (its midnight), in the --tz zone; default: now.")
+@zone_option()
 @click.option("--conversation-id", metavar="C")
 @click.option("--kind", type=click.Choice(["usage", "conversation"]), default="usage",
               show_default=True)
@@ -313,7 +317,8 @@ def ingest(app: App, file: str, batch_size: int, as_json: bool) -> None:
 @pass_app
 def record(app: App, provider: str, model: str, alias: str | None, input_tokens: int | None,
            output_tokens: int | None, cached_input_tokens: int | None, cost: str | None,
-           event_id: str | None, ts: str | None, conversation_id: str | None, kind: str,
+           event_id: str | None, ts: str | None, tz: Zone, conversation_id: str | None,
+           kind: str,
            latency_ms: int | None, metadata: str | None, as_json: bool) -> None:
     """Record one LLM call and print its acknowledgement."""
     event: dict[str, Any] = {
@@ -323,7 +328,7 @@ def record(app: App, provider: str, model: str, alias: str | None, input_tokens:
         "conversation_id": conversation_id, "latency_ms": latency_ms,
     }
     if ts is not None:
-        event["ts"] = ts_text(parse_when(ts, option="--ts"))
+        event["ts"] = ts_text(parse_when(ts, option="--ts", zone=tz.info))
     if metadata is not None:
         try:
             meta = orjson.loads(metadata)
@@ -343,13 +348,15 @@ def record(app: App, provider: str, model: str, alias: str | None, input_tokens:
     out = {"project": project, "event_id": ack["log_id"], "seq": ack["seq"],
            "ts": ack["timestamp"], "cost": ack["cost"], "cost_nanos": ack["cost_nanos"],
            "cost_source": ack["cost_source"], "conversation_id": ack["conversation_id"],
-           "created": ack["created"]}
+           "created": ack["created"], "tz": tz.name}
     if as_json:
         print_json(out)
         return
     print_table(stdout_console(), key_value_table({
         "project": project, "event_id": out["event_id"], "seq": out["seq"],
-        "ts": out["ts"], "cost": usd(out["cost_nanos"], 6),
+        "ts": out["ts"],
+        "local time": f"{local_text(parse_when(out['ts'], option='ts'), tz.info)} ({tz})",
+        "cost": usd(out["cost_nanos"], 6),
         "cost_source": out["cost_source"], "conversation_id": out["conversation_id"],
         "created": "yes" if out["created"] else "no (already recorded)",
     }, title="Recorded"))

@@ -7,6 +7,7 @@ choose (the data directory, or ``--server``); ``verify`` is
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,14 @@ from ledger.cli.context import (
     Api,
     App,
     CliError,
+    Zone,
     cost_cell,
     json_option,
     key_value_table,
+    local_text,
     new_table,
     num,
+    parse_window,
     pass_app,
     plural,
     print_json,
@@ -32,8 +36,12 @@ from ledger.cli.context import (
     read_json_file,
     show_progress,
     stdout_console,
+    ts_text,
     usd,
     when,
+    when_help,
+    window_text,
+    zone_option,
 )
 from ledger.cli.signing_keys import server_keys
 from ledger.errors import LedgerError, NothingToCertifyError
@@ -65,18 +73,17 @@ def receipts_group(ctx: click.Context, server: str | None, api_key: str | None) 
 
 
 def selectors(f: F) -> F:
-    """The four selection modes (exactly one)."""
+    """The four selection modes (exactly one), and the zone of the dates (``--tz``)."""
     options = [
         click.option("--conversation", "conversation_id", metavar="ID",
                      help="Certify the calls of one conversation."),
         click.option("--since-last", "since_last", is_flag=True,
                      help="Certify every call no receipt has certified yet."),
-        click.option("--start", metavar="D", help="Date range start: YYYY-MM-DD or ISO "
-                     "datetime (naive = UTC), inclusive."),
-        click.option("--end", metavar="D", help="Date range end: an ISO datetime is "
-                     "exclusive; a date (YYYY-MM-DD) includes that whole day."),
+        click.option("--start", metavar="D", help=when_help("Date range start")),
+        click.option("--end", metavar="D", help=when_help("Date range end", end=True)),
         click.option("--log-id", "log_ids", multiple=True, metavar="ID",
                      help="Certify these logs (repeat the option for each id)."),
+        zone_option(),
     ]
     for option in reversed(options):
         f = option(f)
@@ -91,13 +98,33 @@ def paging(f: F) -> F:
 
 
 def _request(conversation_id: str | None, since_last: bool, start: str | None,
-             end: str | None, log_ids: tuple[str, ...]) -> dict[str, Any]:
+             end: str | None, log_ids: tuple[str, ...], tz: Zone) -> dict[str, Any]:
+    """The API's selection: the dates as the instants they mean in ``tz`` (the same
+    over HTTP and locally)."""
+    lo, hi = parse_window(start, end, tz.info)
     return {"conversation_id": conversation_id, "since_last_receipt": since_last,
-            "start_date": start, "end_date": end, "log_ids": list(log_ids) or None}
+            "start_date": ts_text(lo), "end_date": ts_text(hi),
+            "log_ids": list(log_ids) or None}
+
+
+def _dates(start: str | None, end: str | None, tz: Zone) -> dict[str, str]:
+    """The summary row of a date-range selection: its days (or times) in ``tz``."""
+    if not (start or end):
+        return {}
+    return {"dates": window_text(*parse_window(start, end, tz.info), tz)}
+
+
+def _span(first: str | None, last: str | None, tz: Zone) -> str:
+    """The first and last call certified, as wall-clock times in ``tz``."""
+    if first is None or last is None:
+        return "-"
+    times = [local_text(datetime.fromisoformat(t.replace("Z", "+00:00")), tz.info)
+             for t in (first, last)]
+    return f"{times[0]} .. {times[1]} ({tz})"
 
 
 def _breakdown_table(title: str, rows: dict[str, dict[str, Any]]) -> Any:
-    table = new_table(title.split()[-1], "calls", "tokens", "cost", title=title,
+    table = new_table(title.split()[1], "calls", "tokens", "cost", title=title,
                       numeric=("calls", "tokens", "cost"))
     for key, v in rows.items():
         table.add_row(key, num(v["calls"]), num(v["tokens"]),
@@ -110,7 +137,10 @@ def _print_summary(head: dict[str, Any], breakdowns: dict[str, dict[str, Any]]) 
     print_table(console, key_value_table(head))
     for name, rows in breakdowns.items():
         if rows:
-            print_table(console, _breakdown_table(f"By {name.removeprefix('by_')}", rows))
+            title = f"By {name.removeprefix('by_')}"
+            if name == "by_date":  # the API's breakdown, and a receipt's, is by UTC day
+                title += " (UTC days)"
+            print_table(console, _breakdown_table(title, rows))
 
 
 # -- generate and preview --------------------------------------------------------------------
@@ -149,7 +179,7 @@ def _generate(api: Api, as_json: bool, **params: Any) -> dict[str, Any]:
 @json_option
 @pass_app
 def generate(app: App, conversation_id: str | None, since_last: bool, start: str | None,
-             end: str | None, log_ids: tuple[str, ...], description: str | None,
+             end: str | None, log_ids: tuple[str, ...], tz: Zone, description: str | None,
              tags: tuple[str, ...], strict: bool, as_json: bool) -> None:
     """Certify calls with a signed receipt (exactly one of --conversation, --since-last,
     --start/--end, --log-id).
@@ -160,7 +190,7 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
     Example: llmring receipts generate --start 2025-10-01 --end 2025-10-31
     --description "October billing" --tags billing --tags monthly
     """
-    request = _request(conversation_id, since_last, start, end, log_ids)
+    request = _request(conversation_id, since_last, start, end, log_ids, tz)
     with app.api(create=False) as api:
         try:
             result = _generate(api, as_json, description=description,
@@ -170,13 +200,13 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
                 raise api.error(exc) from None
             if as_json:
                 print_json({"receipt": None, "certified_count": 0, "code": exc.code,
-                            "detail": exc.detail})
+                            "detail": exc.detail, "tz": tz.name})
             else:
                 click.echo(str(exc.detail).replace("nothing to certify: ",
                                                    "nothing new to certify: ", 1))
             return
     if as_json:
-        print_json(result)
+        print_json({**result, "tz": tz.name})
         return
     r = result["receipt"]
     s = r["batch_summary"]
@@ -184,7 +214,8 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
         "receipt": r["receipt_id"],
         "certified": f"{plural(result['certified_count'], 'call')} in "
                      f"{plural(s['total_conversations'], 'conversation')}",
-        "period": f"{s['start_date']} .. {s['end_date']}",
+        **_dates(start, end, tz),
+        "period": _span(s["start_date"], s["end_date"], tz),
         "tokens": num(r["total_tokens"]),
         "total cost": usd(r["total_cost_nanos"]),
         "merkle root": r["merkle_root"],
@@ -199,19 +230,19 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
 @json_option
 @pass_app
 def preview(app: App, conversation_id: str | None, since_last: bool, start: str | None,
-            end: str | None, log_ids: tuple[str, ...], as_json: bool) -> None:
+            end: str | None, log_ids: tuple[str, ...], tz: Zone, as_json: bool) -> None:
     """What `generate` with the same selection would certify (writes nothing)."""
-    request = _request(conversation_id, since_last, start, end, log_ids)
+    request = _request(conversation_id, since_last, start, end, log_ids, tz)
     with app.api(create=False) as api:
         p = api.call(ops.PREVIEW_RECEIPT, **request)
     if as_json:
-        print_json(p)
+        print_json({**p, "tz": tz.name})
         return
     _print_summary({
         "would certify": f"{plural(p['total_logs'], 'call')} in "
                          f"{plural(p['total_conversations'], 'conversation')}",
-        "period": (f"{p['start_date']} .. {p['end_date']}" if p["total_logs"] else
-                   "-"),
+        **_dates(start, end, tz),
+        "period": _span(p["start_date"], p["end_date"], tz) if p["total_logs"] else "-",
         "tokens": num(p["total_tokens"]),
         "total cost": usd(p["total_cost_nanos"]),
         "unpriced calls": num(p["unpriced_logs"]),

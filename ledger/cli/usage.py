@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import sys
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 
@@ -15,16 +14,20 @@ from ledger.api import operations as ops
 from ledger.cli.context import (
     App,
     CliError,
+    Zone,
     cost_cell,
     json_option,
     new_table,
     num,
-    parse_when,
+    parse_window,
     pass_app,
     print_json,
     print_table,
     stdout_console,
     ts_text,
+    when_help,
+    window_text,
+    zone_option,
 )
 from ledger.model.money import nanos_to_decimal
 
@@ -60,40 +63,30 @@ def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
 @click.option("--by", "by_text", default="model", show_default=True, metavar="DIMS",
               help="Comma-separated: model, alias, provider, kind, cost_source, day, week, "
                    "month.")
-@click.option("--tz", default="UTC", show_default=True,
-              help="IANA time zone of day/week/month and of date-only --start/--end.")
-@click.option("--start", metavar="D", help="From this date (YYYY-MM-DD) or ISO datetime "
-              "(naive = UTC), inclusive.")
-@click.option("--end", metavar="D", help="Up to this ISO datetime, exclusive; a date "
-              "(YYYY-MM-DD) includes that whole day.")
+@zone_option(query=True)
+@click.option("--start", metavar="D", help=when_help("From"))
+@click.option("--end", metavar="D", help=when_help("Up to", end=True))
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (cost as exact USD).")
 @json_option
 @pass_app
-def report(app: App, by_text: str, tz: str, start: str | None, end: str | None,
+def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
            as_csv: bool, as_json: bool) -> None:
-    """Calls, tokens and cost of the project, grouped.
+    """Calls, tokens and cost of the project, grouped; days, weeks and months are those
+    of the --tz zone (the machine's by default), named in the title.
 
     Example: llmring usage report --by model,day --tz Europe/Madrid --start 2025-06-01
     """
-    from projections.rollups import RollupError, check_timezone
-
     if as_csv and as_json:
         raise CliError("choose one of --csv and --json")
     by = _dimensions(by_text)
-    try:
-        zone = ZoneInfo(check_timezone(tz))
-    except RollupError as exc:
-        raise CliError(f"--tz: {exc}") from None
-    lo = parse_when(start, option="--start", zone=zone) if start else None
-    hi = parse_when(end, option="--end", zone=zone, end=True) if end else None
-    if lo is not None and hi is not None and lo >= hi:
-        raise CliError(f"--start ({ts_text(lo)}) must be before --end ({ts_text(hi)})")
+    lo, hi = parse_window(start, end, tz.info)
     with app.api(create=False) as api:
         project = api.project
-        rows = api.call(ops.ROLLUP, by=by, tz=tz, start=ts_text(lo), end=ts_text(hi))["rows"]
+        rows = api.call(ops.ROLLUP, by=by, tz=tz.name, start=ts_text(lo),
+                        end=ts_text(hi))["rows"]
     total = _total(rows)
     if as_json:
-        print_json({"project": project, "by": by, "tz": tz, "start": ts_text(lo),
+        print_json({"project": project, "by": by, "tz": tz.name, "start": ts_text(lo),
                     "end": ts_text(hi), "rows": rows, "total": total})
         return
     if as_csv:
@@ -105,12 +98,12 @@ def report(app: App, by_text: str, tz: str, start: str | None, end: str | None,
                              f"{nanos_to_decimal(r['cost_nanos']):f}", r["unpriced_calls"]])
         return
     if not rows:
-        span = f" from {start or 'the start'} to {end or 'now'}" if start or end else ""
+        span = f" in {window_text(lo, hi, tz)}" if start or end else f" ({tz})"
         click.echo(f"No calls in project {project}{span}.")
         return
     title = f"Usage of {project} by {', '.join(by)} ({tz})"
     if start or end:
-        title += f", from {start or 'the start'} to {end or 'now'}"
+        title = f"Usage of {project} by {', '.join(by)}, {window_text(lo, hi, tz)}"
     table = new_table(*by, "calls", "in tokens", "out tokens", "cost", "unpriced",
                       title=title, numeric=("calls", "in tokens", "out tokens", "cost",
                                             "unpriced"))
