@@ -548,7 +548,7 @@ def machine_zone() -> str:
 
 
 class ZoneType(click.ParamType):
-    """An IANA time zone name → ``Zone`` (a usage error, exit 2, for an unknown one).
+    """An IANA time zone name → ``Zone`` (a ``CliError``, exit 2, for an unknown one).
     ``query``: the zone groups a report, so the query engine must know it too
     (``projections.rollups.check_timezone``)."""
 
@@ -561,10 +561,9 @@ class ZoneType(click.ParamType):
                 ctx: click.Context | None) -> Zone:
         if isinstance(value, Zone):
             return value
-        return self.zone(str(value), param, ctx)
+        return self.zone(str(value))
 
-    def zone(self, name: str, param: click.Parameter | None, ctx: click.Context | None,
-             *, machine: bool = False) -> Zone:
+    def zone(self, name: str, *, machine: bool = False) -> Zone:
         known = _zone_name(name) == name and not os.path.isabs(name)
         if known and self.query:
             from projections.rollups import RollupError, check_timezone
@@ -574,10 +573,10 @@ class ZoneType(click.ParamType):
             except RollupError:
                 known = False
         if not known:
-            where = (" (the machine's zone, from TZ or /etc/localtime: choose one with "
+            where = (" (the machine's zone, from TZ or /etc/localtime; choose one with "
                      "--tz)" if machine else "")
-            self.fail(f"unknown time zone {name!r}{where}: use an IANA name such as "
-                      "'UTC', 'Europe/Madrid' or 'America/Los_Angeles'", param, ctx)
+            raise CliError(f"--tz: unknown time zone {name!r}{where}: use an IANA name "
+                           "such as 'UTC' or 'Europe/Madrid'")
         return Zone(name, ZoneInfo(name), machine)
 
 
@@ -588,8 +587,7 @@ def zone_option(*, query: bool = False) -> Callable[[F], F]:
     kind = ZoneType(query=query)
 
     def default(ctx: click.Context, param: click.Parameter, value: Zone | None) -> Zone:
-        return value if value is not None else kind.zone(machine_zone(), param, ctx,
-                                                         machine=True)
+        return value if value is not None else kind.zone(machine_zone(), machine=True)
 
     return click.option("--tz", "tz", type=kind, metavar="ZONE", callback=default,
                         help=ZONE_HELP)
@@ -629,13 +627,13 @@ def parse_when(text: str, *, option: str, zone: tzinfo = UTC, end: bool = False)
     return parse_bound(value, name=option, end=end, zone=zone, error=CliError)
 
 
-def parse_window(start: str | None, end: str | None, zone: tzinfo
+def parse_window(start: str | None, end: str | None, zone: tzinfo, *, check: bool = True
                  ) -> tuple[datetime | None, datetime | None]:
-    """``--start``/``--end`` in ``zone`` (``parse_when``); a window that is empty
-    (start not before end) is a ``CliError``."""
+    """``--start``/``--end`` in ``zone`` (``parse_when``); with ``check``, a window that
+    is empty (start not before end) is a ``CliError`` (else the API says so)."""
     lo = parse_when(start, option="--start", zone=zone) if start else None
     hi = parse_when(end, option="--end", zone=zone, end=True) if end else None
-    if lo is not None and hi is not None and lo >= hi:
+    if check and lo is not None and hi is not None and lo >= hi:
         raise CliError(f"--start ({ts_text(lo)}) must be before --end ({ts_text(hi)})")
     return lo, hi
 

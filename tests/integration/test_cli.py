@@ -167,10 +167,10 @@ def test_record_then_stats_json_shows_the_event(data: Path) -> None:
     ack = as_json(llmring(data, "record", "--provider", "openai", "--model", "gpt-4o-mini",
                           "--alias", "fast", "--input-tokens", "1000", "--output-tokens", "200",
                           "--cost", "0.00042", "--event-id", "r-1",
-                          "--ts", "2025-06-02T10:00:00", "--metadata", '{"feature": "chat"}',
-                          "--json"))
+                          "--ts", "2025-06-02T10:00:00", "--tz", "UTC",
+                          "--metadata", '{"feature": "chat"}', "--json"))
     assert (ack["event_id"], ack["seq"], ack["cost_nanos"]) == ("r-1", 0, 420_000)
-    assert ack["ts"] == "2025-06-02T10:00:00.000000Z"  # naive = UTC
+    assert ack["ts"] == "2025-06-02T10:00:00.000000Z"  # a wall-clock time in --tz UTC
     stats = as_json(llmring(data, "ledger", "stats", "--json"))
     project = stats["projects"]["default"]
     assert (project["events"], project["log_size"], project["cost_nanos"]) == (1, 1, 420_000)
@@ -234,7 +234,7 @@ def test_usage_report_date_only_end_includes_the_whole_end_day(data: Path, tmp_p
                  call(4, ts="2025-06-03T00:00:00Z"))
     llmring(data, "ingest", str(path))
     out = as_json(llmring(data, "usage", "report", "--start", "2025-06-02", "--end",
-                          "2025-06-02", "--json"))
+                          "2025-06-02", "--tz", "UTC", "--json"))
     assert out["total"]["calls"] == 2
     assert (out["start"], out["end"]) == ("2025-06-02T00:00:00.000000Z",
                                           "2025-06-03T00:00:00.000000Z")
