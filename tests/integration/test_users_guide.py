@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import functools
 import hashlib
 import json
 import os
@@ -780,26 +779,7 @@ def check_shell(run: Run) -> None:
             raise AssertionError(f"no check for block {run.block}")
 
 
-# The CLI reads a whole day (YYYY-MM-DD) in the machine's zone once the `tzcli` branch
-# (`--tz`, default: the machine's zone) is merged; until then it is a UTC day, and these
-# recipes total the wrong days in Los Angeles and Tokyo. They are expected to fail then,
-# and only then (and only in those zones).
-CLI_WHOLE_DAYS = {14, 19, "docs monthly"}
-
-
-@functools.cache
-def cli_reads_machine_zone() -> bool:
-    done = subprocess.run([str(LLMRING), "receipts", "generate", "--help"],
-                          capture_output=True, text=True, timeout=60)
-    return "--tz" in done.stdout
-
-
 @pytest.mark.parametrize("zone,day,label", shell_runs())
 def test_a_shell_recipe_runs_and_totals_what_the_test_computes(
         guide: Guide, zone: str, day: str, label: int | str) -> None:
-    try:
-        check_shell(guide.runs[zone, day, label])
-    except AssertionError:
-        if label in CLI_WHOLE_DAYS and zone != "UTC" and not cli_reads_machine_zone():
-            pytest.xfail("the CLI's whole days are UTC days until `tzcli` is merged")
-        raise
+    check_shell(guide.runs[zone, day, label])
