@@ -12,6 +12,7 @@ from ledger.cli.context import (
     App,
     CliError,
     json_option,
+    machine_zone,
     new_table,
     pass_app,
     print_json,
@@ -53,8 +54,9 @@ def _percents(levels: list[int]) -> str:
               help="The budget per period in USD, e.g. 10 or 2.50 (exact).")
 @click.option("--period", required=True, type=click.Choice(PERIODS),
               help="The calendar period (weeks start on Monday).")
-@click.option("--tz", default="UTC", show_default=True,
-              help="The IANA time zone of the period, e.g. Europe/Paris.")
+@click.option("--tz", default=None, metavar="ZONE",
+              help="The IANA time zone of the period, e.g. Europe/Paris (default: the "
+              "machine's zone, as for every CLI date; shown in the output).")
 @click.option("--thresholds", "thresholds_text", default="75,90,100", show_default=True,
               metavar="P,P,…", help="Alert at these percentages of the amount.")
 @click.option("--webhook", metavar="URL", help="POST each alert here (JSON, signed).")
@@ -65,7 +67,7 @@ def _percents(levels: list[int]) -> str:
               "(HTTP 402 budget_exceeded) until the period ends.")
 @json_option
 @pass_app
-def set_budget(app: App, name: str, amount: str, period: str, tz: str,
+def set_budget(app: App, name: str, amount: str, period: str, tz: str | None,
                thresholds_text: str, webhook: str | None, webhook_secret: str | None,
                hard: bool, as_json: bool) -> None:
     """Create or replace budget NAME of the project.
@@ -75,7 +77,8 @@ def set_budget(app: App, name: str, amount: str, period: str, tz: str,
     """
     levels = _thresholds(thresholds_text)
     with app.api() as api:
-        answer = api.call(ops.SET_BUDGET, name=name, amount=amount, period=period, tz=tz,
+        answer = api.call(ops.SET_BUDGET, name=name, amount=amount, period=period,
+                          tz=tz or machine_zone(),
                           thresholds=levels, webhook=webhook, webhook_secret=webhook_secret,
                           hard=hard)
     if as_json:

@@ -208,7 +208,8 @@ def test_the_cli_sets_lists_shows_and_removes_budgets_on_a_data_directory(
     from ledger.cli import cli
 
     def llmring(*args: str) -> Any:
-        runner = CliRunner(env={"LLMRING_LEDGER_DIR": None, "LLMRING_PROJECT": None})
+        runner = CliRunner(env={"LLMRING_LEDGER_DIR": None, "LLMRING_PROJECT": None,
+                                "TZ": "Asia/Tokyo"})
         return runner.invoke(cli, ["--data", str(tmp_path / "data"), "--project", "acme",
                                    *args], catch_exceptions=False)
 
@@ -220,6 +221,7 @@ def test_the_cli_sets_lists_shows_and_removes_budgets_on_a_data_directory(
     cap = llmring("budgets", "set", "cap", "--amount", "0.001", "--period", "month",
                   "--hard", "--json")
     assert orjson.loads(cap.output)["hard"] is True
+    assert orjson.loads(cap.output)["tz"] == "Asia/Tokyo"  # the machine's zone by default
     assert llmring("record", "--provider", "p", "--model", "m", "--cost", "0.002"
                    ).exit_code == 0
     refused = llmring("record", "--provider", "p", "--model", "m", "--cost", "0.002")
