@@ -157,6 +157,9 @@ class _Running:
     end_us: int = 0
     base: int = 0
     spent: int = 0
+    next_nanos: int = 0
+    """The spend at which the lowest threshold not yet recorded this period is reached
+    (``_evaluate`` has nothing to do below it); -1 once every one is recorded."""
 
     def reached(self, threshold: int) -> bool:
         return self.spent * 100 >= threshold * self.spec.amount_nanos
@@ -243,10 +246,13 @@ class Budgets:
         rows = rollup(snapshot, spec.project, [], start=run.period.start,
                       end=run.period.end)
         run.spent = rows[0].cost_nanos if rows else 0
+        run.next_nanos = 0  # a new period: every threshold is to be looked at
         self._evaluate(run, now)
 
     def _evaluate(self, run: _Running, now: datetime) -> None:
         assert run.period is not None
+        if run.next_nanos < 0 or run.spent < run.next_nanos:
+            return  # the common case, per append: no threshold newly reached
         spec = run.spec
         start = instant_text(run.period.start)
         fired = False
@@ -268,6 +274,9 @@ class Budgets:
                                 "body": orjson.dumps(body).decode(),
                                 "at": instant_text(now)})
             fired = fired or spec.webhook is not None
+        left = [t for t in spec.thresholds
+                if not self.alerts.is_crossed(spec.project, spec.name, start, t)]
+        run.next_nanos = -(-min(left) * spec.amount_nanos // 100) if left else -1
         if fired and self.on_alert is not None:
             self.on_alert()
 
