@@ -1,19 +1,24 @@
 """Ingestion endpoints for the tools teams already run: ``POST /api/v1/integrations/litellm``
 takes what LiteLLM's ``generic_api`` logger sends (``ledger.integrations.litellm`` reads
-it), in any of its three formats, and appends it through the service's batch path (all
-or nothing, acknowledged once durable)."""
+it), in any of its three formats; ``POST /otlp/v1/traces`` is an OTLP/HTTP traces
+receiver (``ledger.integrations.otlp``), answering in the request's encoding, its errors
+as ``google.rpc.Status`` for protobuf requests (``OtlpErrorBodies``). Both append
+through the service's batch path (all or nothing, acknowledged once durable)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import anyio
+import orjson
 from fastapi import APIRouter, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.api import operations as ops
+from ledger.integrations import otlp
 from ledger.integrations.litellm import MAX_PAYLOADS, LiteLLMPayload
 from ledger.server.logs import Tenant, json_response, route, service
-from ledger.server.schemas import LiteLLMOut
+from ledger.server.schemas import LiteLLMOut, error_responses
 
 router = APIRouter(tags=["integrations"])
 
@@ -40,3 +45,91 @@ async def log_litellm(tenant: Tenant, request: Request) -> Response:
     body = await request.body()
     answer = await anyio.to_thread.run_sync(service(request).log_litellm, tenant, body)
     return json_response(answer)
+
+
+# -- OpenTelemetry (OTLP/HTTP) -------------------------------------------------------------
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+ANSWER_JSON = {"type": "object", "title": "ExportTraceServiceResponse", "properties": {
+    "partialSuccess": {"type": "object", "properties": {
+        "rejectedSpans": {"type": "string", "description": "Spans not recorded: they are "
+                                                           "not GenAI model calls."},
+        "errorMessage": {"type": "string"}}}}}
+
+
+def _otlp_body() -> dict[str, Any]:
+    return {"required": True, "content": {
+        otlp.PROTOBUF: BINARY,
+        otlp.JSON: {"schema": {"type": "object", "title": "ExportTraceServiceRequest",
+                               "properties": {"resourceSpans": {"type": "array"}}}}},
+        "description": "An OTLP `ExportTraceServiceRequest`, binary protobuf or OTLP/JSON "
+                       "(hex ids), optionally `Content-Encoding: gzip`."}
+
+
+def _otlp_responses() -> dict[int | str, dict[str, Any]]:
+    """The error answers of every operation, with the protobuf ``google.rpc.Status`` a
+    protobuf request gets instead of the JSON error body; 200 in either encoding."""
+    responses = error_responses(ops.LOG_OTLP)
+    for status, response in responses.items():
+        responses[status] = {**response, "content": {otlp.PROTOBUF: BINARY}}
+    responses[200] = {"description": "All GenAI spans recorded (or already recorded); "
+                                     "`partialSuccess` counts the other spans.",
+                      "content": {otlp.JSON: {"schema": ANSWER_JSON}, otlp.PROTOBUF: BINARY}}
+    return responses
+
+
+@route(router, ops.LOG_OTLP, response_class=Response, responses=_otlp_responses(),
+       openapi_extra={"requestBody": _otlp_body()})
+async def log_otlp(tenant: Tenant, request: Request) -> Response:
+    """OpenTelemetry's OTLP/HTTP trace export (`OTEL_EXPORTER_OTLP_ENDPOINT=<server>/otlp`,
+    the key in `OTEL_EXPORTER_OTLP_HEADERS=X-API-Key=…`): each GenAI model call span is one
+    event, its `event_id` from its trace and span ids, so a re-export adds nothing; other
+    spans are counted in `partialSuccess`. A bad GenAI span refuses the whole request
+    (400 `invalid_span`, naming the span and attribute) and nothing is written."""
+    kind = otlp.media_type(request.headers.get("content-type"))
+    limit = request.app.state.server.config.max_batch_body
+    body = otlp.inflate(await request.body(), request.headers.get("content-encoding"), limit)
+    answer = await anyio.to_thread.run_sync(service(request).log_otlp, tenant, body, kind)
+    return Response(otlp.encode_answer(answer, kind), media_type=kind)
+
+
+class OtlpErrorBodies:
+    """An error answer to a protobuf request on ``/otlp/v1/traces`` re-encoded as the
+    protobuf ``google.rpc.Status`` OTLP/HTTP asks for (its message: the error's
+    ``detail``), whichever layer answered it (authentication, body limits, the route)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != otlp.PATH or not any(
+                name == b"content-type" and value.split(b";")[0].strip().lower()
+                == otlp.PROTOBUF.encode() for name, value in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def reencode(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            try:
+                detail = orjson.loads(b"".join(chunks)).get("detail", "")
+            except (orjson.JSONDecodeError, AttributeError):
+                detail = b"".join(chunks).decode("utf-8", "replace")
+            body = otlp.status_body(str(detail), start["status"])
+            headers = [(k, v) for k, v in start.get("headers", [])
+                       if k not in (b"content-type", b"content-length")]
+            headers += [(b"content-type", otlp.PROTOBUF.encode()),
+                        (b"content-length", str(len(body)).encode())]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, reencode)
