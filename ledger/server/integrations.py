@@ -56,11 +56,50 @@ ANSWER_JSON = {"type": "object", "title": "ExportTraceServiceResponse", "propert
         "errorMessage": {"type": "string"}}}}}
 
 
+def _otlp_json_schema() -> dict[str, Any]:
+    """The OTLP/JSON ``ExportTraceServiceRequest`` as a JSON schema: the fields the
+    protobuf JSON mapping reads, with their types (ids in hex; 64-bit integers as a
+    number or digit text; an ``AnyValue`` holds one value; null for a field's default);
+    other fields are ignored."""
+    def obj(**properties: Any) -> dict[str, Any]:  # null: a field's default (the mapping)
+        return {"type": "object", "properties": {
+            name: {"anyOf": [schema, {"type": "null"}]} for name, schema in properties.items()}}
+
+    def array(items: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "array", "items": items}
+
+    text = {"type": "string"}
+    int32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+    uint32 = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+    # A JSON number is exact to 2**53: larger 64-bit values are sent as text.
+    uint64 = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 2**53},
+                        {"type": "string", "pattern": "^[0-9]{1,19}$"}]}
+    int64 = {"oneOf": [{"type": "integer", "minimum": -(2**53), "maximum": 2**53},
+                       {"type": "string", "pattern": "^-?[0-9]{1,18}$"}]}
+    scalar = {"stringValue": text, "boolValue": {"type": "boolean"}, "intValue": int64,
+              "doubleValue": {"type": "number"}}
+    value = {**obj(**scalar), "maxProperties": 1, "additionalProperties": False,
+             "description": "An AnyValue: one of stringValue, boolValue, intValue, "
+                            "doubleValue (arrays and key-value lists are read too)."}
+    attributes = array({**obj(key=text, value=value), "additionalProperties": False})
+    span = obj(traceId={"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+               spanId={"type": "string", "pattern": "^[0-9a-fA-F]{16}$"},
+               parentSpanId={"type": "string", "pattern": "^([0-9a-fA-F]{16})?$"},
+               traceState=text, name=text, kind=int32, flags=uint32,
+               startTimeUnixNano=uint64, endTimeUnixNano=uint64, attributes=attributes,
+               droppedAttributesCount=uint32,
+               status=obj(message=text, code=int32))
+    scope = obj(name=text, version=text, attributes=attributes,
+                droppedAttributesCount=uint32)
+    return {**obj(resourceSpans=array(obj(
+        resource=obj(attributes=attributes, droppedAttributesCount=uint32),
+        scopeSpans=array(obj(scope=scope, spans=array(span), schemaUrl=text)),
+        schemaUrl=text))), "title": "ExportTraceServiceRequest"}
+
+
 def _otlp_body() -> dict[str, Any]:
     return {"required": True, "content": {
-        otlp.PROTOBUF: BINARY,
-        otlp.JSON: {"schema": {"type": "object", "title": "ExportTraceServiceRequest",
-                               "properties": {"resourceSpans": {"type": "array"}}}}},
+        otlp.PROTOBUF: BINARY, otlp.JSON: {"schema": _otlp_json_schema()}},
         "description": "An OTLP `ExportTraceServiceRequest`, binary protobuf or OTLP/JSON "
                        "(hex ids), optionally `Content-Encoding: gzip`."}
 
