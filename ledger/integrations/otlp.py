@@ -231,8 +231,6 @@ def _count(attrs: Mapping[str, Any], names: tuple[str, ...]) -> int | None:
     name, value = _first(attrs, names)
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)  # OTLP/JSON may carry an int attribute as text
     if type(value) is not int or value < 0:
         raise _refused(f"{name}: must be an integer >= 0, not {value!r}")
     return value
@@ -319,8 +317,9 @@ def event_of(span: Span, attrs: Mapping[str, Any], service: str | None) -> dict[
 
 # An event field → the attribute it comes from (to name it in a refusal).
 SOURCE: dict[str, str] = {
-    "event_id": "traceId/spanId", "model": MODEL[0], "alias": ALIAS[0],
-    "provider": PROVIDER[0], "ts": "startTimeUnixNano", "latency_ms": "endTimeUnixNano",
+    "event_id": "traceId/spanId", "model": " or ".join(MODEL),
+    "alias": f"{ALIAS[0]} (else the model)",
+    "provider": " or ".join(PROVIDER), "ts": "startTimeUnixNano", "latency_ms": "endTimeUnixNano",
     **{field: names[0] for field, names in USAGE.items()},
     "cost_nanos": COST[0], "conversation_id": CONVERSATION[0],
     "metadata": "name (otel.* metadata)",
