@@ -126,9 +126,14 @@ async def log_otlp(tenant: Tenant, request: Request) -> Response:
     (400 `invalid_span`, naming the span and attribute) and nothing is written."""
     kind = otlp.media_type(request.headers.get("content-type"))
     limit = request.app.state.server.config.max_batch_body
-    body = otlp.inflate(await request.body(), request.headers.get("content-encoding"), limit)
-    answer = await anyio.to_thread.run_sync(service(request).log_otlp, tenant, body, kind)
-    return Response(otlp.encode_answer(answer, kind), media_type=kind)
+    encoding = request.headers.get("content-encoding")
+    body = await request.body()
+
+    def record() -> bytes:  # in the thread pool: inflating and decoding take time
+        traces = otlp.inflate(body, encoding, limit)
+        return otlp.encode_answer(service(request).log_otlp(tenant, traces, kind), kind)
+
+    return Response(await anyio.to_thread.run_sync(record), media_type=kind)
 
 
 class OtlpErrorBodies:
