@@ -702,7 +702,8 @@ def test_a_hard_budget_refuses_logs_with_402_alike(api: Any) -> None:
     for op, params in ((ops.LOG_USAGE, {"event": CALL}), (ops.LOG_BATCH, {"events": [CALL]}),
                        (ops.LOG_CONVERSATION, {"messages": [{"role": "user", "content": "x"}],
                                                "metadata": CALL}),
-                       (ops.LOG_LITELLM, {"payloads": [LITELLM]})):
+                       (ops.LOG_LITELLM, {"payloads": [LITELLM]}),
+                       (ops.LOG_OTLP, {"traces": otlp_traces(GENAI)})):
         err = refused(lambda op=op, params=params: api.call(op, **params))
         assert (type(err).__name__, err.status, err.code) == (
             "BudgetExceededError", 402, "budget_exceeded")
