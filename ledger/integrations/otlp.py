@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,32 +125,64 @@ def inflate(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     return out
 
 
-ID_FIELDS = {"traceId": 16, "spanId": 8, "parentSpanId": 8, "trace_id": 16, "span_id": 8,
-             "parent_span_id": 8}
+# The OTLP/JSON messages the ids and numbers live in: message → {field: what it holds}
+# (a message's name, "hex:<bytes>" for an id, "number"); each field by its JSON name, the
+# mapping also takes the proto name.
+MESSAGES: dict[str, dict[str, str]] = {
+    "request": {"resourceSpans": "[resourceSpans]"},
+    "resourceSpans": {"resource": "resource", "scopeSpans": "[scopeSpans]"},
+    "resource": {"attributes": "[keyValue]", "droppedAttributesCount": "number"},
+    "scopeSpans": {"scope": "resource", "spans": "[span]"},
+    "span": {"traceId": "hex:16", "spanId": "hex:8", "parentSpanId": "hex:8",
+             "flags": "number", "kind": "number", "startTimeUnixNano": "number",
+             "endTimeUnixNano": "number", "attributes": "[keyValue]",
+             "droppedAttributesCount": "number", "events": "[event]",
+             "droppedEventsCount": "number", "links": "[link]",
+             "droppedLinksCount": "number", "status": "status"},
+    "event": {"timeUnixNano": "number", "attributes": "[keyValue]",
+              "droppedAttributesCount": "number"},
+    "link": {"traceId": "hex:16", "spanId": "hex:8", "attributes": "[keyValue]",
+             "droppedAttributesCount": "number", "flags": "number"},
+    "status": {"code": "number"},
+    "keyValue": {"value": "anyValue"},
+    "anyValue": {"intValue": "number", "doubleValue": "number", "arrayValue": "arrayValue",
+                 "kvlistValue": "kvlistValue"},
+    "arrayValue": {"values": "[anyValue]"},
+    "kvlistValue": {"values": "[keyValue]"},
+}
+HEX = re.compile(r"[0-9a-fA-F]*")
 
 
-def _hex_ids(data: Any, where: str) -> None:
-    """Turn the hex trace and span ids of OTLP/JSON (spans and their links) into the
-    base64 the protobuf JSON mapping reads, in place; bad hex is named by ``where``."""
-    if isinstance(data, list):
-        for i, item in enumerate(data):
-            _hex_ids(item, f"{where}[{i}]")
-        return
+def _proto_name(name: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), name)
+
+
+def _prepare(data: Any, message: str, where: str) -> None:
+    """OTLP/JSON made ready for the protobuf JSON mapping, in place: the hex trace and
+    span ids (of spans and links) as the base64 it reads; a boolean where a number
+    belongs refused (the parser would take true as 1). Values of the wrong type are left
+    for the parser to refuse; unknown fields are not looked into. Problems are named by
+    their place (``where``)."""
     if not isinstance(data, dict):
         return
-    for key, value in data.items():
-        size = ID_FIELDS.get(key)
-        if size is not None and isinstance(value, str):
-            try:
-                raw = bytes.fromhex(value) if value else b""
-            except ValueError:
-                raw = None
-            if raw is None or len(raw) not in (0, size):
-                raise RequestError(f"{where}.{key}: must be {2 * size} hex digits, not "
-                                   f"{value[:80]!r}")
-            data[key] = base64.b64encode(raw).decode()
-        elif isinstance(value, list | dict) and key not in ("attributes", "value"):
-            _hex_ids(value, f"{where}.{key}")
+    for field, holds in MESSAGES[message].items():
+        for key in {field, _proto_name(field)}:
+            if key not in data:
+                continue
+            value, at = data[key], f"{where}.{key}"
+            if holds.startswith("hex:") and isinstance(value, str):
+                size = int(holds[4:])
+                if not HEX.fullmatch(value) or len(value) not in (0, 2 * size):
+                    raise RequestError(f"{at}: must be {2 * size} hex digits, not "
+                                       f"{value[:80]!r}")
+                data[key] = base64.b64encode(bytes.fromhex(value)).decode()
+            elif holds == "number" and isinstance(value, bool):
+                raise RequestError(f"{at}: must be a number, not {str(value).lower()}")
+            elif holds.startswith("[") and isinstance(value, list):
+                for i, item in enumerate(value):
+                    _prepare(item, holds[1:-1], f"{at}[{i}]")
+            elif holds in MESSAGES:
+                _prepare(value, holds, at)
 
 
 def decode(body: bytes, kind: str) -> ExportTraceServiceRequest:
@@ -179,7 +212,7 @@ def from_json(data: Any) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     try:
         data = json.loads(json.dumps(data))  # the caller's object is left as it was
-        _hex_ids(data, "body")
+        _prepare(data, "request", "body")
         json_format.ParseDict(data, request, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise RequestError(f"the body is not an OTLP ExportTraceServiceRequest: "

@@ -82,8 +82,8 @@ def _otlp_json_schema() -> dict[str, Any]:
              "description": "An AnyValue: one of stringValue, boolValue, intValue, "
                             "doubleValue (arrays and key-value lists are read too)."}
     attributes = array({**obj(key=text, value=value), "additionalProperties": False})
-    span = obj(traceId={"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
-               spanId={"type": "string", "pattern": "^[0-9a-fA-F]{16}$"},
+    span = obj(traceId={"type": "string", "pattern": "^([0-9a-fA-F]{32})?$"},
+               spanId={"type": "string", "pattern": "^([0-9a-fA-F]{16})?$"},
                parentSpanId={"type": "string", "pattern": "^([0-9a-fA-F]{16})?$"},
                traceState=text, name=text, kind=int32, flags=uint32,
                startTimeUnixNano=uint64, endTimeUnixNano=uint64, attributes=attributes,

@@ -83,6 +83,11 @@ def test_otlp_json_hex_ids_and_text_integers_are_the_protobuf_they_stand_for() -
      "spans[0].spanId: must be 16 hex digits"),
     ({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz" * 16}]}]}]},
      "traceId: must be 32 hex digits"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": " 00000000000001"}]}]}]},
+     "spanId: must be 16 hex digits"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [
+        {"key": "n", "value": {"doubleValue": True}}]}]}]}]},
+     "attributes[0].value.doubleValue: must be a number, not true"),
     ({"resourceSpans": "many"}, "resourceSpans"),
     ([], "must be a JSON object"),
 ])
