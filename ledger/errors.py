@@ -30,8 +30,10 @@ The hierarchy (status, code)::
     │   ├── NotFoundError             404 not_found
     │   ├── MethodNotAllowedError     405 method_not_allowed
     │   ├── RequestTimeoutError       408 request_timeout
-    │   └── RequestTooLargeError      413 too_large
+    │   ├── RequestTooLargeError      413 too_large
+    │   └── UnsupportedMediaTypeError 415 unsupported_media_type
     ├── EventValidationError          422 invalid_event     (ValueError)
+    │   └── SpanValidationError       400 invalid_span      an OTLP GenAI span
     ├── IdConflictError               409 id_conflict       (ValueError)
     ├── TenantError                   400 invalid_project   (ValueError)
     ├── ContentError                  422 invalid_content   (ValueError)
@@ -279,6 +281,13 @@ class RequestTooLargeError(RequestError):
     code = "too_large"
 
 
+class UnsupportedMediaTypeError(RequestError):
+    """A body in a media type (or content encoding) the route does not take."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 # -- events, projects, content, reports ----------------------------------------------------
 class EventValidationError(LedgerError, ValueError):
     """An event was refused; ``problems`` lists ``field: what is wrong``, ``index`` is the
@@ -293,6 +302,23 @@ class EventValidationError(LedgerError, ValueError):
         self.index = index
         where = f"event {index}: " if index is not None else ""
         super().__init__(where + "; ".join(problems))
+
+
+class SpanValidationError(EventValidationError):
+    """An OpenTelemetry GenAI span the ledger cannot record (``POST /otlp/v1/traces``):
+    400, as OTLP/HTTP answers invalid data; ``where`` names the span, ``index`` is its
+    place among the request's spans, ``problems`` name the attributes."""
+
+    status = 400
+    code = "invalid_span"
+    evidence = ("problems", "index", "where")
+
+    def __init__(self, problems: list[str], *, where: str = "",
+                 index: int | None = None) -> None:
+        super().__init__(problems, index=index)
+        self.where = where
+        if where:
+            Exception.__init__(self, f"{where}: " + "; ".join(problems))
 
 
 class IdConflictError(LedgerError, ValueError):
@@ -457,7 +483,8 @@ ERRORS: tuple[type[LedgerError], ...] = (
     KeyRingError, ConfigError, ApiKeyError, WitnessError, InternalError, AuthenticationError,
     BudgetExceededError,
     RequestError, InvalidRequestError, NotFoundError, MethodNotAllowedError,
-    RequestTooLargeError, EventValidationError,
+    RequestTooLargeError, UnsupportedMediaTypeError, EventValidationError,
+    SpanValidationError,
     IdConflictError, TenantError, ContentError, RollupError, RetentionError,
     ReceiptRequestError, NothingToCertifyError, ReceiptNotFoundError, NoteError,
     CheckpointError, CosignatureError,
@@ -470,7 +497,8 @@ _BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in ERRORS}
 _BY_STATUS: dict[int, type[LedgerError]] = {
     400: RequestError, 401: AuthenticationError, 402: BudgetExceededError, 404: NotFoundError,
     405: MethodNotAllowedError, 408: RequestTimeoutError, 409: IdConflictError,
-    413: RequestTooLargeError, 422: InvalidRequestError, 500: InternalError, 503: LedgerError,
+    413: RequestTooLargeError, 415: UnsupportedMediaTypeError, 422: InvalidRequestError,
+    500: InternalError, 503: LedgerError,
 }
 UNAVAILABLE_PREFIX = "the ledger cannot serve this now: "
 

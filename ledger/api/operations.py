@@ -37,6 +37,8 @@ from ledger.errors import (
     RequestTimeoutError,
     RequestTooLargeError,
     RollupError,
+    SpanValidationError,
+    UnsupportedMediaTypeError,
 )
 
 Where = Literal["path", "query", "body", "whole_body", "local"]
@@ -225,6 +227,11 @@ LOG_LITELLM = _op("log_litellm", "POST", "/api/v1/integrations/litellm",
                   summary="Record LiteLLM's logged calls (generic_api)",
                   refuses=EVENT_REFUSALS)
 
+LOG_OTLP = _op("log_otlp", "POST", "/otlp/v1/traces", Param("traces", "whole_body", dict),
+               summary="Record OpenTelemetry GenAI spans (OTLP/HTTP traces)",
+               refuses=(SpanValidationError, IdConflictError, BudgetExceededError,
+                        UnsupportedMediaTypeError))
+
 # -- events ---------------------------------------------------------------------------------
 LIST_LOGS = _op("list_logs", "GET", "/api/v1/logs", *PAGING, *WINDOW, _q("order"),
                 summary="List the project's events", refuses=(RequestError,))
@@ -303,7 +310,7 @@ PUBLIC_KEY_PEM = _op("public_key_pem", "GET", "/receipts/public-key.pem", tenant
                      answer="text", summary="The current signing key (PEM)")
 
 OPERATIONS: tuple[Operation, ...] = (
-    WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LOG_LITELLM, LIST_LOGS, GET_LOG,
+    WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LOG_LITELLM, LOG_OTLP, LIST_LOGS, GET_LOG,
     LOG_CONTENT, ROLLUP, EXPORT, STATS, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES,
     CONSISTENCY, GENERATE_RECEIPT, PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT,
     RECEIPT_LOGS, PROVE, SET_BUDGET, LIST_BUDGETS, REMOVE_BUDGET, BUDGET_STATUS,

@@ -133,6 +133,24 @@ class LedgerService:
         return {"received": batch.received, "accepted": created,
                 "repeated": len(batch.events) - created, "skipped": batch.skipped}
 
+    def log_otlp(self, tenant: str, traces: bytes | Mapping[str, Any],
+                 encoding: str = "application/json") -> dict[str, Any]:
+        """OpenTelemetry spans (``ledger.integrations.otlp``: an OTLP/HTTP
+        ``ExportTraceServiceRequest`` body in ``encoding``, protobuf or JSON, or its JSON
+        already parsed): each GenAI model call appended as one event, in one batch (all
+        of them or, on any bad GenAI span or id conflict, none). Answer: the
+        ``ExportTraceServiceResponse``'s JSON mapping, whose ``partialSuccess`` counts
+        the spans that are not GenAI model calls."""
+        from ledger.integrations import otlp
+
+        check_tenant(tenant)
+        request = (otlp.decode(bytes(traces), otlp.media_type(encoding))
+                   if isinstance(traces, bytes | bytearray) else otlp.from_json(traces))
+        batch = otlp.read_spans(request)
+        if batch.events:
+            self.log_batch(tenant, batch.events)
+        return otlp.answer(batch)
+
     def log_conversation(self, tenant: str, *, messages: Any, response: Any = None,
                          metadata: Mapping[str, Any] | None = None,
                          conversation_id: str | None = None) -> dict[str, Any]:

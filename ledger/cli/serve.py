@@ -27,7 +27,8 @@ SECONDS = click.FloatRange(min=0, min_open=True)
               type=click.IntRange(1024), help="Largest request body in bytes (413 above).")
 @click.option("--max-batch-body", default=64 * 1024 * 1024, show_default=True,
               type=click.IntRange(1024),
-              help="Largest body of POST /api/v1/log/batch and /api/v1/integrations/litellm.")
+              help="Largest body of POST /api/v1/log/batch, /api/v1/integrations/litellm "
+              "and /otlp/v1/traces (an OTLP body also once inflated).")
 @click.option("--idle-timeout", default=5.0, show_default=True,
               type=SECONDS, help="Close a connection idle this long (no request in "
               "progress, since it opened or since its last answer).")

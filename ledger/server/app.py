@@ -47,7 +47,7 @@ DEFAULT_MAX_BATCH_BODY = 64 * 1024 * 1024
 BATCH_PATHS = ("/api/v1/log/batch",)
 EVENT_PATHS = ("/api/v1/log", *BATCH_PATHS)
 # Routes taking many events in one body: ``--max-batch-body`` applies.
-LARGE_BODY_PATHS = (*BATCH_PATHS, "/api/v1/integrations/litellm")
+LARGE_BODY_PATHS = (*BATCH_PATHS, "/api/v1/integrations/litellm", "/otlp/v1/traces")
 
 
 @dataclass(frozen=True)
@@ -354,6 +354,7 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
     app.add_middleware(InternalErrors)  # outside the limit: it sees every request
+    app.add_middleware(integrations.OtlpErrorBodies)  # outermost: every OTLP error answer
     return app
 
 

@@ -1,19 +1,24 @@
 """Ingestion endpoints for the tools teams already run: ``POST /api/v1/integrations/litellm``
 takes what LiteLLM's ``generic_api`` logger sends (``ledger.integrations.litellm`` reads
-it), in any of its three formats, and appends it through the service's batch path (all
-or nothing, acknowledged once durable)."""
+it), in any of its three formats; ``POST /otlp/v1/traces`` is an OTLP/HTTP traces
+receiver (``ledger.integrations.otlp``), answering in the request's encoding, its errors
+as ``google.rpc.Status`` for protobuf requests (``OtlpErrorBodies``). Both append
+through the service's batch path (all or nothing, acknowledged once durable)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import anyio
+import orjson
 from fastapi import APIRouter, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.api import operations as ops
+from ledger.integrations import otlp
 from ledger.integrations.litellm import MAX_PAYLOADS, LiteLLMPayload
 from ledger.server.logs import Tenant, json_response, route, service
-from ledger.server.schemas import LiteLLMOut
+from ledger.server.schemas import LiteLLMOut, error_responses
 
 router = APIRouter(tags=["integrations"])
 
@@ -40,3 +45,135 @@ async def log_litellm(tenant: Tenant, request: Request) -> Response:
     body = await request.body()
     answer = await anyio.to_thread.run_sync(service(request).log_litellm, tenant, body)
     return json_response(answer)
+
+
+# -- OpenTelemetry (OTLP/HTTP) -------------------------------------------------------------
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+ANSWER_JSON = {"type": "object", "title": "ExportTraceServiceResponse", "properties": {
+    "partialSuccess": {"type": "object", "properties": {
+        "rejectedSpans": {"type": "string", "description": "Spans not recorded: they are "
+                                                           "not GenAI model calls."},
+        "errorMessage": {"type": "string"}}}}}
+
+
+def _otlp_json_schema() -> dict[str, Any]:
+    """The OTLP/JSON ``ExportTraceServiceRequest`` as a JSON schema: the fields the
+    protobuf JSON mapping reads, with their types (ids in hex; 64-bit integers as a
+    number or digit text; an ``AnyValue`` holds one value; null for a field's default);
+    other fields are ignored."""
+    def obj(**properties: Any) -> dict[str, Any]:  # null: a field's default (the mapping)
+        return {"type": "object", "properties": {
+            name: {"anyOf": [schema, {"type": "null"}]} for name, schema in properties.items()}}
+
+    def array(items: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "array", "items": items}
+
+    text = {"type": "string"}
+    int32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+    uint32 = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+    # A JSON number is exact to 2**53: larger 64-bit values are sent as text.
+    uint64 = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 2**53},
+                        {"type": "string", "pattern": "^[0-9]{1,19}$"}]}
+    int64 = {"oneOf": [{"type": "integer", "minimum": -(2**53), "maximum": 2**53},
+                       {"type": "string", "pattern": "^-?[0-9]{1,18}$"}]}
+    scalar = {"stringValue": text, "boolValue": {"type": "boolean"}, "intValue": int64,
+              "doubleValue": {"type": "number"}}
+    value = {**obj(**scalar), "maxProperties": 1, "additionalProperties": False,
+             "description": "An AnyValue: one of stringValue, boolValue, intValue, "
+                            "doubleValue (arrays and key-value lists are read too)."}
+    attributes = array({**obj(key=text, value=value), "additionalProperties": False})
+    span = obj(traceId={"type": "string", "pattern": "^([0-9a-fA-F]{32})?$"},
+               spanId={"type": "string", "pattern": "^([0-9a-fA-F]{16})?$"},
+               parentSpanId={"type": "string", "pattern": "^([0-9a-fA-F]{16})?$"},
+               traceState=text, name=text, kind=int32, flags=uint32,
+               startTimeUnixNano=uint64, endTimeUnixNano=uint64, attributes=attributes,
+               droppedAttributesCount=uint32,
+               status=obj(message=text, code=int32))
+    scope = obj(name=text, version=text, attributes=attributes,
+                droppedAttributesCount=uint32)
+    return {**obj(resourceSpans=array(obj(
+        resource=obj(attributes=attributes, droppedAttributesCount=uint32),
+        scopeSpans=array(obj(scope=scope, spans=array(span), schemaUrl=text)),
+        schemaUrl=text))), "title": "ExportTraceServiceRequest"}
+
+
+def _otlp_body() -> dict[str, Any]:
+    return {"required": True, "content": {
+        otlp.PROTOBUF: BINARY, otlp.JSON: {"schema": _otlp_json_schema()}},
+        "description": "An OTLP `ExportTraceServiceRequest`, binary protobuf or OTLP/JSON "
+                       "(hex ids), optionally `Content-Encoding: gzip`."}
+
+
+def _otlp_responses() -> dict[int | str, dict[str, Any]]:
+    """The error answers of every operation, with the protobuf ``google.rpc.Status`` a
+    protobuf request gets instead of the JSON error body; 200 in either encoding."""
+    responses = error_responses(ops.LOG_OTLP)
+    for status, response in responses.items():
+        responses[status] = {**response, "content": {otlp.PROTOBUF: BINARY}}
+    responses[200] = {"description": "All GenAI spans recorded (or already recorded); "
+                                     "`partialSuccess` counts the other spans.",
+                      "content": {otlp.JSON: {"schema": ANSWER_JSON}, otlp.PROTOBUF: BINARY}}
+    return responses
+
+
+@route(router, ops.LOG_OTLP, response_class=Response, responses=_otlp_responses(),
+       openapi_extra={"requestBody": _otlp_body()})
+async def log_otlp(tenant: Tenant, request: Request) -> Response:
+    """OpenTelemetry's OTLP/HTTP trace export (`OTEL_EXPORTER_OTLP_ENDPOINT=<server>/otlp`,
+    the key in `OTEL_EXPORTER_OTLP_HEADERS=X-API-Key=…`): each GenAI model call span is one
+    event, its `event_id` from its trace and span ids, so a re-export adds nothing; other
+    spans are counted in `partialSuccess`. A bad GenAI span refuses the whole request
+    (400 `invalid_span`, naming the span and attribute) and nothing is written."""
+    kind = otlp.media_type(request.headers.get("content-type"))
+    limit = request.app.state.server.config.max_batch_body
+    encoding = request.headers.get("content-encoding")
+    body = await request.body()
+
+    def record() -> bytes:  # in the thread pool: inflating and decoding take time
+        traces = otlp.inflate(body, encoding, limit)
+        return otlp.encode_answer(service(request).log_otlp(tenant, traces, kind), kind)
+
+    return Response(await anyio.to_thread.run_sync(record), media_type=kind)
+
+
+class OtlpErrorBodies:
+    """An error answer to a protobuf request on ``/otlp/v1/traces`` re-encoded as the
+    protobuf ``google.rpc.Status`` OTLP/HTTP asks for (its message: the error's
+    ``detail``), whichever layer answered it (authentication, body limits, the route)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != otlp.PATH or not any(
+                name == b"content-type" and value.split(b";")[0].strip().lower()
+                == otlp.PROTOBUF.encode() for name, value in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def reencode(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            try:
+                detail = orjson.loads(b"".join(chunks)).get("detail", "")
+            except (orjson.JSONDecodeError, AttributeError):
+                detail = b"".join(chunks).decode("utf-8", "replace")
+            body = otlp.status_body(str(detail), start["status"])
+            headers = [(k, v) for k, v in start.get("headers", [])
+                       if k not in (b"content-type", b"content-length")]
+            headers += [(b"content-type", otlp.PROTOBUF.encode()),
+                        (b"content-length", str(len(body)).encode())]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, reencode)

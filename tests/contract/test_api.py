@@ -179,6 +179,52 @@ def test_log_litellm_records_each_call_once_all_or_nothing(api: Any) -> None:
     assert api.call(ops.LIST_LOGS)["total"] == 2
 
 
+def otlp_traces(*spans: dict[str, Any]) -> dict[str, Any]:
+    """An OTLP/JSON export request of ``spans`` (name and attributes), hex ids."""
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) * 10**9
+    return {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "app"}}]},
+        "scopeSpans": [{"spans": [
+            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": f"{i + 1:016x}",
+             "name": span["name"], "startTimeUnixNano": str(start),
+             "endTimeUnixNano": str(start + 250 * 10**6),
+             "attributes": [{"key": k, "value": {"intValue": str(v)} if isinstance(v, int)
+                             else {"stringValue": v}} for k, v in span["attrs"].items()]}
+            for i, span in enumerate(spans)]}]}]}
+
+
+GENAI = {"name": "chat", "attrs": {"gen_ai.provider.name": "openai",
+                                   "gen_ai.request.model": "gpt-4o-mini",
+                                   "gen_ai.usage.input_tokens": 10,
+                                   "gen_ai.usage.output_tokens": 20,
+                                   "gen_ai.usage.cost": "0.00010169999999999999"}}
+
+
+def test_log_otlp_records_genai_spans_once_all_or_nothing(api: Any) -> None:
+    """OTLP/JSON spans: a GenAI span is one event, the other span counted as rejected, a
+    re-export repeats; a bad GenAI span is a 400 naming the span and attribute, and
+    nothing of its request is written."""
+    http = {"name": "GET /", "attrs": {"http.request.method": "GET"}}
+    answer = api.call(ops.LOG_OTLP, traces=otlp_traces(GENAI, http))
+    assert answer["partialSuccess"]["rejectedSpans"] == "1"
+    assert api.call(ops.LOG_OTLP, traces=otlp_traces(GENAI, http)) == answer
+    [event] = api.call(ops.LIST_LOGS)["logs"]
+    assert event["event_id"] == "otel-5b8efff798038103d269b633813fc60c-0000000000000001"
+    assert (event["model"], event["alias"], event["provider"], event["latency_ms"],
+            event["cost_nanos"], event["origin"]) == (
+        "gpt-4o-mini", "gpt-4o-mini", "openai", 250, 101_700, "otlp")
+    assert event["metadata"]["otel.service"] == "app"
+    negative = {"name": "chat 2", "attrs": {**GENAI["attrs"],
+                                            "gen_ai.usage.output_tokens": -1}}
+    err = refused(lambda: api.call(ops.LOG_OTLP, traces=otlp_traces(GENAI, GENAI, negative)))
+    assert err.status == 400 and err.code == "invalid_span"
+    assert "gen_ai.usage.output_tokens: must be an integer >= 0" in str(err.detail)
+    assert "'chat 2'" in str(err.detail)
+    err = refused(lambda: api.call(ops.LOG_OTLP, traces={"resourceSpans": [{"scopeSpans": 3}]}))
+    assert err.status == 400 and "scopeSpans" in str(err.detail)
+    assert api.call(ops.LIST_LOGS)["total"] == 1
+
+
 def test_log_conversation_stores_its_content(api: Any) -> None:
     messages = [{"role": "user", "content": "hello"}]
     answer = api.call(ops.LOG_CONVERSATION, messages=messages,
@@ -656,7 +702,8 @@ def test_a_hard_budget_refuses_logs_with_402_alike(api: Any) -> None:
     for op, params in ((ops.LOG_USAGE, {"event": CALL}), (ops.LOG_BATCH, {"events": [CALL]}),
                        (ops.LOG_CONVERSATION, {"messages": [{"role": "user", "content": "x"}],
                                                "metadata": CALL}),
-                       (ops.LOG_LITELLM, {"payloads": [LITELLM]})):
+                       (ops.LOG_LITELLM, {"payloads": [LITELLM]}),
+                       (ops.LOG_OTLP, {"traces": otlp_traces(GENAI)})):
         err = refused(lambda op=op, params=params: api.call(op, **params))
         assert (type(err).__name__, err.status, err.code) == (
             "BudgetExceededError", 402, "budget_exceeded")

@@ -46,7 +46,7 @@ from ledger.server.app import ServerConfig, ServerState, create_app
 from ledger.server.fastpath import FastPath
 from tests.support.serverproc import free_port
 
-STATUSES = {400, 401, 402, 404, 405, 408, 409, 413, 422, 500, 503}
+STATUSES = {400, 401, 402, 404, 405, 408, 409, 413, 415, 422, 500, 503}
 CALL = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10,
         "output_tokens": 2, "cost": 0.001}
 
