@@ -43,11 +43,15 @@ _COLUMNS = ", ".join(
 
 def export_batches(snapshot: Snapshot, tenant: str, *, start: datetime | None = None,
                    end: datetime | None = None, limit: int = MAX_EXPORT_ROWS,
-                   window: int = EXPORT_WINDOW) -> Iterator[pa.RecordBatch]:
+                   window: int = EXPORT_WINDOW, columns: str = _COLUMNS,
+                   kinds: str = ENTRY_KINDS,
+                   tables: dict[str, pa.Table] | None = None) -> Iterator[pa.RecordBatch]:
     """The tenant's events (at most ``limit`` rows) in ``seq`` order, a batch at a time.
     The first batch always comes (empty when there is nothing to export): it carries the
-    schema."""
-    clauses, params = [ENTRY_KINDS], []
+    schema. ``columns`` is the SQL select list over the stored event columns (another
+    shape of row, e.g. ``projections.focus``), ``kinds`` the predicate on the entries
+    exported and ``tables`` Arrow tables it may read, registered under their names."""
+    clauses, params = [kinds], []
     if start is not None:
         clauses.append("ts >= ?")
         params.append(start.astimezone(UTC))
@@ -63,7 +67,9 @@ def export_batches(snapshot: Snapshot, tenant: str, *, start: datetime | None = 
     with own_cursor() as cur:
         if tail is not None:
             cur.register("export_tail", tail)
-        yield _empty_batch(cur)
+        for name, table in (tables or {}).items():
+            cur.register(name, table)
+        yield _empty_batch(cur, columns)
         for lo in range(0, snapshot.sizes.get(tenant, 0), window):
             hi = lo + window  # this window: lo <= seq < hi
             files = snapshot.files(tenant, first_day=first_day, last_day=last_day,
@@ -73,7 +79,7 @@ def export_batches(snapshot: Snapshot, tenant: str, *, start: datetime | None = 
             if not src:
                 continue
             reader = cur.sql(
-                f"SELECT {_COLUMNS} FROM ({src}) WHERE {where} AND seq >= {lo} "
+                f"SELECT {columns} FROM ({src}) WHERE {where} AND seq >= {lo} "
                 f"AND seq < {hi} ORDER BY seq", params=params).to_arrow_reader(BATCH_ROWS)
             for batch in reader:
                 if left <= 0:
@@ -84,13 +90,13 @@ def export_batches(snapshot: Snapshot, tenant: str, *, start: datetime | None = 
                 yield batch
 
 
-def _empty_batch(cur: Any) -> pa.RecordBatch:
+def _empty_batch(cur: Any, columns: str) -> pa.RecordBatch:
     """No rows, with the schema of an export's batches."""
     from ledger.storage.segments import rows_to_table
 
     cur.register("export_empty", rows_to_table([]))
     try:
-        table = cur.sql(f"SELECT {_COLUMNS} FROM export_empty").to_arrow_table()
+        table = cur.sql(f"SELECT {columns} FROM export_empty").to_arrow_table()
     finally:
         cur.unregister("export_empty")
     return pa.RecordBatch.from_pylist([], schema=table.schema)

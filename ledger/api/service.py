@@ -33,7 +33,7 @@ _SET_BY_CONVERSATION = ("kind", "conversation_id", "content_sha256", "metadata")
 EVENT_KEYS = tuple(key for f in GIVEN if f.name not in _SET_BY_CONVERSATION
                    for key in (f.name, f.alias) if key is not None)
 MAX_LIMIT = 1000
-EXPORT_FORMATS = ("csv", "jsonl", "parquet")
+EXPORT_FORMATS = ("csv", "jsonl", "parquet", "focus-csv", "focus-parquet")
 
 
 def ack_json(ack: Ack) -> dict[str, Any]:
@@ -226,16 +226,22 @@ class LedgerService:
 
     def export_stream(self, tenant: str, *, format: str = "jsonl", start: Any = None,
                       end: Any = None) -> Iterator[bytes]:
-        """The project's events as CSV, JSON lines or Parquet, a chunk of bytes at a time
-        (``projections.exports``: bounded memory for any size of log). The request is
-        checked here, before the first chunk; close the stream to stop early."""
+        """The project's events as CSV, JSON lines or Parquet, or its calls as FOCUS 1.2
+        rows in CSV or Parquet (``focus-csv``, ``focus-parquet``: ``projections.focus``), a
+        chunk of bytes at a time (``projections.exports``: bounded memory for any size of
+        log). The request is checked here, before the first chunk; close the stream to
+        stop early."""
         from projections.exports import export_batches, export_chunks
+        from projections.focus import FOCUS_FORMATS, focus_batches
 
         if format not in EXPORT_FORMATS:
             raise InvalidRequestError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
         s, e = window(start, end)
-        return export_chunks(export_batches(self.ledger.snapshot(), tenant, start=s, end=e),
-                             format)
+        snapshot = self.ledger.snapshot()
+        if format in FOCUS_FORMATS:
+            return export_chunks(focus_batches(snapshot, tenant, format=format, start=s,
+                                               end=e), FOCUS_FORMATS[format])
+        return export_chunks(export_batches(snapshot, tenant, start=s, end=e), format)
 
     def stats(self, tenant: str) -> dict[str, Any]:
         """The project's figures: events, first and last call, cost, log size and root,

@@ -1,16 +1,20 @@
 """``llmring usage report``: calls, tokens and cost of a project grouped by model, alias,
 provider and calendar periods in a time zone (``projections.rollups``), as a table, CSV
-or JSON."""
+or JSON; ``llmring usage export``: the project's events as a file (JSON lines, CSV,
+Parquet, or FOCUS cost rows)."""
 
 from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
 
 from ledger.api import operations as ops
+from ledger.api.service import EXPORT_FORMATS
 from ledger.cli.context import (
     App,
     CliError,
@@ -29,6 +33,7 @@ from ledger.cli.context import (
     window_text,
     zone_option,
 )
+from ledger.errors import LedgerError
 from ledger.model.money import nanos_to_decimal
 
 NUMBERS = ("calls", "input_tokens", "output_tokens", "total_tokens", "cost", "unpriced_calls")
@@ -118,3 +123,54 @@ def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
                   cost_cell(total["cost_nanos"], total["calls"], total["unpriced_calls"]),
                   num(total["unpriced_calls"]), style="bold")
     print_table(stdout_console(), table)
+
+
+@usage_group.command()
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl",
+              show_default=True, help="jsonl, csv or parquet: the stored events; focus-csv or "
+              "focus-parquet: one FinOps FOCUS 1.2 cost row per call (docs/formats.md).")
+@click.option("--start", metavar="D", help="From this date (YYYY-MM-DD) or ISO datetime "
+              "(naive = UTC), inclusive.")
+@click.option("--end", metavar="D", help="Up to this ISO datetime, exclusive; a date "
+              "(YYYY-MM-DD) includes that whole day.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file (replaced only once the export is whole); default "
+                   "standard output.")
+@pass_app
+def export(app: App, fmt: str, start: str | None, end: str | None,
+           output: Path | None) -> None:
+    """Export the project's events (or its calls as FOCUS rows), in log order.
+
+    Example: llmring usage export --format focus-parquet --start 2025-06-01 -o june.parquet
+    """
+    lo = parse_when(start, option="--start") if start else None
+    hi = parse_when(end, option="--end", end=True) if end else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise CliError(f"--start ({ts_text(lo)}) must be before --end ({ts_text(hi)})")
+    with app.api(create=False) as api:
+        if api.remote:  # the server streams; the client holds the answer
+            chunks: Iterator[bytes] = iter([api.call(ops.EXPORT, format=fmt, start=ts_text(lo),
+                                                     end=ts_text(hi))])
+        else:  # streamed from the data directory, in bounded memory
+            try:
+                chunks = api.service.export_stream(api.project, format=fmt, start=lo, end=hi)
+            except LedgerError as exc:
+                raise api.error(exc) from None
+        if output is None:
+            out = click.get_binary_stream("stdout")
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            return
+        part = output.with_name(output.name + ".part")
+        try:
+            with part.open("wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            part.replace(output)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise

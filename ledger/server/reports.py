@@ -21,7 +21,8 @@ from projections.rollups import DIMENSIONS
 router = APIRouter(tags=["reports"])
 MAX_SIZE = 2**53 - 1
 MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson",
-         "parquet": "application/vnd.apache.parquet"}
+         "parquet": "application/vnd.apache.parquet", "focus-csv": "text/csv",
+         "focus-parquet": "application/vnd.apache.parquet"}
 
 
 @route(router, ops.WHOAMI)
@@ -47,13 +48,16 @@ def usage_rollup(tenant: Tenant, request: Request,
 @route(router, ops.EXPORT, response_class=Response,
        responses={200: {"content": {m: {} for m in MEDIA.values()}}})
 def export_events(tenant: Tenant, request: Request,
-                  format: Literal["csv", "jsonl", "parquet"] = "jsonl",
+                  format: Literal["csv", "jsonl", "parquet", "focus-csv",
+                                  "focus-parquet"] = "jsonl",
                   start: When = None, end: When = None) -> Response:
     """Every event of the project (in log order, optionally start <= ts < end) as CSV,
     JSON lines or Parquet; each row has the event's canonical fields, seq, recorded_at
-    and leaf_hash. The answer streams, in bounded memory whatever the size of the log."""
+    and leaf_hash. `focus-csv` / `focus-parquet`: one FOCUS 1.2 cost row per call
+    (docs/formats.md). The answer streams, in bounded memory whatever the size of the log."""
     chunks = service(request).export_stream(tenant, format=format, start=start, end=end)
-    name = f"{tenant}-events.{format}"
+    kind, _, ext = format.rpartition("-")
+    name = f"{tenant}-{kind or 'events'}.{ext}"
     return StreamingResponse(_closing(chunks), media_type=MEDIA[format],
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
