@@ -157,7 +157,7 @@ def export(app: App, fmt: str, start: str | None, end: str | None,
             except LedgerError as exc:
                 raise api.error(exc) from None
         if output is None:
-            out = click.get_binary_stream("stdout")
+            out = sys.stdout.buffer
             for chunk in chunks:
                 out.write(chunk)
             out.flush()

@@ -18,10 +18,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner, Result
 
+from ledger import Ledger
 from ledger.api import operations as ops
 from ledger.api.refusals import LedgerHTTPError
 from ledger.api.transport import HttpTransport
+from ledger.cli import cli
 from ledger.receipts.verification import verify_bundle
 from ledger.tlog.signing import parse_public_keys_json
 from tests.support import focus_validator, serverproc
@@ -198,3 +201,43 @@ def test_an_unknown_format_is_refused_naming_the_choices(api: HttpTransport) -> 
     with pytest.raises(LedgerHTTPError) as refused:
         api.call(ops.EXPORT, format="focus")
     assert refused.value.status == 422 and "focus-csv" in str(refused.value)
+
+
+# -- llmring usage export ------------------------------------------------------------------
+def _llmring(*args: str) -> Result:
+    runner = CliRunner(env={"LLMRING_LEDGER_DIR": None, "LLMRING_PROJECT": None,
+                            "LLMRING_API_KEY": None})
+    return runner.invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_the_cli_exports_through_the_server_what_the_route_answers(
+        api: HttpTransport, server: Server, tmp_path: Path) -> None:
+    """`llmring --server URL usage export --format focus-csv -o FILE` writes the route's
+    answer."""
+    out = tmp_path / "focus.csv"
+    result = _llmring("--server", server.url, "--api-key", server.keys["acme"], "usage",
+                      "export", "--format", "focus-csv", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == _export(api, "focus-csv")
+
+
+def test_the_cli_exports_a_data_directory_in_a_window(tmp_path: Path) -> None:
+    """Locally the export streams from the data directory; --start/--end select calls by
+    ts; a bad format or window is a usage error (exit 2) that writes nothing."""
+    data = tmp_path / "data"
+    with Ledger(data) as led:
+        led.append_many(CALLS)
+    out = tmp_path / "november.csv"
+    result = _llmring("--data", str(data), "usage", "export", "--format", "focus-csv",
+                      "--start", "2025-11-01", "--end", "2025-11-02", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["x_EventId"] for r in rows] == ["unpriced-1", "client-1"]
+    assert {r["BillingAccountId"] for r in rows} == {"default"}
+    jsonl = _llmring("--data", str(data), "usage", "export")
+    assert jsonl.exit_code == 0 and len(jsonl.stdout.splitlines()) == len(CALLS)
+    for bad in (["--format", "focus"], ["--start", "2025-11-02", "--end", "2025-11-01"]):
+        refused = _llmring("--data", str(data), "usage", "export", *bad,
+                           "-o", str(tmp_path / "bad.csv"))
+        assert refused.exit_code == 2 and not (tmp_path / "bad.csv").exists()
+    assert not list(tmp_path.glob("*.part"))
