@@ -17,7 +17,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from projections.exports import MAX_EXPORT_ROWS, export_batches
+from projections.exports import EXPORT_WINDOW, MAX_EXPORT_ROWS, export_batches
 from projections.receipts import query
 from projections.snapshot import Snapshot
 
@@ -112,9 +112,10 @@ def certifying_runs(snapshot: Snapshot, tenant: str) -> pa.Table:
 
 def focus_batches(snapshot: Snapshot, tenant: str, *, format: str,
                   start: datetime | None = None, end: datetime | None = None,
-                  limit: int = MAX_EXPORT_ROWS) -> Iterator[pa.RecordBatch]:
+                  limit: int = MAX_EXPORT_ROWS,
+                  window: int = EXPORT_WINDOW) -> Iterator[pa.RecordBatch]:
     """The tenant's calls (start <= ts < end) as FOCUS rows for ``format`` (a key of
     ``FOCUS_FORMATS``), a batch at a time; the first batch carries the schema."""
-    return export_batches(snapshot, tenant, start=start, end=end, limit=limit,
+    return export_batches(snapshot, tenant, start=start, end=end, limit=limit, window=window,
                           columns=focus_columns(tenant, exact=FOCUS_FORMATS[format] == "csv"),
                           kinds=CALLS, tables={MEMBERS_TABLE: certifying_runs(snapshot, tenant)})

@@ -306,6 +306,11 @@ def test_export_in_every_format(api: Any) -> None:
     assert len(lines) == 3 and orjson.loads(lines[0])["model"] == "gpt-4o-mini"
     assert len(api.call(ops.EXPORT, format="csv").splitlines()) == 4
     assert api.call(ops.EXPORT, format="parquet")[:4] == b"PAR1"
+    focus = api.call(ops.EXPORT, format="focus-csv").decode().splitlines()
+    assert len(focus) == 4 and focus[0].startswith('"BilledCost"')
+    assert focus[1].startswith('"0.002500000"')
+    assert api.call(ops.EXPORT, format="focus-parquet")[:4] == b"PAR1"
+    assert refused(lambda: api.call(ops.EXPORT, format="focus")).status == 422
 
 
 def test_stats_of_the_project(api: Any) -> None:
