@@ -10,6 +10,7 @@ outcome of each of its checks from its JUnit report.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -35,12 +36,20 @@ def _python(home: Path) -> Path:
 
 
 def environment() -> Path:
-    """The validator environment's Python, made on first use."""
+    """The validator environment's Python, made on first use (one maker at a time)."""
     home = _home()
     ready = home / "ready"
     if ready.exists():
         return _python(home)
     home.mkdir(parents=True, exist_ok=True)
+    with (home / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready.exists():
+            _make(home)
+    return _python(home)
+
+
+def _make(home: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(home / "venv")],
                    check=True, capture_output=True, timeout=300)
     pip = subprocess.run([str(_python(home)), "-m", "pip", "install", "-q",
@@ -49,8 +58,7 @@ def environment() -> Path:
     if pip.returncode:
         raise RuntimeError(f"cannot install {' '.join(VALIDATOR_REQUIREMENTS)}:\n"
                            f"{pip.stdout}\n{pip.stderr}")
-    ready.write_text("\n".join(VALIDATOR_REQUIREMENTS) + "\n")
-    return _python(home)
+    (home / "ready").write_text("\n".join(VALIDATOR_REQUIREMENTS) + "\n")
 
 
 def validate(data_file: Path) -> dict[str, str | None]:
