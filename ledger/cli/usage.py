@@ -129,24 +129,21 @@ def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl",
               show_default=True, help="jsonl, csv or parquet: the stored events; focus-csv or "
               "focus-parquet: one FinOps FOCUS 1.2 cost row per call (docs/formats.md).")
-@click.option("--start", metavar="D", help="From this date (YYYY-MM-DD) or ISO datetime "
-              "(naive = UTC), inclusive.")
-@click.option("--end", metavar="D", help="Up to this ISO datetime, exclusive; a date "
-              "(YYYY-MM-DD) includes that whole day.")
+@zone_option()
+@click.option("--start", metavar="D", help=when_help("From"))
+@click.option("--end", metavar="D", help=when_help("Up to", end=True))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file (replaced only once the export is whole); default "
                    "standard output.")
 @pass_app
-def export(app: App, fmt: str, start: str | None, end: str | None,
+def export(app: App, fmt: str, tz: Zone, start: str | None, end: str | None,
            output: Path | None) -> None:
-    """Export the project's events (or its calls as FOCUS rows), in log order.
+    """Export the project's events (or its calls as FOCUS rows), in log order; dates are
+    those of the --tz zone (the machine's by default).
 
     Example: llmring usage export --format focus-parquet --start 2025-06-01 -o june.parquet
     """
-    lo = parse_when(start, option="--start") if start else None
-    hi = parse_when(end, option="--end", end=True) if end else None
-    if lo is not None and hi is not None and lo >= hi:
-        raise CliError(f"--start ({ts_text(lo)}) must be before --end ({ts_text(hi)})")
+    lo, hi = parse_window(start, end, tz.info)
     with app.api(create=False) as api:
         if api.remote:  # the server streams; the client holds the answer
             chunks: Iterator[bytes] = iter([api.call(ops.EXPORT, format=fmt, start=ts_text(lo),

@@ -222,14 +222,16 @@ def test_the_cli_exports_through_the_server_what_the_route_answers(
 
 
 def test_the_cli_exports_a_data_directory_in_a_window(tmp_path: Path) -> None:
-    """Locally the export streams from the data directory; --start/--end select calls by
-    ts; a bad format or window is a usage error (exit 2) that writes nothing."""
+    """Locally the export streams from the data directory; --start/--end (days of --tz)
+    select calls by ts; a bad format or window is a usage error (exit 2) that writes
+    nothing."""
     data = tmp_path / "data"
     with Ledger(data) as led:
         led.append_many(CALLS)
     out = tmp_path / "november.csv"
     result = _llmring("--data", str(data), "usage", "export", "--format", "focus-csv",
-                      "--start", "2025-11-01", "--end", "2025-11-02", "-o", str(out))
+                      "--tz", "UTC", "--start", "2025-11-01", "--end", "2025-11-02",
+                      "-o", str(out))
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["x_EventId"] for r in rows] == ["unpriced-1", "client-1"]
