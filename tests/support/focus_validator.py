@@ -2,7 +2,8 @@
 own: on Python 3.11 its newest release (1.0.0) pins ``numpy<2`` while the ledger's
 ``pyarrow`` needs NumPy 2, so it cannot share the test environment. The environment is
 made once (``python -m venv`` + ``pip install VALIDATOR_REQUIREMENTS``) under
-``$LLMRING_TEST_CACHE`` (default ``~/.cache/llmring-ledger-tests``) and reused.
+``$LLMRING_TEST_CACHE`` (default ``.cache/`` in the repository, ignored by git) and
+reused.
 
 Validator 1.0.0 checks FOCUS 1.0 (its newest rule set); ``validate`` answers the name and
 outcome of each of its checks from its JUnit report.
@@ -17,6 +18,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from tests.support.paths import REPO
+
 VALIDATOR_VERSION = "1.0.0"
 RULES_VERSION = "1.0"  # the newest FOCUS version validator 1.0.0 has rules for
 # pandera 0.17 (its pin) imports multimethod.overload, gone in multimethod 2; the
@@ -26,8 +29,7 @@ VALIDATOR_REQUIREMENTS = (f"focus-validator=={VALIDATOR_VERSION}", "multimethod<
 
 
 def _home() -> Path:
-    cache = Path(os.environ.get("LLMRING_TEST_CACHE",
-                                Path.home() / ".cache" / "llmring-ledger-tests"))
+    cache = Path(os.environ.get("LLMRING_TEST_CACHE", REPO / ".cache"))
     return cache / f"focus-validator-{VALIDATOR_VERSION}"
 
 
