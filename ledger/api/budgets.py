@@ -34,7 +34,7 @@ from ledger.model.batch import BatchAcks
 from ledger.model.event import Ack, format_ts, ts_to_us
 from ledger.model.money import nanos_to_decimal, usd_to_nanos
 from ledger.model.periods import PERIODS, Period, period_of
-from ledger.model.tenant import TENANT_RE, check_tenant
+from ledger.model.tenant import NAME_RULE, check_tenant, is_name
 from ledger.storage.budgets import Alert, AlertLog, BudgetFile, BudgetSpec
 
 ALERT_TYPE = "budget.threshold_crossed"
@@ -64,10 +64,8 @@ def instant_text(when: datetime) -> str:
 
 # -- checking a budget as given -----------------------------------------------------------
 def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not TENANT_RE.fullmatch(name) or ".." in name:
-        raise InvalidRequestError(
-            f"invalid budget name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit")
+    if not is_name(name):
+        raise InvalidRequestError(f"invalid budget name {name!r}: {NAME_RULE}")
     return name
 
 

@@ -23,7 +23,6 @@ import orjson
 import pytest
 import yaml
 
-from ledger.api.apikeys import ApiKeyStore
 from ledger.model.money import decimal_to_nanos
 from tests.support import serverproc
 from tests.support.paths import REPO
@@ -90,9 +89,7 @@ def no_network(outside_lookups: list[str]) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = serverproc.start(tmp_path_factory.mktemp("litellm") / "data", projects=(),
-                           extra=("--max-batch-body", str(BIG_BODY)))
-    store = ApiKeyStore(srv.data)  # in process: a CLI run per key would take seconds
-    srv.keys.update({project: store.create(project)[0] for project in PROJECTS})
+                           extra=("--max-batch-body", str(BIG_BODY)), quick_keys=PROJECTS)
     try:
         yield srv
     finally:

@@ -33,7 +33,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ledger.api.apikeys import ApiKeyStore
 from tests.support import serverproc
 from tests.support.serverproc import Server
 
@@ -48,9 +47,7 @@ BASE_NS = (time.time_ns() // 10**9 - 3600) * 10**9 + 123_456_789
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = serverproc.start(tmp_path_factory.mktemp("otlp") / "data", projects=(),
-                           extra=("--max-batch-body", str(MAX_BODY)))
-    store = ApiKeyStore(srv.data)  # in process: a CLI run per key would take seconds
-    srv.keys.update({project: store.create(project)[0] for project in PROJECTS})
+                           extra=("--max-batch-body", str(MAX_BODY)), quick_keys=PROJECTS)
     try:
         yield srv
     finally:

@@ -58,10 +58,23 @@ class Server:
 
 
 def start(data: Path, projects: tuple[str, ...] = ("alpha", "beta"),
-          extra: tuple[str, ...] = (), fd_limit: int | None = None) -> Server:
-    """``llmring serve`` on ``data`` with ``extra`` options; ``fd_limit``: the server's
-    RLIMIT_NOFILE, soft and hard (as under ``ulimit -n``)."""
-    keys = {p: create_key(data, p) for p in projects}
+          extra: tuple[str, ...] = (), fd_limit: int | None = None,
+          quick_keys: tuple[str, ...] = ()) -> Server:
+    """``llmring serve`` on ``data`` with ``extra`` options and a key for each of
+    ``projects`` (made by ``llmring keys create``) and of ``quick_keys`` (made in this
+    process once the server is up: a CLI run per key takes about a second);
+    ``fd_limit``: the server's RLIMIT_NOFILE, soft and hard (as under ``ulimit -n``)."""
+    server = _serve(data, {p: create_key(data, p) for p in projects}, extra, fd_limit)
+    if quick_keys:
+        from ledger.api.apikeys import ApiKeyStore
+
+        store = ApiKeyStore(data)
+        server.keys.update({p: store.create(p)[0] for p in quick_keys})
+    return server
+
+
+def _serve(data: Path, keys: dict[str, str], extra: tuple[str, ...],
+           fd_limit: int | None) -> Server:
     port = free_port()
     log = open(data.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - lives with proc
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
