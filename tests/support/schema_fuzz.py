@@ -95,6 +95,11 @@ DELIBERATE: tuple[Deliberate, ...] = (
                "a budget's amount must be a decimal more than 0 and exact in nano-USD, its "
                "zone one the query engine knows, its period day, week or month, its "
                "webhook an http(s) URL on an allowed host: beyond what the schema states"),
+    Deliberate("negative_data_rejection",
+               (*EVENT_ROUTES, ("POST", "/api/v1/integrations/litellm")), 413,
+               ("too_large",),
+               "a body over the route's size limit is refused by its size before it is "
+               "parsed: the refusal is 413, which schemathesis does not count as one"),
     Deliberate("negative_data_rejection", EVENT_ROUTES[:2], 200, (),
                "`latency_ms` also takes a finite number or numeric text, rounded "
                "(docs/formats.md), as earlier clients send it; the schema documents the "
