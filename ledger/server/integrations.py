@@ -60,7 +60,8 @@ def _otlp_json_schema() -> dict[str, Any]:
     """The OTLP/JSON ``ExportTraceServiceRequest`` as a JSON schema: the fields the
     protobuf JSON mapping reads, with their types (ids in hex; 64-bit integers as a
     number or digit text; an ``AnyValue`` holds one value; null for a field's default);
-    other fields are ignored."""
+    other fields are ignored (OTLP receivers ignore unknown fields), so no object of the
+    schema forbids additional properties."""
     def obj(**properties: Any) -> dict[str, Any]:  # null: a field's default (the mapping)
         return {"type": "object", "properties": {
             name: {"anyOf": [schema, {"type": "null"}]} for name, schema in properties.items()}}
@@ -78,10 +79,14 @@ def _otlp_json_schema() -> dict[str, Any]:
                        {"type": "string", "pattern": "^-?[0-9]{1,18}$"}]}
     scalar = {"stringValue": text, "boolValue": {"type": "boolean"}, "intValue": int64,
               "doubleValue": {"type": "number"}}
-    value = {**obj(**scalar), "maxProperties": 1, "additionalProperties": False,
+    # An AnyValue sets at most one member of its oneof (two are refused); null is unset.
+    set_value = {"not": {"type": "null"}}
+    both_set = [{"required": [a, b], "properties": {a: set_value, b: set_value}}
+                for i, a in enumerate(scalar) for b in list(scalar)[i + 1:]]
+    value = {**obj(**scalar), "not": {"anyOf": both_set},
              "description": "An AnyValue: one of stringValue, boolValue, intValue, "
                             "doubleValue (arrays and key-value lists are read too)."}
-    attributes = array({**obj(key=text, value=value), "additionalProperties": False})
+    attributes = array(obj(key=text, value=value))
     span = obj(traceId={"type": "string", "pattern": "^([0-9a-fA-F]{32})?$"},
                spanId={"type": "string", "pattern": "^([0-9a-fA-F]{16})?$"},
                parentSpanId={"type": "string", "pattern": "^([0-9a-fA-F]{16})?$"},

@@ -7,9 +7,11 @@ keep their promises. The mismatches that are deliberate are listed, each with it
 reason, in ``tests.support.schema_fuzz.DELIBERATE`` (docs/decisions.md) and excused
 only for exactly that check, operation, status and error code.
 
-Each operation of the schema is one test per generation mode; hypothesis drives
-schemathesis' strategy for it (the schemathesis pytest plugin is not used: it does not
-support this pytest)."""
+The cases are derandomized (the same ones on every run of the same schema), so a red run
+repeats and a green one is not luck; the long run (``python -m tests.support.schema_fuzz``)
+explores fresh cases. Each operation of the schema is one test per generation mode;
+hypothesis drives schemathesis' strategy for it (the schemathesis pytest plugin is not
+used: it does not support this pytest)."""
 
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def test_every_generated_request_gets_a_documented_answer(api_schema: Any,
     headers = fuzz_server.headers("alpha")
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     def check(case: Any) -> None:
         response = case.call(base_url=fuzz_server.url, headers=headers)
@@ -125,4 +127,5 @@ def test_stateful_sequences_keep_every_check(api_schema: Any, fuzz_server: Serve
             validate(case, response, fuzz_server, headers)
 
     Sequences.run(settings=settings(max_examples=25, stateful_step_count=6, deadline=None,
+                                    derandomize=True,
                                     database=None, suppress_health_check=list(HealthCheck)))
