@@ -257,6 +257,13 @@ class NotFoundError(RequestError):
     code = "not_found"
 
 
+class EntryTooLargeError(NotFoundError):
+    """A c2sp.org/tlog-tiles entry bundle that would hold an entry over 65,535 bytes (its
+    uint16 length prefix cannot say so): the bundle is not served in that encoding."""
+
+    code = "entry_too_large"
+
+
 class MethodNotAllowedError(RequestError):
     """A method the path does not take (the answer's ``Allow`` header lists those it
     does)."""
@@ -482,7 +489,8 @@ ERRORS: tuple[type[LedgerError], ...] = (
     JournalDamageError, StorageFullError, NotWritableError,
     KeyRingError, ConfigError, ApiKeyError, WitnessError, InternalError, AuthenticationError,
     BudgetExceededError,
-    RequestError, InvalidRequestError, NotFoundError, MethodNotAllowedError,
+    RequestError, InvalidRequestError, NotFoundError, EntryTooLargeError,
+    MethodNotAllowedError,
     RequestTooLargeError, UnsupportedMediaTypeError, EventValidationError,
     SpanValidationError,
     IdConflictError, TenantError, ContentError, RollupError, RetentionError,
@@ -553,7 +561,8 @@ def error_from_response(status: int, body: Any, *, request: str = "") -> LedgerE
 __all__ = [
     "ERRORS", "ApiKeyError", "AuthenticationError", "BudgetExceededError", "CheckpointError",
     "ConfigError",
-    "ConsistencyFormatError", "ContentError", "CosignatureError", "EventValidationError",
+    "ConsistencyFormatError", "ContentError", "CosignatureError", "EntryTooLargeError",
+    "EventValidationError",
     "IdConflictError", "InternalError", "InvalidRequestError", "JournalDamageError",
     "JournalError", "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError",
     "MethodNotAllowedError", "NotFoundError", "NotWritableError", "NoteError",

@@ -25,6 +25,7 @@ from ledger.errors import (
     AuthenticationError,
     BudgetExceededError,
     ContentError,
+    EntryTooLargeError,
     EventValidationError,
     IdConflictError,
     InvalidRequestError,
@@ -265,6 +266,21 @@ CONSISTENCY = _op("consistency", "GET", "/api/v1/log/consistency", _q("first"),
                   _q("second"), summary="Consistency proof between two sizes",
                   refuses=(RequestError,))
 
+# -- the logs as c2sp.org/tlog-tiles resources ----------------------------------------------
+TLOG_CHECKPOINT = _op("tlog_checkpoint", "GET", "/tlog/{project}/checkpoint",
+                      _path("project"), tenant=False, answer="text",
+                      summary="A log's latest cosigned checkpoint (tlog-tiles, public)",
+                      refuses=(NotFoundError,))
+# ``index`` is ``<N>[.p/<W>]`` and holds slashes (the route takes it as a path).
+TLOG_ENTRIES = _op("tlog_entries", "GET", "/tlog/{project}/tile/entries/{index}",
+                   _path("project"), _path("index"), answer="bytes",
+                   summary="An entry bundle of the project's own log (tlog-tiles)",
+                   refuses=(NotFoundError, EntryTooLargeError))
+TLOG_TILE = _op("tlog_tile", "GET", "/tlog/{project}/tile/{level}/{index}",
+                _path("project"), _path("level"), _path("index"), tenant=False,
+                answer="bytes", summary="A hash tile of a log (tlog-tiles, public)",
+                refuses=(NotFoundError,))
+
 # -- receipts -------------------------------------------------------------------------------
 GENERATE_RECEIPT = _op("generate_receipt", "POST", "/api/v1/receipts/generate", *SELECTION,
                        _b("description"), _b("tags", _tags),
@@ -312,9 +328,9 @@ PUBLIC_KEY_PEM = _op("public_key_pem", "GET", "/receipts/public-key.pem", tenant
 OPERATIONS: tuple[Operation, ...] = (
     WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LOG_LITELLM, LOG_OTLP, LIST_LOGS, GET_LOG,
     LOG_CONTENT, ROLLUP, EXPORT, STATS, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES,
-    CONSISTENCY, GENERATE_RECEIPT, PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT,
-    RECEIPT_LOGS, PROVE, SET_BUDGET, LIST_BUDGETS, REMOVE_BUDGET, BUDGET_STATUS,
-    VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
+    CONSISTENCY, TLOG_CHECKPOINT, TLOG_ENTRIES, TLOG_TILE, GENERATE_RECEIPT, PREVIEW_RECEIPT,
+    UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS, PROVE, SET_BUDGET, LIST_BUDGETS,
+    REMOVE_BUDGET, BUDGET_STATUS, VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
 
 __all__ = ["BY_NAME", "OPERATIONS", "UNAVAILABLE", "Operation", "Param", "date_text"]

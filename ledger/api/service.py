@@ -25,6 +25,7 @@ from ledger.model.money import NANOS_PER_USD
 from ledger.model.schema import GIVEN
 from ledger.model.tenant import check_tenant
 from ledger.storage.content import ContentStore, content_sha256
+from ledger.tlog.published import Publisher, encode_bundle
 from ledger.tlog.signing import public_keys_json
 
 # Keys of a conversation's ``metadata`` that are event fields (the rest stay metadata):
@@ -78,6 +79,7 @@ class LedgerService:
             # Never sign with a throw-away key: the first key is created and persisted now.
             self.keyring.current()
             self.checkpoints = self.notary.checkpoints
+            self.published = Publisher(self.notary)
             self.content = ContentStore(self.ledger.layout)
             self.receipts = _receipts_facade(self.ledger)
             self.budgets = Budgets(self.ledger)
@@ -331,6 +333,33 @@ class LedgerService:
         proof = tree.consistency_proof(first, second) if 0 < first < second else []
         return {"first": first, "second": second, "first_root": tree.root(first).hex(),
                 "second_root": tree.root(second).hex(), "proof": [h.hex() for h in proof]}
+
+    # -- the logs as c2sp.org/tlog-tiles resources (``ledger.tlog.published``) -----------
+    def tlog_checkpoint(self, project: str) -> str:
+        """The latest signed checkpoint of ``project``'s log with its cosignatures
+        (public)."""
+        return self.published.checkpoint_note(project)
+
+    def tlog_tile(self, project: str, level: str, index: str) -> bytes:
+        """Hash tile ``<level>/<index>`` of ``project``'s log, as far as its latest
+        checkpoint covers it (public: hashes only)."""
+        return self.published.hash_tile(project, level, index)
+
+    def tlog_entries(self, tenant: str, project: str, index: str) -> bytes:
+        """Entry bundle ``<index>`` of the caller's own log: another project's log is not
+        found, as every other resource of another project."""
+        from projections.entries import entry_bytes
+
+        if project != tenant:
+            raise NotFoundError(f"no entry bundles of a log {project!r} for this API key "
+                                "(a key reads only its own project's entries)")
+        ref = self.published.bundle(project, index)
+        try:
+            entries = entry_bytes(self.ledger.snapshot(), project, ref.first(),
+                                  ref.first() + ref.width)
+        except LookupError as exc:
+            raise NotFoundError(str(exc)) from None
+        return encode_bundle(entries, ref)
 
     # -- receipts (``ledger.receipts.issuance.Receipts``) ---------------------------------
     def generate_receipt(self, tenant: str, *, conversation_id: str | None = None,

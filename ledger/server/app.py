@@ -342,10 +342,11 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
     app.include_router(logs.router)
     app.include_router(integrations.router)
     app.include_router(reports.router)
-    from ledger.server import budgets, receipts
+    from ledger.server import budgets, receipts, tlog
 
     app.include_router(receipts.router)
     app.include_router(budgets.router)
+    app.include_router(tlog.router)
     if config.metrics:
         _install_metrics(app)
 
