@@ -17,6 +17,10 @@
     ``check_extends`` outside the clock; target <= 10 ms).
 (c) a full ``ledger verify`` (``audit.verify_directory``) of the scale directory
     (target <= 3 minutes).
+(d) ``--only tiles``: c2sp.org/tlog-tiles hash tiles served by a real ``llmring serve``
+    over a log of ``--tile-events`` entries (checkpointed), read by one HTTP/1.1 client
+    (keep-alive) in a loop over random full and partial tiles for ``--tile-seconds``
+    (target >= 2,000 tiles/s).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import EventFactory, environment, report_latency, verdict
+from _common import EventFactory, environment, report_latency, report_rate, verdict
 from scale import TENANT, build, existing
 
 from ledger.core.audit import verify_directory
@@ -156,6 +160,69 @@ def run_verify(path: Path) -> bool:
     return ok
 
 
+def run_tiles(args: argparse.Namespace) -> bool:
+    import http.client
+    import signal
+    import socket
+    import subprocess
+
+    import httpx
+
+    from ledger.tlog.published import encode_index
+
+    work = Path(tempfile.mkdtemp(prefix="tiles-", dir="/work/bench-data/transparency"))
+    try:
+        data = work / "data"
+        factory = EventFactory(seed=7)
+        with Ledger(data) as led:
+            for first in range(0, args.tile_events, 10_000):
+                count = min(10_000, args.tile_events - first)
+                led.append_many(factory.batch(count), tenant="tiles")
+            led.flush()
+            size = led.checkpoint("tiles").checkpoint.size
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-c", "from ledger.cli import main; main()",
+                                 "--data", str(data), "serve", "--port", str(port),
+                                 "--log-level", "warning", "--no-access-log"])
+        try:
+            url = f"http://127.0.0.1:{port}/tlog/tiles/tile/"
+            paths = [f"0/{encode_index(n)}" for n in range(size // 256)]
+            paths.append(f"0/{encode_index(size // 256)}.p/{size % 256}" if size % 256
+                         else paths[-1])
+            paths.append(f"1/000.p/{min(255, size // 65_536 or size // 256)}")
+            prefix = "/tlog/tiles/tile/"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(url + paths[0]).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            conn = http.client.HTTPConnection("127.0.0.1", port)  # one keep-alive client
+            rng = random.Random(1)
+            served = 0
+            start = time.perf_counter()
+            end = start + args.tile_seconds
+            while time.perf_counter() < end:
+                conn.request("GET", prefix + rng.choice(paths))
+                answer = conn.getresponse()
+                body = answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"tile answer {answer.status}: {body[:200]!r}")
+                served += 1
+            rate = served / (time.perf_counter() - start)
+            conn.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report_rate(f"hash tiles served ({size:,}-entry log, one client)", [rate], 2_000,
+                       unit="tiles/s")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--events", type=int, default=10_000_000)
@@ -163,7 +230,9 @@ def main() -> int:
     p.add_argument("--ingest-events", type=int, default=300_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--trials", type=int, default=30)
-    p.add_argument("--only", choices=["ingest", "log", "verify"])
+    p.add_argument("--tile-events", type=int, default=70_000)
+    p.add_argument("--tile-seconds", type=float, default=5.0)
+    p.add_argument("--only", choices=["ingest", "log", "verify", "tiles"])
     args = p.parse_args()
     print(environment())
     base = Path("/work/bench-data/transparency")
@@ -171,6 +240,8 @@ def main() -> int:
     ok = True
     if args.only in (None, "ingest"):
         ok &= run_ingest(args, base)
+    if args.only in (None, "tiles"):
+        ok &= run_tiles(args)
     if args.only in (None, "log", "verify"):
         path = Path(args.dir)
         if existing(path, args.events) is None:

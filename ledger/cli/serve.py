@@ -89,6 +89,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     from ledger.server.connections import ConnectionLimits, uvicorn_options
     from ledger.server.fastpath import FastPath
     from ledger.server.ops import Operations, configure_access_log
+    from ledger.server.tlog import TileFastPath
     from ledger.server.webhooks import DeliveryPolicy
     from ledger.storage.config import ConfigError
     from ledger.storage.manifest import ManifestError
@@ -110,7 +111,8 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     report_losses(state.service.ledger.accepted_losses)
     limits = ConnectionLimits(idle_timeout, header_timeout, body_timeout, max_connections)
     fastapi = create_app(config, state=state)
-    asgi = Operations(FastPath(fastapi), fastapi, access_log=access_log)
+    asgi = Operations(TileFastPath(FastPath(fastapi), fastapi), fastapi,
+                      access_log=access_log)
     configure_access_log(access_log)
     # uvicorn raises the signal that stopped it again once it has shut down; a handler
     # of ours takes it, so a graceful SIGTERM ends with status 0, not death by signal.

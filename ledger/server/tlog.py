@@ -4,7 +4,12 @@ they reveal hashes and sizes only), and the entry bundles (the project's API key
 reveal its usage). Answered from the stored checkpoint and tree files
 (``ledger.tlog.published``), without recomputing a hash and without taking the
 ledger's write lock; hash tiles and the checkpoint are served on the event loop
-(one small ``pread``), entry bundles in the thread pool (they read segments)."""
+(one small ``pread``), entry bundles in the thread pool (they read segments).
+
+``TileFastPath`` (outside the app in ``llmring serve``) answers a hash tile request
+that will succeed without FastAPI's routing and middleware, which cost more than the
+read itself; any other request, and any tile it cannot serve, goes to the routes, which
+answer it (404 …) exactly as documented."""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledger.api import operations as ops
+from ledger.errors import LedgerError
 from ledger.server import auth
 from ledger.server.logs import route, service
 from ledger.server.schemas import error_responses
@@ -64,3 +71,40 @@ async def tlog_tile(project: str, level: str, index: str, request: Request) -> R
     tree. Public; only tiles the latest signed checkpoint covers exist (404 otherwise)."""
     body = service(request).tlog_tile(project, level, index)
     return Response(body, media_type=OCTETS, headers={"Cache-Control": TILE_CACHE})
+
+
+_TILE_HEADERS = [(b"content-type", OCTETS.encode()), (b"cache-control", TILE_CACHE.encode())]
+
+
+class TileFastPath:
+    """Outer ASGI layer: ``GET /tlog/<project>/tile/<L>/<N>[.p/<W>]`` answered straight
+    from ``LedgerService.tlog_tile`` when it succeeds; everything else passes to
+    ``app``."""
+
+    def __init__(self, app: ASGIApp, fastapi: Any) -> None:
+        self.app = app
+        self.fastapi = fastapi
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] == "GET"
+                and scope["path"].startswith("/tlog/")):
+            body = self._tile(scope["path"])
+            if body is not None:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [*_TILE_HEADERS,
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    def _tile(self, path: str) -> bytes | None:
+        parts = path.split("/", 5)  # "", "tlog", project, "tile", level, index
+        if len(parts) != 6 or parts[3] != "tile" or parts[4] == "entries":
+            return None
+        server = getattr(self.fastapi.state, "server", None)
+        if server is None:
+            return None
+        try:
+            return server.service.tlog_tile(parts[2], parts[4], parts[5])  # type: ignore[no-any-return]
+        except (LedgerError, OSError):
+            return None  # the route answers it, with the documented error
