@@ -128,7 +128,8 @@ def rotate(app: App, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["pem", "json", "vkey"]), default="pem",
               show_default=True,
               help="pem: the current key as SubjectPublicKeyInfo; json: every key (the "
-                   "public-keys JSON); vkey: the current key as a C2SP verifier key.")
+                   "public-keys JSON); vkey: every key as a C2SP verifier key, one a line, "
+                   "the current key first, then the retired ones, newest first.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE instead of standard output.")
 @pass_app
@@ -146,7 +147,11 @@ def export(app: App, fmt: str, output: Path | None) -> None:
         if len(current) != 1:
             raise CliError(f"{app.layout.keys_file} lists {len(current)} current "
                            "keys; run `llmring signing-keys rotate` to fix it")
-        text = current[0].pem() if fmt == "pem" else current[0].vkey() + "\n"
+        if fmt == "pem":
+            text = current[0].pem()
+        else:  # a verifier who missed a rotation still checks what older keys signed
+            retired = [info for info in reversed(infos) if info.retired_at is not None]
+            text = "".join(info.vkey() + "\n" for info in [current[0], *retired])
     if output is None:
         click.echo(text, nl=False)
         return

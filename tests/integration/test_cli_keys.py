@@ -121,6 +121,22 @@ def test_export_vkey_prints_the_c2sp_verifier_key(data: Path) -> None:
     assert vkey.startswith(f"llmring-ledger.local+{key['key_id']}+")
 
 
+def test_export_vkey_lists_every_key_current_first(data: Path) -> None:
+    """A verifier who missed a rotation still gets the keys that signed older
+    checkpoints: one verifier key a line, the current one first, then the retired ones,
+    newest first."""
+    from ledger.tlog.signing import parse_vkey
+
+    first = as_json(llmring(data, "signing-keys", "rotate", "--json"))["current"]
+    second = as_json(llmring(data, "signing-keys", "rotate", "--json"))["current"]
+    third = as_json(llmring(data, "signing-keys", "rotate", "--json"))["current"]
+    lines = ok(llmring(data, "signing-keys", "export", "--format", "vkey")).stdout
+    assert lines.endswith("\n")
+    keys = [parse_vkey(line) for line in lines.splitlines()]
+    assert [k.key_id for k in keys] == [third["key_id"], second["key_id"], first["key_id"]]
+    assert all(k.name == "llmring-ledger.local" for k in keys)
+
+
 def test_export_without_a_key_is_a_usage_error(data: Path) -> None:
     result = llmring(data, "signing-keys", "export")
     assert result.exit_code == 2 and "no signing keys" in result.stderr
