@@ -21,7 +21,7 @@ from ledger.cli.context import (
     stdout_console,
     when,
 )
-from ledger.storage.config import ConfigError
+from ledger.storage.config import ConfigError, ledger_origin, log_key_names
 from ledger.tlog.signing import (
     KeyRing,
     KeyRingError,
@@ -36,6 +36,14 @@ def _keyring(led: Any) -> KeyRing:
     try:
         return led.notary.keyring
     except (KeyRingError, ConfigError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _log_key_names(app: App) -> bool:
+    """Whether the data directory signs checkpoints under each log's origin."""
+    try:
+        return log_key_names(app.layout)
+    except ConfigError as exc:
         raise CliError(str(exc)) from None
 
 
@@ -129,7 +137,8 @@ def rotate(app: App, as_json: bool) -> None:
               show_default=True,
               help="pem: the current key as SubjectPublicKeyInfo; json: every key (the "
                    "public-keys JSON); vkey: every key as a C2SP verifier key, one a line, "
-                   "the current key first, then the retired ones, newest first.")
+                   "the current key first, then the retired ones, newest first (named "
+                   "after the project's log in a directory with per-log key names).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE instead of standard output.")
 @pass_app
@@ -151,7 +160,12 @@ def export(app: App, fmt: str, output: Path | None) -> None:
             text = current[0].pem()
         else:  # a verifier who missed a rotation still checks what older keys signed
             retired = [info for info in reversed(infos) if info.retired_at is not None]
-            text = "".join(info.vkey() + "\n" for info in [current[0], *retired])
+            listed = [current[0], *retired]
+            if not app.server and _log_key_names(app):
+                name = f"{ledger_origin(app.layout)}/{app.project}"
+                listed = [PublicKeyInfo.of(name, i.public_key, i.created_at, i.retired_at)
+                          for i in listed]
+            text = "".join(info.vkey() + "\n" for info in listed)
     if output is None:
         click.echo(text, nl=False)
         return

@@ -1,12 +1,14 @@
 """The data directory's ``config.json``: settings fixed when the directory is first
-used. Today it holds the ledger origin (``{"origin": "llmring-ledger.local"}``), the name
+used. It holds the ledger origin (``{"origin": "llmring-ledger.local"}``), the name
 of the ledger's signing keys and the first part of every log's checkpoint origin
-(``<origin>/<project>``, docs/formats.md).
+(``<origin>/<project>``, docs/formats.md), and optionally ``"log_key_names": true``:
+each log's checkpoints are then signed under a key name equal to the log's origin (as
+C2SP tlog-checkpoint recommends) instead of the ledger origin.
 
 The file is created on first use with ``LLMRING_LEDGER_ORIGIN`` if that is set, else
-``llmring-ledger.local``; afterwards the file decides (changing the origin changes key
-ids and checkpoint origins, so it is not something an environment variable should do
-silently)."""
+``llmring-ledger.local``, and with ``log_key_names`` if ``LLMRING_LOG_KEY_NAMES=1``;
+afterwards the file decides (changing either changes key ids, so it is not something an
+environment variable should do silently to an existing directory)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from ledger.storage.layout import DataDir
 
 DEFAULT_ORIGIN = "llmring-ledger.local"
 ORIGIN_ENV = "LLMRING_LEDGER_ORIGIN"
+LOG_KEY_NAMES_ENV = "LLMRING_LOG_KEY_NAMES"
 
 # A signed-note key name (no spaces, no '+') that is also a safe first checkpoint line.
 _ORIGIN_RE = re.compile(r"[^\s+\x00-\x1f\x7f]{1,200}")
@@ -45,7 +48,9 @@ def load_config(data_dir: DataDir | str | os.PathLike[str]) -> dict[str, Any]:
         raw = path.read_bytes()
     except FileNotFoundError:
         origin = check_origin(os.environ.get(ORIGIN_ENV) or DEFAULT_ORIGIN)
-        config = {"origin": origin}
+        config: dict[str, Any] = {"origin": origin}
+        if os.environ.get(LOG_KEY_NAMES_ENV, "").strip().lower() in ("1", "true", "yes"):
+            config["log_key_names"] = True
         private_dir(path.parent)
         write_atomic(path, orjson.dumps(config, option=orjson.OPT_INDENT_2) + b"\n")
         return config
@@ -60,9 +65,17 @@ def load_config(data_dir: DataDir | str | os.PathLike[str]) -> dict[str, Any]:
         check_origin(config["origin"])
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    if not isinstance(config.get("log_key_names", False), bool):
+        raise ConfigError(f'{path}: "log_key_names" must be true or false')
     return config
 
 
 def ledger_origin(data_dir: DataDir | str | os.PathLike[str]) -> str:
     """The ledger origin of ``data_dir`` (the name of its signing keys)."""
     return str(load_config(data_dir)["origin"])
+
+
+def log_key_names(data_dir: DataDir | str | os.PathLike[str]) -> bool:
+    """Whether ``data_dir`` signs each log's checkpoints under the log's origin as key
+    name (``"log_key_names": true``); otherwise under the ledger origin."""
+    return bool(load_config(data_dir).get("log_key_names", False))

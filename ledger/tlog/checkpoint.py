@@ -163,7 +163,10 @@ def sign_note(text: str, keys: Sequence[SigningKey]) -> str:
 @dataclass(frozen=True)
 class Verifier:
     """A trusted Ed25519 key for signed notes. ``name == ""`` (a key from a PEM file)
-    matches any line whose key id is ``key_id(line name, public_key)``."""
+    matches any line whose key id is ``key_id(line name, public_key)``; a named key also
+    matches lines named ``<name>/<log>`` with the key id of that name: a ledger key
+    signs its logs' checkpoints under their origins when the directory uses per-log key
+    names (``ledger.storage.config.log_key_names``), and only its holder can."""
 
     name: str
     key_hash: bytes
@@ -181,8 +184,10 @@ class Verifier:
         return cls(info.name, key_id(info.name, info.public_key), info.public_key)
 
     def matches(self, sig: NoteSignature) -> bool:
-        if self.name:
-            return sig.name == self.name and sig.key_hash == self.key_hash
+        if self.name and sig.name == self.name:
+            return sig.key_hash == self.key_hash
+        if self.name and not sig.name.startswith(self.name + "/"):
+            return False
         return sig.key_hash == key_id(sig.name, self.public_key)
 
 
@@ -357,7 +362,7 @@ class CheckpointStore:
                     "issued, so the log lost or changed entries and signing would publish a "
                     "fork of it; restore the data directory from a backup and run "
                     "`llmring ledger verify`")
-        signed = sign_checkpoint(cp, [keyring.current()])
+        signed = sign_checkpoint(cp, [keyring.checkpoint_key(origin)])
         private_dir(self.directory)
         append_line(self.path(origin), orjson.dumps(signed.to_json()) + b"\n")
         return signed

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ledger.errors import CosignatureError
-from ledger.storage.config import ledger_origin
+from ledger.storage.config import ledger_origin, log_key_names
 from ledger.storage.layout import DataDir
 from ledger.tlog.checkpoint import (
     CheckpointStore,
@@ -43,7 +43,7 @@ class Notary:
     def __init__(self, layout: DataDir) -> None:
         self.layout = layout
         self.origin = ledger_origin(layout)
-        self.keyring = KeyRing(layout.keys, self.origin)
+        self.keyring = KeyRing(layout.keys, self.origin, log_names=log_key_names(layout))
         self.checkpoints = CheckpointStore(layout.checkpoints)
         self.cosignatures = CosignatureStore(layout.cosignatures)
 

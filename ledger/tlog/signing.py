@@ -429,6 +429,12 @@ class SigningKey:
             raise PublicKeyFormatError(f"signer key: key id {hex_id} does not match the key")
         return key
 
+    def renamed(self, name: str) -> SigningKey:
+        """The same key under another signed-note name (so another key id)."""
+        info = self.info
+        return SigningKey(self.seed(), PublicKeyInfo.of(name, info.public_key,
+                                                        info.created_at, info.retired_at))
+
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message`` (deterministic)."""
         return self._key.sign(bytes(message)).signature
@@ -442,15 +448,17 @@ class SigningKey:
 
 class KeyRing:
     """The signing keys of one data directory (``<data>/keys``), named after the ledger
-    origin. The ledger's lock keeps other processes out; this class makes every change
-    crash-safe."""
+    origin. With ``log_names``, checkpoints of a log are signed by the same key under
+    the log's origin as name (``checkpoint_key``). The ledger's lock keeps other
+    processes out; this class makes every change crash-safe."""
 
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: Path, name: str, *, log_names: bool = False) -> None:
         if not valid_key_name(name):
             raise KeyRingError(f"invalid key name {name!r}: it must be non-empty, without "
                                "spaces or '+'")
         self.directory = Path(directory)
         self.name = name
+        self.log_names = log_names
         self._loaded: dict[str, SigningKey] = {}
 
     @property
@@ -506,6 +514,12 @@ class KeyRing:
                 for info in infos]
         self._save([*kept, key.info])
         return key
+
+    def checkpoint_key(self, origin: str) -> SigningKey:
+        """The key that signs checkpoints of the log ``origin``: the current key, under
+        the name ``origin`` when the ring uses per-log names."""
+        key = self.current()
+        return key.renamed(origin) if self.log_names and origin != key.info.name else key
 
     def sign(self, message: bytes) -> tuple[str, bytes]:
         """``(key id, signature)`` of ``message`` with the current key."""
