@@ -243,16 +243,25 @@ def consistency_cmd(app: App, from_file: Path, public_key: Path | None,
               help="At the checkpoint signed at this size (default: the log now).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the bundle to FILE (default: print it).")
+@click.option("--format", "fmt", type=click.Choice(["json", "tlog-proof"]), default="json",
+              show_default=True,
+              help="json: the ledger-log-inclusion/v1 bundle; tlog-proof: a "
+                   "c2sp.org/tlog-proof@v1 file (the event's canonical JSON in its extra "
+                   "line).")
 @pass_app
-def inclusion_cmd(app: App, event_id: str, size: int | None, output: Path | None) -> None:
+def inclusion_cmd(app: App, event_id: str, size: int | None, output: Path | None,
+                  fmt: str) -> None:
     """Prove that a call is in the project's log at a signed checkpoint.
 
     The bundle holds the signed checkpoint, the event's canonical fields and its RFC 9162
-    audit path; `llmring log verify-inclusion FILE` checks it offline.
+    audit path; `llmring log verify-inclusion FILE` checks it offline, in either format.
     """
+    from ledger.tlog.tlog_proof import to_tlog_proof
+
     with app.api(create=False) as api:
         bundle = api.call(ops.LOG_INCLUSION, log_id=event_id, size=size)
-    data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
+    data = (to_tlog_proof(bundle).encode() if fmt == "tlog-proof"
+            else orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n")
     if output is None:
         click.echo(data.decode(), nl=False)
     else:
@@ -269,17 +278,29 @@ def inclusion_cmd(app: App, event_id: str, size: int | None, output: Path | None
 @pass_app
 def verify_inclusion_cmd(app: App, file: Path, public_key: Path | None,
                          as_json: bool) -> None:
-    """Verify a log inclusion bundle offline (exit 1 if it does not verify)."""
+    """Verify a log inclusion bundle offline, JSON or c2sp.org/tlog-proof (exit 1 if it
+    does not verify)."""
     from ledger.tlog.checkpoint import NoteError
     from ledger.tlog.consistency import (
         ConsistencyFormatError,
         TamperEvidence,
         check_inclusion,
     )
+    from ledger.tlog.tlog_proof import from_tlog_proof, is_tlog_proof
 
-    bundle = read_json_file(file)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
     verifiers = _log_verifiers(app, public_key)
     try:
+        if is_tlog_proof(raw):
+            try:
+                bundle = from_tlog_proof(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ConsistencyFormatError("a tlog-proof is UTF-8 text") from None
+        else:
+            bundle = read_json_file(file)
         cp = check_inclusion(bundle, verifiers)
     except ConsistencyFormatError as exc:
         raise CliError(f"{file}: {exc}") from None
