@@ -359,6 +359,30 @@ def test_a_note_the_ledger_never_signed_is_refused(api: Any) -> None:
     assert err.status == 400 and "note" in str(err.detail)
 
 
+def test_the_log_as_tlog_tiles(api: Any) -> None:
+    """The checkpoint, hash tiles and the caller's entry bundles answer the same bytes on
+    either transport; nothing past the signed checkpoint, and no other project's
+    bundles."""
+    from hashlib import sha256
+
+    from ledger.tlog.published import decode_bundle
+
+    project = api.call(ops.WHOAMI)["project"]
+    api.call(ops.LOG_BATCH, events=[CALL, CALL, CALL])
+    signed = api.call(ops.CHECKPOINT)
+    assert api.call(ops.TLOG_CHECKPOINT, project=project) == signed["cosigned_note"]
+    tile = api.call(ops.TLOG_TILE, project=project, level="0", index="000.p/3")
+    entries = decode_bundle(api.call(ops.TLOG_ENTRIES, project=project, index="000.p/3"))
+    assert tile == b"".join(sha256(b"\0" + e).digest() for e in entries)
+    for op, params in ((ops.TLOG_TILE, {"level": "0", "index": "000.p/4"}),
+                       (ops.TLOG_TILE, {"level": "0", "index": "x01"}),
+                       (ops.TLOG_ENTRIES, {"index": "000"}),
+                       (ops.TLOG_CHECKPOINT, {"project": "nobody"}),
+                       (ops.TLOG_ENTRIES, {"project": "nobody", "index": "000.p/1"})):
+        assert refused(lambda op=op, params=params: api.call(
+            op, **{"project": project, **params})).status == 404
+
+
 # -- receipts ------------------------------------------------------------------------------
 def test_receipts_preview_generate_read_prove_and_verify(api: Any) -> None:
     ids = [log["log_id"] for log in api.call(ops.LOG_BATCH, events=[CALL] * 4)["logs"]]
