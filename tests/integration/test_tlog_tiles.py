@@ -185,24 +185,24 @@ def test_an_independent_go_verifier_proves_inclusion_and_consistency(
     assert "proved=4" in second.stdout
 
 
-def test_the_go_verifier_refuses_another_key_and_a_forged_old_checkpoint(
+def test_the_go_verifier_refuses_another_key_and_a_fork(
         server: Server, alpha: httpx.Client, verifier: Path, tmp_path: Path) -> None:
     prefix = f"{server.url}/tlog/alpha"
     stranger = SigningKey.generate("llmring-ledger.local").info.vkey()
     wrong = tlogverify.run("-prefix", prefix, "-vkey", stranger)
     assert wrong.returncode == 1 and "signature" in wrong.stderr
-    # A checkpoint of size 1 whose root is not the log's first leaf, signed by a key the
-    # verifier is told to trust: the log's tiles cannot prove it consistent.
+    # A fork: a checkpoint of size 2 signed with the ledger's own key whose root is not
+    # the log's; the served tiles cannot prove the current checkpoint extends it.
     from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
+    from ledger.tlog.signing import KeyRing
 
-    forger = SigningKey.generate("llmring-ledger.local")
-    forged = sign_checkpoint(Checkpoint("llmring-ledger.local/alpha", 1,
-                                        sha256(b"forged").digest()), [forger])
+    key = KeyRing(server.data / "keys", "llmring-ledger.local").current()
+    forged = sign_checkpoint(Checkpoint("llmring-ledger.local/alpha", 2,
+                                        sha256(b"another history").digest()), [key])
     (tmp_path / "forged").write_text(forged.note)
-    # The current checkpoint is signed by the ledger's key, not the forger's: refused.
-    refused = tlogverify.run("-prefix", prefix, "-vkey", forger.info.vkey(),
+    refused = tlogverify.run("-prefix", prefix, "-vkey", key.info.vkey(),
                              "-old", str(tmp_path / "forged"))
-    assert refused.returncode == 1
+    assert refused.returncode == 1 and "consistency" in refused.stderr, refused.stderr
 
 
 def test_serving_tiles_is_fast(server: Server, alpha: httpx.Client) -> None:
