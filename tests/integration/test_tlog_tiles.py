@@ -214,3 +214,26 @@ def test_serving_tiles_is_fast(server: Server, alpha: httpx.Client) -> None:
             assert client.get("/tlog/alpha/tile/0/000").status_code == 200
         rate = 200 / (time.perf_counter() - start)
     assert rate > 100, rate
+
+
+def test_the_go_verifier_checks_per_log_key_names(
+        tmp_path: Path, verifier: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory created with per-log key names signs each log under its origin; the
+    exported vkey carries that name, and x/mod's note (exact name match) accepts it."""
+    monkeypatch.setenv("LLMRING_LOG_KEY_NAMES", "1")
+    srv = serverproc.start(tmp_path / "data", projects=("alpha",))
+    try:
+        with httpx.Client(base_url=srv.url, headers=srv.headers("alpha")) as client:
+            client.post("/api/v1/log/batch", json={"events": [usage(i) for i in range(3)]}
+                        ).raise_for_status()
+            client.get("/api/v1/log/checkpoint").raise_for_status()
+        note = public(srv, "alpha/checkpoint").text
+        assert "\n— llmring-ledger.local/alpha " in note
+        vkey = serverproc.cli(srv.data, "--project", "alpha", "signing-keys", "export",
+                              "--format", "vkey").stdout.splitlines()[0]
+        assert vkey.startswith("llmring-ledger.local/alpha+")
+        checked = tlogverify.run("-prefix", f"{srv.url}/tlog/alpha", "-vkey", vkey,
+                                 "-api-key", srv.keys["alpha"], "-entries", "0,2")
+        assert checked.returncode == 0, checked.stderr
+    finally:
+        srv.stop()
