@@ -316,6 +316,20 @@ REMOVE_BUDGET = _op("remove_budget", "DELETE", "/api/v1/budgets/{name}", _path("
 BUDGET_STATUS = _op("budget_status", "GET", "/api/v1/budgets/status",
                     summary="Each budget's spend and alerts this period")
 
+# -- prices (``ledger.api.prices``) ---------------------------------------------------------
+LIST_PRICES = _op("list_prices", "GET", "/api/v1/prices",
+                  summary="The project's price overrides")
+SET_PRICES = _op("set_prices", "POST", "/api/v1/prices", _b("rows", list), _b("replace"),
+                 summary="Add or replace price override rows",
+                 refuses=(InvalidRequestError,))
+REMOVE_PRICE = _op("remove_price", "DELETE", "/api/v1/prices/{row_id}", _path("row_id"),
+                   summary="Remove a price override row", refuses=(NotFoundError,))
+SHOW_PRICE = _op("show_price", "GET", "/api/v1/prices/show", _q("model"), _q("provider"),
+                 _q("at", date_text), _q("input_tokens"), _q("cached_input_tokens"),
+                 _q("cache_write_tokens"), _q("output_tokens"), _q("reasoning_tokens"),
+                 _q("log_id"), summary="Explain the price of a call or a stored event",
+                 refuses=(InvalidRequestError, NotFoundError))
+
 # -- public (no API key) --------------------------------------------------------------------
 VERIFY_RECEIPT = _op("verify_receipt", "POST", "/api/v1/receipts/verify",
                      Param("document", "whole_body", dict), tenant=False,
@@ -330,7 +344,8 @@ OPERATIONS: tuple[Operation, ...] = (
     LOG_CONTENT, ROLLUP, EXPORT, STATS, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES,
     CONSISTENCY, TLOG_CHECKPOINT, TLOG_ENTRIES, TLOG_TILE, GENERATE_RECEIPT, PREVIEW_RECEIPT,
     UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS, PROVE, SET_BUDGET, LIST_BUDGETS,
-    REMOVE_BUDGET, BUDGET_STATUS, VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
+    REMOVE_BUDGET, BUDGET_STATUS, LIST_PRICES, SET_PRICES, REMOVE_PRICE, SHOW_PRICE,
+    VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
 
 __all__ = ["BY_NAME", "OPERATIONS", "UNAVAILABLE", "Operation", "Param", "date_text"]

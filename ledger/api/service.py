@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.api.budgets import Budgets
+from ledger.api.prices import Prices
 from ledger.core.facade import Ledger
 from ledger.errors import InvalidRequestError, NotFoundError, RequestError
 from ledger.model.batch import BatchAcks
@@ -83,6 +84,7 @@ class LedgerService:
             self.content = ContentStore(self.ledger.layout)
             self.receipts = _receipts_facade(self.ledger)
             self.budgets = Budgets(self.ledger)
+            self.prices = Prices(self.ledger)
         except BaseException:
             if ledger is None:
                 self.ledger.close()
@@ -430,6 +432,29 @@ class LedgerService:
 
     def budget_status(self, tenant: str) -> dict[str, Any]:
         return self.budgets.status(tenant)
+
+    # -- price overrides (``ledger.api.prices``) --------------------------------------------
+    def list_prices(self, tenant: str) -> dict[str, Any]:
+        return self.prices.list(tenant)
+
+    def set_prices(self, tenant: str, rows: Any, replace: Any = False) -> dict[str, Any]:
+        """Add override rows (each replacing the row of the same provider, model and
+        ``since``), or with ``replace`` make them all of the project's rows."""
+        return self.prices.set(tenant, rows, replace=False if replace is None else replace)
+
+    def remove_price(self, tenant: str, row_id: str) -> dict[str, Any]:
+        return self.prices.remove(tenant, row_id)
+
+    def show_price(self, tenant: str, model: str | None = None, provider: str | None = None,
+                   at: Any = None, input_tokens: Any = None, cached_input_tokens: Any = None,
+                   cache_write_tokens: Any = None, output_tokens: Any = None,
+                   reasoning_tokens: Any = None, log_id: str | None = None
+                   ) -> dict[str, Any]:
+        return self.prices.show(
+            tenant, model=model, provider=provider or "", at=at, log_id=log_id,
+            input_tokens=input_tokens, cached_input_tokens=cached_input_tokens,
+            cache_write_tokens=cache_write_tokens, output_tokens=output_tokens,
+            reasoning_tokens=reasoning_tokens)
 
     # -- public keys ---------------------------------------------------------------------
     def public_keys(self) -> dict[str, Any]:

@@ -53,15 +53,17 @@ class Appender:
     """The write path of one open directory, with its committer and syncer threads."""
 
     def __init__(self, guard: WriteGuard, journal: jr.Journal, logs: Logs, tail: Tail,
-                 ids: Idempotency, pricer: Any, tail_grew: Callable[[int], None]) -> None:
-        """``tail_grew(rows)`` is told the unsealed rows after each append (the sealer
+                 ids: Idempotency, pricer_for: Callable[[str], Any],
+                 tail_grew: Callable[[int], None]) -> None:
+        """``pricer_for(tenant)``: the pricer of a project's events (``ProjectPrices``);
+        ``tail_grew(rows)`` is told the unsealed rows after each append (the sealer
         decides whether a seal is due)."""
         self.guard = guard
         self.journal = journal
         self.logs = logs
         self.tail = tail
         self.ids = ids
-        self.pricer = pricer
+        self.pricer_for = pricer_for
         self._tail_grew = tail_grew
         self._written_announced: dict[int, bool] = {}  # thread → its announced append wrote
         self._receipt_locks: dict[str, threading.Lock] = {}
@@ -90,7 +92,7 @@ class Appender:
         with _collector_paused(len(events) >= GC_PAUSE_BATCH):
             try:
                 batch = prepare_batch(events, tenant=tenant, received_us=received,
-                                      pricer=self.pricer)
+                                      pricer=self.pricer_for(tenant))
             except BaseException:
                 self.journal.abandon()
                 raise
@@ -182,15 +184,16 @@ class Appender:
         for tenant, group in by_tenant.items():
             events = [e for item in group for e in item.events]
             received = [item.received for item in group for _ in item.events]
+            pricer = self.pricer_for(tenant)
             try:
                 batch = prepare_batch(events, tenant=tenant, received_us=received,
-                                      pricer=self.pricer)
+                                      pricer=pricer)
             except Exception:
                 for item in group:
                     try:
                         item.batch = prepare_batch(item.events, tenant=tenant,
                                                    received_us=item.received,
-                                                   pricer=self.pricer)
+                                                   pricer=pricer)
                     except BaseException as exc:
                         item.error = exc
                 continue

@@ -37,6 +37,7 @@ from ledger.core.idempotency import Idempotency
 from ledger.core.logs import Logs
 from ledger.core.recovery import Recovery, release_lock, take_lock
 from ledger.core.sealer import DEFAULT_SEAL_ROWS, CompactResult, Sealer, SealResult
+from ledger.core.prices import ProjectPrices
 from ledger.core.tail import Tail, TailChunk
 from ledger.errors import LedgerError, LedgerLockedError, NotWritableError
 from ledger.model.event import Ack, Event, EventIn, us_to_datetime
@@ -80,6 +81,9 @@ class Ledger:
 
             pricer = PriceBook()
         self.pricer = pricer
+        """The packaged price book (None: events without a cost stay unpriced)."""
+        self.prices = ProjectPrices(self.layout, pricer)
+        """Each project's price overrides over ``pricer`` (``llmring prices``)."""
         self.checkpoint_interval = checkpoint_interval
         self.accepted_losses: list[dict[str, Any]] = []
         self._guard = WriteGuard()
@@ -125,7 +129,7 @@ class Ledger:
             after_seal=(self.checkpointer.checkpoint_grown
                         if self.checkpoint_interval is not None else None))
         self.appender = Appender(self._guard, self.journal, self.logs, self.tail, self.ids,
-                                 self.pricer, self.sealer.tail_grew)
+                                 self.prices.pricer_for, self.sealer.tail_grew)
 
     @property
     def seal_rows(self) -> int:

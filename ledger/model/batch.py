@@ -20,7 +20,8 @@ was there; ``NATIVE``), else in the pure-Python code here (``_scan_python``,
 import (``_native.configure``), and the results are the same (the tests run both and
 compare each with the per-event path). ``LLMRING_PURE_PYTHON=1`` in the environment
 turns the C loops off. Prices are looked up per model, not per event
-(``PriceBook.price_columns``).
+(``PriceBook.price_columns``, and ``OverridePricer.price_columns`` for a project with
+price overrides).
 
 The result, a ``PreparedBatch``, is columnar: it turns into the Arrow table of the rows
 appended (``table``) and the journal payload of the batch without building a Python
@@ -65,7 +66,7 @@ from ledger.model.event import (
 )
 from ledger.model.money import MAX_COST_NANOS, usd_to_nanos
 from ledger.model.native import NATIVE_MODULE as _native  # _scan and _encode in C, when built
-from ledger.model.pricing import is_packaged_book
+from ledger.model.price_overrides import prices_columns
 from ledger.model.schema import EVENT_SCHEMA, REQUIRED, ROW_FIELDS, TOKEN_FIELDS
 
 NATIVE = _native is not None
@@ -331,7 +332,7 @@ def prepare_batch(events: Sequence[Any], *, tenant: str, received_us: int | Sequ
         conversation_id[i] = conversation_id_of(event_id[i])
     price_id = c["price_id"]
     unpriced = [i for i in range(n) if not cost_given[i] and i not in fallback]
-    if is_packaged_book(pricer):  # many at a time, the time in µs (no datetime per event)
+    if prices_columns(pricer):  # many at a time, the time in µs (no datetime per event)
         pricer.price_columns(provider, model, *tokens, ts_us, unpriced, cost_nanos, price_id)
         for i in unpriced:
             if cost_nanos[i] is None:

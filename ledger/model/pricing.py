@@ -122,7 +122,7 @@ from genai_prices.types import (
 
 from ledger.model.money import MAX_COST_NANOS, decimal_to_nanos, round_half_even_div
 
-__all__ = ["GENAI_PRICES_VERSION", "Price", "PriceBook"]
+__all__ = ["GENAI_PRICES_VERSION", "Price", "PriceBook", "check_counts", "is_packaged_book"]
 
 logger = logging.getLogger(__name__)
 
@@ -400,6 +400,34 @@ def is_packaged_book(pricer: object) -> bool:
     return type(pricer) is PriceBook
 
 
+def check_counts(input_tokens: int, output_tokens: int, cached_input_tokens: int,
+                 cache_write_tokens: int, reasoning_tokens: int) -> None:
+    """Refuse (``ValueError``) counts no price applies to (see "Token mapping")."""
+    if (
+        input_tokens
+        | output_tokens
+        | cached_input_tokens
+        | cache_write_tokens
+        | reasoning_tokens
+    ) < 0:
+        raise ValueError(
+            "token counts must not be negative: "
+            f"input={input_tokens}, output={output_tokens}, cached={cached_input_tokens}, "
+            f"cache_write={cache_write_tokens}, reasoning={reasoning_tokens}"
+        )
+    if cached_input_tokens + cache_write_tokens > input_tokens:
+        raise ValueError(
+            f"cached_input_tokens ({cached_input_tokens}) + cache_write_tokens "
+            f"({cache_write_tokens}) exceed input_tokens ({input_tokens}); input_tokens "
+            "must be the total input including cached and cache-write tokens"
+        )
+    if reasoning_tokens > output_tokens:
+        raise ValueError(
+            f"reasoning_tokens ({reasoning_tokens}) exceed output_tokens ({output_tokens}); "
+            "output_tokens must include reasoning tokens"
+        )
+
+
 class PriceBook:
     """Prices calls from the packaged genai-prices snapshot, with caches for speed.
 
@@ -439,29 +467,8 @@ class PriceBook:
         ``input_tokens``, reasoning above ``output_tokens``, or a cost above
         ``MAX_COST_NANOS``.
         """
-        if (
-            input_tokens
-            | output_tokens
-            | cached_input_tokens
-            | cache_write_tokens
-            | reasoning_tokens
-        ) < 0:
-            raise ValueError(
-                "token counts must not be negative: "
-                f"input={input_tokens}, output={output_tokens}, cached={cached_input_tokens}, "
-                f"cache_write={cache_write_tokens}, reasoning={reasoning_tokens}"
-            )
-        if cached_input_tokens + cache_write_tokens > input_tokens:
-            raise ValueError(
-                f"cached_input_tokens ({cached_input_tokens}) + cache_write_tokens "
-                f"({cache_write_tokens}) exceed input_tokens ({input_tokens}); input_tokens "
-                "must be the total input including cached and cache-write tokens"
-            )
-        if reasoning_tokens > output_tokens:
-            raise ValueError(
-                f"reasoning_tokens ({reasoning_tokens}) exceed output_tokens ({output_tokens}); "
-                "output_tokens must include reasoning tokens"
-            )
+        check_counts(input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
+                     reasoning_tokens)
         entry = self._models.get((provider, model), _MISSING)
         if entry is _MISSING:
             entry = self._resolve(provider, model)
@@ -552,6 +559,43 @@ class PriceBook:
                     cost_nanos[i] = None  # what ``price`` refuses
                     continue
                 cost_nanos[i], price_id[i] = scaled, ids[band]
+
+    def describe(self, provider: str, model: str, at: datetime) -> dict[str, Any] | None:
+        """The packaged row a call at ``at`` would be priced by (for ``llmring prices
+        show``): the model genai-prices resolved, the row's ``price_id`` (without a tier
+        qualifier), the day it applies from, and its rates as genai-prices states them
+        (USD per million tokens; tiered rates as ``{"base", "tiers"}``); None for a model
+        it does not know."""
+        entry = self._models.get((provider, model), _MISSING)
+        if entry is _MISSING:
+            entry = self._resolve(provider, model)
+        if entry is None:
+            return None
+        assert isinstance(entry, _Model)
+        model_price = entry.static.model_price if entry.static is not None else (
+            entry.info.get_prices(at))
+        row = entry.static or entry.row(model_price)
+        rates: dict[str, Any] = {}
+        for name, value in vars(model_price).items():
+            if value is None:
+                continue
+            if isinstance(value, TieredPrices):
+                rates[name] = {"base": str(value.base), "tiers": [
+                    {"above_input_tokens": t.start, "rate": str(t.price)}
+                    for t in value.tiers]}
+            elif isinstance(value, Decimal):
+                rates[name] = str(value)
+        since = None
+        if not isinstance(entry.info.prices, ModelPrice):
+            for conditional in entry.info.prices:
+                constraint = conditional.constraint
+                if conditional.prices is model_price and isinstance(
+                        constraint, StartDateConstraint):
+                    since = constraint.start_date.isoformat()
+        return {"provider": entry.base_id.split("/")[2], "model": entry.info.id,
+                "name": entry.info.name, "price_id": row.ids[0], "since": since,
+                "rates": rates, "unit": "USD per million tokens (requests_kcount: USD per "
+                "thousand requests)"}
 
     def _resolve(self, provider: str, model: str) -> _Model | None:
         if len(self._models) >= self._max_models:

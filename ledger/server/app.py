@@ -342,11 +342,12 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
     app.include_router(logs.router)
     app.include_router(integrations.router)
     app.include_router(reports.router)
-    from ledger.server import budgets, receipts, tlog
+    from ledger.server import budgets, prices, receipts, tlog
 
     app.include_router(receipts.router)
     app.include_router(budgets.router)
     app.include_router(tlog.router)
+    app.include_router(prices.router)
     if config.metrics:
         _install_metrics(app)
 

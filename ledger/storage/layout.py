@@ -23,6 +23,7 @@
     api-keys.json                           the server's API keys
     budgets.json                            the projects' budgets (and webhook secrets)
     budget-alerts.jsonl                     each budget threshold crossed, and its delivery
+    prices/tenant=<t>.json                  a project's price overrides
     content/tenant=<t>/<2 hex>/<sha256>.json  conversation content
 
 Segment paths are stored in the manifest relative to the directory, so ``partition``
@@ -111,6 +112,11 @@ class DataDir:
     def content(self) -> Path:
         return self.root / "content"
 
+    @property
+    def prices(self) -> Path:
+        """The folder of the projects' price override files."""
+        return self.root / "prices"
+
     # -- per journal file, project, receipt ------------------------------------------------
     def journal_file(self, number: int) -> Path:
         return self.journal / journal_name(number)
@@ -137,6 +143,10 @@ class DataDir:
     def receipt_tree(self, tenant: str, receipt_id: str) -> Path:
         """The tile cache of one receipt's tree."""
         return self.root / "rtree" / f"tenant={tenant}" / f"{receipt_id}.bin"
+
+    def price_file(self, tenant: str) -> Path:
+        """A project's price overrides (``llmring prices``)."""
+        return self.prices / f"tenant={tenant}.json"
 
     def content_file(self, tenant: str, digest: str) -> Path:
         return self.content / f"tenant={tenant}" / digest[:2] / f"{digest}.json"
