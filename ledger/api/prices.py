@@ -185,6 +185,8 @@ def _arithmetic(answer: dict[str, Any], row: Any, book: Any, provider: str, mode
                      ("output", out, rates["output"])]
             total = Decimal(0)
             for label, n, rate in parts:
+                if not n and label != "uncached input":
+                    continue
                 amount = Decimal(n) * rate / _MILLION
                 total += amount
                 lines.append(f"{label}: {n} tokens × {rate} USD per million = {amount:f} USD")
@@ -215,7 +217,7 @@ def _arithmetic(answer: dict[str, Any], row: Any, book: Any, provider: str, mode
         else:
             return ["not priced: no override row applies and genai-prices does not know "
                     "this model (such an event is recorded cost_source=unpriced)"]
-    if priced is not None:
+    if priced is not None and (row is not None):
         lines.append(f"rounded half to even to nano-USD: {priced.cost_nanos} nano-USD = "
                      f"{_money(priced.cost_nanos)} USD")
     return lines

@@ -15,6 +15,7 @@ from ledger.cli.ingest import ingest, record
 from ledger.cli.keys import keys_group
 from ledger.cli.ledger import ledger_group
 from ledger.cli.log import log_group
+from ledger.cli.prices import prices_group
 from ledger.cli.receipts import receipts_group
 from ledger.cli.serve import serve
 from ledger.cli.signing_keys import signing_keys_group
@@ -32,7 +33,7 @@ from ledger.model.tenant import TenantError, check_tenant
               show_envvar=True, help="The project (tenant) to read and write.")
 @click.option("--server", metavar="URL", envvar="LLMRING_SERVER_URL", show_envvar=True,
               help="Talk to `llmring serve` at URL instead of opening the data directory "
-                   "(ingest, record, usage, log, receipts, budgets, ledger stats).")
+                   "(ingest, record, usage, log, receipts, budgets, prices, ledger stats).")
 @click.option("--api-key", metavar="KEY", envvar="LLMRING_API_KEY", show_envvar=True,
               help="The API key for --server; it names the project.")
 @click.version_option(package_name="llmring-ledger", prog_name="llmring")
@@ -67,6 +68,7 @@ cli.add_command(serve)
 cli.add_command(keys_group)
 cli.add_command(budgets_group)
 cli.add_command(witness_group)
+cli.add_command(prices_group)
 
 
 def main() -> None:
