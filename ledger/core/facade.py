@@ -35,9 +35,9 @@ from ledger.core.checkpointer import DEFAULT_CHECKPOINT_INTERVAL, Checkpointer
 from ledger.core.guard import WriteGuard, storage_full
 from ledger.core.idempotency import Idempotency
 from ledger.core.logs import Logs
+from ledger.core.prices import ProjectPrices
 from ledger.core.recovery import Recovery, release_lock, take_lock
 from ledger.core.sealer import DEFAULT_SEAL_ROWS, CompactResult, Sealer, SealResult
-from ledger.core.prices import ProjectPrices
 from ledger.core.tail import Tail, TailChunk
 from ledger.errors import LedgerError, LedgerLockedError, NotWritableError
 from ledger.model.event import Ack, Event, EventIn, us_to_datetime

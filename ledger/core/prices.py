@@ -41,7 +41,7 @@ class ProjectPrices:
         if pricer is None:
             if self.base is None:
                 return None
-            version, table = self.table(tenant)
+            _, table = self.table(tenant)
             pricer = OverridePricer(self.base, table) if table.rows else self.base
             self._pricers[tenant] = pricer
         return pricer
