@@ -83,6 +83,16 @@ price_id
 
     Example: ``genai-prices/0.2.3/google/gemini-2.5-pro;input_tokens>200000``.
 
+    A project's price overrides (``ledger.model.price_overrides``) are applied before
+    this table and have ids of their own, naming the row by a hash of its content:
+
+    * ``override/<project>/<row id>/<provider>/<model pattern>[;since=YYYY-MM-DD]``
+      ``[;discount=<P>%]`` — the row's own rates (and discount) priced the call;
+    * ``<packaged price_id>;discount=<P>%;override=<project>/<row id>`` — this table's
+      row priced it, then the override row's discount was applied.
+
+    A project without overrides is priced by this book alone: its ids are as above.
+
 Speed
     ``genai_prices.calc_price`` costs ~65 µs per call, nearly all of it in
     ``ModelPrice.calc_price`` (unit registry walk, validation, ``Usage`` object). The
