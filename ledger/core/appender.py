@@ -184,7 +184,12 @@ class Appender:
         for tenant, group in by_tenant.items():
             events = [e for item in group for e in item.events]
             received = [item.received for item in group for _ in item.events]
-            pricer = self.pricer_for(tenant)
+            try:
+                pricer = self.pricer_for(tenant)
+            except Exception as exc:  # the project's price overrides cannot be read
+                for item in group:
+                    item.error = exc
+                continue
             try:
                 batch = prepare_batch(events, tenant=tenant, received_us=received,
                                       pricer=pricer)
