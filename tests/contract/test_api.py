@@ -740,6 +740,88 @@ def test_a_hard_budget_refuses_logs_with_402_alike(api: Any) -> None:
     assert api.call(ops.BUDGET_STATUS)["budgets"][0]["refusing"] is True
 
 
+# -- prices --------------------------------------------------------------------------------
+PRICE_ROWS = [
+    {"provider": "openai", "model": "gpt-4o", "since": "2026-01-01", "input": "2.00",
+     "output": "8.00"},
+    {"provider": "openai", "model": "gpt-4o", "since": "2026-06-01", "input": "1.5",
+     "cached_input": "0.75", "output": "6"},
+    {"provider": "openai", "model": "gpt-4o-mini", "discount": "15"},
+]
+PRICED = {"provider": "openai", "model": "gpt-4o", "input_tokens": 1_000_003,
+          "cached_input_tokens": 200_001, "output_tokens": 77_777}
+
+
+def test_price_overrides_price_the_calls_and_are_explained_alike(api: Any) -> None:
+    """Two effective dates price calls before and after the change to the nano-dollar, a
+    discount applies to the packaged price, the price_ids name the rows, a receipt of
+    these calls verifies, and ``show`` explains each price (and a stored event)."""
+    made = api.call(ops.SET_PRICES, rows=PRICE_ROWS)
+    ids = [row["id"] for row in made["set"]]
+    assert made["version"] == 1 and made["replaced"] == []
+    assert api.call(ops.LIST_PRICES)["rows"] == sorted(made["set"], key=lambda r: (
+        r["provider"], r["model"], r["since"] or ""))
+    logs = api.call(ops.LOG_BATCH, events=[
+        {**PRICED, "ts": "2026-05-31T23:59:59.999999Z"},
+        {**PRICED, "ts": "2026-06-01T00:00:00Z"},
+        {**PRICED, "model": "gpt-4o-mini", "ts": "2026-06-01T00:00:00Z"},
+        {**PRICED, "ts": "2026-06-02T00:00:00Z", "cost": "0.25"}])["logs"]
+    # (1,000,003 × 2 + 77,777 × 8) / 10⁶ USD; (800,002 × 1.5 + 200,001 × 0.75 + 77,777 × 6)
+    # / 10⁶ USD; packaged gpt-4o-mini 181,666,575 nano-USD × 0.85 = 154,416,588.75
+    assert [log["cost_nanos"] for log in logs] == [2_622_222_000, 1_816_665_750, 154_416_589,
+                                                    250_000_000]
+    stored = [api.call(ops.GET_LOG, log_id=log["log_id"]) for log in logs]
+    assert stored[0]["price_id"] == f"override/{made['project']}/{ids[0]}/openai/gpt-4o;" \
+        "since=2026-01-01"
+    assert stored[1]["price_id"].startswith(f"override/{made['project']}/{ids[1]}/")
+    assert stored[2]["price_id"].endswith(f";discount=15%;override={made['project']}/{ids[2]}")
+    assert stored[3]["price_id"] is None and stored[3]["cost_source"] == "client"
+    receipt = api.call(ops.GENERATE_RECEIPT, since_last_receipt=True)["receipt"]
+    assert receipt["total_cost_nanos"] == sum(log["cost_nanos"] for log in logs)
+    assert api.call(ops.VERIFY_RECEIPT, document=receipt)["valid"] is True
+
+    shown = api.call(ops.SHOW_PRICE, model="gpt-4o", provider="openai", at="2026-03-01",
+                     input_tokens=1_000_003, cached_input_tokens=200_001,
+                     output_tokens=77_777)
+    assert (shown["source"], shown["cost_nanos"], shown["price_id"]) == (
+        "override", 2_622_222_000, stored[0]["price_id"])
+    assert shown["override"]["in_force"] == {"from": "2026-01-01", "until": "2026-06-01"}
+    assert shown["arithmetic"][-1].startswith("rounded half to even to nano-USD: 2622222000")
+    explained = api.call(ops.SHOW_PRICE, log_id=logs[2]["log_id"])
+    assert explained["source"] == "override_discount" and explained["log"]["matches"] is True
+    assert api.call(ops.SHOW_PRICE, log_id=logs[3]["log_id"])["log"]["matches"] is None
+
+    # removing a row prices later calls by the packaged table; stored events keep theirs
+    removed = api.call(ops.REMOVE_PRICE, row_id=ids[2])
+    assert [r["id"] for r in removed["removed"]] == [ids[2]] and removed["version"] == 2
+    again = api.call(ops.SHOW_PRICE, log_id=logs[2]["log_id"])
+    assert again["log"]["matches"] is False and again["source"] == "packaged"
+    assert api.call(ops.GET_LOG, log_id=logs[2]["log_id"]) == stored[2]
+    assert refused(lambda: api.call(ops.REMOVE_PRICE, row_id=ids[2])).status == 404
+
+
+def test_bad_price_rows_and_requests_are_refused_alike(api: Any) -> None:
+    api.call(ops.SET_PRICES, rows=PRICE_ROWS[:1])
+    before = api.call(ops.LIST_PRICES)
+    for rows in ([{**PRICE_ROWS[0], "input": "-1"}],
+                 [{**PRICE_ROWS[0], "input": 2.5}],
+                 [{**PRICE_ROWS[0], "output": "0.0000000000001"}],
+                 [{**PRICE_ROWS[0], "tier": "gold"}],
+                 [PRICE_ROWS[1], {**PRICE_ROWS[1], "input": "9"}],
+                 [{"provider": "openai", "model": "gpt-4o"}],
+                 [{**PRICE_ROWS[1], "since": "June"}]):
+        err = refused(lambda rows=rows: api.call(ops.SET_PRICES, rows=rows))
+        assert (err.status, type(err).__name__) == (422, "InvalidRequestError"), rows
+        assert err.detail
+    for params in ({"model": "gpt-4o", "at": "not a date"},
+                   {"model": "gpt-4o", "input_tokens": 1, "cached_input_tokens": 2},
+                   {"provider": "openai"}):
+        err = refused(lambda params=params: api.call(ops.SHOW_PRICE, **params))
+        assert err.status == 422, params
+    assert refused(lambda: api.call(ops.SHOW_PRICE, log_id="nope")).status == 404
+    assert api.call(ops.LIST_PRICES) == before
+
+
 def test_the_clients_manage_budgets(side: Side, tmp_path: Path) -> None:
     async def main() -> tuple[Any, ...]:
         async with side.client_for(f"bud{next(_counter)}", tmp_path) as client:
