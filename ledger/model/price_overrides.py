@@ -440,35 +440,48 @@ class OverridePricer:
         table = self.table
         to_base: list[int] = []
         discounts: dict[int, _Compiled] = {}
+        groups: dict[tuple[str, str], list[int]] = {}
         for i in positions:
-            series = table.series_for(provider[i], model[i])
-            if not series:
-                to_base.append(i)
+            key = (provider[i], model[i])
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [i]
+            else:
+                group.append(i)
+        for (prov, name), group in groups.items():
+            series = table.series_for(prov, name)
+            if not series:  # no row for this model: the packaged price, many at a time
+                to_base += group
                 continue
-            row = None
-            t = at_us[i]
-            for s in series:
-                row = s.at(t)
-                if row is not None:
-                    break
-            if row is None:
-                to_base.append(i)
-                continue
-            if not row.coeffs:
-                to_base.append(i)
-                discounts[i] = row
-                continue
-            inp, cached, write = input_tokens[i], cached_input_tokens[i], cache_write_tokens[i]
-            out, reasoning = output_tokens[i], reasoning_tokens[i]
-            if (inp | out | cached | write | reasoning) < 0 or cached + write > inp or (
-                    reasoning > out):
-                cost_nanos[i] = None  # what ``price`` refuses
-                continue
-            nanos = row.cost(inp, cached, write, out)
-            if nanos > MAX_COST_NANOS:
-                cost_nanos[i] = None
-                continue
-            cost_nanos[i], price_id[i] = nanos, row.id
+            single = series[0] if len(series) == 1 else None
+            for i in group:
+                t = at_us[i]
+                if single is not None:
+                    row = single.at(t)
+                else:
+                    row = None
+                    for s in series:
+                        row = s.at(t)
+                        if row is not None:
+                            break
+                if row is None:
+                    to_base.append(i)
+                    continue
+                if not row.coeffs:
+                    to_base.append(i)
+                    discounts[i] = row
+                    continue
+                inp, cached = input_tokens[i], cached_input_tokens[i]
+                write, out, reasoning = cache_write_tokens[i], output_tokens[i], reasoning_tokens[i]
+                if (inp | out | cached | write | reasoning) < 0 or cached + write > inp or (
+                        reasoning > out):
+                    cost_nanos[i] = None  # what ``price`` refuses
+                    continue
+                nanos = row.cost(inp, cached, write, out)
+                if nanos > MAX_COST_NANOS:
+                    cost_nanos[i] = None
+                    continue
+                cost_nanos[i], price_id[i] = nanos, row.id
         if not to_base:
             return
         if is_packaged_book(self.base):
