@@ -95,6 +95,14 @@ DELIBERATE: tuple[Deliberate, ...] = (
                "a budget's amount must be a decimal more than 0 and exact in nano-USD, its "
                "zone one the query engine knows, its period day, week or month, its "
                "webhook an http(s) URL on an allowed host: beyond what the schema states"),
+    Deliberate("positive_data_acceptance", (("POST", "/api/v1/prices"),
+                                            ("GET", "/api/v1/prices/show")), 422,
+               ("invalid_request",),
+               "a price row is checked by the ledger's rules (docs/formats.md, \"Price "
+               "overrides\"): known fields, exact non-negative decimal text, input and "
+               "output rates together, a real date, no two rows of one model from one day; "
+               "show needs a model (or a log id) and counts that follow the token "
+               "convention: several fields at once, beyond what the schema states"),
     Deliberate("negative_data_rejection",
                (*EVENT_ROUTES, ("POST", "/api/v1/integrations/litellm")), 413,
                ("too_large",),
