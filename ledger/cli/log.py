@@ -176,7 +176,7 @@ def verify_checkpoint_cmd(app: App, file: Path, public_key: Path | None, origin:
         "tree size": num(cp.size),
         "root": cp.root.hex(),
         "signed by": ", ".join(f"{s['name']} ({s['key_id']})" for s in signers),
-        **({"cosigned by": f"{', '.join(witnesses)} (quorum {policy.quorum})"}
+        **({"cosigned by": f"{', '.join(witnesses)} (quorum {policy.describe()})"}
            if policy is not None else {}),
     }))
 

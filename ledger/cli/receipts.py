@@ -477,5 +477,5 @@ def _check_receipt_witnesses(receipt: Any, keys: Any, policy: Any, note_file: Pa
     except NoteError as exc:
         result._fail("witness", str(exc))
         return
-    result.checks.append(f"log checkpoint cosigned by {len(names)} of {policy.quorum} "
+    result.checks.append(f"log checkpoint cosigned by {len(names)} of {policy.describe()} "
                          f"required witnesses ({', '.join(names)})")

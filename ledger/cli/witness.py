@@ -78,6 +78,7 @@ def witness_group(ctx: click.Context, directory: Path) -> None:
     Each time: llmring log consistency --from HELD.note -o bundle.json   (ledger side)
                llmring witness cosign --proof bundle.json -o cosigned.note
                llmring log add-cosignature cosigned.note                 (ledger side)
+    Or online: llmring witness serve --listen HOST:PORT   (C2SP tlog-witness)
     """
     ctx.find_root().meta["witness_dir"] = directory
 
@@ -211,3 +212,43 @@ def show_cmd(ctx: click.Context, as_json: bool) -> None:
                       log["root"] or "(nothing cosigned yet)",
                       when(log["cosigned_at"]) if log["cosigned_at"] else "")
     print_table(stdout_console(), table)
+
+
+@witness_group.command("serve")
+@click.option("--listen", default="127.0.0.1:7380", show_default=True, metavar="HOST:PORT",
+              help="Address to listen on (port 0: any free port, printed at start).")
+@click.option("--prefix", default="", metavar="/PATH",
+              help="The submission prefix: requests go to POST <prefix>/add-checkpoint.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.pass_context
+def serve_cmd(ctx: click.Context, listen: str, prefix: str, log_level: str) -> None:
+    """Serve the C2SP tlog-witness protocol: POST <prefix>/add-checkpoint.
+
+    Any log added with `llmring witness add-log ORIGIN --public-key FILE` (ours or
+    another's, by its vkey) may submit. Answers as c2sp.org/tlog-witness says: 200 with
+    the cosignature line, 400 malformed (or old size above the checkpoint's), 403 no
+    signature by the log's keys, 404 unknown origin, 409 (text/x.tlog.size: the size
+    held) for a stale old size or the same size with another root, 422 a consistency
+    proof that does not verify. Each origin's check and durable update are atomic, so
+    concurrent submissions never roll the held size back.
+    """
+    import signal
+
+    import uvicorn
+
+    from ledger.server.witness import WitnessApp
+
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise CliError(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:7380")
+    if prefix and (not prefix.startswith("/") or any(c.isspace() for c in prefix)):
+        raise CliError(f"--prefix {prefix!r}: a URL path starting with '/', e.g. /witness")
+    w = _witness(ctx)
+    w.signing_key()  # created (or its mode checked) before the first request
+    if not w.logs():
+        click.echo("warning: no logs watched yet: every request is 404 until `llmring "
+                   "witness add-log ORIGIN --public-key FILE`", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: None)  # uvicorn re-raises it once stopped
+    uvicorn.run(WitnessApp(w, prefix), host=host.strip("[]"), port=int(port_text),
+                log_level=log_level, access_log=log_level == "debug", lifespan="on")

@@ -224,7 +224,7 @@ def _check_witnesses(proof: Any, policy: Any, result: VerifyResult, receipt: dic
         except (NoteError, ProofError, TypeError, ValueError) as later_exc:
             return f"{exc} (the later witnessed checkpoint does not help: {later_exc})"
         where = f"a later log checkpoint (size {later.size}) that extends it,"
-    result.checks.append(f"{where} cosigned by {len(names)} of {policy.quorum} required "
+    result.checks.append(f"{where} cosigned by {len(names)} of {policy.describe()} required "
                          f"witnesses ({', '.join(names)})")
     return None
 

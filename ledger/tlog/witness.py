@@ -12,15 +12,25 @@ The witness directory holds::
 Every file is written durably (fsync, atomic rename). A checkpoint that does not extend
 the one held (a fork, a truncation, a rewrite) is refused with ``WitnessRefusal``, a
 ``TamperEvidence`` naming both checkpoints, and the held checkpoint stays.
+
+``add_checkpoint`` answers the body of a C2SP tlog-witness ``add-checkpoint`` request
+with the protocol's status, content type and body (``llmring witness serve`` puts it on
+HTTP). Checking a request against the held size and persisting the new checkpoint happen
+under one lock per origin (a lock file, so threads and processes alike are serialised),
+and the state is durable before the answer: concurrent submissions never roll back.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import fcntl
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,7 +39,15 @@ import orjson
 
 from ledger.errors import WitnessError, WitnessRefusal
 from ledger.storage.durable import create_private, write_atomic
-from ledger.tlog.checkpoint import Checkpoint, NoteError, Verifier, parse_note, verify_checkpoint
+from ledger.tlog.checkpoint import (
+    Checkpoint,
+    NoteError,
+    Verifier,
+    parse_checkpoint,
+    parse_note,
+    verify_checkpoint,
+    verify_note,
+)
 from ledger.tlog.consistency import FORMAT as CONSISTENCY_FORMAT
 from ledger.tlog.cosignature import CosignerKey, add_signatures, cosign, cosigner_of
 from ledger.tlog.merkle import EMPTY_ROOT, ProofError, verify_append_only
@@ -46,6 +64,18 @@ from ledger.tlog.signing import (
 )
 
 WITNESS_FORMAT = "llmring-witness/v1"
+MAX_PROOF_LINES = 63  # C2SP tlog-witness: a client MUST NOT send more
+SIZE_CONTENT_TYPE = "text/x.tlog.size"
+_OLD_LINE = re.compile(r"old (0|[1-9][0-9]{0,19})")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The HTTP answer to an ``add-checkpoint`` request."""
+
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
 
 
 class Witness:
@@ -155,9 +185,15 @@ class Witness:
         return cp, str(state["note"])
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, origin: str | None = None) -> Iterator[None]:
+        """The directory's lock (``logs.json``), or with ``origin`` that log's state lock:
+        a ``flock`` on a lock file, exclusive across threads and processes alike."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        path = self.directory / ".lock"
+        if origin is not None:
+            path = self._state_path(origin).with_suffix(".lock")
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -191,17 +227,63 @@ class Witness:
         except NoteError as exc:
             raise WitnessError(f"the checkpoint of {origin} is not validly signed by the "
                                f"log's keys: {exc}") from None
-        with self._locked():
+        with self._locked(origin):
             held = self._held(origin)
             self._check_extends(held, new, note, hashes, from_size)
-            sig = cosign(parse_note(note).text, self.signing_key(), timestamp)
-            cosigned = add_signatures(note, [sig])
-            state = {"origin": origin, "size": new.size, "root": new.root.hex(),
-                     "note": cosigned, "cosigned_at": now_text()}
-            path = self._state_path(origin)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, orjson.dumps(state, option=orjson.OPT_INDENT_2) + b"\n")
+            return self._cosign_and_hold(origin, new, note, timestamp)
+
+    def _cosign_and_hold(self, origin: str, new: Checkpoint, note: str,
+                         timestamp: int | None) -> str:
+        """Cosign ``note`` and hold it (durably) — under ``_locked(origin)``."""
+        sig = cosign(parse_note(note).text, self.signing_key(), timestamp)
+        cosigned = add_signatures(note, [sig])
+        state = {"origin": origin, "size": new.size, "root": new.root.hex(),
+                 "note": cosigned, "cosigned_at": now_text()}
+        path = self._state_path(origin)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, orjson.dumps(state, option=orjson.OPT_INDENT_2) + b"\n")
         return cosigned
+
+    # -- C2SP tlog-witness -----------------------------------------------------------------
+    def add_checkpoint(self, body: bytes, *, timestamp: int | None = None) -> Answer:
+        """Answer an ``add-checkpoint`` request body (c2sp.org/tlog-witness): 200 with
+        the cosignature line; 400 malformed or old size above the checkpoint's; 403 no
+        signature by the log's keys; 404 unknown origin; 409 (``text/x.tlog.size``, the
+        held size) when the old size is not the held one, or the same size has another
+        root; 422 when the consistency proof does not verify."""
+        try:
+            old, proof, note = _parse_request(body)
+            text = parse_note(note).text
+            cp = parse_checkpoint(text)
+        except (NoteError, ValueError) as exc:
+            return Answer(400, f"malformed add-checkpoint request: {exc}\n")
+        keys = self.logs().get(cp.origin)
+        if keys is None:
+            return Answer(404, f"unknown log origin {cp.origin!r}\n")
+        try:
+            verify_note(note, [Verifier.from_info(k) for k in keys])
+        except NoteError as exc:
+            return Answer(403, f"no valid signature by a trusted key of {cp.origin}: {exc}\n")
+        if old > cp.size:
+            return Answer(400, f"old size {old} is larger than the checkpoint's {cp.size}\n")
+        if old == 0 and proof:
+            return Answer(400, "the consistency proof must be empty when the old size is 0\n")
+        with self._locked(cp.origin):
+            held = self._held(cp.origin)
+            held_size, held_root = (held[0].size, held[0].root) if held else (0, EMPTY_ROOT)
+            if old != held_size:
+                return Answer(409, f"{held_size}\n", SIZE_CONTENT_TYPE)
+            if old == cp.size:
+                if cp.root != held_root:
+                    return Answer(409, f"{held_size}\n", SIZE_CONTENT_TYPE)
+            else:
+                try:
+                    verify_append_only(old, cp.size, held_root, cp.root, proof)
+                except ProofError as exc:
+                    return Answer(422, f"the consistency proof from size {old} to "
+                                       f"{cp.size} does not verify: {exc}\n")
+            cosigned = self._cosign_and_hold(cp.origin, cp, note, timestamp)
+        return Answer(200, parse_note(cosigned).signatures[-1].line())
 
     def _check_extends(self, held: tuple[Checkpoint, str] | None, new: Checkpoint,
                        note: str, proof: list[bytes], from_size: int | None) -> None:
@@ -240,6 +322,37 @@ class Witness:
                 old_note, note) from None
 
 
+def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
+    """(old size, proof hashes, checkpoint note) of an ``add-checkpoint`` body; raises
+    ``ValueError`` saying what is malformed."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the body is not UTF-8") from None
+    head, sep, note = text.partition("\n\n")
+    if not sep:
+        raise ValueError("no empty line between the old size and proof lines and the "
+                         "checkpoint")
+    lines = head.split("\n")
+    match = _OLD_LINE.fullmatch(lines[0])
+    if match is None:
+        raise ValueError(f"the first line must be `old <size>`, not {lines[0][:40]!r}")
+    if len(lines) - 1 > MAX_PROOF_LINES:
+        raise ValueError(f"{len(lines) - 1} consistency proof lines; at most "
+                         f"{MAX_PROOF_LINES}")
+    proof = []
+    for line in lines[1:]:
+        try:
+            digest = base64.b64decode(line, validate=True)
+        except (binascii.Error, ValueError):
+            digest = b""
+        if len(digest) != 32:
+            raise ValueError(f"a proof line must be a base64 32-byte hash, not "
+                             f"{line[:60]!r}")
+        proof.append(digest)
+    return int(match.group(1)), proof, note
+
+
 def _origin_of(note: str) -> str:
     text = parse_note(note).text
     return text.split("\n", 1)[0]
@@ -267,4 +380,4 @@ def _read_proof(note: str | None, proof: Sequence[bytes] | dict[str, Any]
     return (note if note is not None else bundled), hashes, from_size
 
 
-__all__ = ["Witness", "WitnessError", "WitnessRefusal"]
+__all__ = ["SIZE_CONTENT_TYPE", "Answer", "Witness", "WitnessError", "WitnessRefusal"]
