@@ -262,6 +262,8 @@ LOG_INCLUSION = _op("log_inclusion", "GET", "/api/v1/log/inclusion/{log_id}",
 ADD_COSIGNATURES = _op("add_cosignatures", "POST", "/api/v1/log/cosignatures", _b("note"),
                        summary="Store witnesses' cosignatures",
                        refuses=(RequestError, NotFoundError))
+WITNESSES = _op("witnesses", "GET", "/api/v1/log/witnesses",
+                summary="The log's witnesses and their state")
 CONSISTENCY = _op("consistency", "GET", "/api/v1/log/consistency", _q("first"),
                   _q("second"), summary="Consistency proof between two sizes",
                   refuses=(RequestError,))
@@ -342,10 +344,10 @@ PUBLIC_KEY_PEM = _op("public_key_pem", "GET", "/receipts/public-key.pem", tenant
 OPERATIONS: tuple[Operation, ...] = (
     WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LOG_LITELLM, LOG_OTLP, LIST_LOGS, GET_LOG,
     LOG_CONTENT, ROLLUP, EXPORT, STATS, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES,
-    CONSISTENCY, TLOG_CHECKPOINT, TLOG_ENTRIES, TLOG_TILE, GENERATE_RECEIPT, PREVIEW_RECEIPT,
-    UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS, PROVE, SET_BUDGET, LIST_BUDGETS,
-    REMOVE_BUDGET, BUDGET_STATUS, LIST_PRICES, SET_PRICES, REMOVE_PRICE, SHOW_PRICE,
-    VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
+    WITNESSES, CONSISTENCY, TLOG_CHECKPOINT, TLOG_ENTRIES, TLOG_TILE, GENERATE_RECEIPT,
+    PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS, PROVE,
+    SET_BUDGET, LIST_BUDGETS, REMOVE_BUDGET, BUDGET_STATUS, LIST_PRICES, SET_PRICES,
+    REMOVE_PRICE, SHOW_PRICE, VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
 
 __all__ = ["BY_NAME", "OPERATIONS", "UNAVAILABLE", "Operation", "Param", "date_text"]

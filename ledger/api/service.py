@@ -319,6 +319,33 @@ class LedgerService:
             raise RequestError(str(exc)) from None
         return {"added": added, "origin": origin}
 
+    def witness_policy(self) -> Any:
+        """The data directory's ``witnesses.policy`` (``ledger.tlog.policy.Policy``), or
+        None without one; ``PolicyError`` when it does not parse."""
+        from ledger.tlog.policy import load_policy
+
+        path = self.ledger.layout.witness_policy
+        return load_policy(path) if path.exists() else None
+
+    def witnesses(self, tenant: str) -> dict[str, Any]:
+        """The state of the project's log with each witness of ``witnesses.policy``
+        (``ledger.tlog.witnessing.witness_status``); ``policy`` is null without one."""
+        from ledger.tlog.witnessing import WitnessState, witness_status
+
+        check_tenant(tenant)
+        policy = self.witness_policy()
+        origin = f"{self.origin}/{tenant}"
+        signed = self.checkpoints.latest(origin)
+        if policy is None:
+            return {"origin": origin, "policy": None,
+                    "checkpoint_size": None if signed is None else signed.checkpoint.size,
+                    "quorum": None, "quorum_met": False, "witnesses": []}
+        status = witness_status(policy, WitnessState(self.ledger.layout.witness_state),
+                                origin,
+                                None if signed is None else self.notary.cosigned_note(signed),
+                                None if signed is None else signed.checkpoint.size)
+        return {**status, "policy": self.ledger.layout.witness_policy.name}
+
     def consistency(self, tenant: str, first: int, second: int | None = None
                     ) -> dict[str, Any]:
         tree = self.ledger.tree(tenant)

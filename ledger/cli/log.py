@@ -18,6 +18,7 @@ from ledger.cli.context import (
     CliError,
     json_option,
     key_value_table,
+    new_table,
     num,
     pass_app,
     print_json,
@@ -117,6 +118,42 @@ def _read_note(path: Path) -> str:
     return text
 
 
+@log_group.command("witnesses")
+@json_option
+@pass_app
+def witnesses_cmd(app: App, as_json: bool) -> None:
+    """The project's log with each witness of the data directory's witnesses.policy.
+
+    For each witness: its state (current, behind, pending, failing or no-url), the log
+    size it last cosigned, its failures in a row and the last error; and whether the
+    latest checkpoint is cosigned by the policy's quorum. `llmring serve` submits the
+    checkpoints (C2SP tlog-witness); with --server this asks the server.
+    """
+    with app.api(create=False) as api:
+        status = dict(api.call(ops.WITNESSES))
+    if as_json:
+        print_json(status)
+        return
+    if status["policy"] is None:
+        click.echo("no witnesses.policy in the data directory: no witness is asked to "
+                   "cosign (docs/formats.md, witness policy)")
+        return
+    size = status["checkpoint_size"]
+    print_table(stdout_console(), key_value_table({
+        "origin": status["origin"],
+        "latest checkpoint": "none yet" if size is None else f"size {num(size)}",
+        "quorum": f"{status['quorum']} ({'met' if status['quorum_met'] else 'NOT met'})",
+    }))
+    table = new_table("witness", "state", "cosigned size", "failures", "last error",
+                      title="Witnesses", numeric=("cosigned size", "failures"),
+                      optional=("last error",))
+    for w in status["witnesses"]:
+        table.add_row(w["name"], w["state"],
+                      "" if w["cosigned_size"] is None else num(w["cosigned_size"]),
+                      str(w["failures"]), w["last_error"] or "")
+    print_table(stdout_console(), table)
+
+
 @log_group.command("verify-checkpoint")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--public-key", "public_key", type=click.Path(dir_okay=False, path_type=Path),
@@ -125,7 +162,7 @@ def _read_note(path: Path) -> str:
 @click.option("--origin", help="Also require this origin (e.g. ledger.example/acme).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also require the witness cosignatures of this policy file "
-                   "(`witness VKEY` lines and `quorum K`).")
+                   "(`witness NAME VKEY [URL]`, `group NAME K MEMBER…`, `quorum NAME`).")
 @json_option
 @pass_app
 def verify_checkpoint_cmd(app: App, file: Path, public_key: Path | None, origin: str | None,

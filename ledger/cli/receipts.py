@@ -395,8 +395,9 @@ def prove(app: App, receipt_id: str, log_id: str, output: Path | None) -> None:
               help="Public keys: PEM, the public-keys JSON, or verifier-key lines. Without "
                    "it, the data directory's keys are used.")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A witness policy (`witness VKEY` and `quorum K` lines): the log "
-                   "checkpoint must be cosigned by K of its witnesses.")
+              help="A witness policy (`witness NAME VKEY [URL]`, `group NAME K MEMBER…`, "
+                   "`quorum NAME`): the log "
+                   "checkpoint must be cosigned by its quorum of witnesses.")
 @click.option("--checkpoint", "checkpoint_file",
               type=click.Path(dir_okay=False, path_type=Path),
               help="With --policy and a plain receipt: the cosigned note of the receipt's "

@@ -62,6 +62,16 @@ SECONDS = click.FloatRange(min=0, min_open=True)
               help="Longest wait between two attempts, in seconds.")
 @click.option("--webhook-timeout", default=10.0, show_default=True, type=SECONDS,
               help="Seconds one webhook request may take.")
+@click.option("--witness-interval", default=1.0, show_default=True, type=SECONDS,
+              help="Seconds between looks for checkpoints the witnesses of "
+              "witnesses.policy have not cosigned yet.")
+@click.option("--witness-backoff", default=1.0, show_default=True, type=SECONDS,
+              help="Seconds before retrying a failed witness; each next waits twice as "
+              "long (at most --witness-backoff-max).")
+@click.option("--witness-backoff-max", default=300.0, show_default=True, type=SECONDS,
+              help="Longest wait between two submissions to a failing witness.")
+@click.option("--witness-timeout", default=10.0, show_default=True, type=SECONDS,
+              help="Seconds one add-checkpoint request may take.")
 @accept_loss_option
 @pass_app
 @local_only
@@ -69,7 +79,9 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           idle_timeout: float, header_timeout: float, body_timeout: float,
           max_connections: int | None, log_level: str, access_log: bool, metrics: bool,
           webhook_hosts: tuple[str, ...], webhook_attempts: int, webhook_backoff: float,
-          webhook_backoff_max: float, webhook_timeout: float, accept_loss: bool) -> None:
+          webhook_backoff_max: float, webhook_timeout: float, witness_interval: float,
+          witness_backoff: float, witness_backoff_max: float, witness_timeout: float,
+          accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
@@ -77,7 +89,10 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     requests in flight finish, the journal is sealed and the exit status is 0. Each
     request writes one access-log line to stderr, and GET /metrics serves Prometheus
     counters (docs/http-api.md). Budget alerts are sent to their webhooks from here,
-    retried with backoff; pending ones are resumed at the next start. Connections are
+    retried with backoff; pending ones are resumed at the next start. With a
+    witnesses.policy in the data directory, each project's new checkpoints are submitted
+    to its witnesses (C2SP tlog-witness add-checkpoint) from a background thread, and
+    their cosignatures stored (`llmring log witnesses`). Connections are
     bounded in time
     (idle, head, body) and in number, so slow or idle clients cannot exhaust the server.
     """
@@ -91,6 +106,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     from ledger.server.ops import Operations, configure_access_log
     from ledger.server.tlog import TileFastPath
     from ledger.server.webhooks import DeliveryPolicy
+    from ledger.server.witnessing import SubmissionPolicy
     from ledger.storage.config import ConfigError
     from ledger.storage.manifest import ManifestError
     from ledger.tlog.signing import KeyRingError
@@ -101,7 +117,10 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
                               attempts=webhook_attempts, backoff=webhook_backoff,
                               backoff_max=webhook_backoff_max, timeout=webhook_timeout,
                               allowed_hosts=(frozenset(h.lower() for h in webhook_hosts)
-                                             if webhook_hosts else None)))
+                                             if webhook_hosts else None)),
+                          witnesses=SubmissionPolicy(
+                              interval=witness_interval, timeout=witness_timeout,
+                              backoff=witness_backoff, backoff_max=witness_backoff_max))
     try:  # open the directory first: a locked or damaged one is reported, not traced
         state = ServerState(config)
     except LedgerLockedError as exc:

@@ -225,6 +225,11 @@ class AsyncLedgerClient:
         return await self._call(ops.ADD_COSIGNATURES,  # type: ignore[no-any-return]
                                 note=note)
 
+    async def witnesses(self) -> JSON:
+        """The project's log with each witness of the server's ``witnesses.policy``: the
+        size each last cosigned, failures, and whether the quorum is met."""
+        return await self._call(ops.WITNESSES)  # type: ignore[no-any-return]
+
     async def checkpoint(self) -> JSON:
         """The project's log signed now, checked against the last checkpoint this client
         saw (see the module docstring); raises ``TamperEvidence`` if it does not extend

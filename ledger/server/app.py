@@ -39,6 +39,7 @@ from ledger.errors import (
 )
 from ledger.server.ops import Metrics
 from ledger.server.webhooks import Deliverer, DeliveryPolicy
+from ledger.server.witnessing import SubmissionPolicy, WitnessSubmitter
 
 log = logging.getLogger("llmring.server")
 
@@ -58,27 +59,41 @@ class ServerConfig:
     accept_loss: bool = False  # cut a journal damaged inside at the damage (docs/cli.md)
     metrics: bool = True  # serve GET /metrics (docs/http-api.md)
     webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)  # budget alerts
+    witnesses: SubmissionPolicy = field(default_factory=SubmissionPolicy)  # add-checkpoint
 
 
 class ServerState:
     """What the endpoints share, opened at startup and closed at shutdown: the data
-    directory's ``LedgerService``, its API keys, and the thread delivering budget
-    alerts (``start`` runs it, ``close`` stops it before closing the ledger)."""
+    directory's ``LedgerService``, its API keys, the thread delivering budget alerts and
+    the one submitting checkpoints to the witnesses of ``witnesses.policy`` (``start``
+    runs them, ``close`` stops them before closing the ledger). A policy file that does
+    not parse stops the server from starting (``PolicyError``)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss)
         self.service.budgets.allowed_hosts = config.webhooks.allowed_hosts
         self.api_keys = ApiKeyStore(config.data_dir)
-        self.metrics = Metrics(self.service.ledger, self.service.budgets)
         self.deliverer = Deliverer(self.service.budgets, config.webhooks)
+        try:
+            policy = self.service.witness_policy()
+        except LedgerError:
+            self.service.close()
+            raise
+        self.submitter = (WitnessSubmitter(self.service.ledger, policy, config.witnesses)
+                          if policy is not None else None)
+        self.metrics = Metrics(self.service.ledger, self.service.budgets, self.service)
 
     def start(self) -> None:
         self.deliverer.start()
+        if self.submitter is not None:
+            self.submitter.start()
 
     def close(self) -> None:
         try:
             self.deliverer.stop()
+            if self.submitter is not None:
+                self.submitter.stop()
         finally:
             self.service.close()
 

@@ -14,8 +14,9 @@ authenticated (``-`` otherwise). The API key itself is never written.
 ``Metrics`` is one server's Prometheus registry: the request counter and the journal's
 fsync histogram are fed as they happen; the ledger's own counts (events, bytes, seals,
 compactions, receipts, cost per project: plain integers the write path keeps under its
-lock) and each budget's state (spent, limit, thresholds crossed, refusing; labelled by
-project and budget) are read when ``/metrics`` is scraped.
+lock), each budget's state (spent, limit, thresholds crossed, refusing; labelled by
+project and budget) and each witness's state (size cosigned, entries behind, failures;
+labelled by project and witness) are read when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ledger.errors import LedgerError
 
 access_log = logging.getLogger("llmring.access")
 
@@ -104,11 +107,49 @@ class _BudgetCollector(Collector):
         yield from (spent, limit, crossed, refusing)
 
 
+class _WitnessCollector:
+    """Each project's log with each witness of ``witnesses.policy``, read at scrape time
+    (``LedgerService.witnesses``): the size it last cosigned, how far behind the latest
+    checkpoint that is, its failures in a row, and whether the quorum is met."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Any]:
+        labels = ["project", "witness"]
+        size = GaugeMetricFamily("llmring_witness_cosigned_size", "The log size the "
+                                 "witness last cosigned.", labels=labels)
+        behind = GaugeMetricFamily("llmring_witness_behind_entries", "Entries between "
+                                   "the latest checkpoint and the one the witness last "
+                                   "cosigned.", labels=labels)
+        failures = GaugeMetricFamily("llmring_witness_failures", "Failed submissions to "
+                                     "the witness in a row (0: the last one succeeded).",
+                                     labels=labels)
+        quorum = GaugeMetricFamily("llmring_witness_quorum_met", "1 while the latest "
+                                   "checkpoint is cosigned by the policy's quorum.",
+                                   labels=["project"])
+        try:
+            if self.service.witness_policy() is None:
+                return
+            for project in self.service.ledger.tenants():
+                status = self.service.witnesses(project)
+                latest = status["checkpoint_size"] or 0
+                for w in status["witnesses"]:
+                    held = w["cosigned_size"] or 0
+                    size.add_metric([project, w["name"]], float(held))
+                    behind.add_metric([project, w["name"]], float(max(latest - held, 0)))
+                    failures.add_metric([project, w["name"]], float(w["failures"]))
+                quorum.add_metric([project], 1.0 if status["quorum_met"] else 0.0)
+        except LedgerError:  # the policy changed and no longer parses: no witness gauges
+            return
+        yield from (size, behind, failures, quorum)
+
+
 class Metrics:
     """One server's Prometheus registry (its own, so that several servers in one process
     do not share counts)."""
 
-    def __init__(self, ledger: Any, budgets: Any = None) -> None:
+    def __init__(self, ledger: Any, budgets: Any = None, service: Any = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("llmring_http_requests", "HTTP requests answered, by "
                                 "status.", ["status"], registry=self.registry)
@@ -118,6 +159,8 @@ class Metrics:
         self.registry.register(_LedgerCollector(ledger))
         if budgets is not None:
             self.registry.register(_BudgetCollector(budgets))
+        if service is not None:
+            self.registry.register(_WitnessCollector(service))
         ledger.journal.on_sync = self.fsync.observe
         self._by_status: dict[int, Any] = {}
 

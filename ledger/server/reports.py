@@ -115,6 +115,15 @@ def add_cosignatures(body: CosignedNote, tenant: Tenant, request: Request) -> Re
     return json_response(service(request).add_cosignatures(tenant, body.note))
 
 
+@route(router, ops.WITNESSES)
+def log_witnesses(tenant: Tenant, request: Request) -> Response:
+    """The project's log with each witness of the data directory's `witnesses.policy`:
+    `{origin, policy, checkpoint_size, quorum, quorum_met, witnesses: [{name, key, url,
+    state, cosigned_size, cosigned_at, cosigned_latest, last_attempt, last_error,
+    failures}]}` (docs/http-api.md); `policy` is null when there is none."""
+    return json_response(service(request).witnesses(tenant))
+
+
 @route(router, ops.CONSISTENCY)
 def log_consistency(tenant: Tenant, request: Request,
                     first: Annotated[int, Query(ge=0, le=MAX_SIZE)],

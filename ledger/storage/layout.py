@@ -20,6 +20,8 @@
     keys/keys.json, keys/<key id>.key       the signing keys
     checkpoints/<origin>.jsonl              every signed checkpoint
     cosignatures/<origin>.jsonl             witnesses' cosignatures on them
+    witnesses.policy                        the witnesses the server submits checkpoints to
+    witness-state.json                      per witness and log: the size it last cosigned
     api-keys.json                           the server's API keys
     budgets.json                            the projects' budgets (and webhook secrets)
     budget-alerts.jsonl                     each budget threshold crossed, and its delivery
@@ -95,6 +97,14 @@ class DataDir:
     @property
     def cosignatures(self) -> Path:
         return self.root / "cosignatures"
+
+    @property
+    def witness_policy(self) -> Path:
+        return self.root / "witnesses.policy"
+
+    @property
+    def witness_state(self) -> Path:
+        return self.root / "witness-state.json"
 
     @property
     def api_keys(self) -> Path:
