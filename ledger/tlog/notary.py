@@ -69,27 +69,31 @@ class Notary:
         return None if signed is None else self.cosigned_note(signed)
 
     def latest_cosigned_from(self, origin: str, size: int) -> str | None:
-        """The largest checkpoint of ``origin`` of at least ``size`` entries that carries
-        a stored cosignature, with its cosignatures; None if there is none. A receipt's
-        proof bundle links its own checkpoint to it by a consistency proof (witnesses
-        cosign the checkpoints they are shown, seldom exactly the one a receipt names)."""
+        """The checkpoint of ``origin`` of at least ``size`` entries cosigned by the most
+        witnesses (the largest of those), with its cosignatures; None if none is
+        cosigned. A receipt's proof bundle links its own checkpoint to it by a
+        consistency proof (witnesses cosign the checkpoints they are shown, seldom
+        exactly the one a receipt names; while some are down, a later checkpoint carries
+        fewer cosignatures than an earlier one)."""
         try:
             raw = self.cosignatures.path(origin).read_bytes()
         except FileNotFoundError:
             return None
-        best: tuple[int, str] | None = None
+        cosigners: dict[tuple[int, str], set[str]] = {}
         for line in raw.splitlines(keepends=True):
             if not line.endswith(b"\n"):
                 continue
             try:
                 rec: Any = orjson.loads(line)
                 key = (int(rec["size"]), str(rec["root"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                name = str(rec["line"]).split(" ", 2)[1]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
                 continue
-            if key[0] >= size and (best is None or key[0] > best[0]):
-                best = key
-        if best is None:
+            if key[0] >= size:
+                cosigners.setdefault(key, set()).add(name)
+        if not cosigners:
             return None
+        best = max(cosigners, key=lambda k: (len(cosigners[k]), k[0]))
         signed = self.checkpoints.at_size(origin, best[0])
         if signed is None or signed.checkpoint.root.hex() != best[1]:
             return None
