@@ -343,3 +343,64 @@ def test_the_honest_witnessed_checkpoint_does_not_vouch_for_a_forked_receipt(wor
                                         "consistency": [h.hex() for h in link]}
     result = verify_bundle(bundle, _keys(forked), policy=world["policy"])
     assert (result.valid, result.failed) == (False, "witness")
+
+
+# -- the Tessera / Sigsum syntax -------------------------------------------------------
+CAROL = SigningKey.from_seed(bytes([3]) * 32, "carol.example/w")
+
+
+def _named(quorum: str, *extra: str) -> Policy:
+    return parse_policy("\n".join([
+        f"witness A {cosigner_of(ALICE).vkey()} https://alice.example/w",
+        f"witness B {cosigner_of(BOB).vkey()} https://bob.example/w",
+        f"witness C {cosigner_of(CAROL).vkey()}", *extra, f"quorum {quorum}", ""]))
+
+
+def test_a_named_policy_keeps_names_urls_and_a_group_quorum() -> None:
+    policy = _named("G", "group G 2 A B C")
+    assert policy.names == ("A", "B", "C")
+    assert policy.urls == ("https://alice.example/w", "https://bob.example/w", None)
+    assert [n for n, _, _ in policy.submission_targets()] == ["A", "B"]
+    assert policy.describe() == "2 of (alice.example/w, bob.example/w, carol.example/w)"
+
+
+def test_two_of_three_passes_with_two_and_fails_with_one() -> None:
+    policy = _named("G", "group G 2 A B C")
+    assert check_quorum(_note(ALICE, CAROL), policy) == ["alice.example/w",
+                                                         "carol.example/w"]
+    with pytest.raises(QuorumError, match=r"1 valid .* of the 2 of \("):
+        check_quorum(_note(BOB), policy)
+
+
+def test_groups_nest_and_all_any_are_thresholds() -> None:
+    policy = _named("both", "group ab any A B", "group both all ab C")
+    assert check_quorum(_note(BOB, CAROL), policy)
+    with pytest.raises(QuorumError):
+        check_quorum(_note(ALICE, BOB), policy)  # C is required
+
+
+def test_a_quorum_of_one_witness_and_of_none() -> None:
+    assert check_quorum(_note(BOB), _named("B")) == ["bob.example/w"]
+    with pytest.raises(QuorumError):
+        check_quorum(_note(ALICE), _named("B"))
+    assert check_quorum(_note(), _named("none")) == []
+
+
+def test_a_sigsum_hex_key_is_named_by_its_witness_line() -> None:
+    policy = parse_policy(f"log {'00' * 32} https://log.example\n"
+                          f"witness alice.example/w {ALICE.info.public_key.hex()}\n"
+                          "quorum alice.example/w\n")
+    assert check_quorum(_note(ALICE), policy) == ["alice.example/w"]
+
+
+def test_names_must_be_defined_before_use_and_only_once() -> None:
+    with pytest.raises(PolicyError, match="line 4: group G: 'D' is not"):
+        _named("G", "group G 2 A D")
+    with pytest.raises(PolicyError, match="line 4: quorum 'H' is not"):
+        _named("H")
+    with pytest.raises(PolicyError, match="defined twice"):
+        _named("A", "group A any B C")
+    with pytest.raises(PolicyError, match="threshold '4'"):
+        _named("G", "group G 4 A B C")
+    with pytest.raises(PolicyError, match="not an http"):
+        parse_policy(f"witness A {cosigner_of(ALICE).vkey()} ftp://x\nquorum A\n")
