@@ -92,10 +92,12 @@ class ServerState:
     def close(self) -> None:
         try:
             self.deliverer.stop()
-            if self.submitter is not None:
-                self.submitter.stop()
         finally:
-            self.service.close()
+            try:
+                if self.submitter is not None:
+                    self.submitter.stop()
+            finally:
+                self.service.close()
 
 
 # -- body limits -------------------------------------------------------------------------
