@@ -86,6 +86,8 @@ def test_witnesses_cosign_the_served_checkpoint_and_the_quorum_decides(tmp_path:
         _until("all three cosign", lambda: set(_states(c).values()) == {"current"})
 
         served = _ok(c.get("/api/v1/log/checkpoint"))["cosigned_note"]
+        tiles_checkpoint = httpx.get(server.url + "/tlog/alpha/checkpoint")  # public
+        assert tiles_checkpoint.status_code == 200 and tiles_checkpoint.text == served
         assert check_quorum(served, parse_policy(policy_text)) == [
             "witness.example/w1", "witness.example/w2", "witness.example/w3"]
         receipt = _ok(c.post("/api/v1/receipts/generate",
