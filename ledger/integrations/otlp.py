@@ -160,7 +160,8 @@ def _proto_name(name: str) -> str:
 def _prepare(data: Any, message: str, where: str) -> None:
     """OTLP/JSON made ready for the protobuf JSON mapping, in place: the hex trace and
     span ids (of spans and links) as the base64 it reads; a boolean where a number
-    belongs refused (the parser would take true as 1). Values of the wrong type are left
+    belongs refused (the parser would take true as 1), and anything but an object or
+    null where a message belongs. Values of the wrong type are left
     for the parser to refuse; unknown fields are not looked into. Problems are named by
     their place (``where``)."""
     if not isinstance(data, dict):
@@ -180,9 +181,17 @@ def _prepare(data: Any, message: str, where: str) -> None:
                 raise RequestError(f"{at}: must be a number, not {str(value).lower()}")
             elif holds.startswith("[") and isinstance(value, list):
                 for i, item in enumerate(value):
-                    _prepare(item, holds[1:-1], f"{at}[{i}]")
+                    _message(item, holds[1:-1], f"{at}[{i}]")
             elif holds in MESSAGES:
-                _prepare(value, holds, at)
+                _message(value, holds, at)
+
+
+def _message(value: Any, message: str, where: str) -> None:
+    """``_prepare`` of a value where ``message`` belongs: an object, or null for its
+    default (the parser would read any other iterable, such as ``[]``, as a message)."""
+    if value is not None and not isinstance(value, dict):
+        raise RequestError(f"{where}: must be an object, not {type(value).__name__}")
+    _prepare(value, message, where)
 
 
 def decode(body: bytes, kind: str) -> ExportTraceServiceRequest:

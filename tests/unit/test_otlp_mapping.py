@@ -89,6 +89,10 @@ def test_otlp_json_hex_ids_and_text_integers_are_the_protobuf_they_stand_for() -
         {"key": "n", "value": {"doubleValue": True}}]}]}]}]},
      "attributes[0].value.doubleValue: must be a number, not true"),
     ({"resourceSpans": "many"}, "resourceSpans"),
+    ({"resourceSpans": [[]]}, "resourceSpans[0]: must be an object, not list"),
+    ({"resourceSpans": [{"resource": []}]}, "resource: must be an object, not list"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [["name"]]}]}]},
+     "spans[0]: must be an object, not list"),
     ([], "must be a JSON object"),
 ])
 def test_otlp_json_that_is_not_an_export_request_is_a_400(body: Any, words: str) -> None:
