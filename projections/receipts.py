@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ledger.model.dates import utc_days
+from ledger.model.dimensions import column_name, quote_ident, where_sql
 from ledger.model.event import format_ts
 from projections.snapshot import Snapshot, cursor, source_sql
 
@@ -36,12 +37,29 @@ class Selection:
 
     ``intervals`` (inclusive seq runs) is set when the set is known as runs already
     (since-last, explicit ids); ``where``/``params`` otherwise (conversation, date range).
-    ``prune`` narrows the files read (first_day/last_day/seq_lo/seq_hi)."""
+    ``prune`` narrows the files read (first_day/last_day/seq_lo/seq_hi). ``metadata``:
+    a filter on metadata keys (``ledger.model.dimensions.parse_where``) ANDed with the
+    rest; the intervals are then the candidates it is applied to."""
 
     where: str = "TRUE"
     params: list[Any] = field(default_factory=list)
     prune: dict[str, Any] = field(default_factory=dict)
     intervals: np.ndarray | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def filtered(self, metadata: dict[str, str]) -> Selection:
+        """This selection narrowed to events whose metadata matches ``metadata``."""
+        if not metadata:
+            return self
+        columns = {k: quote_ident(column_name(k)) for k in metadata}
+        return Selection(where=f"({self.where}) AND {where_sql(metadata, columns)}",
+                         params=self.params, prune=self.prune, intervals=self.intervals,
+                         metadata=metadata)
+
+    @property
+    def exact(self) -> bool:
+        """Whether ``intervals`` are exactly the selected seqs (no metadata filter)."""
+        return self.intervals is not None and not self.metadata
 
 
 def interval_selection(intervals: np.ndarray) -> Selection:
@@ -86,8 +104,12 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
             if tail is not None:
                 cur.register("ledger_tail", tail)
                 registered.append("ledger_tail")
-            names["src"] = _union(files, "ledger_tail" if tail is not None else None) or \
-                "SELECT * FROM ledger_empty_events"
+            keys = tuple(selection.metadata) if selection is not None else ()
+            empty = "".join(f", NULL::VARCHAR AS {quote_ident(column_name(k))}" for k in keys)
+            names["src"] = source_sql(
+                files, "ledger_tail" if tail is not None else None, keys=keys,
+                mixed=tenant in snapshot.dimensioned) or \
+                f"SELECT *{empty} FROM ledger_empty_events"
             if not files and tail is None:
                 from ledger.model.schema import EVENT_SCHEMA
 
@@ -210,7 +232,7 @@ def uncertified_intervals(snapshot: Snapshot, tenant: str) -> np.ndarray:
 # -- the selected events ------------------------------------------------------------------
 def selected_seqs(snapshot: Snapshot, tenant: str, selection: Selection) -> np.ndarray:
     """The seqs of the selected events, ascending."""
-    if selection.intervals is not None:
+    if selection.exact:
         return _seqs_of(selection.intervals)
     table = query(snapshot, tenant, f"SELECT seq FROM {{src}} WHERE {selection.where} "
                   "ORDER BY seq", selection.params, selection=selection, arrow=True)

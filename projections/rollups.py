@@ -1,5 +1,7 @@
-"""Rollups: calls, tokens and cost grouped by model, alias, provider and calendar periods
-(day, week, month) in an IANA time zone.
+"""Rollups: calls, tokens and cost grouped by model, alias, provider, calendar periods
+(day, week, month) in an IANA time zone, and metadata keys (``meta.<key>``, or a bare key
+that is not a built-in name: ``ledger.model.dimensions``; events without the key form one
+group whose key is None).
 
 Grouping by a calendar period is done in two stages, so that the time-zone conversion
 (slow per row) runs once per bucket instead of once per event: first the events are
@@ -22,6 +24,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.errors import RollupError
 from ledger.model.dates import utc_days
+from ledger.model.dimensions import (
+    DimensionNameError,
+    column_name,
+    metadata_key,
+    quote_ident,
+    where_sql,
+)
 from projections.snapshot import Snapshot, cursor, run
 
 DIMENSIONS = {
@@ -115,13 +124,32 @@ def check_timezone(tz: str) -> str:
     return tz
 
 
+def dimension_keys(by: list[str]) -> dict[str, str]:
+    """The metadata key of each metadata dimension of ``by`` (``RollupError`` naming a
+    bad name)."""
+    keys = {}
+    for d in by:
+        try:
+            key = metadata_key(d)
+        except DimensionNameError as exc:
+            raise RollupError(f"cannot group by {d!r}: {exc}; choose from "
+                              f"{', '.join(DIMENSIONS)} or a metadata key "
+                              "(meta.<key>)") from None
+        if key is not None:
+            keys[d] = key
+    if len(set(keys.values())) != len(keys):
+        raise RollupError("by: each metadata key may be named once")
+    return keys
+
+
 def rollup(snapshot: Snapshot, tenant: str, by: list[str], *, tz: str = "UTC",
-           start: datetime | None = None, end: datetime | None = None) -> list[RollupRow]:
-    """Aggregate the tenant's calls grouped by ``by`` (any of DIMENSIONS)."""
-    unknown = [d for d in by if d not in DIMENSIONS]
-    if unknown:
-        raise RollupError(f"cannot group by {', '.join(unknown)}; choose from "
-                          f"{', '.join(DIMENSIONS)}")
+           start: datetime | None = None, end: datetime | None = None,
+           where: dict[str, str] | None = None) -> list[RollupRow]:
+    """Aggregate the tenant's calls grouped by ``by`` (any of DIMENSIONS, or metadata
+    keys), optionally only those whose metadata matches ``where``
+    (``ledger.model.dimensions.parse_where``)."""
+    meta = dimension_keys(by)
+    where = where or {}
     check_timezone(tz)
     # No filter on ``kind``: event segments and the tail hold only usage and conversation
     # events (the kind is validated at append), and a per-row test cost ~10% of a rollup.
@@ -132,35 +160,40 @@ def rollup(snapshot: Snapshot, tenant: str, by: list[str], *, tz: str = "UTC",
     if end is not None:
         clauses.append("ts < $end")
         params["end"] = end.astimezone(UTC)
-    where = " AND ".join(clauses)
+    columns = {k: quote_ident(column_name(k)) for k in (*meta.values(), *where)}
+    if where:
+        clauses.append(where_sql(where, columns))
+    where_text = " AND ".join(clauses)
+    exprs = {d: (columns[meta[d]] if d in meta else DIMENSIONS[d]) for d in by}
     group = ", ".join(f"k{i}" for i in range(len(by)))
     sums = ("count(*)", "sum(input_tokens)", "sum(output_tokens)", "sum(cost_nanos)",
             "count(*) FILTER (WHERE cost_source = 'unpriced')")
     if any(d in PERIODS for d in by):
-        plain = [d for d in by if d not in PERIODS]
-        inner_keys = [f"{DIMENSIONS[d]} AS {d}" for d in plain]
+        plain = [(i, d) for i, d in enumerate(by) if d not in PERIODS]
+        inner_keys = [f"{exprs[d]} AS p{i}" for i, d in plain]
         size = bucket_seconds(tz)
         inner_keys.append(f"epoch_us(ts) // {size * 1_000_000} AS bucket")
         inner = (f"SELECT {', '.join(inner_keys)}, "
                  + ", ".join(f"{x} AS s{j}" for j, x in enumerate(sums))
-                 + f" FROM {{src}} WHERE {where} GROUP BY ALL")
+                 + f" FROM {{src}} WHERE {where_text} GROUP BY ALL")
         bucket_ts = f"to_timestamp(bucket * {size})"
-        keys = [(DIMENSIONS[d].format(t=bucket_ts) if d in PERIODS else d) + f" AS k{i}"
-                for i, d in enumerate(by)]
+        keys = [(DIMENSIONS[d].format(t=bucket_ts) if d in PERIODS else f"p{i}")
+                + f" AS k{i}" for i, d in enumerate(by)]
         outer = ", ".join(f"sum(s{j})::BIGINT" for j in range(len(sums)))
         sql = (f"SELECT {', '.join(keys)}, {outer} FROM ({inner}) "
                f"GROUP BY {group} ORDER BY {group}")
     else:
-        keys = [f"{DIMENSIONS[d]} AS k{i}" for i, d in enumerate(by)]
+        keys = [f"{exprs[d]} AS k{i}" for i, d in enumerate(by)]
         select = ", ".join([*keys, *sums])
-        sql = f"SELECT {select} FROM {{src}} WHERE {where}"
+        sql = f"SELECT {select} FROM {{src}} WHERE {where_text}"
         if by:
             sql += f" GROUP BY {group} ORDER BY {group}"
     if "$tz" not in sql:
         params.pop("tz")
     # Days are UTC in the partition paths: widen by a day on each side for any zone.
     first_day, last_day = utc_days(start, end, widen=1)
-    rows = run(snapshot, tenant, sql, params, first_day=first_day, last_day=last_day)
+    rows = run(snapshot, tenant, sql, params, first_day=first_day, last_day=last_day,
+               keys=tuple(dict.fromkeys((*meta.values(), *where))))
     out = []
     for row in rows or []:
         n = len(by)

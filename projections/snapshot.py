@@ -1,7 +1,17 @@
-"""Snapshots: what a query reads, and the DuckDB relation that reads it."""
+"""Snapshots: what a query reads, and the DuckDB relation that reads it.
+
+The events of a project that declared dimensions (``ledger.storage.dimensions``) may sit
+in segments of several shapes: with or without the derived ``meta.<key>`` columns. Such
+files are read in groups of one shape each (the columns a file has are read once from its
+footer; segment files never change), and a query that names metadata keys (``keys``)
+gets a ``meta.<key>`` column for each from every part of the source: the stored column
+where a segment has it, the value extracted from the ``metadata`` JSON elsewhere (older
+segments, the unsealed tail). Both give the same text (``ledger.model.dimensions``).
+"""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +20,9 @@ from datetime import date
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ledger.model.dimensions import column_name, extract_sql, quote_ident
 
 _local = threading.local()
 _base: duckdb.DuckDBPyConnection | None = None
@@ -40,6 +53,8 @@ class Snapshot:
     receipt_tail: pa.Table | None = None
     membership_tail: pa.Table | None = None
     receipt_seqs: dict[str, list[int]] = field(default_factory=dict)
+    # Projects whose segments may carry derived dimension columns.
+    dimensioned: frozenset[str] = frozenset()
 
     def files(self, tenant: str, *, first_day: date | None = None,
               last_day: date | None = None, seq_lo: int | None = None,
@@ -94,14 +109,35 @@ def _literal(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-def source_sql(files: list[str], tail_name: str | None) -> str:
-    """SQL for the union of ``files`` and the registered tail (already tenant-filtered)."""
+@functools.lru_cache(maxsize=65_536)
+def derived_keys(path: str) -> tuple[str, ...]:
+    """The metadata keys whose derived columns the segment file ``path`` holds."""
+    names = pq.read_schema(path).names
+    return tuple(n[len(column_name("")):] for n in names if n.startswith(column_name("")))
+
+
+def source_sql(files: list[str], tail_name: str | None, *, keys: tuple[str, ...] = (),
+               mixed: bool = False) -> str:
+    """SQL for the union of ``files`` and the registered tail (already tenant-filtered).
+    ``mixed``: the files may differ in their derived columns (read by shape); ``keys``:
+    metadata keys given as ``meta.<key>`` columns (module docstring)."""
     parts = []
-    if files:
+    if files and not (mixed or keys):
         listed = ", ".join(_literal(f) for f in files)
         parts.append(f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)")
+    elif files:
+        shapes: dict[tuple[str, ...], list[str]] = {}
+        for f in files:
+            shapes.setdefault(derived_keys(f) if mixed else (), []).append(f)
+        for have, group in shapes.items():
+            listed = ", ".join(_literal(f) for f in group)
+            extra = "".join(f", {extract_sql(k)} AS {quote_ident(column_name(k))}"
+                            for k in keys if k not in have)
+            parts.append(f"SELECT *{extra} FROM read_parquet([{listed}], "
+                         "hive_partitioning = false)")
     if tail_name is not None:
-        parts.append(f"SELECT * EXCLUDE (tenant) FROM {tail_name}")
+        extra = "".join(f", {extract_sql(k)} AS {quote_ident(column_name(k))}" for k in keys)
+        parts.append(f"SELECT * EXCLUDE (tenant){extra} FROM {tail_name}")
     if not parts:
         return ""
     return " UNION ALL BY NAME ".join(parts) if len(parts) > 1 else parts[0]
@@ -120,13 +156,16 @@ def tenant_tail(snapshot: Snapshot, tenant: str) -> pa.Table | None:
 
 def run(snapshot: Snapshot, tenant: str, sql: str, params: list | dict | None = None, *,
         first_day: date | None = None, last_day: date | None = None,
-        seq_lo: int | None = None, seq_hi: int | None = None) -> list[tuple] | None:
-    """Run ``sql`` (with ``{src}`` standing for the tenant's events) over the snapshot and
-    fetch every row. Returns None when the tenant has no events at all in range."""
+        seq_lo: int | None = None, seq_hi: int | None = None,
+        keys: tuple[str, ...] = ()) -> list[tuple] | None:
+    """Run ``sql`` (with ``{src}`` standing for the tenant's events, with a ``meta.<key>``
+    column for each of ``keys``) over the snapshot and fetch every row. Returns None when
+    the tenant has no events at all in range."""
     files = snapshot.files(tenant, first_day=first_day, last_day=last_day, seq_lo=seq_lo,
                            seq_hi=seq_hi)
     tail = tenant_tail(snapshot, tenant)
-    src = source_sql(files, "ledger_tail" if tail is not None else None)
+    src = source_sql(files, "ledger_tail" if tail is not None else None, keys=keys,
+                     mixed=tenant in snapshot.dimensioned)
     if not src:
         return None
     cur = cursor()

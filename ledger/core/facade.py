@@ -44,6 +44,7 @@ from ledger.model.event import Ack, Event, EventIn, us_to_datetime
 from ledger.model.tenant import check_tenant
 from ledger.storage import journal as jr
 from ledger.storage.durable import is_private, private_dir, tighten
+from ledger.storage.dimensions import DeclaredDimensions
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest
@@ -123,11 +124,13 @@ class Ledger:
         self.logs.open_trees()
         self.checkpointer = Checkpointer(layout, self._guard, self.journal, self.logs,
                                          self.checkpoint_interval)
+        self.dimensions = DeclaredDimensions(layout)
         self.sealer = Sealer(
             self._guard, self.journal, self.manifest, self.store, self.index, self.tail,
             self.logs, seal_rows=seal_rows, auto_seal=auto_seal,
             after_seal=(self.checkpointer.checkpoint_grown
-                        if self.checkpoint_interval is not None else None))
+                        if self.checkpoint_interval is not None else None),
+            dimensions=self.dimensions)
         self.appender = Appender(self._guard, self.journal, self.logs, self.tail, self.ids,
                                  self.prices.pricer_for, self.sealer.tail_grew)
 
@@ -184,6 +187,7 @@ class Ledger:
             entries = self.tail.receipt_entries()
             receipt_tail, membership_tail = tail_tables(entries) if entries else (None, None)
             return Snapshot(segments=segments, tail=self.tail.table(),
+                            dimensioned=frozenset(self.dimensions.projects()),
                             sizes=dict(self.logs.sizes), receipt_files=receipt_files,
                             membership_files=membership_files, receipt_tail=receipt_tail,
                             membership_tail=membership_tail,

@@ -3,7 +3,8 @@ events, pairings and receipt entries as Parquet segments (one per project and UT
 events), commits them with one manifest record, marks the index as covering it and removes
 the sealed journal files. Compaction merges the small segments of a (project, day) into
 one; the files it replaces are deleted one compaction later, so a reader holding an older
-snapshot is not cut off mid-query."""
+snapshot is not cut off mid-query. Either way an event segment carries the derived columns
+of the dimensions its project declares then (``ledger.storage.dimensions``)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from ledger.core.logs import Logs
 from ledger.core.tail import Tail, TailChunk
 from ledger.model.event import format_ts, new_event_id, now_us
 from ledger.storage import journal as jr
+from ledger.storage.dimensions import DeclaredDimensions, with_dimensions
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest, Segment
 from ledger.storage.receipt_entries import ReceiptEntry, membership_table, receipts_table
+from ledger.model.schema import EVENT_SCHEMA
 from ledger.storage.segments import PAIR_SCHEMA, SegmentStore
 
 DEFAULT_SEAL_ROWS = 250_000
@@ -57,8 +60,10 @@ class Sealer:
     def __init__(self, guard: WriteGuard, journal: jr.Journal, manifest: Manifest,
                  store: SegmentStore, index: Index, tail: Tail, logs: Logs, *,
                  seal_rows: int = DEFAULT_SEAL_ROWS, auto_seal: bool = True,
-                 after_seal: Callable[[], object] | None = None) -> None:
+                 after_seal: Callable[[], object] | None = None,
+                 dimensions: DeclaredDimensions | None = None) -> None:
         self.guard = guard
+        self.dimensions = dimensions or DeclaredDimensions(store.layout)
         self.journal = journal
         self.manifest = manifest
         self.store = store
@@ -175,7 +180,9 @@ class Sealer:
                 for date, rows in part.day_slices():
                     by_day.setdefault((part.tenant, date), []).append(rows)
         name = f"{chunks[-1].journal:08d}-{new_event_id()[-12:]}"
-        jobs = [(tenant, date, pa.concat_tables(tables))
+        declared = self.dimensions.projects()
+        jobs = [(tenant, date, with_dimensions(pa.concat_tables(tables),
+                                               declared.get(tenant, ())))
                 for (tenant, date), tables in sorted(by_day.items())]
         # Encoding, compressing and syncing a segment release the GIL: two at a time.
         written.extend(f"{DataDir.partition('events', t, d)}/seg-{name}.parquet"
@@ -233,8 +240,9 @@ class Sealer:
                 if len(segs) < 2:
                     continue
                 segs.sort(key=lambda s: s.seq_min)
-                table = pa.concat_tables([self.store.read(s) for s in segs])
-                table = table.sort_by("seq")
+                table = pa.concat_tables([self.store.read(s, EVENT_SCHEMA.names)
+                                          for s in segs]).sort_by("seq")
+                table = with_dimensions(table, self.dimensions.keys(t))
                 new = self.store.write(
                     table, DataDir.partition("events", t, d),
                     f"seg-c{segs[-1].path.rsplit('seg-', 1)[1].removesuffix('.parquet')}"

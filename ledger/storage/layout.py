@@ -24,6 +24,7 @@
     witness-state.json                      per witness and log: the size it last cosigned
     api-keys.json                           the server's API keys
     budgets.json                            the projects' budgets (and webhook secrets)
+    dimensions.json                         the projects' declared metadata dimensions
     budget-alerts.jsonl                     each budget threshold crossed, and its delivery
     prices/tenant=<t>.json                  a project's price overrides
     content/tenant=<t>/<2 hex>/<sha256>.json  conversation content
@@ -113,6 +114,10 @@ class DataDir:
     @property
     def budgets(self) -> Path:
         return self.root / "budgets.json"
+
+    @property
+    def dimensions(self) -> Path:
+        return self.root / "dimensions.json"
 
     @property
     def budget_alerts(self) -> Path:
