@@ -25,6 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ledger.model.dates import utc_days
+from ledger.model.dimensions import column_name, quote_ident, where_sql
 from ledger.model.schema import ROW_FIELDS
 from projections.events import ENTRY_KINDS
 from projections.snapshot import Snapshot, own_cursor, source_sql, tenant_tail
@@ -45,13 +46,19 @@ def export_batches(snapshot: Snapshot, tenant: str, *, start: datetime | None = 
                    end: datetime | None = None, limit: int = MAX_EXPORT_ROWS,
                    window: int = EXPORT_WINDOW, columns: str = _COLUMNS,
                    kinds: str = ENTRY_KINDS,
-                   tables: dict[str, pa.Table] | None = None) -> Iterator[pa.RecordBatch]:
+                   tables: dict[str, pa.Table] | None = None,
+                   where: dict[str, str] | None = None) -> Iterator[pa.RecordBatch]:
     """The tenant's events (at most ``limit`` rows) in ``seq`` order, a batch at a time.
     The first batch always comes (empty when there is nothing to export): it carries the
     schema. ``columns`` is the SQL select list over the stored event columns (another
     shape of row, e.g. ``projections.focus``), ``kinds`` the predicate on the entries
-    exported and ``tables`` Arrow tables it may read, registered under their names."""
+    exported and ``tables`` Arrow tables it may read, registered under their names.
+    ``where``: only events whose metadata matches (``ledger.model.dimensions``; read from
+    the declared columns where segments have them)."""
     clauses, params = [kinds], []
+    keys = tuple(where or ())
+    if where:
+        clauses.append(where_sql(where, {k: quote_ident(column_name(k)) for k in keys}))
     if start is not None:
         clauses.append("ts >= ?")
         params.append(start.astimezone(UTC))
@@ -75,7 +82,8 @@ def export_batches(snapshot: Snapshot, tenant: str, *, start: datetime | None = 
             files = snapshot.files(tenant, first_day=first_day, last_day=last_day,
                                    seq_lo=lo, seq_hi=hi - 1)
             in_tail = tail_seqs is not None and tail_seqs[0] < hi and tail_seqs[1] >= lo
-            src = source_sql(files, "export_tail" if in_tail else None)
+            src = source_sql(files, "export_tail" if in_tail else None, keys=keys,
+                             mixed=tenant in snapshot.dimensioned)
             if not src:
                 continue
             reader = cur.sql(

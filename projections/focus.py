@@ -112,10 +112,12 @@ def certifying_runs(snapshot: Snapshot, tenant: str) -> pa.Table:
 
 def focus_batches(snapshot: Snapshot, tenant: str, *, format: str,
                   start: datetime | None = None, end: datetime | None = None,
-                  limit: int = MAX_EXPORT_ROWS,
-                  window: int = EXPORT_WINDOW) -> Iterator[pa.RecordBatch]:
-    """The tenant's calls (start <= ts < end) as FOCUS rows for ``format`` (a key of
-    ``FOCUS_FORMATS``), a batch at a time; the first batch carries the schema."""
+                  limit: int = MAX_EXPORT_ROWS, window: int = EXPORT_WINDOW,
+                  where: dict[str, str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The tenant's calls (start <= ts < end, metadata matching ``where``) as FOCUS rows
+    for ``format`` (a key of ``FOCUS_FORMATS``), a batch at a time; the first batch
+    carries the schema."""
     return export_batches(snapshot, tenant, start=start, end=end, limit=limit, window=window,
+                          where=where,
                           columns=focus_columns(tenant, exact=FOCUS_FORMATS[format] == "csv"),
                           kinds=CALLS, tables={MEMBERS_TABLE: certifying_runs(snapshot, tenant)})

@@ -18,7 +18,14 @@ from typing import Any
 from ledger.api.budgets import Budgets
 from ledger.api.prices import Prices
 from ledger.core.facade import Ledger
-from ledger.errors import InvalidRequestError, NotFoundError, RequestError
+from ledger.errors import (
+    InvalidRequestError,
+    LedgerError,
+    NotFoundError,
+    ReceiptRequestError,
+    RequestError,
+    RollupError,
+)
 from ledger.model.batch import BatchAcks
 from ledger.model.dates import parse_bound
 from ledger.model.event import Ack, EventIn, format_ts, parse_event, ts_to_us
@@ -55,6 +62,25 @@ def window(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:
     if s is not None and e is not None and s >= e:
         raise RequestError("start must be before end")
     return s, e
+
+
+def metadata_filter(value: Any, error: type[LedgerError] = RequestError,
+                    name: str = "where") -> dict[str, str]:
+    """A request's metadata filter (``ledger.model.dimensions.parse_where``): an object
+    of key to value, or ``KEY=VALUE`` texts (a query string's repeated ``where``); {}
+    when not given; ``error`` naming the problem otherwise."""
+    from ledger.model.dimensions import DimensionNameError, parse_where, parse_where_text
+
+    if value is None:
+        return {}
+    try:
+        if isinstance(value, list | tuple):
+            if not all(isinstance(v, str) for v in value):
+                raise DimensionNameError(f"{name} must be KEY=VALUE texts or an object")
+            return parse_where_text(value, name=name)
+        return parse_where(value, name=name)
+    except DimensionNameError as exc:
+        raise error(str(exc)) from None
 
 
 def check_paging(limit: int, offset: int) -> None:
@@ -212,40 +238,70 @@ class LedgerService:
 
     # -- reports -------------------------------------------------------------------------
     def rollup(self, tenant: str, *, by: Sequence[str] = ("model",), tz: str = "UTC",
-               start: Any = None, end: Any = None) -> dict[str, Any]:
+               start: Any = None, end: Any = None, where: Any = None) -> dict[str, Any]:
+        """Calls, tokens and cost grouped ``by`` built-in dimensions and metadata keys
+        (``projections.rollups``), of the events matching ``where`` (metadata filter)."""
         from projections.rollups import rollup
 
         dims = list(by)
         if len(set(dims)) != len(dims):
             raise RequestError("by: each dimension may be named once")
+        flt = metadata_filter(where, RollupError)
         s, e = window(start, end)
-        rows = rollup(self.ledger.snapshot(), tenant, dims, tz=tz, start=s, end=e)
-        return {"by": dims, "tz": tz, "rows": [r.as_dict() for r in rows]}
+        rows = rollup(self.ledger.snapshot(), tenant, dims, tz=tz, start=s, end=e,
+                      where=flt)
+        out = {"by": dims, "tz": tz, "rows": [r.as_dict() for r in rows]}
+        if flt:
+            out["where"] = flt
+        return out
+
+    def dimensions(self, tenant: str) -> dict[str, Any]:
+        """The project's declared dimensions: ``{project, dimensions}``."""
+        check_tenant(tenant)
+        return {"project": tenant, "dimensions": self.ledger.dimensions.keys(tenant)}
+
+    def set_dimensions(self, tenant: str, keys: Any) -> dict[str, Any]:
+        """Declare the metadata keys stored as columns in the project's segments from now
+        on (``ledger.storage.dimensions``; ``[]``: none): ``{project, dimensions}``."""
+        from ledger.model.dimensions import DimensionNameError
+
+        check_tenant(tenant)
+        if not isinstance(keys, list | tuple):
+            raise InvalidRequestError("keys must be a list of metadata keys")
+        try:
+            declared = self.ledger.dimensions.set(tenant, list(keys))
+        except (DimensionNameError, ValueError) as exc:
+            raise RequestError(f"keys: {exc}") from None
+        return {"project": tenant, "dimensions": declared}
 
     def export(self, tenant: str, *, format: str = "jsonl", start: Any = None,
-               end: Any = None) -> bytes:
+               end: Any = None, where: Any = None) -> bytes:
         """The project's events as CSV, JSON lines or Parquet bytes (``export_stream``
         joined)."""
-        return b"".join(self.export_stream(tenant, format=format, start=start, end=end))
+        return b"".join(self.export_stream(tenant, format=format, start=start, end=end,
+                                           where=where))
 
     def export_stream(self, tenant: str, *, format: str = "jsonl", start: Any = None,
-                      end: Any = None) -> Iterator[bytes]:
+                      end: Any = None, where: Any = None) -> Iterator[bytes]:
         """The project's events as CSV, JSON lines or Parquet, or its calls as FOCUS 1.2
         rows in CSV or Parquet (``focus-csv``, ``focus-parquet``: ``projections.focus``), a
         chunk of bytes at a time (``projections.exports``: bounded memory for any size of
-        log). The request is checked here, before the first chunk; close the stream to
-        stop early."""
+        log). ``where``: only the events whose metadata matches (a metadata filter). The
+        request is checked here, before the first chunk; close the stream to stop
+        early."""
         from projections.exports import export_batches, export_chunks
         from projections.focus import FOCUS_FORMATS, focus_batches
 
         if format not in EXPORT_FORMATS:
             raise InvalidRequestError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+        flt = metadata_filter(where)
         s, e = window(start, end)
         snapshot = self.ledger.snapshot()
         if format in FOCUS_FORMATS:
             return export_chunks(focus_batches(snapshot, tenant, format=format, start=s,
-                                               end=e), FOCUS_FORMATS[format])
-        return export_chunks(export_batches(snapshot, tenant, start=s, end=e), format)
+                                               end=e, where=flt), FOCUS_FORMATS[format])
+        return export_chunks(export_batches(snapshot, tenant, start=s, end=e, where=flt),
+                             format)
 
     def stats(self, tenant: str) -> dict[str, Any]:
         """The project's figures: events, first and last call, cost, log size and root,
@@ -395,7 +451,7 @@ class LedgerService:
                          start_date: Any = None, end_date: Any = None,
                          log_ids: Sequence[str] | None = None,
                          since_last_receipt: bool = False, description: str | None = None,
-                         tags: Sequence[str] | None = None,
+                         tags: Sequence[str] | None = None, where: Any = None,
                          progress: Any = None) -> dict[str, Any]:
         """Certify exactly one selection with a signed receipt: ``{receipt,
         certified_count}``; ``progress(stage)`` hears of each stage. ``tags`` must be a
@@ -407,17 +463,20 @@ class LedgerService:
             tenant, conversation_id=conversation_id, start_date=start_date,
             end_date=end_date, log_ids=None if log_ids is None else list(log_ids),
             since_last_receipt=since_last_receipt, description=description,
-            tags=None if tags is None else list(tags), progress=progress)
+            tags=None if tags is None else list(tags),
+            where=metadata_filter(where, ReceiptRequestError) or None, progress=progress)
 
     def preview_receipt(self, tenant: str, *, conversation_id: str | None = None,
                         start_date: Any = None, end_date: Any = None,
                         log_ids: Sequence[str] | None = None,
-                        since_last_receipt: bool = False) -> dict[str, Any]:
+                        since_last_receipt: bool = False, where: Any = None
+                        ) -> dict[str, Any]:
         """What ``generate_receipt`` would certify; writes nothing."""
         return self.receipts.preview(  # type: ignore[no-any-return]
             tenant, conversation_id=conversation_id, start_date=start_date,
             end_date=end_date, log_ids=None if log_ids is None else list(log_ids),
-            since_last_receipt=since_last_receipt)
+            since_last_receipt=since_last_receipt,
+            where=metadata_filter(where, ReceiptRequestError) or None)
 
     def uncertified(self, tenant: str, *, limit: int = 100, offset: int = 0
                     ) -> dict[str, Any]:

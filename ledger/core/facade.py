@@ -43,8 +43,8 @@ from ledger.errors import LedgerError, LedgerLockedError, NotWritableError
 from ledger.model.event import Ack, Event, EventIn, us_to_datetime
 from ledger.model.tenant import check_tenant
 from ledger.storage import journal as jr
-from ledger.storage.durable import is_private, private_dir, tighten
 from ledger.storage.dimensions import DeclaredDimensions
+from ledger.storage.durable import is_private, private_dir, tighten
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest

@@ -21,13 +21,13 @@ from ledger.core.guard import WriteGuard, storage_full
 from ledger.core.logs import Logs
 from ledger.core.tail import Tail, TailChunk
 from ledger.model.event import format_ts, new_event_id, now_us
+from ledger.model.schema import EVENT_SCHEMA
 from ledger.storage import journal as jr
 from ledger.storage.dimensions import DeclaredDimensions, with_dimensions
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest, Segment
 from ledger.storage.receipt_entries import ReceiptEntry, membership_table, receipts_table
-from ledger.model.schema import EVENT_SCHEMA
 from ledger.storage.segments import PAIR_SCHEMA, SegmentStore
 
 DEFAULT_SEAL_ROWS = 250_000

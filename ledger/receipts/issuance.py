@@ -3,7 +3,9 @@
 This module owns the receipt's content and its life cycle over an open ``Ledger``:
 
 * the request: exactly one of four selection modes (conversation, date range, explicit
-  ids, since last), validated with clear ``ReceiptRequestError`` messages before anything
+  ids, since last), optionally narrowed by a metadata filter (``where``: only the events
+  whose metadata keys have the given values, named in the signed ``scope.where``; not with
+  explicit ids), validated with clear ``ReceiptRequestError`` messages before anything
   is written;
 * ``preview`` (the summary of the selection, nothing written) and ``generate``: select in
   SQL (``projections.receipts``), build the receipt's RFC 9162 tree over the certified
@@ -36,6 +38,7 @@ import orjson
 
 from ledger.errors import NothingToCertifyError, ReceiptNotFoundError, ReceiptRequestError
 from ledger.model.dates import parse_bound
+from ledger.model.dimensions import DimensionNameError, parse_where
 from ledger.model.event import canonical_json, format_ts, now_us, ts_to_us
 from ledger.model.money import nanos_to_decimal
 from ledger.model.schema import unsafe_character
@@ -82,6 +85,7 @@ class Selector:
     start: datetime | None = None
     end: datetime | None = None
     log_ids: tuple[str, ...] = ()
+    where: tuple[tuple[str, str], ...] = ()  # metadata filter, sorted by key
 
     def scope(self) -> dict[str, Any]:
         scope: dict[str, Any] = {"mode": self.mode}
@@ -93,6 +97,8 @@ class Selector:
             scope["end_date"] = format_ts(ts_to_us(self.end))
         elif self.mode == "log_ids":
             scope["log_ids_sha256"] = log_ids_digest(self.log_ids)
+        if self.where:  # absent otherwise: older receipts keep their bytes
+            scope["where"] = dict(self.where)
         return scope
 
 
@@ -103,8 +109,28 @@ def log_ids_digest(log_ids: Sequence[str]) -> str:
 
 def selector(*, conversation_id: str | None = None, start_date: Any = None,
              end_date: Any = None, log_ids: Sequence[str] | None = None,
-             since_last_receipt: bool = False) -> Selector:
-    """Validate a request's selection fields: exactly one mode."""
+             since_last_receipt: bool = False,
+             where: dict[str, str] | None = None) -> Selector:
+    """Validate a request's selection fields: exactly one mode, and a metadata filter
+    (``ledger.model.dimensions.parse_where``) narrowing any mode but explicit ids."""
+    from dataclasses import replace
+
+    sel = _selector(conversation_id=conversation_id, start_date=start_date,
+                    end_date=end_date, log_ids=log_ids, since_last_receipt=since_last_receipt)
+    if not where:
+        return sel
+    try:
+        flt = parse_where(where)
+    except DimensionNameError as exc:
+        raise ReceiptRequestError(str(exc)) from None
+    if sel.mode == "log_ids":
+        raise ReceiptRequestError("where cannot narrow explicit log_ids: list only the ids "
+                                  "to certify, or filter a date range or since_last_receipt")
+    return replace(sel, where=tuple(flt.items()))
+
+
+def _selector(*, conversation_id: str | None, start_date: Any, end_date: Any,
+              log_ids: Sequence[str] | None, since_last_receipt: bool) -> Selector:
     if not isinstance(since_last_receipt, bool):
         raise ReceiptRequestError("since_last_receipt must be true or false")
     modes = []
@@ -251,6 +277,7 @@ class Receipts:
             selection = pr.interval_selection(runs_of(seqs))
         else:
             selection = pr.interval_selection(pr.uncertified_intervals(snapshot, tenant))
+        selection = selection.filtered(dict(sel.where))
         summary = pr.summary(snapshot, tenant, selection)
         if summary["calls"] == 0 and not allow_empty:
             raise NothingToCertifyError(_empty_message(tenant, sel,
@@ -261,14 +288,14 @@ class Receipts:
     def preview(self, tenant: str = "default", *, conversation_id: str | None = None,
                 start_date: Any = None, end_date: Any = None,
                 log_ids: Sequence[str] | None = None, since_last_receipt: bool = False,
-                ) -> dict[str, Any]:
+                where: dict[str, str] | None = None) -> dict[str, Any]:
         """What ``generate`` with the same selection would certify; writes nothing. An
         empty selection (a quiet day) is an answer, not an error: zero totals, no
         breakdowns, ``start_date``/``end_date`` null."""
         _check_tenant(tenant)
         sel = selector(conversation_id=conversation_id, start_date=start_date,
                        end_date=end_date, log_ids=log_ids,
-                       since_last_receipt=since_last_receipt)
+                       since_last_receipt=since_last_receipt, where=where)
         _, _, s = self._select(tenant, sel, allow_empty=True)
         period = (_period_and_breakdowns(s) if s["calls"] else
                   {"start_date": None, "end_date": None, "by_model": {}, "by_alias": {},
@@ -290,6 +317,7 @@ class Receipts:
                  start_date: Any = None, end_date: Any = None,
                  log_ids: Sequence[str] | None = None, since_last_receipt: bool = False,
                  description: str | None = None, tags: Sequence[str] | None = None,
+                 where: dict[str, str] | None = None,
                  progress: Progress | None = None) -> dict[str, Any]:
         """Certify the selected events with a signed receipt appended to the tenant's
         log. Returns ``{"receipt": …, "certified_count": n}`` once it is durable.
@@ -297,13 +325,13 @@ class Receipts:
         _check_tenant(tenant)
         sel = selector(conversation_id=conversation_id, start_date=start_date,
                        end_date=end_date, log_ids=log_ids,
-                       since_last_receipt=since_last_receipt)
+                       since_last_receipt=since_last_receipt, where=where)
         labels = _check_labels(description, tags)
         step = progress or (lambda _stage: None)
         with self.ledger.receipt_lock(tenant):
             step("select")
             snapshot, selection, s = self._select(tenant, sel)
-            if selection.intervals is not None:  # since-last, explicit ids: runs known
+            if selection.exact:  # since-last, explicit ids, unfiltered: runs known
                 runs = selection.intervals
             else:
                 runs = runs_of(pr.selected_seqs(snapshot, tenant, selection))
@@ -589,6 +617,11 @@ class _ReceiptTree:
 
 
 def _empty_message(tenant: str, sel: Selector, no_logs: bool = False) -> str:
+    if sel.where and not no_logs:
+        plain = _empty_message(tenant, Selector(sel.mode, sel.conversation_id, sel.start,
+                                                sel.end, sel.log_ids))
+        shown = ", ".join(f"{k}={v}" for k, v in sel.where)
+        return f"{plain} (among the logs whose metadata matches {shown})"
     if no_logs:
         return (f"nothing to certify: project {tenant!r} has no logs (is the project name "
                 "right?)")
