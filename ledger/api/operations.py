@@ -70,6 +70,18 @@ def _list_or_none(value: Any) -> list[Any] | None:
     return None if value is None else list(value)
 
 
+def where_texts(value: Any) -> Any:
+    """A metadata filter as a query string carries it: ``KEY=VALUE`` texts (one
+    ``where`` parameter each); a mapping is written so, anything else sent as is."""
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items()]
+    return list(value) if isinstance(value, list | tuple) else value
+
+
+def _where_body(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value
+
+
 def string_list(value: Any, name: str) -> list[str] | None:
     """``value`` (a list of strings, or None) as a list; a bare string, or anything
     else, is a ``TypeError`` naming the field (``tags="daily"`` is not five tags)."""
@@ -204,7 +216,7 @@ PAGING = (_q("limit"), _q("offset"))
 WINDOW = (_q("start", date_text), _q("end", date_text))
 EVENT_REFUSALS = (EventValidationError, IdConflictError, BudgetExceededError)
 SELECTION = (_b("conversation_id"), _b("start_date", date_text), _b("end_date", date_text),
-             _b("log_ids", _list_or_none), _b("since_last_receipt"))
+             _b("log_ids", _list_or_none), _b("since_last_receipt"), _b("where", _where_body))
 
 # -- the project ----------------------------------------------------------------------------
 WHOAMI = _op("whoami", "GET", "/api/v1/project", service="project",
@@ -244,11 +256,17 @@ LOG_CONTENT = _op("log_content", "GET", "/api/v1/logs/{log_id}/content", _path("
 
 # -- reports --------------------------------------------------------------------------------
 ROLLUP = _op("rollup", "GET", "/api/v1/usage/rollup", _q("by", _comma_list), _q("tz"),
-             *WINDOW, summary="Calls, tokens and cost grouped",
+             *WINDOW, _q("where", where_texts), summary="Calls, tokens and cost grouped",
              refuses=(RequestError, RollupError))
+DIMENSIONS = _op("dimensions", "GET", "/api/v1/usage/dimensions",
+                 summary="The project's declared dimensions")
+SET_DIMENSIONS = _op("set_dimensions", "PUT", "/api/v1/usage/dimensions",
+                     _b("keys", _list_or_none), summary="Declare the project's dimensions",
+                     refuses=(RequestError,))
 STATS = _op("stats", "GET", "/api/v1/stats",
             summary="The project's events, cost, log and storage")
 EXPORT = _op("export", "GET", "/api/v1/exports/events", _q("format"), *WINDOW,
+             _q("where", where_texts),
              answer="bytes", summary="Export the project's events",
              refuses=(RequestError,))
 
@@ -343,10 +361,10 @@ PUBLIC_KEY_PEM = _op("public_key_pem", "GET", "/receipts/public-key.pem", tenant
 
 OPERATIONS: tuple[Operation, ...] = (
     WHOAMI, LOG_USAGE, LOG_BATCH, LOG_CONVERSATION, LOG_LITELLM, LOG_OTLP, LIST_LOGS, GET_LOG,
-    LOG_CONTENT, ROLLUP, EXPORT, STATS, CHECKPOINT, LOG_INCLUSION, ADD_COSIGNATURES,
-    WITNESSES, CONSISTENCY, TLOG_CHECKPOINT, TLOG_ENTRIES, TLOG_TILE, GENERATE_RECEIPT,
-    PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS, PROVE,
-    SET_BUDGET, LIST_BUDGETS, REMOVE_BUDGET, BUDGET_STATUS, LIST_PRICES, SET_PRICES,
+    LOG_CONTENT, ROLLUP, DIMENSIONS, SET_DIMENSIONS, EXPORT, STATS, CHECKPOINT, LOG_INCLUSION,
+    ADD_COSIGNATURES, WITNESSES, CONSISTENCY, TLOG_CHECKPOINT, TLOG_ENTRIES, TLOG_TILE,
+    GENERATE_RECEIPT, PREVIEW_RECEIPT, UNCERTIFIED, LIST_RECEIPTS, GET_RECEIPT, RECEIPT_LOGS,
+    PROVE, SET_BUDGET, LIST_BUDGETS, REMOVE_BUDGET, BUDGET_STATUS, LIST_PRICES, SET_PRICES,
     REMOVE_PRICE, SHOW_PRICE, VERIFY_RECEIPT, PUBLIC_KEYS, PUBLIC_KEY_PEM)
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
 

@@ -580,6 +580,25 @@ class ZoneType(click.ParamType):
         return Zone(name, ZoneInfo(name), machine)
 
 
+def where_option(help_text: str) -> Callable[[F], F]:
+    """``--where KEY=VALUE`` (repeatable): a metadata filter (``where_filter``)."""
+    return click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
+                        help=help_text)
+
+
+def where_filter(texts: tuple[str, ...]) -> dict[str, str] | None:
+    """``--where`` options as a metadata filter (``ledger.model.dimensions``), None when
+    none is given; a ``CliError`` naming the problem otherwise."""
+    from ledger.model.dimensions import DimensionNameError, parse_where_text
+
+    if not texts:
+        return None
+    try:
+        return parse_where_text(texts)
+    except DimensionNameError as exc:
+        raise CliError(str(exc)) from None
+
+
 def zone_option(*, query: bool = False) -> Callable[[F], F]:
     """The ``--tz ZONE`` option of every command with date options: the command gets a
     ``Zone`` (``tz``), the machine's unless given. ``query``: the zone also groups a

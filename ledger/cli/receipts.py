@@ -40,6 +40,8 @@ from ledger.cli.context import (
     usd,
     when,
     when_help,
+    where_filter,
+    where_option,
     window_text,
     zone_option,
 )
@@ -83,6 +85,9 @@ def selectors(f: F) -> F:
         click.option("--end", metavar="D", help=when_help("Date range end", end=True)),
         click.option("--log-id", "log_ids", multiple=True, metavar="ID",
                      help="Certify these logs (repeat the option for each id)."),
+        where_option("Only the calls whose metadata KEY has the value VALUE (repeat for "
+                     "AND; with any mode but --log-id); the receipt's signed scope names "
+                     "the filter."),
         zone_option(),
     ]
     for option in reversed(options):
@@ -98,13 +103,19 @@ def paging(f: F) -> F:
 
 
 def _request(conversation_id: str | None, since_last: bool, start: str | None,
-             end: str | None, log_ids: tuple[str, ...], tz: Zone) -> dict[str, Any]:
+             end: str | None, log_ids: tuple[str, ...], where: tuple[str, ...],
+             tz: Zone) -> dict[str, Any]:
     """The API's selection: the dates as the instants they mean in ``tz`` (the same
     over HTTP and locally)."""
     lo, hi = parse_window(start, end, tz.info, check=False)  # the API checks the range
     return {"conversation_id": conversation_id, "since_last_receipt": since_last,
             "start_date": ts_text(lo), "end_date": ts_text(hi),
-            "log_ids": list(log_ids) or None}
+            "log_ids": list(log_ids) or None, "where": where_filter(where)}
+
+
+def _filter_row(where: dict[str, str] | None) -> dict[str, str]:
+    return {"metadata filter": ", ".join(f"{k}={v}" for k, v in where.items())} if where \
+        else {}
 
 
 def _dates(start: str | None, end: str | None, tz: Zone) -> dict[str, str]:
@@ -179,8 +190,9 @@ def _generate(api: Api, as_json: bool, **params: Any) -> dict[str, Any]:
 @json_option
 @pass_app
 def generate(app: App, conversation_id: str | None, since_last: bool, start: str | None,
-             end: str | None, log_ids: tuple[str, ...], tz: Zone, description: str | None,
-             tags: tuple[str, ...], strict: bool, as_json: bool) -> None:
+             end: str | None, log_ids: tuple[str, ...], where: tuple[str, ...], tz: Zone,
+             description: str | None, tags: tuple[str, ...], strict: bool,
+             as_json: bool) -> None:
     """Certify calls with a signed receipt (exactly one of --conversation, --since-last,
     --start/--end, --log-id).
 
@@ -189,8 +201,11 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
 
     Example: llmring receipts generate --start 2025-10-01 --end 2025-10-31
     --description "October billing" --tags billing --tags monthly
+
+    A per-customer invoice: llmring receipts generate --start 2025-10-01 --end 2025-10-31
+    --where customer=acme
     """
-    request = _request(conversation_id, since_last, start, end, log_ids, tz)
+    request = _request(conversation_id, since_last, start, end, log_ids, where, tz)
     with app.api(create=False) as api:
         try:
             result = _generate(api, as_json, description=description,
@@ -215,6 +230,7 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
         "certified": f"{plural(result['certified_count'], 'call')} in "
                      f"{plural(s['total_conversations'], 'conversation')}",
         **_dates(start, end, tz),
+        **_filter_row(r["scope"].get("where")),
         "period": _span(s["start_date"], s["end_date"], tz),
         "tokens": num(r["total_tokens"]),
         "total cost": usd(r["total_cost_nanos"]),
@@ -230,9 +246,10 @@ def generate(app: App, conversation_id: str | None, since_last: bool, start: str
 @json_option
 @pass_app
 def preview(app: App, conversation_id: str | None, since_last: bool, start: str | None,
-            end: str | None, log_ids: tuple[str, ...], tz: Zone, as_json: bool) -> None:
+            end: str | None, log_ids: tuple[str, ...], where: tuple[str, ...], tz: Zone,
+            as_json: bool) -> None:
     """What `generate` with the same selection would certify (writes nothing)."""
-    request = _request(conversation_id, since_last, start, end, log_ids, tz)
+    request = _request(conversation_id, since_last, start, end, log_ids, where, tz)
     with app.api(create=False) as api:
         p = api.call(ops.PREVIEW_RECEIPT, **request)
     if as_json:
@@ -242,6 +259,7 @@ def preview(app: App, conversation_id: str | None, since_last: bool, start: str 
         "would certify": f"{plural(p['total_logs'], 'call')} in "
                          f"{plural(p['total_conversations'], 'conversation')}",
         **_dates(start, end, tz),
+        **_filter_row(p["scope"].get("where")),
         "period": _span(p["start_date"], p["end_date"], tz) if p["total_logs"] else "-",
         "tokens": num(p["total_tokens"]),
         "total cost": usd(p["total_cost_nanos"]),

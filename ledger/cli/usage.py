@@ -1,7 +1,8 @@
 """``llmring usage report``: calls, tokens and cost of a project grouped by model, alias,
-provider and calendar periods in a time zone (``projections.rollups``), as a table, CSV
-or JSON; ``llmring usage export``: the project's events as a file (JSON lines, CSV,
-Parquet, or FOCUS cost rows)."""
+provider, calendar periods in a time zone and metadata keys (``projections.rollups``), as
+a table, CSV or JSON; ``llmring usage export``: the project's events as a file (JSON
+lines, CSV, Parquet, or FOCUS cost rows); ``llmring usage dimensions``: the metadata keys
+a project declares as dimensions (stored as columns: ``ledger.storage.dimensions``)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from ledger.cli.context import (
     stdout_console,
     ts_text,
     when_help,
+    where_filter,
+    where_option,
     window_text,
     zone_option,
 )
@@ -44,15 +47,25 @@ def usage_group() -> None:
     """Usage and cost reports."""
 
 
+NONE = "(none)"  # the key of the row of events without a metadata key, in a table
+
+
 def _dimensions(text: str) -> list[str]:
-    from projections.rollups import DIMENSIONS
+    from projections.rollups import DIMENSIONS, RollupError, dimension_keys
 
     by = list(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
-    unknown = [d for d in by if d not in DIMENSIONS]
-    if unknown or not by:
-        raise CliError(f"--by: cannot group by {', '.join(unknown) or 'nothing'}; choose from "
-                       f"{', '.join(DIMENSIONS)} (comma-separated)")
+    if not by:
+        raise CliError(f"--by: cannot group by nothing; choose from {', '.join(DIMENSIONS)} "
+                       "or metadata keys (meta.<key>), comma-separated")
+    try:
+        dimension_keys(by)
+    except RollupError as exc:
+        raise CliError(f"--by: {exc}") from None
     return by
+
+
+def _cell(value: Any) -> str:
+    return NONE if value is None else str(value)
 
 
 def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -67,32 +80,38 @@ def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
 @usage_group.command()
 @click.option("--by", "by_text", default="model", show_default=True, metavar="DIMS",
               help="Comma-separated: model, alias, provider, kind, cost_source, day, week, "
-                   "month.")
+                   "month, or a metadata key: meta.KEY, or KEY when it is none of those "
+                   "(events without it: the row (none)).")
 @zone_option(query=True)
 @click.option("--start", metavar="D", help=when_help("From"))
 @click.option("--end", metavar="D", help=when_help("Up to", end=True))
+@where_option("Only the calls whose metadata KEY has the value VALUE (repeat for AND).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (cost as exact USD).")
 @json_option
 @pass_app
 def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
-           as_csv: bool, as_json: bool) -> None:
+           where: tuple[str, ...], as_csv: bool, as_json: bool) -> None:
     """Calls, tokens and cost of the project, grouped; days, weeks and months are those
     of the --tz zone (the machine's by default), named in the title.
 
     Example: llmring usage report --by model,day --tz Europe/Madrid --start 2025-06-01
+
+    Cost by customer (a metadata key): llmring usage report --by customer,model,day
     """
     if as_csv and as_json:
         raise CliError("choose one of --csv and --json")
     by = _dimensions(by_text)
+    flt = where_filter(where)
     lo, hi = parse_window(start, end, tz.info)
     with app.api(create=False) as api:
         project = api.project
         rows = api.call(ops.ROLLUP, by=by, tz=tz.name, start=ts_text(lo),
-                        end=ts_text(hi))["rows"]
+                        end=ts_text(hi), where=flt)["rows"]
     total = _total(rows)
     if as_json:
         print_json({"project": project, "by": by, "tz": tz.name, "start": ts_text(lo),
-                    "end": ts_text(hi), "rows": rows, "total": total})
+                    "end": ts_text(hi), **({"where": flt} if flt else {}), "rows": rows,
+                    "total": total})
         return
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -109,11 +128,13 @@ def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
     title = f"Usage of {project} by {', '.join(by)} ({tz})"
     if start or end:
         title = f"Usage of {project} by {', '.join(by)}, {window_text(lo, hi, tz)}"
+    if flt:
+        title += ", where " + ", ".join(f"{k}={v}" for k, v in flt.items())
     table = new_table(*by, "calls", "in tokens", "out tokens", "cost", "unpriced",
                       title=title, numeric=("calls", "in tokens", "out tokens", "cost",
                                             "unpriced"))
     for r in rows:
-        table.add_row(*(str(r[d]) for d in by), num(r["calls"]), num(r["input_tokens"]),
+        table.add_row(*(_cell(r[d]) for d in by), num(r["calls"]), num(r["input_tokens"]),
                       num(r["output_tokens"]),
                       cost_cell(r["cost_nanos"], r["calls"], r["unpriced_calls"]),
                       num(r["unpriced_calls"]))
@@ -132,25 +153,28 @@ def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
 @zone_option()
 @click.option("--start", metavar="D", help=when_help("From"))
 @click.option("--end", metavar="D", help=when_help("Up to", end=True))
+@where_option("Only the events whose metadata KEY has the value VALUE (repeat for AND).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file (replaced only once the export is whole); default "
                    "standard output.")
 @pass_app
 def export(app: App, fmt: str, tz: Zone, start: str | None, end: str | None,
-           output: Path | None) -> None:
+           where: tuple[str, ...], output: Path | None) -> None:
     """Export the project's events (or its calls as FOCUS rows), in log order; dates are
     those of the --tz zone (the machine's by default).
 
     Example: llmring usage export --format focus-parquet --start 2025-06-01 -o june.parquet
     """
     lo, hi = parse_window(start, end, tz.info)
+    flt = where_filter(where)
     with app.api(create=False) as api:
         if api.remote:  # the server streams; the client holds the answer
             chunks: Iterator[bytes] = iter([api.call(ops.EXPORT, format=fmt, start=ts_text(lo),
-                                                     end=ts_text(hi))])
+                                                     end=ts_text(hi), where=flt)])
         else:  # streamed from the data directory, in bounded memory
             try:
-                chunks = api.service.export_stream(api.project, format=fmt, start=lo, end=hi)
+                chunks = api.service.export_stream(api.project, format=fmt, start=lo, end=hi,
+                                                   where=flt)
             except LedgerError as exc:
                 raise api.error(exc) from None
         if output is None:
@@ -171,3 +195,44 @@ def export(app: App, fmt: str, tz: Zone, start: str | None, end: str | None,
         except BaseException:
             part.unlink(missing_ok=True)
             raise
+
+
+@usage_group.group("dimensions")
+def dimensions_group() -> None:
+    """The metadata keys the project declares as dimensions: stored as columns in its
+    segments, so reports by them stay fast at any size (any key can be reported by)."""
+
+
+@dimensions_group.command("show")
+@json_option
+@pass_app
+def dimensions_show(app: App, as_json: bool) -> None:
+    """The project's declared dimensions."""
+    with app.api(create=False) as api:
+        result = api.call(ops.DIMENSIONS)
+    if as_json:
+        print_json(result)
+        return
+    keys = result["dimensions"]
+    click.echo(f"Declared dimensions of {result['project']}: "
+               f"{', '.join(keys) if keys else 'none'}")
+
+
+@dimensions_group.command("set")
+@click.argument("keys", nargs=-1, metavar="KEY...")
+@json_option
+@pass_app
+def dimensions_set(app: App, keys: tuple[str, ...], as_json: bool) -> None:
+    """Declare the project's dimensions (replacing the list; no KEY: none). Segments
+    written from now on carry a column per key; older ones are read from the JSON.
+
+    Example: llmring usage dimensions set customer team
+    """
+    with app.api() as api:
+        result = api.call(ops.SET_DIMENSIONS, keys=[k.removeprefix("meta.") for k in keys])
+    if as_json:
+        print_json(result)
+        return
+    declared = result["dimensions"]
+    click.echo(f"Declared dimensions of {result['project']}: "
+               f"{', '.join(declared) if declared else 'none'}")

@@ -115,12 +115,15 @@ class AsyncLedgerClient:
                                since_last_receipt: bool = False,
                                description: str | None = None,
                                tags: Sequence[str] | None = None,
-                               if_empty: str = "raise") -> JSON | None:
+                               if_empty: str = "raise",
+                               where: Mapping[str, str] | None = None) -> JSON | None:
         """Certify one selection (exactly one of the four modes) with a signed receipt:
         ``{receipt, certified_count}``. ``tags`` is a list of strings (a bare string is
-        a ``TypeError``). An empty selection (nothing new since the last receipt: a
-        quiet day) raises ``NothingToCertifyError`` (code ``nothing_to_certify``), or,
-        with ``if_empty="skip"``, returns ``None``."""
+        a ``TypeError``). ``where`` (``{"customer": "acme"}``) keeps only the calls whose
+        metadata matches; the receipt's signed ``scope.where`` names it. An empty selection
+        (nothing new since the last receipt: a quiet day) raises
+        ``NothingToCertifyError`` (code ``nothing_to_certify``), or, with
+        ``if_empty="skip"``, returns ``None``."""
         if if_empty not in ("raise", "skip"):
             raise ValueError(f"if_empty must be 'raise' or 'skip', not {if_empty!r}")
         tags = ops.string_list(tags, "tags")
@@ -128,7 +131,8 @@ class AsyncLedgerClient:
             return await self._call(  # type: ignore[no-any-return]
                 ops.GENERATE_RECEIPT, conversation_id=conversation_id,
                 **_range(start_date, end_date), log_ids=log_ids,
-                since_last_receipt=since_last_receipt, description=description, tags=tags)
+                since_last_receipt=since_last_receipt, description=description, tags=tags,
+                where=_where(where))
         except NothingToCertifyError:
             if if_empty == "skip":
                 return None
@@ -137,13 +141,14 @@ class AsyncLedgerClient:
     async def preview_receipt(self, conversation_id: str | None = None,
                               start_date: Any = None, end_date: Any = None,
                               log_ids: Sequence[str] | None = None,
-                              since_last_receipt: bool = False) -> JSON:
+                              since_last_receipt: bool = False,
+                              where: Mapping[str, str] | None = None) -> JSON:
         """What ``generate_receipt`` would certify (``total_logs``, ``total_cost``,
         ``by_model`` …); writes nothing. An empty selection answers zero totals."""
         return await self._call(  # type: ignore[no-any-return]
             ops.PREVIEW_RECEIPT, conversation_id=conversation_id,
             **_range(start_date, end_date), log_ids=log_ids,
-            since_last_receipt=since_last_receipt)
+            since_last_receipt=since_last_receipt, where=_where(where))
 
     async def get_uncertified_logs(self, limit: int = 100, offset: int = 0) -> JSON:
         return await self._call(ops.UNCERTIFIED,  # type: ignore[no-any-return]
@@ -207,13 +212,27 @@ class AsyncLedgerClient:
 
     # -- reports and the log tree --------------------------------------------------------
     async def usage_rollup(self, by: Sequence[str] = ("model",), tz: str = "UTC", *,
-                           start: Any = None, end: Any = None) -> JSON:
+                           start: Any = None, end: Any = None,
+                           where: Mapping[str, str] | None = None) -> JSON:
+        """Calls, tokens and cost grouped ``by`` built-in dimensions and metadata keys
+        (``"meta.customer"``, or ``"customer"``), of the calls matching ``where``."""
         return await self._call(ops.ROLLUP,  # type: ignore[no-any-return]
-                                by=list(by), tz=tz, **_window(start, end))
+                                by=list(by), tz=tz, **_window(start, end),
+                                where=_where(where))
 
-    async def export_events(self, format: str = "jsonl", *,
-                            start: Any = None, end: Any = None) -> bytes:
-        return bytes(await self._call(ops.EXPORT, format=format, **_window(start, end)))
+    async def export_events(self, format: str = "jsonl", *, start: Any = None,
+                            end: Any = None, where: Mapping[str, str] | None = None) -> bytes:
+        return bytes(await self._call(ops.EXPORT, format=format, **_window(start, end),
+                                      where=_where(where)))
+
+    async def dimensions(self) -> JSON:
+        """``{project, dimensions}``: the metadata keys the project declares."""
+        return await self._call(ops.DIMENSIONS)  # type: ignore[no-any-return]
+
+    async def set_dimensions(self, keys: Sequence[str]) -> JSON:
+        """Declare the project's dimensions (stored as columns from now on)."""
+        return await self._call(ops.SET_DIMENSIONS,  # type: ignore[no-any-return]
+                                keys=ops.string_list(list(keys), "keys"))
 
     async def log_inclusion(self, log_id: str, size: int | None = None) -> JSON:
         """The ``ledger-log-inclusion/v1`` bundle of one log at a signed checkpoint."""
@@ -322,6 +341,15 @@ class EmbeddedClient(AsyncLedgerClient):
 
     async def __aenter__(self) -> EmbeddedClient:
         return self
+
+
+def _where(where: Mapping[str, str] | None) -> dict[str, str] | None:
+    """A metadata filter as sent: a dict (None when not given)."""
+    if where is None:
+        return None
+    if not isinstance(where, Mapping):
+        raise TypeError(f"where must be a mapping of metadata key to value, not {where!r}")
+    return dict(where)
 
 
 def _window(start: Any, end: Any) -> dict[str, Any]:

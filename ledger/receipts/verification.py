@@ -14,6 +14,9 @@ inclusion in the tenant's log. The result names the first check that failed:
 * ``leaf``       the event's fields do not hash to the bundle's leaf hash (the event was
                  edited: cost, tokens, …);
 * ``path``       the audit path does not lead from the leaf to the receipt's merkle root;
+* ``scope``      the certified event is outside the receipt's signed ``scope``: its
+                 metadata does not match ``scope.where``, its ``ts`` is outside a date
+                 range, or it is not of the scope's conversation;
 * ``log_proof``  the log checkpoint or the event's inclusion in the log does not verify;
 * ``witness``    with a witness ``policy`` (``ledger.tlog.policy``): the bundle's log checkpoint
                  is not cosigned by the quorum of witnesses (or the bundle has none).
@@ -176,6 +179,12 @@ def verify_bundle(bundle: Any, public_keys: Sequence[PublicKeyInfo],
         return result._fail("path", f"the path does not reach the receipt's merkle_root "
                             f"({root.hex()}): it reaches {reached.hex()}; {what}")
     result.checks.append(f"leaf {index} of {size} reaches merkle_root {root.hex()}")
+    problem = _check_scope(receipt.get("scope"), event)
+    if problem:
+        return result._fail("scope", problem)
+    if (isinstance(receipt.get("scope"), dict) and receipt["scope"].get("mode") in (
+            "date_range", "conversation")) or _where_of(receipt) is not None:
+        result.checks.append("the event is within the receipt's scope")
     if "log_proof" in bundle:
         problem = _check_log_proof(bundle["log_proof"], receipt, leaf, public_keys)
         if problem:
@@ -190,6 +199,52 @@ def verify_bundle(bundle: Any, public_keys: Sequence[PublicKeyInfo],
             return result._fail("witness", problem)
     result.valid, result.message = True, "the event is certified by the authentic receipt"
     return result
+
+
+def _where_of(receipt: dict[str, Any]) -> Any:
+    scope = receipt.get("scope")
+    return scope.get("where") if isinstance(scope, dict) else None
+
+
+def _check_scope(scope: Any, event: dict[str, Any]) -> str | None:
+    """Why the certified ``event`` (canonical fields) is outside the signed ``scope``;
+    None when it is within it (or the scope says nothing checkable)."""
+    from ledger.model.dimensions import matches
+
+    if not isinstance(scope, dict):
+        return None
+    where = scope.get("where")
+    if where is not None:
+        if not isinstance(where, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in where.items()):
+            return "scope.where must be an object of metadata key to string value"
+        metadata = event.get("metadata") if isinstance(event.get("metadata"), dict) else {}
+        if not matches(metadata, where):
+            return (f"the event's metadata does not match the receipt's scope.where "
+                    f"{where}: the receipt certifies an event it says it excludes")
+    mode = scope.get("mode")
+    if mode == "conversation" and event.get("conversation_id") != scope.get(
+            "conversation_id"):
+        return (f"the event is of conversation {event.get('conversation_id')!r}, the "
+                f"receipt's scope of {scope.get('conversation_id')!r}")
+    if mode == "date_range":
+        ts, lo, hi = event.get("ts"), scope.get("start_date"), scope.get("end_date")
+        if all(isinstance(v, str) for v in (ts, lo, hi)) and not (
+                _instant(lo) <= _instant(ts) < _instant(hi)):  # type: ignore[arg-type]
+            return f"the event's ts {ts} is outside the receipt's scope [{lo}, {hi})"
+    return None
+
+
+def _instant(text: str) -> str:
+    """RFC 3339 UTC text (the ledger writes ``YYYY-MM-DDTHH:MM:SS.ffffffZ``) in a form
+    that compares in time order as text."""
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(
+            UTC).isoformat()
+    except ValueError:
+        return text
 
 
 def _check_witnesses(proof: Any, policy: Any, result: VerifyResult, receipt: dict[str, Any],

@@ -20,14 +20,15 @@ router = APIRouter(tags=["receipts"])
 def _selection(body: ReceiptRequest) -> dict[str, Any]:
     return {"conversation_id": body.conversation_id, "start_date": body.start_date,
             "end_date": body.end_date, "log_ids": body.log_ids,
-            "since_last_receipt": body.since_last_receipt}
+            "since_last_receipt": body.since_last_receipt, "where": body.where}
 
 
 @route(router, ops.GENERATE_RECEIPT)
 def generate(body: ReceiptRequest, tenant: Tenant, request: Request) -> Response:
     """Certify exactly one selection of the project's logs: `{receipt, certified_count}`.
-    400 (nothing written) for no mode, two modes, bad dates, unknown log ids or an empty
-    set."""
+    `where` (`{"customer": "acme"}`) narrows it to the logs whose metadata matches; the
+    signed `scope.where` names the filter. 400 (nothing written) for no mode, two modes,
+    bad dates, unknown log ids, a bad filter or an empty set."""
     return json_response(service(request).generate_receipt(
         tenant, description=body.description, tags=body.tags, **_selection(body)))
 

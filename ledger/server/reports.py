@@ -16,9 +16,13 @@ from starlette.concurrency import run_in_threadpool
 
 from ledger.api import operations as ops
 from ledger.server.logs import Tenant, When, json_response, route, service
+from ledger.server.schemas import DimensionsIn
 from projections.rollups import DIMENSIONS
 
 router = APIRouter(tags=["reports"])
+Where = Annotated[list[str] | None, Query(max_length=16, description=(
+    "A metadata filter, KEY=VALUE (repeat for AND): only the events whose metadata key "
+    "KEY has the value VALUE (numbers and booleans as their JSON text)"))]
 MAX_SIZE = 2**53 - 1
 MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson",
          "parquet": "application/vnd.apache.parquet", "focus-csv": "text/csv",
@@ -34,15 +38,33 @@ def whoami(tenant: Tenant, request: Request) -> Response:
 
 @route(router, ops.ROLLUP)
 def usage_rollup(tenant: Tenant, request: Request,
-                 by: Annotated[str, Query(max_length=200, description=(
-                     "Comma-separated dimensions: " + ", ".join(DIMENSIONS)))] = "model",
+                 by: Annotated[str, Query(max_length=2000, description=(
+                     "Comma-separated dimensions: " + ", ".join(DIMENSIONS)
+                     + ", or a metadata key: meta.<key> (or a bare key that is not one "
+                     "of those)"))] = "model",
                  tz: Annotated[str, Query(max_length=64)] = "UTC",
-                 start: When = None, end: When = None) -> Response:
+                 start: When = None, end: When = None, where: Where = None) -> Response:
     """Rollups of the project's calls grouped by any of model, alias, provider, kind,
-    cost_source, day, week, month (periods in the IANA zone `tz`); start <= ts < end."""
+    cost_source, day, week, month (periods in the IANA zone `tz`) and metadata keys
+    (`meta.customer`; events without the key form the row whose key is null);
+    start <= ts < end; `where=KEY=VALUE` (repeatable) keeps only matching events."""
     dims = [d.strip() for d in by.split(",") if d.strip()]
     return json_response(service(request).rollup(tenant, by=dims, tz=tz, start=start,
-                                                  end=end))
+                                                  end=end, where=where))
+
+
+@route(router, ops.DIMENSIONS)
+def dimensions(tenant: Tenant, request: Request) -> Response:
+    """`{project, dimensions}`: the metadata keys the project declares as dimensions
+    (stored as columns in its segments, so reports by them read no JSON)."""
+    return json_response(service(request).dimensions(tenant))
+
+
+@route(router, ops.SET_DIMENSIONS)
+def set_dimensions(body: DimensionsIn, tenant: Tenant, request: Request) -> Response:
+    """Declare the project's dimensions (`{"keys": ["customer", "team"]}`; `[]`: none):
+    segments written from now on carry a column per key. 400 for a bad key."""
+    return json_response(service(request).set_dimensions(tenant, body.keys))
 
 
 @route(router, ops.EXPORT, response_class=Response,
@@ -50,12 +72,14 @@ def usage_rollup(tenant: Tenant, request: Request,
 def export_events(tenant: Tenant, request: Request,
                   format: Literal["csv", "jsonl", "parquet", "focus-csv",
                                   "focus-parquet"] = "jsonl",
-                  start: When = None, end: When = None) -> Response:
-    """Every event of the project (in log order, optionally start <= ts < end) as CSV,
+                  start: When = None, end: When = None, where: Where = None) -> Response:
+    """Every event of the project (in log order, optionally start <= ts < end, optionally
+    only those whose metadata matches `where=KEY=VALUE`, repeatable) as CSV,
     JSON lines or Parquet; each row has the event's canonical fields, seq, recorded_at
     and leaf_hash. `focus-csv` / `focus-parquet`: one FOCUS 1.2 cost row per call
     (docs/formats.md). The answer streams, in bounded memory whatever the size of the log."""
-    chunks = service(request).export_stream(tenant, format=format, start=start, end=end)
+    chunks = service(request).export_stream(tenant, format=format, start=start, end=end,
+                                            where=where)
     kind, _, ext = format.rpartition("-")
     name = f"{tenant}-{kind or 'events'}.{ext}"
     return StreamingResponse(_closing(chunks), media_type=MEDIA[format],

@@ -83,7 +83,8 @@ class ConversationLogOut(BaseModel):
 class ReceiptRequest(BaseModel):
     """Exactly one selection mode (docs/http-api.md): ``conversation_id``; ``start_date`` and
     ``end_date`` (dates or ISO 8601 datetimes, naive = UTC, a date-only end includes that
-    day); ``log_ids``; or ``since_last_receipt: true``."""
+    day); ``log_ids``; or ``since_last_receipt: true``; and optionally ``where``, a
+    metadata filter (``{"customer": "acme"}``: checked by the service, 400)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,6 +95,14 @@ class ReceiptRequest(BaseModel):
     since_last_receipt: StrictBool = False  # true or false, not 1 or "yes"
     description: str | None = None
     tags: list[str] | None = None
+    where: Any = None
+
+
+class DimensionsIn(BaseModel):
+    """The metadata keys a project declares as dimensions (``[]``: none)."""
+
+    model_config = ConfigDict(extra="forbid")
+    keys: list[Any] = Field(max_length=64)
 
 
 class Page(BaseModel):
