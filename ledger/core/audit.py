@@ -43,8 +43,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
-from ledger.model.schema import ROW_FIELDS, STORED_FIELDS
+from ledger.model.dimensions import column_name
+from ledger.model.schema import EVENT_SCHEMA, ROW_FIELDS, STORED_FIELDS
 from ledger.storage import journal as jr
+from ledger.storage.dimensions import derived_columns, with_dimensions
 from ledger.storage.layout import JOURNAL_SUFFIX, DataDir
 from ledger.storage.manifest import check_chain, read_lines
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
@@ -255,6 +257,7 @@ def _check_segment(store: SegmentStore, seg: Any, report: AuditReport,
         report.add("segment-seq", where, "holds seqs outside the manifest's range "
                    f"{seg.seq_min}..{seg.seq_max}")
     _check_leaves(table, seg.tenant, where, report)
+    _check_dimensions(table, where, report)
     log = logs.setdefault(seg.tenant, _TenantLog())
     log.seqs.append(seqs.combine_chunks())
     log.hashes.append(table.column("leaf_hash").combine_chunks())
@@ -292,6 +295,21 @@ def _check_receipt_entry(tenant: str, seq: int, canonical: bytes, leaf: bytes | 
         return
     log.receipts.append((seq, canonical, where))
     report.receipts_checked += 1
+
+
+def _check_dimensions(table: pa.Table, where: str, report: AuditReport) -> None:
+    """Each derived dimension column (``ledger.storage.dimensions``) must hold exactly
+    the values of its key in the segment's ``metadata``: a report by it must not differ
+    from one that reads the JSON."""
+    keys = derived_columns(table)
+    if not keys:
+        return
+    expected = with_dimensions(table.select(EVENT_SCHEMA.names), keys)
+    for key in keys:
+        name = column_name(key)
+        if not table.column(name).cast(pa.string()).equals(expected.column(name)):
+            report.add("segment-dimension", where,
+                       f"column {name!r} does not hold the values of metadata key {key!r}")
 
 
 def _check_leaves(table: pa.Table, tenant: str, where: str, report: AuditReport) -> None:
