@@ -42,8 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
 from ledger.model.dimensions import column_name
+from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
 from ledger.model.schema import EVENT_SCHEMA, ROW_FIELDS, STORED_FIELDS
 from ledger.storage import journal as jr
 from ledger.storage.dimensions import derived_columns, with_dimensions

@@ -27,6 +27,7 @@ from ledger.tlog.signing import encode_signature
 from projections.rollups import rollup
 from tests.conftest import usage
 
+
 @contextmanager
 def _service(tmp_path: Path) -> Iterator[LedgerService]:
     svc = LedgerService(tmp_path / "d")
