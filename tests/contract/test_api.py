@@ -555,7 +555,11 @@ def test_public_keys(api: Any) -> None:
     (ops.LIST_LOGS, {"start": "not-a-date"}, 400),
     (ops.LIST_LOGS, {"start": "2025-10-02", "end": "2025-10-01"}, 400),
     (ops.UNCERTIFIED, {"limit": 1001}, 422),
-    (ops.ROLLUP, {"by": ["colour"]}, 400),
+    (ops.ROLLUP, {"by": ["meta."]}, 400),  # a bare unknown name is a metadata key
+    (ops.ROLLUP, {"by": ["cust\x01omer"]}, 400),
+    (ops.ROLLUP, {"where": ["customer"]}, 400),
+    (ops.EXPORT, {"where": ["=acme"]}, 400),
+    (ops.SET_DIMENSIONS, {"keys": ["a,b"]}, 400),
     (ops.ROLLUP, {"tz": "Mars/Olympus"}, 400),
     (ops.EXPORT, {"format": "xml"}, 422),
 ])
@@ -668,7 +672,7 @@ def test_both_transports_refuse_with_the_same_error_class(service: LedgerService
         (ops.LOG_USAGE, {"event": {"provider": "openai"}}),
         (ops.LIST_LOGS, {"limit": 0}),
         (ops.LIST_LOGS, {"start": "not-a-date"}),
-        (ops.ROLLUP, {"by": ["colour"]}),
+        (ops.ROLLUP, {"by": ["meta."]}),  # a bare unknown name is a metadata key now
         (ops.ADD_COSIGNATURES, {"note": "not a note"}),
     ]
 

@@ -265,11 +265,16 @@ def test_a_bad_date_exits_2_naming_the_option(data: Path, three_calls: Path, opt
     assert result.stderr.startswith(f"Error: {option}: 'June 2nd' is not a date")
 
 
-def test_an_unknown_grouping_exits_2_listing_the_choices(data: Path, three_calls: Path) -> None:
+def test_a_bad_grouping_exits_2_listing_the_choices(data: Path, three_calls: Path) -> None:
+    """A bare unknown name is a metadata key (its calls group under (none) here); a name
+    that cannot be a key is refused."""
     llmring(data, "ingest", str(three_calls))
     result = llmring(data, "usage", "report", "--by", "model,colour")
+    assert result.exit_code == 0 and "(none)" in result.stdout
+    result = llmring(data, "usage", "report", "--by", "model,meta.")
     assert result.exit_code == 2
-    assert "cannot group by colour; choose from model, alias" in result.stderr
+    assert "cannot group by 'meta.'" in result.stderr
+    assert "choose from model, alias" in result.stderr
 
 
 # -- demo, verify, compact, flush --------------------------------------------------------

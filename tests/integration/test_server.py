@@ -257,7 +257,7 @@ def test_a_start_after_the_end_is_400(alpha: httpx.Client) -> None:
 
 
 def test_an_unknown_rollup_dimension_or_zone_is_400(alpha: httpx.Client) -> None:
-    r = alpha.get("/api/v1/usage/rollup", params={"by": "colour"})
+    r = alpha.get("/api/v1/usage/rollup", params={"by": "meta.colour\x01"})
     assert r.status_code == 400 and "colour" in r.json()["detail"]
     r = alpha.get("/api/v1/usage/rollup", params={"by": "day", "tz": "Mars/Olympus"})
     assert r.status_code == 400 and "time zone" in r.json()["detail"]

@@ -239,7 +239,7 @@ BAD_REQUESTS = [
     ("POST", "/api/v1/log", b"{not json", 422),
     ("POST", "/api/v1/log/batch", b'{"events": []}', 422),
     ("GET", "/api/v1/logs/no-such-log", None, 404),
-    ("GET", "/api/v1/usage/rollup?by=colour", None, 400),
+    ("GET", "/api/v1/usage/rollup?by=meta.", None, 400),
     ("POST", "/api/v1/receipts/generate", b"{}", 400),
     ("GET", "/no/such/route", None, 404),
     # over the 4 MiB limit: read to its end and dropped, so the client gets the answer
