@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from ledger.model.dimensions import META_PREFIX
 from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA, TS_TYPE
 from ledger.storage.durable import fsync_dir, open_private, private_dir
 from ledger.storage.layout import DataDir
@@ -70,9 +71,13 @@ class SegmentStore:
               kind: str) -> Segment:
         """Write one segment durably; return its description for the manifest."""
         sink = pa.BufferOutputStream()
+        # Derived dimension columns (``ledger.storage.dimensions``) hold few distinct
+        # values, and a report groups by them: dictionary-encoded like model and alias.
+        dictionary = DICTIONARY_COLUMNS + [n for n in table.column_names
+                                           if n.startswith(META_PREFIX)]
         pq.write_table(
             table, sink, compression="zstd", row_group_size=ROW_GROUP,
-            use_dictionary=DICTIONARY_COLUMNS if kind == "events" else True,
+            use_dictionary=dictionary if kind == "events" else True,
             write_statistics=True,
         )
         data = sink.getvalue().to_pybytes()
