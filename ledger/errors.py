@@ -39,6 +39,7 @@ The hierarchy (status, code)::
     ├── ContentError                  422 invalid_content   (ValueError)
     ├── RollupError                   400 invalid_rollup    (ValueError)
     ├── RetentionError                400 invalid_retention (ValueError)
+    ├── DimensionNameError            400 invalid_dimension a metadata key or filter
     ├── ReceiptRequestError           400 invalid_receipt_request (ValueError)
     │   ├── NothingToCertifyError     400 nothing_to_certify  an empty selection
     │   └── ReceiptNotFoundError      404 receipt_not_found
@@ -367,6 +368,14 @@ class RollupError(LedgerError, ValueError):
     code = "invalid_rollup"
 
 
+class DimensionNameError(LedgerError, ValueError):
+    """A metadata key that cannot name a dimension, or a malformed metadata filter
+    (``ledger.model.dimensions``); each operation answers it as its own refusal."""
+
+    status = 400
+    code = "invalid_dimension"
+
+
 class RetentionError(LedgerError, ValueError):
     """A bad retention request (an unreadable age)."""
 
@@ -494,6 +503,7 @@ ERRORS: tuple[type[LedgerError], ...] = (
     RequestTooLargeError, UnsupportedMediaTypeError, EventValidationError,
     SpanValidationError,
     IdConflictError, TenantError, ContentError, RollupError, RetentionError,
+    DimensionNameError,
     ReceiptRequestError, NothingToCertifyError, ReceiptNotFoundError, NoteError,
     CheckpointError, CosignatureError,
     QuorumError, SignatureFormatError, PublicKeyFormatError, ProofError, PolicyError,
@@ -559,9 +569,14 @@ def error_from_response(status: int, body: Any, *, request: str = "") -> LedgerE
 
 
 __all__ = [
-    "ERRORS", "ApiKeyError", "AuthenticationError", "BudgetExceededError", "CheckpointError",
+    "ERRORS",
+    "ApiKeyError",
+    "AuthenticationError",
+    "BudgetExceededError",
+    "CheckpointError",
     "ConfigError",
-    "ConsistencyFormatError", "ContentError", "CosignatureError", "EntryTooLargeError",
+    "ConsistencyFormatError", "ContentError", "CosignatureError", "DimensionNameError",
+    "EntryTooLargeError",
     "EventValidationError",
     "IdConflictError", "InternalError", "InvalidRequestError", "JournalDamageError",
     "JournalError", "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError",
@@ -571,6 +586,11 @@ __all__ = [
     "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",
     "RollupError", "ServerUnavailableError", "SignatureFormatError", "StorageFullError",
     "TamperEvidence",
-    "TenantError", "WitnessError", "WitnessRefusal", "as_ledger_error", "error_body",
-    "error_class", "error_from_response",
+    "TenantError",
+    "WitnessError",
+    "WitnessRefusal",
+    "as_ledger_error",
+    "error_body",
+    "error_class",
+    "error_from_response",
 ]

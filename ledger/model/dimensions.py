@@ -22,7 +22,11 @@ from typing import Any
 
 import orjson
 
+from ledger.errors import DimensionNameError
 from ledger.model.schema import unsafe_character
+
+__all__ = ["BUILTIN", "DimensionNameError", "check_key", "metadata_key", "parse_where",
+           "value_of", "where_sql"]
 
 BUILTIN = ("model", "alias", "provider", "kind", "cost_source", "day", "week", "month")
 META_PREFIX = "meta."
@@ -30,10 +34,6 @@ MAX_KEY = 128
 MAX_DECLARED = 16  # declared dimensions per project
 MAX_WHERE = 16  # key=value filters per request
 MAX_VALUE = 1024  # characters of a filter's value
-
-
-class DimensionNameError(ValueError):
-    """A dimension or metadata key name that cannot be used (the message says why)."""
 
 
 def check_key(key: Any, *, what: str = "metadata key") -> str:
