@@ -11,11 +11,12 @@ by default; 5% of events have none), the project declaring ``customer`` as a dim
 before the first event (so every segment carries its ``meta.customer`` column). It is
 reused when it holds exactly ``--events`` events.
 
-Measured on the open ledger (one warm-up, then the median of ``--runs`` runs, each with a
-fresh snapshot): the rollup by model, by customer (declared: the stored column), by
-customer and model, and by ``team`` (an undeclared key: the value is extracted from the
-metadata JSON). Target: by customer within 2x of by model. Every rollup's total calls and
-cost are checked equal to the by-model rollup's.
+Measured on the open ledger (one warm-up, then the median of ``--runs`` rounds, each
+running every rollup once in turn with a fresh snapshot): the rollup by model, by
+customer (declared: the stored column), by customer and model, and by ``team`` (an
+undeclared key: the value is extracted from the metadata JSON). Target: by customer
+within 2x of by model. Every rollup's total calls and cost are checked equal to the
+by-model rollup's.
 """
 
 from __future__ import annotations
@@ -86,15 +87,20 @@ def existing(path: Path, events: int, customers: int) -> dict | None:
     return info
 
 
-def measure(ledger: Ledger, by: list[str], runs: int) -> tuple[float, list[float], list]:
-    rows = rollup(ledger.snapshot(), TENANT, by)  # warm-up
-    times = []
+def measure(ledger: Ledger, groupings: dict[str, list[str]], runs: int
+            ) -> dict[str, tuple[float, list[float], list]]:
+    """Each grouping's rollup, ``runs`` rounds of one run of each in turn (so a drift of
+    the shared machine's speed hits every grouping alike), after one warm-up each."""
+    rows = {name: rollup(ledger.snapshot(), TENANT, by) for name, by in groupings.items()}
+    times: dict[str, list[float]] = {name: [] for name in groupings}
     for _ in range(runs):
-        snap = ledger.snapshot()
-        t = time.perf_counter()
-        rows = rollup(snap, TENANT, by)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), times, rows
+        for name, by in groupings.items():
+            snap = ledger.snapshot()
+            t = time.perf_counter()
+            rows[name] = rollup(snap, TENANT, by)
+            times[name].append(time.perf_counter() - t)
+    return {name: (statistics.median(times[name]), times[name], rows[name])
+            for name in groupings}
 
 
 def main() -> int:
@@ -123,10 +129,10 @@ def main() -> int:
     try:
         figures = {}
         totals = {}
-        for name, by in (("model", ["model"]), ("customer", ["customer"]),
-                         ("customer,model", ["customer", "model"]),
-                         ("team (undeclared)", ["team"])):
-            median, times, rows = measure(ledger, by, args.runs)
+        measured = measure(ledger, {"model": ["model"], "customer": ["customer"],
+                                    "customer,model": ["customer", "model"],
+                                    "team (undeclared)": ["team"]}, args.runs)
+        for name, (median, times, rows) in measured.items():
             figures[name] = median
             totals[name] = (sum(r.calls for r in rows), sum(r.cost_nanos for r in rows),
                             len(rows))
