@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from hashlib import sha256
 from typing import Any
 
@@ -228,23 +229,23 @@ def _check_scope(scope: Any, event: dict[str, Any]) -> str | None:
         return (f"the event is of conversation {event.get('conversation_id')!r}, the "
                 f"receipt's scope of {scope.get('conversation_id')!r}")
     if mode == "date_range":
-        ts, lo, hi = event.get("ts"), scope.get("start_date"), scope.get("end_date")
-        if all(isinstance(v, str) for v in (ts, lo, hi)) and not (
-                _instant(lo) <= _instant(ts) < _instant(hi)):  # type: ignore[arg-type]
-            return f"the event's ts {ts} is outside the receipt's scope [{lo}, {hi})"
+        ts, lo, hi = (_instant(event.get("ts")), _instant(scope.get("start_date")),
+                      _instant(scope.get("end_date")))
+        if ts is not None and lo is not None and hi is not None and not lo <= ts < hi:
+            return (f"the event's ts {event.get('ts')} is outside the receipt's scope "
+                    f"[{scope.get('start_date')}, {scope.get('end_date')})")
     return None
 
 
-def _instant(text: str) -> str:
-    """RFC 3339 UTC text (the ledger writes ``YYYY-MM-DDTHH:MM:SS.ffffffZ``) in a form
-    that compares in time order as text."""
-    from datetime import UTC, datetime
-
+def _instant(text: Any) -> datetime | None:
+    """RFC 3339 text as an aware datetime; None when it is not such text."""
+    if not isinstance(text, str):
+        return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(
-            UTC).isoformat()
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        return text
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def _check_witnesses(proof: Any, policy: Any, result: VerifyResult, receipt: dict[str, Any],

@@ -79,6 +79,11 @@ DELIBERATE: tuple[Deliberate, ...] = (
                ("invalid_receipt_request", "nothing_to_certify"),
                "exactly one selection mode, dates that parse and are ordered, known "
                "log ids and a non-empty selection cannot be stated in the schema"),
+    Deliberate("positive_data_acceptance", (("PUT", "/api/v1/usage/dimensions"),), 400,
+               ("bad_request",),
+               "a declared dimension is a metadata key: 1 to 128 characters without "
+               "control, bidirectional or zero-width characters or commas, at most 16 a "
+               "project; refused with the same 400 locally and over HTTP"),
     Deliberate("positive_data_acceptance", (("GET", "/api/v1/log/consistency"),
                                             ("GET", "/api/v1/log/inclusion/{log_id}")),
                400, ("bad_request",),

@@ -239,22 +239,30 @@ def test_a_filter_cannot_narrow_explicit_log_ids(tmp_path: Path) -> None:
         assert svc.list_receipts("p")["total"] == 0
 
 
-def test_the_verifier_refuses_an_event_outside_the_signed_filter(tmp_path: Path) -> None:
-    """A receipt (signed by the ledger's key) whose scope says ``customer=acme`` but that
-    certifies a beta call: the bundle of that call fails the ``scope`` check."""
+@pytest.mark.parametrize(("scope", "said"), [
+    ({"mode": "since_last", "where": {"customer": "acme"}}, "scope.where"),
+    ({"mode": "date_range", "start_date": "2000-01-01T00:00:00.000000Z",
+      "end_date": "2000-01-02T00:00:00.000000Z"}, "outside the receipt's scope"),
+    ({"mode": "conversation", "conversation_id": "another"}, "conversation"),
+])
+def test_the_verifier_refuses_an_event_outside_the_signed_scope(
+        tmp_path: Path, scope: dict[str, Any], said: str) -> None:
+    """A receipt signed by the ledger's key whose scope excludes a call it certifies (a
+    beta call under ``customer=acme``, a call outside its dates or conversation): the
+    bundle of that call fails the ``scope`` check."""
     with _service(tmp_path) as svc:
         acks = svc.log_batch("p", _calls())["logs"]
         rid = svc.generate_receipt("p", since_last_receipt=True)["receipt"]["receipt_id"]
         bundle = svc.prove("p", rid, acks[1]["log_id"])  # a beta call
-        receipt = dict(bundle["receipt"])
-        receipt["scope"] = {**receipt["scope"], "where": {"customer": "acme"}}
-        del receipt["signature"]
+        assert verify_bundle(bundle, svc.keyring.keys()).valid
+        receipt = {k: v for k, v in bundle["receipt"].items() if k != "signature"}
+        receipt["scope"] = scope
         key = svc.keyring.current()
         receipt["signature"] = encode_signature(key.sign(canonical_json(receipt,
                                                                        reference=True)))
         result = verify_bundle({**bundle, "receipt": receipt}, svc.keyring.keys())
         assert not result.valid and result.failed == "scope"
-        assert "scope.where" in result.message
+        assert said in result.message
 
 
 def test_where_texts_are_parsed_strictly() -> None:
