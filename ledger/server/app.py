@@ -353,9 +353,10 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
         lifespan=lifespan,
     )
     _install_error_handlers(app)
-    from ledger.server import integrations, logs, public, reports
+    from ledger.server import dashboard, integrations, logs, public, reports
 
     app.include_router(public.router)
+    app.include_router(dashboard.router)
     app.include_router(logs.router)
     app.include_router(integrations.router)
     app.include_router(reports.router)
