@@ -1,8 +1,9 @@
 """``llmring usage report``: calls, tokens and cost of a project grouped by model, alias,
 provider, calendar periods in a time zone and metadata keys (``projections.rollups``), as
-a table, CSV or JSON; ``llmring usage export``: the project's events as a file (JSON
-lines, CSV, Parquet, or FOCUS cost rows); ``llmring usage dimensions``: the metadata keys
-a project declares as dimensions (stored as columns: ``ledger.storage.dimensions``)."""
+a table, CSV, JSON, or a chart (``ledger.cli.charts``); ``llmring usage export``: the
+project's events as a file (JSON lines, CSV, Parquet, or FOCUS cost rows); ``llmring usage
+dimensions``: the metadata keys a project declares as dimensions (stored as columns:
+``ledger.storage.dimensions``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import click
 
 from ledger.api import operations as ops
 from ledger.api.service import EXPORT_FORMATS
+from ledger.cli.charts import FILE_FORMATS, chart_of, terminal_chart, write_chart
 from ledger.cli.context import (
     App,
     CliError,
@@ -88,18 +90,32 @@ def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
 @where_option("Only the calls whose metadata KEY has the value VALUE (repeat for AND).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (cost as exact USD).")
 @json_option
+@click.option("--chart", "as_chart", is_flag=True,
+              help="Draw the cost as stacked bars on the terminal: one bar per day, week or "
+                   "month (else per value of the first of --by), stacked by the others.")
+@click.option("--format", "fmt", type=click.Choice(FILE_FORMATS),
+              help="Write the --chart picture to --output as PNG or SVG.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The file --format writes (replaced only once it is whole).")
 @pass_app
 def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
-           where: tuple[str, ...], as_csv: bool, as_json: bool) -> None:
+           where: tuple[str, ...], as_csv: bool, as_json: bool, as_chart: bool,
+           fmt: str | None, output: Path | None) -> None:
     """Calls, tokens and cost of the project, grouped; days, weeks and months are those
-    of the --tz zone (the machine's by default), named in the title.
+    of the --tz zone (the machine's by default), named in the title. --chart draws the
+    cost as bars on the terminal; --format png|svg -o FILE writes the same chart to a file.
 
     Example: llmring usage report --by model,day --tz Europe/Madrid --start 2025-06-01
 
     Cost by customer (a metadata key): llmring usage report --by customer,model,day
+
+    A chart: llmring usage report --by day,model --start 2025-06-01 --chart
     """
-    if as_csv and as_json:
-        raise CliError("choose one of --csv and --json")
+    if sum((as_csv, as_json, as_chart, fmt is not None)) > 1:
+        raise CliError("choose one of --csv, --json, --chart and --format")
+    if (fmt is None) != (output is None):
+        raise CliError("--format png|svg writes the chart to a file: give both --format and "
+                       "--output FILE")
     by = _dimensions(by_text)
     flt = where_filter(where)
     lo, hi = parse_window(start, end, tz.info)
@@ -123,6 +139,9 @@ def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
         return
     if not rows:
         span = f" in {window_text(lo, hi, tz)}" if start or end else f" ({tz})"
+        if fmt is not None:
+            raise CliError(f"No calls in project {project}{span}: no chart to write to "
+                           f"{output}")
         click.echo(f"No calls in project {project}{span}.")
         return
     title = f"Usage of {project} by {', '.join(by)} ({tz})"
@@ -130,6 +149,18 @@ def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
         title = f"Usage of {project} by {', '.join(by)}, {window_text(lo, hi, tz)}"
     if flt:
         title += ", where " + ", ".join(f"{k}={v}" for k, v in flt.items())
+    if as_chart or fmt is not None:
+        chart = chart_of(rows, by, title.replace("Usage", "Cost", 1))
+        if fmt is None:
+            terminal_chart(chart, stdout_console())
+            return
+        assert output is not None
+        try:
+            write_chart(chart, fmt, output)
+        except OSError as exc:
+            raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
+        click.echo(f"Wrote the {fmt.upper()} chart of {len(rows)} rows to {output}", err=True)
+        return
     table = new_table(*by, "calls", "in tokens", "out tokens", "cost", "unpriced",
                       title=title, numeric=("calls", "in tokens", "out tokens", "cost",
                                             "unpriced"))

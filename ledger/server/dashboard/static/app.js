@@ -213,7 +213,7 @@
     $("unpriced-calls").textContent = count(unpriced);
     const warning = $("unpriced-warning");
     warning.hidden = unpriced === 0;
-    warning.textContent = unpriced ? `${count(unpriced)} calls have no price: they count as $0 here. ` +
+    warning.textContent = unpriced ? `${count(unpriced)} ${unpriced === 1 ? "call has" : "calls have"} no price: they count as $0 here. ` +
       "Give their cost when logging, or add the model to the price table." : "";
     $("chart-title").textContent = `Cost per day by ${by} (${rollup.tz})`;
     const names = Object.keys(state.chart.series).sort((a, b) =>
@@ -221,13 +221,11 @@
     const traces = names.map((name) => ({ type: "bar", name, x: days,
       y: state.chart.series[name].map((n) => n / NANOS),
       hovertemplate: `${name}<br>%{x}: $%{y:.6f}<extra></extra>` }));
-    const narrow = window.innerWidth < 600;
-    const layout = { barmode: "stack", margin: { t: 10, r: 10, b: narrow ? 90 : 60, l: 60 },
-      yaxis: { title: { text: "USD" }, rangemode: "tozero", tickprefix: "$" },
-      xaxis: { type: "category" }, legend: narrow ? { orientation: "h", y: -0.35 } : {},
-      paper_bgcolor: "#fff", plot_bgcolor: "#fff" };
+    const layout = { barmode: "stack", yaxis: { title: { text: "USD" }, rangemode: "tozero",
+      tickprefix: "$" }, xaxis: { type: "category" }, paper_bgcolor: "#fff",
+    plot_bgcolor: "#fff", ...fitLayout() };
     if (window.Plotly) {
-      window.Plotly.react("chart", traces, layout, { responsive: true, displaylogo: false });
+      window.Plotly.react("chart", traces, layout, { responsive: true, displayModeBar: false });
     }
     const body = $("days").tBodies[0];
     body.replaceChildren(...days.map((d) => el("tr", { class: dayUnpriced[d] ? "unpriced" : "" },
@@ -235,6 +233,22 @@
       el("td", { class: "num", text: (dayTotals[d] / NANOS).toFixed(6) }),
       el("td", { class: "num", text: dayUnpriced[d] ? `⚠ ${count(dayUnpriced[d])}` : "0" }))));
   }
+
+  /** The legend beside the bars on a wide screen, under them on a phone. */
+  function fitLayout() {
+    const narrow = window.innerWidth < 600;
+    return { margin: { t: 10, r: 10, b: narrow ? 40 : 60, l: 60 },
+      legend: narrow ? { orientation: "h", x: 0, y: -0.2, yanchor: "top" }
+        : { orientation: "v", x: 1.02, y: 1, yanchor: "top" } };
+  }
+
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => {
+      if (state.chart && window.Plotly && $("chart").data) window.Plotly.relayout("chart", fitLayout());
+    }, 100);
+  });
 
   function drawBudgets(budgets) {
     $("budgets-card").hidden = !budgets.length;
