@@ -236,7 +236,7 @@
 
   /** The legend beside the bars on a wide screen, under them on a phone. */
   function fitLayout() {
-    const narrow = window.innerWidth < 600;
+    const narrow = $("chart").clientWidth < 560;
     return { margin: { t: 10, r: 10, b: narrow ? 40 : 60, l: 60 },
       legend: narrow ? { orientation: "h", x: 0, y: -0.2, yanchor: "top" }
         : { orientation: "v", x: 1.02, y: 1, yanchor: "top" } };
@@ -290,7 +290,7 @@
       el("thead", {}, el("tr", {}, el("th", { text: title.replace("By ", "") }), el("th", { class: "num", text: "calls" }),
         el("th", { class: "num", text: "cost (USD)" }))),
       el("tbody", {}, ...entries.map(([k, v]) => el("tr", { class: v.unpriced_calls ? "unpriced" : "" },
-        el("td", { text: k }), el("td", { class: "num", text: count(v.calls) }),
+        el("td", { text: k || "(none)" }), el("td", { class: "num", text: count(v.calls) }),
         el("td", { class: "num", text: (v.cost_nanos / NANOS).toFixed(6) })))))));
   }
 
