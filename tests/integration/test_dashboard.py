@@ -7,7 +7,8 @@ with per-day totals equal to the rollup API's; a receipt's page shows its certif
 and the witness that cosigned its checkpoint; a proof bundle downloaded from the page
 verifies with the CLI; a wrong key gets a clear message; the checker, opened as a local
 file, gives the CLI's verdict on good files and on a dozen edited ones; no API key ever
-appears in a URL, the server's access log, cookies, localStorage or the console.
+appears in a URL, the server's access log, cookies, localStorage, the console, or any
+file the browser stored (its profile, the downloads).
 Screenshots of every page at 1280×800 and 390×844 are written to
 ``.cache/dashboard-screenshots/`` (ignored by git) for a person to look at.
 """
@@ -119,10 +120,14 @@ def receipt_note(c: httpx.Client, receipt: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def browser(site: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Chromium for the module, with a profile of its own; once it has quit, no file
+    it stored (profile, downloads) holds the API key."""
     downloads = tmp_path_factory.mktemp("downloads")
+    profile = tmp_path_factory.mktemp("profile")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.add_argument(f"--user-data-dir={profile}")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1280,800", "--lang=en-US"):
         options.add_argument(arg)
@@ -140,6 +145,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+    key = site["server"].keys["alpha"].encode()
+    for stored in (profile, downloads):
+        holding = [p for p in stored.rglob("*") if p.is_file() and key in p.read_bytes()]
+        assert not holding, f"the API key is stored in {holding}"
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -318,10 +327,22 @@ def test_the_dashboard(site: dict[str, Any], browser: Any) -> None:
     assert not browser.get_cookies()
     assert not [m for m in browser.console if key in m]
 
-    # signing out forgets it
+    # nothing went wrong in the pages (no script error, no refused script or style) but
+    # the wrong key's 401
+    assert [m for m in browser.console if "/api/v1/project" not in m or "401" not in m] == []
+
+    # a reload in the tab stays signed in; signing out forgets the key
+    goto(browser, server.url + "/#/overview")
+    assert "alpha" in text(browser, "project-name")
     browser.find_element(By.ID, "sign-out").click()
     assert key not in browser.execute_script(
         "return JSON.stringify(Object.assign({}, sessionStorage))")
+    assert browser.find_element(By.ID, "api-key").is_displayed()
+
+    # the server's access log has every request, and no key
+    log = serverproc.log_text(server.data, int(server.url.rsplit(":", 1)[1]))
+    assert "access GET / 200" in log and "access GET /api/v1/project 401" in log
+    assert key not in log and "llmr_not-a-key-of-this-server" not in log
 
 
 # -- the receipt checker, opened as a local file ------------------------------------------
@@ -412,15 +433,4 @@ def test_the_checker_gives_the_clis_verdicts(site: dict[str, Any], browser: Any)
     assert sum(state == "invalid" for state, _ in verdicts.values()) >= 8
     assert {f for _, f in verdicts.values()} >= {None, "leaf", "path", "signature", "key",
                                                  "log_proof", "format"}
-    collect_console(browser)
-
-
-def test_no_key_in_the_access_log(site: dict[str, Any], browser: Any) -> None:
-    """Runs last: the whole session's server log, access lines included."""
-    server = site["server"]
-    port = server.url.rsplit(":", 1)[1]
-    log = serverproc.log_text(server.data, int(port))
-    assert "access GET / 200" in log and "access GET /api/v1/project" in log
-    assert server.keys["alpha"] not in log
-    assert "llmr_not-a-key-of-this-server" not in log
-    assert not [m for m in browser.console if server.keys["alpha"] in m]
+    assert not browser.get_log("browser")  # no script error, nothing refused
