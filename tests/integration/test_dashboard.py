@@ -224,6 +224,8 @@ def test_the_dashboard(site: dict[str, Any], browser: Any) -> None:
          "the sign-in error")
     assert "not accepted" in text(browser, "signin-error")
     assert not browser.find_element(By.ID, "nav").is_displayed()
+    sign_in(browser, "two words")  # not a key at all: said before anything is sent
+    wait(browser, lambda: "printable ASCII" in text(browser, "signin-error"), "the refusal")
 
     sign_in(browser, key)
     wait(browser, lambda: browser.execute_script("return document.body.dataset.view")
@@ -404,6 +406,8 @@ def _edits(bundle: dict[str, Any], receipt: dict[str, Any]
         "event cost": ("keys", edit(b, set_(("event", "cost_nanos"), lambda v: v + 1))),
         "event tokens": ("keys", edit(b, set_(("event", "input_tokens"), lambda v: v + 1))),
         "leaf hash": ("keys", edit(b, set_(("leaf_hash",), flip_hex))),
+        "event cost, no leaf hash": ("keys", edit(b, lambda d: (
+            d.pop("leaf_hash"), d["event"].update(cost_nanos=d["event"]["cost_nanos"] + 1)))),
         "a path hash": ("keys", edit(b, set_(("audit_path", 0), flip_hex))),
         "tree size": ("keys", edit(b, set_(("tree_size",), lambda v: v + 1))),
         "bundle signature": ("keys", edit(b, set_(("receipt", "signature"), flip_sig))),

@@ -76,6 +76,9 @@
 
   // -- sign-in ---------------------------------------------------------------------------
   async function signIn(key) {
+    if (!/^[\x21-\x7e]+$/.test(key)) {
+      throw new Error("An API key is one word of printable ASCII characters (llr_…): check what was pasted.");
+    }
     apiKey = key;
     try {
       const project = await api("/api/v1/project");

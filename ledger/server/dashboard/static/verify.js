@@ -503,7 +503,9 @@
       return fail(result, "path", `the audit path is malformed: ${exc.message}`);
     }
     if (!equal(reached, merkleRoot)) {
-      return fail(result, "path", `the path does not reach the receipt's merkle_root (${bytesToHex(merkleRoot)}): it reaches ${bytesToHex(reached)}; the audit path was altered or belongs to another receipt`);
+      const what = "leaf_hash" in bundle ? "the audit path was altered or belongs to another receipt"
+        : "the event does not match the leaf the path was made for (the event was edited), or the path was altered";
+      return fail(result, "path", `the path does not reach the receipt's merkle_root (${bytesToHex(merkleRoot)}): it reaches ${bytesToHex(reached)}; ${what}`);
     }
     result.checks.push(`leaf ${index} of ${size} reaches merkle_root ${bytesToHex(merkleRoot)}`);
     if ("log_proof" in bundle) {
