@@ -79,6 +79,12 @@ def _events() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("dashboard")
+    wit = ("witness", "--dir", str(tmp / "witness"))
+    llmring(*wit, "init", "--name", WITNESS)
+    # the server's witness policy names it (with no URL: it is asked by hand below)
+    (tmp / "data").mkdir()
+    (tmp / "data" / "witnesses.policy").write_text(
+        f"witness w1 {llmring(*wit, 'key').stdout.strip()}\nquorum w1\n")
     server = serverproc.start(tmp / "data", projects=("alpha",))
     try:
         c = httpx.Client(base_url=server.url, headers=server.headers("alpha"), timeout=60)
@@ -88,8 +94,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "description": "October, first days"}).json()["receipt"]
         keys = tmp / "keys.json"
         keys.write_text(c.get("/api/v1/receipts/public-keys.json").text)
-        wit = ("witness", "--dir", str(tmp / "witness"))
-        llmring(*wit, "init", "--name", WITNESS)
         checkpoint = c.get("/api/v1/log/checkpoint").json()  # the receipt is logged
         (tmp / "cp.note").write_text(receipt_note(c, receipt))
         llmring(*wit, "add-log", checkpoint["origin"], "--public-key", str(keys))
@@ -332,6 +336,18 @@ def test_the_dashboard(site: dict[str, Any], browser: Any) -> None:
     assert WITNESS in latest["cosigned_note"]
     assert WITNESS in text(browser, "log-witnesses")
     assert "cosigned at 20" in text(browser, "log-witnesses")
+    # the policy's witnesses, each with its state, as GET /api/v1/log/witnesses has them
+    status = c.get("/api/v1/log/witnesses").json()
+    wait(browser, lambda: browser.execute_script(
+        "return window.ledgerDashboard.state.log.policy") is not None, "the witness policy")
+    assert browser.execute_script("return window.ledgerDashboard.state.log.policy") == {
+        "quorum": status["quorum"], "quorum_met": status["quorum_met"],
+        "witnesses": [{"name": "w1", "state": status["witnesses"][0]["state"]}]}
+    assert "w1" in text(browser, "log-policy") and status["quorum"] in text(browser,
+                                                                            "log-quorum")
+    assert status["witnesses"][0]["cosigned_latest"] and status["quorum_met"]
+    assert "cosigned the latest checkpoint" in text(browser, "log-policy")
+    screenshots(browser, "log")
     screenshots(browser, "log")
 
     # the key: sent as a header only, kept in sessionStorage only

@@ -377,7 +377,25 @@
     $("log-note").textContent = cp.cosigned_note || cp.note;
     const witnesses = witnessItems(cp.cosigned_note, "No witness has cosigned the latest checkpoint.");
     $("log-witnesses").replaceChildren(...witnesses.items);
-    state.log = { origin: cp.origin, size: cp.size, witnesses: witnesses.lines };
+    state.log = { origin: cp.origin, size: cp.size, witnesses: witnesses.lines, policy: null };
+    let status;
+    try { status = await api("/api/v1/log/witnesses"); } catch (error) { showError("log-error", error); return; }
+    state.log.policy = status.policy ? { quorum: status.quorum, quorum_met: status.quorum_met,
+      witnesses: status.witnesses.map((w) => ({ name: w.name, state: w.state })) } : null;
+    if (!status.policy) {
+      $("log-quorum").textContent = "No witness policy: the server submits its checkpoints to no witness (witnesses.policy, docs/formats.md).";
+      $("log-policy").replaceChildren();
+      return;
+    }
+    $("log-quorum").textContent = `Quorum ${status.quorum}: ${status.quorum_met ? "met" : "not met"} at size ${count(status.checkpoint_size)}.`;
+    $("log-policy").replaceChildren(...status.witnesses.map((w) => {
+      const cosigned = w.cosigned_latest ? `cosigned the latest checkpoint (size ${count(status.checkpoint_size)})`
+        : w.cosigned_size === null || w.cosigned_size === undefined ? "has cosigned nothing yet"
+          : `cosigned size ${count(w.cosigned_size)}${w.cosigned_at ? ` at ${w.cosigned_at}` : ""}`;
+      const error = w.last_error ? `; last error: ${w.last_error}` : "";
+      return el("li", { "data-witness": w.name, "data-state": w.state },
+        el("strong", { text: w.name }), ` (${w.state}) ${cosigned}${error}`);
+    }));
   }
 
   // -- start -----------------------------------------------------------------------------
