@@ -210,6 +210,37 @@ class AsyncLedgerClient:
         ``last_alert`` …"""
         return await self._call(ops.BUDGET_STATUS)  # type: ignore[no-any-return]
 
+    # -- price overrides -----------------------------------------------------------------
+    async def list_prices(self) -> JSON:
+        """The project's price override rows, each with its ``id`` (docs/formats.md)."""
+        return await self._call(ops.LIST_PRICES)  # type: ignore[no-any-return]
+
+    async def set_prices(self, rows: Sequence[Mapping[str, Any]], *,
+                         replace: bool = False) -> JSON:
+        """Add price override rows (``replace``: they become the whole list); they price
+        the calls logged from then on that arrive without a cost."""
+        return await self._call(ops.SET_PRICES,  # type: ignore[no-any-return]
+                                rows=[dict(r) for r in rows], replace=replace)
+
+    async def remove_price(self, row_id: str) -> JSON:
+        return await self._call(ops.REMOVE_PRICE, row_id=row_id)  # type: ignore[no-any-return]
+
+    async def show_price(self, model: str | None = None, *, provider: str | None = None,
+                         at: Any = None, input_tokens: int | None = None,
+                         cached_input_tokens: int | None = None,
+                         cache_write_tokens: int | None = None,
+                         output_tokens: int | None = None,
+                         reasoning_tokens: int | None = None,
+                         log_id: str | None = None) -> JSON:
+        """Which price applies to ``model`` at ``at`` (local time when naive) and, with
+        token counts, the exact cost and its arithmetic; or, with ``log_id``, the price
+        of a stored event recomputed and compared."""
+        return await self._call(  # type: ignore[no-any-return]
+            ops.SHOW_PRICE, model=model, provider=provider,
+            at=local_bound(at, name="at"), input_tokens=input_tokens,
+            cached_input_tokens=cached_input_tokens, cache_write_tokens=cache_write_tokens,
+            output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, log_id=log_id)
+
     # -- reports and the log tree --------------------------------------------------------
     async def usage_rollup(self, by: Sequence[str] = ("model",), tz: str = "UTC", *,
                            start: Any = None, end: Any = None,

@@ -826,6 +826,26 @@ def test_bad_price_rows_and_requests_are_refused_alike(api: Any) -> None:
     assert api.call(ops.LIST_PRICES) == before
 
 
+def test_the_clients_manage_price_overrides(side: Side, tmp_path: Path) -> None:
+    """The Python clients set, list, explain and remove price overrides as the API does."""
+    async def main() -> tuple[Any, ...]:
+        async with side.client_for(f"pri{next(_counter)}", tmp_path) as client:
+            made = await client.set_prices(PRICE_ROWS[:2])
+            listed = await client.list_prices()
+            shown = await client.show_price("gpt-4o", provider="openai",
+                                            at=datetime(2026, 7, 1, 12), input_tokens=1_000,
+                                            output_tokens=100)
+            removed = await client.remove_price(listed["rows"][0]["id"])
+            return made, listed, shown, removed, await client.list_prices()
+
+    made, listed, shown, removed, after = asyncio.run(main())
+    assert [r["since"] for r in listed["rows"]] == ["2026-01-01", "2026-06-01"]
+    assert shown["price_id"].startswith("override/") and ";since=2026-06-01" in shown["price_id"]
+    assert shown["cost"] == "0.002100000"  # 1,000 × $1.5/M + 100 × $6/M
+    assert [r["id"] for r in after["rows"]] == [listed["rows"][1]["id"]]
+    assert made and removed
+
+
 def test_the_clients_manage_budgets(side: Side, tmp_path: Path) -> None:
     async def main() -> tuple[Any, ...]:
         async with side.client_for(f"bud{next(_counter)}", tmp_path) as client:
