@@ -73,7 +73,13 @@ import orjson
 
 from ledger.errors import InvalidRequestError
 from ledger.model.money import MAX_COST_NANOS, round_half_even_div
-from ledger.model.pricing import Price, PriceBook, check_counts, is_packaged_book
+from ledger.model.pricing import (
+    Price,
+    PriceBook,
+    by_model,
+    check_counts,
+    is_packaged_book,
+)
 
 __all__ = [
     "MAX_ROWS",
@@ -440,15 +446,7 @@ class OverridePricer:
         table = self.table
         to_base: list[int] = []
         discounts: dict[int, _Compiled] = {}
-        groups: dict[tuple[str, str], list[int]] = {}
-        for i in positions:
-            key = (provider[i], model[i])
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [i]
-            else:
-                group.append(i)
-        for (prov, name), group in groups.items():
+        for (prov, name), group in by_model(provider, model, positions).items():
             series = table.series_for(prov, name)
             if not series:  # no row for this model: the packaged price, many at a time
                 to_base += group

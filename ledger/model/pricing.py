@@ -403,6 +403,21 @@ _MISSING: Final = object()
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def by_model(provider: Sequence[str], model: Sequence[str],
+             positions: Iterable[int]) -> dict[tuple[str, str], list[int]]:
+    """The ``positions`` of a batch's calls grouped by their (provider, model), in order:
+    one price lookup serves each group."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i in positions:
+        key = (provider[i], model[i])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [i]
+        else:
+            group.append(i)
+    return groups
+
+
 def is_packaged_book(pricer: object) -> bool:
     """Whether ``pricer`` is this module's ``PriceBook`` itself (not a subclass, which may
     price differently): it prices many calls at a time (``price_columns``), taking the
@@ -519,15 +534,7 @@ class PriceBook:
         each call priced, and ``cost_nanos[i] = None`` for a call ``price`` returns None
         for or refuses (``ValueError``). Calls of one model share one lookup, and the
         compiled formula runs in a loop (the per-call method is not called)."""
-        groups: dict[tuple[str, str], list[int]] = {}
-        for i in positions:
-            key = (provider[i], model[i])
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [i]
-            else:
-                group.append(i)
-        for (prov, name), group in groups.items():
+        for (prov, name), group in by_model(provider, model, positions).items():
             entry = self._models.get((prov, name), _MISSING)
             if entry is _MISSING:
                 entry = self._resolve(prov, name)

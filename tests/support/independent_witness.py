@@ -20,7 +20,6 @@ import glob
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.paths import REPO
+from tests.support.serverproc import terminate
 
 VERSION = "0.1.0"
 REQUIREMENTS = (f"aics-witness=={VERSION}",)
@@ -86,13 +86,7 @@ class AicsWitness:
     log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a hung witness
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 def _free_port() -> int:

@@ -47,14 +47,20 @@ class Server:
         return {"X-API-Key": self.keys[project]}
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
+        return terminate(self.proc, timeout=60)
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """Stop a process we started: SIGTERM (a graceful shutdown), SIGKILL after
+    ``timeout`` seconds; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hung process
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
 
 
 def start(data: Path, projects: tuple[str, ...] = ("alpha", "beta"),

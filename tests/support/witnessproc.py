@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.serverproc import free_port
+from tests.support.serverproc import free_port, terminate
 
 PROGRAM = "from ledger.cli import main; main()"
 
@@ -42,13 +41,7 @@ class WitnessProcess:
                 "--public-key", str(keys))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a hung witness
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 def start(directory: Path, name: str, logs: dict[str, Path], prefix: str = "/witness"
