@@ -7,23 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from ledger import Ledger
-from ledger.cli import cli
 from tests.conftest import usage
+from tests.support.cli import as_json, llmring
 
 CUSTOMERS = ["acme", "beta", None, "acme", "beta", "acme"]
-
-
-def llmring(data: Path, *args: str) -> Result:
-    runner = CliRunner(env={"LLMRING_LEDGER_DIR": None, "LLMRING_PROJECT": None})
-    return runner.invoke(cli, ["--data", str(data), *args], catch_exceptions=False)
-
-
-def as_json(result: Result) -> dict:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
 
 
 @pytest.fixture

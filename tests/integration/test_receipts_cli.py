@@ -8,22 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from ledger import Ledger
-from ledger.cli import cli
 from tests.conftest import usage
+from tests.support.cli import as_json, llmring
 from tests.support.terminal import run_on_tty, visible
-
-
-def llmring(data: Path, *args: str) -> Result:
-    runner = CliRunner(env={"LLMRING_LEDGER_DIR": None, "LLMRING_PROJECT": None})
-    return runner.invoke(cli, ["--data", str(data), *args], catch_exceptions=False)
-
-
-def as_json(result: Result) -> dict:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
 
 
 @pytest.fixture
