@@ -169,7 +169,7 @@ def test_every_block_of_the_guide_is_run_or_said_why_not() -> None:
     assert "last day of last month" in dict(shell_commands(blocks[28].code))[2]
     assert set(NOT_RUN_LINES) <= {(i, n) for i in SHELL
                                   for n, _ in shell_commands(blocks[i].code)}
-    # the verbatim copy of ../shared/docs/migration-to-on-demand-receipts.md
+    # tests/fixtures/users-guide.md is a verbatim copy of the published guide
     assert hashlib.sha256(GUIDE.read_bytes()).hexdigest() == GUIDE_SHA256
 
 
