@@ -100,6 +100,19 @@ class LedgerLockedError(LedgerError, RuntimeError):
     code = "ledger_locked"
 
 
+class OldLayoutError(LedgerError, RuntimeError):
+    """The data directory is in the layout before projects had their own units (one
+    journal, manifest and index for all): ``llmring ledger migrate`` converts it."""
+
+    code = "old_layout"
+
+    @classmethod
+    def at(cls, root: object) -> OldLayoutError:
+        return cls(f"{root} is in the layout of an older version (one journal, manifest and "
+                   "index for every project): convert it with `llmring ledger migrate "
+                   f"--data {root}` (it verifies the directory before and after)")
+
+
 class ServerUnavailableError(LedgerError):
     """No server answered (connection refused, timeout, a broken connection)."""
 
@@ -581,6 +594,7 @@ __all__ = [
     "IdConflictError", "InternalError", "InvalidRequestError", "JournalDamageError",
     "JournalError", "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError",
     "MethodNotAllowedError", "NotFoundError", "NotWritableError", "NoteError",
+    "OldLayoutError",
     "NothingToCertifyError", "PolicyError",
     "ProofError", "PublicKeyFormatError", "QuorumError", "ReceiptNotFoundError",
     "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",

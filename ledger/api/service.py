@@ -318,7 +318,7 @@ class LedgerService:
         rows = [] if result is None else (
             result.fetchall() if hasattr(result, "fetchall") else list(result))
         first, last = (rows[0][0], rows[0][1]) if rows else (None, None)
-        segs = [s for s in self.ledger.manifest.state.live.values() if s.tenant == tenant]
+        segs = self.ledger.live_segments(tenant)
         tail = snapshot.tail.column("tenant").to_pylist() if snapshot.tail.num_rows else []
         cost = totals[0].cost_nanos if totals else 0
         return {

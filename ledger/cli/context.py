@@ -46,6 +46,7 @@ from ledger.errors import (
     LedgerLockedError,
     ManifestError,
     NotWritableError,
+    OldLayoutError,
     ServerUnavailableError,
     TamperEvidence,
 )
@@ -83,7 +84,7 @@ def cli_error(exc: LedgerError) -> CliError:
 def exit_code_of(exc: LedgerError) -> int:
     if isinstance(exc, TamperEvidence | ManifestError):
         return EXIT_FAILED_CHECK
-    if exc.request or isinstance(exc, LedgerLockedError | ServerUnavailableError):
+    if exc.request or isinstance(exc, LedgerLockedError | OldLayoutError | ServerUnavailableError):
         return EXIT_USAGE
     return EXIT_FAILED_CHECK if exc.status >= 500 else EXIT_USAGE
 
@@ -126,7 +127,7 @@ class App:
             self.require_existing()
         try:
             led = Ledger(self.data, accept_loss=accept_loss)
-        except LedgerLockedError as exc:
+        except (LedgerLockedError, OldLayoutError) as exc:
             raise CliError(str(exc)) from None
         except NotWritableError as exc:  # its message names the path and the need
             raise CliError(str(exc), exit_code_of(exc)) from None
@@ -268,7 +269,7 @@ def report_losses(losses: list[dict[str, Any]]) -> None:
         click.echo(f"warning: {loss['journal']} was damaged at byte {loss['offset']}: cut "
                    f"at byte {loss['cut_at']} (--accept-loss), {loss['events_lost']} "
                    f"acknowledged events lost; kept {', '.join(loss['kept'])}; recorded in "
-                   "journal/losses.jsonl", err=True)
+                   f"{loss['journal'].rsplit('/', 1)[0]}/losses.jsonl", err=True)
 
 
 def read_json_file(file: Path) -> Any:

@@ -39,14 +39,14 @@ def collect_stats(service: Any) -> dict[str, Any]:
     directory."""
     led = service.ledger
     snapshot = led.snapshot()
-    live = list(led.manifest.state.live.values())
+    live = led.live_segments()
     return {
         "data_dir": str(led.path),
         "projects": {tenant: service.stats(tenant) for tenant in led.tenants()},
         "segments": len(live),
         "segment_bytes": sum(s.bytes for s in live),
         "journal_tail_rows": snapshot.tail.num_rows,
-        "manifest_records": len(led.manifest.state.records),
+        "manifest_records": led.manifest_records(),
     }
 
 

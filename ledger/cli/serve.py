@@ -99,6 +99,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     import uvicorn
 
     from ledger.core.facade import LedgerError, LedgerLockedError
+    from ledger.errors import OldLayoutError
     from ledger.server import ServerConfig, create_app
     from ledger.server.app import ServerState
     from ledger.server.connections import ConnectionLimits, uvicorn_options
@@ -123,7 +124,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
                               backoff=witness_backoff, backoff_max=witness_backoff_max))
     try:  # open the directory first: a locked or damaged one is reported, not traced
         state = ServerState(config)
-    except LedgerLockedError as exc:
+    except (LedgerLockedError, OldLayoutError) as exc:
         raise CliError(str(exc)) from None
     except (LedgerError, ManifestError, KeyRingError, ConfigError) as exc:
         raise CliError(f"cannot serve {app.data}: {exc}", EXIT_FAILED_CHECK) from None

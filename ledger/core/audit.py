@@ -47,8 +47,8 @@ from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_h
 from ledger.model.schema import EVENT_SCHEMA, ROW_FIELDS, STORED_FIELDS
 from ledger.storage import journal as jr
 from ledger.storage.dimensions import derived_columns, with_dimensions
-from ledger.storage.layout import JOURNAL_SUFFIX, DataDir
-from ledger.storage.manifest import check_chain, read_lines
+from ledger.storage.layout import JOURNAL_SUFFIX, DataDir, ProjectDir
+from ledger.storage.manifest import ManifestState, check_chain, read_lines
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
@@ -121,37 +121,41 @@ def verify_directory(path: str | os.PathLike[str], *,
     layout = DataDir(path)
     root = layout.root
     report = AuditReport()
-    if not layout.manifest.exists() and not layout.journal.exists():
+    # Each project's unit (``projects/<t>/``), or the one of a directory in the layout
+    # before projects had their own (``llmring ledger migrate`` verifies it so).
+    units: list[DataDir] = ([layout.legacy()] if layout.holds_legacy() else
+                            [layout.project(t) for t in layout.project_names()])
+    if not any(u.manifest.exists() or u.journal.exists() for u in units):
         report.add("directory", str(root), "not a ledger data directory (no manifest.jsonl "
                    "and no journal/)")
         return report
-    lines, torn = read_lines(layout.manifest)
-    if torn:
-        report.notes.append("manifest.jsonl ends in a torn line (a crash mid-append); the "
-                            "writer cuts it off on its next open")
-    state, chain = check_chain(lines)
-    for c in chain:
-        report.add("manifest", f"manifest.jsonl line {c.line}", c.message)
-
-    store = SegmentStore(layout)
+    trees = units[0] if layout.holds_legacy() else layout
     logs: dict[str, _TenantLog] = {}
-    live = sorted(state.live.values(), key=lambda s: (s.tenant, s.kind, s.seq_min))
-    total = len(live)
-    for done, seg in enumerate(live, 1):
-        _check_segment(store, seg, report, logs)
-        if progress is not None:
-            progress(done, total)
-
-    files = [p for number, p in jr.journal_files(layout.journal)
-             if number > state.sealed_journal]
-    for i, jpath in enumerate(files):
-        _check_journal(jpath, i < len(files) - 1, report, logs)
-    _check_losses(layout, report)
-    _check_kept_journals(layout, report, logs)
+    store = SegmentStore(layout)
+    for unit in units:
+        state = _check_manifest(unit, report)
+        live = sorted(state.live.values(), key=lambda s: (s.tenant, s.kind, s.seq_min))
+        total = len(live)
+        for done, seg in enumerate(live, 1):
+            if isinstance(unit, ProjectDir) and seg.tenant != unit.tenant:
+                report.add("manifest", _rel(unit.manifest, root),
+                           f"names {seg.path}, a file of project {seg.tenant!r}, not of "
+                           f"{unit.tenant!r}")
+                continue
+            _check_segment(store, seg, report, logs)
+            if progress is not None:
+                progress(done, total)
+        files = [p for number, p in jr.journal_files(unit.journal)
+                 if number > state.sealed_journal]
+        for i, jpath in enumerate(files):
+            _check_journal(jpath, i < len(files) - 1, report, logs)
+    for unit in units:
+        _check_losses(unit, report)
+        _check_kept_journals(unit, report, logs)
 
     checkpoints = _load_checkpoints(layout, report)
     for tenant, log in sorted(logs.items()):
-        _check_log(layout, tenant, log, report, checkpoints.pop(tenant, []))
+        _check_log(trees, tenant, log, report, checkpoints.pop(tenant, []))
     for tenant, signed in sorted(checkpoints.items()):
         if signed:
             top = max(signed, key=lambda c: c.checkpoint.size)
@@ -159,6 +163,23 @@ def verify_directory(path: str | os.PathLike[str], *,
                        f"a checkpoint of its log at size {top.checkpoint.size} was signed, "
                        "but the directory holds no entry of that log (it was deleted)")
     return report
+
+
+def _rel(path: Path, root: Path) -> str:
+    return str(path.relative_to(root))
+
+
+def _check_manifest(unit: DataDir, report: AuditReport) -> ManifestState:
+    """The state of a unit's manifest, its chain checked (a missing manifest: empty)."""
+    where = _rel(unit.manifest, unit.root)
+    lines, torn = read_lines(unit.manifest)
+    if torn:
+        report.notes.append(f"{where} ends in a torn line (a crash mid-append); the "
+                            "writer cuts it off on its next open")
+    state, chain = check_chain(lines)
+    for c in chain:
+        report.add("manifest", f"{where} line {c.line}", c.message)
+    return state
 
 
 def _load_checkpoints(layout: DataDir, report: AuditReport
@@ -407,7 +428,7 @@ def _check_losses(layout: DataDir, report: AuditReport) -> None:
     for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
         if not line.strip():
             continue
-        where = f"journal/{path.name} line {number}"
+        where = f"{_rel(path, layout.root)} line {number}"
         try:
             loss = orjson.loads(line)
             message = (f"on {loss['at']} {loss['journal']} was cut at byte {loss['cut_at']} "

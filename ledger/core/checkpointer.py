@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from ledger.core.guard import WriteGuard
 from ledger.core.logs import Logs
@@ -25,8 +26,11 @@ class Checkpointer:
     background thread checkpoints every log that grew that often."""
 
     def __init__(self, layout: DataDir, guard: WriteGuard, journal: jr.Journal, logs: Logs,
-                 interval: float | None) -> None:
+                 interval: float | None, *, notary: Callable[[], Notary] | None = None) -> None:
+        """``notary``: the directory's signing side, shared by every project's checkpointer
+        (by default one of its own, built on first use)."""
         self.layout = layout
+        self._shared_notary = notary
         self.guard = guard
         self.journal = journal
         self.logs = logs
@@ -44,6 +48,8 @@ class Checkpointer:
     def notary(self) -> Notary:
         """The directory's signing side, built on first use (reading the origin creates
         ``config.json``)."""
+        if self._shared_notary is not None:
+            return self._shared_notary()
         with self.guard.lock:
             if self._notary is None:
                 self._notary = Notary(self.layout)

@@ -1,9 +1,11 @@
 """``Ledger``: the embedded Python API over one data directory (docs/architecture.md).
 
-A small façade over the write core, each part an object that owns its state and is
-handed what it needs:
+A router over the projects' units (``ledger.core.unit.ProjectUnit``: a project is the
+unit of durability and ownership, with its own lock, journal, manifest, index and tree
+under ``projects/<t>/``). Each unit is the write core, each part an object that owns its
+state and is handed what it needs:
 
-* ``recovery``: the directory's lock; on open, torn tails cut, leftovers removed, the
+* ``recovery``: the project's lock; on open, torn tails cut, leftovers removed, the
   journal replayed, the index and trees brought level with the log;
 * ``appender``: validate → assign a gap-free per-project ``seq`` → journal → index, tail
   and tree → group-commit fsync → acknowledge; receipt entries;
@@ -25,29 +27,27 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from ledger.core.appender import Appender
-from ledger.core.checkpointer import DEFAULT_CHECKPOINT_INTERVAL, Checkpointer
-from ledger.core.guard import WriteGuard, storage_full
-from ledger.core.idempotency import Idempotency
-from ledger.core.logs import Logs
+from ledger.core.checkpointer import DEFAULT_CHECKPOINT_INTERVAL
+from ledger.core.guard import WriteGuard
 from ledger.core.prices import ProjectPrices
-from ledger.core.recovery import Recovery, release_lock, take_lock
-from ledger.core.sealer import DEFAULT_SEAL_ROWS, CompactResult, Sealer, SealResult
+from ledger.core.recovery import release_lock, take_lock
+from ledger.core.sealer import DEFAULT_SEAL_ROWS, CompactResult, SealResult
 from ledger.core.tail import Tail, TailChunk
-from ledger.errors import LedgerError, LedgerLockedError, NotWritableError
+from ledger.core.unit import ProjectUnit
+from ledger.errors import LedgerError, LedgerLockedError, NotWritableError, OldLayoutError
 from ledger.model.event import Ack, Event, EventIn, us_to_datetime
-from ledger.model.tenant import check_tenant
-from ledger.storage import journal as jr
+from ledger.model.tenant import check_tenant, is_name
 from ledger.storage.dimensions import DeclaredDimensions
 from ledger.storage.durable import is_private, private_dir, tighten
-from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
-from ledger.storage.manifest import Manifest
+from ledger.storage.manifest import Segment
 from ledger.storage.receipt_entries import ReceiptEntry, tail_tables
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import SignedCheckpoint
@@ -59,7 +59,10 @@ _log = logging.getLogger("ledger")
 
 
 class Ledger:
-    """One data directory, opened for writing by this process alone."""
+    """One data directory, opened for writing by this process alone: a router over the
+    projects' units (``ProjectUnit``), each with its own lock, journal, manifest, index
+    and tree under ``projects/<t>/``. The units of the projects already written are
+    opened (recovered) with the directory; a new project's on its first write."""
 
     def __init__(self, path: str | os.PathLike[str], *, seal_rows: int = DEFAULT_SEAL_ROWS,
                  pricer: Any = "default", auto_seal: bool = True,
@@ -73,9 +76,12 @@ class Ledger:
 
         A journal damaged inside is refused (``JournalDamageError``); ``accept_loss`` cuts
         it at the damage instead, recording the loss (``accepted_losses`` lists the cuts
-        made by this opening; docs/formats.md)."""
+        made by this opening; docs/formats.md). A directory in the layout before projects
+        had their own units is refused (``OldLayoutError``: ``llmring ledger migrate``)."""
         self.layout = DataDir(path)
         self.path = self.layout.root
+        if self.layout.holds_legacy():
+            raise OldLayoutError.at(self.path)
         private_dir(self.path)
         if pricer == "default":
             from ledger.model.pricing import PriceBook
@@ -87,15 +93,31 @@ class Ledger:
         """Each project's price overrides over ``pricer`` (``llmring prices``)."""
         self.checkpoint_interval = checkpoint_interval
         self.accepted_losses: list[dict[str, Any]] = []
-        self._guard = WriteGuard()
+        self._seal_rows = seal_rows
+        self._auto_seal = auto_seal
+        self._accept_loss = accept_loss
+        self._guard = WriteGuard()  # its lock guards the units and the notary
         self._lock = self._guard.lock
+        self._units: dict[str, ProjectUnit] = {}
+        self._notary: Notary | None = None
+        self._on_sync: Callable[[float], None] | None = None
+        self._stop = threading.Event()
+        self._cadence: threading.Thread | None = None
         try:
             self._lockfd = take_lock(self.layout)
             try:
                 if not is_private(self.path):  # written before everything in it was private
                     tighten(self.path)
-                self._open(seal_rows, auto_seal, accept_loss)
+                self.store = SegmentStore(self.layout)
+                self.dimensions = DeclaredDimensions(self.layout)
+                # Every project's journal is checked before any derived file changes.
+                opened = [self._new_unit(t) for t in self.layout.project_names()]
+                for unit in opened:
+                    unit.start()
+                    self.accepted_losses.extend(unit.accepted_losses)
             except BaseException:
+                for unit in self._units.values():  # nothing sealed: as before the opening
+                    unit.release()
                 os.close(self._lockfd)
                 raise
         except (OSError, sqlite3.Error) as exc:  # a read-only directory: say so, no trace
@@ -103,101 +125,162 @@ class Ledger:
             if refused is None:
                 raise
             raise refused from exc
+        if checkpoint_interval is not None:  # one thread for every project's cadence
+            self._cadence = threading.Thread(target=self._cadence_loop,
+                                             name="ledger-checkpoints", daemon=True)
+            self._cadence.start()
 
-    def _open(self, seal_rows: int, auto_seal: bool, accept_loss: bool) -> None:
-        layout = self.layout
-        self.store = SegmentStore(layout)
-        self.manifest = Manifest(layout.manifest)
-        recovery = Recovery(layout, self.store, self.manifest, accept_loss=accept_loss)
-        replayed = recovery.replay()
-        self.accepted_losses = recovery.losses
-        self.tail = Tail([c for c in replayed.chunks if c],
-                         TailChunk(journal=replayed.next_journal))
-        self.index = Index(layout)
-        self.ids = Idempotency(self.index, self.manifest, self.store, self.tail, self.get)
-        recovery.catch_up_index(self.ids, replayed.chunks)
-        recovery.remove_empty(replayed.chunks)
-        self.journal = jr.Journal(layout.journal, replayed.next_journal)
-        self.logs = Logs(layout, replayed.sizes, replayed.receipt_seqs,
-                         lambda tenant, tree, size: recovery.fill_tree(self.tail, tenant, tree,
-                                                                       size))
-        self.logs.open_trees()
-        self.checkpointer = Checkpointer(layout, self._guard, self.journal, self.logs,
-                                         self.checkpoint_interval)
-        self.dimensions = DeclaredDimensions(layout)
-        self.sealer = Sealer(
-            self._guard, self.journal, self.manifest, self.store, self.index, self.tail,
-            self.logs, seal_rows=seal_rows, auto_seal=auto_seal,
-            after_seal=(self.checkpointer.checkpoint_grown
-                        if self.checkpoint_interval is not None else None),
-            dimensions=self.dimensions)
-        self.appender = Appender(self._guard, self.journal, self.logs, self.tail, self.ids,
-                                 self.prices.pricer_for, self.sealer.tail_grew)
+    # -- the projects' units -------------------------------------------------------------
+    def unit(self, tenant: str) -> ProjectUnit:
+        """The project's unit, opened (locked and recovered) on first use."""
+        found = self._units.get(tenant)
+        if found is not None:
+            return found
+        check_tenant(tenant)
+        with self._lock:
+            found = self._units.get(tenant)
+            if found is not None:
+                return found
+            if self._guard.closed:
+                raise LedgerError("the ledger is closed")
+            unit = self._new_unit(tenant)
+            try:
+                unit.start()
+            except BaseException:
+                del self._units[tenant]
+                unit.release()
+                raise
+            if self._on_sync is not None:
+                unit.journal.on_sync = self._on_sync
+            return unit
+
+    def _new_unit(self, tenant: str) -> ProjectUnit:
+        """A project's unit, locked and its journal replayed (not yet ``start``ed)."""
+        unit = ProjectUnit(
+            self.layout.project(tenant), self.store, pricer_for=self.prices.pricer_for,
+            dimensions=self.dimensions, notary=lambda: self.notary,
+            seal_rows=self._seal_rows, auto_seal=self._auto_seal,
+            checkpoint_after_seal=self.checkpoint_interval is not None,
+            accept_loss=self._accept_loss, get=self.get)
+        self._units[tenant] = unit
+        return unit
+
+    def _opened(self, tenant: str) -> ProjectUnit | None:
+        """The project's unit if it exists (a read of an unknown project creates none)."""
+        found = self._units.get(tenant)
+        if found is None and is_name(tenant) and self.layout.project(tenant).holds_ledger():
+            return self.unit(tenant)
+        return found
+
+    def units(self) -> list[ProjectUnit]:
+        """The open units, by project name."""
+        with self._lock:
+            return [self._units[t] for t in sorted(self._units)]
 
     @property
     def seal_rows(self) -> int:
-        return self.sealer.seal_rows
+        return self._seal_rows
 
     @property
     def auto_seal(self) -> bool:
-        return self.sealer.auto_seal
+        return self._auto_seal
 
     @property
     def notary(self) -> Notary:
         """The directory's signing side: origin, key ring, checkpoints, cosignatures (one
-        per open directory, built on first use)."""
-        return self.checkpointer.notary
+        per open directory, shared by every project, built on first use)."""
+        with self._lock:
+            if self._notary is None:
+                self._notary = Notary(self.layout)
+            return self._notary
 
     # -- appends -------------------------------------------------------------------------
     def append(self, event: Mapping[str, Any] | EventIn, *, tenant: str = "default") -> Ack:
         """Append one event; return once it is durable."""
-        return self.appender.append_many([event], tenant=tenant)[0]
+        return self.append_many([event], tenant=tenant)[0]
 
     def append_many(self, events: Iterable[Mapping[str, Any] | EventIn], *,
                     tenant: str = "default") -> Sequence[Ack]:
         """Append events atomically: all are recorded, or (on any invalid event or id
         conflict) none is. Returns one acknowledgement per input, in order."""
-        return self.appender.append_many(events, tenant=tenant)
+        check_tenant(tenant)
+        return self.unit(tenant).appender.append_many(events, tenant=tenant)
 
     # -- sealing and compaction ----------------------------------------------------------
     def flush(self) -> SealResult:
-        """Seal everything in the journal into segments now."""
-        return self.sealer.seal()
+        """Seal everything in every project's journal into segments now."""
+        return self.seal()
 
     def seal(self) -> SealResult:
-        return self.sealer.seal()
+        results = [u.sealer.seal() for u in self.units()]
+        return SealResult(sum(r.events for r in results), sum(r.segments for r in results),
+                          max((r.journal for r in results), default=0))
 
     def compact(self, *, tenant: str | None = None, date: str | None = None) -> CompactResult:
         """Merge the small segments of each (tenant, day) partition into one."""
-        return self.sealer.compact(tenant=tenant, date=date)
+        units = self.units() if tenant is None else [u for u in [self._opened(tenant)] if u]
+        results = [u.sealer.compact(tenant=tenant, date=date) for u in units]
+        return CompactResult(sum(r.merged for r in results), sum(r.written for r in results))
 
     # -- reads ---------------------------------------------------------------------------
+    def live_segments(self, tenant: str | None = None, kind: str | None = None
+                      ) -> list[Segment]:
+        """The live segment files (of one project, of one kind), as their manifests say."""
+        units = self.units() if tenant is None else [u for u in [self._opened(tenant)] if u]
+        out = []
+        for u in units:
+            with u.guard.lock:
+                out.extend(s for s in u.manifest.state.live.values()
+                           if kind is None or s.kind == kind)
+        return out
+
+    def manifest_records(self) -> int:
+        """The records of every project's manifest."""
+        total = 0
+        for u in self.units():
+            with u.guard.lock:
+                total += len(u.manifest.state.records)
+        return total
+
     def snapshot(self) -> Snapshot:
-        """The live segment files and the unsealed tail, as of now."""
-        with self._lock:
-            segments: dict[str, list[SegmentRef]] = {}
-            for seg in self.manifest.state.segments():
-                segments.setdefault(seg.tenant, []).append(SegmentRef(
-                    self.store.abspath(seg.path), seg.date, seg.seq_min, seg.seq_max, seg.rows))
-            receipt_files: dict[str, list[str]] = {}
-            membership_files: dict[str, list[str]] = {}
-            for kind, files in (("receipts", receipt_files), ("membership", membership_files)):
-                for seg in self.manifest.state.segments(kind=kind):
-                    files.setdefault(seg.tenant, []).append(self.store.abspath(seg.path))
-            entries = self.tail.receipt_entries()
-            receipt_tail, membership_tail = tail_tables(entries) if entries else (None, None)
-            return Snapshot(segments=segments, tail=self.tail.table(),
-                            dimensioned=frozenset(self.dimensions.projects()),
-                            sizes=dict(self.logs.sizes), receipt_files=receipt_files,
-                            membership_files=membership_files, receipt_tail=receipt_tail,
-                            membership_tail=membership_tail,
-                            receipt_seqs={t: list(v)
-                                          for t, v in self.logs.receipt_seqs.items()})
+        """The live segment files and the unsealed tail of every project, as of now."""
+        segments: dict[str, list[SegmentRef]] = {}
+        receipt_files: dict[str, list[str]] = {}
+        membership_files: dict[str, list[str]] = {}
+        tails: list[pa.Table] = []
+        entries: list[ReceiptEntry] = []
+        sizes: dict[str, int] = {}
+        receipt_seqs: dict[str, list[int]] = {}
+        for u in self.units():
+            with u.guard.lock:
+                state = u.manifest.state
+                for seg in state.segments():
+                    segments.setdefault(seg.tenant, []).append(SegmentRef(
+                        self.store.abspath(seg.path), seg.date, seg.seq_min, seg.seq_max,
+                        seg.rows))
+                for kind, files in (("receipts", receipt_files),
+                                    ("membership", membership_files)):
+                    for seg in state.segments(kind=kind):
+                        files.setdefault(seg.tenant, []).append(self.store.abspath(seg.path))
+                entries.extend(u.tail.receipt_entries())
+                tail = u.tail.table()
+                if tail.num_rows:
+                    tails.append(tail)
+                sizes.update(u.logs.sizes)
+                receipt_seqs.update({t: list(v) for t, v in u.logs.receipt_seqs.items()})
+        if not tails:
+            tails.append(Tail([], TailChunk(journal=0)).table())
+        receipt_tail, membership_tail = tail_tables(entries) if entries else (None, None)
+        return Snapshot(segments=segments, tail=pa.concat_tables(tails),
+                        dimensioned=frozenset(self.dimensions.projects()),
+                        sizes=sizes, receipt_files=receipt_files,
+                        membership_files=membership_files, receipt_tail=receipt_tail,
+                        membership_tail=membership_tail, receipt_seqs=receipt_seqs)
 
     # -- receipt entries (docs/formats.md; content and signing are ``ledger.receipts.issuance``) --
     def receipt_lock(self, tenant: str) -> threading.Lock:
         """The lock that serializes receipt issuance for one tenant."""
-        return self.appender.receipt_lock(tenant)
+        return self.unit(tenant).appender.receipt_lock(tenant)
 
     def append_receipt(self, tenant: str, ranges: np.ndarray,
                        build: Callable[[int, bytes], bytes]) -> ReceiptEntry:
@@ -205,23 +288,30 @@ class Ledger:
         event seqs). ``build(size, root)`` is called under the write lock with the log's
         size and root just before the entry and returns the entry's canonical bytes (the
         signed receipt). Returns once the entry and its membership are durable."""
-        return self.appender.append_receipt(tenant, ranges, build)
+        return self.unit(tenant).appender.append_receipt(tenant, ranges, build)
 
     def resolve(self, tenant: str, event_ids: Sequence[str]) -> dict[str, Ack]:
         """The acknowledgements of known event ids (a usage log paired with its
         conversation resolves to the conversation event); unknown ids are absent."""
-        with self._lock:
-            return {k: v.ack for k, v in self.ids.lookup(tenant, list(event_ids)).items()}
+        unit = self._opened(tenant)
+        if unit is None:
+            return {}
+        with unit.guard.lock:
+            return {k: v.ack for k, v in unit.ids.lookup(tenant, list(event_ids)).items()}
 
     def leaf_hash_buffer(self, tenant: str, start: int, end: int) -> bytes:
         """The tenant's log leaf hashes [start, end), packed (one read of the tree)."""
-        with self._lock:
-            return self.logs.tree(tenant).leaf_hash_buffer(start, end)
+        unit = self.unit(tenant)
+        with unit.guard.lock:
+            return unit.logs.tree(tenant).leaf_hash_buffer(start, end)
 
     def receipt_seqs(self, tenant: str) -> list[int]:
         """The seqs of the tenant's receipt entries, ascending."""
-        with self._lock:
-            return list(self.logs.receipt_seqs.get(tenant, []))
+        unit = self._opened(tenant)
+        if unit is None:
+            return []
+        with unit.guard.lock:
+            return list(unit.logs.receipt_seqs.get(tenant, []))
 
     # -- signed checkpoints (docs/formats.md; notes and the store are ``ledger.tlog``) ---
     def checkpoint(self, tenant: str = "default") -> SignedCheckpoint:
@@ -230,37 +320,60 @@ class Ledger:
         returned (``ledger.tlog.checkpoint.SignedCheckpoint``). The journal is synced first,
         so a checkpoint never covers an entry that a crash could lose. If the log has not
         grown since the latest checkpoint, that one is returned."""
-        return self.checkpointer.checkpoint(tenant)
+        check_tenant(tenant)
+        return self.unit(tenant).checkpointer.checkpoint(tenant)
 
     def checkpoint_grown(self) -> list[SignedCheckpoint]:
         """Checkpoint every tenant whose log grew since its last checkpoint here. A
         refusal (the log contradicts a checkpoint already issued) is logged, not raised:
         `llmring ledger verify` reports it."""
-        return self.checkpointer.checkpoint_grown()
+        return [c for u in self.units() for c in u.checkpointer.checkpoint_grown()]
+
+    def _cadence_loop(self) -> None:
+        assert self.checkpoint_interval is not None
+        while not self._stop.wait(self.checkpoint_interval):
+            for unit in self.units():
+                try:
+                    unit.checkpointer.checkpoint_grown()
+                except Exception as exc:
+                    if type(exc) is LedgerError:  # closed or failed: writers see it
+                        continue
+                    _log.exception("cadence checkpoint of %s failed", unit.tenant)
 
     def size(self, tenant: str = "default") -> int:
         """Number of entries in the tenant's log (its next ``seq``): events and receipt
         entries together."""
-        with self._lock:
-            return self.logs.size(tenant)
+        unit = self._opened(tenant)
+        if unit is None:
+            return 0
+        with unit.guard.lock:
+            return unit.logs.size(tenant)
 
     def tenants(self) -> list[str]:
-        with self._lock:
-            return sorted(self.logs.sizes)
+        out: set[str] = set()
+        for u in self.units():
+            with u.guard.lock:
+                out.update(u.logs.sizes)
+        return sorted(out)
 
     def tree(self, tenant: str = "default") -> TreeStore:
         """The tenant's log tree (RFC 9162), for roots and proofs."""
         check_tenant(tenant)
-        with self._lock:
-            return self.logs.tree(tenant)
+        unit = self.unit(tenant)
+        with unit.guard.lock:
+            return unit.logs.tree(tenant)
 
     def root(self, tenant: str = "default") -> bytes:
-        with self._lock:
-            return self.logs.tree(tenant).root()
+        unit = self.unit(tenant)
+        with unit.guard.lock:
+            return unit.logs.tree(tenant).root()
 
     def get(self, tenant: str, event_id: str) -> Event | None:
-        with self._lock:
-            found = self.ids.lookup(tenant, [event_id]).get(event_id)
+        unit = self._opened(tenant)
+        if unit is None:
+            return None
+        with unit.guard.lock:
+            found = unit.ids.lookup(tenant, [event_id]).get(event_id)
         return None if found is None else self.event_of(found.ack)
 
     def event_of(self, ack: Ack) -> Event | None:
@@ -287,32 +400,52 @@ class Ledger:
 
         return pe.count_events(self.snapshot(), tenant, start=start, end=end)
 
+    # -- what ``llmring serve`` measures (/metrics) ----------------------------------------
+    def counters(self) -> Counters:
+        """The counts of every project's write core since the ledger opened."""
+        c = Counters()
+        for u in self.units():
+            c.events_appended += u.appender.events_appended
+            c.receipts_appended += u.appender.receipts_appended
+            c.journal_bytes += u.journal.written
+            c.seals += u.sealer.seals
+            c.compactions += u.sealer.compactions
+            c.writable = c.writable and u.journal.healthy
+            for project, nanos in dict(u.appender.cost_nanos).items():
+                c.cost_nanos[project] = c.cost_nanos.get(project, 0) + nanos
+        return c
+
+    def on_sync(self, observe: Callable[[float], None]) -> None:
+        """Tell ``observe`` the seconds of every journal group-commit fsync."""
+        with self._lock:
+            self._on_sync = observe
+            for u in self._units.values():
+                u.journal.on_sync = observe
+
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
         guard = self._guard
         if guard.closed:
             return
-        self.appender.stop()
+        self._stop.set()
         try:
-            if guard.healthy:
-                try:
-                    self.seal()
-                except Exception as exc:
-                    if not storage_full(exc):
-                        raise
-                    # Every acknowledged event is in the journal, replayed on next open.
-                    _log.warning("closing without sealing the journal (%s): it is "
-                                 "replayed when the directory is next opened", exc)
+            self._close_units()
         finally:
             guard.closed = True
-            self.checkpointer.stop()
-            self.sealer.stop()
-            with self._lock:
-                self.journal.close()
-                self.logs.close()
-                self.index.close()
-                self.manifest.close()
+            if self._cadence is not None:
+                self._cadence.join(timeout=30)
             release_lock(self._lockfd)
+
+    def _close_units(self) -> None:
+        """Close every unit (the first failure is raised once all were tried)."""
+        failure: BaseException | None = None
+        for unit in list(self._units.values()):
+            try:
+                unit.close()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> Ledger:
         return self
@@ -321,5 +454,18 @@ class Ledger:
         self.close()
 
 
-__all__ = ["Ack", "CompactResult", "Ledger", "LedgerError", "LedgerLockedError",
+@dataclass
+class Counters:
+    """Counts of the write core since the ledger opened (``Ledger.counters``)."""
+
+    events_appended: int = 0
+    receipts_appended: int = 0
+    journal_bytes: int = 0
+    seals: int = 0
+    compactions: int = 0
+    writable: bool = True
+    cost_nanos: dict[str, int] = field(default_factory=dict)
+
+
+__all__ = ["Ack", "CompactResult", "Counters", "Ledger", "LedgerError", "LedgerLockedError",
            "SealResult"]

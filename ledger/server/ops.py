@@ -53,29 +53,29 @@ class _LedgerCollector(Collector):
         self.ledger = ledger
 
     def collect(self) -> Iterator[Any]:
-        appender, sealer = self.ledger.appender, self.ledger.sealer
+        counters = self.ledger.counters()
         yield CounterMetricFamily("llmring_events_appended",
                                   "New events appended to the journal.",
-                                  value=appender.events_appended)
+                                  value=counters.events_appended)
         yield CounterMetricFamily("llmring_journal_bytes_appended",
                                   "Bytes written to the journal (events, receipts, "
-                                  "commits).", value=self.ledger.journal.written)
+                                  "commits).", value=counters.journal_bytes)
         yield CounterMetricFamily("llmring_seals", "Seals of the journal into segments.",
-                                  value=sealer.seals)
+                                  value=counters.seals)
         yield CounterMetricFamily("llmring_compactions",
                                   "Segments written by compaction.",
-                                  value=sealer.compactions)
+                                  value=counters.compactions)
         yield CounterMetricFamily("llmring_receipts_issued", "Receipts issued.",
-                                  value=appender.receipts_appended)
+                                  value=counters.receipts_appended)
         cost = CounterMetricFamily("llmring_project_cost_nanos",
                                    "Cost of the new events of each project, in "
                                    "nano-dollars (USD 1e-9).", labels=["project"])
-        for project, nanos in sorted(dict(appender.cost_nanos).items()):
+        for project, nanos in sorted(counters.cost_nanos.items()):
             cost.add_metric([project], nanos)
         yield cost
         up = GaugeMetricFamily("llmring_ledger_writable",
                                "1 while the ledger takes writes.")
-        up.add_metric([], 1.0 if self.ledger.journal.healthy else 0.0)
+        up.add_metric([], 1.0 if counters.writable else 0.0)
         yield up
 
 
@@ -161,7 +161,7 @@ class Metrics:
             self.registry.register(_BudgetCollector(budgets))
         if service is not None:
             self.registry.register(_WitnessCollector(service))
-        ledger.journal.on_sync = self.fsync.observe
+        ledger.on_sync(self.fsync.observe)
         self._by_status: dict[int, Any] = {}
 
     def request(self, status: int) -> None:

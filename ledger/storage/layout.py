@@ -2,21 +2,22 @@
 
 ``DataDir`` is built once per open directory and handed to whatever needs a path in it::
 
-    LOCK                                    the writer's lock (holds its pid)
     config.json                             settings fixed on first use (the origin)
-    manifest.jsonl                          the hash-chained commit log of segments
-    journal/<n:08d>.wal                     appends not yet sealed
-    journal/damaged/<n:08d>-<h>.wal         a damaged journal file (and any after it), kept
+    projects/<t>/                           one project's own unit (``ProjectDir``):
+        LOCK                                its writer's lock (holds its pid)
+        manifest.jsonl                      the hash-chained commit log of its segments
+        journal/<n:08d>.wal                 its appends not yet sealed
+        journal/damaged/<n:08d>-<h>.wal     a damaged journal file (and any after it), kept
                                             aside; <h>: 16 hex of its SHA-256
-    journal/losses.jsonl                    each cut of damaged journal accepted (--accept-loss)
-    index.sqlite                            the id index (derived)
-    index.corrupt-<UTC time>.sqlite         an unreadable index, kept aside (and its -wal)
-    events/tenant=<t>/date=<d>/seg-….parquet  event segments
+        journal/losses.jsonl                each cut of damaged journal accepted (--accept-loss)
+        index.sqlite                        its id index (derived)
+        index.corrupt-<UTC time>.sqlite     an unreadable index, kept aside (and its -wal)
+        tree/level-<L>.bin                  its log tree (derived)
+        rtree/<receipt id>.bin              per-receipt tile caches (derived)
+    events/tenant=<t>/date=<d>/seg-….parquet  event segments (one dataset for every project)
     pairs/tenant=<t>/pairs-….parquet        conversation pairings
     receipts/tenant=<t>/rcpt-….parquet      receipt entries
     membership/tenant=<t>/mem-….parquet     which events each receipt certifies
-    tree/tenant=<t>/level-<L>.bin           each project's log tree (derived)
-    rtree/tenant=<t>/<receipt id>.bin       per-receipt tile caches (derived)
     keys/keys.json, keys/<key id>.key       the signing keys
     checkpoints/<origin>.jsonl              every signed checkpoint
     cosignatures/<origin>.jsonl             witnesses' cosignatures on them
@@ -31,6 +32,11 @@
 
 Segment paths are stored in the manifest relative to the directory, so ``partition``
 gives them relative; everything else is an absolute ``Path``.
+
+A directory written before projects had their own units keeps ``LOCK``,
+``manifest.jsonl``, ``journal/``, ``index.sqlite``, ``tree/tenant=<t>/`` and
+``rtree/tenant=<t>/`` at the top: ``DataDir.legacy()`` names them (``llmring ledger
+migrate`` reads them, ``holds_legacy`` tells such a directory apart; ``ledger.storage.migrate``).
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class DataDir:
     # -- files and folders at the top -----------------------------------------------------
     @property
     def lock(self) -> Path:
+        """The top-level lock: the writer's lock of a directory in the layout before
+        projects had their own units (``llmring ledger migrate`` takes it)."""
         return self.root / "LOCK"
 
     @property
@@ -69,6 +77,7 @@ class DataDir:
 
     @property
     def manifest(self) -> Path:
+        """(In a ``ProjectDir``: the project's; here: the one of the layout before.)"""
         return self.root / "manifest.jsonl"
 
     @property
@@ -78,6 +87,29 @@ class DataDir:
     @property
     def index(self) -> Path:
         return self.root / "index.sqlite"
+
+    @property
+    def projects(self) -> Path:
+        """The folder of the projects' own units."""
+        return self.root / "projects"
+
+    def project(self, tenant: str) -> ProjectDir:
+        """The paths of one project's unit (its lock, journal, manifest, index, trees)."""
+        return ProjectDir(self.root, tenant)
+
+    def project_names(self) -> list[str]:
+        """The projects with a unit here, sorted (folders whose name is no project name,
+        such as a half-built ``_…`` one, are not projects)."""
+        from ledger.model.tenant import is_name
+
+        if not self.projects.is_dir():
+            return []
+        return sorted(p.name for p in self.projects.iterdir()
+                      if p.is_dir() and is_name(p.name))
+
+    def legacy(self) -> LegacyDir:
+        """The paths of this directory in the layout before projects had own units."""
+        return LegacyDir(self.root)
 
     def index_aside(self, stamp: str) -> Path:
         """Where an unreadable index is moved (``stamp``: when), kept for inspection."""
@@ -153,11 +185,11 @@ class DataDir:
 
     def tree(self, tenant: str) -> Path:
         """The folder of a project's log tree."""
-        return self.root / "tree" / f"tenant={tenant}"
+        return self.projects / tenant / "tree"
 
     def receipt_tree(self, tenant: str, receipt_id: str) -> Path:
         """The tile cache of one receipt's tree."""
-        return self.root / "rtree" / f"tenant={tenant}" / f"{receipt_id}.bin"
+        return self.projects / tenant / "rtree" / f"{receipt_id}.bin"
 
     def price_file(self, tenant: str) -> Path:
         """A project's price overrides (``llmring prices``)."""
@@ -181,8 +213,77 @@ class DataDir:
         return [self.root / kind for kind in SEGMENT_KINDS]
 
     def holds_ledger(self) -> bool:
-        """Whether a ledger was ever written here (a manifest or a journal folder)."""
+        """Whether a ledger was ever written here (a project's unit, or the layout before)."""
+        return bool(self.project_names()) or self.holds_legacy()
+
+    def holds_legacy(self) -> bool:
+        """Whether the directory is in the layout before projects had own units (a
+        top-level manifest or journal folder): ``llmring ledger migrate`` converts it."""
         return self.manifest.exists() or self.journal.is_dir()
 
 
-__all__ = ["JOURNAL_SUFFIX", "KEYS_FILE", "SEGMENT_KINDS", "DataDir", "journal_name"]
+@dataclass(frozen=True, slots=True)
+class ProjectDir(DataDir):
+    """The paths of one project's unit under ``projects/<tenant>/``; everything shared
+    (config, keys, checkpoints, segments, content...) is the data directory's. The write
+    core (journal, manifest, index, recovery, trees) takes it where it took a ``DataDir``."""
+
+    tenant: str
+
+    def __init__(self, root: str | os.PathLike[str], tenant: str) -> None:
+        object.__setattr__(self, "root", Path(root))
+        object.__setattr__(self, "tenant", tenant)
+
+    @property
+    def base(self) -> Path:
+        """The project's folder."""
+        return self.root / "projects" / self.tenant
+
+    @property
+    def lock(self) -> Path:
+        return self.base / "LOCK"
+
+    @property
+    def manifest(self) -> Path:
+        return self.base / "manifest.jsonl"
+
+    @property
+    def journal(self) -> Path:
+        return self.base / "journal"
+
+    @property
+    def index(self) -> Path:
+        return self.base / "index.sqlite"
+
+    def index_aside(self, stamp: str) -> Path:
+        return self.base / f"index.corrupt-{stamp}.sqlite"
+
+    def segment_folders(self) -> list[Path]:
+        """The partitions of this project's segment files (the only ones its writer may
+        clean up)."""
+        return [self.root / kind / f"tenant={self.tenant}" for kind in SEGMENT_KINDS]
+
+    def holds_ledger(self) -> bool:
+        return self.manifest.exists() or self.journal.is_dir()
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyDir(DataDir):
+    """A data directory in the layout before projects had own units: one lock, journal,
+    manifest and index at the top, trees under ``tree/tenant=<t>``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    def tree(self, tenant: str) -> Path:
+        return self.root / "tree" / f"tenant={tenant}"
+
+    def receipt_tree(self, tenant: str, receipt_id: str) -> Path:
+        return self.root / "rtree" / f"tenant={tenant}" / f"{receipt_id}.bin"
+
+    def holds_ledger(self) -> bool:
+        return self.holds_legacy()
+
+
+__all__ = ["JOURNAL_SUFFIX", "KEYS_FILE", "SEGMENT_KINDS", "DataDir", "LegacyDir", "ProjectDir",
+           "journal_name"]

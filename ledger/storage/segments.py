@@ -45,6 +45,24 @@ PAIR_SCHEMA = pa.schema([
 
 
 
+SEGMENT_PREFIXES = ("seg-", "pairs-", "rcpt-", "mem-")  # the names the sealer gives
+
+
+def temporary_name(name: str) -> str:
+    """The name a segment file is written under before its rename: hidden (a leading
+    ``.``) from outside engines, which skip names starting with ``.`` or ``_``."""
+    return f".{name}.tmp"
+
+
+def written_here(name: str) -> bool:
+    """Whether a file name is one this code writes in a segment folder: a segment
+    (``seg-…``, ``pairs-…``, ``rcpt-…``, ``mem-…`` ``.parquet``) or a temporary one (also
+    the ``<name>.tmp`` of versions before)."""
+    if name.endswith(".tmp"):
+        return written_here(name.removeprefix(".").removesuffix(".tmp"))
+    return name.endswith(".parquet") and name.startswith(SEGMENT_PREFIXES)
+
+
 def rows_to_table(rows: Sequence[tuple[Any, ...]]) -> pa.Table:
     """An Arrow table (``EVENT_SCHEMA``, from ``ledger.model.schema``) from row tuples in
     ``ROW_FIELDS`` order."""
@@ -83,7 +101,7 @@ class SegmentStore:
         data = sink.getvalue().to_pybytes()
         relative = f"{relative_dir}/{name}"
         final = self.abspath(relative)
-        tmp = final + ".tmp"
+        tmp = self.abspath(f"{relative_dir}/{temporary_name(name)}")  # hidden from readers
         if self._local:
             private_dir(Path(self.abspath(relative_dir)))
             fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
@@ -131,8 +149,9 @@ class SegmentStore:
             self.fs.delete_file(self.abspath(relative))
 
     def stray_files(self, live: set[str]) -> list[str]:
-        """Files under events/, pairs/, receipts/ and membership/ that no manifest record
-        names (crash leftovers)."""
+        """Files of the layout's segment folders (a project's partitions for a
+        ``ProjectDir``) that no manifest record names (crash leftovers), of the names this
+        code writes (``written_here``): nothing else is ever taken for a leftover."""
         out = []
         for base in self.layout.segment_folders():
             if not base.exists():
@@ -142,6 +161,6 @@ class SegmentStore:
                 if info.type != pafs.FileType.File:
                     continue
                 rel = os.path.relpath(info.path, self.root)
-                if rel not in live:
+                if rel not in live and written_here(info.base_name):
                     out.append(rel)
         return out

@@ -50,7 +50,7 @@ def test_a_flipped_byte_in_the_wal_stops_the_server_until_the_loss_is_accepted(
         tmp_path: Path) -> None:
     data = tmp_path / "data"
     _fill_and_kill(data)
-    ((_, wal),) = jr.journal_files(DataDir(data).journal)
+    ((_, wal),) = jr.journal_files(DataDir(data).project("alpha").journal)
     damaged = bytearray(wal.read_bytes())
     damaged[len(damaged) // 10] ^= 0x04
     wal.write_bytes(bytes(damaged))
@@ -64,7 +64,7 @@ def test_a_flipped_byte_in_the_wal_stops_the_server_until_the_loss_is_accepted(
     named = re.search(r"would drop (\d+) acknowledged events", refused.stderr)
     assert named is not None
     beyond = int(named.group(1))
-    kept = list(DataDir(data).damaged_journals.iterdir())
+    kept = list(DataDir(data).project("alpha").damaged_journals.iterdir())
     assert [p.read_bytes() for p in kept] == [bytes(damaged)]
     after = _files(data)
     after.pop(str(kept[0].relative_to(data)))

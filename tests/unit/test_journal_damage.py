@@ -26,6 +26,7 @@ from ledger.errors import JournalDamageError
 from ledger.storage import journal as jr
 from ledger.storage.layout import DataDir
 from tests.support.paths import REPO as ROOT
+from tests.support.unclean import stop_uncleanly
 
 
 # -- the scan, on journals built frame by frame --------------------------------------------
@@ -199,16 +200,13 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _copy(killed: Path, tmp_path: Path) -> tuple[Path, Path]:
     data = tmp_path / "data"
     shutil.copytree(killed, data)
-    (wal,) = jr.journal_files(DataDir(data).journal)
+    (wal,) = jr.journal_files(DataDir(data).project("beta").journal)  # beta's own journal
     return data, wal[1]
 
 
 def _stop_uncleanly(led: Ledger) -> None:
     """Stop as a kill would: nothing sealed, the journal left as it is."""
-    led.appender.stop()
-    led.journal.close()
-    led.index.close()
-    os.close(led._lockfd)
+    stop_uncleanly(led)
 
 
 def _files(data: Path) -> dict[str, bytes]:
@@ -228,14 +226,14 @@ def test_a_damaged_journal_is_refused_naming_the_damage_and_kept_aside(
     with pytest.raises(JournalDamageError) as refused:
         Ledger(data, pricer=None)
     err = refused.value
-    assert err.journal == f"journal/{wal.name}" and err.offset <= at
+    assert err.journal == f"projects/beta/journal/{wal.name}" and err.offset <= at
     assert err.events_beyond > 0 and f"byte {err.offset}" in str(err)
     after = _files(data)
     assert after.pop(err.kept) == bytes(damaged)  # the copy kept aside
     assert after == before  # nothing else changed, nothing deleted
     with pytest.raises(JournalDamageError):  # and it stays refused, with one copy
         Ledger(data, pricer=None)
-    assert len(list(DataDir(data).damaged_journals.iterdir())) == 1
+    assert len(list(DataDir(data).project("beta").damaged_journals.iterdir())) == 1
     problems = verify_directory(data).problems
     assert "journal-damaged" in {p.kind for p in problems}
 
@@ -259,7 +257,7 @@ def test_accepting_the_loss_cuts_at_the_damage_and_verify_reports_it(
         assert kept_size < EVENTS
     assert loss["events_lost"] == refused.value.events_beyond
     assert loss["offset"] == refused.value.offset
-    (line,) = DataDir(data).journal_losses.read_bytes().splitlines()
+    (line,) = DataDir(data).project("beta").journal_losses.read_bytes().splitlines()
     assert orjson.loads(line) == loss
     assert (data / loss["kept"][0]).read_bytes() == bytes(damaged)
     report = verify_directory(data)
@@ -283,7 +281,7 @@ def test_damage_in_an_earlier_file_counts_and_keeps_the_files_after_it(
     led.append_many([{"provider": "p", "model": "m", "cost": "0", "event_id": f"late{i}"}
                      for i in range(5)], tenant="beta")
     _stop_uncleanly(led)
-    (_, one), (_, two) = jr.journal_files(DataDir(data).journal)
+    (_, one), (_, two) = jr.journal_files(DataDir(data).project("beta").journal)
     assert one == first and jr.scan_journal(two).records
     old_two = two.read_bytes()
     damaged = bytearray(one.read_bytes())
@@ -304,7 +302,7 @@ def test_damage_in_an_earlier_file_counts_and_keeps_the_files_after_it(
 def test_a_torn_last_frame_recovers_silently(killed: Path, tmp_path: Path) -> None:
     """What SIGKILL mid-append leaves: cuts inside the last frame (the last batch's commit
     frame) and inside its data frame; every batch before it survives, with no error."""
-    whole = next(iter(jr.journal_files(DataDir(killed).journal)))[1].read_bytes()
+    whole = next(iter(jr.journal_files(DataDir(killed).project("beta").journal)))[1].read_bytes()
     last_batch = jr.scan_bytes(whole[:-len(jr.COMMIT_FRAME)]).committed
     for k, cut in enumerate((len(whole) - 1, len(whole) - 5, len(whole) - 9,
                              last_batch + 3, last_batch + 20)):
@@ -332,6 +330,6 @@ def test_ledger_flush_refuses_then_repairs_with_accept_loss(killed: Path,
     assert f"journal/{wal.name} is damaged at byte" in refused.stderr
     repaired = runner.invoke(cli, ["--data", str(data), "ledger", "flush", "--accept-loss"])
     assert repaired.exit_code == 0, repaired.output
-    assert f"warning: journal/{wal.name} was damaged at byte" in repaired.stderr
+    assert f"warning: projects/beta/journal/{wal.name} was damaged at byte" in repaired.stderr
     assert "Sealed" in repaired.stdout
     assert not wal.exists()  # sealed into segments after the cut

@@ -23,9 +23,20 @@ def test_the_layout_names_every_file_of_a_directory(tmp_path: Path) -> None:
     assert (d.keys, d.keys_file, d.checkpoints, d.cosignatures, d.api_keys, d.content) == (
         tmp_path / "keys", tmp_path / "keys" / "keys.json", tmp_path / "checkpoints",
         tmp_path / "cosignatures", tmp_path / "api-keys.json", tmp_path / "content")
-    assert d.journal_file(12) == tmp_path / "journal" / "00000012.wal"
-    assert d.tree("acme") == tmp_path / "tree" / "tenant=acme"
-    assert d.receipt_tree("acme", "r1") == tmp_path / "rtree" / "tenant=acme" / "r1.bin"
+    assert d.journal_file(12) == tmp_path / "journal" / "00000012.wal"  # the old layout's
+    p = d.project("acme")
+    base = tmp_path / "projects" / "acme"
+    assert (p.lock, p.manifest, p.journal, p.index, p.journal_file(12)) == (
+        base / "LOCK", base / "manifest.jsonl", base / "journal", base / "index.sqlite",
+        base / "journal" / "00000012.wal")
+    assert (p.config, p.keys, p.checkpoints) == (d.config, d.keys, d.checkpoints)  # shared
+    assert d.tree("acme") == p.tree("acme") == base / "tree"
+    assert d.receipt_tree("acme", "r1") == base / "rtree" / "r1.bin"
+    assert p.segment_folders() == [tmp_path / k / "tenant=acme"
+                                   for k in ("events", "pairs", "receipts", "membership")]
+    old = d.legacy()
+    assert old.tree("acme") == tmp_path / "tree" / "tenant=acme"
+    assert old.receipt_tree("acme", "r1") == tmp_path / "rtree" / "tenant=acme" / "r1.bin"
     assert d.content_file("acme", "ab" * 32) == (
         tmp_path / "content" / "tenant=acme" / "ab" / f"{'ab' * 32}.json")
     assert DataDir.partition("events", "acme", "2025-06-01") == (
@@ -40,8 +51,10 @@ def test_a_ledger_writes_where_the_layout_says(ledger_dir: Path) -> None:
         led.append_many([usage() for _ in range(3)], tenant="acme")
         led.checkpoint("acme")
         d = led.layout
-    assert d == DataDir(ledger_dir) and d.holds_ledger()
-    for path in (d.lock, d.config, d.manifest, d.index, d.keys_file, d.tree("acme")):
+    assert d == DataDir(ledger_dir) and d.holds_ledger() and not d.holds_legacy()
+    p = d.project("acme")
+    assert d.project_names() == ["acme"]
+    for path in (d.lock, d.config, p.lock, p.manifest, p.index, d.keys_file, d.tree("acme")):
         assert path.exists(), path
     assert list(d.checkpoints.glob("*.jsonl"))
     assert list((ledger_dir / DataDir.partition("events", "acme", "x")).parent.glob(

@@ -14,6 +14,7 @@ from ledger.core.idempotency import Idempotency
 from ledger.tlog.merkle import root_from_leaf_hashes, verify_inclusion
 from projections.rollups import RollupError, rollup
 from tests.conftest import usage
+from tests.support.unclean import stop_uncleanly
 
 
 def test_seqs_are_gap_free_per_project(ledger: Ledger) -> None:
@@ -168,10 +169,7 @@ def test_a_second_writer_is_refused(ledger: Ledger, ledger_dir: Path) -> None:
 def test_unsealed_events_survive_an_unclean_stop(ledger_dir: Path) -> None:
     led = Ledger(ledger_dir, pricer=None)
     ack = led.append(usage(event_id="keep"), tenant="a")
-    led.journal.close()  # no seal, as if the process died after the acknowledgement
-    led.index.close()
-    import os
-    os.close(led._lockfd)
+    stop_uncleanly(led)  # no seal, as if the process died after the acknowledgement
     with Ledger(ledger_dir, pricer=None) as again:
         assert again.get("a", "keep").seq == ack.seq
 
@@ -181,10 +179,10 @@ def test_compaction_merges_small_segments_and_keeps_every_event(ledger: Ledger,
     for i in range(5):
         ledger.append(usage(event_id=f"c{i}", ts="2025-10-01T10:00:00Z"), tenant="a")
         ledger.flush()
-    assert len(ledger.manifest.state.segments("a")) == 5
+    assert len(ledger.unit("a").manifest.state.segments("a")) == 5
     result = ledger.compact()
     assert (result.merged, result.written) == (5, 1)
-    assert len(ledger.manifest.state.segments("a")) == 1
+    assert len(ledger.unit("a").manifest.state.segments("a")) == 1
     assert [e.event_id for e in ledger.events("a")] == [f"c{i}" for i in range(5)]
     assert verify_directory(ledger_dir).ok
 
@@ -263,7 +261,7 @@ def test_events_are_read_back_by_id_from_the_segments_of_their_day(tmp_path: Pat
         made = led.append_many([usage(ts=ts) for ts in days], tenant="t")  # generated ids
         tail = [led.get("t", a.event_id) for a in [*given, *made]]
         led.flush()
-        assert led.manifest.state.segments("t")
+        assert led.unit("t").manifest.state.segments("t")
         for ack, before in zip([*given, *made], tail, strict=True):
             event = led.get("t", ack.event_id)
             assert event is not None and before is not None

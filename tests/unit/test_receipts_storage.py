@@ -48,7 +48,7 @@ def test_receipt_and_membership_are_sealed_by_one_manifest_record(ledger: Ledger
     ledger.append_many([usage() for _ in range(3)])
     Receipts(ledger).generate(since_last_receipt=True)
     ledger.flush()
-    record = ledger.manifest.state.records[-1]
+    record = ledger.unit("default").manifest.state.records[-1]
     kinds = sorted(seg["kind"] for seg in record["add"])
     assert "receipts" in kinds and "membership" in kinds
     receipts = next(s for s in record["add"] if s["kind"] == "receipts")
