@@ -191,7 +191,10 @@ class Ledger:
         per open directory, shared by every project, built on first use)."""
         with self._lock:
             if self._notary is None:
-                self._notary = Notary(self.layout)
+                notary = Notary(self.layout)
+                # The projects sign concurrently: the key exists before any of them signs.
+                notary.keyring.current()
+                self._notary = notary
             return self._notary
 
     # -- appends -------------------------------------------------------------------------

@@ -97,7 +97,7 @@ class Recovery:
                 p.unlink()
         # Segment files that no manifest record names are leftovers of an unfinished seal.
         live = set(state.live)
-        for rel in self.store.stray_files(live):
+        for rel in self.store.stray_files(live, self.layout.segment_folders()):
             self.store.delete(rel)
         sizes: dict[str, int] = dict(state.tenant_rows())
         receipt_seqs = self._sealed_receipt_seqs(state)

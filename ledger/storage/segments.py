@@ -148,12 +148,13 @@ class SegmentStore:
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.abspath(relative))
 
-    def stray_files(self, live: set[str]) -> list[str]:
-        """Files of the layout's segment folders (a project's partitions for a
-        ``ProjectDir``) that no manifest record names (crash leftovers), of the names this
-        code writes (``written_here``): nothing else is ever taken for a leftover."""
+    def stray_files(self, live: set[str], folders: Sequence[Path] | None = None) -> list[str]:
+        """Files under ``folders`` (a project's partitions, ``ProjectDir.segment_folders``;
+        by default every segment folder) that no manifest record names (crash leftovers),
+        of the names this code writes (``written_here``): nothing else is ever taken for a
+        leftover."""
         out = []
-        for base in self.layout.segment_folders():
+        for base in self.layout.segment_folders() if folders is None else folders:
             if not base.exists():
                 continue
             selector = pafs.FileSelector(str(base), recursive=True)

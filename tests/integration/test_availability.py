@@ -58,7 +58,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
                     " provider='openai', model='gpt-4o-mini', input_tokens=10, "
                     "output_tokens=5, cost='0.0001'), tenant='alpha'); os._exit(0)",
                     str(data)], check=True, cwd=REPO, timeout=60)
-    assert any((data / "journal").iterdir())
+    assert any((data / "projects" / "alpha" / "journal").iterdir())
     return data, serverproc.create_key(data, "alpha")
 
 
@@ -70,7 +70,7 @@ def test_an_unreadable_index_is_kept_aside_and_rebuilt(indexed: tuple[Path, str]
     stored again, and the directory verifies."""
     data = tmp_path / "data"
     shutil.copytree(indexed[0], data)
-    _damage(data / "index.sqlite", how)
+    _damage(data / "projects" / "alpha" / "index.sqlite", how)
     server = serverproc.start(data, projects=())
     server.keys["alpha"] = indexed[1]
     try:
@@ -82,7 +82,7 @@ def test_an_unreadable_index_is_kept_aside_and_rebuilt(indexed: tuple[Path, str]
             assert c.get("/api/v1/logs", params={"limit": 1}).json()["total"] == 301
     finally:
         assert server.stop() in (0, -15)
-    aside = sorted(data.glob("index.corrupt-*.sqlite"))
+    aside = sorted((data / "projects" / "alpha").glob("index.corrupt-*.sqlite"))
     log = serverproc.log_text(data, int(server.url.rsplit(":", 1)[1]))
     if how in ("garbage", "truncated"):
         assert len(aside) == 1 and "could not be read" in log and aside[0].name in log

@@ -71,8 +71,7 @@ def test_half_written_batch_is_absent_after_recovery(tmp_path: Path) -> None:
     p = prepare(parse_event({"event_id": "torn", "provider": "p", "model": "m", "cost": "0"}),
                 tenant="a", received_us=1_790_000_000_000_000, pricer=None)
     frame = jr.encode_event(1, 1_790_000_000_000_000, p.digest, p.canonical)
-    (path / "journal").mkdir(exist_ok=True)
-    wal = path / "journal" / "00000099.wal"
+    wal = path / "projects" / "a" / "journal" / "00000099.wal"
     wal.write_bytes(frame + frame[:7])
     with Ledger(path, pricer=None) as led:
         assert led.size("a") == 1

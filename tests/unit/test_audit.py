@@ -44,12 +44,16 @@ def _segments(path: Path, tenant: str = "acme") -> list[Path]:
     return sorted((path / "events" / f"tenant={tenant}").rglob("*.parquet"))
 
 
+def _manifest(path: Path) -> Path:
+    return path / "projects" / "acme" / "manifest.jsonl"  # acme's own manifest
+
+
 def _manifest_records(path: Path) -> list[dict]:
-    return [orjson.loads(x) for x in (path / "manifest.jsonl").read_bytes().splitlines()]
+    return [orjson.loads(x) for x in _manifest(path).read_bytes().splitlines()]
 
 
 def _write_manifest(path: Path, records: list[dict]) -> None:
-    (path / "manifest.jsonl").write_bytes(
+    _manifest(path).write_bytes(
         b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records))
 
 
@@ -121,7 +125,7 @@ def test_a_cost_rewritten_in_a_segment_and_its_manifest_hash_is_caught_by_the_le
 
 
 def test_an_altered_leaf_hash_in_the_tree_files_is_reported(sealed: Path) -> None:
-    level0 = sealed / "tree" / "tenant=acme" / "level-0.bin"
+    level0 = sealed / "projects" / "acme" / "tree" / "level-0.bin"
     data = bytearray(level0.read_bytes())
     data[32 * 5] ^= 0x80
     level0.write_bytes(bytes(data))
@@ -157,7 +161,7 @@ def test_two_events_reordered_consistently_contradict_the_signed_checkpoints(
                              pa.array(seqs, table.schema.field("seq").type))
     pq.write_table(table, segment, compression="zstd")
     _rechain(path, segment)
-    for level in (path / "tree" / "tenant=acme").glob("level-*"):
+    for level in (path / "projects" / "acme" / "tree").glob("level-*"):
         level.unlink()  # the operator also rebuilds the derived tree
     report = verify_directory(path)
     assert "checkpoint" in _kinds(report)

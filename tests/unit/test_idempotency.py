@@ -32,7 +32,8 @@ def client_ids(n: int) -> list[str]:
 
 def drop_index(data: Path) -> None:
     for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
-        (data / name).unlink(missing_ok=True)
+        for project in (data / "projects").iterdir():
+            (project / name).unlink(missing_ok=True)
 
 
 
@@ -87,7 +88,7 @@ def test_an_index_written_by_other_rules_is_rebuilt(ledger_dir: Path, version: s
     of any other version than this one's is rebuilt on open."""
     with Ledger(ledger_dir, pricer=None, checkpoint_interval=None) as led:
         led.append(usage(event_id=ELSEWHERE, ts=TS), tenant="a")
-    with sqlite3.connect(DataDir(ledger_dir).index) as db:  # what the older rules left
+    with sqlite3.connect(DataDir(ledger_dir).project("a").index) as db:  # what the older rules left
         db.execute("DELETE FROM ids WHERE event_id = ?", (ELSEWHERE,))
         db.execute("DELETE FROM meta WHERE key = 'version'")
         if version is not None:

@@ -244,7 +244,7 @@ def test_reopening_after_compaction_does_not_reindex_the_log(
 
 def test_a_lost_index_is_rebuilt_from_compacted_segments(ledger_dir: Path) -> None:
     _sealed_and_compacted(ledger_dir)
-    for p in ledger_dir.glob("index.sqlite*"):
+    for p in (ledger_dir / "projects" / "a").glob("index.sqlite*"):
         p.unlink()
     with Ledger(ledger_dir, pricer=None) as led:
         ack = led.append(usage(event_id="b2-9", ts="2025-10-01T12:00:00Z"), tenant="a")

@@ -124,7 +124,7 @@ def test_the_log_tree_counts_receipt_entries_after_a_lost_tree(ledger_dir: Path)
         Receipts(led).generate(since_last_receipt=True)
         led.append(usage())
         root = led.root()
-    for p in (ledger_dir / "tree").rglob("*.bin"):
+    for p in (ledger_dir / "projects").rglob("tree/*.bin"):
         p.unlink()
     with Ledger(ledger_dir, pricer=None) as led:
         assert led.root() == root and led.size() == 5

@@ -146,7 +146,7 @@ def test_a_receipt_over_thousands_of_scattered_events_proves_and_audits(ledger, 
 def test_proofs_are_rebuilt_when_the_tile_cache_is_lost(ledger, receipts):
     acks = ledger.append_many([usage() for _ in range(600)])
     rid = receipts.generate(since_last_receipt=True)["receipt"]["receipt_id"]
-    for p in (ledger.path / "rtree").rglob("*.bin"):
+    for p in (ledger.path / "projects").rglob("rtree/*.bin"):
         p.unlink()
     assert verify_bundle(receipts.prove("default", rid, acks[517].event_id),
                          receipts.public_keys()).valid
@@ -155,7 +155,7 @@ def test_proofs_are_rebuilt_when_the_tile_cache_is_lost(ledger, receipts):
 def test_a_corrupt_tile_cache_is_detected_and_rebuilt(ledger, receipts):
     acks = ledger.append_many([usage() for _ in range(600)])
     rid = receipts.generate(since_last_receipt=True)["receipt"]["receipt_id"]
-    cache = next((ledger.path / "rtree").rglob("*.bin"))
+    cache = next((ledger.path / "projects").rglob("rtree/*.bin"))
     cache.write_bytes(bytes(len(cache.read_bytes())))
     assert verify_bundle(receipts.prove("default", rid, acks[3].event_id),
                          receipts.public_keys()).valid
