@@ -109,8 +109,15 @@ class OldLayoutError(LedgerError, RuntimeError):
     @classmethod
     def at(cls, root: object) -> OldLayoutError:
         return cls(f"{root} is in the layout of an older version (one journal, manifest and "
-                   "index for every project): convert it with `llmring ledger migrate "
-                   f"--data {root}` (it verifies the directory before and after)")
+                   f"index for every project): convert it with `llmring --data {root} ledger "
+                   "migrate` (it verifies the directory before and after)")
+
+
+class MigrationError(LedgerError, RuntimeError):
+    """``llmring ledger migrate`` refused: the directory (or its conversion) does not
+    verify, or there is nothing to migrate; the message says which. Nothing was switched."""
+
+    code = "migration_refused"
 
 
 class ServerUnavailableError(LedgerError):
@@ -507,7 +514,8 @@ class WitnessRefusal(TamperEvidence):
 
 # -- the mapping ---------------------------------------------------------------------------
 ERRORS: tuple[type[LedgerError], ...] = (
-    LedgerError, LedgerLockedError, ServerUnavailableError, JournalError, ManifestError,
+    LedgerError, LedgerLockedError, OldLayoutError, MigrationError, ServerUnavailableError,
+    JournalError, ManifestError,
     JournalDamageError, StorageFullError, NotWritableError,
     KeyRingError, ConfigError, ApiKeyError, WitnessError, InternalError, AuthenticationError,
     BudgetExceededError,
@@ -588,17 +596,41 @@ __all__ = [
     "BudgetExceededError",
     "CheckpointError",
     "ConfigError",
-    "ConsistencyFormatError", "ContentError", "CosignatureError", "DimensionNameError",
+    "ConsistencyFormatError",
+    "ContentError",
+    "CosignatureError",
+    "DimensionNameError",
     "EntryTooLargeError",
     "EventValidationError",
-    "IdConflictError", "InternalError", "InvalidRequestError", "JournalDamageError",
-    "JournalError", "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError",
-    "MethodNotAllowedError", "NotFoundError", "NotWritableError", "NoteError",
+    "IdConflictError",
+    "InternalError",
+    "InvalidRequestError",
+    "JournalDamageError",
+    "JournalError",
+    "KeyRingError",
+    "LedgerError",
+    "LedgerLockedError",
+    "ManifestError",
+    "MethodNotAllowedError",
+    "MigrationError",
+    "NotFoundError",
+    "NotWritableError",
+    "NoteError",
+    "NothingToCertifyError",
     "OldLayoutError",
-    "NothingToCertifyError", "PolicyError",
-    "ProofError", "PublicKeyFormatError", "QuorumError", "ReceiptNotFoundError",
-    "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",
-    "RollupError", "ServerUnavailableError", "SignatureFormatError", "StorageFullError",
+    "PolicyError",
+    "ProofError",
+    "PublicKeyFormatError",
+    "QuorumError",
+    "ReceiptNotFoundError",
+    "ReceiptRequestError",
+    "RequestError",
+    "RequestTooLargeError",
+    "RetentionError",
+    "RollupError",
+    "ServerUnavailableError",
+    "SignatureFormatError",
+    "StorageFullError",
     "TamperEvidence",
     "TenantError",
     "WitnessError",

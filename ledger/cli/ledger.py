@@ -123,6 +123,34 @@ def verify(app: App, as_json: bool) -> None:
     click.get_current_context().exit(code)
 
 
+@ledger_group.command()
+@json_option
+@pass_app
+@local_only
+def migrate(app: App, as_json: bool) -> None:
+    """Convert a directory written before projects had their own units (one journal,
+    manifest and index for all) in place, keeping every event, hash, checkpoint, receipt
+    and signature; it is verified before and after, and not switched if either fails.
+
+    The old top-level files are kept in before-projects/ until you remove them.
+    """
+    from ledger.core.migrate import migrate as run
+
+    done = run(app.data)
+    if as_json:
+        print_json(done.as_dict())
+        return
+    console = stdout_console()
+    if done.already:
+        console.print(f"{app.data} is in the per-project layout already"
+                      + (f"; the old files are in {done.kept}/" if done.kept else ""))
+        return
+    console.print(f"Migrated {app.data}: {num(len(done.projects))} projects "
+                  f"({', '.join(done.projects)}), verified before and after: every log has "
+                  "the size and root it had. The old top-level files are kept in "
+                  f"{done.kept}/: remove it once you no longer need it.")
+
+
 def _print_audit(app: App, report: Any) -> None:
     console = stdout_console()
     if report.ok:

@@ -117,19 +117,25 @@ class _TenantLog:
 
 
 def verify_directory(path: str | os.PathLike[str], *,
-                     progress: Progress | None = None) -> AuditReport:
+                     progress: Progress | None = None,
+                     old_layout: bool | None = None) -> AuditReport:
+    """``old_layout``: check the directory as in the layout before projects had their
+    own units (True) or as per-project units (False); by default as it is.
+    ``llmring ledger migrate`` checks both sides of its conversion so."""
     layout = DataDir(path)
     root = layout.root
     report = AuditReport()
+    if old_layout is None:
+        old_layout = layout.holds_legacy()
     # Each project's unit (``projects/<t>/``), or the one of a directory in the layout
-    # before projects had their own (``llmring ledger migrate`` verifies it so).
-    units: list[DataDir] = ([layout.legacy()] if layout.holds_legacy() else
+    # before projects had their own.
+    units: list[DataDir] = ([layout.legacy()] if old_layout else
                             [layout.project(t) for t in layout.project_names()])
     if not any(u.manifest.exists() or u.journal.exists() for u in units):
         report.add("directory", str(root), "not a ledger data directory (no manifest.jsonl "
                    "and no journal/)")
         return report
-    trees = units[0] if layout.holds_legacy() else layout
+    trees = units[0] if old_layout else layout
     logs: dict[str, _TenantLog] = {}
     store = SegmentStore(layout)
     for unit in units:

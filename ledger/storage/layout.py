@@ -160,6 +160,12 @@ class DataDir:
         return self.root / "content"
 
     @property
+    def before_projects(self) -> Path:
+        """Where ``llmring ledger migrate`` keeps the top-level files of the layout before
+        projects had their own units, until the user removes them."""
+        return self.root / "before-projects"
+
+    @property
     def prices(self) -> Path:
         """The folder of the projects' price override files."""
         return self.root / "prices"
@@ -218,8 +224,9 @@ class DataDir:
 
     def holds_legacy(self) -> bool:
         """Whether the directory is in the layout before projects had own units (a
-        top-level manifest or journal folder): ``llmring ledger migrate`` converts it."""
-        return self.manifest.exists() or self.journal.is_dir()
+        top-level manifest, which its writer created on first open): ``llmring ledger
+        migrate`` converts it (moving the manifest aside is its switch)."""
+        return self.manifest.exists()
 
 
 @dataclass(frozen=True, slots=True)

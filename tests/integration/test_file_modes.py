@@ -19,6 +19,7 @@ import pytest
 
 from ledger import Ledger
 from ledger.core.audit import verify_directory
+from ledger.core.migrate import migrate
 from tests.integration.test_witness_processes import llmring
 from tests.support import serverproc
 from tests.support.paths import FIXTURES
@@ -91,9 +92,11 @@ def test_everything_a_server_session_writes_is_private(tmp_path: Path, umask_022
         serverproc.cli(data, *args)
     assert not any((data / "content").rglob("*.json"))  # pruned: the folders stay
     written = {p.name for p in data.iterdir()}
-    assert {"events", "pairs", "receipts", "membership", "tree", "rtree", "keys",
-            "checkpoints", "cosignatures", "journal", "index.sqlite", "manifest.jsonl",
-            "config.json", "api-keys.json", "LOCK", "content"} <= written, written
+    assert {"events", "pairs", "receipts", "membership", "projects", "keys",
+            "checkpoints", "cosignatures", "config.json", "api-keys.json", "LOCK",
+            "content"} <= written, written
+    unit = {p.name for p in (data / "projects" / "alpha").iterdir()}
+    assert {"tree", "rtree", "journal", "index.sqlite", "manifest.jsonl", "LOCK"} <= unit
     assert open_modes(data) == []
     assert verify_directory(data).ok
 
@@ -104,6 +107,7 @@ def test_a_directory_with_open_modes_is_made_private_when_opened(
     shutil.copytree(FIXTURES / "dir-0aecc9c", data)
     for path in [data, *data.rglob("*")]:  # as a writer of open modes left them
         path.chmod(0o755 if path.is_dir() else 0o644)
+    migrate(data)  # it predates per-project units too
     with Ledger(data, pricer=None, checkpoint_interval=None) as led:
         assert led.size("acme") == 28
         led.append({**CALL, "event_id": "after"}, tenant="acme")

@@ -1,5 +1,6 @@
 """A data directory written before the restructuring (commit 0aecc9c, by
-``tests/fixtures/make_dir_0aecc9c.py``) opens unchanged: the same roots, the same events,
+``tests/fixtures/make_dir_0aecc9c.py``) verifies as it is and, converted by ``llmring
+ledger migrate`` (it predates per-project units too), opens with the same roots, the same events,
 its receipt and checkpoints verify, its journal tail is replayed, its API key still works,
 and it accepts appends that verify too. The stored format and every hash are unchanged."""
 
@@ -15,6 +16,7 @@ from ledger import IdConflictError, Ledger
 from ledger.api.apikeys import ApiKeyStore
 from ledger.cli import cli
 from ledger.core.audit import verify_directory
+from ledger.core.migrate import migrate
 from tests.conftest import usage
 from tests.support.paths import FIXTURES
 
@@ -34,6 +36,12 @@ def old_dir(tmp_path: Path) -> Path:
     return data
 
 
+@pytest.fixture
+def migrated(old_dir: Path) -> Path:
+    migrate(old_dir)
+    return old_dir
+
+
 def _cli(data: Path, *args: str) -> tuple[int, str]:
     runner = CliRunner(env={"LLMRING_LEDGER_DIR": None, "LLMRING_PROJECT": None})
     result = runner.invoke(cli, ["--data", str(data), *args], catch_exceptions=False)
@@ -45,8 +53,8 @@ def test_the_old_directory_verifies_before_it_is_opened(old_dir: Path) -> None:
     assert report.ok, report.failures
 
 
-def test_the_old_directory_opens_with_the_same_logs_and_roots(old_dir: Path) -> None:
-    with Ledger(old_dir, pricer=None, checkpoint_interval=None) as led:
+def test_the_old_directory_opens_with_the_same_logs_and_roots(migrated: Path) -> None:
+    with Ledger(migrated, pricer=None, checkpoint_interval=None) as led:
         for tenant, (size, root) in ROOTS.items():
             assert led.size(tenant) == size
             assert led.root(tenant).hex() == root
@@ -55,7 +63,8 @@ def test_the_old_directory_opens_with_the_same_logs_and_roots(old_dir: Path) -> 
         assert led.get("acme", "client-4").cost_nanos == 12_300_000
 
 
-def test_the_old_directory_accepts_appends_and_still_verifies(old_dir: Path) -> None:
+def test_the_old_directory_accepts_appends_and_still_verifies(migrated: Path) -> None:
+    old_dir = migrated
     with Ledger(old_dir, pricer=None, checkpoint_interval=None) as led:
         ack = led.append(usage(event_id="after-the-change"), tenant="acme")
         assert ack.created and ack.seq == 28
@@ -68,7 +77,8 @@ def test_the_old_directory_accepts_appends_and_still_verifies(old_dir: Path) -> 
     assert "OK" in out
 
 
-def test_the_old_receipt_and_api_key_still_work(old_dir: Path) -> None:
+def test_the_old_receipt_and_api_key_still_work(migrated: Path) -> None:
+    old_dir = migrated
     code, out = _cli(old_dir, "--project", "acme", "receipts", "list", "--json")
     assert code == 0, out
     assert "November, first days" in out
