@@ -111,13 +111,19 @@ class Ledger:
                 self.store = SegmentStore(self.layout)
                 self.dimensions = DeclaredDimensions(self.layout)
                 # Every project's journal is checked before any derived file changes.
-                opened = [self._new_unit(t) for t in self.layout.project_names()]
-                for unit in opened:
-                    unit.start()
-                    self.accepted_losses.extend(unit.accepted_losses)
+                opened: list[ProjectUnit] = []
+                try:
+                    for tenant in self.layout.project_names():
+                        opened.append(self._new_unit(tenant))
+                    for unit in opened:
+                        unit.start()
+                        self.accepted_losses.extend(unit.accepted_losses)
+                except BaseException:
+                    for unit in opened:  # nothing sealed: as before the opening
+                        unit.release()
+                    raise
+                self._units.update((u.tenant, u) for u in opened)
             except BaseException:
-                for unit in self._units.values():  # nothing sealed: as before the opening
-                    unit.release()
                 os.close(self._lockfd)
                 raise
         except (OSError, sqlite3.Error) as exc:  # a read-only directory: say so, no trace
@@ -147,11 +153,11 @@ class Ledger:
             try:
                 unit.start()
             except BaseException:
-                del self._units[tenant]
                 unit.release()
                 raise
             if self._on_sync is not None:
                 unit.journal.on_sync = self._on_sync
+            self._units[tenant] = unit  # only once started: others use it without the lock
             return unit
 
     def _new_unit(self, tenant: str) -> ProjectUnit:
@@ -162,7 +168,6 @@ class Ledger:
             seal_rows=self._seal_rows, auto_seal=self._auto_seal,
             checkpoint_after_seal=self.checkpoint_interval is not None,
             accept_loss=self._accept_loss, get=self.get)
-        self._units[tenant] = unit
         return unit
 
     def _opened(self, tenant: str) -> ProjectUnit | None:

@@ -53,7 +53,7 @@ def _saved(tmp_path: Path, kind: str, project: str) -> Path:
 def test_the_old_layout_is_refused_naming_the_migration_and_left_unchanged(
         old_dir: Path) -> None:
     before = _files(old_dir)
-    with pytest.raises(OldLayoutError, match="llmring --data .* ledger migrate"):
+    with pytest.raises(OldLayoutError, match=r"llmring --data .* ledger migrate"):
         Ledger(old_dir, pricer=None)
     result = llmring(old_dir, "ledger", "stats")
     assert result.exit_code == 2 and "ledger migrate" in result.stderr
