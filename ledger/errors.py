@@ -113,6 +113,26 @@ class OldLayoutError(LedgerError, RuntimeError):
                    "migrate` (it verifies the directory before and after)")
 
 
+OWNER_HEADER = "X-Llmring-Owner"  # a 421's header naming the project owner's URL
+
+
+class MisdirectedError(LedgerError):
+    """A write to a project another server owns (``llmring serve --owns``): ``owner`` is
+    that server's URL (None: no owner is recorded), also sent in the
+    ``X-Llmring-Owner`` header; clients resend the request there."""
+
+    status = 421
+    code = "misdirected"
+    evidence = ("project", "owner")
+
+    def __init__(self, project: str, owner: str | None) -> None:
+        where = (f"the server at {owner}" if owner else
+                 "another server (none is recorded in owners.json)")
+        super().__init__(f"project {project!r} is owned by {where}: send its writes there")
+        self.project = project
+        self.owner = owner
+
+
 class MigrationError(LedgerError, RuntimeError):
     """``llmring ledger migrate`` refused: the directory (or its conversion) does not
     verify, or there is nothing to migrate; the message says which. Nothing was switched."""
@@ -514,7 +534,8 @@ class WitnessRefusal(TamperEvidence):
 
 # -- the mapping ---------------------------------------------------------------------------
 ERRORS: tuple[type[LedgerError], ...] = (
-    LedgerError, LedgerLockedError, OldLayoutError, MigrationError, ServerUnavailableError,
+    LedgerError, LedgerLockedError, OldLayoutError, MigrationError, MisdirectedError,
+    ServerUnavailableError,
     JournalError, ManifestError,
     JournalDamageError, StorageFullError, NotWritableError,
     KeyRingError, ConfigError, ApiKeyError, WitnessError, InternalError, AuthenticationError,
@@ -591,6 +612,7 @@ def error_from_response(status: int, body: Any, *, request: str = "") -> LedgerE
 
 __all__ = [
     "ERRORS",
+    "OWNER_HEADER",
     "ApiKeyError",
     "AuthenticationError",
     "BudgetExceededError",
@@ -613,6 +635,7 @@ __all__ = [
     "ManifestError",
     "MethodNotAllowedError",
     "MigrationError",
+    "MisdirectedError",
     "NotFoundError",
     "NotWritableError",
     "NoteError",

@@ -94,11 +94,13 @@ class LedgerService:
     """One open data directory and the per-project operations over it."""
 
     def __init__(self, data_dir: str | Path, *, ledger: Ledger | None = None,
-                 accept_loss: bool = False) -> None:
-        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss`` as ``Ledger``'s."""
+                 accept_loss: bool = False, owns: Sequence[str] | None = None,
+                 url: str | None = None) -> None:
+        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss``, ``owns`` and
+        ``url`` as ``Ledger``'s."""
         self.data = Path(data_dir)
         self.ledger = (ledger if ledger is not None
-                       else Ledger(self.data, accept_loss=accept_loss))
+                       else Ledger(self.data, accept_loss=accept_loss, owns=owns, url=url))
         try:
             self.notary = self.ledger.notary  # the directory's one key ring and checkpoints
             self.origin = self.notary.origin

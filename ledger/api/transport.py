@@ -15,6 +15,7 @@ import httpx
 
 from ledger.api.operations import Operation
 from ledger.api.refusals import refusal, refusal_from_response, unreachable
+from ledger.errors import OWNER_HEADER, MisdirectedError
 
 if TYPE_CHECKING:
     from ledger.api.service import LedgerService
@@ -125,6 +126,23 @@ def _answer(op: Operation, response: httpx.Response) -> Any:
     return response.json()
 
 
+def _owner(response: httpx.Response, base_url: str) -> str | None:
+    """The URL a 421 (``misdirected``) sends the request to, when it is another server's."""
+    if response.status_code != MisdirectedError.status:
+        return None
+    owner = response.headers.get(OWNER_HEADER)
+    if not owner:
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        owner = body.get("owner") if isinstance(body, dict) else None
+    if not isinstance(owner, str) or not owner.startswith(("http://", "https://")):
+        return None
+    owner = owner.rstrip("/")
+    return None if owner == base_url else owner
+
+
 def check_http_args(base_url: str | None, api_key: str | None) -> str:
     if not base_url:
         raise ValueError("give the server's URL (base_url or server_url)")
@@ -144,16 +162,29 @@ class HttpTransport:
             raise ValueError("give the server's URL")
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self._transport = transport
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   transport=transport, headers=_headers(api_key))
 
     def call(self, op: Operation, /, **params: Any) -> Any:
+        """Send ``op``; a 421 naming the project's owner is resent there once, and later
+        calls go there too (the server that owns the project, ``llmring serve --owns``)."""
         path, query, body = op.http_request(params)
         try:
             response = self._http.request(op.method, path, params=query, json=body)
+            owner = _owner(response, self.base_url)
+            if owner is not None:
+                self._follow(owner)
+                response = self._http.request(op.method, path, params=query, json=body)
         except httpx.TransportError as exc:
             raise unreachable(exc, self.base_url) from exc
         return _answer(op, response)
+
+    def _follow(self, owner: str) -> None:
+        old, self.base_url = self._http, owner
+        self._http = httpx.Client(base_url=owner, timeout=old.timeout,
+                                  transport=self._transport, headers=_headers(self.api_key))
+        old.close()
 
     def close(self) -> None:
         self._http.close()
@@ -183,10 +214,19 @@ class AsyncHttpTransport:
         return self._http
 
     async def call(self, op: Operation, /, **params: Any) -> Any:
+        """Send ``op``; a 421 naming the project's owner is resent there once, and later
+        calls go there too."""
         path, query, body = op.http_request(params)
         try:
             response = await self._client().request(op.method, path, params=query,
                                                     json=body)
+            owner = _owner(response, self.base_url)
+            if owner is not None:
+                old, self.base_url, self._http = self._http, owner, None
+                if old is not None:
+                    await old.aclose()
+                response = await self._client().request(op.method, path, params=query,
+                                                        json=body)
         except httpx.TransportError as exc:
             raise unreachable(exc, self.base_url) from exc
         return _answer(op, response)

@@ -72,6 +72,13 @@ SECONDS = click.FloatRange(min=0, min_open=True)
               help="Longest wait between two submissions to a failing witness.")
 @click.option("--witness-timeout", default=10.0, show_default=True, type=SECONDS,
               help="Seconds one add-checkpoint request may take.")
+@click.option("--owns", default=None, metavar="P1,P2",
+              help="Own only these projects (comma-separated), sharing the data directory "
+                   "with servers that own others; writes to another project are answered "
+                   "421 with its owner's URL.")
+@click.option("--url", "own_url", default=None, metavar="URL",
+              help="The URL other servers send this server's projects' clients to "
+                   "(recorded in owners.json; with --owns).")
 @accept_loss_option
 @pass_app
 @local_only
@@ -81,7 +88,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           webhook_hosts: tuple[str, ...], webhook_attempts: int, webhook_backoff: float,
           webhook_backoff_max: float, webhook_timeout: float, witness_interval: float,
           witness_backoff: float, witness_backoff_max: float, witness_timeout: float,
-          accept_loss: bool) -> None:
+          owns: str | None, own_url: str | None, accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
@@ -112,8 +119,17 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     from ledger.storage.manifest import ManifestError
     from ledger.tlog.signing import KeyRingError
 
+    owned = None if owns is None else [p.strip() for p in owns.split(",") if p.strip()]
+    if owned is not None:
+        from ledger.model.tenant import is_name
+
+        bad = [p for p in owned if not is_name(p)] or ([] if owned else ["(none)"])
+        if bad:
+            raise CliError(f"--owns: invalid project names: {', '.join(bad)}")
+    elif own_url is not None:
+        raise CliError("--url needs --owns (a server without --owns owns every project)")
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
-                          accept_loss=accept_loss, metrics=metrics,
+                          accept_loss=accept_loss, metrics=metrics, owns=owned, url=own_url,
                           webhooks=DeliveryPolicy(
                               attempts=webhook_attempts, backoff=webhook_backoff,
                               backoff_max=webhook_backoff_max, timeout=webhook_timeout,

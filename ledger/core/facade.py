@@ -37,17 +37,24 @@ import pyarrow as pa
 from ledger.core.checkpointer import DEFAULT_CHECKPOINT_INTERVAL
 from ledger.core.guard import WriteGuard
 from ledger.core.prices import ProjectPrices
-from ledger.core.recovery import release_lock, take_lock
+from ledger.core.recovery import release_lock, take_lock, take_shared_lock
 from ledger.core.sealer import DEFAULT_SEAL_ROWS, CompactResult, SealResult
 from ledger.core.tail import Tail, TailChunk
 from ledger.core.unit import ProjectUnit
-from ledger.errors import LedgerError, LedgerLockedError, NotWritableError, OldLayoutError
+from ledger.errors import (
+    LedgerError,
+    LedgerLockedError,
+    MisdirectedError,
+    NotWritableError,
+    OldLayoutError,
+)
 from ledger.model.event import Ack, Event, EventIn, us_to_datetime
 from ledger.model.tenant import check_tenant, is_name
 from ledger.storage.dimensions import DeclaredDimensions
 from ledger.storage.durable import is_private, private_dir, tighten
 from ledger.storage.layout import DataDir
-from ledger.storage.manifest import Segment
+from ledger.storage.manifest import ManifestState, Segment, check_chain, read_lines
+from ledger.storage.owners import Owners
 from ledger.storage.receipt_entries import ReceiptEntry, tail_tables
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import SignedCheckpoint
@@ -67,8 +74,16 @@ class Ledger:
     def __init__(self, path: str | os.PathLike[str], *, seal_rows: int = DEFAULT_SEAL_ROWS,
                  pricer: Any = "default", auto_seal: bool = True,
                  checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
-                 accept_loss: bool = False) -> None:
+                 accept_loss: bool = False, owns: Sequence[str] | None = None,
+                 url: str | None = None) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
+
+        ``owns``: write only these projects (their locks are taken now:
+        ``LedgerLockedError`` if another process holds one), sharing the directory with
+        other processes that own others; a write to another project is refused with
+        ``MisdirectedError`` naming its owner's URL from the ownership map, where ``url``
+        records this process for its projects. Without ``owns`` the process writes every
+        project and no other process may write the directory.
 
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
@@ -99,12 +114,17 @@ class Ledger:
         self._guard = WriteGuard()  # its lock guards the units and the notary
         self._lock = self._guard.lock
         self._units: dict[str, ProjectUnit] = {}
+        self.owns = None if owns is None else frozenset(check_tenant(t) for t in owns)
+        """The projects this process may write (None: every project)."""
+        self.url = url
+        self.owners = Owners(self.layout)
         self._notary: Notary | None = None
         self._on_sync: Callable[[float], None] | None = None
         self._stop = threading.Event()
         self._cadence: threading.Thread | None = None
         try:
-            self._lockfd = take_lock(self.layout)
+            self._lockfd = (take_lock(self.layout) if self.owns is None
+                            else take_shared_lock(self.layout))
             try:
                 if not is_private(self.path):  # written before everything in it was private
                     tighten(self.path)
@@ -113,7 +133,8 @@ class Ledger:
                 # Every project's journal is checked before any derived file changes.
                 opened: list[ProjectUnit] = []
                 try:
-                    for tenant in self.layout.project_names():
+                    for tenant in (self.layout.project_names() if self.owns is None
+                                   else sorted(self.owns)):
                         opened.append(self._new_unit(tenant))
                     for unit in opened:
                         unit.start()
@@ -123,6 +144,8 @@ class Ledger:
                         unit.release()
                     raise
                 self._units.update((u.tenant, u) for u in opened)
+                if self.owns is not None and url is not None:
+                    self.owners.record(sorted(self.owns), url)
             except BaseException:
                 os.close(self._lockfd)
                 raise
@@ -143,6 +166,8 @@ class Ledger:
         if found is not None:
             return found
         check_tenant(tenant)
+        if self.owns is not None and tenant not in self.owns:
+            raise MisdirectedError(tenant, self.owners.url_of(tenant))
         with self._lock:
             found = self._units.get(tenant)
             if found is not None:
@@ -173,9 +198,22 @@ class Ledger:
     def _opened(self, tenant: str) -> ProjectUnit | None:
         """The project's unit if it exists (a read of an unknown project creates none)."""
         found = self._units.get(tenant)
-        if found is None and is_name(tenant) and self.layout.project(tenant).holds_ledger():
+        if (found is None and is_name(tenant) and self.owns is None
+                and self.layout.project(tenant).holds_ledger()):
             return self.unit(tenant)
         return found
+
+    def foreign(self) -> dict[str, ManifestState]:
+        """The manifest states of the projects other processes own (read, never locked:
+        their sealed segments; the unsealed tail lives in the owner)."""
+        if self.owns is None:
+            return {}
+        out = {}
+        for tenant in self.layout.project_names():
+            if tenant not in self.owns:
+                lines, _ = read_lines(self.layout.project(tenant).manifest)
+                out[tenant] = check_chain(lines)[0]
+        return out
 
     def units(self) -> list[ProjectUnit]:
         """The open units, by project name."""
@@ -276,6 +314,15 @@ class Ledger:
                     tails.append(tail)
                 sizes.update(u.logs.sizes)
                 receipt_seqs.update({t: list(v) for t, v in u.logs.receipt_seqs.items()})
+        for state in self.foreign().values():  # sealed segments only, read-only
+            for seg in state.segments():
+                segments.setdefault(seg.tenant, []).append(SegmentRef(
+                    self.store.abspath(seg.path), seg.date, seg.seq_min, seg.seq_max,
+                    seg.rows))
+            for kind, files in (("receipts", receipt_files), ("membership", membership_files)):
+                for seg in state.segments(kind=kind):
+                    files.setdefault(seg.tenant, []).append(self.store.abspath(seg.path))
+            sizes.update(state.tenant_rows())
         if not tails:
             tails.append(Tail([], TailChunk(journal=0)).table())
         receipt_tail, membership_tail = tail_tables(entries) if entries else (None, None)
@@ -353,7 +400,8 @@ class Ledger:
         entries together."""
         unit = self._opened(tenant)
         if unit is None:
-            return 0
+            state = self.foreign().get(tenant)
+            return 0 if state is None else state.tenant_rows().get(tenant, 0)
         with unit.guard.lock:
             return unit.logs.size(tenant)
 
@@ -362,6 +410,8 @@ class Ledger:
         for u in self.units():
             with u.guard.lock:
                 out.update(u.logs.sizes)
+        for state in self.foreign().values():
+            out.update(state.tenant_rows())
         return sorted(out)
 
     def tree(self, tenant: str = "default") -> TreeStore:
@@ -438,6 +488,8 @@ class Ledger:
         self._stop.set()
         try:
             self._close_units()
+            if self.owns is not None and self.url is not None:
+                self.owners.forget(sorted(self.owns))
         finally:
             guard.closed = True
             if self._cadence is not None:

@@ -31,7 +31,7 @@ from ledger.errors import JournalDamageError, LedgerError, LedgerLockedError
 from ledger.model.event import _check_metadata, canonical_json, leaf_hash_of, row_of, ts_to_us
 from ledger.storage import journal as jr
 from ledger.storage.durable import append_line, create_private, open_private, private_dir
-from ledger.storage.layout import DataDir
+from ledger.storage.layout import DataDir, ProjectDir
 from ledger.storage.manifest import Manifest, ManifestState, Segment
 from ledger.storage.receipt_entries import ReceiptEntry
 from ledger.storage.segments import SegmentStore
@@ -47,11 +47,30 @@ def take_lock(layout: DataDir) -> int:
     except BlockingIOError:
         holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
         os.close(fd)
+        what = f"project {layout.tenant!r} of {layout.root}" if isinstance(
+            layout, ProjectDir) else str(layout.root)
         raise LedgerLockedError(
-            f"{layout.root} is in use by another process (pid {holder or '?'}); "
+            f"{what} is in use by another process (pid {holder or '?'}); "
             "stop it, or talk to it with --server if it is `llmring serve`") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def take_shared_lock(layout: DataDir) -> int:
+    """Take the directory's lock shared (``LOCK``), as each of several processes that
+    split the projects between them does (``llmring serve --owns``); its descriptor.
+    ``LedgerLockedError`` while a process holds it for every project."""
+    fd = open_private(layout.lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise LedgerLockedError(
+            f"{layout.root} is in use by a process that writes every project (pid "
+            f"{holder or '?'}); stop it to split the projects between servers (--owns)"
+            ) from None
     return fd
 
 
@@ -313,4 +332,4 @@ def row_from_canonical(fields: dict[str, Any], rec: jr.EventRecord) -> tuple[Any
 
 
 __all__ = ["Recovery", "Replayed", "release_lock", "row_from_canonical", "segments_to_index",
-           "take_lock"]
+           "take_lock", "take_shared_lock"]

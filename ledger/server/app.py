@@ -27,10 +27,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ledger.api.apikeys import ApiKeyStore
 from ledger.api.service import LedgerService
 from ledger.errors import (
+    OWNER_HEADER,
     EventValidationError,
     InternalError,
     InvalidRequestError,
     LedgerError,
+    MisdirectedError,
     RequestError,
     RequestTooLargeError,
     as_ledger_error,
@@ -60,6 +62,8 @@ class ServerConfig:
     metrics: bool = True  # serve GET /metrics (docs/http-api.md)
     webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)  # budget alerts
     witnesses: SubmissionPolicy = field(default_factory=SubmissionPolicy)  # add-checkpoint
+    owns: list[str] | None = None  # --owns: the projects this server writes (None: all)
+    url: str | None = None  # --url: where other servers send this server's projects' clients
 
 
 class ServerState:
@@ -71,7 +75,8 @@ class ServerState:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss)
+        self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss,
+                                     owns=config.owns, url=config.url)
         self.service.budgets.allowed_hosts = config.webhooks.allowed_hosts
         self.api_keys = ApiKeyStore(config.data_dir)
         self.deliverer = Deliverer(self.service.budgets, config.webhooks)
@@ -301,7 +306,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _refused(_: Request, exc: Exception) -> JSONResponse:
         error = as_ledger_error(exc)
         assert error is not None  # registered for LedgerError and ValueError only
-        return error_response(error)
+        owner = error.owner if isinstance(error, MisdirectedError) else None
+        return error_response(error, headers={OWNER_HEADER: owner} if owner else None)
 
     app.add_exception_handler(LedgerError, _refused)
     app.add_exception_handler(ValueError, _refused)  # a library refused a request's value

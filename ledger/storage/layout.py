@@ -3,6 +3,7 @@
 ``DataDir`` is built once per open directory and handed to whatever needs a path in it::
 
     config.json                             settings fixed on first use (the origin)
+    owners.json, owners.lock                which server owns which project (--owns)
     projects/<t>/                           one project's own unit (``ProjectDir``):
         LOCK                                its writer's lock (holds its pid)
         manifest.jsonl                      the hash-chained commit log of its segments
@@ -158,6 +159,15 @@ class DataDir:
     @property
     def content(self) -> Path:
         return self.root / "content"
+
+    @property
+    def owners(self) -> Path:
+        """The ownership map: which server owns which project (``ledger.storage.owners``)."""
+        return self.root / "owners.json"
+
+    @property
+    def owners_lock(self) -> Path:
+        return self.root / "owners.lock"
 
     @property
     def before_projects(self) -> Path:
