@@ -65,12 +65,13 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
 
 def start(data: Path, projects: tuple[str, ...] = ("alpha", "beta"),
           extra: tuple[str, ...] = (), fd_limit: int | None = None,
-          quick_keys: tuple[str, ...] = ()) -> Server:
+          quick_keys: tuple[str, ...] = (), port: int | None = None) -> Server:
     """``llmring serve`` on ``data`` with ``extra`` options and a key for each of
     ``projects`` (made by ``llmring keys create``) and of ``quick_keys`` (made in this
     process once the server is up: a CLI run per key takes about a second);
-    ``fd_limit``: the server's RLIMIT_NOFILE, soft and hard (as under ``ulimit -n``)."""
-    server = _serve(data, {p: create_key(data, p) for p in projects}, extra, fd_limit)
+    ``fd_limit``: the server's RLIMIT_NOFILE, soft and hard (as under ``ulimit -n``);
+    ``port``: the port to listen on (a free one by default)."""
+    server = _serve(data, {p: create_key(data, p) for p in projects}, extra, fd_limit, port)
     if quick_keys:
         from ledger.api.apikeys import ApiKeyStore
 
@@ -80,8 +81,8 @@ def start(data: Path, projects: tuple[str, ...] = ("alpha", "beta"),
 
 
 def _serve(data: Path, keys: dict[str, str], extra: tuple[str, ...],
-           fd_limit: int | None) -> Server:
-    port = free_port()
+           fd_limit: int | None, port: int | None = None) -> Server:
+    port = port or free_port()
     log = open(data.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - lives with proc
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
