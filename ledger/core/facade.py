@@ -119,6 +119,7 @@ class Ledger:
         self.url = url
         self.owners = Owners(self.layout)
         self._notary: Notary | None = None
+        self._key_ready = False
         self._on_sync: Callable[[float], None] | None = None
         self._stop = threading.Event()
         self._cadence: threading.Thread | None = None
@@ -189,7 +190,7 @@ class Ledger:
         """A project's unit, locked and its journal replayed (not yet ``start``ed)."""
         unit = ProjectUnit(
             self.layout.project(tenant), self.store, pricer_for=self.prices.pricer_for,
-            dimensions=self.dimensions, notary=lambda: self.notary,
+            dimensions=self.dimensions, notary=self._signing_notary,
             seal_rows=self._seal_rows, auto_seal=self._auto_seal,
             checkpoint_after_seal=self.checkpoint_interval is not None,
             accept_loss=self._accept_loss, get=self.get)
@@ -234,11 +235,18 @@ class Ledger:
         per open directory, shared by every project, built on first use)."""
         with self._lock:
             if self._notary is None:
-                notary = Notary(self.layout)
-                # The projects sign concurrently: the key exists before any of them signs.
-                notary.keyring.current()
-                self._notary = notary
+                self._notary = Notary(self.layout)
             return self._notary
+
+    def _signing_notary(self) -> Notary:
+        """The notary, its signing key created first (under the ledger's lock): the
+        projects' checkpointers sign concurrently, each under its own lock."""
+        with self._lock:
+            notary = self.notary
+            if not self._key_ready:
+                notary.keyring.current()
+                self._key_ready = True
+            return notary
 
     # -- appends -------------------------------------------------------------------------
     def append(self, event: Mapping[str, Any] | EventIn, *, tenant: str = "default") -> Ack:

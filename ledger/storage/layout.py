@@ -229,8 +229,9 @@ class DataDir:
         return [self.root / kind for kind in SEGMENT_KINDS]
 
     def holds_ledger(self) -> bool:
-        """Whether a ledger was ever written here (a project's unit, or the layout before)."""
-        return bool(self.project_names()) or self.holds_legacy()
+        """Whether a ledger was ever opened here (its lock, a project's unit, or the
+        layout before)."""
+        return self.lock.exists() or bool(self.project_names()) or self.holds_legacy()
 
     def holds_legacy(self) -> bool:
         """Whether the directory is in the layout before projects had own units (a
