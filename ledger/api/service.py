@@ -106,7 +106,8 @@ class LedgerService:
             self.origin = self.notary.origin
             self.keyring = self.notary.keyring
             # Never sign with a throw-away key: the first key is created and persisted now.
-            self.keyring.current()
+            if not self.ledger.read_only:
+                self.keyring.current()
             self.checkpoints = self.notary.checkpoints
             self.published = Publisher(self.notary)
             self.content = ContentStore(self.ledger.layout)

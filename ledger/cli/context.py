@@ -115,18 +115,28 @@ class App:
         return DataDir(self.data)
 
     @contextmanager
-    def open(self, *, create: bool = True, accept_loss: bool = False) -> Iterator[Any]:
+    def open(self, *, create: bool = True, accept_loss: bool = False,
+             reads: bool = False) -> Iterator[Any]:
         """Open the ledger for one command and close it after (closing seals the journal).
 
         ``create=False`` refuses a directory that holds no ledger yet (read commands);
         ``accept_loss`` cuts a journal damaged inside at the damage (``report_losses``
-        says so on stderr)."""
+        says so on stderr); ``reads``: a command that only reads opens a directory
+        another process is writing read-only (its sealed segments), saying so."""
         from ledger.core.facade import Ledger
 
         if not create:
             self.require_existing()
         try:
-            led = Ledger(self.data, accept_loss=accept_loss)
+            try:
+                led = Ledger(self.data, accept_loss=accept_loss)
+            except LedgerLockedError:
+                if not reads:
+                    raise
+                led = Ledger(self.data, read_only=True)
+                click.echo(f"note: {self.data} is being written by another process: read "
+                           "its sealed segments only (the newest calls, not yet sealed, "
+                           "are not counted)", err=True)
         except (LedgerLockedError, OldLayoutError) as exc:
             raise CliError(str(exc)) from None
         except NotWritableError as exc:  # its message names the path and the need
@@ -149,11 +159,13 @@ class App:
                            "`llmring ingest FILE` or `llmring demo`)")
 
     @contextmanager
-    def api(self, *, create: bool = True, public: bool = False) -> Iterator[Api]:
+    def api(self, *, create: bool = True, public: bool = False,
+            reads: bool = False) -> Iterator[Api]:
         """The API for one command, on the transport the global options choose: HTTP to
         ``--server`` (the API key names the project), else local on the data directory
         (opened, and closed after; ``create=False`` refuses a directory with no ledger).
-        ``public``: only public operations follow, which need no API key."""
+        ``public``: only public operations follow, which need no API key; ``reads``: as
+        ``open``'s."""
         if self.server:
             from ledger.api.transport import HttpTransport
 
@@ -171,7 +183,7 @@ class App:
         from ledger.api.transport import LocalTransport
         from ledger.tlog.signing import KeyRingError
 
-        with self.open(create=create) as led:
+        with self.open(create=create, reads=reads) as led:
             try:
                 service = LedgerService(self.data, ledger=led)
             except KeyRingError as exc:

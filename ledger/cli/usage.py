@@ -119,7 +119,7 @@ def report(app: App, by_text: str, tz: Zone, start: str | None, end: str | None,
     by = _dimensions(by_text)
     flt = where_filter(where)
     lo, hi = parse_window(start, end, tz.info)
-    with app.api(create=False) as api:
+    with app.api(create=False, reads=True) as api:
         project = api.project
         rows = api.call(ops.ROLLUP, by=by, tz=tz.name, start=ts_text(lo),
                         end=ts_text(hi), where=flt)["rows"]
@@ -198,7 +198,7 @@ def export(app: App, fmt: str, tz: Zone, start: str | None, end: str | None,
     """
     lo, hi = parse_window(start, end, tz.info)
     flt = where_filter(where)
-    with app.api(create=False) as api:
+    with app.api(create=False, reads=True) as api:
         if api.remote:  # the server streams; the client holds the answer
             chunks: Iterator[bytes] = iter([api.call(ops.EXPORT, format=fmt, start=ts_text(lo),
                                                      end=ts_text(hi), where=flt)])

@@ -75,7 +75,7 @@ class Ledger:
                  pricer: Any = "default", auto_seal: bool = True,
                  checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
                  accept_loss: bool = False, owns: Sequence[str] | None = None,
-                 url: str | None = None) -> None:
+                 url: str | None = None, read_only: bool = False) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
 
         ``owns``: write only these projects (their locks are taken now:
@@ -84,6 +84,11 @@ class Ledger:
         ``MisdirectedError`` naming its owner's URL from the ownership map, where ``url``
         records this process for its projects. Without ``owns`` the process writes every
         project and no other process may write the directory.
+
+        ``read_only``: take no lock, change nothing (no recovery, no cleanup) and read
+        every project's sealed segments, as their manifests say: what read commands do
+        beside a live writer (the newest events, still in its journal, are not seen). A
+        write is refused with ``LedgerLockedError``.
 
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
@@ -97,7 +102,11 @@ class Ledger:
         self.path = self.layout.root
         if self.layout.holds_legacy():
             raise OldLayoutError.at(self.path)
-        private_dir(self.path)
+        self.read_only = read_only
+        if read_only:
+            owns, checkpoint_interval = (), None  # every project is read as a foreign one
+        else:
+            private_dir(self.path)
         if pricer == "default":
             from ledger.model.pricing import PriceBook
 
@@ -123,6 +132,11 @@ class Ledger:
         self._on_sync: Callable[[float], None] | None = None
         self._stop = threading.Event()
         self._cadence: threading.Thread | None = None
+        if read_only:
+            self._lockfd = -1
+            self.store = SegmentStore(self.layout)
+            self.dimensions = DeclaredDimensions(self.layout)
+            return
         try:
             self._lockfd = (take_lock(self.layout) if self.owns is None
                             else take_shared_lock(self.layout))
@@ -167,6 +181,10 @@ class Ledger:
         if found is not None:
             return found
         check_tenant(tenant)
+        if self.read_only:
+            raise LedgerLockedError(f"{self.path} is in use by another process: it was "
+                                    "opened read-only, to read beside it; stop the writer "
+                                    "to write, or send writes to it (--server)")
         if self.owns is not None and tenant not in self.owns:
             raise MisdirectedError(tenant, self.owners.url_of(tenant))
         with self._lock:
@@ -502,7 +520,8 @@ class Ledger:
             guard.closed = True
             if self._cadence is not None:
                 self._cadence.join(timeout=30)
-            release_lock(self._lockfd)
+            if self._lockfd >= 0:
+                release_lock(self._lockfd)
 
     def _close_units(self) -> None:
         """Close every unit (the first failure is raised once all were tried)."""

@@ -77,3 +77,39 @@ def test_a_project_unit_holds_its_own_files(tmp_path: Path) -> None:
         records = unit.manifest.read_text().splitlines()
         assert records and all(f'"tenant":"{name}"' in r for r in records)
     assert not layout.manifest.exists() and not layout.journal.exists()
+
+
+def test_read_commands_run_beside_a_live_writer_without_changing_anything(
+        tmp_path: Path) -> None:
+    """`usage report` and `usage export` open a directory another process writes
+    read-only: its sealed calls, no lock, nothing changed; writes are still refused."""
+    import json
+
+    from ledger.errors import LedgerLockedError
+    from tests.support.cli import llmring
+
+    data = tmp_path / "data"
+    with Ledger(data, pricer=None, checkpoint_interval=None) as writer:
+        writer.append_many([usage(event_id=f"s{i}") for i in range(4)], tenant="alpha")
+        writer.flush()
+        writer.append(usage(event_id="unsealed"), tenant="alpha")
+        writer.checkpoint("alpha")  # (as a server does: the origin and key exist)
+        before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+        report = llmring(data, "--project", "alpha", "usage", "report", "--json")
+        assert report.exit_code == 0, report.output
+        assert json.loads(report.stdout)["total"]["calls"] == 4  # the sealed ones
+        assert "sealed segments only" in report.stderr
+        export = llmring(data, "--project", "alpha", "usage", "export", "--format", "jsonl")
+        assert export.exit_code == 0 and len(export.stdout.splitlines()) == 4
+        assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+        refused = llmring(data, "--project", "alpha", "record", "--provider", "p",
+                          "--model", "m", "--cost", "0")
+        assert refused.exit_code == 2 and "in use by another process" in refused.stderr
+        with Ledger(data, read_only=True) as reader:
+            assert reader.size("alpha") == 4
+            try:
+                reader.append(usage(), tenant="alpha")
+                raise AssertionError("a read-only ledger took a write")
+            except LedgerLockedError:
+                pass
+        assert writer.count("alpha") == 5
