@@ -68,7 +68,7 @@ def build(path: Path, events: int, batch: int, customers: int, seed: int) -> dic
             last = now
     ledger.flush()
     size = ledger.size(TENANT)
-    segs = len(ledger.manifest.state.segments(TENANT))
+    segs = len(ledger.unit(TENANT).manifest.state.segments(TENANT))
     ledger.close()
     assert size == events, (size, events)
     info = {"events": events, "tenant": TENANT, "customers": customers, "seed": seed,

@@ -77,9 +77,9 @@ def batched_run(base: Path, events: int, batch: int, seed: int, *, keep: bool = 
         if profiler is not None:
             profiler.disable()
         size = ledger.size(TENANT)
-        segs = ledger.manifest.state.segments(TENANT)
+        segs = ledger.unit(TENANT).manifest.state.segments(TENANT)
         sealed_rows = sum(s.rows for s in segs)
-        tail = ledger.tail.rows()
+        tail = ledger.unit(TENANT).tail.rows()
     finally:
         ledger.close()
     batches.clear()

@@ -89,7 +89,7 @@ def build(path: Path, events: int, batch: int, spread_days: int, seed: int) -> d
     ledger.flush()
     t2 = time.perf_counter()
     size = ledger.size(TENANT)
-    segs = len(ledger.manifest.state.segments(TENANT))
+    segs = len(ledger.unit(TENANT).manifest.state.segments(TENANT))
     ledger.close()
     t3 = time.perf_counter()
     assert size == events, (size, events)
@@ -203,7 +203,7 @@ def main() -> int:
         n = ledger.size(TENANT)
         assert n == args.events, (n, args.events)
         tree = ledger.tree(TENANT)
-        segs = ledger.manifest.state.segments(TENANT)
+        segs = ledger.unit(TENANT).manifest.state.segments(TENANT)
         print(f"tenant {TENANT!r}: {n:,} events, {len(segs)} live segments, tree size "
               f"{tree.size:,}", flush=True)
 

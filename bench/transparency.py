@@ -127,7 +127,7 @@ def run_log(args: argparse.Namespace, path: Path) -> bool:
             store = CheckpointStore(scratch / str(i))
             tree._root = None
             t0 = time.perf_counter()
-            led.journal.commit(led.journal.position)
+            led.unit(TENANT).journal.commit(led.unit(TENANT).journal.position)
             signed = store.issue(origin, size, tree.root(size), keyring)
             latest.append(time.perf_counter() - t0)
         shutil.rmtree(scratch)
