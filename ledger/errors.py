@@ -557,7 +557,8 @@ _BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in ERRORS}
 _BY_STATUS: dict[int, type[LedgerError]] = {
     400: RequestError, 401: AuthenticationError, 402: BudgetExceededError, 404: NotFoundError,
     405: MethodNotAllowedError, 408: RequestTimeoutError, 409: IdConflictError,
-    413: RequestTooLargeError, 415: UnsupportedMediaTypeError, 422: InvalidRequestError,
+    413: RequestTooLargeError, 415: UnsupportedMediaTypeError, 421: MisdirectedError,
+    422: InvalidRequestError,
     500: InternalError, 503: LedgerError,
 }
 UNAVAILABLE_PREFIX = "the ledger cannot serve this now: "

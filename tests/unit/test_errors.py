@@ -46,7 +46,7 @@ from ledger.server.app import ServerConfig, ServerState, create_app
 from ledger.server.fastpath import FastPath
 from tests.support.serverproc import free_port
 
-STATUSES = {400, 401, 402, 404, 405, 408, 409, 413, 415, 422, 500, 503}
+STATUSES = {400, 401, 402, 404, 405, 408, 409, 413, 415, 421, 422, 500, 503}
 CALL = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10,
         "output_tokens": 2, "cost": 0.001}
 
@@ -121,6 +121,8 @@ def sample(cls: type[LedgerError]) -> LedgerError:
         return IdConflictError("evt_1", ["cost"])
     if cls is WitnessRefusal:
         return WitnessRefusal("does not extend", "held note", "offered note")
+    if cls is errors.MisdirectedError:
+        return errors.MisdirectedError("alpha", "http://127.0.0.1:8001")
     if cls is errors.JournalDamageError:
         return errors.JournalDamageError("journal/00000001.wal", 120, 4, 9,
                                          "journal/damaged/00000001-0123456789abcdef.wal")
