@@ -1,9 +1,9 @@
 """Opening a project's unit (or, for ``llmring ledger migrate``, a directory in the layout
 before): its lock, and recovery from any crash. Journal files already sealed and segment
 files of its own partitions that no manifest record names are leftovers of an
-interrupted seal and are removed; the journal is replayed (a torn or unacknowledged batch at its end is
-cut off) into the unsealed tail; the id index and the projects' trees are brought level
-with the log.
+interrupted seal and are removed; the journal is replayed (a torn or unacknowledged
+batch at its end is cut off) into the unsealed tail; the id index and the projects'
+trees are brought level with the log.
 
 A journal damaged inside (``ledger.storage.journal.scan_journal``) is never cut silently:
 it is checked before anything is changed, a copy of the damaged file (and of every file
