@@ -106,7 +106,7 @@ def test_metrics_count_what_was_done(tmp_path: Path) -> None:
         assert scraped.status_code == 200
         assert scraped.headers["content-type"].startswith("text/plain")
         values = samples(scraped.text)
-        journal = sum(p.stat().st_size for p in (server.data / "journal").glob("*"))
+        journal = sum(p.stat().st_size for p in (server.data / "projects").glob("*/journal/*"))
     finally:
         assert server.stop() == 0
     assert values[("llmring_events_appended_total", ())] == 3 + 5 + 1
