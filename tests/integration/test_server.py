@@ -354,7 +354,8 @@ def test_sigterm_closes_the_ledger_and_keeps_every_acknowledged_event(tmp_path: 
 
     with Ledger(tmp_path / "data", pricer=None) as led:
         assert led.count("solo") == 20
-        assert not any(p.stat().st_size for p in (tmp_path / "data" / "journal").iterdir())
+        journals = (tmp_path / "data" / "projects").glob("*/journal/*")
+        assert not any(p.stat().st_size for p in journals)
 
 
 def test_a_chunked_body_without_content_length_is_accepted(alpha: httpx.Client) -> None:
