@@ -83,7 +83,7 @@ def test_a_flipped_byte_in_the_wal_stops_the_server_until_the_loss_is_accepted(
     finally:
         assert server.stop() in (0, -15)
     log = serverproc.log_text(data, int(server.url.rsplit(":", 1)[1]))
-    assert f"warning: journal/{wal.name} was damaged at byte" in log
+    assert f"warning: projects/alpha/journal/{wal.name} was damaged at byte" in log
     assert EVENTS - stats_body["events"] >= beyond > 0  # the refusal named the loss
 
     verify = cli(data, "ledger", "verify", check=False)
