@@ -18,6 +18,7 @@ from typing import Any
 from ledger.api.budgets import Budgets
 from ledger.api.prices import Prices
 from ledger.core.facade import Ledger
+from ledger.core.sealer import DEFAULT_SEAL_INTERVAL
 from ledger.errors import (
     InvalidRequestError,
     LedgerError,
@@ -94,11 +95,14 @@ class LedgerService:
     """One open data directory and the per-project operations over it."""
 
     def __init__(self, data_dir: str | Path, *, ledger: Ledger | None = None,
-                 accept_loss: bool = False) -> None:
-        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss`` as ``Ledger``'s."""
+                 accept_loss: bool = False,
+                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL) -> None:
+        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss`` and
+        ``seal_interval`` as ``Ledger``'s."""
         self.data = Path(data_dir)
         self.ledger = (ledger if ledger is not None
-                       else Ledger(self.data, accept_loss=accept_loss))
+                       else Ledger(self.data, accept_loss=accept_loss,
+                                   seal_interval=seal_interval))
         try:
             self.notary = self.ledger.notary  # the directory's one key ring and checkpoints
             self.origin = self.notary.origin

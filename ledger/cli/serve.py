@@ -72,6 +72,11 @@ SECONDS = click.FloatRange(min=0, min_open=True)
               help="Longest wait between two submissions to a failing witness.")
 @click.option("--witness-timeout", default=10.0, show_default=True, type=SECONDS,
               help="Seconds one add-checkpoint request may take.")
+@click.option("--seal-interval", default=60.0, show_default=True,
+              type=click.FloatRange(min=0),
+              help="Seal the unsealed events once the oldest has waited this long, so "
+                   "engines reading the segments see them (0: only at 250,000 rows and on "
+                   "stop).")
 @accept_loss_option
 @pass_app
 @local_only
@@ -81,7 +86,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           webhook_hosts: tuple[str, ...], webhook_attempts: int, webhook_backoff: float,
           webhook_backoff_max: float, webhook_timeout: float, witness_interval: float,
           witness_backoff: float, witness_backoff_max: float, witness_timeout: float,
-          accept_loss: bool) -> None:
+          seal_interval: float, accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
@@ -113,6 +118,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
 
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
                           accept_loss=accept_loss, metrics=metrics,
+                          seal_interval=seal_interval or None,
                           webhooks=DeliveryPolicy(
                               attempts=webhook_attempts, backoff=webhook_backoff,
                               backoff_max=webhook_backoff_max, timeout=webhook_timeout,

@@ -36,8 +36,15 @@ from ledger.core.guard import WriteGuard, storage_full
 from ledger.core.idempotency import Idempotency
 from ledger.core.logs import Logs
 from ledger.core.prices import ProjectPrices
+from ledger.core.readers import Readers
 from ledger.core.recovery import Recovery, release_lock, take_lock
-from ledger.core.sealer import DEFAULT_SEAL_ROWS, CompactResult, Sealer, SealResult
+from ledger.core.sealer import (
+    DEFAULT_SEAL_INTERVAL,
+    DEFAULT_SEAL_ROWS,
+    CompactResult,
+    Sealer,
+    SealResult,
+)
 from ledger.core.tail import Tail, TailChunk
 from ledger.errors import LedgerError, LedgerLockedError, NotWritableError
 from ledger.model.event import Ack, Event, EventIn, us_to_datetime
@@ -63,6 +70,7 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str], *, seal_rows: int = DEFAULT_SEAL_ROWS,
                  pricer: Any = "default", auto_seal: bool = True,
+                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
                  checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
                  accept_loss: bool = False) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
@@ -70,6 +78,10 @@ class Ledger:
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
         off (checkpoints are then issued on demand and with receipts only).
+
+        ``seal_interval``: with ``auto_seal``, the unsealed tail is sealed once its oldest
+        entry has waited so many seconds (None or 0: only at ``seal_rows`` and on close),
+        so engines reading the segment files see recent events.
 
         A journal damaged inside is refused (``JournalDamageError``); ``accept_loss`` cuts
         it at the damage instead, recording the loss (``accepted_losses`` lists the cuts
@@ -94,7 +106,7 @@ class Ledger:
             try:
                 if not is_private(self.path):  # written before everything in it was private
                     tighten(self.path)
-                self._open(seal_rows, auto_seal, accept_loss)
+                self._open(seal_rows, auto_seal, seal_interval, accept_loss)
             except BaseException:
                 os.close(self._lockfd)
                 raise
@@ -104,7 +116,8 @@ class Ledger:
                 raise
             raise refused from exc
 
-    def _open(self, seal_rows: int, auto_seal: bool, accept_loss: bool) -> None:
+    def _open(self, seal_rows: int, auto_seal: bool, seal_interval: float | None,
+              accept_loss: bool) -> None:
         layout = self.layout
         self.store = SegmentStore(layout)
         self.manifest = Manifest(layout.manifest)
@@ -125,12 +138,13 @@ class Ledger:
         self.checkpointer = Checkpointer(layout, self._guard, self.journal, self.logs,
                                          self.checkpoint_interval)
         self.dimensions = DeclaredDimensions(layout)
+        self.readers = Readers(self.store.delete)
         self.sealer = Sealer(
             self._guard, self.journal, self.manifest, self.store, self.index, self.tail,
-            self.logs, seal_rows=seal_rows, auto_seal=auto_seal,
+            self.logs, seal_rows=seal_rows, auto_seal=auto_seal, seal_interval=seal_interval,
             after_seal=(self.checkpointer.checkpoint_grown
                         if self.checkpoint_interval is not None else None),
-            dimensions=self.dimensions)
+            dimensions=self.dimensions, readers=self.readers)
         self.appender = Appender(self._guard, self.journal, self.logs, self.tail, self.ids,
                                  self.prices.pricer_for, self.sealer.tail_grew)
 
@@ -173,8 +187,11 @@ class Ledger:
 
     # -- reads ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """The live segment files and the unsealed tail, as of now."""
+        """The live segment files and the unsealed tail, as of now. The files it names
+        stay until it is released (``with ledger.snapshot() as snap:``) or collected,
+        even if a compaction retires them meanwhile (``ledger.core.readers``)."""
         with self._lock:
+            named = [s.path for s in self.manifest.state.live.values() if s.kind != "pairs"]
             segments: dict[str, list[SegmentRef]] = {}
             for seg in self.manifest.state.segments():
                 segments.setdefault(seg.tenant, []).append(SegmentRef(
@@ -192,7 +209,8 @@ class Ledger:
                             membership_files=membership_files, receipt_tail=receipt_tail,
                             membership_tail=membership_tail,
                             receipt_seqs={t: list(v)
-                                          for t, v in self.logs.receipt_seqs.items()})
+                                          for t, v in self.logs.receipt_seqs.items()},
+                            lease=self.readers.hold(named))
 
     # -- receipt entries (docs/formats.md; content and signing are ``ledger.receipts.issuance``) --
     def receipt_lock(self, tenant: str) -> threading.Lock:
@@ -307,6 +325,7 @@ class Ledger:
             guard.closed = True
             self.checkpointer.stop()
             self.sealer.stop()
+            self.readers.closed = True
             with self._lock:
                 self.journal.close()
                 self.logs.close()
