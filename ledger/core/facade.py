@@ -52,6 +52,7 @@ from ledger.model.tenant import check_tenant
 from ledger.storage import journal as jr
 from ledger.storage.dimensions import DeclaredDimensions
 from ledger.storage.durable import is_private, private_dir, tighten
+from ledger.storage.iceberg import IcebergTable, published_records
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest
@@ -72,7 +73,7 @@ class Ledger:
                  pricer: Any = "default", auto_seal: bool = True,
                  seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
                  checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
-                 accept_loss: bool = False) -> None:
+                 accept_loss: bool = False, iceberg: bool | None = None) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
 
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
@@ -82,6 +83,11 @@ class Ledger:
         ``seal_interval``: with ``auto_seal``, the unsealed tail is sealed once its oldest
         entry has waited so many seconds (None or 0: only at ``seal_rows`` and on close),
         so engines reading the segment files see recent events.
+
+        ``iceberg``: publish the live event segments as the Iceberg table
+        ``ledger.events`` (``ledger.storage.iceberg``), one commit per seal and per
+        compaction; None: if the directory already has the table. A table behind the
+        manifest (a failed publish, a crash) is caught up on open.
 
         A journal damaged inside is refused (``JournalDamageError``); ``accept_loss`` cuts
         it at the damage instead, recording the loss (``accepted_losses`` lists the cuts
@@ -106,7 +112,7 @@ class Ledger:
             try:
                 if not is_private(self.path):  # written before everything in it was private
                     tighten(self.path)
-                self._open(seal_rows, auto_seal, seal_interval, accept_loss)
+                self._open(seal_rows, auto_seal, seal_interval, accept_loss, iceberg)
             except BaseException:
                 os.close(self._lockfd)
                 raise
@@ -117,7 +123,7 @@ class Ledger:
             raise refused from exc
 
     def _open(self, seal_rows: int, auto_seal: bool, seal_interval: float | None,
-              accept_loss: bool) -> None:
+              accept_loss: bool, iceberg: bool | None) -> None:
         layout = self.layout
         self.store = SegmentStore(layout)
         self.manifest = Manifest(layout.manifest)
@@ -139,14 +145,27 @@ class Ledger:
                                          self.checkpoint_interval)
         self.dimensions = DeclaredDimensions(layout)
         self.readers = Readers(self.store.delete)
+        published = published_records(layout)
+        self.iceberg = (IcebergTable(layout, self.store)
+                        if (iceberg if iceberg is not None else published is not None)
+                        else None)
+        if self.iceberg is not None and published != len(self.manifest.state.records):
+            self._publish()  # catch up: a publish failed, or the table is new
         self.sealer = Sealer(
             self._guard, self.journal, self.manifest, self.store, self.index, self.tail,
             self.logs, seal_rows=seal_rows, auto_seal=auto_seal, seal_interval=seal_interval,
             after_seal=(self.checkpointer.checkpoint_grown
                         if self.checkpoint_interval is not None else None),
-            dimensions=self.dimensions, readers=self.readers)
+            dimensions=self.dimensions, readers=self.readers,
+            publish=self._publish if self.iceberg is not None else None)
         self.appender = Appender(self._guard, self.journal, self.logs, self.tail, self.ids,
                                  self.prices.pricer_for, self.sealer.tail_grew)
+
+    def _publish(self) -> None:
+        """Bring the Iceberg table level with the manifest (never raises)."""
+        assert self.iceberg is not None
+        self.iceberg.publish(self.manifest.state.live.values(),
+                             len(self.manifest.state.records))
 
     @property
     def seal_rows(self) -> int:

@@ -59,8 +59,11 @@ class Sealer:
     """Seals and compacts one open directory; with ``auto_seal``, a background thread
     seals once the tail holds ``seal_rows`` events, or (``seal_interval`` seconds, None
     or 0 for never) once its oldest unsealed entry has waited that long, so outside
-    readers of the segments see recent events within that time. ``after_seal`` runs
-    after every seal (the ledger checkpoints the logs that grew)."""
+    readers of the segments see recent events within that time. ``publish`` runs once
+    the manifest records of a seal, or of a compaction (every partition it merged), are
+    committed, under the seal lock (the ledger publishes the live set as an Iceberg
+    table; it must not raise). ``after_seal`` runs after every seal (the ledger
+    checkpoints the logs that grew)."""
 
     def __init__(self, guard: WriteGuard, journal: jr.Journal, manifest: Manifest,
                  store: SegmentStore, index: Index, tail: Tail, logs: Logs, *,
@@ -68,9 +71,11 @@ class Sealer:
                  seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
                  after_seal: Callable[[], object] | None = None,
                  dimensions: DeclaredDimensions | None = None,
-                 readers: Readers | None = None) -> None:
+                 readers: Readers | None = None,
+                 publish: Callable[[], object] | None = None) -> None:
         self.guard = guard
         self.readers = readers or Readers(store.delete)
+        self.publish = publish
         self.dimensions = dimensions or DeclaredDimensions(store.layout)
         self.journal = journal
         self.manifest = manifest
@@ -187,6 +192,8 @@ class Sealer:
             for number, p in jr.journal_files(self.journal.directory):
                 if number <= closed:
                     p.unlink(missing_ok=True)
+            if self.publish is not None:
+                self.publish()
             events = sum(c.events for c in frozen)
             self.seals += 1
             result = SealResult(events, len(segments), closed)
@@ -260,6 +267,7 @@ class Sealer:
     def compact(self, *, tenant: str | None = None, date: str | None = None) -> CompactResult:
         """Merge the small segments of each (tenant, day) partition into one."""
         merged = written = 0
+        retired: list[str] = []
         with self._seal_lock:
             groups: dict[tuple[str, str], list[Segment]] = {}
             for s in self.manifest.state.segments(tenant):
@@ -278,10 +286,13 @@ class Sealer:
                     f"-{new_event_id()[-8:]}.parquet", tenant=t, date=d, kind="events")
                 with self.guard.lock:
                     self.manifest.append("compact", _now_text(), add=[new], remove=segs)
-                self.readers.retire(s.path for s in segs)
+                retired.extend(s.path for s in segs)
                 merged += len(segs)
                 written += 1
                 self.compactions += 1
+            if retired and self.publish is not None:  # the table stops listing them first
+                self.publish()
+            self.readers.retire(retired)
         return CompactResult(merged, written)
 
 

@@ -28,6 +28,8 @@
     budget-alerts.jsonl                     each budget threshold crossed, and its delivery
     prices/tenant=<t>.json                  a project's price overrides
     content/tenant=<t>/<2 hex>/<sha256>.json  conversation content
+    iceberg/catalog.sqlite                  the Iceberg SQL catalog (table ledger.events)
+    iceberg/ledger.db/events/metadata/…     the Iceberg table's metadata (ledger.storage.iceberg)
 
 Segment paths are stored in the manifest relative to the directory, so ``partition``
 gives them relative; everything else is an absolute ``Path``.
@@ -126,6 +128,16 @@ class DataDir:
     @property
     def content(self) -> Path:
         return self.root / "content"
+
+    @property
+    def iceberg_warehouse(self) -> Path:
+        """The Iceberg warehouse: the catalog and the tables' metadata (never segments)."""
+        return self.root / "iceberg"
+
+    @property
+    def iceberg_catalog(self) -> Path:
+        """The Iceberg SQL catalog (SQLite) naming the table ``ledger.events``."""
+        return self.iceberg_warehouse / "catalog.sqlite"
 
     @property
     def prices(self) -> Path:
