@@ -96,13 +96,14 @@ class LedgerService:
 
     def __init__(self, data_dir: str | Path, *, ledger: Ledger | None = None,
                  accept_loss: bool = False,
-                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL) -> None:
-        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss`` and
-        ``seal_interval`` as ``Ledger``'s."""
+                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
+                 iceberg: bool | None = None) -> None:
+        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss``,
+        ``seal_interval`` and ``iceberg`` as ``Ledger``'s."""
         self.data = Path(data_dir)
         self.ledger = (ledger if ledger is not None
                        else Ledger(self.data, accept_loss=accept_loss,
-                                   seal_interval=seal_interval))
+                                   seal_interval=seal_interval, iceberg=iceberg))
         try:
             self.notary = self.ledger.notary  # the directory's one key ring and checkpoints
             self.origin = self.notary.origin

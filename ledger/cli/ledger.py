@@ -1,6 +1,6 @@
 """``llmring ledger …``: look after the data directory — stats, verify (re-derive every
-hash, chain and root, read-only), compact (merge small segments) and flush (seal the
-journal into segments now)."""
+hash, chain and root, read-only), compact (merge small segments), flush (seal the
+journal into segments now) and iceberg (publish the live segments as an Iceberg table)."""
 
 from __future__ import annotations
 
@@ -188,6 +188,36 @@ def flush(app: App, as_json: bool, accept_loss: bool) -> None:
         click.echo(f"Sealed {num(result.events)} events into {num(result.segments)} segments.")
     else:
         click.echo("Nothing to seal: the journal is empty.")
+
+
+@ledger_group.command()
+@json_option
+@pass_app
+@local_only
+def iceberg(app: App, as_json: bool) -> None:
+    """Publish the live event segments as the Iceberg table ledger.events.
+
+    Creates the table (a SQL catalog in iceberg/catalog.sqlite) or brings it level with
+    the manifest. From then on every writer of the directory commits to it at each seal
+    and compaction, so Spark, Trino, DuckDB or pyiceberg read the ledger by table name
+    (docs/integrations.md).
+    """
+    from ledger.storage.iceberg import IDENTIFIER, catalog_properties, read_published
+
+    with app.open(create=False, iceberg=True) as led:
+        table = led.iceberg
+        failed = table.failed if table is not None else None
+    if failed is not None:
+        raise CliError(f"could not publish the Iceberg table: {failed}", EXIT_FAILED_CHECK)
+    published = read_published(app.layout)
+    assert published is not None
+    out = {"table": IDENTIFIER, **catalog_properties(app.layout),
+           "files": len(published.files), "manifest_records": published.records}
+    if as_json:
+        print_json(out)
+    else:
+        click.echo(f"Table {IDENTIFIER}: {num(len(published.files))} segment files "
+                   f"(catalog {out['uri']}, warehouse {out['warehouse']}).")
 
 
 @ledger_group.command("prune-content")

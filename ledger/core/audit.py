@@ -24,6 +24,10 @@
    was accepted (``journal/losses.jsonl``), and every intact event of a damaged journal
    kept aside (``journal/damaged/``) is in the log: else the log is shorter than what its
    journal acknowledged.
+9. the Iceberg table (``ledger.storage.iceberg``), if the directory has one: its
+   current snapshot lists exactly the live event segments of the manifest records it
+   says it reflects (a table behind the manifest, publishing still to catch up, is a
+   note; any other difference is a problem of kind ``iceberg``).
 
 Each finding names what is wrong and where.
 """
@@ -47,8 +51,9 @@ from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_h
 from ledger.model.schema import EVENT_SCHEMA, ROW_FIELDS, STORED_FIELDS
 from ledger.storage import journal as jr
 from ledger.storage.dimensions import derived_columns, with_dimensions
+from ledger.storage.iceberg import IDENTIFIER, IcebergTable, metadata_location, read_published
 from ledger.storage.layout import JOURNAL_SUFFIX, DataDir
-from ledger.storage.manifest import check_chain, read_lines
+from ledger.storage.manifest import ManifestState, check_chain, read_lines
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
@@ -149,6 +154,8 @@ def verify_directory(path: str | os.PathLike[str], *,
     _check_losses(layout, report)
     _check_kept_journals(layout, report, logs)
 
+    _check_iceberg(layout, store, state.records, report)
+
     checkpoints = _load_checkpoints(layout, report)
     for tenant, log in sorted(logs.items()):
         _check_log(layout, tenant, log, report, checkpoints.pop(tenant, []))
@@ -159,6 +166,40 @@ def verify_directory(path: str | os.PathLike[str], *,
                        f"a checkpoint of its log at size {top.checkpoint.size} was signed, "
                        "but the directory holds no entry of that log (it was deleted)")
     return report
+
+
+def _check_iceberg(layout: DataDir, store: SegmentStore, records: list[dict[str, Any]],
+                   report: AuditReport) -> None:
+    """The Iceberg table's current file set equals the live event segments of the
+    manifest records it reflects."""
+    if metadata_location(layout) is None:
+        return
+    where = f"Iceberg table {IDENTIFIER}"
+    try:
+        published = read_published(layout)
+    except Exception as exc:  # any damage of the table's files or catalog
+        report.add("iceberg", where, f"cannot be read: {exc}")
+        return
+    if published is None:
+        return
+    if not 0 <= published.records <= len(records):
+        report.add("iceberg", where, f"says it reflects {published.records} manifest "
+                   f"records, but the manifest has {len(records)}")
+        return
+    if published.records < len(records):
+        report.notes.append(f"{where} reflects {published.records} of the manifest's "
+                            f"{len(records)} records: the next seal or open publishes "
+                            "the rest")
+    state = ManifestState()
+    for record in records[:published.records]:
+        state.apply(record)
+    table = IcebergTable(layout, store)
+    want = {table.location(s.path) for s in state.segments()}
+    for loc in sorted(published.files - want):
+        report.add("iceberg", where, f"lists {loc}, which is not a live event segment of "
+                   "the manifest")
+    for loc in sorted(want - published.files):
+        report.add("iceberg", where, f"does not list the live event segment {loc}")
 
 
 def _load_checkpoints(layout: DataDir, report: AuditReport

@@ -62,6 +62,7 @@ class ServerConfig:
     webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)  # budget alerts
     witnesses: SubmissionPolicy = field(default_factory=SubmissionPolicy)  # add-checkpoint
     seal_interval: float | None = DEFAULT_SEAL_INTERVAL  # seconds; None: rows and close only
+    iceberg: bool | None = None  # publish the Iceberg table (None: if the directory has it)
 
 
 class ServerState:
@@ -74,7 +75,8 @@ class ServerState:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss,
-                                     seal_interval=config.seal_interval)
+                                     seal_interval=config.seal_interval,
+                                     iceberg=config.iceberg)
         self.service.budgets.allowed_hosts = config.webhooks.allowed_hosts
         self.api_keys = ApiKeyStore(config.data_dir)
         self.deliverer = Deliverer(self.service.budgets, config.webhooks)
