@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 _log = logging.getLogger("ledger")
@@ -43,13 +43,18 @@ class Lease:
 
 class Readers:
     """The reference counts of one open directory's segment files (paths relative to it)
-    and the retired files waiting for their last reader. ``delete`` removes a file."""
+    and the retired files waiting for their last reader. ``delete`` removes a file.
+
+    A lease may be released by the garbage collector in any thread, even one inside this
+    object's lock: a release is queued (an atomic append) and applied by whoever holds
+    the lock next, or at once when it is free; so a finalizer never waits for the lock."""
 
     def __init__(self, delete: Callable[[str], None]) -> None:
         self._delete = delete
         self._lock = threading.Lock()
         self._held: Counter[str] = Counter()
         self._retired: set[str] = set()
+        self._released: deque[tuple[str, ...]] = deque()
         self.closed = False
 
     def hold(self, paths: Iterable[str]) -> Lease:
@@ -57,40 +62,47 @@ class Readers:
         held = tuple(paths)
         with self._lock:
             self._held.update(held)
+        self._drain()
         return Lease(self, held)
 
     def retire(self, paths: Iterable[str]) -> None:
         """``paths`` left the live set (a committed manifest record): delete each now, or
         when the last lease naming it is released."""
         with self._lock:
-            free = []
-            for p in paths:
-                if self._held[p]:
-                    self._retired.add(p)
-                else:
-                    free.append(p)
-        self._remove(free)
+            self._retired.update(paths)
+        self._drain()
 
     def waiting(self) -> list[str]:
         """The retired files some reader still holds."""
+        self._drain()
         with self._lock:
             return sorted(self._retired)
 
     def held(self, path: str) -> int:
+        self._drain()
         with self._lock:
             return self._held[path]
 
     def _release(self, paths: tuple[str, ...]) -> None:
-        free = []
-        with self._lock:
-            for p in paths:
-                self._held[p] -= 1
-                if self._held[p] <= 0:
-                    del self._held[p]
-                    if p in self._retired:
-                        self._retired.discard(p)
-                        free.append(p)
-        self._remove(free)
+        self._released.append(paths)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Apply the queued releases and delete the retired files no lease holds."""
+        while self._lock.acquire(blocking=False):
+            try:
+                while self._released:
+                    for p in self._released.popleft():
+                        self._held[p] -= 1
+                        if self._held[p] <= 0:
+                            del self._held[p]
+                free = [p for p in self._retired if not self._held[p]]
+                self._retired.difference_update(free)
+            finally:
+                self._lock.release()
+            self._remove(free)
+            if not self._released:
+                return
 
     def _remove(self, paths: list[str]) -> None:
         if self.closed:  # the next opening removes them (files no record names)

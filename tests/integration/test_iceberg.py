@@ -10,6 +10,7 @@ settings; it is skipped only when no Java runtime is installed."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from ledger.core.audit import verify_directory
 from ledger.storage.iceberg import IDENTIFIER, catalog_properties, read_published
 from ledger.storage.layout import DataDir
 from tests.conftest import usage
+from tests.support import serverproc
 from tests.support.cli import as_json, llmring
 
 PROJECTS = ("007", "7", "acme")
@@ -148,6 +150,32 @@ def test_llmring_ledger_iceberg_creates_the_table(tmp_path: Path) -> None:
     out = as_json(llmring(root, "ledger", "iceberg", "--json"))
     assert out["table"] == IDENTIFIER and out["files"] == 5
     assert _table(root).scan().to_arrow().num_rows == len(_events(1, 0))
+
+
+def test_a_live_server_publishes_recent_events_within_its_seal_interval(
+        tmp_path: Path) -> None:
+    """``llmring serve --iceberg --seal-interval 0.5``: events written over HTTP reach
+    the table, read by name by another process while the server runs."""
+    import httpx
+
+    server = serverproc.start(tmp_path / "data", projects=("007",),
+                              extra=("--iceberg", "--seal-interval", "0.5"))
+    try:
+        with httpx.Client(base_url=server.url, headers=server.headers("007"),
+                          timeout=30) as c:
+            r = c.post("/api/v1/log/batch", json={"events": _events(0, 0)[:12]})
+            assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 60
+        rows = 0
+        while time.monotonic() < deadline:
+            if read_published(DataDir(server.data)) is not None:
+                rows = _table(server.data).scan(row_filter="tenant == '007'").count()
+                if rows:
+                    break
+            time.sleep(0.1)
+        assert rows == 12
+    finally:
+        assert server.stop() == 0
 
 
 # -- Spark -----------------------------------------------------------------------------
