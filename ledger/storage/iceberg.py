@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
+from pyarrow import fs as pafs
 
 from ledger.model.schema import EVENT_SCHEMA
 from ledger.storage.durable import private_dir, tighten
@@ -112,9 +113,12 @@ class IcebergTable:
         self.failed: BaseException | None = None  # the last publish's failure, if any
 
     def location(self, relative: str) -> str:
-        """The location a segment file is listed under in the table (a ``file://`` URL,
-        not percent-encoded: Iceberg readers take locations verbatim)."""
-        return f"file://{self.store.abspath(relative)}"
+        """The location a segment file is listed under in the table: a URL of the
+        store's filesystem (``file:///…`` on a local disk), not percent-encoded: Iceberg
+        readers take locations verbatim."""
+        fs = self.store.fs
+        scheme = "file" if isinstance(fs, pafs.LocalFileSystem) else fs.type_name
+        return f"{scheme}://{self.store.abspath(relative)}"
 
     def publish(self, live: Iterable[Segment], records: int) -> bool:
         """Make the table list exactly the live event segments (one commit), recording
