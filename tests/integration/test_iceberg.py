@@ -3,13 +3,12 @@ table name and reproduce ``llmring usage report --by model,day`` exactly; the ta
 follows every seal and compaction; ``ledger verify`` checks it against the manifest; a
 failed publish loses nothing and is caught up on the next open.
 
-Spark reads the snapshot's data files (listed by pyiceberg: no iceberg-spark-runtime
-jar is installable here) and the directory as-is, with the documented partition
-settings; it is skipped only when no Java runtime is installed."""
+Spark reads the table by name through Iceberg's JDBC catalog (``tests/support/
+iceberg_spark.py``), and the directory as-is with the documented partition setting;
+it is skipped only when no Java runtime is installed."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,18 +179,13 @@ def test_a_live_server_publishes_recent_events_within_its_seal_interval(
 
 # -- Spark -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    if shutil.which("java") is None:
-        pytest.skip("no Java runtime (apt install default-jdk-headless) for Spark")
-    from pyspark.sql import SparkSession
+def spark(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.support import iceberg_spark
 
-    session = (SparkSession.builder.master("local[1]").appName("ledger-tests")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", "2")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
+    reason = iceberg_spark.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    session = iceberg_spark.session(data, tmp_path_factory.mktemp("spark"))
     yield session
     session.stop()
 
@@ -200,17 +194,15 @@ SPARK_ROLLUP = """
     SELECT tenant, model, date_format(ts, 'yyyy-MM-dd') AS day, count(*),
            sum(input_tokens), sum(output_tokens), sum(cost_nanos),
            count(CASE WHEN cost_source = 'unpriced' THEN 1 END)
-    FROM events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+    FROM ledger.ledger.events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
 
 
-def test_spark_reads_the_snapshot_files_and_reproduces_the_report(data: Path,
-                                                                  spark: Any) -> None:
-    """Spark over the files of the table's current snapshot (with the hive base path
-    and partition type inference off) reproduces ``usage report --by model,day``."""
-    files = [task.file.file_path for task in _table(data).scan().plan_files()]
-    frame = spark.read.option("basePath", f"file://{data}/events").parquet(*files)
-    frame.createOrReplaceTempView("events")
-    assert dict(frame.dtypes)["tenant"] == "string"
+def test_spark_reads_the_table_by_name_and_reproduces_the_report(data: Path,
+                                                                 spark: Any) -> None:
+    """Spark with Iceberg's JDBC catalog on the directory's SQLite catalog reads
+    ``ledger.events`` by name and reproduces ``usage report --by model,day`` of every
+    project (tenant a string from the partition values: 007 and 7 stay apart)."""
+    assert dict(spark.table("ledger.ledger.events").dtypes)["tenant"] == "string"
     rows = [tuple(r) for r in spark.sql(SPARK_ROLLUP).collect()]
     for project in PROJECTS:
         assert [r[1:] for r in rows if r[0] == project] == _report(data, project), project
@@ -219,7 +211,8 @@ def test_spark_reads_the_snapshot_files_and_reproduces_the_report(data: Path,
 
 def test_spark_over_the_directory_keeps_all_digit_projects_apart(data: Path,
                                                                  spark: Any) -> None:
-    """The directory read as-is after a compaction: each event once, 007 and 7 apart."""
+    """The directory read as-is after a compaction, with partition type inference off
+    (docs/integrations.md): each event once, 007 and 7 apart."""
     frame = spark.read.parquet(f"file://{data}/events")
     counts = {r["tenant"]: r["count"] for r in frame.groupBy("tenant").count().collect()}
     with Ledger(data, pricer=None, seal_interval=None) as led:
