@@ -78,6 +78,7 @@ def session(data: Path, work: Path) -> Any:
     import snowpark_connect_deps_iceberg
     from pyspark.sql import SparkSession
 
+    assert SQLITE_JDBC.is_file(), f"no {SQLITE_JDBC}: apt install libxerial-sqlite-jdbc-java"
     jackson = shaded_jackson(Path(pyspark.__file__).parent / "jars",
                              work / "iceberg-shaded-jackson.jar")
     runtime = snowpark_connect_deps_iceberg.get_jar_path(RUNTIME_JAR)
