@@ -46,7 +46,7 @@ def collect_stats(service: Any) -> dict[str, Any]:
         "segments": len(live),
         "segment_bytes": sum(s.bytes for s in live),
         "journal_tail_rows": snapshot.tail.num_rows,
-        "manifest_records": len(led.manifest.state.records),
+        "manifest_records": led.manifest.state.count,
     }
 
 

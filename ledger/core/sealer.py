@@ -93,6 +93,7 @@ class Sealer:
         self._thread: threading.Thread | None = None
         self.seals = 0  # seals and compactions done since the ledger opened (/metrics)
         self.compactions = 0
+        self.rows_rewritten = 0  # rows written by compactions since the ledger opened
 
     # -- the background seal -------------------------------------------------------------
     def tail_grew(self, rows: int) -> None:
@@ -258,42 +259,76 @@ class Sealer:
     # -- compaction ----------------------------------------------------------------------
     def _maybe_compact(self, segments: list[Segment]) -> None:
         touched = {(s.tenant, s.date) for s in segments if s.kind == "events"}
-        for tenant, date in touched:
-            small = [s for s in self.manifest.state.segments(tenant)
-                     if s.date == date and s.rows < COMPACT_TARGET_ROWS]
-            if len(small) >= COMPACT_MIN_FILES:
-                self.compact(tenant=tenant, date=date)
+        for tenant, date in sorted(touched):
+            self.compact(tenant=tenant, date=date, tiered=True)
 
-    def compact(self, *, tenant: str | None = None, date: str | None = None) -> CompactResult:
-        """Merge the small segments of each (tenant, day) partition into one."""
+    def compact(self, *, tenant: str | None = None, date: str | None = None,
+                tiered: bool = False) -> CompactResult:
+        """Merge the small segments (under ``COMPACT_TARGET_ROWS`` rows) of each (tenant,
+        day) partition into one. ``tiered`` (after a seal) merges only segments of one size
+        tier (rows within a factor ``COMPACT_MIN_FILES``), ``COMPACT_MIN_FILES`` of them
+        at a time, so the merged file is at least one tier up and each row is rewritten
+        at most once per tier: O(log) times over the life of the log."""
         merged = written = 0
         retired: list[str] = []
         with self._seal_lock:
-            groups: dict[tuple[str, str], list[Segment]] = {}
-            for s in self.manifest.state.segments(tenant):
-                if (date is None or s.date == date) and s.rows < COMPACT_TARGET_ROWS:
-                    groups.setdefault((s.tenant, s.date), []).append(s)
-            for (t, d), segs in sorted(groups.items()):
-                if len(segs) < 2:
-                    continue
-                segs.sort(key=lambda s: s.seq_min)
-                table = pa.concat_tables([self.store.read(s, EVENT_SCHEMA.names)
-                                          for s in segs]).sort_by("seq")
-                table = with_dimensions(table, self.dimensions.keys(t))
-                new = self.store.write(
-                    table, DataDir.partition("events", t, d),
-                    f"seg-c{segs[-1].path.rsplit('seg-', 1)[1].removesuffix('.parquet')}"
-                    f"-{new_event_id()[-8:]}.parquet", tenant=t, date=d, kind="events")
-                with self.guard.lock:
-                    self.manifest.append("compact", _now_text(), add=[new], remove=segs)
-                retired.extend(s.path for s in segs)
-                merged += len(segs)
-                written += 1
-                self.compactions += 1
+            while True:
+                batches = self._compaction_batches(tenant, date, tiered)
+                if not batches:
+                    break
+                for (t, d), segs in batches:
+                    self._merge(t, d, segs)
+                    retired.extend(s.path for s in segs)
+                    merged += len(segs)
+                    written += 1
+                if not tiered:
+                    break
             if retired and self.publish is not None:  # the table stops listing them first
                 self.publish()
             self.readers.retire(retired)
         return CompactResult(merged, written)
+
+    def _compaction_batches(self, tenant: str | None, date: str | None, tiered: bool
+                            ) -> list[tuple[tuple[str, str], list[Segment]]]:
+        groups: dict[tuple[str, str, int], list[Segment]] = {}
+        for s in self.manifest.state.segments(tenant):
+            if (date is None or s.date == date) and s.rows < COMPACT_TARGET_ROWS:
+                tier = size_tier(s.rows) if tiered else 0
+                groups.setdefault((s.tenant, s.date, tier), []).append(s)
+        least = COMPACT_MIN_FILES if tiered else 2
+        out = []
+        for (t, d, _), segs in sorted(groups.items()):
+            if len(segs) >= least:
+                segs.sort(key=lambda s: s.seq_min)
+                out.append(((t, d), segs[:COMPACT_MIN_FILES] if tiered else segs))
+        return out
+
+    def _merge(self, t: str, d: str, segs: list[Segment]) -> None:
+        table = pa.concat_tables([self.store.read(s, EVENT_SCHEMA.names)
+                                  for s in segs]).sort_by("seq")
+        table = with_dimensions(table, self.dimensions.keys(t))
+        new = self.store.write(
+            table, DataDir.partition("events", t, d),
+            f"seg-c{segs[-1].path.rsplit('seg-', 1)[1].removesuffix('.parquet')}"
+            f"-{new_event_id()[-8:]}.parquet", tenant=t, date=d, kind="events")
+        with self.guard.lock:
+            before = self.manifest.state.head
+            self.manifest.append("compact", _now_text(), add=[new], remove=segs)
+            if self.index.head() == before:  # a compaction adds no entry to index
+                self.index.begin()
+                self.index.set_head(self.manifest.state.head)
+                self.index.commit(durable=True)
+        self.rows_rewritten += table.num_rows
+        self.compactions += 1
+
+
+def size_tier(rows: int) -> int:
+    """The size tier of a segment: rows in [F**k, F**(k+1)) with F = COMPACT_MIN_FILES."""
+    tier = 0
+    while rows >= COMPACT_MIN_FILES:
+        rows //= COMPACT_MIN_FILES
+        tier += 1
+    return tier
 
 
 def _now_text() -> str:
@@ -301,5 +336,4 @@ def _now_text() -> str:
 
 
 __all__ = ["COMPACT_MIN_FILES", "COMPACT_TARGET_ROWS", "DEFAULT_SEAL_INTERVAL",
-           "DEFAULT_SEAL_ROWS", "CompactResult",
-           "SealResult", "Sealer"]
+           "DEFAULT_SEAL_ROWS", "CompactResult", "SealResult", "Sealer", "size_tier"]

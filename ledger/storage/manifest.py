@@ -11,6 +11,13 @@
             ``sha256`` of the file, ``rows``, ``bytes``, ``tenant``, ``date``, ``kind``
             (``events``, ``pairs``, ``receipts`` or ``membership``), ``seq_min`` and ``seq_max``.
 
+Every ``CHECKPOINT_EVERY`` records the writer appends a ``"checkpoint"`` record: it adds and
+removes nothing, and holds the whole live set (``live``, sorted by path) and the sealed
+journal number (``journal``). It is chained like any record, so a full walk of the chain
+(``llmring ledger verify``) checks it equals what the records before it add up to. Opening
+reads the file backwards to the last checkpoint and walks the chain from there: its cost is
+the live set plus fewer than ``CHECKPOINT_EVERY`` records, not the history.
+
 A segment exists only once a record naming it is durably appended (one ``write`` of one
 line, then fsync). Readers use the live set the records add up to, never a directory
 listing. A torn last line (a crash mid-append) is not a record and is cut off on open;
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +42,10 @@ from ledger.model.event import canonical_json
 from ledger.storage.durable import open_private
 
 GENESIS = "0" * 64
+CHECKPOINT_EVERY = 512  # records between checkpoint records
+_CHECKPOINT_MARK = b'"op":"checkpoint"'  # in a canonical line only as the op (quotes escape)
+_READ_BLOCK = 1 << 20
+_log = logging.getLogger("ledger")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +74,45 @@ class Segment:
 
 @dataclass(slots=True)
 class ManifestState:
-    """What the records add up to."""
+    """What the records add up to. ``records`` and ``hashes`` hold the records from
+    ``base`` on (the last checkpoint record when opened from one, else from 0)."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
     live: dict[str, Segment] = field(default_factory=dict)
     sealed_journal: int = 0  # journal files numbered <= this are sealed
+    base: int = 0  # the number (n) of records[0]
+    base_prev: str = GENESIS  # the hash of the line before records[0]
 
     @property
     def head(self) -> str:
-        return self.hashes[-1] if self.hashes else GENESIS
+        return self.hashes[-1] if self.hashes else self.base_prev
+
+    @property
+    def count(self) -> int:
+        """The number of records in the whole manifest."""
+        return self.base + len(self.records)
+
+    def records_after(self, head: str) -> list[dict[str, Any]] | None:
+        """The held records after the one whose line hashes to ``head``; None if that
+        record is not held (older than the last checkpoint, or not in the chain)."""
+        if head == self.base_prev:
+            return list(self.records)
+        try:
+            return self.records[self.hashes.index(head) + 1:]
+        except ValueError:
+            return None
+
+    def checkpoint_record(self) -> dict[str, Any]:
+        """The fields of a checkpoint record of the state now."""
+        return {"op": "checkpoint", "add": [], "remove": [], "journal": self.sealed_journal,
+                "live": [self.live[p].as_dict() for p in sorted(self.live)]}
 
     def apply(self, record: dict[str, Any]) -> None:
+        if record.get("op") == "checkpoint":
+            self.live = {d["path"]: Segment.from_dict(d) for d in record["live"]}
+            self.sealed_journal = int(record["journal"])
+            return
         for d in record.get("remove", []):
             self.live.pop(d["path"], None)
         for d in record.get("add", []):
@@ -110,12 +149,62 @@ def read_lines(path: Path) -> tuple[list[bytes], bool]:
     return lines[:-1], torn
 
 
-def check_chain(lines: list[bytes]) -> tuple[ManifestState, list[ChainProblem]]:
-    """Walk the chain; apply every record that parses. Problems name the line (1-based)."""
-    state = ManifestState()
+def read_from_checkpoint(path: Path) -> tuple[list[bytes], int, int]:
+    """The complete lines from the last checkpoint record on (all lines if there is none),
+    the number of lines before them, and the length of a torn last line (0 if none).
+    Reads the file backwards, so the lines before the checkpoint are never read."""
+    if not path.exists():
+        return [], 0, 0
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        pos = size
+        buf = b""
+        while True:
+            step = min(_READ_BLOCK, pos)
+            pos -= step
+            fh.seek(pos)
+            buf = fh.read(step) + buf
+            # the lines wholly inside buf: the first piece may be a line's end only
+            start = 0 if pos == 0 else buf.find(b"\n") + 1
+            if pos and start == 0:
+                continue
+            cut = buf.rfind(b"\n") + 1  # the torn tail after the last newline
+            if pos == 0 or _CHECKPOINT_MARK in buf[start:cut]:
+                lines = buf[start:cut].split(b"\n")[:-1]
+                at = _last_checkpoint(lines)
+                if at is not None:  # its number is its "n" (a walk from 0 checks it)
+                    return lines[at[0]:], at[1], len(buf) - cut
+                if pos == 0:
+                    return lines, 0, len(buf) - cut
+
+
+def _last_checkpoint(lines: list[bytes]) -> tuple[int, int] | None:
+    """The index and record number of the last checkpoint record among ``lines``."""
+    for i in range(len(lines) - 1, -1, -1):
+        if _CHECKPOINT_MARK in lines[i]:
+            try:
+                record = orjson.loads(lines[i])
+                if record.get("op") == "checkpoint" and isinstance(record.get("n"), int):
+                    return i, record["n"]
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+    return None
+
+
+def check_chain(lines: list[bytes], *, first: int = 0
+                ) -> tuple[ManifestState, list[ChainProblem]]:
+    """Walk the chain; apply every record that parses. Problems name the line (1-based).
+    With ``first`` > 0 the lines start at record ``first``, a checkpoint record whose own
+    ``prev`` is taken as given (a walk from 0 checks it)."""
+    state = ManifestState(base=first)
     problems: list[ChainProblem] = []
     prev = GENESIS
-    for i, line in enumerate(lines):
+    if first and lines:
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            prev = str(orjson.loads(lines[0]).get("prev"))
+    state.base_prev = prev
+    for k, line in enumerate(lines):
+        i = first + k
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -138,24 +227,39 @@ def check_chain(lines: list[bytes]) -> tuple[ManifestState, list[ChainProblem]]:
         state.records.append(record)
         state.hashes.append(prev)
         try:
+            if record.get("op") == "checkpoint" and k:
+                _check_checkpoint(state, record, i, problems)
             state.apply(record)
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(ChainProblem(i + 1, f"malformed record: {exc}"))
     return state, problems
 
 
+def _check_checkpoint(state: ManifestState, record: dict[str, Any], i: int,
+                      problems: list[ChainProblem]) -> None:
+    """A checkpoint must hold exactly what the records before it add up to."""
+    if record["live"] != [state.live[p].as_dict() for p in sorted(state.live)]:
+        problems.append(ChainProblem(i + 1, "checkpoint's live set differs from the "
+                                     "segments the records before it add up to"))
+    if int(record["journal"]) != state.sealed_journal:
+        problems.append(ChainProblem(i + 1, f"checkpoint says journal {record['journal']} "
+                                     f"sealed, the records before it {state.sealed_journal}"))
+    if record["add"] or record["remove"]:
+        problems.append(ChainProblem(i + 1, "checkpoint record adds or removes segments"))
+
+
 class Manifest:
     """The writer's handle on ``manifest.jsonl``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, checkpoint_every: int | None = None) -> None:
         self.path = path
-        lines, torn = read_lines(path)
+        self.checkpoint_every = checkpoint_every or CHECKPOINT_EVERY
+        lines, first, torn = read_from_checkpoint(path)
         if torn:  # a crash mid-append: the partial line never committed anything
-            good = sum(len(line) + 1 for line in lines)
             with open(path, "r+b") as fh:
-                fh.truncate(good)
+                fh.truncate(os.fstat(fh.fileno()).st_size - torn)
                 os.fsync(fh.fileno())
-        self.state, problems = check_chain(lines)
+        self.state, problems = check_chain(lines, first=first)
         if problems:
             first = problems[0]
             raise ManifestError(
@@ -166,15 +270,31 @@ class Manifest:
     def append(self, op: str, at: str, *, add: Iterable[Segment] = (),
                remove: Iterable[Segment] = (), journal: int | None = None) -> dict[str, Any]:
         record: dict[str, Any] = {
-            "n": len(self.state.records),
-            "prev": self.state.head,
-            "op": op,
-            "at": at,
+            "op": op, "at": at,
             "add": [s.as_dict() for s in add],
             "remove": [s.as_dict() for s in remove],
         }
         if journal is not None:
             record["journal"] = journal
+        record = self._write(record)
+        if len(self.state.records) > self.checkpoint_every:
+            try:
+                self.checkpoint(at)
+            except OSError as exc:  # the record above is committed; try again next time
+                _log.warning("manifest checkpoint not written: %s", exc)
+        return record
+
+    def checkpoint(self, at: str) -> dict[str, Any]:
+        """Append a checkpoint record (the live set now); later opens start from it."""
+        record = self._write({**self.state.checkpoint_record(), "at": at})
+        self.state.records = self.state.records[-1:]
+        self.state.hashes = self.state.hashes[-1:]
+        self.state.base = record["n"]
+        self.state.base_prev = record["prev"]
+        return record
+
+    def _write(self, fields: dict[str, Any]) -> dict[str, Any]:
+        record = {"n": self.state.count, "prev": self.state.head, **fields}
         line = canonical_json(record, reference=True)
         end = os.fstat(self._fd).st_size
         try:
