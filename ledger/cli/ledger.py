@@ -96,25 +96,33 @@ def _short(ts: str | None) -> str:
 
 @ledger_group.command()
 @json_option
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="processes checking segments (default: every core for a directory of "
+                   "200,000 sealed rows or more)")
+@click.option("--since-checkpoint", is_flag=True,
+              help="check only what is new since the last verify that passed, chained to "
+                   "it (a full verify still checks everything)")
 @pass_app
 @local_only
-def verify(app: App, as_json: bool) -> None:
+def verify(app: App, as_json: bool, jobs: int | None, since_checkpoint: bool) -> None:
     """Re-derive every hash, chain and root; report tampering (exit 1).
 
     Reads the directory only and takes no lock, so it also runs while a writer
-    (e.g. `llmring serve`) is active.
+    (e.g. `llmring serve`) is active. A verify that passes records what it checked in
+    verify-state.json, from which --since-checkpoint goes on.
     """
     from ledger.core.audit import verify_directory
 
     app.require_existing()
+    options = {"jobs": jobs, "since_checkpoint": since_checkpoint}
     if show_progress(as_json):
         with progress_bar() as bar:
             task = bar.add_task("verifying", total=None)
             report = verify_directory(
                 app.data, progress=lambda done, total: bar.update(task, completed=done,
-                                                                  total=total))
+                                                                  total=total), **options)
     else:
-        report = verify_directory(app.data)
+        report = verify_directory(app.data, **options)
     code = 0 if report.ok else EXIT_FAILED_CHECK
     if as_json:
         print_json(report.as_dict())

@@ -149,7 +149,7 @@ class Ledger:
         self.iceberg = (IcebergTable(layout, self.store)
                         if (iceberg if iceberg is not None else published is not None)
                         else None)
-        if self.iceberg is not None and published != len(self.manifest.state.records):
+        if self.iceberg is not None and published != self.manifest.state.count:
             self._publish()  # catch up: a publish failed, or the table is new
         self.sealer = Sealer(
             self._guard, self.journal, self.manifest, self.store, self.index, self.tail,
@@ -165,7 +165,7 @@ class Ledger:
         """Bring the Iceberg table level with the manifest (never raises)."""
         assert self.iceberg is not None
         self.iceberg.publish(self.manifest.state.live.values(),
-                             len(self.manifest.state.records))
+                             self.manifest.state.count)
 
     @property
     def seal_rows(self) -> int:

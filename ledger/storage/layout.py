@@ -22,6 +22,7 @@
     cosignatures/<origin>.jsonl             witnesses' cosignatures on them
     witnesses.policy                        the witnesses the server submits checkpoints to
     witness-state.json                      per witness and log: the size it last cosigned
+    verify-state.json                       what the last passing `ledger verify` checked
     api-keys.json                           the server's API keys
     budgets.json                            the projects' budgets (and webhook secrets)
     dimensions.json                         the projects' declared metadata dimensions
@@ -108,6 +109,10 @@ class DataDir:
     @property
     def witness_state(self) -> Path:
         return self.root / "witness-state.json"
+
+    @property
+    def verify_state(self) -> Path:
+        return self.root / "verify-state.json"
 
     @property
     def api_keys(self) -> Path:

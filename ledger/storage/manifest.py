@@ -191,15 +191,19 @@ def _last_checkpoint(lines: list[bytes]) -> tuple[int, int] | None:
     return None
 
 
-def check_chain(lines: list[bytes], *, first: int = 0
+def check_chain(lines: list[bytes], *, first: int = 0, after: str | None = None,
+                state: ManifestState | None = None
                 ) -> tuple[ManifestState, list[ChainProblem]]:
     """Walk the chain; apply every record that parses. Problems name the line (1-based).
-    With ``first`` > 0 the lines start at record ``first``, a checkpoint record whose own
-    ``prev`` is taken as given (a walk from 0 checks it)."""
-    state = ManifestState(base=first)
+    With ``first`` > 0 the lines start at record ``first``: a checkpoint record whose own
+    ``prev`` is taken as given (a walk from 0 checks it), or, with ``after`` (the hash of
+    record ``first - 1``) and ``state`` (what the records before add up to), any record."""
+    if state is None:
+        state = ManifestState()
+    state.base = first
     problems: list[ChainProblem] = []
-    prev = GENESIS
-    if first and lines:
+    prev = GENESIS if after is None else after
+    if first and lines and after is None:
         with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
             prev = str(orjson.loads(lines[0]).get("prev"))
     state.base_prev = prev
@@ -227,7 +231,7 @@ def check_chain(lines: list[bytes], *, first: int = 0
         state.records.append(record)
         state.hashes.append(prev)
         try:
-            if record.get("op") == "checkpoint" and k:
+            if record.get("op") == "checkpoint" and (k or after is not None):
                 _check_checkpoint(state, record, i, problems)
             state.apply(record)
         except (KeyError, TypeError, ValueError) as exc:
