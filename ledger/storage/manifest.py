@@ -156,26 +156,30 @@ def read_from_checkpoint(path: Path) -> tuple[list[bytes], int, int]:
     if not path.exists():
         return [], 0, 0
     with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        pos = size
-        buf = b""
-        while True:
+        pos = os.fstat(fh.fileno()).st_size
+        blocks: list[bytes] = []  # read so far, last block first
+        marked = False  # a mark was read, maybe in a line not yet read whole
+        while pos:
             step = min(_READ_BLOCK, pos)
             pos -= step
             fh.seek(pos)
-            buf = fh.read(step) + buf
-            # the lines wholly inside buf: the first piece may be a line's end only
-            start = 0 if pos == 0 else buf.find(b"\n") + 1
-            if pos and start == 0:
+            block = fh.read(step)
+            # the mark may straddle this block and the one after it
+            seen = block + (blocks[-1][:len(_CHECKPOINT_MARK)] if blocks else b"")
+            blocks.append(block)
+            marked = marked or _CHECKPOINT_MARK in seen
+            if pos and not marked:
                 continue
+            buf = b"".join(reversed(blocks))
+            first = 0 if pos == 0 else buf.find(b"\n") + 1  # a line's end only before it
             cut = buf.rfind(b"\n") + 1  # the torn tail after the last newline
-            if pos == 0 or _CHECKPOINT_MARK in buf[start:cut]:
-                lines = buf[start:cut].split(b"\n")[:-1]
-                at = _last_checkpoint(lines)
-                if at is not None:  # its number is its "n" (a walk from 0 checks it)
-                    return lines[at[0]:], at[1], len(buf) - cut
-                if pos == 0:
-                    return lines, 0, len(buf) - cut
+            lines = buf[first:cut].split(b"\n")[:-1] if cut > first else []
+            at = _last_checkpoint(lines)
+            if at is not None:  # its number is its "n" (a walk from 0 checks it)
+                return lines[at[0]:], at[1], len(buf) - cut
+            if pos == 0:
+                return lines, 0, len(buf) - cut
+    return [], 0, 0
 
 
 def _last_checkpoint(lines: list[bytes]) -> tuple[int, int] | None:

@@ -64,6 +64,19 @@ def test_open_reads_only_from_the_last_checkpoint(tmp_path: Path) -> None:
     assert [p.line for p in problems] == [4, 5]  # the garbled line and the link after it
 
 
+@pytest.mark.parametrize("block", [7, 64, 1000, 1 << 20])
+def test_reading_backwards_in_any_block_size_finds_the_last_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    path = tmp_path / "manifest.jsonl"
+    m = _history(path, 60, every=16)
+    live, count = dict(m.state.live), m.state.count
+    m.close()
+    monkeypatch.setattr(mf, "_READ_BLOCK", block)
+    again = Manifest(path, checkpoint_every=16)
+    assert (again.state.live, again.state.count) == (live, count)
+    assert again.state.records[0]["op"] == "checkpoint"
+
+
 def test_checkpoint_holds_the_live_set_and_a_full_walk_checks_it(tmp_path: Path) -> None:
     """A checkpoint whose live set differs from what the records before it add up to is
     reported by the full walk, even with the hash chain re-linked around it."""
