@@ -157,3 +157,16 @@ def test_ledger_reopens_from_a_checkpoint_without_reindexing(
         assert led.size("a") == 36
     assert calls == []
     assert verify_directory(path).ok
+
+
+@pytest.mark.parametrize("line", [
+    b'{"a": 1}', b'{"b":1,"a":2}', b'{"a":1.0}', b'{"a":1e2}', b'{"a":9007199254740993}',
+    '{"a":"\u00e9"}'.encode(), b'{"a":"\\u00e9"}', b'{"a":"\\/"}'])
+def test_the_fast_canonical_check_agrees_with_the_reference(line: bytes) -> None:
+    """The open's fast test of RFC 8785 form decides like the reference serializer."""
+    record = orjson.loads(line)
+    try:
+        want = canonical_json(record, reference=True) == line
+    except (TypeError, ValueError):
+        want = False
+    assert mf._canonical(record, line) is want
