@@ -18,6 +18,7 @@ from typing import Any
 from ledger.api.budgets import Budgets
 from ledger.api.prices import Prices
 from ledger.core.facade import Ledger
+from ledger.core.sealer import DEFAULT_SEAL_INTERVAL
 from ledger.errors import (
     InvalidRequestError,
     LedgerError,
@@ -95,12 +96,15 @@ class LedgerService:
 
     def __init__(self, data_dir: str | Path, *, ledger: Ledger | None = None,
                  accept_loss: bool = False, owns: Sequence[str] | None = None,
-                 url: str | None = None) -> None:
-        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss``, ``owns`` and
-        ``url`` as ``Ledger``'s."""
+                 url: str | None = None,
+                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
+                 iceberg: bool | None = None) -> None:
+        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss``, ``owns``,
+        ``url``, ``seal_interval`` and ``iceberg`` as ``Ledger``'s."""
         self.data = Path(data_dir)
         self.ledger = (ledger if ledger is not None
-                       else Ledger(self.data, accept_loss=accept_loss, owns=owns, url=url))
+                       else Ledger(self.data, accept_loss=accept_loss, owns=owns, url=url,
+                                   seal_interval=seal_interval, iceberg=iceberg))
         try:
             self.notary = self.ledger.notary  # the directory's one key ring and checkpoints
             self.origin = self.notary.origin

@@ -116,20 +116,21 @@ class App:
 
     @contextmanager
     def open(self, *, create: bool = True, accept_loss: bool = False,
-             reads: bool = False) -> Iterator[Any]:
+             reads: bool = False, iceberg: bool | None = None) -> Iterator[Any]:
         """Open the ledger for one command and close it after (closing seals the journal).
 
         ``create=False`` refuses a directory that holds no ledger yet (read commands);
         ``accept_loss`` cuts a journal damaged inside at the damage (``report_losses``
         says so on stderr); ``reads``: a command that only reads opens a directory
-        another process is writing read-only (its sealed segments), saying so."""
+        another process is writing read-only (its sealed segments), saying so;
+        ``iceberg`` as ``Ledger``'s."""
         from ledger.core.facade import Ledger
 
         if not create:
             self.require_existing()
         try:
             try:
-                led = Ledger(self.data, accept_loss=accept_loss)
+                led = Ledger(self.data, accept_loss=accept_loss, iceberg=iceberg)
             except LedgerLockedError:
                 if not reads:
                     raise

@@ -79,6 +79,14 @@ SECONDS = click.FloatRange(min=0, min_open=True)
 @click.option("--url", "own_url", default=None, metavar="URL",
               help="The URL other servers send this server's projects' clients to "
                    "(recorded in owners.json; with --owns).")
+@click.option("--seal-interval", default=60.0, show_default=True,
+              type=click.FloatRange(min=0),
+              help="Seal the unsealed events once the oldest has waited this long, so "
+                   "engines reading the segments see them (0: only at 250,000 rows and on "
+                   "stop).")
+@click.option("--iceberg", is_flag=True, default=None,
+              help="Publish the live segments as the Iceberg table ledger.events at every "
+                   "seal and compaction (on by itself once the directory has the table).")
 @accept_loss_option
 @pass_app
 @local_only
@@ -88,7 +96,8 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           webhook_hosts: tuple[str, ...], webhook_attempts: int, webhook_backoff: float,
           webhook_backoff_max: float, webhook_timeout: float, witness_interval: float,
           witness_backoff: float, witness_backoff_max: float, witness_timeout: float,
-          owns: str | None, own_url: str | None, accept_loss: bool) -> None:
+          owns: str | None, own_url: str | None, seal_interval: float,
+          iceberg: bool | None, accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
@@ -130,6 +139,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
         raise CliError("--url needs --owns (a server without --owns owns every project)")
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
                           accept_loss=accept_loss, metrics=metrics, owns=owned, url=own_url,
+                          seal_interval=seal_interval or None, iceberg=iceberg,
                           webhooks=DeliveryPolicy(
                               attempts=webhook_attempts, backoff=webhook_backoff,
                               backoff_max=webhook_backoff_max, timeout=webhook_timeout,

@@ -37,8 +37,14 @@ import pyarrow as pa
 from ledger.core.checkpointer import DEFAULT_CHECKPOINT_INTERVAL
 from ledger.core.guard import WriteGuard
 from ledger.core.prices import ProjectPrices
+from ledger.core.readers import Readers
 from ledger.core.recovery import release_lock, take_lock, take_shared_lock
-from ledger.core.sealer import DEFAULT_SEAL_ROWS, CompactResult, SealResult
+from ledger.core.sealer import (
+    DEFAULT_SEAL_INTERVAL,
+    DEFAULT_SEAL_ROWS,
+    CompactResult,
+    SealResult,
+)
 from ledger.core.tail import Tail, TailChunk
 from ledger.core.unit import ProjectUnit
 from ledger.errors import (
@@ -52,6 +58,7 @@ from ledger.model.event import Ack, Event, EventIn, us_to_datetime
 from ledger.model.tenant import check_tenant, is_name
 from ledger.storage.dimensions import DeclaredDimensions
 from ledger.storage.durable import is_private, private_dir, tighten
+from ledger.storage.iceberg import IcebergTable, published_records
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import ManifestState, Segment, check_chain, read_lines
 from ledger.storage.owners import Owners
@@ -73,9 +80,11 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str], *, seal_rows: int = DEFAULT_SEAL_ROWS,
                  pricer: Any = "default", auto_seal: bool = True,
+                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
                  checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
                  accept_loss: bool = False, owns: Sequence[str] | None = None,
-                 url: str | None = None, read_only: bool = False) -> None:
+                 url: str | None = None, read_only: bool = False,
+                 iceberg: bool | None = None) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
 
         ``owns``: write only these projects (their locks are taken now:
@@ -93,6 +102,15 @@ class Ledger:
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
         off (checkpoints are then issued on demand and with receipts only).
+
+        ``seal_interval``: with ``auto_seal``, the unsealed tail is sealed once its oldest
+        entry has waited so many seconds (None or 0: only at ``seal_rows`` and on close),
+        so engines reading the segment files see recent events.
+
+        ``iceberg``: publish the live event segments as the Iceberg table
+        ``ledger.events`` (``ledger.storage.iceberg``), one commit per seal and per
+        compaction; None: if the directory already has the table. A table behind the
+        manifest (a failed publish, a crash) is caught up on open.
 
         A journal damaged inside is refused (``JournalDamageError``); ``accept_loss`` cuts
         it at the damage instead, recording the loss (``accepted_losses`` lists the cuts
@@ -132,10 +150,14 @@ class Ledger:
         self._on_sync: Callable[[float], None] | None = None
         self._stop = threading.Event()
         self._cadence: threading.Thread | None = None
+        self.iceberg: IcebergTable | None = None
+        self._publish_lock = threading.Lock()  # one publish at a time across units
+        self._seal_interval = seal_interval
         if read_only:
             self._lockfd = -1
             self.store = SegmentStore(self.layout)
             self.dimensions = DeclaredDimensions(self.layout)
+            self.readers = Readers(self.store.delete)  # nothing is retired: no deletes
             return
         try:
             self._lockfd = (take_lock(self.layout) if self.owns is None
@@ -145,6 +167,11 @@ class Ledger:
                     tighten(self.path)
                 self.store = SegmentStore(self.layout)
                 self.dimensions = DeclaredDimensions(self.layout)
+                self.readers = Readers(self.store.delete)  # one for every unit's files
+                published = published_records(self.layout)
+                self.iceberg = (IcebergTable(self.layout, self.store)
+                                if (iceberg if iceberg is not None else published is not None)
+                                else None)
                 # Every project's journal is checked before any derived file changes.
                 opened: list[ProjectUnit] = []
                 try:
@@ -159,6 +186,8 @@ class Ledger:
                         unit.release()
                     raise
                 self._units.update((u.tenant, u) for u in opened)
+                if self.iceberg is not None and published != self.manifest_counts():
+                    self._publish()  # catch up: a publish failed, or the table is new
                 if self.owns is not None and url is not None:
                     self.owners.record(sorted(self.owns), url)
             except BaseException:
@@ -211,7 +240,9 @@ class Ledger:
             dimensions=self.dimensions, notary=self._signing_notary,
             seal_rows=self._seal_rows, auto_seal=self._auto_seal,
             checkpoint_after_seal=self.checkpoint_interval is not None,
-            accept_loss=self._accept_loss, get=self.get)
+            accept_loss=self._accept_loss, get=self.get,
+            seal_interval=self._seal_interval, readers=self.readers,
+            publish=self._publish if self.iceberg is not None else None)
         return unit
 
     def _opened(self, tenant: str) -> ProjectUnit | None:
@@ -238,6 +269,31 @@ class Ledger:
         """The open units, by project name."""
         with self._lock:
             return [self._units[t] for t in sorted(self._units)]
+
+    def manifest_counts(self) -> dict[str, int]:
+        """Each project's manifest records (the open units', and those other processes
+        own): what the Iceberg table records it reflects."""
+        counts = {t: state.count for t, state in self.foreign().items()}
+        for u in self.units():
+            with u.guard.lock:
+                counts[u.tenant] = u.manifest.state.count
+        return counts
+
+    def _publish(self) -> None:
+        """Bring the Iceberg table level with every project's manifest: the union of the
+        units' live event segments, one publish at a time across units (never raises)."""
+        assert self.iceberg is not None
+        with self._publish_lock:
+            live: list[Segment] = []
+            counts: dict[str, int] = {}
+            for tenant, state in self.foreign().items():
+                live.extend(state.live.values())
+                counts[tenant] = state.count
+            for u in self.units():
+                with u.guard.lock:
+                    live.extend(u.manifest.state.live.values())
+                    counts[u.tenant] = u.manifest.state.count
+            self.iceberg.publish(live, counts)
 
     @property
     def seal_rows(self) -> int:
@@ -311,11 +367,14 @@ class Ledger:
         total = 0
         for u in self.units():
             with u.guard.lock:
-                total += len(u.manifest.state.records)
+                total += u.manifest.state.count
         return total
 
     def snapshot(self) -> Snapshot:
-        """The live segment files and the unsealed tail of every project, as of now."""
+        """The live segment files and the unsealed tail of every project, as of now. The
+        files it names stay until it is released (``with ledger.snapshot() as snap:``) or
+        collected, even if a compaction retires them meanwhile (``ledger.core.readers``):
+        one lease over every unit's files."""
         segments: dict[str, list[SegmentRef]] = {}
         receipt_files: dict[str, list[str]] = {}
         membership_files: dict[str, list[str]] = {}
@@ -323,9 +382,15 @@ class Ledger:
         entries: list[ReceiptEntry] = []
         sizes: dict[str, int] = {}
         receipt_seqs: dict[str, list[int]] = {}
-        for u in self.units():
-            with u.guard.lock:
+        named: list[str] = []
+        lease = None
+        units = self.units()
+        try:
+            for u in units:  # every unit's guard at once: one consistent view
+                u.guard.lock.acquire()
+            for u in units:
                 state = u.manifest.state
+                named.extend(s.path for s in state.live.values() if s.kind != "pairs")
                 for seg in state.segments():
                     segments.setdefault(seg.tenant, []).append(SegmentRef(
                         self.store.abspath(seg.path), seg.date, seg.seq_min, seg.seq_max,
@@ -340,6 +405,10 @@ class Ledger:
                     tails.append(tail)
                 sizes.update(u.logs.sizes)
                 receipt_seqs.update({t: list(v) for t, v in u.logs.receipt_seqs.items()})
+            lease = self.readers.hold(named)
+        finally:
+            for u in units:
+                u.guard.lock.release()
         for state in self.foreign().values():  # sealed segments only, read-only
             for seg in state.segments():
                 segments.setdefault(seg.tenant, []).append(SegmentRef(
@@ -356,7 +425,8 @@ class Ledger:
                         dimensioned=frozenset(self.dimensions.projects()),
                         sizes=sizes, receipt_files=receipt_files,
                         membership_files=membership_files, receipt_tail=receipt_tail,
-                        membership_tail=membership_tail, receipt_seqs=receipt_seqs)
+                        membership_tail=membership_tail, receipt_seqs=receipt_seqs,
+                        lease=lease)
 
     # -- receipt entries (docs/formats.md; content and signing are ``ledger.receipts.issuance``) --
     def receipt_lock(self, tenant: str) -> threading.Lock:
@@ -520,6 +590,7 @@ class Ledger:
             guard.closed = True
             if self._cadence is not None:
                 self._cadence.join(timeout=30)
+            self.readers.closed = True
             if self._lockfd >= 0:
                 release_lock(self._lockfd)
 

@@ -18,8 +18,9 @@ from ledger.core.checkpointer import Checkpointer
 from ledger.core.guard import WriteGuard, storage_full
 from ledger.core.idempotency import Idempotency
 from ledger.core.logs import Logs
+from ledger.core.readers import Readers
 from ledger.core.recovery import Recovery, release_lock, take_lock
-from ledger.core.sealer import Sealer
+from ledger.core.sealer import DEFAULT_SEAL_INTERVAL, Sealer
 from ledger.core.tail import Tail, TailChunk
 from ledger.model.event import Event
 from ledger.storage import journal as jr
@@ -44,9 +45,14 @@ class ProjectUnit:
                  pricer_for: Callable[[str], Any], dimensions: DeclaredDimensions,
                  notary: Callable[[], Notary], seal_rows: int, auto_seal: bool,
                  checkpoint_after_seal: bool, accept_loss: bool,
-                 get: Callable[[str, str], Event | None]) -> None:
+                 get: Callable[[str, str], Event | None],
+                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
+                 readers: Readers | None = None,
+                 publish: Callable[[], object] | None = None) -> None:
         """``notary``: the directory's one signing side (built on first use);
-        ``checkpoint_after_seal``: checkpoint the log after each seal if it grew."""
+        ``checkpoint_after_seal``: checkpoint the log after each seal if it grew;
+        ``seal_interval``, ``readers`` (the ledger's one, over every unit's files) and
+        ``publish`` (the ledger's Iceberg publish) as ``Sealer``'s."""
         self.layout = layout
         self.tenant = layout.tenant
         self.store = store
@@ -58,6 +64,9 @@ class ProjectUnit:
         self._auto_seal = auto_seal
         self._checkpoint_after_seal = checkpoint_after_seal
         self._get = get
+        self._seal_interval = seal_interval
+        self._readers = readers
+        self._publish = publish
         self._started = False
         private_dir(layout.projects)
         private_dir(layout.base)
@@ -98,7 +107,8 @@ class ProjectUnit:
             self.logs, seal_rows=self._seal_rows, auto_seal=self._auto_seal,
             after_seal=(self.checkpointer.checkpoint_grown if self._checkpoint_after_seal
                         else None),
-            dimensions=self._dimensions)
+            seal_interval=self._seal_interval, dimensions=self._dimensions,
+            readers=self._readers, publish=self._publish)
         self.appender = Appender(self.guard, self.journal, self.logs, self.tail, self.ids,
                                  self._pricer_for, self.sealer.tail_grew)
         self._started = True
