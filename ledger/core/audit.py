@@ -192,8 +192,6 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
         _check_iceberg(layout, store, {t: s.records for t, (_, s) in checked.items()},
                        report)
 
-    _check_iceberg(layout, store, state.records, report)
-
     checkpoints = _load_checkpoints(layout, report)
     for tenant, log in sorted(logs.items()):
         _check_log(trees, tenant, log, report, checkpoints.pop(tenant, []))
