@@ -85,6 +85,11 @@ class Server:
     def headers(self, project: str) -> dict[str, str]:
         return {"X-API-Key": self.keys[project], "Content-Type": "application/json"}
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=120)
@@ -286,6 +291,7 @@ def wrk_run(server: Server, root: Path, run: int, *, connections: int, seconds: 
     headers = server.headers("wrk")
     before = httpx.get(server.url + "/api/v1/stats", headers=headers).json()["log_size"]
     threads = min(2, connections)
+    cpu = server.cpu_seconds()
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds + 2:.0f}s", "--timeout",
          "30s", "-s", str(script), server.url + "/api/v1/log"],
@@ -294,6 +300,7 @@ def wrk_run(server: Server, root: Path, run: int, *, connections: int, seconds: 
     if found is None:
         raise SystemExit(f"wrk: no summary\n{out.stdout}\n{out.stderr}")
     counts = {k: int(v) for k, v in (f.split("=") for f in found.group(1).split())}
+    counts["cpu_us"] = round((server.cpu_seconds() - cpu) * 1e6 / max(counts["ok"], 1))
     after = httpx.get(server.url + "/api/v1/stats", headers=headers).json()["log_size"]
     if counts["bad"] or counts["errors"] or counts["sent"] != counts["ok"]:
         raise SystemExit(f"wrk: not every request was answered 200: {counts}; the log "
@@ -316,6 +323,9 @@ def wrk_section(server: Server, root: Path, repeats: int, seconds: float) -> boo
         runs.append(counts)
     ok = report_rate("(d) POST /api/v1/log from wrk, 16 keep-alive connections, durable",
                      rates, 5_000)
+    print("    server CPU per event (user + system, less sensitive than the rate to the "
+          "machine's other load): " + ", ".join(f"{c['cpu_us']} µs" for c in runs),
+          flush=True)
     mid = sorted(runs, key=lambda c: c["ok"])[len(runs) // 2]
     print(f"    wrk latency (median run): p50 {mid['p50'] / 1e3:.2f} ms, p90 "
           f"{mid['p90'] / 1e3:.2f} ms, p99 {mid['p99'] / 1e3:.2f} ms, max "
