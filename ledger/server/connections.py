@@ -130,7 +130,8 @@ class _OneSend:
     def release(self) -> None:
         if self.held is not None:
             data, self.held = self.held, None
-            self.transport.write(data)
+            if not self.transport.is_closing():  # (closed meanwhile: nobody to answer)
+                self.transport.write(data)
 
     def close(self) -> None:
         self.release()
