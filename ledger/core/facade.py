@@ -22,6 +22,7 @@ segment files plus the unsealed tail, so an acknowledged event is visible at onc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -333,6 +334,13 @@ class Ledger:
         conflict) none is. Returns one acknowledgement per input, in order."""
         check_tenant(tenant)
         return self.unit(tenant).appender.append_many(events, tenant=tenant)
+
+    def submit(self, events: Sequence[Mapping[str, Any] | EventIn], *,
+               tenant: str = "default") -> asyncio.Future[Sequence[Ack]]:
+        """``append_many`` of a few events (fewer than ``SMALL_APPEND``, 256) from a
+        running event loop, without blocking it: a future of that loop, done once the
+        events are durable (its result: the acknowledgements; or the refusal)."""
+        return self.appender.submit(events, tenant=tenant)
 
     # -- sealing and compaction ----------------------------------------------------------
     def flush(self) -> SealResult:
