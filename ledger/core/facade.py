@@ -339,8 +339,11 @@ class Ledger:
                tenant: str = "default") -> asyncio.Future[Sequence[Ack]]:
         """``append_many`` of a few events (fewer than ``SMALL_APPEND``, 256) from a
         running event loop, without blocking it: a future of that loop, done once the
-        events are durable (its result: the acknowledgements; or the refusal)."""
-        return self.appender.submit(events, tenant=tenant)
+        events are durable (its result: the acknowledgements; or the refusal). The
+        project's unit is opened first if new (``unit``: a project another process owns
+        is refused with ``MisdirectedError``)."""
+        check_tenant(tenant)
+        return self.unit(tenant).appender.submit(events, tenant=tenant)
 
     # -- sealing and compaction ----------------------------------------------------------
     def flush(self) -> SealResult:

@@ -21,17 +21,19 @@ from tests.conftest import usage
 
 
 def commits(led: Ledger) -> int:
-    """Journal writes so far: each ends with one commit frame."""
-    return led.journal.path.read_bytes().count(jr.COMMIT_FRAME)
+    """Journal writes so far of project a's unit: each ends with one commit frame."""
+    return led.unit("a").journal.path.read_bytes().count(jr.COMMIT_FRAME)
 
 
 async def one_round(led: Ledger, requests: Sequence[list[dict[str, Any]]]) -> list[Any]:
     """Submit ``requests`` so that all but the first wait together for one round: the
-    first is taken by the committer, which then waits for the write lock held here."""
-    with led._lock:
+    first is taken by the committer, which then waits for the write lock (of project a's
+    unit) held here."""
+    unit = led.unit("a")
+    with unit.guard.lock:
         first = led.submit(requests[0], tenant="a")
         deadline = time.monotonic() + 10
-        while led.appender._queue:  # until the committer has taken the first request
+        while unit.appender._queue:  # until the committer has taken the first request
             assert time.monotonic() < deadline
             time.sleep(0.001)
         rest = [led.submit(r, tenant="a") for r in requests[1:]]
