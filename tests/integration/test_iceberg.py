@@ -21,6 +21,7 @@ from ledger import Ledger
 from ledger.core.audit import verify_directory
 from ledger.storage.iceberg import IDENTIFIER, catalog_properties, read_published
 from ledger.storage.layout import DataDir
+from ledger.storage.manifest import Segment
 from tests.conftest import usage
 from tests.support import serverproc
 from tests.support.cli import as_json, llmring
@@ -138,6 +139,51 @@ def test_a_failed_publish_loses_nothing_and_is_caught_up_on_open(tmp_path: Path)
     published = read_published(layout)
     assert published is not None and published.records == records
     assert verify_directory(root).ok
+
+
+def test_one_table_over_every_project_and_a_project_behind_is_a_note(tmp_path: Path) -> None:
+    """Each project's unit has its own manifest; the one table lists the union of their
+    live event segments and records each project's record count. A table behind one
+    project's manifest is a note (no exact comparison), level again after the next open;
+    a table listing a file no manifest names is a problem."""
+    root = tmp_path / "data"
+    layout = DataDir(root)
+    with Ledger(root, pricer=None, seal_interval=None, iceberg=True) as led:
+        led.append_many(_events(0, 0), tenant="a")
+        led.append_many(_events(1, 0), tenant="b")
+        led.flush()
+        level = led.manifest_counts()
+        assert set(level) == {"a", "b"}
+    published = read_published(layout)
+    assert published is not None and published.records == level
+    assert published.files == {f"file://{p}" for p in (root / "events").rglob("*.parquet")}
+    report = verify_directory(root)
+    assert report.ok and not any("Iceberg" in n for n in report.notes)
+
+    with Ledger(root, pricer=None, seal_interval=None) as led:
+        saved = layout.iceberg_catalog.read_bytes()
+        layout.iceberg_catalog.write_bytes(b"not a database" * 100)
+        led.append_many(_events(1, 1), tenant="b")
+        led.flush()
+        layout.iceberg_catalog.write_bytes(saved)
+    behind = verify_directory(root)
+    assert behind.ok, [str(p) for p in behind.problems]
+    assert any("Iceberg" in n and "b (" in n for n in behind.notes), behind.notes
+    with Ledger(root, pricer=None, seal_interval=None) as led:  # caught up on open
+        level = led.manifest_counts()
+    published = read_published(layout)
+    assert published is not None and published.records == level
+    assert verify_directory(root).ok
+
+    stray = root / "events" / "tenant=a" / "stray.parquet"
+    stray.write_bytes(next((root / "events" / "tenant=a").rglob("*.parquet")).read_bytes())
+    with Ledger(root, pricer=None, seal_interval=None) as led:
+        assert led.iceberg is not None
+        extra = Segment("events/tenant=a/stray.parquet", "0" * 64, 1, stray.stat().st_size,
+                        "a", "2025-10-01", "events", 0, 0)
+        led.iceberg.publish([*led.live_segments(kind="events"), extra], led.manifest_counts())
+    report = verify_directory(root)
+    assert "iceberg" in {p.kind for p in report.problems}
 
 
 def test_llmring_ledger_iceberg_creates_the_table(tmp_path: Path) -> None:
