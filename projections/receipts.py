@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
 from ledger.model.event import format_ts
-from projections.snapshot import Snapshot, cursor, source_sql
+from projections.snapshot import Snapshot, cursor, source_sql, tenant_tail
 
 INLINE_INTERVALS = 64  # selections with more seq runs than this go through a joined table
 
@@ -77,6 +77,7 @@ def interval_selection(intervals: np.ndarray) -> Selection:
 
 # -- running SQL over events, receipts and membership -----------------------------------
 def _tail_for(table: pa.Table | None, tenant: str) -> pa.Table | None:
+    """The tenant's rows of a small tail table (receipt entries, membership)."""
     if table is None or table.num_rows == 0:
         return None
     filtered = table.filter(pc.equal(table.column("tenant"), tenant))
@@ -100,7 +101,8 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
         if "{src}" in sql:
             prune = selection.prune if selection is not None else {}
             files = snapshot.files(tenant, **prune) if events else []
-            tail = _tail_for(snapshot.tail, tenant) if events else None
+            tail = tenant_tail(snapshot, tenant, seq_lo=prune.get("seq_lo"),
+                               seq_hi=prune.get("seq_hi")) if events else None
             if tail is not None:
                 cur.register("ledger_tail", tail)
                 registered.append("ledger_tail")
@@ -303,15 +305,28 @@ def summary(snapshot: Snapshot, tenant: str, selection: Selection) -> dict[str, 
 def interval_totals(snapshot: Snapshot, tenant: str, intervals: np.ndarray
                     ) -> dict[str, int]:
     """Exact totals of the events in ``intervals`` (all of them, not a page):
-    ``{cost_nanos, unpriced}``."""
+    ``{cost_nanos, unpriced}``. The part of the runs in the unsealed tail (a suffix of
+    the log) comes from the tail's running totals; only the sealed part is read."""
+    intervals = np.asarray(intervals, dtype=np.int64).reshape(-1, 2)
+    cost = unpriced = 0
+    view = snapshot.tails.get(tenant)
+    bounds = view.seq_bounds() if view is not None else None
+    if bounds is not None and len(intervals):
+        tail_first = bounds[0]
+        in_tail = intervals[intervals[:, 1] >= tail_first].copy()
+        in_tail[:, 0] = np.maximum(in_tail[:, 0], tail_first)
+        cost, unpriced, _ = view.totals(in_tail)
+        sealed = intervals[intervals[:, 0] < tail_first].copy()
+        sealed[:, 1] = np.minimum(sealed[:, 1], tail_first - 1)
+        intervals = sealed
     selection = interval_selection(intervals)
-    if selection.where == "FALSE":
-        return {"cost_nanos": 0, "unpriced": 0}
-    rows = query(snapshot, tenant, "SELECT sum(cost_nanos), count(*) FILTER (WHERE "
-                 f"cost_source = 'unpriced') FROM {{src}} WHERE {selection.where}",
-                 selection=selection) or []
-    cost, unpriced = rows[0] if rows else (0, 0)
-    return {"cost_nanos": int(cost or 0), "unpriced": int(unpriced or 0)}
+    if selection.where != "FALSE":
+        rows = query(snapshot, tenant, "SELECT sum(cost_nanos), count(*) FILTER (WHERE "
+                     f"cost_source = 'unpriced') FROM {{src}} WHERE {selection.where}",
+                     selection=selection) or []
+        c, u = rows[0] if rows else (0, 0)
+        cost, unpriced = cost + int(c or 0), unpriced + int(u or 0)
+    return {"cost_nanos": int(cost), "unpriced": int(unpriced)}
 
 
 def _log_dict(row: tuple) -> dict[str, Any]:

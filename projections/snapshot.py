@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ledger.model.dimensions import column_name, extract_sql, quote_ident
+from ledger.model.schema import EVENT_SCHEMA
+from projections.tailview import TailView
 
 _local = threading.local()
 _base: duckdb.DuckDBPyConnection | None = None
@@ -45,13 +47,13 @@ class Releasable(Protocol):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Live segments per tenant, the unsealed tail (EVENT_SCHEMA + ``tenant``), and each
-    tenant's log size. ``lease`` keeps the files it names from being deleted (a
-    compaction retires files: ``ledger.core.readers``) until it is released: at the end
-    of a ``with`` block, or when the snapshot is collected."""
+    """Live segments per tenant, each tenant's unsealed events (seq-indexed,
+    ``projections.tailview``), and each tenant's log size. ``lease`` keeps the files it
+    names from being deleted (a compaction retires files: ``ledger.core.readers``) until
+    it is released: at the end of a ``with`` block, or when the snapshot is collected."""
 
     segments: dict[str, list[SegmentRef]]
-    tail: pa.Table
+    tails: dict[str, TailView] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     # Receipt entries (``ledger.storage.receipt_entries``): sealed files per tenant and the unsealed
     # tail (with a ``tenant`` column), and each tenant's receipt-entry seqs, ascending.
@@ -74,6 +76,22 @@ class Snapshot:
         """Let go of the segment files now (reading this snapshot afterwards may fail)."""
         if self.lease is not None:
             self.lease.release()
+
+    @property
+    def tail(self) -> pa.Table:
+        """Every unsealed event as one table (``EVENT_SCHEMA`` plus ``tenant``)."""
+        tables = [view.table().append_column(
+            "tenant", pa.repeat(pa.scalar(tenant, pa.string()), view.rows))
+            for tenant, view in sorted(self.tails.items()) if view.rows]
+        if not tables:
+            empty = EVENT_SCHEMA.empty_table()
+            return empty.append_column("tenant", pa.array([], pa.string()))
+        return pa.concat_tables(tables)
+
+    def tail_rows(self, tenant: str) -> int:
+        """How many of the tenant's events are unsealed."""
+        view = self.tails.get(tenant)
+        return view.rows if view is not None else 0
 
     def files(self, tenant: str, *, first_day: date | None = None,
               last_day: date | None = None, seq_lo: int | None = None,
@@ -156,21 +174,22 @@ def source_sql(files: list[str], tail_name: str | None, *, keys: tuple[str, ...]
                          "hive_partitioning = false)")
     if tail_name is not None:
         extra = "".join(f", {extract_sql(k)} AS {quote_ident(column_name(k))}" for k in keys)
-        parts.append(f"SELECT * EXCLUDE (tenant){extra} FROM {tail_name}")
+        parts.append(f"SELECT *{extra} FROM {tail_name}")
     if not parts:
         return ""
     return " UNION ALL BY NAME ".join(parts) if len(parts) > 1 else parts[0]
 
 
-def tenant_tail(snapshot: Snapshot, tenant: str) -> pa.Table | None:
-    tail = snapshot.tail
-    if tail.num_rows == 0:
+def tenant_tail(snapshot: Snapshot, tenant: str, *, seq_lo: int | None = None,
+                seq_hi: int | None = None) -> pa.Table | None:
+    """The tenant's unsealed events with ``seq_lo <= seq <= seq_hi`` (bounds optional),
+    found by the tail's seq index (no scan); None if there are none."""
+    view = snapshot.tails.get(tenant)
+    if view is None or view.rows == 0:
         return None
-    import pyarrow.compute as pc
-
-    mask = pc.equal(tail.column("tenant"), tenant)
-    filtered = tail.filter(mask)
-    return filtered if filtered.num_rows else None
+    if seq_lo is None and seq_hi is None:
+        return view.table()
+    return view.between(seq_lo, seq_hi)
 
 
 def run(snapshot: Snapshot, tenant: str, sql: str, params: list | dict | None = None, *,
@@ -182,7 +201,7 @@ def run(snapshot: Snapshot, tenant: str, sql: str, params: list | dict | None = 
     the tenant has no events at all in range."""
     files = snapshot.files(tenant, first_day=first_day, last_day=last_day, seq_lo=seq_lo,
                            seq_hi=seq_hi)
-    tail = tenant_tail(snapshot, tenant)
+    tail = tenant_tail(snapshot, tenant, seq_lo=seq_lo, seq_hi=seq_hi)
     src = source_sql(files, "ledger_tail" if tail is not None else None, keys=keys,
                      mixed=tenant in snapshot.dimensioned)
     if not src:

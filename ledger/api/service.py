@@ -324,7 +324,6 @@ class LedgerService:
             result.fetchall() if hasattr(result, "fetchall") else list(result))
         first, last = (rows[0][0], rows[0][1]) if rows else (None, None)
         segs = [s for s in self.ledger.manifest.state.live.values() if s.tenant == tenant]
-        tail = snapshot.tail.column("tenant").to_pylist() if snapshot.tail.num_rows else []
         cost = totals[0].cost_nanos if totals else 0
         return {
             "events": totals[0].calls if totals else 0,
@@ -337,7 +336,7 @@ class LedgerService:
             "root": self.ledger.root(tenant).hex(),
             "segments": len(segs),
             "segment_bytes": sum(s.bytes for s in segs),
-            "journal_tail_rows": tail.count(tenant),
+            "journal_tail_rows": snapshot.tail_rows(tenant),
         }
 
     # -- the project's log tree ----------------------------------------------------------

@@ -222,7 +222,7 @@ class Ledger:
                     files.setdefault(seg.tenant, []).append(self.store.abspath(seg.path))
             entries = self.tail.receipt_entries()
             receipt_tail, membership_tail = tail_tables(entries) if entries else (None, None)
-            return Snapshot(segments=segments, tail=self.tail.table(),
+            return Snapshot(segments=segments, tails=self.tail.views(),
                             dimensioned=frozenset(self.dimensions.projects()),
                             sizes=dict(self.logs.sizes), receipt_files=receipt_files,
                             membership_files=membership_files, receipt_tail=receipt_tail,

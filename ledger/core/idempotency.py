@@ -217,7 +217,7 @@ class Idempotency:
                                  "usage_id": p["usage_id"], "digest": p["digest"]})
 
     def index_part(self, part: TailPart, *, replace: bool = False) -> None:
-        self.index_table(part.tenant, part.table, part.digests, replace=replace)
+        self.index_table(part.tenant, part.table, part.digest_list(), replace=replace)
 
     def index_table(self, tenant: str, table: pa.Table, digests: Sequence[bytes | None], *,
                     replace: bool) -> None:
