@@ -23,6 +23,7 @@ from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
 from ledger.model.event import format_ts
 from projections.snapshot import Snapshot, cursor, source_sql, tenant_tail
+from projections.tailview import TailView
 
 INLINE_INTERVALS = 64  # selections with more seq runs than this go through a joined table
 
@@ -261,13 +262,14 @@ def summary(snapshot: Snapshot, tenant: str, selection: Selection) -> dict[str, 
     selected events. One scan groups by (model, alias, provider, day) — a few hundred
     groups — and the breakdowns are folded from those groups; a second counts distinct
     conversations. Costs are exact nano-USD integers."""
-    day_us = 86_400_000_000
-    rows = query(snapshot, tenant, (
-        f"SELECT model, alias, provider, epoch_us(ts) // {day_us} AS d, count(*), "
-        "sum(input_tokens), sum(output_tokens), sum(cost_nanos), "
-        "count(*) FILTER (WHERE cost_source = 'unpriced'), min(epoch_us(ts)), "
-        f"max(epoch_us(ts)) FROM {{src}} WHERE {selection.where} GROUP BY ALL"),
-        selection.params, selection=selection) or []
+    tail_part = _tail_summary(snapshot, tenant, selection)
+    conversations: pa.ChunkedArray | None = None
+    if tail_part is not None:  # the tail's share from its stored totals; SQL for the rest
+        selection, rows, conversations = tail_part
+    else:
+        rows = []
+    if selection.where != "FALSE":
+        rows = rows + (_group_rows(snapshot, tenant, selection) or [])
     out: dict[str, Any] = {"calls": 0, "input_tokens": 0, "output_tokens": 0,
                            "cost_nanos": 0, "unpriced": 0, "conversations": 0,
                            "first_ts_us": None, "last_ts_us": None}
@@ -294,12 +296,67 @@ def summary(snapshot: Snapshot, tenant: str, selection: Selection) -> dict[str, 
     for name, items in groups.items():
         out[name] = {k: {"calls": c, "tokens": t, "cost": n / 1e9, "cost_nanos": n,
                          "unpriced_calls": u} for k, (c, t, n, u) in sorted(items.items())}
-    if out["calls"]:
+    if out["calls"] and conversations is None:
         distinct = query(snapshot, tenant, "SELECT count(DISTINCT conversation_id) FROM "
                          f"{{src}} WHERE {selection.where}", selection.params,
                          selection=selection)
         out["conversations"] = int(distinct[0][0]) if distinct else 0
+    elif out["calls"]:
+        assert conversations is not None
+        if selection.where != "FALSE":
+            sealed = query(snapshot, tenant, "SELECT DISTINCT conversation_id FROM {src} "
+                           f"WHERE {selection.where} AND conversation_id IS NOT NULL",
+                           selection.params, selection=selection, arrow=True)
+            conversations = pa.chunked_array(
+                [*conversations.chunks,
+                 *sealed.column("conversation_id").cast(pa.string()).chunks], pa.string())
+        out["conversations"] = pc.count_distinct(conversations).as_py()
     return out
+
+
+def _group_rows(snapshot: Snapshot, tenant: str, selection: Selection) -> list[tuple]:
+    """The selected events' totals by (model, alias, provider, day), in SQL."""
+    day_us = 86_400_000_000
+    return query(snapshot, tenant, (
+        f"SELECT model, alias, provider, epoch_us(ts) // {day_us} AS d, count(*), "
+        "sum(input_tokens), sum(output_tokens), sum(cost_nanos), "
+        "count(*) FILTER (WHERE cost_source = 'unpriced'), min(epoch_us(ts)), "
+        f"max(epoch_us(ts)) FROM {{src}} WHERE {selection.where} GROUP BY ALL"),
+        selection.params, selection=selection) or []
+
+
+def _split_at_tail(snapshot: Snapshot, tenant: str, intervals: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, TailView | None]:
+    """``intervals`` cut where the tenant's unsealed tail (a suffix of its log) begins:
+    (the sealed runs, the tail's runs, the tail's view)."""
+    intervals = np.asarray(intervals, dtype=np.int64).reshape(-1, 2)
+    view = snapshot.tails.get(tenant)
+    bounds = view.seq_bounds() if view is not None else None
+    if bounds is None or not len(intervals):
+        return intervals, intervals[:0], None
+    first = bounds[0]
+    in_tail = intervals[intervals[:, 1] >= first].copy()
+    in_tail[:, 0] = np.maximum(in_tail[:, 0], first)
+    sealed = intervals[intervals[:, 0] < first].copy()
+    sealed[:, 1] = np.minimum(sealed[:, 1], first - 1)
+    return sealed, in_tail, view
+
+
+def _tail_summary(snapshot: Snapshot, tenant: str, selection: Selection
+                  ) -> tuple[Selection, list[tuple], pa.ChunkedArray] | None:
+    """For a selection known as seq runs: the group rows and distinct conversation ids
+    of its events in the tail (``TailView.summary``), and the selection of the rest."""
+    if not selection.exact:
+        return None
+    assert selection.intervals is not None
+    sealed, in_tail, view = _split_at_tail(snapshot, tenant, selection.intervals)
+    if view is None or not len(in_tail):
+        return None
+    found = view.summary(in_tail)
+    if found is None:
+        return None
+    rows, conversations = found
+    return interval_selection(sealed), rows, conversations
 
 
 def interval_totals(snapshot: Snapshot, tenant: str, intervals: np.ndarray
@@ -307,19 +364,9 @@ def interval_totals(snapshot: Snapshot, tenant: str, intervals: np.ndarray
     """Exact totals of the events in ``intervals`` (all of them, not a page):
     ``{cost_nanos, unpriced}``. The part of the runs in the unsealed tail (a suffix of
     the log) comes from the tail's running totals; only the sealed part is read."""
-    intervals = np.asarray(intervals, dtype=np.int64).reshape(-1, 2)
-    cost = unpriced = 0
-    view = snapshot.tails.get(tenant)
-    bounds = view.seq_bounds() if view is not None else None
-    if bounds is not None and len(intervals):
-        tail_first = bounds[0]
-        in_tail = intervals[intervals[:, 1] >= tail_first].copy()
-        in_tail[:, 0] = np.maximum(in_tail[:, 0], tail_first)
-        cost, unpriced, _ = view.totals(in_tail)
-        sealed = intervals[intervals[:, 0] < tail_first].copy()
-        sealed[:, 1] = np.minimum(sealed[:, 1], tail_first - 1)
-        intervals = sealed
-    selection = interval_selection(intervals)
+    sealed, in_tail, view = _split_at_tail(snapshot, tenant, intervals)
+    cost, unpriced, _ = view.totals(in_tail) if view is not None else (0, 0, 0)
+    selection = interval_selection(sealed)
     if selection.where != "FALSE":
         rows = query(snapshot, tenant, "SELECT sum(cost_nanos), count(*) FILTER (WHERE "
                      f"cost_source = 'unpriced') FROM {{src}} WHERE {selection.where}",

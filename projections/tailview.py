@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 
 from ledger.model.schema import EVENT_SCHEMA
 
+MAX_CUT_BLOCKS = 64  # blocks a summary may read rows of before SQL is the better way
+
 
 @dataclass(frozen=True, slots=True)
 class TailBlock:
@@ -31,6 +33,8 @@ class TailBlock:
     order: np.ndarray | None  # row of the i-th smallest seq; None: rows in seq order
     cost: np.ndarray  # cost[i]: sum of cost_nanos of the i smallest seqs (len rows + 1)
     unpriced: np.ndarray  # unpriced[i]: how many of them are unpriced (len rows + 1)
+    groups: pa.Table  # the block's totals by (model, alias, provider, day): ``GROUP_COLUMNS``
+    conversations: pa.Array  # the block's distinct conversation ids
 
     @classmethod
     def of(cls, table: pa.Table) -> TailBlock:
@@ -45,7 +49,8 @@ class TailBlock:
             cost, unpriced = cost[order], unpriced[order]
         return cls(table, seqs, order,
                    np.concatenate(([0], np.cumsum(cost, dtype=np.int64))),
-                   np.concatenate(([0], np.cumsum(unpriced, dtype=np.int64))))
+                   np.concatenate(([0], np.cumsum(unpriced, dtype=np.int64))),
+                   group_totals(table), pc.unique(table.column("conversation_id").drop_null()))
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -60,6 +65,48 @@ class TailBlock:
         """Positions ``[a, b)`` (seq order) of the seqs in ``[lo, hi]``."""
         return (int(np.searchsorted(self.seqs, lo, side="left")),
                 int(np.searchsorted(self.seqs, hi, side="right")))
+
+
+GROUP_KEYS = ["model", "alias", "provider", "d"]
+GROUP_COLUMNS = [*GROUP_KEYS, "calls", "input_tokens", "output_tokens", "cost_nanos",
+                 "unpriced", "first_ts_us", "last_ts_us"]
+_SUMMED = ("calls", "input_tokens", "output_tokens", "cost_nanos", "unpriced")
+
+
+def group_totals(table: pa.Table) -> pa.Table:
+    """Events' totals by (model, alias, provider, UTC day number ``d``): ``GROUP_COLUMNS``,
+    what ``projections.receipts.summary`` folds (a table of such totals may be passed
+    again: sums of sums, the least first and the greatest last time)."""
+    if "calls" in table.column_names:
+        grouped = table.group_by(GROUP_KEYS).aggregate(
+            [(c, "sum") for c in _SUMMED] + [("first_ts_us", "min"), ("last_ts_us", "max")])
+    else:
+        ts = table.column("ts").cast(pa.int64())
+        events = pa.table({
+            "model": table.column("model"), "alias": table.column("alias"),
+            "provider": table.column("provider"), "d": pc.divide(ts, DAY_US),
+            "input_tokens": table.column("input_tokens"),
+            "output_tokens": table.column("output_tokens"),
+            "cost_nanos": table.column("cost_nanos"),
+            "unpriced": pc.equal(table.column("cost_source"), "unpriced").cast(pa.int64()),
+            "ts_us": ts})
+        grouped = events.group_by(GROUP_KEYS).aggregate(
+            [("ts_us", "count", pc.CountOptions(mode="all"))]
+            + [(c, "sum") for c in _SUMMED[1:]] + [("ts_us", "min"), ("ts_us", "max")])
+    names = [*[f"{c}_sum" for c in _SUMMED[1:]]]
+    columns = {c: grouped.column(c) for c in GROUP_KEYS}
+    columns["calls"] = grouped.column("calls_sum" if "calls_sum" in grouped.column_names
+                                      else "ts_us_count")
+    for c, name in zip(_SUMMED[1:], names, strict=True):
+        columns[c] = pc.fill_null(grouped.column(name), 0).cast(pa.int64())
+    columns["first_ts_us"] = grouped.column("first_ts_us_min" if "calls" in table.column_names
+                                            else "ts_us_min")
+    columns["last_ts_us"] = grouped.column("last_ts_us_max" if "calls" in table.column_names
+                                           else "ts_us_max")
+    return pa.table({c: columns[c] for c in GROUP_COLUMNS})
+
+
+DAY_US = 86_400_000_000
 
 
 def _int64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -144,6 +191,36 @@ class TailView:
         c, u, r = self._before[i]
         return c + int(block.cost[k]), u + int(block.unpriced[k]), r + k
 
+    def summary(self, intervals: np.ndarray) -> tuple[list[tuple], pa.ChunkedArray] | None:
+        """Totals by (model, alias, provider, day) of the events whose seqs fall in the
+        inclusive ``intervals`` (rows of ``GROUP_COLUMNS``) and their distinct
+        conversation ids: whole blocks from their stored totals, the ends of runs from
+        their rows. None when the runs cut too many blocks to be worth it."""
+        groups: list[pa.Table] = []
+        conversations: list[pa.Array] = []
+        cut = 0
+        for lo, hi in np.asarray(intervals, dtype=np.int64).reshape(-1, 2).tolist():
+            for i in self._blocks_between(lo, hi):
+                block = self._blocks[i]
+                a, b = block.span(lo, hi)
+                if b <= a:
+                    continue
+                if (a, b) == (0, len(block)):
+                    groups.append(block.groups)
+                    conversations.append(block.conversations)
+                    continue
+                cut += 1
+                if cut > MAX_CUT_BLOCKS:
+                    return None
+                rows = block.rows(a, b)
+                groups.append(group_totals(rows))
+                conversations.append(rows.column("conversation_id").combine_chunks())
+        if not groups:
+            return [], pa.chunked_array([], pa.string())
+        merged = group_totals(pa.concat_tables(groups)) if len(groups) > 1 else groups[0]
+        rows = list(zip(*(merged.column(c).to_pylist() for c in GROUP_COLUMNS), strict=True))
+        return rows, pa.chunked_array(conversations, pa.string())
+
     def seq_bounds(self) -> tuple[int, int] | None:
         """The smallest and the largest seq in the view."""
         if self._count == 0:
@@ -153,4 +230,4 @@ class TailView:
 
 EMPTY = TailView([], [], [(0, 0, 0)], 0)
 
-__all__ = ["EMPTY", "TailBlock", "TailView"]
+__all__ = ["EMPTY", "GROUP_COLUMNS", "TailBlock", "TailView", "group_totals"]

@@ -1,0 +1,123 @@
+"""Reads over the unsealed tail answer exactly as reads over sealed segments: the same
+events appended to a ledger that never seals, one that seals everything and one that
+sealed half give the same uncertified pages and totals, previews, receipt logs and event
+listings; and the tail keeps its events columnar (no per-event Python objects beyond one
+small open part)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import Ledger
+from ledger.core.tail import OPEN_PART_ROWS
+from ledger.receipts.issuance import Receipts
+
+MODELS = (("openai", "gpt-4o-mini", "fast"), ("anthropic", "claude-3-5-haiku", "cheap"),
+          ("openai", "gpt-4o", ""), ("acme", "no-such-model", "odd"))
+
+
+def events(n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` varied events: four models (one without a price: unpriced), five UTC days,
+    conversations shared by several events, provider costs on some, metadata on some."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        provider, model, alias = MODELS[rng.randrange(len(MODELS))]
+        ev: dict[str, Any] = {
+            "event_id": f"e-{seed}-{i:06d}", "provider": provider, "model": model,
+            "alias": alias, "input_tokens": rng.randrange(1, 5000),
+            "output_tokens": rng.randrange(1, 900),
+            "ts": f"2025-10-{rng.randrange(1, 6):02d}T{rng.randrange(24):02d}:"
+                  f"{rng.randrange(60):02d}:00Z"}
+        if rng.random() < 0.3:
+            ev["cost"] = f"0.000{rng.randrange(100, 999)}"
+        if rng.random() < 0.4:
+            ev["conversation_id"] = f"c-{rng.randrange(40)}"
+        if rng.random() < 0.5:
+            ev["metadata"] = {"team": rng.choice(("a", "b"))}
+        out.append(ev)
+    return out
+
+
+def appends(seed: int) -> list[list[dict[str, Any]]]:
+    """Batches as clients send them: many small appends (the open tail part) and a few
+    large ones (Arrow tables grouped by day)."""
+    evs = events(3_000, seed)
+    sizes = [1, 3, 2, 700, 1, 5, 300, 1, *([7] * 40), 900]
+    batches, at = [], 0
+    for size in sizes:
+        batches.append(evs[at:at + size])
+        at += size
+    batches.append(evs[at:])
+    return batches
+
+
+def reads(ledger: Ledger, receipts: Receipts, receipt_id: str) -> dict[str, Any]:
+    def uncertified(limit: int, offset: int) -> dict[str, Any]:
+        return receipts.uncertified(limit=limit, offset=offset)
+
+    return {
+        "uncertified": [uncertified(100, 0), uncertified(250, 1_000), uncertified(7, 2_990),
+                        uncertified(1_000, 0)],
+        "preview": receipts.preview(since_last_receipt=True),
+        "preview_where": receipts.preview(since_last_receipt=True, where={"team": "a"}),
+        "preview_days": receipts.preview(start_date="2025-10-02", end_date="2025-10-03"),
+        "preview_conversation": receipts.preview(conversation_id="c-7"),
+        "receipt_logs": [receipts.logs("default", receipt_id, limit=500, offset=o)["logs"]
+                         for o in (0, 100)],
+        "events": [[e.model_dump(exclude={"recorded_at"})
+                    for e in ledger.events(limit=limit, offset=offset, order=order)]
+                   for limit, offset, order in ((100, 0, "seq"), (50, 2_000, "seq"),
+                                                (30, 10, "-seq"))],
+        "count": ledger.count(),
+    }
+
+
+def build(path: Path, seal_at: int | None) -> dict[str, Any]:
+    """Append the batches (and one receipt after the fourth) with seals after batch
+    ``seal_at`` (None: never); return every read."""
+    with Ledger(path, auto_seal=False, checkpoint_interval=None) as ledger:
+        receipts = Receipts(ledger)
+        receipt_id = ""
+        for k, batch in enumerate(appends(seed=5)):
+            ledger.append_many(batch)
+            if k == 3:
+                ids = [e["event_id"] for e in batch[::3]]
+                receipt_id = receipts.generate(log_ids=ids)["receipt"]["receipt_id"]
+            if seal_at is not None and k == seal_at:
+                ledger.seal()
+        if seal_at == -1:
+            ledger.seal()
+        assert (ledger.tail.rows() == 0) == (seal_at == -1)
+        return reads(ledger, receipts, receipt_id)
+
+
+@pytest.mark.parametrize("seal_at", [-1, 6])
+def test_reads_over_the_tail_equal_reads_over_sealed_segments(tmp_path: Path, seal_at):
+    """Never sealed vs all sealed (-1) and vs half sealed (after the seventh batch)."""
+    tail = build(tmp_path / "tail", None)
+    other = build(tmp_path / "other", seal_at)
+    for key in tail:
+        assert tail[key] == other[key], key
+    assert tail["uncertified"][0]["total"] == 3_000 - 234
+    assert tail["preview"]["unpriced_logs"] > 0
+    assert tail["preview"]["total_conversations"] == 40
+
+
+def test_the_tail_holds_columns_not_python_rows(tmp_path: Path):
+    """Single appends gather in one open part of fewer than ``OPEN_PART_ROWS`` rows;
+    every other part is an Arrow table with its seq index."""
+    with Ledger(tmp_path / "d", auto_seal=False, checkpoint_interval=None) as ledger:
+        for ev in events(OPEN_PART_ROWS * 2 + 10, seed=3):
+            ledger.append(ev)
+        parts = [p for c in ledger.tail.chunks() for p in c.parts]
+        assert [p.rows is not None for p in parts] == [False, False, True]
+        assert len(parts[-1].rows or ()) == 10
+        assert all(p.block is not None and len(p.block) == OPEN_PART_ROWS
+                   for p in parts[:2])
+        assert Receipts(ledger).uncertified(limit=5, offset=OPEN_PART_ROWS * 2 + 8)[
+            "total"] == OPEN_PART_ROWS * 2 + 10
