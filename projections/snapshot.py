@@ -12,20 +12,27 @@ segments, the unsealed tail). Both give the same text (``ledger.model.dimensions
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ledger.model.dimensions import column_name, extract_sql, quote_ident
 from ledger.model.schema import EVENT_SCHEMA
 from projections.tailview import TailView
+
+if TYPE_CHECKING:  # imported on the first query: an idle server needs neither
+    import duckdb
+
+# DuckDB's buffer pool (query state, its file cache) is bounded, so a server's memory is
+# too; a query that needs more spills to DuckDB's temporary directory. The limit can be
+# set with LLMRING_DUCKDB_MEMORY (a DuckDB size, e.g. "512MB").
+DUCKDB_CONFIG = {"memory_limit": os.environ.get("LLMRING_DUCKDB_MEMORY", "256MB")}
 
 _local = threading.local()
 _base: duckdb.DuckDBPyConnection | None = None
@@ -118,7 +125,9 @@ def cursor() -> duckdb.DuckDBPyConnection:
     if cur is None:
         with _base_lock:
             if _base is None:
-                _base = duckdb.connect(":memory:")
+                import duckdb
+
+                _base = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
                 _base.execute("SET TimeZone = 'UTC'")
             cur = _base.cursor()
         cur.execute("SET TimeZone = 'UTC'")
@@ -149,6 +158,8 @@ def _literal(path: str) -> str:
 @functools.lru_cache(maxsize=65_536)
 def derived_keys(path: str) -> tuple[str, ...]:
     """The metadata keys whose derived columns the segment file ``path`` holds."""
+    import pyarrow.parquet as pq
+
     names = pq.read_schema(path).names
     return tuple(n[len(column_name("")):] for n in names if n.startswith(column_name("")))
 
