@@ -156,19 +156,22 @@ class TailView:
         end = bisect.bisect_right(self._firsts, hi, 0, self._count)
         return range(first, end)
 
-    def between(self, lo: int | None, hi: int | None) -> pa.Table | None:
-        """The events with ``lo <= seq <= hi`` (None: unbounded), or None if there are none."""
+    def between(self, lo: int | None, hi: int | None, *, ordered: bool = False
+                ) -> pa.Table | None:
+        """The events with ``lo <= seq <= hi`` (None: unbounded), or None if there are
+        none; ``ordered``: in seq order (else a block wholly in range comes as it is
+        stored, uncopied)."""
         if self._count == 0:
             return None
         lo = int(self._firsts[0]) if lo is None else lo
         hi = int(self._blocks[self._count - 1].seqs[-1]) if hi is None else hi
-        parts = []
+        tables = []
         for i in self._blocks_between(lo, hi):
             block = self._blocks[i]
             a, b = block.span(lo, hi)
             if b > a:
-                parts.append(block if (a, b) == (0, len(block)) else block.rows(a, b))
-        tables = [p.table if isinstance(p, TailBlock) else p for p in parts]
+                whole = (a, b) == (0, len(block)) and not ordered
+                tables.append(block.table if whole else block.rows(a, b))
         return pa.concat_tables(tables) if tables else None
 
     def totals(self, intervals: np.ndarray) -> tuple[int, int, int]:

@@ -97,13 +97,15 @@ class LedgerService:
     def __init__(self, data_dir: str | Path, *, ledger: Ledger | None = None,
                  accept_loss: bool = False,
                  seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
-                 iceberg: bool | None = None) -> None:
+                 iceberg: bool | None = None, seal_rows: int | None = None) -> None:
         """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss``,
-        ``seal_interval`` and ``iceberg`` as ``Ledger``'s."""
+        ``seal_interval``, ``iceberg`` and ``seal_rows`` (None: the default) as
+        ``Ledger``'s."""
         self.data = Path(data_dir)
+        options = {} if seal_rows is None else {"seal_rows": seal_rows}
         self.ledger = (ledger if ledger is not None
                        else Ledger(self.data, accept_loss=accept_loss,
-                                   seal_interval=seal_interval, iceberg=iceberg))
+                                   seal_interval=seal_interval, iceberg=iceberg, **options))
         try:
             self.notary = self.ledger.notary  # the directory's one key ring and checkpoints
             self.origin = self.notary.origin

@@ -80,6 +80,9 @@ SECONDS = click.FloatRange(min=0, min_open=True)
 @click.option("--iceberg", is_flag=True, default=None,
               help="Publish the live segments as the Iceberg table ledger.events at every "
                    "seal and compaction (on by itself once the directory has the table).")
+@click.option("--seal-rows", default=None, type=click.IntRange(1),
+              help="seal the journal into segments once it holds this many events "
+                   "(default 250,000)")
 @accept_loss_option
 @pass_app
 @local_only
@@ -89,7 +92,8 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           webhook_hosts: tuple[str, ...], webhook_attempts: int, webhook_backoff: float,
           webhook_backoff_max: float, webhook_timeout: float, witness_interval: float,
           witness_backoff: float, witness_backoff_max: float, witness_timeout: float,
-          seal_interval: float, iceberg: bool | None, accept_loss: bool) -> None:
+          seal_interval: float, iceberg: bool | None, seal_rows: int | None,
+          accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
@@ -122,6 +126,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
                           accept_loss=accept_loss, metrics=metrics,
                           seal_interval=seal_interval or None, iceberg=iceberg,
+                          seal_rows=seal_rows,
                           webhooks=DeliveryPolicy(
                               attempts=webhook_attempts, backoff=webhook_backoff,
                               backoff_max=webhook_backoff_max, timeout=webhook_timeout,
