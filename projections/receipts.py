@@ -447,6 +447,15 @@ def receipt_texts(snapshot: Snapshot, tenant: str, *, limit: int, offset: int,
 
 def receipt_row(snapshot: Snapshot, tenant: str, receipt_id: str) -> dict[str, Any] | None:
     """One receipt entry: ``receipt`` (canonical JSON text), ``seq``, ``leaf_hash``."""
+    if not snapshot.receipt_files.get(tenant):  # all in the tail: no SQL needed
+        table = _tail_for(snapshot.receipt_tail, tenant)
+        if table is not None:
+            table = table.filter(pc.equal(table.column("receipt_id"), receipt_id))
+        if table is None or table.num_rows == 0:
+            return None
+        found = table.slice(0, 1).to_pylist()[0]
+        return {"receipt": found["receipt"], "seq": int(found["seq"]),
+                "leaf_hash": bytes(found["leaf_hash"])}
     rows = query(snapshot, tenant, "SELECT receipt, seq, leaf_hash FROM {receipts} "
                  "WHERE receipt_id = ?", [receipt_id])
     if not rows:

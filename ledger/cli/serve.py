@@ -110,6 +110,10 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     """
     import uvicorn
 
+    from ledger.server.allocator import tune
+
+    tune()  # before the directory is opened: every allocation after this follows it
+
     from ledger.core.facade import LedgerError, LedgerLockedError
     from ledger.server import ServerConfig, create_app
     from ledger.server.app import ServerState
