@@ -7,6 +7,8 @@ small open part)."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,29 @@ def test_the_tail_holds_columns_not_python_rows(tmp_path: Path):
                    for p in parts[:2])
         assert Receipts(ledger).uncertified(limit=5, offset=OPEN_PART_ROWS * 2 + 8)[
             "total"] == OPEN_PART_ROWS * 2 + 10
+
+
+def test_reads_wholly_in_the_tail_run_no_sql(tmp_path: Path):
+    """Uncertified pages and totals, a since-last preview and a receipt's logs over a
+    tail-only project never start DuckDB (nor import it: an idle or tail-only server does
+    without its memory)."""
+    script = f"""
+import sys
+from ledger import Ledger
+from ledger.receipts.issuance import Receipts
+from tests.unit.test_tail_reads import events
+with Ledger({str(tmp_path / "d")!r}, auto_seal=False, checkpoint_interval=None) as ledger:
+    receipts = Receipts(ledger)
+    ledger.append_many(events(600, seed=4))
+    rid = receipts.generate(log_ids=["e-4-000001", "e-4-000002"])["receipt"]["receipt_id"]
+    ledger.append_many(events(300, seed=6))
+    assert receipts.uncertified(limit=50, offset=10)["total"] == 898
+    assert receipts.preview(since_last_receipt=True)["total_logs"] == 898
+    assert len(receipts.logs("default", rid)["logs"]) == 2
+    assert receipts.get("default", rid)["certified_count"] == 2
+    assert "duckdb" not in sys.modules, "a tail-only read imported duckdb"
+"""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
