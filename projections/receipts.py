@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 
 from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
-from ledger.model.event import format_ts
 from projections.snapshot import Snapshot, cursor, source_sql, tenant_tail
 from projections.tailview import TailView
 
@@ -385,14 +384,25 @@ def interval_totals(snapshot: Snapshot, tenant: str, intervals: np.ndarray
     return {"cost_nanos": int(cost), "unpriced": int(unpriced)}
 
 
-def _log_dict(row: tuple) -> dict[str, Any]:
+def _log_dicts(table: pa.Table) -> list[dict[str, Any]]:
+    """The API's log dicts of a table of ``LOG_COLUMNS`` (``ts_us`` as µs or as a
+    timestamp), column by column: the timestamps are formatted by numpy (RFC 3339, UTC,
+    microseconds, ``Z``: ``format_ts``'s text for every ``ts`` an event can have)."""
+    ts = table.column("ts_us")
+    if pa.types.is_timestamp(ts.type):
+        ts = ts.cast(pa.int64())
+    micros = ts.to_numpy().astype("datetime64[us]")
+    stamps = np.datetime_as_string(micros, unit="us").tolist()
     (event_id, kind, conv, alias, provider, model, inp, outp, cached, reasoning, cost,
-     source, ts_us, seq) = row
-    return {"id": event_id, "type": kind, "conversation_id": conv, "alias": alias,
-            "provider": provider, "model": model, "input_tokens": inp, "output_tokens": outp,
-            "cached_input_tokens": cached, "reasoning_tokens": reasoning,
-            "cost": cost / 1e9, "cost_nanos": cost, "cost_source": source,
-            "timestamp": format_ts(ts_us), "seq": seq}
+     source) = (table.column(name).to_pylist() for name in _LOG_FIELDS[:12])
+    seq = table.column("seq").to_pylist()
+    return [{"id": e, "type": k, "conversation_id": c, "alias": a, "provider": p,
+             "model": m, "input_tokens": i, "output_tokens": o, "cached_input_tokens": ca,
+             "reasoning_tokens": r, "cost": n / 1e9, "cost_nanos": n, "cost_source": so,
+             "timestamp": t + "Z", "seq": q}
+            for e, k, c, a, p, m, i, o, ca, r, n, so, t, q in zip(
+                event_id, kind, conv, alias, provider, model, inp, outp, cached, reasoning,
+                cost, source, stamps, seq, strict=True)]
 
 
 def logs_in(snapshot: Snapshot, tenant: str, intervals: np.ndarray, offset: int,
@@ -406,9 +416,9 @@ def logs_in(snapshot: Snapshot, tenant: str, intervals: np.ndarray, offset: int,
     if view is not None and bounds is not None and page[0, 0] >= bounds[0]:
         return _tail_logs(view, page)
     selection = interval_selection(page)
-    rows = query(snapshot, tenant, f"SELECT {LOG_COLUMNS} FROM {{src}} WHERE "
-                 f"{selection.where} ORDER BY seq", selection=selection)
-    return [_log_dict(r) for r in rows or []]
+    table = query(snapshot, tenant, f"SELECT {LOG_COLUMNS} FROM {{src}} WHERE "
+                  f"{selection.where} ORDER BY seq", selection=selection, arrow=True)
+    return _log_dicts(table)
 
 
 _LOG_FIELDS = [c.split(" AS ")[-1].strip() for c in LOG_COLUMNS.split(",")]
@@ -425,10 +435,8 @@ def _tail_logs(view: TailView, page: np.ndarray) -> list[dict[str, Any]]:
     keep = (run >= 0) & (seqs <= page[np.maximum(run, 0), 1])
     if not keep.all():
         rows = rows.filter(pa.array(keep))
-    columns = {name: rows.column("ts" if name == "ts_us" else name) for name in _LOG_FIELDS}
-    columns["ts_us"] = columns["ts_us"].cast(pa.int64())
-    values = [columns[name].to_pylist() for name in _LOG_FIELDS]
-    return [_log_dict(r) for r in zip(*values, strict=True)]
+    return _log_dicts(rows.select([*_LOG_FIELDS[:12], "ts", "seq"]).rename_columns(
+        _LOG_FIELDS))
 
 
 # -- receipts ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 from ledger import Ledger
 from ledger.core.tail import OPEN_PART_ROWS
+from ledger.model.event import format_ts, ts_to_us
 from ledger.receipts.issuance import Receipts
 
 MODELS = (("openai", "gpt-4o-mini", "fast"), ("anthropic", "claude-3-5-haiku", "cheap"),
@@ -62,6 +63,8 @@ def reads(ledger: Ledger, receipts: Receipts, receipt_id: str) -> dict[str, Any]
     def uncertified(limit: int, offset: int) -> dict[str, Any]:
         return receipts.uncertified(limit=limit, offset=offset)
 
+    stamps = {log["id"]: log["timestamp"]
+              for log in receipts.uncertified(limit=1_000, offset=500)["logs"]}
     return {
         "uncertified": [uncertified(100, 0), uncertified(250, 1_000), uncertified(7, 2_990),
                         uncertified(1_000, 0)],
@@ -76,6 +79,9 @@ def reads(ledger: Ledger, receipts: Receipts, receipt_id: str) -> dict[str, Any]
                    for limit, offset, order in ((100, 0, "seq"), (50, 2_000, "seq"),
                                                 (30, 10, "-seq"))],
         "count": ledger.count(),
+        "timestamps": stamps,
+        "events_stamped": [{"id": e.event_id, "ts": format_ts(ts_to_us(e.ts))}
+                           for e in ledger.events(limit=3_000) if e.event_id in stamps],
     }
 
 
@@ -108,6 +114,24 @@ def test_reads_over_the_tail_equal_reads_over_sealed_segments(tmp_path: Path, se
     assert tail["uncertified"][0]["total"] == 3_000 - 234
     assert tail["preview"]["unpriced_logs"] > 0
     assert tail["preview"]["total_conversations"] == 40
+    assert tail["timestamps"] == {e["id"]: e["ts"] for e in tail["events_stamped"]}
+
+
+def test_a_log_is_listed_with_its_canonical_timestamp(tmp_path: Path):
+    """The ``timestamp`` of a listed log is its event's ``ts`` in the canonical text
+    (``format_ts``), from the tail and from segments alike."""
+    with Ledger(tmp_path / "d", auto_seal=False, checkpoint_interval=None) as ledger:
+        receipts = Receipts(ledger)
+        stamps = ["2025-10-01T00:00:00.000000Z", "2025-10-02T23:59:59.999999Z",
+                  "2025-10-03T12:34:56.000001Z"]
+        ledger.append_many([{**events(1, seed=k)[0], "ts": t, "event_id": f"t{k}"}
+                            for k, t in enumerate(stamps)])
+        ledger.append_many([{**events(1, seed=9)[0], "ts": "2025-10-04T01:02:03.4Z"}])
+        tail = [log["timestamp"] for log in receipts.uncertified()["logs"]]
+        ledger.seal()
+        sealed = [log["timestamp"] for log in receipts.uncertified()["logs"]]
+        assert tail == sealed == [*stamps, "2025-10-04T01:02:03.400000Z"]
+        assert tail == [format_ts(ts_to_us(e.ts)) for e in ledger.events()]
 
 
 def test_the_tail_holds_columns_not_python_rows(tmp_path: Path):
