@@ -219,12 +219,14 @@ TAIL_TARGETS = {  # figure → (target, "<=" unit), issue 17 "How it is judged"
 
 
 def unsealed_command() -> tuple[list[str], tuple[str, ...]]:
-    """How to start a server that never seals by itself: ``--seal-rows`` where the
-    server has it; on older versions (a before/after run), the default patched."""
+    """How to start a server that never seals by itself: ``--seal-rows`` (and the seal
+    timer off) where the server has them; on older versions (a before/after run), the
+    default patched."""
     text = subprocess.run([*LLMRING, "serve", "--help"], capture_output=True,
                           text=True).stdout
     if "--seal-rows" in text:
-        return LLMRING, ("--seal-rows", str(10**12))
+        timer = ("--seal-interval", "0") if "--seal-interval" in text else ()
+        return LLMRING, ("--seal-rows", str(10**12), *timer)
     patched = ("from ledger.core.facade import Ledger; "
                "Ledger.__init__.__kwdefaults__['seal_rows'] = 10**12; "
                "from ledger.cli import main; main()")
