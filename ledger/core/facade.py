@@ -48,6 +48,7 @@ from ledger.storage.durable import is_private, private_dir, tighten
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest
+from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import ReceiptEntry, tail_tables
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import SignedCheckpoint
@@ -64,8 +65,13 @@ class Ledger:
     def __init__(self, path: str | os.PathLike[str], *, seal_rows: int = DEFAULT_SEAL_ROWS,
                  pricer: Any = "default", auto_seal: bool = True,
                  checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
-                 accept_loss: bool = False) -> None:
+                 accept_loss: bool = False, storage: str | None = None) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
+
+        ``storage``: the URI of the object store its segments live on
+        (``s3://bucket/prefix``, ``ledger.storage.objectstore``), fixed in its
+        ``config.json`` on first use; afterwards the directory's own is used, and another
+        one is refused (``StorageUriError``) before anything is written.
 
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
@@ -76,6 +82,7 @@ class Ledger:
         made by this opening; docs/formats.md)."""
         self.layout = DataDir(path)
         self.path = self.layout.root
+        self._storage = open_storage(self.layout, storage)
         private_dir(self.path)
         if pricer == "default":
             from ledger.model.pricing import PriceBook
@@ -106,7 +113,7 @@ class Ledger:
 
     def _open(self, seal_rows: int, auto_seal: bool, accept_loss: bool) -> None:
         layout = self.layout
-        self.store = SegmentStore(layout)
+        self.store = SegmentStore(layout, self._storage)
         self.manifest = Manifest(layout.manifest)
         recovery = Recovery(layout, self.store, self.manifest, accept_loss=accept_loss)
         replayed = recovery.replay()
@@ -191,6 +198,7 @@ class Ledger:
                             sizes=dict(self.logs.sizes), receipt_files=receipt_files,
                             membership_files=membership_files, receipt_tail=receipt_tail,
                             membership_tail=membership_tail,
+                            filesystem=self.store.fs if self.store.remote else None,
                             receipt_seqs={t: list(v)
                                           for t, v in self.logs.receipt_seqs.items()})
 
