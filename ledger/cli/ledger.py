@@ -111,10 +111,10 @@ def verify(app: App, as_json: bool) -> None:
         with progress_bar() as bar:
             task = bar.add_task("verifying", total=None)
             report = verify_directory(
-                app.data, progress=lambda done, total: bar.update(task, completed=done,
-                                                                  total=total))
+                app.data, storage=app.storage,
+                progress=lambda done, total: bar.update(task, completed=done, total=total))
     else:
-        report = verify_directory(app.data)
+        report = verify_directory(app.data, storage=app.storage)
     code = 0 if report.ok else EXIT_FAILED_CHECK
     if as_json:
         print_json(report.as_dict())

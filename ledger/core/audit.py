@@ -40,8 +40,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from ledger.errors import ConfigError, StorageUriError
 from ledger.model.dimensions import column_name
 from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
 from ledger.model.schema import EVENT_SCHEMA, ROW_FIELDS, STORED_FIELDS
@@ -49,6 +49,7 @@ from ledger.storage import journal as jr
 from ledger.storage.dimensions import derived_columns, with_dimensions
 from ledger.storage.layout import JOURNAL_SUFFIX, DataDir
 from ledger.storage.manifest import check_chain, read_lines
+from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
@@ -117,7 +118,10 @@ class _TenantLog:
 
 
 def verify_directory(path: str | os.PathLike[str], *,
-                     progress: Progress | None = None) -> AuditReport:
+                     progress: Progress | None = None,
+                     storage: str | None = None) -> AuditReport:
+    """Audit the data directory ``path``, reading its segments where they live (its
+    object store, ``storage`` being the URI it must have if given)."""
     layout = DataDir(path)
     root = layout.root
     report = AuditReport()
@@ -133,7 +137,14 @@ def verify_directory(path: str | os.PathLike[str], *,
     for c in chain:
         report.add("manifest", f"manifest.jsonl line {c.line}", c.message)
 
-    store = SegmentStore(layout)
+    try:
+        objects = open_storage(layout, storage, record=False)
+    except StorageUriError:
+        raise
+    except ConfigError as exc:  # reported with the checkpoints, whose origin it holds
+        report.notes.append(f"segments read from the directory itself: {exc}")
+        objects = None
+    store = SegmentStore(layout, objects)
     logs: dict[str, _TenantLog] = {}
     live = sorted(state.live.values(), key=lambda s: (s.tenant, s.kind, s.seq_min))
     total = len(live)
@@ -228,7 +239,7 @@ def _check_segment(store: SegmentStore, seg: Any, report: AuditReport,
         report.add("segment-hash", where,
                    f"SHA-256 is {digest}, the manifest says {seg.sha256}: the file was altered")
     try:
-        table = pq.read_table(store.abspath(seg.path))
+        table = store.read(seg)
     except Exception as exc:  # a corrupt file: pyarrow raises several error types
         report.add("segment-unreadable", where, f"cannot be read as Parquet: {exc}")
         return
