@@ -113,11 +113,11 @@ def test_an_embedded_ledger_keeps_every_segment_in_the_bucket(s3: S3Server,
         assert exports[0] == exports[1] and len(exports[0]) == 4 * 40
         log_id = r_service.receipt_logs("alpha", receipt["receipt"]["receipt_id"],
                                         limit=1)["logs"][0]["id"]
-        assert r_service.get_log("alpha", log_id)["id"] == log_id
+        assert r_service.get_log("alpha", log_id)["event_id"] == log_id
         listed = [service.list_logs("beta", limit=50, offset=20)["logs"]
                   for service in (r_service, l_service)]
-        assert [(e["seq"], e["model"], e["timestamp"]) for e in listed[0]] == \
-            [(e["seq"], e["model"], e["timestamp"]) for e in listed[1]] != []
+        assert [(e["seq"], e["model"], e["ts"]) for e in listed[0]] == \
+            [(e["seq"], e["model"], e["ts"]) for e in listed[1]] != []
         bundle = r_service.prove("alpha", receipt["receipt"]["receipt_id"], log_id)
         assert r_service.verify_receipt(bundle)["valid"] is True
         report = rollups(r_service)
