@@ -121,12 +121,14 @@ def test_an_embedded_ledger_keeps_every_segment_in_the_bucket(s3: S3Server,
         bundle = r_service.prove("alpha", receipt["receipt"]["receipt_id"], log_id)
         assert r_service.verify_receipt(bundle)["valid"] is True
         report = rollups(r_service)
+        retired = {d["path"] for r in remote.manifest.state.records for d in r["remove"]}
     finally:
         remote.close()
         local.close()
 
     foreign = [f"{base}/events/tenant=alpha/date={DAYS[0]}/seg-other.parquet",
                f"{base}/events/tenant=alpha/date={DAYS[0]}/_staging.parquet"]
+    assert retired and retired <= set(s3.files(base))  # kept for readers until reopened
     fs = s3.filesystem()
     for path in foreign:  # written by someone else: never removed
         with fs.open_output_stream(path) as out:
