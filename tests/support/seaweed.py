@@ -39,6 +39,16 @@ def weed_binary() -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL it when the test process dies, even without its teardown
+    (Linux ``PR_SET_PDEATHSIG``), so no server outlives a killed test run."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
 @dataclass
 class S3Server:
     endpoint: str  # http://127.0.0.1:<port>
@@ -99,7 +109,7 @@ def start(workdir: Path, timeout: float = 90) -> S3Server:
              "-ip.bind=127.0.0.1", "-filer", "-s3", f"-s3.config={config}",
              "-master.volumeSizeLimitMB=64", "-volume.max=0", "-metricsPort=0",
              *(f"-{name}={port}" for name, port in ports.items())],
-            stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+            stdout=out, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=_die_with_parent)
     server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", proc, log,
                       tuple(ports.values()))
     deadline = time.monotonic() + timeout
