@@ -24,6 +24,27 @@ Measured (on the open ledger, warm, no reopen between runs):
 * first page of the listing: ``ledger.events(tenant, limit=100)`` and with
   ``order="-seq"`` (target <= 0.2 s).
 
+With ``--growth`` the script measures instead how the ledger copes with a long history
+(issue 16's growth targets; ``--events 100000000 --growth`` is the 100M-event run):
+
+* open: ``Ledger(path)`` of the built directory (target <= 1 s: the manifest is read
+  from its last checkpoint record, the index and trees are already level);
+* rollup by model and day over the last month (``start``/``end`` 30 days apart), median
+  of 3 runs after a warm-up (target <= 5 s);
+* full ``ledger verify`` (``verify_directory`` with ``--jobs``, default every core):
+  events checked per second, and per core (printed, no target);
+* incremental verify: 1,000,000 new events (``--new-events``) are appended to a second
+  project and sealed (untimed), then ``verify_directory(since_checkpoint=True)``
+  (target <= 15 s);
+* a receipt over every event of the built project (a date range covering all of them),
+  generated in a fresh child process whose peak RSS is reported (target <= 1 GiB).
+
+Each ``--growth`` run leaves 1M more events in the second project and one more receipt
+in the first; the build is reused as long as the first project holds ``--events``
+events (receipt entries aside). There is no separate synthetic builder: the 100M build
+is the same ``append_many`` path, ~100k events/s on a quiet machine (~20 min) and
+~35-40 GiB of disk, so check space first (the script refuses without 1.5x the estimate).
+
 Every proof is checked outside the timed region with ``ledger.tlog.merkle.verify_inclusion``
 / ``verify_consistency``, against the leaf hash recomputed from the stored event's
 canonical bytes; the current root is also checked once against a root recomputed from
@@ -58,6 +79,7 @@ from projections import events as pe
 from projections.rollups import rollup
 
 TENANT = "scale"
+NEW_TENANT = "scale-new"  # where --growth appends the events of the incremental verify
 META = "bench-scale.json"
 BYTES_PER_EVENT_ESTIMATE = 400  # Parquet + tiles + index, generous
 
@@ -146,6 +168,101 @@ def root_from_segments(ledger: Ledger) -> tuple[bytes, int]:
     return level, n
 
 
+def growth(path: Path, args: argparse.Namespace) -> bool:
+    """The growth measurements (module docstring); True if every target is met."""
+    import os
+    import subprocess
+    from datetime import UTC, datetime, timedelta
+
+    from ledger.core.audit import verify_directory
+
+    ok = True
+    gc.collect()
+    t, ledger = timed(Ledger, path)
+    state = ledger.manifest.state
+    print(f"\nopen (Ledger(path)) with {state.count:,} manifest records (last checkpoint at "
+          f"record {state.base:,}), {len(state.live):,} live segments:", flush=True)
+    ok &= report_latency("open", [t], 1.0)
+    try:
+        end = datetime.now(UTC) + timedelta(days=1)
+        start = end - timedelta(days=31)
+
+        def month() -> list:
+            return rollup(ledger.snapshot(), TENANT, ["model", "day"], start=start, end=end)
+
+        timed(month)
+        times, rows = [], []
+        for _ in range(3):
+            dt, rows = timed(month)
+            times.append(dt)
+        ok &= report_latency("rollup by model+day over the last month", times, 5.0)
+        print(f"  {len(rows)} groups, {sum(r.calls for r in rows):,} calls", flush=True)
+    finally:
+        ledger.close()
+
+    jobs = args.jobs or os.cpu_count() or 1
+    t, report = timed(lambda: verify_directory(path, jobs=jobs))
+    ok &= report.ok
+    print(f"full verify ({jobs} processes): {report.events_checked:,} events in {t:.1f} s = "
+          f"{report.events_checked / t:,.0f} events/s, "
+          f"{report.events_checked / t / jobs:,.0f} events/s per core  "
+          f"{'OK' if report.ok else 'PROBLEMS: ' + str(report.problems[:3])}", flush=True)
+
+    with Ledger(path) as led:
+        factory = EventFactory(args.seed + led.size(NEW_TENANT) + 1,
+                               spread_days=args.spread_days)
+        done = 0
+        while done < args.new_events:
+            n = min(args.batch, args.new_events - done)
+            led.append_many(factory.batch(n), tenant=NEW_TENANT)
+            done += n
+        led.flush()
+    t, report = timed(lambda: verify_directory(path, since_checkpoint=True, jobs=jobs))
+    ok &= report.ok
+    ok &= report_latency(f"incremental verify of {args.new_events:,} new events", [t], 15.0)
+    print(f"  {report.events_checked:,} events and {report.segments_checked} segments checked"
+          f"{'' if report.ok else ', PROBLEMS: ' + str(report.problems[:3])}", flush=True)
+
+    child = subprocess.run(
+        [sys.executable, __file__, "--receipt-child", "--dir", str(path)],
+        capture_output=True, text=True, check=False)
+    if child.returncode:
+        print(child.stdout, child.stderr)
+        return False
+    out = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"receipt over {out['certified']:,} events: {out['seconds']:.1f} s", flush=True)
+    rss = out["peak_rss_mib"]
+    good = rss <= 1024
+    print(f"receipt peak RSS (child process, incl. opening the ledger): {rss:,.0f} MiB "
+          f"(target <= 1,024 MiB)  {'PASS' if good else 'FAIL'}", flush=True)
+    return ok and good
+
+
+def receipt_child(path: Path) -> int:
+    """Generate a receipt over every event of the built project; print one JSON line."""
+    from ledger.receipts.issuance import Receipts
+
+    with Ledger(path) as led:
+        t = time.perf_counter()
+        out = Receipts(led).generate(TENANT, start_date="2000-01-01", end_date="2100-01-01")
+        seconds = time.perf_counter() - t
+    print(json.dumps({"certified": out["certified_count"], "seconds": seconds,
+                      "peak_rss_mib": _high_water_mib()}))
+    return 0
+
+
+def _high_water_mib() -> float:
+    """Peak RSS of this process image: VmHWM, which exec resets (ru_maxrss keeps the
+    parent's peak across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mib()
+
+
 def timed(fn, *args) -> tuple[float, object]:
     t = time.perf_counter()
     out = fn(*args)
@@ -167,8 +284,16 @@ def main() -> int:
     p.add_argument("--no-root-check", action="store_true",
                    help="skip recomputing the root from every leaf in the segments")
     p.add_argument("--delete", action="store_true", help="delete the directory at the end")
+    p.add_argument("--growth", action="store_true",
+                   help="measure open, month rollup, full and incremental verify, receipt RSS")
+    p.add_argument("--new-events", type=int, default=1_000_000,
+                   help="events appended before the incremental verify (--growth)")
+    p.add_argument("--jobs", type=int, default=None, help="verify processes (--growth)")
+    p.add_argument("--receipt-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     path = Path(args.dir)
+    if args.receipt_child:
+        return receipt_child(path)
     print(environment())
     path.parent.mkdir(parents=True, exist_ok=True)
     ok = True
@@ -194,6 +319,10 @@ def main() -> int:
         print(f"reusing {path}: {info['events']:,} events (built in {info['build_s']:.0f} s, "
               f"peak RSS of that build {info['peak_rss_mib']:,.0f} MiB)", flush=True)
     print(f"data directory: {dir_size(str(path)) / 2**30:,.2f} GiB", flush=True)
+    if args.growth:
+        ok = growth(path, args)
+        print(f"\npeak RSS of this process: {peak_rss_mib():,.0f} MiB")
+        return 0 if ok else 1
 
     gc.collect()
     t, ledger = timed(Ledger, path)

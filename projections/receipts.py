@@ -241,6 +241,21 @@ def selected_seqs(snapshot: Snapshot, tenant: str, selection: Selection) -> np.n
     return table.column("seq").to_numpy().astype(np.int64)
 
 
+def selected_runs(snapshot: Snapshot, tenant: str, selection: Selection) -> np.ndarray:
+    """The selected events' seqs as runs ``[[lo, hi], …]`` (inclusive, ascending), found in
+    SQL (gaps and islands), so no array of every seq is built."""
+    if selection.exact:
+        return selection.intervals
+    table = query(snapshot, tenant, (
+        "SELECT min(seq) AS lo, max(seq) AS hi FROM (SELECT seq, seq - row_number() OVER "
+        f"(ORDER BY seq) AS island FROM {{src}} WHERE {selection.where}) GROUP BY island "
+        "ORDER BY lo"), selection.params, selection=selection, arrow=True)
+    if table.num_rows == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    return np.column_stack([table.column("lo").to_numpy().astype(np.int64),
+                            table.column("hi").to_numpy().astype(np.int64)])
+
+
 def summary(snapshot: Snapshot, tenant: str, selection: Selection) -> dict[str, Any]:
     """Counts, tokens, cost and the by-model/alias/provider/date (UTC) breakdowns of the
     selected events. One scan groups by (model, alias, provider, day) — a few hundred

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -43,10 +44,16 @@ class SegmentRef:
     rows: int
 
 
+class Releasable(Protocol):
+    def release(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Live segments per tenant, the unsealed tail (EVENT_SCHEMA + ``tenant``), and each
-    tenant's log size."""
+    tenant's log size. ``lease`` keeps the files it names from being deleted (a
+    compaction retires files: ``ledger.core.readers``) until it is released: at the end
+    of a ``with`` block, or when the snapshot is collected."""
 
     segments: dict[str, list[SegmentRef]]
     tail: pa.Table
@@ -62,6 +69,18 @@ class Snapshot:
     dimensioned: frozenset[str] = frozenset()
     # The object store the segment files are on (None: local paths).
     filesystem: pafs.FileSystem | None = None
+    lease: Releasable | None = field(default=None, repr=False, compare=False)
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Let go of the segment files now (reading this snapshot afterwards may fail)."""
+        if self.lease is not None:
+            self.lease.release()
 
     def files(self, tenant: str, *, first_day: date | None = None,
               last_day: date | None = None, seq_lo: int | None = None,

@@ -18,6 +18,7 @@ from typing import Any
 from ledger.api.budgets import Budgets
 from ledger.api.prices import Prices
 from ledger.core.facade import Ledger
+from ledger.core.sealer import DEFAULT_SEAL_INTERVAL
 from ledger.errors import (
     InvalidRequestError,
     LedgerError,
@@ -94,11 +95,15 @@ class LedgerService:
     """One open data directory and the per-project operations over it."""
 
     def __init__(self, data_dir: str | Path, *, ledger: Ledger | None = None,
-                 accept_loss: bool = False) -> None:
-        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss`` as ``Ledger``'s."""
+                 accept_loss: bool = False,
+                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
+                 iceberg: bool | None = None) -> None:
+        """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss``,
+        ``seal_interval`` and ``iceberg`` as ``Ledger``'s."""
         self.data = Path(data_dir)
         self.ledger = (ledger if ledger is not None
-                       else Ledger(self.data, accept_loss=accept_loss))
+                       else Ledger(self.data, accept_loss=accept_loss,
+                                   seal_interval=seal_interval, iceberg=iceberg))
         try:
             self.notary = self.ledger.notary  # the directory's one key ring and checkpoints
             self.origin = self.notary.origin
@@ -133,6 +138,18 @@ class LedgerService:
         ack = self.ledger.append(event, tenant=tenant)
         self.budgets.observe(tenant, (ack,))
         return ack_json(ack)
+
+    async def log_usage_soon(self, tenant: str, event: Mapping[str, Any] | EventIn
+                             ) -> dict[str, Any]:
+        """``log_usage`` from an event loop, which it does not block while the append
+        waits for its group commit. The budgets' check and observation run in the loop:
+        for a project without budgets a dict lookup; a project with budgets may read its
+        spend from the stored events at a period's start, so the server's fast path
+        sends those through ``log_usage`` in a worker thread (``Budgets.watches``)."""
+        self.budgets.check(tenant)
+        acks = await self.ledger.submit([event], tenant=tenant)
+        self.budgets.observe(tenant, acks)
+        return ack_json(acks[0])
 
     def log_batch(self, tenant: str, events: Sequence[Mapping[str, Any] | EventIn]
                   ) -> dict[str, Any]:

@@ -119,18 +119,20 @@ class App:
         return DataDir(self.data)
 
     @contextmanager
-    def open(self, *, create: bool = True, accept_loss: bool = False) -> Iterator[Any]:
+    def open(self, *, create: bool = True, accept_loss: bool = False,
+             iceberg: bool | None = None) -> Iterator[Any]:
         """Open the ledger for one command and close it after (closing seals the journal).
 
         ``create=False`` refuses a directory that holds no ledger yet (read commands);
         ``accept_loss`` cuts a journal damaged inside at the damage (``report_losses``
-        says so on stderr)."""
+        says so on stderr); ``iceberg`` as ``Ledger``'s."""
         from ledger.core.facade import Ledger
 
         if not create:
             self.require_existing()
         try:
-            led = Ledger(self.data, accept_loss=accept_loss, storage=self.storage)
+            led = Ledger(self.data, accept_loss=accept_loss, iceberg=iceberg,
+                         storage=self.storage)
         except (LedgerLockedError, StorageUriError, ObjectStoreError) as exc:
             raise CliError(str(exc)) from None
         except NotWritableError as exc:  # its message names the path and the need

@@ -1,6 +1,6 @@
 """``llmring ledger …``: look after the data directory — stats, verify (re-derive every
-hash, chain and root, read-only), compact (merge small segments) and flush (seal the
-journal into segments now)."""
+hash, chain and root, read-only), compact (merge small segments), flush (seal the
+journal into segments now) and iceberg (publish the live segments as an Iceberg table)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def collect_stats(service: Any) -> dict[str, Any]:
         "segments": len(live),
         "segment_bytes": sum(s.bytes for s in live),
         "journal_tail_rows": snapshot.tail.num_rows,
-        "manifest_records": len(led.manifest.state.records),
+        "manifest_records": led.manifest.state.count,
     }
 
 
@@ -96,25 +96,34 @@ def _short(ts: str | None) -> str:
 
 @ledger_group.command()
 @json_option
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="processes checking segments (default: every core for a directory of "
+                   "200,000 sealed rows or more)")
+@click.option("--since-checkpoint", is_flag=True,
+              help="check only what is new since the last verify that passed, chained to "
+                   "it (a full verify still checks everything)")
 @pass_app
 @local_only
-def verify(app: App, as_json: bool) -> None:
+def verify(app: App, as_json: bool, jobs: int | None, since_checkpoint: bool) -> None:
     """Re-derive every hash, chain and root; report tampering (exit 1).
 
     Reads the directory only and takes no lock, so it also runs while a writer
-    (e.g. `llmring serve`) is active.
+    (e.g. `llmring serve`) is active. A verify that passes records what it checked in
+    verify-state.json, from which --since-checkpoint goes on.
     """
     from ledger.core.audit import verify_directory
 
     app.require_existing()
+    options = {"jobs": jobs, "since_checkpoint": since_checkpoint}
     if show_progress(as_json):
         with progress_bar() as bar:
             task = bar.add_task("verifying", total=None)
             report = verify_directory(
                 app.data, storage=app.storage,
-                progress=lambda done, total: bar.update(task, completed=done, total=total))
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                **options)
     else:
-        report = verify_directory(app.data, storage=app.storage)
+        report = verify_directory(app.data, storage=app.storage, **options)
     code = 0 if report.ok else EXIT_FAILED_CHECK
     if as_json:
         print_json(report.as_dict())
@@ -188,6 +197,36 @@ def flush(app: App, as_json: bool, accept_loss: bool) -> None:
         click.echo(f"Sealed {num(result.events)} events into {num(result.segments)} segments.")
     else:
         click.echo("Nothing to seal: the journal is empty.")
+
+
+@ledger_group.command()
+@json_option
+@pass_app
+@local_only
+def iceberg(app: App, as_json: bool) -> None:
+    """Publish the live event segments as the Iceberg table ledger.events.
+
+    Creates the table (a SQL catalog in iceberg/catalog.sqlite) or brings it level with
+    the manifest. From then on every writer of the directory commits to it at each seal
+    and compaction, so Spark, Trino, DuckDB or pyiceberg read the ledger by table name
+    (docs/integrations.md).
+    """
+    from ledger.storage.iceberg import IDENTIFIER, catalog_properties, read_published
+
+    with app.open(create=False, iceberg=True) as led:
+        table = led.iceberg
+        failed = table.failed if table is not None else None
+    if failed is not None:
+        raise CliError(f"could not publish the Iceberg table: {failed}", EXIT_FAILED_CHECK)
+    published = read_published(app.layout)
+    assert published is not None
+    out = {"table": IDENTIFIER, **catalog_properties(app.layout),
+           "files": len(published.files), "manifest_records": published.records}
+    if as_json:
+        print_json(out)
+    else:
+        click.echo(f"Table {IDENTIFIER}: {num(len(published.files))} segment files "
+                   f"(catalog {out['uri']}, warehouse {out['warehouse']}).")
 
 
 @ledger_group.command("prune-content")

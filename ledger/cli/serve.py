@@ -75,6 +75,14 @@ SECONDS = click.FloatRange(min=0, min_open=True)
 @click.option("--storage", metavar="URI", default=None,
               help="As the global --storage: the object store (s3://bucket/prefix) of "
               "the data directory's segments, fixed when the directory is first used.")
+@click.option("--seal-interval", default=60.0, show_default=True,
+              type=click.FloatRange(min=0),
+              help="Seal the unsealed events once the oldest has waited this long, so "
+                   "engines reading the segments see them (0: only at 250,000 rows and on "
+                   "stop).")
+@click.option("--iceberg", is_flag=True, default=None,
+              help="Publish the live segments as the Iceberg table ledger.events at every "
+                   "seal and compaction (on by itself once the directory has the table).")
 @accept_loss_option
 @pass_app
 @local_only
@@ -84,7 +92,8 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           webhook_hosts: tuple[str, ...], webhook_attempts: int, webhook_backoff: float,
           webhook_backoff_max: float, webhook_timeout: float, witness_interval: float,
           witness_backoff: float, witness_backoff_max: float, witness_timeout: float,
-          storage: str | None, accept_loss: bool) -> None:
+          seal_interval: float, iceberg: bool | None, storage: str | None,
+          accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
@@ -124,6 +133,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
         raise CliError(f"cannot serve {app.data}: {exc}") from None
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
                           accept_loss=accept_loss, metrics=metrics,
+                          seal_interval=seal_interval or None, iceberg=iceberg,
                           webhooks=DeliveryPolicy(
                               attempts=webhook_attempts, backoff=webhook_backoff,
                               backoff_max=webhook_backoff_max, timeout=webhook_timeout,

@@ -1,6 +1,8 @@
 """The audit: re-derive every hash of a data directory from its raw files.
 
-``verify_directory`` reads (never writes, never takes the writer's lock) and checks:
+``verify_directory`` reads (never takes the writer's lock; writes only
+``verify-state.json``, what a passing audit checked: ``ledger.core.audit_since``) and
+checks, the segments in ``jobs`` processes:
 
 1. the manifest: every line parses, is canonical, numbered in order, and carries the
    SHA-256 of the line before it (the hash chain);
@@ -24,14 +26,20 @@
    was accepted (``journal/losses.jsonl``), and every intact event of a damaged journal
    kept aside (``journal/damaged/``) is in the log: else the log is shorter than what its
    journal acknowledged.
+9. the Iceberg table (``ledger.storage.iceberg``), if the directory has one: its
+   current snapshot lists exactly the live event segments of the manifest records it
+   says it reflects (a table behind the manifest, publishing still to catch up, is a
+   note; any other difference is a problem of kind ``iceberg``).
 
 Each finding names what is wrong and where.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,14 +55,16 @@ from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_h
 from ledger.model.schema import EVENT_SCHEMA, ROW_FIELDS, STORED_FIELDS
 from ledger.storage import journal as jr
 from ledger.storage.dimensions import derived_columns, with_dimensions
+from ledger.storage.iceberg import IDENTIFIER, IcebergTable, metadata_location, read_published
 from ledger.storage.layout import JOURNAL_SUFFIX, DataDir
-from ledger.storage.manifest import check_chain, read_lines
+from ledger.storage.manifest import ManifestState, check_chain, read_lines
 from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
 from ledger.tlog.merkle import (
     HASH_SIZE,
+    perfect_subtrees,
     root_from_leaf_hashes,
     roots_at_sizes,
     tree_levels_from_buffer,
@@ -63,6 +73,7 @@ from ledger.tlog.signing import KeyRingError, read_keys
 from ledger.tlog.tiles import TILE_WIDTH, level_file
 
 Progress = Callable[[int, int], None]
+PARALLEL_MIN_ROWS = 200_000  # sealed rows from which a verify uses every core by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +98,9 @@ class AuditReport:
     receipts_checked: int = 0
     checkpoints_checked: int = 0
     tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # each project's log as perfect subtrees (height, hash), left to right: the state an
+    # incremental verify (``ledger.core.audit_since``) extends
+    frontiers: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -117,11 +131,16 @@ class _TenantLog:
     members: dict[int, list[np.ndarray]] = field(default_factory=dict)  # receipt seq → runs
 
 
-def verify_directory(path: str | os.PathLike[str], *,
-                     progress: Progress | None = None,
+def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None = None,
+                     jobs: int | None = None, since_checkpoint: bool = False,
                      storage: str | None = None) -> AuditReport:
-    """Audit the data directory ``path``, reading its segments where they live (its
-    object store, ``storage`` being the URI it must have if given)."""
+    """The full audit, reading the segments where they live (the directory's object
+    store, ``storage`` being the URI it must have if given). ``jobs`` processes check the
+    segments (hashes, leaf hashes
+    recomputed); None: every core when the directory holds ``PARALLEL_MIN_ROWS`` sealed
+    rows or more, else one. A passing audit records what it checked in
+    ``verify-state.json``; ``since_checkpoint`` checks only what is new since then
+    (``ledger.core.audit_since``)."""
     layout = DataDir(path)
     root = layout.root
     report = AuditReport()
@@ -129,6 +148,10 @@ def verify_directory(path: str | os.PathLike[str], *,
         report.add("directory", str(root), "not a ledger data directory (no manifest.jsonl "
                    "and no journal/)")
         return report
+    if since_checkpoint:
+        from ledger.core.audit_since import verify_since
+
+        return verify_since(layout, jobs=jobs, progress=progress)
     lines, torn = read_lines(layout.manifest)
     if torn:
         report.notes.append("manifest.jsonl ends in a torn line (a crash mid-append); the "
@@ -147,11 +170,7 @@ def verify_directory(path: str | os.PathLike[str], *,
     store = SegmentStore(layout, objects)
     logs: dict[str, _TenantLog] = {}
     live = sorted(state.live.values(), key=lambda s: (s.tenant, s.kind, s.seq_min))
-    total = len(live)
-    for done, seg in enumerate(live, 1):
-        _check_segment(store, seg, report, logs)
-        if progress is not None:
-            progress(done, total)
+    check_segments(layout, live, report, logs, jobs=jobs, progress=progress, store=store)
 
     files = [p for number, p in jr.journal_files(layout.journal)
              if number > state.sealed_journal]
@@ -159,6 +178,8 @@ def verify_directory(path: str | os.PathLike[str], *,
         _check_journal(jpath, i < len(files) - 1, report, logs)
     _check_losses(layout, report)
     _check_kept_journals(layout, report, logs)
+
+    _check_iceberg(layout, store, state.records, report)
 
     checkpoints = _load_checkpoints(layout, report)
     for tenant, log in sorted(logs.items()):
@@ -169,7 +190,104 @@ def verify_directory(path: str | os.PathLike[str], *,
             report.add("checkpoint", f"project {tenant}",
                        f"a checkpoint of its log at size {top.checkpoint.size} was signed, "
                        "but the directory holds no entry of that log (it was deleted)")
+    if report.ok:
+        from ledger.core.audit_since import record_verified
+
+        record_verified(layout, lines, state, report)
     return report
+
+
+def _check_iceberg(layout: DataDir, store: SegmentStore, records: list[dict[str, Any]],
+                   report: AuditReport) -> None:
+    """The Iceberg table's current file set equals the live event segments of the
+    manifest records it reflects."""
+    if metadata_location(layout) is None:
+        return
+    where = f"Iceberg table {IDENTIFIER}"
+    try:
+        published = read_published(layout)
+    except Exception as exc:  # any damage of the table's files or catalog
+        report.add("iceberg", where, f"cannot be read: {exc}")
+        return
+    if published is None:
+        return
+    if published.records > len(records):  # a live writer committed since: read again
+        records = check_chain(read_lines(layout.manifest)[0])[0].records
+    if not 0 <= published.records <= len(records):
+        report.add("iceberg", where, f"says it reflects {published.records} manifest "
+                   f"records, but the manifest has {len(records)}")
+        return
+    if published.records < len(records):
+        report.notes.append(f"{where} reflects {published.records} of the manifest's "
+                            f"{len(records)} records: the next seal or open publishes "
+                            "the rest")
+    state = ManifestState()
+    for record in records[:published.records]:
+        state.apply(record)
+    table = IcebergTable(layout, store)
+    want = {table.location(s.path) for s in state.segments()}
+    for loc in sorted(published.files - want):
+        report.add("iceberg", where, f"lists {loc}, which is not a live event segment of "
+                   "the manifest")
+    for loc in sorted(want - published.files):
+        report.add("iceberg", where, f"does not list the live event segment {loc}")
+
+
+def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
+                   logs: dict[str, _TenantLog], *, jobs: int | None = None,
+                   progress: Progress | None = None,
+                   store: SegmentStore | None = None) -> None:
+    """Check each segment (``_check_segment``, read through ``store``: by default the
+    directory's own) and gather its entries into ``logs``; with more than one job, in
+    worker processes (each opening the directory's store), merged in the order of
+    ``segments`` (so the report is the same whatever the number of processes)."""
+    if jobs is None:
+        rows = sum(s.rows for s in segments)
+        jobs = (os.cpu_count() or 1) if rows >= PARALLEL_MIN_ROWS else 1
+    jobs = max(1, min(jobs, len(segments)))
+    total = len(segments)
+    if jobs == 1:
+        store = store or SegmentStore(layout, open_storage(layout, record=False))
+        for done, seg in enumerate(segments, 1):
+            _check_segment(store, seg, report, logs)
+            if progress is not None:
+                progress(done, total)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        results = pool.map(_segment_worker, [(str(layout.root), seg) for seg in segments])
+        for done, (part, found) in enumerate(results, 1):
+            _merge(report, logs, part, found)
+            if progress is not None:
+                progress(done, total)
+
+
+def _segment_worker(job: tuple[str, Any]) -> tuple[AuditReport, dict[str, _TenantLog]]:
+    """``_check_segment`` of one segment in a worker process: its findings and entries."""
+    root, seg = job
+    report = AuditReport()
+    logs: dict[str, _TenantLog] = {}
+    layout = DataDir(root)
+    _check_segment(SegmentStore(layout, open_storage(layout, record=False)), seg, report,
+                   logs)
+    return report, logs
+
+
+def _merge(report: AuditReport, logs: dict[str, _TenantLog], part: AuditReport,
+           found: dict[str, _TenantLog]) -> None:
+    report.problems.extend(part.problems)
+    report.notes.extend(part.notes)
+    report.segments_checked += part.segments_checked
+    report.events_checked += part.events_checked
+    report.receipts_checked += part.receipts_checked
+    for tenant, got in found.items():
+        log = logs.setdefault(tenant, _TenantLog())
+        log.seqs += got.seqs
+        log.hashes += got.hashes
+        log.ids += got.ids
+        log.receipts += got.receipts
+        for rseq, runs in got.members.items():
+            log.members.setdefault(rseq, []).extend(runs)
 
 
 def _load_checkpoints(layout: DataDir, report: AuditReport
@@ -492,6 +610,9 @@ def _check_log(layout: DataDir, tenant: str, log: _TenantLog, report: AuditRepor
     sizes = {c.checkpoint.size for c in checkpoints if c.checkpoint.size <= n}
     roots = roots_at_sizes(leaf_list, sizes | {n})
     tree_root = roots[n]
+    report.frontiers[tenant] = [
+        ((e - s).bit_length() - 1, tree_levels_from_buffer(
+            leaf_bytes[s * HASH_SIZE:e * HASH_SIZE])[0]) for s, e in perfect_subtrees(0, n)]
     _check_checkpoints(tenant, checkpoints, roots, n, report)
     report.tenants[tenant] = {"size": n, "root": tree_root.hex(),
                               "receipts": len(log.receipts)}

@@ -20,6 +20,7 @@ segment files plus the unsealed tail, so an acknowledged event is visible at onc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -36,8 +37,15 @@ from ledger.core.guard import WriteGuard, storage_full
 from ledger.core.idempotency import Idempotency
 from ledger.core.logs import Logs
 from ledger.core.prices import ProjectPrices
+from ledger.core.readers import Readers
 from ledger.core.recovery import Recovery, release_lock, take_lock
-from ledger.core.sealer import DEFAULT_SEAL_ROWS, CompactResult, Sealer, SealResult
+from ledger.core.sealer import (
+    DEFAULT_SEAL_INTERVAL,
+    DEFAULT_SEAL_ROWS,
+    CompactResult,
+    Sealer,
+    SealResult,
+)
 from ledger.core.tail import Tail, TailChunk
 from ledger.errors import LedgerError, LedgerLockedError, NotWritableError
 from ledger.model.event import Ack, Event, EventIn, us_to_datetime
@@ -45,6 +53,7 @@ from ledger.model.tenant import check_tenant
 from ledger.storage import journal as jr
 from ledger.storage.dimensions import DeclaredDimensions
 from ledger.storage.durable import is_private, private_dir, tighten
+from ledger.storage.iceberg import IcebergTable, published_records
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest
@@ -64,8 +73,10 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str], *, seal_rows: int = DEFAULT_SEAL_ROWS,
                  pricer: Any = "default", auto_seal: bool = True,
+                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
                  checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
-                 accept_loss: bool = False, storage: str | None = None) -> None:
+                 accept_loss: bool = False, iceberg: bool | None = None,
+                 storage: str | None = None) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
 
         ``storage``: the URI of the object store its segments live on
@@ -76,6 +87,15 @@ class Ledger:
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
         off (checkpoints are then issued on demand and with receipts only).
+
+        ``seal_interval``: with ``auto_seal``, the unsealed tail is sealed once its oldest
+        entry has waited so many seconds (None or 0: only at ``seal_rows`` and on close),
+        so engines reading the segment files see recent events.
+
+        ``iceberg``: publish the live event segments as the Iceberg table
+        ``ledger.events`` (``ledger.storage.iceberg``), one commit per seal and per
+        compaction; None: if the directory already has the table. A table behind the
+        manifest (a failed publish, a crash) is caught up on open.
 
         A journal damaged inside is refused (``JournalDamageError``); ``accept_loss`` cuts
         it at the damage instead, recording the loss (``accepted_losses`` lists the cuts
@@ -101,7 +121,7 @@ class Ledger:
             try:
                 if not is_private(self.path):  # written before everything in it was private
                     tighten(self.path)
-                self._open(seal_rows, auto_seal, accept_loss)
+                self._open(seal_rows, auto_seal, seal_interval, accept_loss, iceberg)
             except BaseException:
                 os.close(self._lockfd)
                 raise
@@ -111,7 +131,8 @@ class Ledger:
                 raise
             raise refused from exc
 
-    def _open(self, seal_rows: int, auto_seal: bool, accept_loss: bool) -> None:
+    def _open(self, seal_rows: int, auto_seal: bool, seal_interval: float | None,
+              accept_loss: bool, iceberg: bool | None) -> None:
         layout = self.layout
         self.store = SegmentStore(layout, self._storage)
         self.manifest = Manifest(layout.manifest)
@@ -132,14 +153,28 @@ class Ledger:
         self.checkpointer = Checkpointer(layout, self._guard, self.journal, self.logs,
                                          self.checkpoint_interval)
         self.dimensions = DeclaredDimensions(layout)
+        self.readers = Readers(self.store.delete)
+        published = published_records(layout)
+        self.iceberg = (IcebergTable(layout, self.store)
+                        if (iceberg if iceberg is not None else published is not None)
+                        else None)
+        if self.iceberg is not None and published != self.manifest.state.count:
+            self._publish()  # catch up: a publish failed, or the table is new
         self.sealer = Sealer(
             self._guard, self.journal, self.manifest, self.store, self.index, self.tail,
-            self.logs, seal_rows=seal_rows, auto_seal=auto_seal,
+            self.logs, seal_rows=seal_rows, auto_seal=auto_seal, seal_interval=seal_interval,
             after_seal=(self.checkpointer.checkpoint_grown
                         if self.checkpoint_interval is not None else None),
-            dimensions=self.dimensions)
+            dimensions=self.dimensions, readers=self.readers,
+            publish=self._publish if self.iceberg is not None else None)
         self.appender = Appender(self._guard, self.journal, self.logs, self.tail, self.ids,
                                  self.prices.pricer_for, self.sealer.tail_grew)
+
+    def _publish(self) -> None:
+        """Bring the Iceberg table level with the manifest (never raises)."""
+        assert self.iceberg is not None
+        self.iceberg.publish(self.manifest.state.live.values(),
+                             self.manifest.state.count)
 
     @property
     def seal_rows(self) -> int:
@@ -166,6 +201,13 @@ class Ledger:
         conflict) none is. Returns one acknowledgement per input, in order."""
         return self.appender.append_many(events, tenant=tenant)
 
+    def submit(self, events: Sequence[Mapping[str, Any] | EventIn], *,
+               tenant: str = "default") -> asyncio.Future[Sequence[Ack]]:
+        """``append_many`` of a few events (fewer than ``SMALL_APPEND``, 256) from a
+        running event loop, without blocking it: a future of that loop, done once the
+        events are durable (its result: the acknowledgements; or the refusal)."""
+        return self.appender.submit(events, tenant=tenant)
+
     # -- sealing and compaction ----------------------------------------------------------
     def flush(self) -> SealResult:
         """Seal everything in the journal into segments now."""
@@ -180,8 +222,11 @@ class Ledger:
 
     # -- reads ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """The live segment files and the unsealed tail, as of now."""
+        """The live segment files and the unsealed tail, as of now. The files it names
+        stay until it is released (``with ledger.snapshot() as snap:``) or collected,
+        even if a compaction retires them meanwhile (``ledger.core.readers``)."""
         with self._lock:
+            named = [s.path for s in self.manifest.state.live.values() if s.kind != "pairs"]
             segments: dict[str, list[SegmentRef]] = {}
             for seg in self.manifest.state.segments():
                 segments.setdefault(seg.tenant, []).append(SegmentRef(
@@ -200,7 +245,8 @@ class Ledger:
                             membership_tail=membership_tail,
                             filesystem=self.store.fs if self.store.remote else None,
                             receipt_seqs={t: list(v)
-                                          for t, v in self.logs.receipt_seqs.items()})
+                                          for t, v in self.logs.receipt_seqs.items()},
+                            lease=self.readers.hold(named))
 
     # -- receipt entries (docs/formats.md; content and signing are ``ledger.receipts.issuance``) --
     def receipt_lock(self, tenant: str) -> threading.Lock:
@@ -315,6 +361,7 @@ class Ledger:
             guard.closed = True
             self.checkpointer.stop()
             self.sealer.stop()
+            self.readers.closed = True
             with self._lock:
                 self.journal.close()
                 self.logs.close()

@@ -235,12 +235,12 @@ class Recovery:
         index = ids.index
         head = index.head()
         if head != state.head or self.losses:
-            start = (state.hashes.index(head) + 1
-                     if head in state.hashes and not self.losses else 0)
-            if start == 0:
+            after = None if head is None or self.losses else state.records_after(head)
+            if after is None:  # rebuilt from the whole live set
                 index.clear()
+                after = [{"op": "seal", "add": [s.as_dict() for s in state.live.values()]}]
             index.begin()
-            for seg in segments_to_index(state.records[start:]):
+            for seg in segments_to_index(after):
                 if seg.path in state.live:
                     ids.index_segment(seg)
             index.set_head(state.head)

@@ -2,9 +2,11 @@
 events, pairings and receipt entries as Parquet segments (one per project and UTC day for
 events), commits them with one manifest record, marks the index as covering it and removes
 the sealed journal files. Compaction merges the small segments of a (project, day) into
-one; the files it replaces are deleted one compaction later, so a reader holding an older
-snapshot is not cut off mid-query. Either way an event segment carries the derived columns
-of the dimensions its project declares then (``ledger.storage.dimensions``)."""
+one; the files it replaces are deleted as soon as no snapshot of this process names them
+(``ledger.core.readers``), so a reader holding an older snapshot is not cut off mid-query
+and outside engines reading the directory see only the live set. Either way an event
+segment carries the derived columns of the dimensions its project declares then
+(``ledger.storage.dimensions``)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pyarrow as pa
 
 from ledger.core.guard import WriteGuard, storage_full
 from ledger.core.logs import Logs
+from ledger.core.readers import Readers
 from ledger.core.tail import Tail, TailChunk
 from ledger.model.event import format_ts, new_event_id, now_us
 from ledger.model.schema import EVENT_SCHEMA
@@ -34,8 +37,8 @@ DEFAULT_SEAL_ROWS = 250_000
 COMPACT_TARGET_ROWS = 1_000_000
 COMPACT_MIN_FILES = 8
 SEAL_THREADS = 2  # segments written at once by a seal
-RETIRED_KEPT = 64  # files replaced by compaction kept until a later compaction
 SEAL_RETRY = 5.0  # seconds before a seal that found the disk full is tried again
+DEFAULT_SEAL_INTERVAL = 60.0  # seconds an unsealed entry waits at most (with auto_seal)
 _log = logging.getLogger("ledger")
 
 
@@ -54,15 +57,25 @@ class CompactResult:
 
 class Sealer:
     """Seals and compacts one open directory; with ``auto_seal``, a background thread
-    seals once the tail holds ``seal_rows`` events. ``after_seal`` runs after every seal
-    (the ledger checkpoints the logs that grew)."""
+    seals once the tail holds ``seal_rows`` events, or (``seal_interval`` seconds, None
+    or 0 for never) once its oldest unsealed entry has waited that long, so outside
+    readers of the segments see recent events within that time. ``publish`` runs once
+    the manifest records of a seal, or of a compaction (every partition it merged), are
+    committed, under the seal lock (the ledger publishes the live set as an Iceberg
+    table; it must not raise). ``after_seal`` runs after every seal (the ledger
+    checkpoints the logs that grew)."""
 
     def __init__(self, guard: WriteGuard, journal: jr.Journal, manifest: Manifest,
                  store: SegmentStore, index: Index, tail: Tail, logs: Logs, *,
                  seal_rows: int = DEFAULT_SEAL_ROWS, auto_seal: bool = True,
+                 seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
                  after_seal: Callable[[], object] | None = None,
-                 dimensions: DeclaredDimensions | None = None) -> None:
+                 dimensions: DeclaredDimensions | None = None,
+                 readers: Readers | None = None,
+                 publish: Callable[[], object] | None = None) -> None:
         self.guard = guard
+        self.readers = readers or Readers(store.delete)
+        self.publish = publish
         self.dimensions = dimensions or DeclaredDimensions(store.layout)
         self.journal = journal
         self.manifest = manifest
@@ -72,36 +85,56 @@ class Sealer:
         self.logs = logs
         self.seal_rows = seal_rows
         self.auto_seal = auto_seal
+        self.seal_interval = seal_interval or None
+        self._waiting_since: float | None = None  # monotonic: the tail became non-empty
         self.after_seal = after_seal
         self._seal_lock = threading.Lock()
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
-        self._retired: list[str] = []
         self.seals = 0  # seals and compactions done since the ledger opened (/metrics)
         self.compactions = 0
+        self.rows_rewritten = 0  # rows written by compactions since the ledger opened
 
     # -- the background seal -------------------------------------------------------------
     def tail_grew(self, rows: int) -> None:
-        """Told the unsealed rows after an append: wake the seal thread if a seal is due."""
-        if self.auto_seal and rows >= self.seal_rows:
+        """Told the unsealed rows after an append: wake the seal thread if a seal is due;
+        start the timer of ``seal_interval`` if the tail was empty."""
+        if not self.auto_seal:
+            return
+        if rows >= self.seal_rows:
             self._request()
+        elif self.seal_interval is not None and self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+            self._request(wake=False)
 
-    def _request(self) -> None:
+    def _due(self) -> bool:
+        """Whether the background thread should seal now."""
+        rows = self.tail.rows()
+        if rows >= self.seal_rows:
+            return True
+        since = self._waiting_since
+        return (rows > 0 and since is not None and self.seal_interval is not None
+                and time.monotonic() - since >= self.seal_interval)
+
+    def _request(self, *, wake: bool = True) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="ledger-seal",
                                             daemon=True)
             self._thread.start()
-        self._wakeup.set()
+        if wake:
+            self._wakeup.set()
 
     def _loop(self) -> None:
         retry_at = 0.0  # after a seal found the disk full: not before then
+        tick = min(1.0, self.seal_interval / 4) if self.seal_interval else 1.0
         while not self.guard.closed:
-            woken = self._wakeup.wait(timeout=1.0)
+            woken = self._wakeup.wait(timeout=tick)
             self._wakeup.clear()
-            if not (woken or retry_at) or time.monotonic() < retry_at:
+            timed = self._waiting_since is not None
+            if not (woken or retry_at or timed) or time.monotonic() < retry_at:
                 continue
             try:
-                if self.tail.rows() >= self.seal_rows:
+                if self._due():
                     self.seal()
                 retry_at = 0.0
             except BaseException as exc:
@@ -148,6 +181,8 @@ class Sealer:
                     self._remove(written)
                     raise
                 self.tail.drop(frozen)
+                # What came in meanwhile waits from now (the timer of seal_interval).
+                self._waiting_since = time.monotonic() if self.tail.rows() else None
                 try:
                     self.index.begin()
                     self.index.set_head(self.manifest.state.head)
@@ -158,6 +193,8 @@ class Sealer:
             for number, p in jr.journal_files(self.journal.directory):
                 if number <= closed:
                     p.unlink(missing_ok=True)
+            if self.publish is not None:
+                self.publish()
             events = sum(c.events for c in frozen)
             self.seals += 1
             result = SealResult(events, len(segments), closed)
@@ -222,49 +259,85 @@ class Sealer:
     # -- compaction ----------------------------------------------------------------------
     def _maybe_compact(self, segments: list[Segment]) -> None:
         touched = {(s.tenant, s.date) for s in segments if s.kind == "events"}
-        for tenant, date in touched:
-            small = [s for s in self.manifest.state.segments(tenant)
-                     if s.date == date and s.rows < COMPACT_TARGET_ROWS]
-            if len(small) >= COMPACT_MIN_FILES:
-                self.compact(tenant=tenant, date=date)
+        for tenant, date in sorted(touched):
+            self.compact(tenant=tenant, date=date, tiered=True)
 
-    def compact(self, *, tenant: str | None = None, date: str | None = None) -> CompactResult:
-        """Merge the small segments of each (tenant, day) partition into one."""
+    def compact(self, *, tenant: str | None = None, date: str | None = None,
+                tiered: bool = False) -> CompactResult:
+        """Merge the small segments (under ``COMPACT_TARGET_ROWS`` rows) of each (tenant,
+        day) partition into one. ``tiered`` (after a seal) merges only segments of one size
+        tier (rows within a factor ``COMPACT_MIN_FILES``), ``COMPACT_MIN_FILES`` of them
+        at a time, so the merged file is at least one tier up and each row is rewritten
+        at most once per tier: O(log) times over the life of the log."""
         merged = written = 0
+        retired: list[str] = []
         with self._seal_lock:
-            groups: dict[tuple[str, str], list[Segment]] = {}
-            for s in self.manifest.state.segments(tenant):
-                if (date is None or s.date == date) and s.rows < COMPACT_TARGET_ROWS:
-                    groups.setdefault((s.tenant, s.date), []).append(s)
-            for (t, d), segs in sorted(groups.items()):
-                if len(segs) < 2:
-                    continue
-                segs.sort(key=lambda s: s.seq_min)
-                table = pa.concat_tables([self.store.read(s, EVENT_SCHEMA.names)
-                                          for s in segs]).sort_by("seq")
-                table = with_dimensions(table, self.dimensions.keys(t))
-                new = self.store.write(
-                    table, DataDir.partition("events", t, d),
-                    f"seg-c{segs[-1].path.rsplit('seg-', 1)[1].removesuffix('.parquet')}"
-                    f"-{new_event_id()[-8:]}.parquet", tenant=t, date=d, kind="events")
-                with self.guard.lock:
-                    self.manifest.append("compact", _now_text(), add=[new], remove=segs)
-                self._retired.extend(s.path for s in segs)
-                merged += len(segs)
-                written += 1
-                self.compactions += 1
-            self._delete_retired()
+            while True:
+                batches = self._compaction_batches(tenant, date, tiered)
+                if not batches:
+                    break
+                for (t, d), segs in batches:
+                    self._merge(t, d, segs)
+                    retired.extend(s.path for s in segs)
+                    merged += len(segs)
+                    written += 1
+                if not tiered:
+                    break
+            if retired and self.publish is not None:  # the table stops listing them first
+                self.publish()
+            self.readers.retire(retired)
         return CompactResult(merged, written)
 
-    def _delete_retired(self) -> None:
-        old, self._retired = self._retired[:-RETIRED_KEPT], self._retired[-RETIRED_KEPT:]
-        for rel in old:
-            self.store.delete(rel)
+    def _compaction_batches(self, tenant: str | None, date: str | None, tiered: bool
+                            ) -> list[tuple[tuple[str, str], list[Segment]]]:
+        groups: dict[tuple[str, str, int], list[Segment]] = {}
+        for s in self.manifest.state.segments(tenant):
+            if (date is None or s.date == date) and s.rows < COMPACT_TARGET_ROWS:
+                tier = size_tier(s.rows) if tiered else 0
+                groups.setdefault((s.tenant, s.date, tier), []).append(s)
+        least = COMPACT_MIN_FILES if tiered else 2
+        out = []
+        for (t, d, _), segs in sorted(groups.items()):
+            if len(segs) >= least:
+                segs.sort(key=lambda s: s.seq_min)
+                out.append(((t, d), segs[:COMPACT_MIN_FILES] if tiered else segs))
+        return out
+
+    def _merge(self, t: str, d: str, segs: list[Segment]) -> None:
+        table = pa.concat_tables([self.store.read(s, EVENT_SCHEMA.names)
+                                  for s in segs]).sort_by("seq")
+        table = with_dimensions(table, self.dimensions.keys(t))
+        new = self.store.write(
+            table, DataDir.partition("events", t, d),
+            f"seg-c{segs[-1].path.rsplit('seg-', 1)[1].removesuffix('.parquet')}"
+            f"-{new_event_id()[-8:]}.parquet", tenant=t, date=d, kind="events")
+        with self.guard.lock:
+            before = self.manifest.state.head
+            self.manifest.append("compact", _now_text(), add=[new], remove=segs)
+            if self.index.head() == before:  # a compaction adds no entry to index
+                self.index.begin()  # (so a reopen past a manifest checkpoint needs none)
+                try:
+                    self.index.set_head(self.manifest.state.head)
+                    self.index.commit(durable=True)
+                except Exception as exc:  # the older head stays valid: only slower opens
+                    self.index.rollback()
+                    _log.warning("index head not moved past a compaction: %s", exc)
+        self.rows_rewritten += table.num_rows
+        self.compactions += 1
+
+
+def size_tier(rows: int) -> int:
+    """The size tier of a segment: rows in [F**k, F**(k+1)) with F = COMPACT_MIN_FILES."""
+    tier = 0
+    while rows >= COMPACT_MIN_FILES:
+        rows //= COMPACT_MIN_FILES
+        tier += 1
+    return tier
 
 
 def _now_text() -> str:
     return format_ts(now_us())
 
 
-__all__ = ["COMPACT_MIN_FILES", "COMPACT_TARGET_ROWS", "DEFAULT_SEAL_ROWS", "CompactResult",
-           "SealResult", "Sealer"]
+__all__ = ["COMPACT_MIN_FILES", "COMPACT_TARGET_ROWS", "DEFAULT_SEAL_INTERVAL",
+           "DEFAULT_SEAL_ROWS", "CompactResult", "SealResult", "Sealer", "size_tier"]

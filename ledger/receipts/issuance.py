@@ -9,7 +9,8 @@ This module owns the receipt's content and its life cycle over an open ``Ledger`
   is written;
 * ``preview`` (the summary of the selection, nothing written) and ``generate``: select in
   SQL (``projections.receipts``), build the receipt's RFC 9162 tree over the certified
-  events' leaf hashes (read packed from the tenant's tree and hashed level by level),
+  events' leaf hashes (read packed from the tenant's tree a window at a time and hashed
+  chunk by chunk: memory bounded whatever the number of certified events),
   issue a signed checkpoint of the log just before the receipt entry, sign the receipt
   (Ed25519 over RFC 8785 bytes of everything but ``signature``) and append it to the log
   with its membership, durably, under the tenant's issuance lock;
@@ -27,7 +28,7 @@ import hashlib
 import os
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +54,7 @@ from ledger.tlog.merkle import (
     inclusion_proof,
     perfect_subtrees,
     root_from_leaf_hashes,
-    tree_levels_from_buffer,
+    tree_levels_from_chunks,
 )
 from ledger.tlog.signing import PublicKeyInfo, encode_signature
 from projections import receipts as pr
@@ -70,6 +71,7 @@ MAX_TAG = 100
 MAX_LOG_IDS = 1_000_000
 TILE_TREES_KEPT = 8
 MAX_JSON_INT = 2**53 - 1  # RFC 8785 (I-JSON) integers
+LEAF_WINDOW = 1 << 16  # seqs of the log tree read at once while hashing a receipt's tree
 
 Progress = Callable[[str], None]
 
@@ -334,14 +336,13 @@ class Receipts:
             if selection.exact:  # since-last, explicit ids, unfiltered: runs known
                 runs = selection.intervals
             else:
-                runs = runs_of(pr.selected_seqs(snapshot, tenant, selection))
+                runs = pr.selected_runs(snapshot, tenant, selection)
             if pr.interval_count(runs) != s["calls"]:  # pragma: no cover - a bug
                 raise RuntimeError(f"selection found {pr.interval_count(runs)} seqs but "
                                    f"{s['calls']} events")
             step("hash")
-            leaves = self._leaf_buffer_of_runs(tenant, runs)
-            root, tiles = tree_levels_from_buffer(leaves, keep=TILE_HEIGHT)
-            del leaves
+            root, tiles = tree_levels_from_chunks(self._leaf_chunks(tenant, runs),
+                                                  keep=TILE_HEIGHT)
             body = self._body(tenant, sel, s, root, description, labels)
             step("sign")
             holder: dict[str, Any] = {}
@@ -427,12 +428,28 @@ class Receipts:
         rows = np.frombuffer(data, dtype=np.uint8).reshape(-1, HASH_SIZE)
         return rows[seqs - lo].tobytes()
 
-    def _leaf_buffer_of_runs(self, tenant: str, runs: np.ndarray) -> bytes:
-        """The packed log leaf hashes of the seqs in ``runs`` (inclusive, ascending)."""
-        if len(runs) <= 4096:
-            return b"".join(self.ledger.leaf_hash_buffer(tenant, int(lo), int(hi) + 1)
-                            for lo, hi in runs)
-        return self._leaf_buffer(tenant, seqs_of(runs))
+    def _leaf_chunks(self, tenant: str, runs: np.ndarray) -> Iterator[bytes]:
+        """The packed log leaf hashes of the seqs in ``runs`` (inclusive, ascending), in
+        pieces read from the tree ``LEAF_WINDOW`` seqs at a time: a long run in slices,
+        short runs gathered from one read of the window they lie in (memory stays bounded
+        whatever the number of certified events)."""
+        i, n = 0, len(runs)
+        while i < n:
+            lo, hi = int(runs[i, 0]), int(runs[i, 1])
+            if hi - lo + 1 >= LEAF_WINDOW:
+                for start in range(lo, hi + 1, LEAF_WINDOW):
+                    yield self.ledger.leaf_hash_buffer(tenant, start,
+                                                       min(hi + 1, start + LEAF_WINDOW))
+                i += 1
+                continue
+            j = i + 1
+            while j < n and int(runs[j, 1]) < lo + LEAF_WINDOW:
+                j += 1
+            if j == i + 1:
+                yield self.ledger.leaf_hash_buffer(tenant, lo, hi + 1)
+            else:
+                yield self._leaf_buffer(tenant, seqs_of(runs[i:j]))
+            i = j
 
     def _tiles_path(self, tenant: str, receipt_id: str) -> Path:
         return self.layout.receipt_tree(tenant, receipt_id)
@@ -471,7 +488,7 @@ class Receipts:
         # is rebuilt from the leaves.
         if len(data) != want or _ReceiptTree(self, tenant, runs, n, tiles).subtree_hash(
                 0, n).hex() != merkle_root:
-            root, built = tree_levels_from_buffer(self._leaf_buffer_of_runs(tenant, runs),
+            root, built = tree_levels_from_chunks(self._leaf_chunks(tenant, runs),
                                                   keep=TILE_HEIGHT)
             if root.hex() != merkle_root:
                 raise RuntimeError(f"receipt {receipt_id}: its events no longer hash to its "

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.api.apikeys import ApiKeyStore
 from ledger.api.service import LedgerService
+from ledger.core.sealer import DEFAULT_SEAL_INTERVAL
 from ledger.errors import (
     EventValidationError,
     InternalError,
@@ -60,6 +61,8 @@ class ServerConfig:
     metrics: bool = True  # serve GET /metrics (docs/http-api.md)
     webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)  # budget alerts
     witnesses: SubmissionPolicy = field(default_factory=SubmissionPolicy)  # add-checkpoint
+    seal_interval: float | None = DEFAULT_SEAL_INTERVAL  # seconds; None: rows and close only
+    iceberg: bool | None = None  # publish the Iceberg table (None: if the directory has it)
 
 
 class ServerState:
@@ -71,7 +74,9 @@ class ServerState:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss)
+        self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss,
+                                     seal_interval=config.seal_interval,
+                                     iceberg=config.iceberg)
         self.service.budgets.allowed_hosts = config.webhooks.allowed_hosts
         self.api_keys = ApiKeyStore(config.data_dir)
         self.deliverer = Deliverer(self.service.budgets, config.webhooks)

@@ -22,12 +22,15 @@
     cosignatures/<origin>.jsonl             witnesses' cosignatures on them
     witnesses.policy                        the witnesses the server submits checkpoints to
     witness-state.json                      per witness and log: the size it last cosigned
+    verify-state.json                       what the last passing `ledger verify` checked
     api-keys.json                           the server's API keys
     budgets.json                            the projects' budgets (and webhook secrets)
     dimensions.json                         the projects' declared metadata dimensions
     budget-alerts.jsonl                     each budget threshold crossed, and its delivery
     prices/tenant=<t>.json                  a project's price overrides
     content/tenant=<t>/<2 hex>/<sha256>.json  conversation content
+    iceberg/catalog.sqlite                  the Iceberg SQL catalog (table ledger.events)
+    iceberg/ledger.db/events/metadata/…     the Iceberg table's metadata (ledger.storage.iceberg)
 
 Segment paths are stored in the manifest relative to the directory, so ``partition``
 gives them relative; everything else is an absolute ``Path``.
@@ -108,6 +111,10 @@ class DataDir:
         return self.root / "witness-state.json"
 
     @property
+    def verify_state(self) -> Path:
+        return self.root / "verify-state.json"
+
+    @property
     def api_keys(self) -> Path:
         return self.root / "api-keys.json"
 
@@ -126,6 +133,16 @@ class DataDir:
     @property
     def content(self) -> Path:
         return self.root / "content"
+
+    @property
+    def iceberg_warehouse(self) -> Path:
+        """The Iceberg warehouse: the catalog and the tables' metadata (never segments)."""
+        return self.root / "iceberg"
+
+    @property
+    def iceberg_catalog(self) -> Path:
+        """The Iceberg SQL catalog (SQLite) naming the table ``ledger.events``."""
+        return self.iceberg_warehouse / "catalog.sqlite"
 
     @property
     def prices(self) -> Path:

@@ -192,6 +192,52 @@ def tree_levels_from_buffer(leaves: bytes, *, keep: int = 0) -> tuple[bytes, byt
     return bytes(level[:HASH_SIZE]), kept
 
 
+STREAM_CHUNK = 1 << 16  # leaves hashed at once by tree_levels_from_chunks
+
+
+def tree_levels_from_chunks(chunks: Iterable[bytes], *, keep: int = 0,
+                            chunk_leaves: int | None = None) -> tuple[bytes, bytes]:
+    """``tree_levels_from_buffer`` over packed leaf hashes given in pieces of any length,
+    holding ``chunk_leaves`` leaves at a time: each aligned chunk of that many leaves is a
+    perfect subtree, folded into a stack of perfect subtrees (as ``roots_at_sizes``), and
+    the partial last chunk's MTH is folded on last, as RFC 9162's split gives the root.
+    Memory: one chunk plus the kept level, whatever the number of leaves."""
+    chunk_leaves = chunk_leaves or STREAM_CHUNK
+    if chunk_leaves & (chunk_leaves - 1) or chunk_leaves < (1 << keep):
+        raise ValueError("chunk_leaves must be a power of two of at least 2**keep")
+    size = chunk_leaves * HASH_SIZE
+    stack: list[tuple[int, bytes]] = []  # (chunks covered, hash), strictly decreasing
+    kept = bytearray()
+    buf = bytearray()
+
+    def full(chunk: bytes) -> None:
+        root, level = tree_levels_from_buffer(chunk, keep=keep)
+        kept.extend(level)
+        node, width = root, 1
+        while stack and stack[-1][0] == width:
+            node = node_hash(stack.pop()[1], node)
+            width *= 2
+        stack.append((width, node))
+
+    for piece in chunks:
+        if len(piece) % HASH_SIZE:
+            raise ValueError(f"each piece's length must be a multiple of {HASH_SIZE}")
+        buf += piece
+        if len(buf) >= size:
+            whole = len(buf) - len(buf) % size
+            view = memoryview(buf)
+            for at in range(0, whole, size):
+                full(bytes(view[at:at + size]))
+            view.release()
+            del buf[:whole]
+    parts = [h for _, h in stack]
+    if buf:
+        root, level = tree_levels_from_buffer(bytes(buf), keep=keep)
+        kept.extend(level)
+        parts.append(root)
+    return (fold_right(parts) if parts else EMPTY_ROOT), bytes(kept)
+
+
 def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:
     """Split [start, end) into the perfect subtrees MTH(D[start:end]) is built from.
 

@@ -84,7 +84,7 @@ def test_every_request_is_logged_and_no_key_is(tmp_path: Path) -> None:
 
 
 def test_metrics_count_what_was_done(tmp_path: Path) -> None:
-    server = start(tmp_path / "data")
+    server = start(tmp_path / "data", extra=("--seal-interval", "0"))  # no timed seal
     try:
         alpha = httpx.Client(base_url=server.url, headers=server.headers("alpha"))
         beta = httpx.Client(base_url=server.url, headers=server.headers("beta"))

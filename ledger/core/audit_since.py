@@ -1,0 +1,360 @@
+"""The incremental audit (``llmring ledger verify --since-checkpoint``) and the record of
+what the last passing audit checked (``verify-state.json``).
+
+A verify that passes (full or incremental) writes ``verify-state.json``: the number of
+manifest records it checked, the byte offsets and SHA-256 of the last one, the live set
+those records add up to, and each project's log as its perfect subtrees (the "frontier":
+enough to extend the root without the old leaves).
+
+``verify_since`` then checks only what is new, chained to what was checked:
+
+* the manifest: the last checked record still hashes to the recorded head, and every
+  record after it is canonical, numbered in order and chained from it;
+* every segment the new records add (file hash, rows, each event's leaf hash recomputed
+  from its fields, dimensions; receipts and memberships), in ``jobs`` processes;
+* the unsealed journal, as the full audit does;
+* per project: the new entries' seqs continue the checked log gap-free; rows rewritten by
+  a compaction equal the checked leaves (read from the tree's leaf file, checked before);
+  the root is extended from the frontier and every new signed checkpoint (size at or
+  beyond the checked size) must match it; the tree's new leaves and the interior tile
+  hashes above them are recomputed; each new receipt's certified events give its root
+  and its signature verifies.
+
+Not re-checked: files and records already checked (a change to them is found by a full
+verify), event-id uniqueness against old entries, and the damaged journals kept aside.
+The state file itself is trusted: a full verify does not read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ledger.core.audit import (
+    AuditReport,
+    Progress,
+    _check_journal,
+    _check_losses,
+    _load_checkpoints,
+    _TenantLog,
+    check_segments,
+    verify_directory,
+)
+from ledger.storage import journal as jr
+from ledger.storage.durable import write_atomic
+from ledger.storage.layout import DataDir
+from ledger.storage.manifest import ManifestState, Segment, check_chain
+from ledger.storage.objectstore import open_storage
+from ledger.storage.receipt_entries import seqs_of
+from ledger.storage.segments import SegmentStore
+from ledger.tlog.checkpoint import SignedCheckpoint
+from ledger.tlog.merkle import HASH_SIZE, node_hash, tree_levels_from_buffer
+from ledger.tlog.tiles import TILE_WIDTH, level_file
+
+STATE_FORMAT = 1
+Frontier = list[tuple[int, bytes]]  # perfect subtrees (height, hash), left to right
+
+
+# -- the state file ---------------------------------------------------------------------------
+def record_verified(layout: DataDir, lines: list[bytes], state: ManifestState,
+                    report: AuditReport) -> None:
+    """After a passing audit: what it checked, for the next ``verify_since``."""
+    end = sum(len(line) + 1 for line in lines)
+    last = lines[-1] if lines else b""
+    _write_state(layout, {
+        "count": len(lines), "end": end, "last_start": end - len(last) - 1 if lines else 0,
+        "head": hashlib.sha256(last).hexdigest() if lines else None,
+    }, state, report)
+
+
+def _write_state(layout: DataDir, manifest: dict[str, Any], state: ManifestState,
+                 report: AuditReport) -> None:
+    body = {
+        "format": STATE_FORMAT,
+        "manifest": manifest,
+        "sealed_journal": state.sealed_journal,
+        "live": [state.live[p].as_dict() for p in sorted(state.live)],
+        "projects": {t: {"size": report.tenants[t]["size"],
+                         "receipts": report.tenants[t]["receipts"],
+                         "frontier": [[h, x.hex()] for h, x in f]}
+                     for t, f in sorted(report.frontiers.items())},
+    }
+    try:
+        write_atomic(layout.verify_state, orjson.dumps(body))
+    except OSError as exc:  # a read-only directory still verifies
+        report.notes.append(f"could not record what was checked in {layout.verify_state} "
+                            f"({exc.strerror}): a later --since-checkpoint checks everything")
+
+
+def _read_state(layout: DataDir) -> dict[str, Any] | None:
+    try:
+        body = orjson.loads(layout.verify_state.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return body if isinstance(body, dict) and body.get("format") == STATE_FORMAT else None
+
+
+# -- the incremental audit ----------------------------------------------------------------------
+def verify_since(layout: DataDir, *, jobs: int | None = None,
+                 progress: Progress | None = None) -> AuditReport:
+    """Check what is new since the state a passing audit recorded (module docstring); with
+    no usable state, the full audit (which records one)."""
+    saved = _read_state(layout)
+    if saved is None:
+        report = verify_directory(layout.root, jobs=jobs, progress=progress)
+        report.notes.append("no verify-state.json from a passing verify: checked everything")
+        return report
+    report = AuditReport()
+    m = saved["manifest"]
+    state = ManifestState(live={d["path"]: Segment.from_dict(d) for d in saved["live"]},
+                          sealed_journal=int(saved["sealed_journal"]))
+    old_live = dict(state.live)
+    data = _read_from(layout.manifest, int(m["last_start"]))
+    last, _, rest = data.partition(b"\n")
+    if m["head"] is not None and hashlib.sha256(last).hexdigest() != m["head"]:
+        report.add("manifest", f"manifest.jsonl line {m['count']}",
+                   "the last record the previous verify checked was altered: run a full "
+                   "verify")
+        return report
+    if m["head"] is None:
+        rest = data
+    lines = rest.split(b"\n")
+    if lines[-1]:
+        report.notes.append("manifest.jsonl ends in a torn line (a crash mid-append); the "
+                            "writer cuts it off on its next open")
+    lines = lines[:-1]
+    _, chain = check_chain(lines, first=int(m["count"]), after=m["head"] or "0" * 64,
+                           state=state)
+    for c in chain:
+        report.add("manifest", f"manifest.jsonl line {c.line}", c.message)
+
+    new = sorted((s for p, s in state.live.items() if old_live.get(p) != s),
+                 key=lambda s: (s.tenant, s.kind, s.seq_min))
+    logs: dict[str, _TenantLog] = {}
+    check_segments(layout, new, report, logs, jobs=jobs, progress=progress)
+    files = [p for number, p in jr.journal_files(layout.journal)
+             if number > state.sealed_journal]
+    for i, jpath in enumerate(files):
+        _check_journal(jpath, i < len(files) - 1, report, logs)
+    _check_losses(layout, report)
+    if layout.damaged_journals.is_dir() and any(layout.damaged_journals.iterdir()):
+        report.notes.append("damaged journals are kept aside: only a full verify checks "
+                            "that the log holds their events")
+
+    checkpoints = _load_checkpoints(layout, report)
+    store = SegmentStore(layout, open_storage(layout, record=False))
+    projects = saved["projects"]
+    for tenant in sorted(set(projects) | set(logs)):
+        before = projects.get(tenant, {"size": 0, "frontier": []})
+        frontier = [(int(h), bytes.fromhex(x)) for h, x in before["frontier"]]
+        _check_growth(layout, store, state, tenant, int(before["size"]), frontier,
+                      logs.get(tenant, _TenantLog()), checkpoints.pop(tenant, []), report,
+                      receipts=int(before.get("receipts", 0)))
+    for tenant, signed in sorted(checkpoints.items()):
+        if signed:
+            report.add("checkpoint", f"project {tenant}", "a checkpoint of a log this "
+                       "directory holds no entry of was signed")
+    report.notes.append(f"checked what is new since manifest record {m['count']} (a full "
+                        "verify checks everything)")
+    if report.ok:
+        count = int(m["count"]) + len(lines)
+        end_here = int(m["last_start"]) + (0 if m["head"] is None else len(last) + 1)
+        end = end_here + sum(len(line) + 1 for line in lines)
+        if lines:
+            tail = {"head": hashlib.sha256(lines[-1]).hexdigest(),
+                    "last_start": end - len(lines[-1]) - 1}
+        else:
+            tail = {"head": m["head"], "last_start": int(m["last_start"])}
+        _write_state(layout, {"count": count, "end": end, **tail}, state, report)
+    return report
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    if not path.exists():
+        return b""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read()
+
+
+def _check_growth(layout: DataDir, store: SegmentStore, state: ManifestState, tenant: str,
+                  size: int, frontier: Frontier, log: _TenantLog,
+                  checkpoints: list[SignedCheckpoint], report: AuditReport, *,
+                  receipts: int) -> None:
+    """One project's new entries, chained to its checked log of ``size`` entries (of
+    which ``receipts`` receipt entries)."""
+    where = f"project {tenant}"
+    tdir = layout.tree(tenant)
+    leaves0 = level_file(tdir, 0)
+    stored = np.memmap(leaves0, dtype=np.uint8, mode="r") if leaves0.exists() and \
+        leaves0.stat().st_size else np.empty(0, np.uint8)
+    stored = stored[:len(stored) - len(stored) % HASH_SIZE].reshape(-1, HASH_SIZE)
+    seqs = pa.chunked_array(log.seqs, pa.int64())
+    order = pc.sort_indices(seqs)
+    sorted_seqs = pc.take(seqs, order).to_numpy()
+    hashes = _packed(pc.take(pa.chunked_array(log.hashes, pa.binary(HASH_SIZE)), order))
+    old = sorted_seqs < size
+    if old.any():  # rewritten by a compaction, or sealed from the journal: as checked
+        at = sorted_seqs[old]
+        if at.max() >= len(stored) or (stored[at] != hashes[old]).any():
+            report.add("leaf-hash", where, "a segment rewritten since the last verify holds "
+                       "entries that differ from the log it checked")
+    fresh = sorted_seqs[~old]
+    n = size + len(fresh)
+    if len(fresh) and not np.array_equal(fresh, np.arange(size, n)):
+        report.add("seq-gap", where, f"the entries since the last verify do not continue "
+                   f"its log of {size} entries gap-free (seqs {fresh[0]}..{fresh[-1]}, "
+                   f"{len(fresh)} entries)")
+        return
+    ids = pa.chunked_array(log.ids, pa.string())
+    if pc.count_distinct(ids).as_py() != len(ids):
+        report.add("event-id-duplicate", where, "an event id is recorded twice among the "
+                   "entries since the last verify")
+    new_leaves = hashes[~old]
+    sizes = {c.checkpoint.size for c in checkpoints if size <= c.checkpoint.size <= n}
+    roots, frontier = _extend(frontier, size, new_leaves, sizes | {n})
+    for s in checkpoints:
+        cp = s.checkpoint
+        at_where = f"{where} checkpoint at size {cp.size}"
+        if cp.size > n:
+            report.add("checkpoint", at_where, f"the log has only {n} entries: entries it "
+                       "certified were removed (the log was truncated or replaced)")
+        elif cp.size in roots and roots[cp.size] != cp.root:
+            report.add("checkpoint", at_where, f"signed root {cp.root.hex()}, but the log's "
+                       f"root at that size is {roots[cp.size].hex()}: history was rewritten")
+    report.frontiers[tenant] = frontier
+    receipts += sum(1 for seq, _, _ in log.receipts if seq >= size)
+    report.tenants[tenant] = {"size": n, "root": roots[n].hex(), "receipts": receipts}
+    _check_tree_growth(tdir, stored, size, n, new_leaves, where, report)
+    _check_new_receipts(layout, store, state, tenant, log, stored, n, report)
+
+
+def _packed(column: pa.ChunkedArray) -> np.ndarray:
+    parts = [np.frombuffer(c.buffers()[1], dtype=np.uint8)[
+        c.offset * HASH_SIZE:(c.offset + len(c)) * HASH_SIZE] for c in column.chunks]
+    flat = np.concatenate(parts) if parts else np.empty(0, np.uint8)
+    return flat.reshape(-1, HASH_SIZE)
+
+
+def _extend(frontier: Frontier, size: int, leaves: np.ndarray, sizes: set[int]
+            ) -> tuple[dict[int, bytes], Frontier]:
+    """The roots at ``sizes`` (each at least ``size``) of the log whose first ``size``
+    leaves are ``frontier``, followed by ``leaves``; and its frontier at the end."""
+    stack = list(frontier)
+    out: dict[int, bytes] = {}
+
+    def root() -> bytes:
+        if not stack:
+            return hashlib.sha256(b"").digest()
+        r = stack[-1][1]
+        for _, left in reversed(stack[:-1]):
+            r = node_hash(left, r)
+        return r
+
+    if size in sizes:
+        out[size] = root()
+    for i, leaf in enumerate(leaves, size + 1):
+        node, height = leaf.tobytes(), 0
+        while stack and stack[-1][0] == height:
+            node = node_hash(stack.pop()[1], node)
+            height += 1
+        stack.append((height, node))
+        if i in sizes:
+            out[i] = root()
+    return out, stack
+
+
+def _check_tree_growth(tdir: Path, stored: np.ndarray, size: int, n: int,
+                       new_leaves: np.ndarray, where: str, report: AuditReport) -> None:
+    """The tree's leaf file from ``size`` on, and the interior tile hashes above it."""
+    if len(stored) > n:
+        report.add("tree", where, f"the tree holds {len(stored)} leaves but the log has {n} "
+                   "entries")
+    got = stored[size:n]
+    if len(got) < n - size or (got != new_leaves[:len(got)]).any():
+        report.add("tree", f"{where} tree leaves {size}..{n - 1}",
+                   "the tree's stored leaf hashes differ from the new entries' leaf hashes")
+        return
+    below, old_count, count, level = level_file(tdir, 0), size, n, 1
+    while count >= TILE_WIDTH:
+        first = old_count // TILE_WIDTH  # the first tile the new entries touch
+        tiles = count // TILE_WIDTH
+        data = _read_range(below, first * TILE_WIDTH * HASH_SIZE, tiles * TILE_WIDTH * HASH_SIZE)
+        path = level_file(tdir, level)
+        stored_tiles = _read_range(path, first * HASH_SIZE, tiles * HASH_SIZE)
+        for t in range(tiles - first):
+            chunk = data[t * TILE_WIDTH * HASH_SIZE:(t + 1) * TILE_WIDTH * HASH_SIZE]
+            if len(chunk) < TILE_WIDTH * HASH_SIZE:
+                break
+            want = tree_levels_from_buffer(chunk)[0]
+            if stored_tiles[t * HASH_SIZE:(t + 1) * HASH_SIZE] not in (want, b""):
+                report.add("tree", f"{where} tree level {level} tile hash {first + t}",
+                           "stored interior hash does not match the hashes below it")
+                break
+        below, old_count, count, level = path, first, tiles, level + 1
+
+
+def _read_range(path: Path, start: int, end: int) -> bytes:
+    if not path.exists():
+        return b""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        return fh.read(max(0, end - start))
+
+
+def _check_new_receipts(layout: DataDir, store: SegmentStore, state: ManifestState,
+                        tenant: str, log: _TenantLog, leaves: np.ndarray, n: int,
+                        report: AuditReport) -> None:
+    """Each new receipt against its membership, the checked leaves and the keys."""
+    from ledger.receipts.verification import verify_receipt
+    from ledger.tlog.signing import KeyRingError, PublicKeyFormatError, load_public_keys
+
+    if not log.receipts and not log.members:
+        return
+    keys = None
+    try:
+        keys = load_public_keys(layout.keys_file) if layout.keys_file.exists() else None
+    except (PublicKeyFormatError, KeyRingError) as exc:
+        report.add("keys", str(layout.keys_file), f"cannot be read: {exc}")
+    receipt_seqs = set()
+    for seg in state.segments(tenant, kind="receipts"):
+        receipt_seqs.update(store.read(seg, ["seq"]).column("seq").to_pylist())
+    receipt_seqs.update(seq for seq, _, _ in log.receipts)
+    rseqs = np.array(sorted(receipt_seqs), dtype=np.int64)
+    for seq, canonical, where in log.receipts:
+        receipt = orjson.loads(canonical)
+        rid = receipt.get("receipt_id")
+        runs = log.members.pop(seq, None)
+        if runs is None:
+            report.add("membership", where, f"receipt {rid} has no membership: the events it "
+                       "certifies are not recorded")
+            continue
+        members = np.sort(seqs_of(np.concatenate(runs))) if runs else np.empty(0, np.int64)
+        if len(members) != receipt.get("certified_count"):
+            report.add("receipt", where, f"receipt {rid} certifies {len(members)} events by "
+                       f"its membership but says certified_count "
+                       f"{receipt.get('certified_count')}")
+        if len(members) and (members[-1] >= seq or members[-1] >= min(n, len(leaves))
+                             or np.isin(members, rseqs).any()):
+            report.add("membership", where, f"receipt {rid}'s membership names entries that "
+                       "are not events older than the receipt")
+            continue
+        got, _ = tree_levels_from_buffer(leaves[members].tobytes())
+        if got.hex() != receipt.get("merkle_root"):
+            report.add("receipt-root", where, f"receipt {rid}: the certified events' leaf "
+                       f"hashes give root {got.hex()}, the receipt says "
+                       f"{receipt.get('merkle_root')}: an event or the membership was altered")
+        if keys is not None:
+            result = verify_receipt(receipt, keys)
+            if not result.valid:
+                report.add("receipt-signature", where, f"receipt {rid}: {result.message}")
+    for seq in log.members:
+        if seq not in receipt_seqs:
+            report.add("membership", f"project {tenant} receipt seq {seq}",
+                       "membership names a receipt entry that does not exist")
