@@ -7,7 +7,12 @@
     (target >= 50,000 events/s);
 (c) ``POST /api/v1/receipts/generate`` with ``since_last_receipt`` over 100,000
     uncertified events (target <= 2 s);
-(d) ``--only tail``: a fresh server per size (1,000 / 100,000 / 1,000,000 events) that
+(d) single-event ``POST /api/v1/log`` driven by ``wrk`` (a C load generator, so the client
+    takes little of the server's cores) over 16 keep-alive connections, every request a
+    new event answered once durable (target >= 5,000 events/s); afterwards the project's
+    log must hold exactly one event per 200 answer (``--only wrk``; skipped without
+    ``wrk`` on the PATH).
+(e) ``--only tail``: a fresh server per size (1,000 / 100,000 / 1,000,000 events) that
     does not seal, filled by batch posts: ``uncertified?limit=100`` as the first call
     after the writes and warm, ``preview`` since-last, the server's VmRSS idle and its
     VmHWM through ``generate`` (/proc), walking the receipt's logs at limit=1000, and
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -64,7 +70,7 @@ def wire(event: dict[str, Any]) -> dict[str, Any]:
 
 class Server:
     def __init__(self, data: Path, projects: tuple[str, ...] = (
-            "single", "batch", "gen1", "gen2", "gen3", "gen4", "gen5"),
+            "single", "batch", "gen1", "gen2", "gen3", "gen4", "gen5", "wrk"),
             command: list[str] | None = None, options: tuple[str, ...] = ()) -> None:
         self.data = data
         self.keys = {p: self._key(p) for p in projects}
@@ -91,6 +97,11 @@ class Server:
 
     def headers(self, project: str) -> dict[str, str]:
         return {"X-API-Key": self.keys[project], "Content-Type": "application/json"}
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -203,7 +214,7 @@ def post_batches(server: Server, project: str, bodies: list[bytes]) -> float:
     return time.perf_counter() - t
 
 
-# -- (d) the unsealed tail: reads, server memory, disk ---------------------------------------
+# -- (e) the unsealed tail: reads, server memory, disk ---------------------------------------
 MiB = 1024 * 1024
 TAIL_TARGETS = {  # figure → (target, "<=" unit), issue 17 "How it is judged"
     "idle VmRSS": (100, "MiB"),
@@ -360,7 +371,7 @@ def tail_run(root: Path, n: int, figures: dict[str, list[float]], *, walk: bool)
 
 
 def tail_section(root: Path, repeats: int, quick: bool) -> bool:
-    """(d): reads over an unsealed tail (uncertified first call and warm, preview), the
+    """(e): reads over an unsealed tail (uncertified first call and warm, preview), the
     server's memory (idle, through generate), walking a receipt's logs and disk per
     event before and after the seal, at 1,000 / 100,000 / 1,000,000 events."""
     sizes = (1_000, 10_000, 50_000) if quick else (1_000, 100_000, 1_000_000)
@@ -368,7 +379,7 @@ def tail_section(root: Path, repeats: int, quick: bool) -> bool:
     for _ in range(repeats):
         for n in sizes:
             tail_run(root, n, figures, walk=n == sizes[1])
-    print("(d) the unsealed tail: a fresh server per size that does not seal, filled "
+    print("(e) the unsealed tail: a fresh server per size that does not seal, filled "
           "with batch posts; httpx client; medians of the runs", flush=True)
     ok = True
     for name, values in figures.items():
@@ -382,6 +393,136 @@ def tail_section(root: Path, repeats: int, quick: bool) -> bool:
         ok &= passed
         print(f"    {name}: {med:,.1f} {target[1]} (target <= {target[0]:,} {target[1]})  "
               f"{verdict(passed)}   [runs: {runs}]", flush=True)
+WRK_SCRIPT = """-- written by bench/server.py: single-event POST /api/v1/log, one new event each
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long s; long ns; } bench_timespec;
+           int clock_gettime(int clock, bench_timespec *t); ]]
+local clock = ffi.new("bench_timespec")
+local function now()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.s) + tonumber(clock.ns) * 1e-9
+end
+local bodies = {%(bodies)s}
+local headers = {["X-API-Key"] = "%(key)s", ["Content-Type"] = "application/json"}
+local window = %(window)f
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  sent, ok, bad, deadline = 0, 0, 0, nil
+  k = tid * 997
+  verifying = tid == 0  -- wrk calls the first thread's request() once, sending nothing
+end
+
+-- Past the window a connection sends nothing more (wrk waits this long before its next
+-- request): the requests in flight are answered within wrk's longer duration, so the
+-- 200 answers counted are every event the server appended.
+function delay()
+  if deadline ~= nil and now() >= deadline then return 3600000 end
+  return 0
+end
+
+function request()
+  if verifying then
+    verifying = false
+    return wrk.format("POST", "/api/v1/log", headers, bodies[1])
+  end
+  if deadline == nil then deadline = now() + window end
+  sent = sent + 1
+  k = k + 1
+  local body = string.gsub(bodies[k %% #bodies + 1], "@ID@", tid .. "-" .. sent)
+  return wrk.format("POST", "/api/v1/log", headers, body)
+end
+
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1 else bad = bad + 1 end
+end
+
+function done(summary, latency, requests)
+  local s, o, b = 0, 0, 0
+  for _, t in ipairs(threads) do
+    s = s + t:get("sent"); o = o + t:get("ok"); b = b + t:get("bad")
+  end
+  io.write(string.format(
+    "BENCH sent=%%d ok=%%d bad=%%d errors=%%d p50=%%d p90=%%d p99=%%d max=%%d\\n",
+    s, o, b, summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max))
+end
+"""
+
+
+def wrk_bodies(factory: EventFactory, n: int, tag: str) -> list[str]:
+    """``n`` realistic event bodies; a client ``event_id`` or ``conversation_id`` ends in
+    ``@ID@``, which the script replaces per request (every request a distinct event)."""
+    out = []
+    for e in factory.batch(n):
+        ev = wire(e)
+        for key in ("event_id", "conversation_id"):
+            if key in ev:
+                ev[key] = f"wrk-{tag}-{key[0]}-@ID@"
+        out.append(orjson.dumps(ev).decode())
+    return out
+
+
+def wrk_run(server: Server, root: Path, run: int, *, connections: int, seconds: float
+            ) -> tuple[float, dict[str, int]]:
+    """One wrk run: events/s (200 answers over the window) and wrk's counts and latency
+    percentiles (µs). Checks the project's log grew by exactly the 200 answers."""
+    bodies = wrk_bodies(EventFactory(seed=300 + run), 2_000, f"r{run}-{os.getpid()}")
+    if any("]==]" in b for b in bodies):
+        raise SystemExit("an event body holds the Lua string delimiter")
+    script = root / f"wrk-{run}.lua"
+    script.write_text(WRK_SCRIPT % {
+        "bodies": ",\n".join(f"[==[{b}]==]" for b in bodies),
+        "key": server.keys["wrk"], "window": seconds})
+    headers = server.headers("wrk")
+    before = httpx.get(server.url + "/api/v1/stats", headers=headers).json()["log_size"]
+    threads = min(2, connections)
+    cpu = server.cpu_seconds()
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds + 2:.0f}s", "--timeout",
+         "30s", "-s", str(script), server.url + "/api/v1/log"],
+        capture_output=True, text=True, check=True)
+    found = re.search(r"^BENCH (.*)$", out.stdout, re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"wrk: no summary\n{out.stdout}\n{out.stderr}")
+    counts = {k: int(v) for k, v in (f.split("=") for f in found.group(1).split())}
+    counts["cpu_us"] = round((server.cpu_seconds() - cpu) * 1e6 / max(counts["ok"], 1))
+    after = httpx.get(server.url + "/api/v1/stats", headers=headers).json()["log_size"]
+    if counts["bad"] or counts["errors"] or counts["sent"] != counts["ok"]:
+        raise SystemExit(f"wrk: not every request was answered 200: {counts}; the log "
+                         f"grew by {after - before}")
+    if after - before != counts["ok"]:
+        raise SystemExit(f"wrk: {counts['ok']} events acknowledged but the log grew by "
+                         f"{after - before}")
+    return counts["ok"] / seconds, counts
+
+
+def wrk_section(server: Server, root: Path, repeats: int, seconds: float) -> bool:
+    """(d): single-event POSTs from wrk, 16 connections; medians of ``repeats`` runs."""
+    if shutil.which("wrk") is None:
+        print("(d) skipped: wrk is not installed (apt-get install wrk)", flush=True)
+        return True
+    rates, runs = [], []
+    for r in range(repeats):
+        rate, counts = wrk_run(server, root, r, connections=16, seconds=seconds)
+        rates.append(rate)
+        runs.append(counts)
+    ok = report_rate("(d) POST /api/v1/log from wrk, 16 keep-alive connections, durable",
+                     rates, 5_000)
+    print("    server CPU per event (user + system, less sensitive than the rate to the "
+          "machine's other load): " + ", ".join(f"{c['cpu_us']} µs" for c in runs),
+          flush=True)
+    mid = sorted(runs, key=lambda c: c["ok"])[len(runs) // 2]
+    print(f"    wrk latency (median run): p50 {mid['p50'] / 1e3:.2f} ms, p90 "
+          f"{mid['p90'] / 1e3:.2f} ms, p99 {mid['p99'] / 1e3:.2f} ms, max "
+          f"{mid['max'] / 1e3:.2f} ms; every 200 answer is one event in the log "
+          f"({sum(c['ok'] for c in runs):,} in all)", flush=True)
     return ok
 
 
@@ -397,12 +538,14 @@ def main() -> int:
     ap.add_argument("--budgets", action="store_true",
                     help="give the (a) and (b) projects three budgets each (day, week, "
                          "month; never reached) so every append is evaluated against them")
-    ap.add_argument("--only", choices=["single", "batch", "generate", "tail"],
-                    help="run one measurement: (a) single, (b) batch, (c) generate or "
-                         "(d) tail (reads, memory and disk over an unsealed tail)")
+    ap.add_argument("--only", choices=["single", "batch", "generate", "wrk", "tail"],
+                    help="run one measurement: (a) single, (b) batch, (c) generate, "
+                         "(d) wrk or (e) tail (reads, memory and disk over an unsealed tail)")
+    ap.add_argument("--wrk-seconds", type=float, default=10.0)
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.seconds, args.batch_events, args.generate_events = 1, 2, 20_000, 10_000
+        args.wrk_seconds = 2
     root = Path(args.dir)
     shutil.rmtree(root, ignore_errors=True)
     (root / "data").mkdir(parents=True)
@@ -470,6 +613,8 @@ def main() -> int:
         if times:
             ok &= report_latency(
                 f"(c) generate since-last over {args.generate_events:,} events", times, 2.0)
+        if args.only in (None, "wrk"):
+            ok &= wrk_section(server, root, args.repeats, args.wrk_seconds)
     finally:
         server.stop()
     print(f"overall: {verdict(ok)}", flush=True)

@@ -20,6 +20,8 @@ The hierarchy (status, code)::
     ├── ManifestError                 503 manifest_broken
     ├── KeyRingError                  503 keyring_error
     ├── ConfigError                   503 config_error
+    │   └── StorageUriError           400 invalid_storage   a bad or changed storage URI
+    ├── ObjectStoreError              503 object_store_unavailable   cannot reach it
     ├── ApiKeyError                   503 api_key_store
     ├── WitnessError                  503 witness_unavailable
     ├── InternalError                 500 internal_error    a server bug (logged)
@@ -192,6 +194,22 @@ class ConfigError(LedgerError, ValueError):
     """The configuration is unreadable or holds an invalid value; the message says which."""
 
     code = "config_error"
+
+
+class StorageUriError(ConfigError):
+    """A storage URI (``--storage``, ``config.json``) that cannot be used: a bad scheme or
+    bucket, a URI given as ``--data``, or one other than the directory's (the storage of
+    a data directory is fixed when it is first used). Nothing was written."""
+
+    status = 400
+    code = "invalid_storage"
+
+
+class ObjectStoreError(LedgerError, RuntimeError):
+    """The object store holding the segments cannot be reached (endpoint, credentials,
+    bucket) or refused a read or write; the message names it."""
+
+    code = "object_store_unavailable"
 
 
 class ApiKeyError(LedgerError, ValueError):
@@ -496,7 +514,8 @@ class WitnessRefusal(TamperEvidence):
 ERRORS: tuple[type[LedgerError], ...] = (
     LedgerError, LedgerLockedError, ServerUnavailableError, JournalError, ManifestError,
     JournalDamageError, StorageFullError, NotWritableError,
-    KeyRingError, ConfigError, ApiKeyError, WitnessError, InternalError, AuthenticationError,
+    KeyRingError, ConfigError, StorageUriError, ObjectStoreError, ApiKeyError, WitnessError,
+    InternalError, AuthenticationError,
     BudgetExceededError,
     RequestError, InvalidRequestError, NotFoundError, EntryTooLargeError,
     MethodNotAllowedError,
@@ -581,10 +600,11 @@ __all__ = [
     "IdConflictError", "InternalError", "InvalidRequestError", "JournalDamageError",
     "JournalError", "KeyRingError", "LedgerError", "LedgerLockedError", "ManifestError",
     "MethodNotAllowedError", "NotFoundError", "NotWritableError", "NoteError",
-    "NothingToCertifyError", "PolicyError",
+    "NothingToCertifyError", "ObjectStoreError", "PolicyError",
     "ProofError", "PublicKeyFormatError", "QuorumError", "ReceiptNotFoundError",
     "ReceiptRequestError", "RequestError", "RequestTooLargeError", "RetentionError",
     "RollupError", "ServerUnavailableError", "SignatureFormatError", "StorageFullError",
+    "StorageUriError",
     "TamperEvidence",
     "TenantError",
     "WitnessError",

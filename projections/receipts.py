@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
-from projections.snapshot import Snapshot, cursor, source_sql, tenant_tail
+from projections.snapshot import Scans, Snapshot, cursor, source_sql, tenant_tail
 from projections.tailview import TailView
 
 INLINE_INTERVALS = 64  # selections with more seq runs than this go through a joined table
@@ -84,8 +84,8 @@ def _tail_for(table: pa.Table | None, tenant: str) -> pa.Table | None:
     return filtered if filtered.num_rows else None
 
 
-def _union(files: list[str], tail_name: str | None) -> str:
-    return source_sql(files, tail_name)
+def _union(files: list[str], tail_name: str | None, scan: Scans) -> str:
+    return source_sql(files, tail_name, scan=scan)
 
 
 def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None, *,
@@ -97,6 +97,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
     cur = cursor()
     registered: list[str] = []
     names: dict[str, str] = {}
+    scan = Scans(cur, snapshot.filesystem)
     try:
         if "{src}" in sql:
             prune = selection.prune if selection is not None else {}
@@ -110,7 +111,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
             empty = "".join(f", NULL::VARCHAR AS {quote_ident(column_name(k))}" for k in keys)
             names["src"] = source_sql(
                 files, "ledger_tail" if tail is not None else None, keys=keys,
-                mixed=tenant in snapshot.dimensioned) or \
+                mixed=tenant in snapshot.dimensioned, scan=scan) or \
                 f"SELECT *{empty} FROM ledger_empty_events"
             if not files and tail is None:
                 from ledger.model.schema import EVENT_SCHEMA
@@ -129,7 +130,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
             if tail is not None:
                 cur.register(tail_name, tail)
                 registered.append(tail_name)
-            src = _union(files, tail_name if tail is not None else None)
+            src = _union(files, tail_name if tail is not None else None, scan)
             if not src:
                 from ledger.storage import receipt_entries as receipt_log
 
@@ -150,6 +151,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
     finally:
         for name in registered:
             cur.unregister(name)
+        scan.close()
 
 
 def _seqs_of(intervals: np.ndarray) -> np.ndarray:

@@ -7,11 +7,14 @@ footer; segment files never change), and a query that names metadata keys (``key
 gets a ``meta.<key>`` column for each from every part of the source: the stored column
 where a segment has it, the value extracted from the ``metadata`` JSON elsewhere (older
 segments, the unsealed tail). Both give the same text (``ledger.model.dimensions``).
+
+Segments on object storage (a snapshot with a ``filesystem``) are read by DuckDB as Arrow
+datasets over that filesystem, registered on the query's cursor for the query
+(``Scans``); local ones with ``read_parquet``.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -28,6 +31,7 @@ from projections.tailview import TailView
 
 if TYPE_CHECKING:  # imported on the first query: an idle server needs neither
     import duckdb
+    from pyarrow import fs as pafs
 
 # DuckDB's buffer pool (query state, its file cache) is bounded, so a server's memory is
 # too; a query that needs more spills to DuckDB's temporary directory. The limit can be
@@ -41,7 +45,7 @@ _base_lock = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class SegmentRef:
-    path: str  # absolute
+    path: str  # absolute, or ``bucket/prefix/…`` on the snapshot's filesystem
     date: str  # YYYY-MM-DD (UTC) of every event in the file
     seq_min: int
     seq_max: int
@@ -71,6 +75,8 @@ class Snapshot:
     receipt_seqs: dict[str, list[int]] = field(default_factory=dict)
     # Projects whose segments may carry derived dimension columns.
     dimensioned: frozenset[str] = frozenset()
+    # The object store the segment files are on (None: local paths).
+    filesystem: pafs.FileSystem | None = None
     lease: Releasable | None = field(default=None, repr=False, compare=False)
 
     def __enter__(self) -> Snapshot:
@@ -155,34 +161,92 @@ def _literal(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-@functools.lru_cache(maxsize=65_536)
-def derived_keys(path: str) -> tuple[str, ...]:
-    """The metadata keys whose derived columns the segment file ``path`` holds."""
+class Scans:
+    """How one query on ``cur`` reads groups of segment files: ``read_parquet`` of local
+    paths, or (``filesystem`` given) an Arrow dataset over the object store, registered
+    on ``cur`` under a name of its own until ``close``."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection | None,
+                 filesystem: pafs.FileSystem | None) -> None:
+        self.cur = cur
+        self.filesystem = filesystem
+        self.names: list[str] = []
+
+    def __call__(self, files: list[str]) -> str:
+        """A SQL FROM-source reading ``files`` (of one shape)."""
+        if self.filesystem is None:
+            listed = ", ".join(_literal(f) for f in files)
+            return f"read_parquet([{listed}], hive_partitioning = false)"
+        assert self.cur is not None, "files on object storage are read on a cursor"
+        import pyarrow.dataset as pads
+
+        name = f"ledger_segments_{id(self)}_{len(self.names)}"
+        self.cur.register(name, pads.dataset(files, filesystem=self.filesystem,
+                                             format="parquet"))
+        self.names.append(name)
+        return name
+
+    def derived_keys(self, path: str) -> tuple[str, ...]:
+        return derived_keys(path, self.filesystem)
+
+    def close(self) -> None:
+        for name in self.names:
+            assert self.cur is not None
+            self.cur.unregister(name)
+        self.names.clear()
+
+
+@contextmanager
+def scans(cur: duckdb.DuckDBPyConnection, snapshot: Snapshot) -> Iterator[Scans]:
+    """The ``Scans`` of a query on ``cur`` over ``snapshot``'s segment files."""
+    reader = Scans(cur, snapshot.filesystem)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+_shapes: dict[str, tuple[str, ...]] = {}
+_shapes_lock = threading.Lock()
+
+
+def derived_keys(path: str, filesystem: pafs.FileSystem | None = None) -> tuple[str, ...]:
+    """The metadata keys whose derived columns the segment file ``path`` holds (read once
+    per path from its footer: segment files never change)."""
+    with _shapes_lock:
+        known = _shapes.get(path)
+    if known is not None:
+        return known
     import pyarrow.parquet as pq
 
-    names = pq.read_schema(path).names
-    return tuple(n[len(column_name("")):] for n in names if n.startswith(column_name("")))
+    names = pq.read_schema(path, filesystem=filesystem).names
+    keys = tuple(n[len(column_name("")):] for n in names if n.startswith(column_name("")))
+    with _shapes_lock:
+        if len(_shapes) >= 65_536:
+            _shapes.clear()
+        _shapes[path] = keys
+    return keys
 
 
 def source_sql(files: list[str], tail_name: str | None, *, keys: tuple[str, ...] = (),
-               mixed: bool = False) -> str:
+               mixed: bool = False, scan: Scans | None = None) -> str:
     """SQL for the union of ``files`` and the registered tail (already tenant-filtered).
     ``mixed``: the files may differ in their derived columns (read by shape); ``keys``:
-    metadata keys given as ``meta.<key>`` columns (module docstring)."""
+    metadata keys given as ``meta.<key>`` columns (module docstring); ``scan``: how the
+    files are read (default: local paths)."""
     parts = []
+    if scan is None:
+        scan = Scans(None, None)
     if files and not (mixed or keys):
-        listed = ", ".join(_literal(f) for f in files)
-        parts.append(f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)")
+        parts.append(f"SELECT * FROM {scan(files)}")
     elif files:
         shapes: dict[tuple[str, ...], list[str]] = {}
         for f in files:
-            shapes.setdefault(derived_keys(f) if mixed else (), []).append(f)
+            shapes.setdefault(scan.derived_keys(f) if mixed else (), []).append(f)
         for have, group in shapes.items():
-            listed = ", ".join(_literal(f) for f in group)
             extra = "".join(f", {extract_sql(k)} AS {quote_ident(column_name(k))}"
                             for k in keys if k not in have)
-            parts.append(f"SELECT *{extra} FROM read_parquet([{listed}], "
-                         "hive_partitioning = false)")
+            parts.append(f"SELECT *{extra} FROM {scan(group)}")
     if tail_name is not None:
         extra = "".join(f", {extract_sql(k)} AS {quote_ident(column_name(k))}" for k in keys)
         parts.append(f"SELECT *{extra} FROM {tail_name}")
@@ -213,15 +277,16 @@ def run(snapshot: Snapshot, tenant: str, sql: str, params: list | dict | None = 
     files = snapshot.files(tenant, first_day=first_day, last_day=last_day, seq_lo=seq_lo,
                            seq_hi=seq_hi)
     tail = tenant_tail(snapshot, tenant, seq_lo=seq_lo, seq_hi=seq_hi)
-    src = source_sql(files, "ledger_tail" if tail is not None else None, keys=keys,
-                     mixed=tenant in snapshot.dimensioned)
-    if not src:
+    if not files and tail is None:
         return None
     cur = cursor()
     if tail is not None:
         cur.register("ledger_tail", tail)
     try:
-        return cur.execute(sql.format(src=f"({src})"), params or []).fetchall()
+        with scans(cur, snapshot) as scan:
+            src = source_sql(files, "ledger_tail" if tail is not None else None, keys=keys,
+                             mixed=tenant in snapshot.dimensioned, scan=scan)
+            return cur.execute(sql.format(src=f"({src})"), params or []).fetchall()
     finally:
         if tail is not None:
             cur.unregister("ledger_tail")

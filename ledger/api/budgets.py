@@ -189,6 +189,10 @@ class Budgets:
                 self._refresh(run, now)
 
     # -- the write path -------------------------------------------------------------------
+    def watches(self, tenant: str) -> bool:
+        """Whether ``tenant`` has budgets (else ``check`` and ``observe`` do nothing)."""
+        return bool(self._by_tenant.get(tenant))
+
     def check(self, tenant: str) -> None:
         """Refuse a write of ``tenant`` while one of its hard budgets is spent."""
         runs = self._by_tenant.get(tenant)

@@ -141,6 +141,18 @@ class LedgerService:
         self.budgets.observe(tenant, (ack,))
         return ack_json(ack)
 
+    async def log_usage_soon(self, tenant: str, event: Mapping[str, Any] | EventIn
+                             ) -> dict[str, Any]:
+        """``log_usage`` from an event loop, which it does not block while the append
+        waits for its group commit. The budgets' check and observation run in the loop:
+        for a project without budgets a dict lookup; a project with budgets may read its
+        spend from the stored events at a period's start, so the server's fast path
+        sends those through ``log_usage`` in a worker thread (``Budgets.watches``)."""
+        self.budgets.check(tenant)
+        acks = await self.ledger.submit([event], tenant=tenant)
+        self.budgets.observe(tenant, acks)
+        return ack_json(acks[0])
+
     def log_batch(self, tenant: str, events: Sequence[Mapping[str, Any] | EventIn]
                   ) -> dict[str, Any]:
         self.budgets.check(tenant)

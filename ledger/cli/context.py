@@ -46,7 +46,9 @@ from ledger.errors import (
     LedgerLockedError,
     ManifestError,
     NotWritableError,
+    ObjectStoreError,
     ServerUnavailableError,
+    StorageUriError,
     TamperEvidence,
 )
 from ledger.model.dates import RANGE_TEXT, parse_bound, utc_instant
@@ -83,7 +85,8 @@ def cli_error(exc: LedgerError) -> CliError:
 def exit_code_of(exc: LedgerError) -> int:
     if isinstance(exc, TamperEvidence | ManifestError):
         return EXIT_FAILED_CHECK
-    if exc.request or isinstance(exc, LedgerLockedError | ServerUnavailableError):
+    if exc.request or isinstance(exc, LedgerLockedError | ServerUnavailableError
+                                 | StorageUriError | ObjectStoreError):
         return EXIT_USAGE
     return EXIT_FAILED_CHECK if exc.status >= 500 else EXIT_USAGE
 
@@ -107,6 +110,8 @@ class App:
     project: str
     server: str | None = None  # --server URL: commands that support it call the server
     api_key: str | None = None
+    storage: str | None = None  # --storage URI: where the directory's segments live
+
 
     @cached_property
     def layout(self) -> DataDir:
@@ -126,8 +131,9 @@ class App:
         if not create:
             self.require_existing()
         try:
-            led = Ledger(self.data, accept_loss=accept_loss, iceberg=iceberg)
-        except LedgerLockedError as exc:
+            led = Ledger(self.data, accept_loss=accept_loss, iceberg=iceberg,
+                         storage=self.storage)
+        except (LedgerLockedError, StorageUriError, ObjectStoreError) as exc:
             raise CliError(str(exc)) from None
         except NotWritableError as exc:  # its message names the path and the need
             raise CliError(str(exc), exit_code_of(exc)) from None

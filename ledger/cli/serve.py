@@ -72,6 +72,9 @@ SECONDS = click.FloatRange(min=0, min_open=True)
               help="Longest wait between two submissions to a failing witness.")
 @click.option("--witness-timeout", default=10.0, show_default=True, type=SECONDS,
               help="Seconds one add-checkpoint request may take.")
+@click.option("--storage", metavar="URI", default=None,
+              help="As the global --storage: the object store (s3://bucket/prefix) of "
+              "the data directory's segments, fixed when the directory is first used.")
 @click.option("--seal-interval", default=60.0, show_default=True,
               type=click.FloatRange(min=0),
               help="Seal the unsealed events once the oldest has waited this long, so "
@@ -93,7 +96,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           webhook_backoff_max: float, webhook_timeout: float, witness_interval: float,
           witness_backoff: float, witness_backoff_max: float, witness_timeout: float,
           seal_interval: float, iceberg: bool | None, seal_rows: int | None,
-          accept_loss: bool) -> None:
+          storage: str | None, accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
@@ -115,6 +118,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     tune()  # before the directory is opened: every allocation after this follows it
 
     from ledger.core.facade import LedgerError, LedgerLockedError
+    from ledger.errors import ObjectStoreError, StorageUriError
     from ledger.server import ServerConfig, create_app
     from ledger.server.app import ServerState
     from ledger.server.connections import ConnectionLimits, uvicorn_options
@@ -125,8 +129,15 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     from ledger.server.witnessing import SubmissionPolicy
     from ledger.storage.config import ConfigError
     from ledger.storage.manifest import ManifestError
+    from ledger.storage.objectstore import open_storage
     from ledger.tlog.signing import KeyRingError
 
+    if storage and app.storage and storage != app.storage:
+        raise CliError(f"--storage {storage} differs from the global --storage {app.storage}")
+    try:  # checked (and fixed in config.json on first use) before the directory opens
+        open_storage(app.layout, storage or app.storage)
+    except (StorageUriError, ObjectStoreError) as exc:
+        raise CliError(f"cannot serve {app.data}: {exc}") from None
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
                           accept_loss=accept_loss, metrics=metrics,
                           seal_interval=seal_interval or None, iceberg=iceberg,

@@ -2,21 +2,26 @@
 journal, index, tail and tree, and acknowledge once the journal is durable (group commit).
 
 Large batches are appended by their caller's thread. Small appends go through one
-committer thread: it prepares the events of every waiting request together (one column
-pass), appends the requests in turn (each all or nothing, as if alone), and a syncer
-thread makes them durable with one fsync and wakes their callers while the committer
-takes the next round. Many concurrent writers then cost one hand-off each, not a
-contended write lock, journal and per-event preparation each. Receipt entries are
-appended here too (``append_receipt``): they are entries of the same logs.
+committer thread: it prepares the events of every waiting request of a project together
+(one column pass) and appends them as one batch (one journal write, one index
+transaction, one tree append), each request still all or nothing as if alone: if that
+batch is refused, the requests are appended in turn, so only the one at fault fails. A
+syncer thread makes the round durable with one fsync and wakes its callers while the
+committer takes the next round. Many concurrent writers then cost one hand-off each, not
+a contended write lock, journal and per-event preparation each. A caller in an event
+loop (the server's fast path) submits without a thread of its own (``submit``): its
+future is settled in its loop, one wake-up of the loop for the round. Receipt entries
+are appended here too (``append_receipt``): they are entries of the same logs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +32,7 @@ from ledger.core.logs import Logs
 from ledger.core.tail import DAY_US, Tail, TailPart, day_runs
 from ledger.errors import LedgerError
 from ledger.model.batch import BatchAcks, PreparedBatch, prepare_batch
-from ledger.model.event import Ack, EventIn, now_us
+from ledger.model.event import Ack, EventIn, IdConflictError, now_us
 from ledger.model.tenant import check_tenant
 from ledger.storage import journal as jr
 from ledger.storage.receipt_entries import ReceiptEntry, pack_ranges
@@ -38,15 +43,26 @@ GC_PAUSE_BATCH = 1_000  # batches at least this large are prepared with the coll
 
 @dataclass(slots=True, eq=False)
 class _Queued:
-    """A small append waiting for the committer thread."""
+    """A small append waiting for the committer thread: its caller waits on ``done``, or
+    (``submit``) on ``future``, settled in the future's loop."""
 
     tenant: str
     events: Sequence[Any]
     received: int  # µs: the ts of an event sent without one
+    future: asyncio.Future[Sequence[Ack]] | None = None
     batch: PreparedBatch | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None
     acks: Sequence[Ack] | None = None
     error: BaseException | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Group:
+    """Requests of one project in a round, prepared as one ``batch``."""
+
+    tenant: str
+    batch: PreparedBatch
+    items: list[_Queued]
 
 
 class Appender:
@@ -87,7 +103,14 @@ class Appender:
         if not isinstance(events, Sequence):
             events = list(events)
         if len(events) < SMALL_APPEND:
-            return self._append_queued(_Queued(tenant, events, received))
+            item = _Queued(tenant, events, received, done=threading.Event())
+            self._enqueue(item)
+            assert item.done is not None
+            item.done.wait()
+            if item.error is not None:
+                raise item.error
+            assert item.acks is not None
+            return item.acks
         self.journal.announce()  # so a concurrent group commit can wait for this append
         with _collector_paused(len(events) >= GC_PAUSE_BATCH):
             try:
@@ -105,7 +128,19 @@ class Appender:
         self.journal.commit(position)
         return acks
 
-    def _append_queued(self, item: _Queued) -> Sequence[Ack]:
+    def submit(self, events: Sequence[Mapping[str, Any] | EventIn], *,
+               tenant: str) -> asyncio.Future[Sequence[Ack]]:
+        """``append_many`` of fewer than ``SMALL_APPEND`` events from a running event
+        loop, without blocking it: the future (of this loop) gets the acknowledgements,
+        or the refusal, once the append is durable."""
+        check_tenant(tenant)
+        if len(events) >= SMALL_APPEND:
+            raise ValueError(f"submit takes fewer than {SMALL_APPEND} events")
+        future = asyncio.get_running_loop().create_future()
+        self._enqueue(_Queued(tenant, events, now_us(), future=future))
+        return future
+
+    def _enqueue(self, item: _Queued) -> None:
         with self._queue_cv:
             if self._queue_closed:
                 raise LedgerError("the ledger is closed")
@@ -115,11 +150,6 @@ class Appender:
                                                    name="ledger-commit", daemon=True)
                 self._committer.start()
             self._queue_cv.notify()
-        item.done.wait()
-        if item.error is not None:
-            raise item.error
-        assert item.acks is not None
-        return item.acks
 
     def _commit_loop(self) -> None:
         syncer = threading.Thread(target=self._sync_loop, name="ledger-sync", daemon=True)
@@ -132,17 +162,9 @@ class Appender:
                     if not self._queue:
                         return
                     items, self._queue = self._queue, []
-                self._prepare_queued(items)
                 position = -1
-                for item in items:
-                    if item.batch is None:
-                        continue
-                    try:
-                        item.acks, written = self.write(item.tenant, item.batch,
-                                                        announced=False)
-                        position = max(position, written)
-                    except BaseException as exc:  # this request alone is refused
-                        item.error = exc
+                for group in self._prepare_queued(items):
+                    position = max(position, self._write_group(group))
                 # The fsync runs in the syncer thread while this one takes the next round.
                 with self._sync_cv:
                     self._to_sync.append((position, items))
@@ -167,20 +189,29 @@ class Appender:
                     self.journal.commit(position)
                 except BaseException as exc:  # not durable: nobody is acknowledged
                     error = exc
+            settled: dict[asyncio.AbstractEventLoop, list[_Queued]] = {}
             for _, items in rounds:
                 for item in items or ():
                     if error is not None and item.error is None:
                         item.error = error
-                    item.done.set()
+                    if item.future is None:
+                        assert item.done is not None
+                        item.done.set()
+                    else:
+                        settled.setdefault(item.future.get_loop(), []).append(item)
+            for loop, waiting in settled.items():  # one wake-up of each loop
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, waiting)
             if stop:
                 return
 
-    def _prepare_queued(self, items: list[_Queued]) -> None:
+    def _prepare_queued(self, items: list[_Queued]) -> list[_Group]:
         """Prepare the events of waiting requests, one batch per tenant; if that batch is
         refused, each request alone (so only the invalid one fails, with its own index)."""
         by_tenant: dict[str, list[_Queued]] = {}
         for item in items:
             by_tenant.setdefault(item.tenant, []).append(item)
+        groups: list[_Group] = []
         for tenant, group in by_tenant.items():
             events = [e for item in group for e in item.events]
             received = [item.received for item in group for _ in item.events]
@@ -199,13 +230,49 @@ class Appender:
                         item.batch = prepare_batch(item.events, tenant=tenant,
                                                    received_us=item.received,
                                                    pricer=pricer)
+                        groups.append(_Group(tenant, item.batch, [item]))
                     except BaseException as exc:
                         item.error = exc
                 continue
+            groups.append(_Group(tenant, batch, group))
+        return groups
+
+    def _write_group(self, group: _Group) -> int:
+        """Append a group's requests as one batch; if one of them conflicts with a stored
+        id or another's, each request in turn, so that only the one at fault fails (any
+        other refusal, such as a full disk, is every request's). Returns the journal
+        position to commit (-1: nothing written)."""
+        items = group.items
+        if len(items) > 1:
+            try:
+                acks, position = self.write(group.tenant, group.batch, announced=False)
+            except IdConflictError:
+                pass  # found before anything was written: each request alone, below
+            except BaseException as exc:
+                for item in items:
+                    item.error = exc
+                return -1
+            else:
+                start = 0
+                for item in items:
+                    item.acks = acks[start:start + len(item.events)]
+                    start += len(item.events)
+                return position
             start = 0
-            for item in group:
-                item.batch = batch.slice(start, start + len(item.events))
+            for item in items:
+                item.batch = group.batch.slice(start, start + len(item.events))
                 start += len(item.events)
+        else:
+            items[0].batch = group.batch
+        position = -1
+        for item in items:
+            assert item.batch is not None
+            try:
+                item.acks, written = self.write(group.tenant, item.batch, announced=False)
+                position = max(position, written)
+            except BaseException as exc:  # this request alone is refused
+                item.error = exc
+        return position
 
     def stop(self) -> None:
         """Refuse new small appends, and let the committer finish the waiting ones."""
@@ -371,6 +438,18 @@ class Appender:
             tree.append([entry.leaf_hash])
         self.journal.commit(position)
         return entry
+
+
+def _settle(items: list[_Queued]) -> None:
+    """Settle the futures of submitted appends (in their loop)."""
+    for item in items:
+        future = item.future
+        if future is None or future.done():  # cancelled: its caller is gone
+            continue
+        if item.error is not None:
+            future.set_exception(item.error)
+        else:
+            future.set_result(item.acks if item.acks is not None else ())
 
 
 @contextlib.contextmanager

@@ -48,8 +48,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from ledger.errors import ConfigError, StorageUriError
 from ledger.model.dimensions import column_name
 from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
 from ledger.model.schema import EVENT_SCHEMA, ROW_FIELDS, STORED_FIELDS
@@ -58,6 +58,7 @@ from ledger.storage.dimensions import derived_columns, with_dimensions
 from ledger.storage.iceberg import IDENTIFIER, IcebergTable, metadata_location, read_published
 from ledger.storage.layout import JOURNAL_SUFFIX, DataDir
 from ledger.storage.manifest import ManifestState, check_chain, read_lines
+from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
@@ -131,8 +132,11 @@ class _TenantLog:
 
 
 def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None = None,
-                     jobs: int | None = None, since_checkpoint: bool = False) -> AuditReport:
-    """The full audit. ``jobs`` processes check the segments (hashes, leaf hashes
+                     jobs: int | None = None, since_checkpoint: bool = False,
+                     storage: str | None = None) -> AuditReport:
+    """The full audit, reading the segments where they live (the directory's object
+    store, ``storage`` being the URI it must have if given). ``jobs`` processes check the
+    segments (hashes, leaf hashes
     recomputed); None: every core when the directory holds ``PARALLEL_MIN_ROWS`` sealed
     rows or more, else one. A passing audit records what it checked in
     ``verify-state.json``; ``since_checkpoint`` checks only what is new since then
@@ -156,10 +160,17 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
     for c in chain:
         report.add("manifest", f"manifest.jsonl line {c.line}", c.message)
 
-    store = SegmentStore(layout)
+    try:
+        objects = open_storage(layout, storage, record=False)
+    except StorageUriError:
+        raise
+    except ConfigError as exc:  # reported with the checkpoints, whose origin it holds
+        report.notes.append(f"segments read from the directory itself: {exc}")
+        objects = None
+    store = SegmentStore(layout, objects)
     logs: dict[str, _TenantLog] = {}
     live = sorted(state.live.values(), key=lambda s: (s.tenant, s.kind, s.seq_min))
-    check_segments(layout, live, report, logs, jobs=jobs, progress=progress)
+    check_segments(layout, live, report, logs, jobs=jobs, progress=progress, store=store)
 
     files = [p for number, p in jr.journal_files(layout.journal)
              if number > state.sealed_journal]
@@ -224,17 +235,19 @@ def _check_iceberg(layout: DataDir, store: SegmentStore, records: list[dict[str,
 
 def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
                    logs: dict[str, _TenantLog], *, jobs: int | None = None,
-                   progress: Progress | None = None) -> None:
-    """Check each segment (``_check_segment``) and gather its entries into ``logs``; with
-    more than one job, in worker processes, merged in the order of ``segments`` (so the
-    report is the same whatever the number of processes)."""
+                   progress: Progress | None = None,
+                   store: SegmentStore | None = None) -> None:
+    """Check each segment (``_check_segment``, read through ``store``: by default the
+    directory's own) and gather its entries into ``logs``; with more than one job, in
+    worker processes (each opening the directory's store), merged in the order of
+    ``segments`` (so the report is the same whatever the number of processes)."""
     if jobs is None:
         rows = sum(s.rows for s in segments)
         jobs = (os.cpu_count() or 1) if rows >= PARALLEL_MIN_ROWS else 1
     jobs = max(1, min(jobs, len(segments)))
     total = len(segments)
     if jobs == 1:
-        store = SegmentStore(layout)
+        store = store or SegmentStore(layout, open_storage(layout, record=False))
         for done, seg in enumerate(segments, 1):
             _check_segment(store, seg, report, logs)
             if progress is not None:
@@ -254,7 +267,9 @@ def _segment_worker(job: tuple[str, Any]) -> tuple[AuditReport, dict[str, _Tenan
     root, seg = job
     report = AuditReport()
     logs: dict[str, _TenantLog] = {}
-    _check_segment(SegmentStore(DataDir(root)), seg, report, logs)
+    layout = DataDir(root)
+    _check_segment(SegmentStore(layout, open_storage(layout, record=False)), seg, report,
+                   logs)
     return report, logs
 
 
@@ -342,7 +357,7 @@ def _check_segment(store: SegmentStore, seg: Any, report: AuditReport,
         report.add("segment-hash", where,
                    f"SHA-256 is {digest}, the manifest says {seg.sha256}: the file was altered")
     try:
-        table = pq.read_table(store.abspath(seg.path))
+        table = store.read(seg)
     except Exception as exc:  # a corrupt file: pyarrow raises several error types
         report.add("segment-unreadable", where, f"cannot be read as Parquet: {exc}")
         return

@@ -20,6 +20,7 @@ segment files plus the unsealed tail, so an acknowledged event is visible at onc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -56,6 +57,7 @@ from ledger.storage.iceberg import IcebergTable, published_records
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest
+from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import ReceiptEntry, tail_tables
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import SignedCheckpoint
@@ -73,8 +75,14 @@ class Ledger:
                  pricer: Any = "default", auto_seal: bool = True,
                  seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
                  checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
-                 accept_loss: bool = False, iceberg: bool | None = None) -> None:
+                 accept_loss: bool = False, iceberg: bool | None = None,
+                 storage: str | None = None) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
+
+        ``storage``: the URI of the object store its segments live on
+        (``s3://bucket/prefix``, ``ledger.storage.objectstore``), fixed in its
+        ``config.json`` on first use; afterwards the directory's own is used, and another
+        one is refused (``StorageUriError``) before anything is written.
 
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
@@ -94,6 +102,7 @@ class Ledger:
         made by this opening; docs/formats.md)."""
         self.layout = DataDir(path)
         self.path = self.layout.root
+        self._storage = open_storage(self.layout, storage)
         private_dir(self.path)
         if pricer == "default":
             from ledger.model.pricing import PriceBook
@@ -125,7 +134,7 @@ class Ledger:
     def _open(self, seal_rows: int, auto_seal: bool, seal_interval: float | None,
               accept_loss: bool, iceberg: bool | None) -> None:
         layout = self.layout
-        self.store = SegmentStore(layout)
+        self.store = SegmentStore(layout, self._storage)
         self.manifest = Manifest(layout.manifest)
         recovery = Recovery(layout, self.store, self.manifest, accept_loss=accept_loss)
         replayed = recovery.replay()
@@ -192,6 +201,13 @@ class Ledger:
         conflict) none is. Returns one acknowledgement per input, in order."""
         return self.appender.append_many(events, tenant=tenant)
 
+    def submit(self, events: Sequence[Mapping[str, Any] | EventIn], *,
+               tenant: str = "default") -> asyncio.Future[Sequence[Ack]]:
+        """``append_many`` of a few events (fewer than ``SMALL_APPEND``, 256) from a
+        running event loop, without blocking it: a future of that loop, done once the
+        events are durable (its result: the acknowledgements; or the refusal)."""
+        return self.appender.submit(events, tenant=tenant)
+
     # -- sealing and compaction ----------------------------------------------------------
     def flush(self) -> SealResult:
         """Seal everything in the journal into segments now."""
@@ -227,6 +243,7 @@ class Ledger:
                             sizes=dict(self.logs.sizes), receipt_files=receipt_files,
                             membership_files=membership_files, receipt_tail=receipt_tail,
                             membership_tail=membership_tail,
+                            filesystem=self.store.fs if self.store.remote else None,
                             receipt_seqs={t: list(v)
                                           for t, v in self.logs.receipt_seqs.items()},
                             lease=self.readers.hold(named))

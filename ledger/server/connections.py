@@ -25,6 +25,10 @@ with: uvicorn's httptools protocol, subclassed to enforce them:
 
 A head or body timer is armed only when a phase outlasts one read, so a request that
 arrives in one piece arms no timer.
+
+An answer's head is held back until its body's first write (``_OneSend``; at the latest
+until the event loop's next turn), so that a small answer leaves in one send: uvicorn
+writes the two apart, and each write is a system call and a packet.
 """
 
 from __future__ import annotations
@@ -102,6 +106,41 @@ class _Open:
         self.warned = 0.0
 
 
+class _OneSend:
+    """The transport as one request's response cycle sees it: a response head is held
+    until the next write (the body), a close, or the loop's next turn, whichever comes
+    first, and then leaves with it in one write."""
+
+    __slots__ = ("held", "loop", "transport")
+
+    def __init__(self, transport: Transport, loop: Any) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.held is not None:
+            data, self.held = self.held + data, None
+        elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
+            self.held = data
+            self.loop.call_soon(self.release)
+            return
+        self.transport.write(data)
+
+    def release(self) -> None:
+        if self.held is not None:
+            data, self.held = self.held, None
+            if not self.transport.is_closing():  # (closed meanwhile: nobody to answer)
+                self.transport.write(data)
+
+    def close(self) -> None:
+        self.release()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the idle, head and body timeouts and the
     connection cap of ``limits`` (a subclass per server, made by ``uvicorn_options``)."""
@@ -171,6 +210,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.transport is self.transport:
+            self.cycle.transport = _OneSend(self.transport, self.loop)  # type: ignore[assignment]
         self.phase = BODY
         self.open.idle.pop(self, None)  # a request is in progress: not closed for others
 

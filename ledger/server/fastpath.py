@@ -1,8 +1,9 @@
 """The fast path of the two hot write endpoints (``FastPath(app)`` wraps the app
 ``llmring serve`` runs), ``POST /api/v1/log`` and
 ``POST /api/v1/log/batch``: a well-formed, authenticated request is parsed by orjson and
-appended in the thread pool (the ledger validates it with the column checks of
-``ledger.model.batch``; a single event together with the others waiting), without FastAPI's
+appended (the ledger validates it with the column checks of ``ledger.model.batch``; a
+single event together with the others waiting, submitted from the event loop itself
+unless its project has budgets; a batch in the thread pool), without FastAPI's
 routing, dependency and exception machinery (which cost more CPU per request than the
 append itself).
 
@@ -136,18 +137,23 @@ async def try_answer(server: Any, scope: Scope, body: bytes, send: Send) -> bool
         if type(event) is not dict:
             return False
 
+    service = server.service
+
     def work() -> Any:
         """Append in a worker thread; a batch is validated there too (10,000 events take
         a while: the event loop keeps serving meanwhile). None: declined."""
         if event is not None:
-            return server.service.log_usage(project, event)
+            return service.log_usage(project, event)
         events = _batch_events(body)
         if events is None:
             return None
-        return server.service.log_batch(project, events)
+        return service.log_batch(project, events)
 
     try:
-        answer = await anyio.to_thread.run_sync(work)
+        if event is not None and not service.budgets.watches(project):
+            answer = await service.log_usage_soon(project, event)  # no worker thread
+        else:
+            answer = await anyio.to_thread.run_sync(work)
     except Exception:  # refused: nothing was written; the route answers with the reason
         return False
     if answer is None:

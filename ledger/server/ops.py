@@ -21,6 +21,7 @@ labelled by project and witness) are read when ``/metrics`` is scraped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -39,6 +40,9 @@ access_log = logging.getLogger("llmring.access")
 PROJECT = "llmring.project"  # the scope key the authenticated project is recorded under
 FSYNC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                  2.5)
+
+
+ACCESS_LINE = "%s %s %s %.1fms project=%s client=%s"
 
 
 def record_project(scope: Scope, project: str) -> None:
@@ -202,11 +206,14 @@ class Operations:
             server = getattr(self.app.state, "server", None)
             if server is not None and status:
                 server.metrics.request(status)
-            if self.access_log:
-                access_log.info("%s %s %s %.1fms project=%s client=%s", scope["method"],
-                                _printable(scope["path"]), status or "-",
-                                (time.perf_counter() - started) * 1000,
-                                scope.get(PROJECT, "-"), _client(scope))
+            if self.access_log and access_log.isEnabledFor(logging.INFO):
+                # the record made directly: ``info`` would look up the caller's source
+                # line on every request, which no access line shows
+                access_log.handle(access_log.makeRecord(
+                    access_log.name, logging.INFO, __file__, 0, ACCESS_LINE,
+                    (scope["method"], _printable(scope["path"]), status or "-",
+                     (time.perf_counter() - started) * 1000, scope.get(PROJECT, "-"),
+                     _client(scope)), None))
 
 
 def _printable(path: str) -> str:
@@ -232,8 +239,62 @@ def configure_access_log(enabled: bool) -> None:
     if not enabled:
         access_log.disabled = True
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s access %(message)s"))
+    handler = _AccessHandler(sys.stderr)
+    handler.setFormatter(_AccessFormatter("%(asctime)s access %(message)s"))
     access_log.addHandler(handler)
     access_log.setLevel(logging.INFO)
     access_log.disabled = False
+
+
+class _AccessFormatter(logging.Formatter):
+    """``logging.Formatter`` whose time text is made once per second, not per line."""
+
+    _second = -1
+    _text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return self.default_msec_format % (self._text, record.msecs)
+
+
+class _AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The access log's handler: lines logged in a running event loop are written
+    together once per turn of the loop (one write for the answers of a turn, not one
+    each); any other line at once."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._pending.append(line)  # (``handle`` holds the handler's lock)
+        if loop is None:
+            self._write()
+        elif len(self._pending) == 1:  # the first of this turn
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def _write(self) -> None:
+        if not self._pending:
+            return
+        text, self._pending = "".join(self._pending), []
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed or broken: nowhere to say so
+            pass
