@@ -79,7 +79,8 @@ def test_an_embedded_ledger_keeps_every_segment_in_the_bucket(s3: S3Server,
     """Sealed and compacted segments, receipts and their membership are objects under
     the prefix (none in the data directory); reports, exports, receipts, proofs and the
     audit read them there and agree with the same data on local disk; files the manifest
-    retired are removed once no snapshot holds them (or at the next open), and no object the ledger did not write."""
+    retired are removed once no snapshot holds them (or at the next open), and no object
+    the ledger did not write."""
     uri = f"s3://{BUCKET}/{tmp_path.name}/embedded"
     base = uri.removeprefix("s3://")
     remote_dir, local_dir = tmp_path / "remote", tmp_path / "local"
