@@ -12,6 +12,11 @@
     new event answered once durable (target >= 5,000 events/s); afterwards the project's
     log must hold exactly one event per 200 answer (``--only wrk``; skipped without
     ``wrk`` on the PATH).
+(e) ``--only tail``: a fresh server per size (1,000 / 100,000 / 1,000,000 events) that
+    does not seal, filled by batch posts: ``uncertified?limit=100`` as the first call
+    after the writes and warm, ``preview`` since-last, the server's VmRSS idle and its
+    VmHWM through ``generate`` (/proc), walking the receipt's logs at limit=1000, and
+    disk per event before the seal (the journal) and after it (issue 17's targets).
 
 One command: ``python bench/server.py`` (options: ``--quick``, ``--dir``, ``--only``,
 ``--budgets``: the same with budgets evaluated on every append). Medians of
@@ -39,7 +44,14 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import EventFactory, environment, report_latency, report_rate, verdict
+from _common import (
+    EventFactory,
+    dir_size,
+    environment,
+    report_latency,
+    report_rate,
+    verdict,
+)
 
 LLMRING = [sys.executable, "-c", "from ledger.cli import main; main()"]
 
@@ -57,16 +69,17 @@ def wire(event: dict[str, Any]) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, projects: tuple[str, ...] = (
+            "single", "batch", "gen1", "gen2", "gen3", "gen4", "gen5", "wrk"),
+            command: list[str] | None = None, options: tuple[str, ...] = ()) -> None:
         self.data = data
-        self.keys = {p: self._key(p) for p in ("single", "batch", "gen1", "gen2", "gen3",
-                                               "gen4", "gen5", "wrk")}
+        self.keys = {p: self._key(p) for p in projects}
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(data.parent / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [*LLMRING, "--data", str(data), "serve", "--port", str(port), "--log-level",
-             "warning"], stdout=self.log, stderr=subprocess.STDOUT)
+            [*(command or LLMRING), "--data", str(data), "serve", "--port", str(port),
+             "--log-level", "warning", *options], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -201,6 +214,185 @@ def post_batches(server: Server, project: str, bodies: list[bytes]) -> float:
     return time.perf_counter() - t
 
 
+# -- (e) the unsealed tail: reads, server memory, disk ---------------------------------------
+MiB = 1024 * 1024
+TAIL_TARGETS = {  # figure → (target, "<=" unit), issue 17 "How it is judged"
+    "idle VmRSS": (100, "MiB"),
+    "uncertified?limit=100 first call, 100,000 in the tail": (20, "ms"),
+    "uncertified?limit=100 warm, 100,000 in the tail": (20, "ms"),
+    "uncertified?limit=100 first call, 1,000,000 in the tail": (50, "ms"),
+    "uncertified?limit=100 warm, 1,000,000 in the tail": (50, "ms"),
+    "preview since-last, 1,000,000 in the tail": (100, "ms"),
+    "VmHWM during generate, 100,000 live events": (200, "MiB"),
+    "VmHWM during generate, 1,000,000 live events": (400, "MiB"),
+    "walk a 100,000-event receipt's logs, limit=1000": (1_000, "ms"),
+}
+
+
+def unsealed_command() -> tuple[list[str], tuple[str, ...]]:
+    """How to start a server that never seals by itself: ``--seal-rows`` (and the seal
+    timer off) where the server has them; on older versions (a before/after run), the
+    default patched."""
+    text = subprocess.run([*LLMRING, "serve", "--help"], capture_output=True,
+                          text=True).stdout
+    if "--seal-rows" in text:
+        timer = ("--seal-interval", "0") if "--seal-interval" in text else ()
+        return LLMRING, ("--seal-rows", str(10**12), *timer)
+    patched = ("from ledger.core.facade import Ledger; "
+               "Ledger.__init__.__kwdefaults__['seal_rows'] = 10**12; "
+               "from ledger.cli import main; main()")
+    return [sys.executable, "-c", patched], ()
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS, VmHWM... of a process, in bytes."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Vm") or line.startswith("Rss"):
+            key, value = line.split(":", 1)
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def reset_peak(pid: int) -> None:
+    """Start ``VmHWM`` afresh at the current RSS (Linux: clear_refs 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def fill_tail(server: Server, project: str, n: int, seed: int) -> float:
+    """Post ``n`` events in batches of 10,000 (made as they are posted); seconds taken."""
+    factory = EventFactory(seed=seed)
+    headers = server.headers(project)
+    spent = 0.0
+    with httpx.Client(base_url=server.url, timeout=600) as http:
+        left = n
+        while left:
+            body = orjson.dumps({"events": [wire(e) for e in factory.batch(min(left,
+                                                                               10_000))]})
+            t = time.perf_counter()
+            r = http.post("/api/v1/log/batch", content=body, headers=headers)
+            spent += time.perf_counter() - t
+            if r.status_code != 200:
+                raise SystemExit(f"POST batch: {r.status_code} {r.text[:300]}")
+            left -= min(left, 10_000)
+    return spent
+
+
+def timed_get(http: httpx.Client, path: str, headers: dict[str, str]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    r = http.get(path, headers=headers)
+    spent = time.perf_counter() - t
+    if r.status_code != 200:
+        raise SystemExit(f"GET {path}: {r.status_code} {r.text[:300]}")
+    return spent, r.json()
+
+
+def tail_run(root: Path, n: int, figures: dict[str, list[float]], *, walk: bool) -> None:
+    """One fresh server that does not seal; ``n`` events posted; the reads, the memory
+    through generate and the disk measured (into ``figures``)."""
+    label = f"{n:,}"
+    data = root / f"tail-{n}"
+    shutil.rmtree(data.parent / data.name, ignore_errors=True)
+    data.mkdir(parents=True)
+    command, options = unsealed_command()
+    server = Server(data / "data", projects=("tail",), command=command, options=options)
+    pid = server.proc.pid
+    try:
+        time.sleep(1.0)  # settled after start
+        idle = proc_status(pid)
+        figures.setdefault("idle VmRSS", []).append(idle["VmRSS"] / MiB)
+        headers = server.headers("tail")
+        # a dashboard polled before the burst of writes (the server's first request
+        # pays one-off start-up costs that are not the tail's)
+        httpx.get(server.url + "/api/v1/receipts/uncertified?limit=100", headers=headers)
+        fill_tail(server, "tail", n, seed=300 + n % 97)
+        ingested = proc_status(pid)
+        figures.setdefault(f"VmRSS after posting {label} (batches)", []).append(
+            ingested["VmRSS"] / MiB)
+        journal = dir_size(str(data / "data" / "journal"))
+        figures.setdefault(f"disk per event before the seal ({label}), journal", []).append(
+            journal / n)
+        with httpx.Client(base_url=server.url, timeout=600) as http:
+            path = "/api/v1/receipts/uncertified?limit=100"
+            first, page = timed_get(http, path, headers)
+            assert page["total"] == n, page["total"]
+            warm = statistics.median(timed_get(http, path, headers)[0] for _ in range(5))
+            figures.setdefault(f"uncertified?limit=100 first call, {label} in the tail",
+                               []).append(first * 1e3)
+            figures.setdefault(f"uncertified?limit=100 warm, {label} in the tail",
+                               []).append(warm * 1e3)
+            previews = []
+            for _ in range(3):
+                t = time.perf_counter()
+                r = http.post("/api/v1/receipts/preview", headers=headers,
+                              json={"since_last_receipt": True})
+                previews.append(time.perf_counter() - t)
+                if r.status_code != 200 or r.json()["total_logs"] != n:
+                    raise SystemExit(f"preview: {r.status_code} {r.text[:300]}")
+            figures.setdefault(f"preview since-last, {label} in the tail", []).append(
+                statistics.median(previews) * 1e3)
+            reset_peak(pid)
+            before = proc_status(pid)["VmRSS"]
+            t = time.perf_counter()
+            r = http.post("/api/v1/receipts/generate", headers=headers,
+                          json={"since_last_receipt": True})
+            spent = time.perf_counter() - t
+            if r.status_code != 200 or r.json()["certified_count"] != n:
+                raise SystemExit(f"generate: {r.status_code} {r.text[:300]}")
+            after = proc_status(pid)
+            figures.setdefault(f"VmHWM during generate, {label} live events", []).append(
+                after["VmHWM"] / MiB)
+            figures.setdefault(f"VmRSS before generate, {label} live events", []).append(
+                before / MiB)
+            figures.setdefault(f"VmHWM since start, {label} live events", []).append(
+                max(after["VmHWM"], ingested["VmHWM"]) / MiB)
+            figures.setdefault(f"generate since-last over {label} live events (s)",
+                               []).append(spent)
+            if walk:
+                receipt_id = r.json()["receipt"]["receipt_id"]
+                t, offset, seen = time.perf_counter(), 0, 0
+                while True:
+                    got = http.get(f"/api/v1/receipts/{receipt_id}/logs?limit=1000&offset="
+                                   f"{offset}", headers=headers)
+                    if got.status_code != 200:
+                        raise SystemExit(f"receipt logs: {got.status_code} {got.text[:300]}")
+                    logs = got.json()["logs"]
+                    seen += len(logs)
+                    offset += 1000
+                    if len(logs) < 1000:
+                        break
+                assert seen == n, seen
+                figures.setdefault(f"walk a {label}-event receipt's logs, limit=1000",
+                                   []).append((time.perf_counter() - t) * 1e3)
+    finally:
+        server.stop()
+    figures.setdefault(f"disk per event after the seal ({label}), data directory",
+                       []).append(dir_size(str(data / "data")) / n)
+
+
+def tail_section(root: Path, repeats: int, quick: bool) -> bool:
+    """(e): reads over an unsealed tail (uncertified first call and warm, preview), the
+    server's memory (idle, through generate), walking a receipt's logs and disk per
+    event before and after the seal, at 1,000 / 100,000 / 1,000,000 events."""
+    sizes = (1_000, 10_000, 50_000) if quick else (1_000, 100_000, 1_000_000)
+    figures: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for n in sizes:
+            tail_run(root, n, figures, walk=n == sizes[1])
+    print("(e) the unsealed tail: a fresh server per size that does not seal, filled "
+          "with batch posts; httpx client; medians of the runs", flush=True)
+    ok = True
+    for name, values in figures.items():
+        target = TAIL_TARGETS.get(name)
+        med = statistics.median(values)
+        runs = ", ".join(f"{v:,.1f}" for v in values)
+        if target is None:
+            print(f"    {name}: {med:,.1f}   [runs: {runs}]", flush=True)
+            continue
+        passed = med <= target[0]
+        ok &= passed
+        print(f"    {name}: {med:,.1f} {target[1]} (target <= {target[0]:,} {target[1]})  "
+              f"{verdict(passed)}   [runs: {runs}]", flush=True)
 WRK_SCRIPT = """-- written by bench/server.py: single-event POST /api/v1/log, one new event each
 local ffi = require("ffi")
 ffi.cdef[[ typedef struct { long s; long ns; } bench_timespec;
@@ -346,9 +538,9 @@ def main() -> int:
     ap.add_argument("--budgets", action="store_true",
                     help="give the (a) and (b) projects three budgets each (day, week, "
                          "month; never reached) so every append is evaluated against them")
-    ap.add_argument("--only", choices=["single", "batch", "generate", "wrk"],
-                    help="run one measurement: (a) single, (b) batch, (c) generate or "
-                    "(d) wrk")
+    ap.add_argument("--only", choices=["single", "batch", "generate", "wrk", "tail"],
+                    help="run one measurement: (a) single, (b) batch, (c) generate, "
+                         "(d) wrk or (e) tail (reads, memory and disk over an unsealed tail)")
     ap.add_argument("--wrk-seconds", type=float, default=10.0)
     args = ap.parse_args()
     if args.quick:
@@ -361,6 +553,10 @@ def main() -> int:
     print(f"server data: {root / 'data'}; load generator: one asyncio process on the "
           "same cores (raw HTTP/1.1 keep-alive connections for (a), httpx for (b), (c))",
           flush=True)
+    if args.only == "tail":
+        ok = tail_section(root, args.repeats, args.quick)
+        print(f"overall: {verdict(ok)}", flush=True)
+        return 0 if ok else 1
     server = Server(root / "data")
     ok = True
     try:

@@ -20,6 +20,8 @@ The hierarchy (status, code)::
     ├── ManifestError                 503 manifest_broken
     ├── KeyRingError                  503 keyring_error
     ├── ConfigError                   503 config_error
+    │   └── StorageUriError           400 invalid_storage   a bad or changed storage URI
+    ├── ObjectStoreError              503 object_store_unavailable   cannot reach it
     ├── ApiKeyError                   503 api_key_store
     ├── WitnessError                  503 witness_unavailable
     ├── InternalError                 500 internal_error    a server bug (logged)
@@ -232,6 +234,22 @@ class ConfigError(LedgerError, ValueError):
     """The configuration is unreadable or holds an invalid value; the message says which."""
 
     code = "config_error"
+
+
+class StorageUriError(ConfigError):
+    """A storage URI (``--storage``, ``config.json``) that cannot be used: a bad scheme or
+    bucket, a URI given as ``--data``, or one other than the directory's (the storage of
+    a data directory is fixed when it is first used). Nothing was written."""
+
+    status = 400
+    code = "invalid_storage"
+
+
+class ObjectStoreError(LedgerError, RuntimeError):
+    """The object store holding the segments cannot be reached (endpoint, credentials,
+    bucket) or refused a read or write; the message names it."""
+
+    code = "object_store_unavailable"
 
 
 class ApiKeyError(LedgerError, ValueError):
@@ -538,7 +556,8 @@ ERRORS: tuple[type[LedgerError], ...] = (
     ServerUnavailableError,
     JournalError, ManifestError,
     JournalDamageError, StorageFullError, NotWritableError,
-    KeyRingError, ConfigError, ApiKeyError, WitnessError, InternalError, AuthenticationError,
+    KeyRingError, ConfigError, StorageUriError, ObjectStoreError, ApiKeyError, WitnessError,
+    InternalError, AuthenticationError,
     BudgetExceededError,
     RequestError, InvalidRequestError, NotFoundError, EntryTooLargeError,
     MethodNotAllowedError,
@@ -641,6 +660,7 @@ __all__ = [
     "NotWritableError",
     "NoteError",
     "NothingToCertifyError",
+    "ObjectStoreError",
     "OldLayoutError",
     "PolicyError",
     "ProofError",
@@ -655,6 +675,7 @@ __all__ = [
     "ServerUnavailableError",
     "SignatureFormatError",
     "StorageFullError",
+    "StorageUriError",
     "TamperEvidence",
     "TenantError",
     "WitnessError",

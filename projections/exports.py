@@ -28,7 +28,7 @@ from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
 from ledger.model.schema import ROW_FIELDS
 from projections.events import ENTRY_KINDS
-from projections.snapshot import Snapshot, own_cursor, source_sql, tenant_tail
+from projections.snapshot import Snapshot, own_cursor, scans, source_sql, tenant_tail
 
 MAX_EXPORT_ROWS = 5_000_000
 EXPORT_WINDOW = 16_384  # seqs read (and sorted) by one query
@@ -82,20 +82,21 @@ def export_batches(snapshot: Snapshot, tenant: str, *, start: datetime | None = 
             files = snapshot.files(tenant, first_day=first_day, last_day=last_day,
                                    seq_lo=lo, seq_hi=hi - 1)
             in_tail = tail_seqs is not None and tail_seqs[0] < hi and tail_seqs[1] >= lo
-            src = source_sql(files, "export_tail" if in_tail else None, keys=keys,
-                             mixed=tenant in snapshot.dimensioned)
-            if not src:
+            if not files and not in_tail:
                 continue
-            reader = cur.sql(
-                f"SELECT {columns} FROM ({src}) WHERE {where} AND seq >= {lo} "
-                f"AND seq < {hi} ORDER BY seq", params=params).to_arrow_reader(BATCH_ROWS)
-            for batch in reader:
-                if left <= 0:
-                    return
-                if batch.num_rows > left:
-                    batch = batch.slice(0, left)
-                left -= batch.num_rows
-                yield batch
+            with scans(cur, snapshot) as scan:
+                src = source_sql(files, "export_tail" if in_tail else None, keys=keys,
+                                 mixed=tenant in snapshot.dimensioned, scan=scan)
+                reader = cur.sql(
+                    f"SELECT {columns} FROM ({src}) WHERE {where} AND seq >= {lo} "
+                    f"AND seq < {hi} ORDER BY seq", params=params).to_arrow_reader(BATCH_ROWS)
+                for batch in reader:
+                    if left <= 0:
+                        return
+                    if batch.num_rows > left:
+                        batch = batch.slice(0, left)
+                    left -= batch.num_rows
+                    yield batch
 
 
 def _empty_batch(cur: Any, columns: str) -> pa.RecordBatch:

@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 
 from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
-from ledger.model.event import format_ts
-from projections.snapshot import Snapshot, cursor, source_sql
+from projections.snapshot import Scans, Snapshot, cursor, source_sql, tenant_tail
+from projections.tailview import TailView
 
 INLINE_INTERVALS = 64  # selections with more seq runs than this go through a joined table
 
@@ -77,14 +77,15 @@ def interval_selection(intervals: np.ndarray) -> Selection:
 
 # -- running SQL over events, receipts and membership -----------------------------------
 def _tail_for(table: pa.Table | None, tenant: str) -> pa.Table | None:
+    """The tenant's rows of a small tail table (receipt entries, membership)."""
     if table is None or table.num_rows == 0:
         return None
     filtered = table.filter(pc.equal(table.column("tenant"), tenant))
     return filtered if filtered.num_rows else None
 
 
-def _union(files: list[str], tail_name: str | None) -> str:
-    return source_sql(files, tail_name)
+def _union(files: list[str], tail_name: str | None, scan: Scans) -> str:
+    return source_sql(files, tail_name, scan=scan)
 
 
 def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None, *,
@@ -96,11 +97,13 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
     cur = cursor()
     registered: list[str] = []
     names: dict[str, str] = {}
+    scan = Scans(cur, snapshot.filesystem)
     try:
         if "{src}" in sql:
             prune = selection.prune if selection is not None else {}
             files = snapshot.files(tenant, **prune) if events else []
-            tail = _tail_for(snapshot.tail, tenant) if events else None
+            tail = tenant_tail(snapshot, tenant, seq_lo=prune.get("seq_lo"),
+                               seq_hi=prune.get("seq_hi")) if events else None
             if tail is not None:
                 cur.register("ledger_tail", tail)
                 registered.append("ledger_tail")
@@ -108,7 +111,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
             empty = "".join(f", NULL::VARCHAR AS {quote_ident(column_name(k))}" for k in keys)
             names["src"] = source_sql(
                 files, "ledger_tail" if tail is not None else None, keys=keys,
-                mixed=tenant in snapshot.dimensioned) or \
+                mixed=tenant in snapshot.dimensioned, scan=scan) or \
                 f"SELECT *{empty} FROM ledger_empty_events"
             if not files and tail is None:
                 from ledger.model.schema import EVENT_SCHEMA
@@ -127,7 +130,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
             if tail is not None:
                 cur.register(tail_name, tail)
                 registered.append(tail_name)
-            src = _union(files, tail_name if tail is not None else None)
+            src = _union(files, tail_name if tail is not None else None, scan)
             if not src:
                 from ledger.storage import receipt_entries as receipt_log
 
@@ -148,6 +151,7 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
     finally:
         for name in registered:
             cur.unregister(name)
+        scan.close()
 
 
 def _seqs_of(intervals: np.ndarray) -> np.ndarray:
@@ -210,6 +214,15 @@ def slice_intervals(intervals: np.ndarray, offset: int, limit: int) -> np.ndarra
 def membership_runs(snapshot: Snapshot, tenant: str,
                     receipt_id: str | None = None) -> np.ndarray:
     """Inclusive event-seq runs certified by one receipt (in leaf order), or by any."""
+    if not snapshot.membership_files.get(tenant):  # all in the tail: no SQL needed
+        table = _tail_for(snapshot.membership_tail, tenant)
+        if table is not None and receipt_id:
+            table = table.filter(pc.equal(table.column("receipt_id"), receipt_id))
+        if table is None or table.num_rows == 0:
+            return np.empty((0, 2), dtype=np.int64)
+        runs = np.stack((table.column("seq_lo").to_numpy(),
+                         table.column("seq_hi").to_numpy()), axis=1).astype(np.int64)
+        return runs[np.argsort(runs[:, 0], kind="stable")]
     where, params = ("WHERE receipt_id = ?", [receipt_id]) if receipt_id else ("", [])
     table = query(snapshot, tenant, f"SELECT seq_lo, seq_hi FROM {{members}} {where} "
                   "ORDER BY seq_lo", params, arrow=True)
@@ -259,13 +272,14 @@ def summary(snapshot: Snapshot, tenant: str, selection: Selection) -> dict[str, 
     selected events. One scan groups by (model, alias, provider, day) — a few hundred
     groups — and the breakdowns are folded from those groups; a second counts distinct
     conversations. Costs are exact nano-USD integers."""
-    day_us = 86_400_000_000
-    rows = query(snapshot, tenant, (
-        f"SELECT model, alias, provider, epoch_us(ts) // {day_us} AS d, count(*), "
-        "sum(input_tokens), sum(output_tokens), sum(cost_nanos), "
-        "count(*) FILTER (WHERE cost_source = 'unpriced'), min(epoch_us(ts)), "
-        f"max(epoch_us(ts)) FROM {{src}} WHERE {selection.where} GROUP BY ALL"),
-        selection.params, selection=selection) or []
+    tail_part = _tail_summary(snapshot, tenant, selection)
+    conversations: pa.ChunkedArray | None = None
+    if tail_part is not None:  # the tail's share from its stored totals; SQL for the rest
+        selection, rows, conversations = tail_part
+    else:
+        rows = []
+    if selection.where != "FALSE":
+        rows = rows + (_group_rows(snapshot, tenant, selection) or [])
     out: dict[str, Any] = {"calls": 0, "input_tokens": 0, "output_tokens": 0,
                            "cost_nanos": 0, "unpriced": 0, "conversations": 0,
                            "first_ts_us": None, "last_ts_us": None}
@@ -292,36 +306,105 @@ def summary(snapshot: Snapshot, tenant: str, selection: Selection) -> dict[str, 
     for name, items in groups.items():
         out[name] = {k: {"calls": c, "tokens": t, "cost": n / 1e9, "cost_nanos": n,
                          "unpriced_calls": u} for k, (c, t, n, u) in sorted(items.items())}
-    if out["calls"]:
+    if out["calls"] and conversations is None:
         distinct = query(snapshot, tenant, "SELECT count(DISTINCT conversation_id) FROM "
                          f"{{src}} WHERE {selection.where}", selection.params,
                          selection=selection)
         out["conversations"] = int(distinct[0][0]) if distinct else 0
+    elif out["calls"]:
+        assert conversations is not None
+        if selection.where != "FALSE":
+            sealed = query(snapshot, tenant, "SELECT DISTINCT conversation_id FROM {src} "
+                           f"WHERE {selection.where} AND conversation_id IS NOT NULL",
+                           selection.params, selection=selection, arrow=True)
+            conversations = pa.chunked_array(
+                [*conversations.chunks,
+                 *sealed.column("conversation_id").cast(pa.string()).chunks], pa.string())
+        out["conversations"] = pc.count_distinct(conversations).as_py()
     return out
+
+
+def _group_rows(snapshot: Snapshot, tenant: str, selection: Selection) -> list[tuple]:
+    """The selected events' totals by (model, alias, provider, day), in SQL."""
+    day_us = 86_400_000_000
+    return query(snapshot, tenant, (
+        f"SELECT model, alias, provider, epoch_us(ts) // {day_us} AS d, count(*), "
+        "sum(input_tokens), sum(output_tokens), sum(cost_nanos), "
+        "count(*) FILTER (WHERE cost_source = 'unpriced'), min(epoch_us(ts)), "
+        f"max(epoch_us(ts)) FROM {{src}} WHERE {selection.where} GROUP BY ALL"),
+        selection.params, selection=selection) or []
+
+
+def _split_at_tail(snapshot: Snapshot, tenant: str, intervals: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, TailView | None]:
+    """``intervals`` cut where the tenant's unsealed tail (a suffix of its log) begins:
+    (the sealed runs, the tail's runs, the tail's view)."""
+    intervals = np.asarray(intervals, dtype=np.int64).reshape(-1, 2)
+    view = snapshot.tails.get(tenant)
+    bounds = view.seq_bounds() if view is not None else None
+    if bounds is None or not len(intervals):
+        return intervals, intervals[:0], None
+    first = bounds[0]
+    in_tail = intervals[intervals[:, 1] >= first].copy()
+    in_tail[:, 0] = np.maximum(in_tail[:, 0], first)
+    sealed = intervals[intervals[:, 0] < first].copy()
+    sealed[:, 1] = np.minimum(sealed[:, 1], first - 1)
+    return sealed, in_tail, view
+
+
+def _tail_summary(snapshot: Snapshot, tenant: str, selection: Selection
+                  ) -> tuple[Selection, list[tuple], pa.ChunkedArray] | None:
+    """For a selection known as seq runs: the group rows and distinct conversation ids
+    of its events in the tail (``TailView.summary``), and the selection of the rest."""
+    if not selection.exact:
+        return None
+    assert selection.intervals is not None
+    sealed, in_tail, view = _split_at_tail(snapshot, tenant, selection.intervals)
+    if view is None or not len(in_tail):
+        return None
+    found = view.summary(in_tail)
+    if found is None:
+        return None
+    rows, conversations = found
+    return interval_selection(sealed), rows, conversations
 
 
 def interval_totals(snapshot: Snapshot, tenant: str, intervals: np.ndarray
                     ) -> dict[str, int]:
     """Exact totals of the events in ``intervals`` (all of them, not a page):
-    ``{cost_nanos, unpriced}``."""
-    selection = interval_selection(intervals)
-    if selection.where == "FALSE":
-        return {"cost_nanos": 0, "unpriced": 0}
-    rows = query(snapshot, tenant, "SELECT sum(cost_nanos), count(*) FILTER (WHERE "
-                 f"cost_source = 'unpriced') FROM {{src}} WHERE {selection.where}",
-                 selection=selection) or []
-    cost, unpriced = rows[0] if rows else (0, 0)
-    return {"cost_nanos": int(cost or 0), "unpriced": int(unpriced or 0)}
+    ``{cost_nanos, unpriced}``. The part of the runs in the unsealed tail (a suffix of
+    the log) comes from the tail's running totals; only the sealed part is read."""
+    sealed, in_tail, view = _split_at_tail(snapshot, tenant, intervals)
+    cost, unpriced, _ = view.totals(in_tail) if view is not None else (0, 0, 0)
+    selection = interval_selection(sealed)
+    if selection.where != "FALSE":
+        rows = query(snapshot, tenant, "SELECT sum(cost_nanos), count(*) FILTER (WHERE "
+                     f"cost_source = 'unpriced') FROM {{src}} WHERE {selection.where}",
+                     selection=selection) or []
+        c, u = rows[0] if rows else (0, 0)
+        cost, unpriced = cost + int(c or 0), unpriced + int(u or 0)
+    return {"cost_nanos": int(cost), "unpriced": int(unpriced)}
 
 
-def _log_dict(row: tuple) -> dict[str, Any]:
+def _log_dicts(table: pa.Table) -> list[dict[str, Any]]:
+    """The API's log dicts of a table of ``LOG_COLUMNS`` (``ts_us`` as µs or as a
+    timestamp), column by column: the timestamps are formatted by numpy (RFC 3339, UTC,
+    microseconds, ``Z``: ``format_ts``'s text for every ``ts`` an event can have)."""
+    ts = table.column("ts_us")
+    if pa.types.is_timestamp(ts.type):
+        ts = ts.cast(pa.int64())
+    micros = ts.to_numpy().astype("datetime64[us]")
+    stamps = np.datetime_as_string(micros, unit="us").tolist()
     (event_id, kind, conv, alias, provider, model, inp, outp, cached, reasoning, cost,
-     source, ts_us, seq) = row
-    return {"id": event_id, "type": kind, "conversation_id": conv, "alias": alias,
-            "provider": provider, "model": model, "input_tokens": inp, "output_tokens": outp,
-            "cached_input_tokens": cached, "reasoning_tokens": reasoning,
-            "cost": cost / 1e9, "cost_nanos": cost, "cost_source": source,
-            "timestamp": format_ts(ts_us), "seq": seq}
+     source) = (table.column(name).to_pylist() for name in _LOG_FIELDS[:12])
+    seq = table.column("seq").to_pylist()
+    return [{"id": e, "type": k, "conversation_id": c, "alias": a, "provider": p,
+             "model": m, "input_tokens": i, "output_tokens": o, "cached_input_tokens": ca,
+             "reasoning_tokens": r, "cost": n / 1e9, "cost_nanos": n, "cost_source": so,
+             "timestamp": t + "Z", "seq": q}
+            for e, k, c, a, p, m, i, o, ca, r, n, so, t, q in zip(
+                event_id, kind, conv, alias, provider, model, inp, outp, cached, reasoning,
+                cost, source, stamps, seq, strict=True)]
 
 
 def logs_in(snapshot: Snapshot, tenant: str, intervals: np.ndarray, offset: int,
@@ -330,10 +413,32 @@ def logs_in(snapshot: Snapshot, tenant: str, intervals: np.ndarray, offset: int,
     page = slice_intervals(intervals, offset, limit)
     if len(page) == 0:
         return []
+    view = snapshot.tails.get(tenant)
+    bounds = view.seq_bounds() if view is not None else None
+    if view is not None and bounds is not None and page[0, 0] >= bounds[0]:
+        return _tail_logs(view, page)
     selection = interval_selection(page)
-    rows = query(snapshot, tenant, f"SELECT {LOG_COLUMNS} FROM {{src}} WHERE "
-                 f"{selection.where} ORDER BY seq", selection=selection)
-    return [_log_dict(r) for r in rows or []]
+    table = query(snapshot, tenant, f"SELECT {LOG_COLUMNS} FROM {{src}} WHERE "
+                  f"{selection.where} ORDER BY seq", selection=selection, arrow=True)
+    return _log_dicts(table)
+
+
+_LOG_FIELDS = [c.split(" AS ")[-1].strip() for c in LOG_COLUMNS.split(",")]
+
+
+def _tail_logs(view: TailView, page: np.ndarray) -> list[dict[str, Any]]:
+    """The events of ``page`` (seq runs wholly in the tail) read from the tail's seq
+    index, with no SQL: the same dicts as ``logs_in``'s query gives."""
+    rows = view.between(int(page[0, 0]), int(page[-1, 1]), ordered=True)
+    if rows is None:
+        return []
+    seqs = rows.column("seq").to_numpy()
+    run = np.searchsorted(page[:, 0], seqs, side="right") - 1
+    keep = (run >= 0) & (seqs <= page[np.maximum(run, 0), 1])
+    if not keep.all():
+        rows = rows.filter(pa.array(keep))
+    return _log_dicts(rows.select([*_LOG_FIELDS[:12], "ts", "seq"]).rename_columns(
+        _LOG_FIELDS))
 
 
 # -- receipts ---------------------------------------------------------------------------
@@ -352,6 +457,15 @@ def receipt_texts(snapshot: Snapshot, tenant: str, *, limit: int, offset: int,
 
 def receipt_row(snapshot: Snapshot, tenant: str, receipt_id: str) -> dict[str, Any] | None:
     """One receipt entry: ``receipt`` (canonical JSON text), ``seq``, ``leaf_hash``."""
+    if not snapshot.receipt_files.get(tenant):  # all in the tail: no SQL needed
+        table = _tail_for(snapshot.receipt_tail, tenant)
+        if table is not None:
+            table = table.filter(pc.equal(table.column("receipt_id"), receipt_id))
+        if table is None or table.num_rows == 0:
+            return None
+        found = table.slice(0, 1).to_pylist()[0]
+        return {"receipt": found["receipt"], "seq": int(found["seq"]),
+                "leaf_hash": bytes(found["leaf_hash"])}
     rows = query(snapshot, tenant, "SELECT receipt, seq, leaf_hash FROM {receipts} "
                  "WHERE receipt_id = ?", [receipt_id])
     if not rows:

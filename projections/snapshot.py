@@ -7,23 +7,36 @@ footer; segment files never change), and a query that names metadata keys (``key
 gets a ``meta.<key>`` column for each from every part of the source: the stored column
 where a segment has it, the value extracted from the ``metadata`` JSON elsewhere (older
 segments, the unsealed tail). Both give the same text (``ledger.model.dimensions``).
+
+Segments on object storage (a snapshot with a ``filesystem``) are read by DuckDB as Arrow
+datasets over that filesystem, registered on the query's cursor for the query
+(``Scans``); local ones with ``read_parquet``.
 """
 
 from __future__ import annotations
 
-import functools
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ledger.model.dimensions import column_name, extract_sql, quote_ident
+from ledger.model.schema import EVENT_SCHEMA
+from projections.tailview import TailView
+
+if TYPE_CHECKING:  # imported on the first query: an idle server needs neither
+    import duckdb
+    from pyarrow import fs as pafs
+
+# DuckDB's buffer pool (query state, its file cache) is bounded, so a server's memory is
+# too; a query that needs more spills to DuckDB's temporary directory. The limit can be
+# set with LLMRING_DUCKDB_MEMORY (a DuckDB size, e.g. "512MB").
+DUCKDB_CONFIG = {"memory_limit": os.environ.get("LLMRING_DUCKDB_MEMORY", "256MB")}
 
 _local = threading.local()
 _base: duckdb.DuckDBPyConnection | None = None
@@ -32,7 +45,7 @@ _base_lock = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class SegmentRef:
-    path: str  # absolute
+    path: str  # absolute, or ``bucket/prefix/…`` on the snapshot's filesystem
     date: str  # YYYY-MM-DD (UTC) of every event in the file
     seq_min: int
     seq_max: int
@@ -45,13 +58,13 @@ class Releasable(Protocol):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Live segments per tenant, the unsealed tail (EVENT_SCHEMA + ``tenant``), and each
-    tenant's log size. ``lease`` keeps the files it names from being deleted (a
-    compaction retires files: ``ledger.core.readers``) until it is released: at the end
-    of a ``with`` block, or when the snapshot is collected."""
+    """Live segments per tenant, each tenant's unsealed events (seq-indexed,
+    ``projections.tailview``), and each tenant's log size. ``lease`` keeps the files it
+    names from being deleted (a compaction retires files: ``ledger.core.readers``) until
+    it is released: at the end of a ``with`` block, or when the snapshot is collected."""
 
     segments: dict[str, list[SegmentRef]]
-    tail: pa.Table
+    tails: dict[str, TailView] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     # Receipt entries (``ledger.storage.receipt_entries``): sealed files per tenant and the unsealed
     # tail (with a ``tenant`` column), and each tenant's receipt-entry seqs, ascending.
@@ -62,6 +75,8 @@ class Snapshot:
     receipt_seqs: dict[str, list[int]] = field(default_factory=dict)
     # Projects whose segments may carry derived dimension columns.
     dimensioned: frozenset[str] = frozenset()
+    # The object store the segment files are on (None: local paths).
+    filesystem: pafs.FileSystem | None = None
     lease: Releasable | None = field(default=None, repr=False, compare=False)
 
     def __enter__(self) -> Snapshot:
@@ -74,6 +89,22 @@ class Snapshot:
         """Let go of the segment files now (reading this snapshot afterwards may fail)."""
         if self.lease is not None:
             self.lease.release()
+
+    @property
+    def tail(self) -> pa.Table:
+        """Every unsealed event as one table (``EVENT_SCHEMA`` plus ``tenant``)."""
+        tables = [view.table().append_column(
+            "tenant", pa.repeat(pa.scalar(tenant, pa.string()), view.rows))
+            for tenant, view in sorted(self.tails.items()) if view.rows]
+        if not tables:
+            empty = EVENT_SCHEMA.empty_table()
+            return empty.append_column("tenant", pa.array([], pa.string()))
+        return pa.concat_tables(tables)
+
+    def tail_rows(self, tenant: str) -> int:
+        """How many of the tenant's events are unsealed."""
+        view = self.tails.get(tenant)
+        return view.rows if view is not None else 0
 
     def files(self, tenant: str, *, first_day: date | None = None,
               last_day: date | None = None, seq_lo: int | None = None,
@@ -100,7 +131,9 @@ def cursor() -> duckdb.DuckDBPyConnection:
     if cur is None:
         with _base_lock:
             if _base is None:
-                _base = duckdb.connect(":memory:")
+                import duckdb
+
+                _base = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
                 _base.execute("SET TimeZone = 'UTC'")
             cur = _base.cursor()
         cur.execute("SET TimeZone = 'UTC'")
@@ -128,49 +161,110 @@ def _literal(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-@functools.lru_cache(maxsize=65_536)
-def derived_keys(path: str) -> tuple[str, ...]:
-    """The metadata keys whose derived columns the segment file ``path`` holds."""
-    names = pq.read_schema(path).names
-    return tuple(n[len(column_name("")):] for n in names if n.startswith(column_name("")))
+class Scans:
+    """How one query on ``cur`` reads groups of segment files: ``read_parquet`` of local
+    paths, or (``filesystem`` given) an Arrow dataset over the object store, registered
+    on ``cur`` under a name of its own until ``close``."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection | None,
+                 filesystem: pafs.FileSystem | None) -> None:
+        self.cur = cur
+        self.filesystem = filesystem
+        self.names: list[str] = []
+
+    def __call__(self, files: list[str]) -> str:
+        """A SQL FROM-source reading ``files`` (of one shape)."""
+        if self.filesystem is None:
+            listed = ", ".join(_literal(f) for f in files)
+            return f"read_parquet([{listed}], hive_partitioning = false)"
+        assert self.cur is not None, "files on object storage are read on a cursor"
+        import pyarrow.dataset as pads
+
+        name = f"ledger_segments_{id(self)}_{len(self.names)}"
+        self.cur.register(name, pads.dataset(files, filesystem=self.filesystem,
+                                             format="parquet"))
+        self.names.append(name)
+        return name
+
+    def derived_keys(self, path: str) -> tuple[str, ...]:
+        return derived_keys(path, self.filesystem)
+
+    def close(self) -> None:
+        for name in self.names:
+            assert self.cur is not None
+            self.cur.unregister(name)
+        self.names.clear()
+
+
+@contextmanager
+def scans(cur: duckdb.DuckDBPyConnection, snapshot: Snapshot) -> Iterator[Scans]:
+    """The ``Scans`` of a query on ``cur`` over ``snapshot``'s segment files."""
+    reader = Scans(cur, snapshot.filesystem)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+_shapes: dict[str, tuple[str, ...]] = {}
+_shapes_lock = threading.Lock()
+
+
+def derived_keys(path: str, filesystem: pafs.FileSystem | None = None) -> tuple[str, ...]:
+    """The metadata keys whose derived columns the segment file ``path`` holds (read once
+    per path from its footer: segment files never change)."""
+    with _shapes_lock:
+        known = _shapes.get(path)
+    if known is not None:
+        return known
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path, filesystem=filesystem).names
+    keys = tuple(n[len(column_name("")):] for n in names if n.startswith(column_name("")))
+    with _shapes_lock:
+        if len(_shapes) >= 65_536:
+            _shapes.clear()
+        _shapes[path] = keys
+    return keys
 
 
 def source_sql(files: list[str], tail_name: str | None, *, keys: tuple[str, ...] = (),
-               mixed: bool = False) -> str:
+               mixed: bool = False, scan: Scans | None = None) -> str:
     """SQL for the union of ``files`` and the registered tail (already tenant-filtered).
     ``mixed``: the files may differ in their derived columns (read by shape); ``keys``:
-    metadata keys given as ``meta.<key>`` columns (module docstring)."""
+    metadata keys given as ``meta.<key>`` columns (module docstring); ``scan``: how the
+    files are read (default: local paths)."""
     parts = []
+    if scan is None:
+        scan = Scans(None, None)
     if files and not (mixed or keys):
-        listed = ", ".join(_literal(f) for f in files)
-        parts.append(f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)")
+        parts.append(f"SELECT * FROM {scan(files)}")
     elif files:
         shapes: dict[tuple[str, ...], list[str]] = {}
         for f in files:
-            shapes.setdefault(derived_keys(f) if mixed else (), []).append(f)
+            shapes.setdefault(scan.derived_keys(f) if mixed else (), []).append(f)
         for have, group in shapes.items():
-            listed = ", ".join(_literal(f) for f in group)
             extra = "".join(f", {extract_sql(k)} AS {quote_ident(column_name(k))}"
                             for k in keys if k not in have)
-            parts.append(f"SELECT *{extra} FROM read_parquet([{listed}], "
-                         "hive_partitioning = false)")
+            parts.append(f"SELECT *{extra} FROM {scan(group)}")
     if tail_name is not None:
         extra = "".join(f", {extract_sql(k)} AS {quote_ident(column_name(k))}" for k in keys)
-        parts.append(f"SELECT * EXCLUDE (tenant){extra} FROM {tail_name}")
+        parts.append(f"SELECT *{extra} FROM {tail_name}")
     if not parts:
         return ""
     return " UNION ALL BY NAME ".join(parts) if len(parts) > 1 else parts[0]
 
 
-def tenant_tail(snapshot: Snapshot, tenant: str) -> pa.Table | None:
-    tail = snapshot.tail
-    if tail.num_rows == 0:
+def tenant_tail(snapshot: Snapshot, tenant: str, *, seq_lo: int | None = None,
+                seq_hi: int | None = None) -> pa.Table | None:
+    """The tenant's unsealed events with ``seq_lo <= seq <= seq_hi`` (bounds optional),
+    found by the tail's seq index (no scan); None if there are none."""
+    view = snapshot.tails.get(tenant)
+    if view is None or view.rows == 0:
         return None
-    import pyarrow.compute as pc
-
-    mask = pc.equal(tail.column("tenant"), tenant)
-    filtered = tail.filter(mask)
-    return filtered if filtered.num_rows else None
+    if seq_lo is None and seq_hi is None:
+        return view.table()
+    return view.between(seq_lo, seq_hi)
 
 
 def run(snapshot: Snapshot, tenant: str, sql: str, params: list | dict | None = None, *,
@@ -182,16 +276,17 @@ def run(snapshot: Snapshot, tenant: str, sql: str, params: list | dict | None = 
     the tenant has no events at all in range."""
     files = snapshot.files(tenant, first_day=first_day, last_day=last_day, seq_lo=seq_lo,
                            seq_hi=seq_hi)
-    tail = tenant_tail(snapshot, tenant)
-    src = source_sql(files, "ledger_tail" if tail is not None else None, keys=keys,
-                     mixed=tenant in snapshot.dimensioned)
-    if not src:
+    tail = tenant_tail(snapshot, tenant, seq_lo=seq_lo, seq_hi=seq_hi)
+    if not files and tail is None:
         return None
     cur = cursor()
     if tail is not None:
         cur.register("ledger_tail", tail)
     try:
-        return cur.execute(sql.format(src=f"({src})"), params or []).fetchall()
+        with scans(cur, snapshot) as scan:
+            src = source_sql(files, "ledger_tail" if tail is not None else None, keys=keys,
+                             mixed=tenant in snapshot.dimensioned, scan=scan)
+            return cur.execute(sql.format(src=f"({src})"), params or []).fetchall()
     finally:
         if tail is not None:
             cur.unregister("ledger_tail")

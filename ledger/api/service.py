@@ -98,13 +98,15 @@ class LedgerService:
                  accept_loss: bool = False, owns: Sequence[str] | None = None,
                  url: str | None = None,
                  seal_interval: float | None = DEFAULT_SEAL_INTERVAL,
-                 iceberg: bool | None = None) -> None:
+                 iceberg: bool | None = None, seal_rows: int | None = None) -> None:
         """Open ``data_dir`` (or use the open ``ledger``); ``accept_loss``, ``owns``,
-        ``url``, ``seal_interval`` and ``iceberg`` as ``Ledger``'s."""
+        ``url``, ``seal_interval``, ``iceberg`` and ``seal_rows`` (None: the default) as
+        ``Ledger``'s."""
         self.data = Path(data_dir)
+        options = {} if seal_rows is None else {"seal_rows": seal_rows}
         self.ledger = (ledger if ledger is not None
                        else Ledger(self.data, accept_loss=accept_loss, owns=owns, url=url,
-                                   seal_interval=seal_interval, iceberg=iceberg))
+                                   seal_interval=seal_interval, iceberg=iceberg, **options))
         try:
             self.notary = self.ledger.notary  # the directory's one key ring and checkpoints
             self.origin = self.notary.origin
@@ -338,7 +340,6 @@ class LedgerService:
             result.fetchall() if hasattr(result, "fetchall") else list(result))
         first, last = (rows[0][0], rows[0][1]) if rows else (None, None)
         segs = self.ledger.live_segments(tenant)
-        tail = snapshot.tail.column("tenant").to_pylist() if snapshot.tail.num_rows else []
         cost = totals[0].cost_nanos if totals else 0
         return {
             "events": totals[0].calls if totals else 0,
@@ -351,7 +352,7 @@ class LedgerService:
             "root": self.ledger.root(tenant).hex(),
             "segments": len(segs),
             "segment_bytes": sum(s.bytes for s in segs),
-            "journal_tail_rows": tail.count(tenant),
+            "journal_tail_rows": snapshot.tail_rows(tenant),
         }
 
     # -- the project's log tree ----------------------------------------------------------

@@ -46,8 +46,10 @@ from ledger.errors import (
     LedgerLockedError,
     ManifestError,
     NotWritableError,
+    ObjectStoreError,
     OldLayoutError,
     ServerUnavailableError,
+    StorageUriError,
     TamperEvidence,
 )
 from ledger.model.dates import RANGE_TEXT, parse_bound, utc_instant
@@ -84,7 +86,8 @@ def cli_error(exc: LedgerError) -> CliError:
 def exit_code_of(exc: LedgerError) -> int:
     if isinstance(exc, TamperEvidence | ManifestError):
         return EXIT_FAILED_CHECK
-    if exc.request or isinstance(exc, LedgerLockedError | OldLayoutError | ServerUnavailableError):
+    if exc.request or isinstance(exc, LedgerLockedError | OldLayoutError | ServerUnavailableError
+                                 | StorageUriError | ObjectStoreError):
         return EXIT_USAGE
     return EXIT_FAILED_CHECK if exc.status >= 500 else EXIT_USAGE
 
@@ -108,6 +111,8 @@ class App:
     project: str
     server: str | None = None  # --server URL: commands that support it call the server
     api_key: str | None = None
+    storage: str | None = None  # --storage URI: where the directory's segments live
+
 
     @cached_property
     def layout(self) -> DataDir:
@@ -130,15 +135,16 @@ class App:
             self.require_existing()
         try:
             try:
-                led = Ledger(self.data, accept_loss=accept_loss, iceberg=iceberg)
+                led = Ledger(self.data, accept_loss=accept_loss, iceberg=iceberg,
+                             storage=self.storage)
             except LedgerLockedError:
                 if not reads:
                     raise
-                led = Ledger(self.data, read_only=True)
+                led = Ledger(self.data, read_only=True, storage=self.storage)
                 click.echo(f"note: {self.data} is being written by another process: read "
                            "its sealed segments only (the newest calls, not yet sealed, "
                            "are not counted)", err=True)
-        except (LedgerLockedError, OldLayoutError) as exc:
+        except (LedgerLockedError, OldLayoutError, StorageUriError, ObjectStoreError) as exc:
             raise CliError(str(exc)) from None
         except NotWritableError as exc:  # its message names the path and the need
             raise CliError(str(exc), exit_code_of(exc)) from None

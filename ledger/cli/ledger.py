@@ -119,10 +119,11 @@ def verify(app: App, as_json: bool, jobs: int | None, since_checkpoint: bool) ->
         with progress_bar() as bar:
             task = bar.add_task("verifying", total=None)
             report = verify_directory(
-                app.data, progress=lambda done, total: bar.update(task, completed=done,
-                                                                  total=total), **options)
+                app.data, storage=app.storage,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                **options)
     else:
-        report = verify_directory(app.data, **options)
+        report = verify_directory(app.data, storage=app.storage, **options)
     code = 0 if report.ok else EXIT_FAILED_CHECK
     if as_json:
         print_json(report.as_dict())

@@ -79,6 +79,9 @@ SECONDS = click.FloatRange(min=0, min_open=True)
 @click.option("--url", "own_url", default=None, metavar="URL",
               help="The URL other servers send this server's projects' clients to "
                    "(recorded in owners.json; with --owns).")
+@click.option("--storage", metavar="URI", default=None,
+              help="As the global --storage: the object store (s3://bucket/prefix) of "
+              "the data directory's segments, fixed when the directory is first used.")
 @click.option("--seal-interval", default=60.0, show_default=True,
               type=click.FloatRange(min=0),
               help="Seal the unsealed events once the oldest has waited this long, so "
@@ -87,6 +90,9 @@ SECONDS = click.FloatRange(min=0, min_open=True)
 @click.option("--iceberg", is_flag=True, default=None,
               help="Publish the live segments as the Iceberg table ledger.events at every "
                    "seal and compaction (on by itself once the directory has the table).")
+@click.option("--seal-rows", default=None, type=click.IntRange(1),
+              help="seal the journal into segments once it holds this many events "
+                   "(default 250,000)")
 @accept_loss_option
 @pass_app
 @local_only
@@ -97,7 +103,8 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
           webhook_backoff_max: float, webhook_timeout: float, witness_interval: float,
           witness_backoff: float, witness_backoff_max: float, witness_timeout: float,
           owns: str | None, own_url: str | None, seal_interval: float,
-          iceberg: bool | None, accept_loss: bool) -> None:
+          iceberg: bool | None, seal_rows: int | None, storage: str | None,
+          accept_loss: bool) -> None:
     """Serve the ledger over HTTP (docs/http-api.md) on the data directory.
 
     The server holds the directory's lock while it runs; API keys (`llmring keys
@@ -114,8 +121,12 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     """
     import uvicorn
 
+    from ledger.server.allocator import tune
+
+    tune()  # before the directory is opened: every allocation after this follows it
+
     from ledger.core.facade import LedgerError, LedgerLockedError
-    from ledger.errors import OldLayoutError
+    from ledger.errors import ObjectStoreError, OldLayoutError, StorageUriError
     from ledger.server import ServerConfig, create_app
     from ledger.server.app import ServerState
     from ledger.server.connections import ConnectionLimits, uvicorn_options
@@ -126,6 +137,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     from ledger.server.witnessing import SubmissionPolicy
     from ledger.storage.config import ConfigError
     from ledger.storage.manifest import ManifestError
+    from ledger.storage.objectstore import open_storage
     from ledger.tlog.signing import KeyRingError
 
     owned = None if owns is None else [p.strip() for p in owns.split(",") if p.strip()]
@@ -137,9 +149,16 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
             raise CliError(f"--owns: invalid project names: {', '.join(bad)}")
     elif own_url is not None:
         raise CliError("--url needs --owns (a server without --owns owns every project)")
+    if storage and app.storage and storage != app.storage:
+        raise CliError(f"--storage {storage} differs from the global --storage {app.storage}")
+    try:  # checked (and fixed in config.json on first use) before the directory opens
+        open_storage(app.layout, storage or app.storage)
+    except (StorageUriError, ObjectStoreError) as exc:
+        raise CliError(f"cannot serve {app.data}: {exc}") from None
     config = ServerConfig(app.data, max_body=max_body, max_batch_body=max_batch_body,
                           accept_loss=accept_loss, metrics=metrics, owns=owned, url=own_url,
                           seal_interval=seal_interval or None, iceberg=iceberg,
+                          seal_rows=seal_rows,
                           webhooks=DeliveryPolicy(
                               attempts=webhook_attempts, backoff=webhook_backoff,
                               backoff_max=webhook_backoff_max, timeout=webhook_timeout,

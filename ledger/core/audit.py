@@ -48,8 +48,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from ledger.errors import ConfigError, StorageUriError
 from ledger.model.dimensions import column_name
 from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
 from ledger.model.schema import EVENT_SCHEMA, ROW_FIELDS, STORED_FIELDS
@@ -58,6 +58,7 @@ from ledger.storage.dimensions import derived_columns, with_dimensions
 from ledger.storage.iceberg import IDENTIFIER, IcebergTable, metadata_location, read_published
 from ledger.storage.layout import JOURNAL_SUFFIX, DataDir, ProjectDir
 from ledger.storage.manifest import ManifestState, check_chain, read_lines
+from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
@@ -132,8 +133,11 @@ class _TenantLog:
 
 def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None = None,
                      jobs: int | None = None, since_checkpoint: bool = False,
-                     old_layout: bool | None = None) -> AuditReport:
-    """The full audit. ``jobs`` processes check the segments (hashes, leaf hashes
+                     old_layout: bool | None = None,
+                     storage: str | None = None) -> AuditReport:
+    """The full audit, reading the segments where they live (the directory's object
+    store, ``storage`` being the URI it must have if given). ``jobs`` processes check the
+    segments (hashes, leaf hashes
     recomputed); None: every core when the directory holds ``PARALLEL_MIN_ROWS`` sealed
     rows or more, else one. A passing audit records what it checked in
     ``verify-state.json`` (one file for every project); ``since_checkpoint`` checks only
@@ -162,7 +166,14 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
         return verify_since(layout, jobs=jobs, progress=progress)
     trees = units[0] if old_layout else layout
     logs: dict[str, _TenantLog] = {}
-    store = SegmentStore(layout)
+    try:
+        objects = open_storage(layout, storage, record=False)
+    except StorageUriError:
+        raise
+    except ConfigError as exc:  # reported with the checkpoints, whose origin it holds
+        report.notes.append(f"segments read from the directory itself: {exc}")
+        objects = None
+    store = SegmentStore(layout, objects)
     checked: dict[str, tuple[list[bytes], ManifestState]] = {}  # per project
     states: list[ManifestState] = []
     segments = []
@@ -178,7 +189,8 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
                            f"{unit.tenant!r}")
                 continue
             segments.append(seg)
-    check_segments(layout, segments, report, logs, jobs=jobs, progress=progress)
+    check_segments(layout, segments, report, logs, jobs=jobs, progress=progress,
+                   store=store)
     for unit, state in zip(units, states, strict=True):
         files = [p for number, p in jr.journal_files(unit.journal)
                  if number > state.sealed_journal]
@@ -275,17 +287,19 @@ def _check_iceberg(layout: DataDir, store: SegmentStore,
 
 def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
                    logs: dict[str, _TenantLog], *, jobs: int | None = None,
-                   progress: Progress | None = None) -> None:
-    """Check each segment (``_check_segment``) and gather its entries into ``logs``; with
-    more than one job, in worker processes, merged in the order of ``segments`` (so the
-    report is the same whatever the number of processes)."""
+                   progress: Progress | None = None,
+                   store: SegmentStore | None = None) -> None:
+    """Check each segment (``_check_segment``, read through ``store``: by default the
+    directory's own) and gather its entries into ``logs``; with more than one job, in
+    worker processes (each opening the directory's store), merged in the order of
+    ``segments`` (so the report is the same whatever the number of processes)."""
     if jobs is None:
         rows = sum(s.rows for s in segments)
         jobs = (os.cpu_count() or 1) if rows >= PARALLEL_MIN_ROWS else 1
     jobs = max(1, min(jobs, len(segments)))
     total = len(segments)
     if jobs == 1:
-        store = SegmentStore(layout)
+        store = store or SegmentStore(layout, open_storage(layout, record=False))
         for done, seg in enumerate(segments, 1):
             _check_segment(store, seg, report, logs)
             if progress is not None:
@@ -305,7 +319,9 @@ def _segment_worker(job: tuple[str, Any]) -> tuple[AuditReport, dict[str, _Tenan
     root, seg = job
     report = AuditReport()
     logs: dict[str, _TenantLog] = {}
-    _check_segment(SegmentStore(DataDir(root)), seg, report, logs)
+    layout = DataDir(root)
+    _check_segment(SegmentStore(layout, open_storage(layout, record=False)), seg, report,
+                   logs)
     return report, logs
 
 
@@ -393,7 +409,7 @@ def _check_segment(store: SegmentStore, seg: Any, report: AuditReport,
         report.add("segment-hash", where,
                    f"SHA-256 is {digest}, the manifest says {seg.sha256}: the file was altered")
     try:
-        table = pq.read_table(store.abspath(seg.path))
+        table = store.read(seg)
     except Exception as exc:  # a corrupt file: pyarrow raises several error types
         report.add("segment-unreadable", where, f"cannot be read as Parquet: {exc}")
         return

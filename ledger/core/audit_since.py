@@ -51,6 +51,7 @@ from ledger.storage import journal as jr
 from ledger.storage.durable import write_atomic
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import ManifestState, Segment, check_chain
+from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import seqs_of
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import SignedCheckpoint
@@ -178,7 +179,7 @@ def verify_since(layout: DataDir, *, jobs: int | None = None,
                             "that the log holds their events")
 
     checkpoints = _load_checkpoints(layout, report)
-    store = SegmentStore(layout)
+    store = SegmentStore(layout, open_storage(layout, record=False))
     projects = saved["projects"]
     for tenant in sorted(set(projects) | set(logs)):
         before = projects.get(tenant, {"size": 0, "frontier": []})

@@ -33,7 +33,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from ledger.core.checkpointer import DEFAULT_CHECKPOINT_INTERVAL
 from ledger.core.guard import WriteGuard
@@ -46,7 +45,6 @@ from ledger.core.sealer import (
     CompactResult,
     SealResult,
 )
-from ledger.core.tail import Tail, TailChunk
 from ledger.core.unit import ProjectUnit
 from ledger.errors import (
     LedgerError,
@@ -62,6 +60,7 @@ from ledger.storage.durable import is_private, private_dir, tighten
 from ledger.storage.iceberg import IcebergTable, published_records
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import ManifestState, Segment, check_chain, read_lines
+from ledger.storage.objectstore import open_storage
 from ledger.storage.owners import Owners
 from ledger.storage.receipt_entries import ReceiptEntry, tail_tables
 from ledger.storage.segments import SegmentStore
@@ -69,6 +68,7 @@ from ledger.tlog.checkpoint import SignedCheckpoint
 from ledger.tlog.notary import Notary
 from ledger.tlog.tiles import TreeStore
 from projections.snapshot import SegmentRef, Snapshot
+from projections.tailview import TailView
 
 _log = logging.getLogger("ledger")
 
@@ -85,7 +85,7 @@ class Ledger:
                  checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
                  accept_loss: bool = False, owns: Sequence[str] | None = None,
                  url: str | None = None, read_only: bool = False,
-                 iceberg: bool | None = None) -> None:
+                 iceberg: bool | None = None, storage: str | None = None) -> None:
         """Open (creating if needed) the data directory ``path`` for writing.
 
         ``owns``: write only these projects (their locks are taken now:
@@ -99,6 +99,11 @@ class Ledger:
         every project's sealed segments, as their manifests say: what read commands do
         beside a live writer (the newest events, still in its journal, are not seen). A
         write is refused with ``LedgerLockedError``.
+
+        ``storage``: the URI of the object store its segments live on
+        (``s3://bucket/prefix``, ``ledger.storage.objectstore``), fixed in its
+        ``config.json`` on first use; afterwards the directory's own is used, and another
+        one is refused (``StorageUriError``) before anything is written.
 
         ``checkpoint_interval``: every so many seconds, and at every seal, each project
         whose log grew gets a signed checkpoint (``checkpoint``); None turns the cadence
@@ -121,6 +126,7 @@ class Ledger:
         self.path = self.layout.root
         if self.layout.holds_legacy():
             raise OldLayoutError.at(self.path)
+        self._storage = open_storage(self.layout, storage)
         self.read_only = read_only
         if read_only:
             owns, checkpoint_interval = (), None  # every project is read as a foreign one
@@ -156,7 +162,7 @@ class Ledger:
         self._seal_interval = seal_interval
         if read_only:
             self._lockfd = -1
-            self.store = SegmentStore(self.layout)
+            self.store = SegmentStore(self.layout, self._storage)
             self.dimensions = DeclaredDimensions(self.layout)
             self.readers = Readers(self.store.delete)  # nothing is retired: no deletes
             return
@@ -166,7 +172,7 @@ class Ledger:
             try:
                 if not is_private(self.path):  # written before everything in it was private
                     tighten(self.path)
-                self.store = SegmentStore(self.layout)
+                self.store = SegmentStore(self.layout, self._storage)
                 self.dimensions = DeclaredDimensions(self.layout)
                 self.readers = Readers(self.store.delete)  # one for every unit's files
                 published = published_records(self.layout)
@@ -389,7 +395,7 @@ class Ledger:
         segments: dict[str, list[SegmentRef]] = {}
         receipt_files: dict[str, list[str]] = {}
         membership_files: dict[str, list[str]] = {}
-        tails: list[pa.Table] = []
+        tails: dict[str, TailView] = {}
         entries: list[ReceiptEntry] = []
         sizes: dict[str, int] = {}
         receipt_seqs: dict[str, list[int]] = {}
@@ -411,9 +417,7 @@ class Ledger:
                     for seg in state.segments(kind=kind):
                         files.setdefault(seg.tenant, []).append(self.store.abspath(seg.path))
                 entries.extend(u.tail.receipt_entries())
-                tail = u.tail.table()
-                if tail.num_rows:
-                    tails.append(tail)
+                tails.update(u.tail.views())
                 sizes.update(u.logs.sizes)
                 receipt_seqs.update({t: list(v) for t, v in u.logs.receipt_seqs.items()})
             lease = self.readers.hold(named)
@@ -429,15 +433,14 @@ class Ledger:
                 for seg in state.segments(kind=kind):
                     files.setdefault(seg.tenant, []).append(self.store.abspath(seg.path))
             sizes.update(state.tenant_rows())
-        if not tails:
-            tails.append(Tail([], TailChunk(journal=0)).table())
         receipt_tail, membership_tail = tail_tables(entries) if entries else (None, None)
-        return Snapshot(segments=segments, tail=pa.concat_tables(tails),
+        return Snapshot(segments=segments, tails=tails,
                         dimensioned=frozenset(self.dimensions.projects()),
                         sizes=sizes, receipt_files=receipt_files,
                         membership_files=membership_files, receipt_tail=receipt_tail,
-                        membership_tail=membership_tail, receipt_seqs=receipt_seqs,
-                        lease=lease)
+                        membership_tail=membership_tail,
+                        filesystem=self.store.fs if self.store.remote else None,
+                        receipt_seqs=receipt_seqs, lease=lease)
 
     # -- receipt entries (docs/formats.md; content and signing are ``ledger.receipts.issuance``) --
     def receipt_lock(self, tenant: str) -> threading.Lock:

@@ -18,7 +18,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ledger.core.tail import Tail, TailPart
 from ledger.errors import LedgerError
@@ -193,8 +192,8 @@ class Idempotency:
         dates = {generated_id_day(e) for e in want} - {None}
         for seg in self.manifest.state.segments(tenant):
             if seg.date in dates:
-                t = pq.read_table(self.store.abspath(seg.path), columns=columns,
-                                  filters=pc.field("event_id").isin(needle))
+                t = self.store.read(seg, columns,
+                                    filters=pc.field("event_id").isin(needle))
                 if t.num_rows:
                     tables.append(t)
         out: dict[str, IdEntry] = {}
@@ -217,7 +216,7 @@ class Idempotency:
                                  "usage_id": p["usage_id"], "digest": p["digest"]})
 
     def index_part(self, part: TailPart, *, replace: bool = False) -> None:
-        self.index_table(part.tenant, part.table, part.digests, replace=replace)
+        self.index_table(part.tenant, part.table, part.digest_list(), replace=replace)
 
     def index_table(self, tenant: str, table: pa.Table, digests: Sequence[bytes | None], *,
                     replace: bool) -> None:

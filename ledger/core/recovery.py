@@ -116,8 +116,8 @@ class Recovery:
             if number <= state.sealed_journal:
                 p.unlink()
         # Segment files that no manifest record names are leftovers of an unfinished seal.
-        live = set(state.live)
-        for rel in self.store.stray_files(live, self.layout.segment_folders()):
+        tenants = {d["tenant"] for record in state.records for d in record.get("add", ())}
+        for rel in self.store.stray_files(state, tenants, self.layout.segment_folders()):
             self.store.delete(rel)
         sizes: dict[str, int] = dict(state.tenant_rows())
         receipt_seqs = self._sealed_receipt_seqs(state)

@@ -1,6 +1,13 @@
 """The unsealed tail: events, pairings and receipt entries written to the journal and not
 yet sealed into segments, held per journal file (``TailChunk``) in parts of one project
-(``TailPart``), with the Arrow table of all their rows that reads see (``Tail.table``)."""
+(``TailPart``), and each project's seq-indexed read view of them (``Tail.views``,
+``projections.tailview``).
+
+Parts are columnar once closed: a large batch arrives as an Arrow table; small appends
+gather as row tuples in one open part of at most ``OPEN_PART_ROWS`` rows, which is made a
+table as soon as it is full (or a read needs it), so no per-event Python object outlives
+a few hundred appends and a read after a burst of writes converts at most one open
+part."""
 
 from __future__ import annotations
 
@@ -15,10 +22,10 @@ from ledger.model.event import format_ts
 from ledger.model.schema import ROW_INDEX
 from ledger.storage.receipt_entries import ReceiptEntry
 from ledger.storage.segments import rows_to_table
+from projections.tailview import TailBlock, TailView
 
 DAY_US = 86_400_000_000
-OPEN_PART_ROWS = 65_536  # rows an open tail part takes before a new part starts
-MAX_TAIL_TABLES = 32  # tables of parts kept apart before they are joined into one
+OPEN_PART_ROWS = 1_024  # rows an open tail part takes before it is made a table
 _TS_AT = ROW_INDEX["ts"]  # where ``ts`` (µs) is in a row tuple
 
 
@@ -43,16 +50,23 @@ class TailPart:
     Arrow table (``EVENT_SCHEMA``) with its rows grouped by UTC day, in ``seq`` order
     within a day, and ``days`` saying where each day's run starts and how long it is (so
     a seal writes each day's segment from slices, with no copy); small appends gather as
-    row tuples (``ROW_FIELDS`` order) in one open part, made a table when one is needed."""
+    row tuples (``ROW_FIELDS`` order) in one open part until it is closed (``close``).
+    A closed part keeps its digests as an Arrow array and its seq index (``block``)."""
 
     tenant: str
-    digests: list[bytes | None]
+    digests: list[bytes | None] | pa.Array
     built: pa.Table | None = None
     days: list[tuple[str, int, int]] | None = None  # (YYYY-MM-DD, first row, rows)
     rows: list[tuple[Any, ...]] | None = None
+    block: TailBlock | None = None
 
     @property
     def table(self) -> pa.Table:
+        return self.close().table
+
+    def close(self) -> TailBlock:
+        """Make the part columnar (a table grouped by day, its digests an array, its seq
+        index): it takes no more rows. Returns its index."""
         if self.built is None:
             rows = self.rows or []
             order = sorted(range(len(rows)), key=lambda k: rows[k][_TS_AT] // DAY_US)
@@ -62,7 +76,17 @@ class TailPart:
             self.days = day_runs(np.array([r[_TS_AT] // DAY_US for r in rows],
                                           dtype=np.int64))
             self.rows = None
-        return self.built
+        if self.block is None:
+            if not isinstance(self.digests, pa.Array):
+                self.digests = pa.array(self.digests, pa.binary())
+            self.block = TailBlock.of(self.built)
+        return self.block
+
+    def digest_list(self) -> list[bytes | None]:
+        """The digests in the table's row order."""
+        self.close()
+        assert isinstance(self.digests, pa.Array)
+        return self.digests.to_pylist()
 
     def day_slices(self) -> list[tuple[str, pa.Table]]:
         table = self.table
@@ -84,23 +108,48 @@ class TailChunk:
     receipts: list[ReceiptEntry] = field(default_factory=list)
 
     def add(self, part: TailPart) -> None:
+        if part.rows is None or len(part.rows) >= OPEN_PART_ROWS:
+            part.close()
         self.parts.append(part)
         self.events += len(part)
 
     def add_rows(self, tenant: str, rows: list[tuple[Any, ...]],
                  digests: list[bytes | None]) -> None:
-        """Rows of a small append: into the open part of the same tenant, if there is one."""
+        """Rows of a small append: into the open part of the same tenant, if there is one;
+        a part that fills up is closed at once."""
         last = self.parts[-1] if self.parts else None
-        if (last is not None and last.tenant == tenant and last.rows is not None
-                and len(last.rows) < OPEN_PART_ROWS):
+        if last is not None and last.tenant == tenant and last.rows is not None:
+            assert isinstance(last.digests, list)
             last.rows.extend(rows)
             last.digests.extend(digests)
             self.events += len(rows)
+            if len(last.rows) >= OPEN_PART_ROWS:
+                last.close()
         else:
             self.add(TailPart(tenant, list(digests), rows=list(rows)))
 
     def __bool__(self) -> bool:
         return bool(self.parts or self.pairs or self.receipts)
+
+
+@dataclass(slots=True)
+class _Blocks:
+    """One project's closed parts in seq order, as ``TailView`` reads them; the lists
+    only grow (a seal starts new ones), so a view of a prefix never changes."""
+
+    blocks: list[TailBlock] = field(default_factory=list)
+    firsts: list[int] = field(default_factory=list)
+    before: list[tuple[int, int, int]] = field(default_factory=lambda: [(0, 0, 0)])
+
+    def append(self, block: TailBlock) -> None:
+        c, u, r = self.before[-1]
+        self.blocks.append(block)
+        self.firsts.append(int(block.seqs[0]))
+        self.before.append((c + int(block.cost[-1]), u + int(block.unpriced[-1]),
+                            r + len(block)))
+
+    def view(self) -> TailView:
+        return TailView(self.blocks, self.firsts, self.before, len(self.blocks))
 
 
 class Tail:
@@ -110,8 +159,8 @@ class Tail:
     def __init__(self, frozen: list[TailChunk], active: TailChunk) -> None:
         self.frozen = frozen
         self.active = active
-        self._tables: list[pa.Table] = []  # the parts' rows already made tables, in order
-        self._built: list[tuple[TailChunk, int]] = []  # (chunk, its parts in _tables)
+        self._projects: dict[str, _Blocks] = {}
+        self._seen: list[tuple[TailChunk, int]] = []  # (chunk, its parts in _projects)
 
     def chunks(self) -> list[TailChunk]:
         return [*self.frozen, self.active]
@@ -129,31 +178,34 @@ class Tail:
     def drop(self, sealed: list[TailChunk]) -> None:
         """Forget chunks a seal committed."""
         self.frozen = [c for c in self.frozen if c not in sealed]
+        self._projects, self._seen = {}, []  # rebuilt from the parts left on next read
 
     def receipt_entries(self) -> list[ReceiptEntry]:
         return [e for c in self.chunks() for e in c.receipts]
 
+    def views(self) -> dict[str, TailView]:
+        """Each project's unsealed events, seq-indexed (``projections.tailview``). The
+        parts indexed before are kept: each call closes and indexes only new parts."""
+        seen = dict((id(c), n) for c, n in self._seen)
+        self._seen = []
+        for chunk in self.chunks():
+            for part in chunk.parts[seen.get(id(chunk), 0):]:
+                block = part.close()
+                if len(block):
+                    self._projects.setdefault(part.tenant, _Blocks()).append(block)
+            self._seen.append((chunk, len(chunk.parts)))
+        return {tenant: blocks.view() for tenant, blocks in self._projects.items()}
+
     def table(self) -> pa.Table:
-        """Every unsealed event as one table (``EVENT_SCHEMA`` plus ``tenant``); the parts
-        made tables before are kept, so each read converts only what is new."""
-        chunks = self.chunks()
-        built = {id(c): n for c, n in self._built}
-        if any(id(c) not in {id(x) for x in chunks} for c, _ in self._built):
-            self._tables, self._built, built = [], [], {}
-        new_built = []
-        for chunk in chunks:
-            for part in chunk.parts[built.get(id(chunk), 0):]:
-                t = part.table
-                self._tables.append(t.append_column(
-                    "tenant", pa.repeat(pa.scalar(part.tenant, pa.string()), t.num_rows)))
-            new_built.append((chunk, len(chunk.parts)))
-        self._built = new_built
-        if len(self._tables) > MAX_TAIL_TABLES:
-            self._tables = [pa.concat_tables(self._tables).combine_chunks()]
-        if not self._tables:
+        """Every unsealed event as one table (``EVENT_SCHEMA`` plus ``tenant``)."""
+        tables = [view.table().append_column(
+            "tenant", pa.repeat(pa.scalar(tenant, pa.string()), view.rows))
+            for tenant, view in sorted(self.views().items())]
+        if not tables:
             empty = rows_to_table([])
             return empty.append_column("tenant", pa.array([], pa.string()))
-        return pa.concat_tables(self._tables)
+        return pa.concat_tables(tables)
 
 
-__all__ = ["DAY_US", "Tail", "TailChunk", "TailPart", "day_of", "day_runs"]
+__all__ = ["DAY_US", "OPEN_PART_ROWS", "Tail", "TailChunk", "TailPart", "day_of",
+           "day_runs"]

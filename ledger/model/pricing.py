@@ -115,28 +115,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
-from typing import Any, Final
-
-import genai_prices
-from genai_prices import Usage
-from genai_prices.data import providers as _packaged_providers
-from genai_prices.data_snapshot import DataSnapshot
-from genai_prices.types import (
-    ModelInfo,
-    ModelPrice,
-    Provider,
-    StartDateConstraint,
-    TieredPrices,
-    TimeOfDateConstraint,
-)
+from importlib import metadata
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
 from ledger.model.money import MAX_COST_NANOS, decimal_to_nanos, round_half_even_div
+
+if TYPE_CHECKING:  # genai-prices (its data is large) is imported on the first lookup
+    from genai_prices import Usage
+    from genai_prices.data_snapshot import DataSnapshot
+    from genai_prices.types import ModelInfo, ModelPrice, Provider
 
 __all__ = ["GENAI_PRICES_VERSION", "Price", "PriceBook", "check_counts", "is_packaged_book"]
 
 logger = logging.getLogger(__name__)
 
-GENAI_PRICES_VERSION: Final[str] = genai_prices.__version__
+GENAI_PRICES_VERSION: Final[str] = metadata.version("genai-prices")
 """Version of the installed genai-prices package, whose packaged snapshot is used."""
 
 _SOURCE: Final[str] = f"genai-prices/{GENAI_PRICES_VERSION}"
@@ -152,8 +146,18 @@ class Price:
     """Stable, readable name of the price row applied (see the module docstring)."""
 
 
+def _types() -> ModuleType:
+    """``genai_prices.types``, imported on first use."""
+    import genai_prices.types
+
+    return genai_prices.types
+
+
 def _packaged_snapshot() -> DataSnapshot:
-    return DataSnapshot(providers=_packaged_providers, from_auto_update=False)
+    from genai_prices.data import providers
+    from genai_prices.data_snapshot import DataSnapshot
+
+    return DataSnapshot(providers=providers, from_auto_update=False)
 
 
 def _usage(
@@ -164,6 +168,8 @@ def _usage(
     reasoning_tokens: int,
 ) -> Usage:
     """Our counts as a genai-prices ``Usage`` (the mapping in the module docstring)."""
+    from genai_prices import Usage
+
     return Usage(
         input_tokens=input_tokens,
         cache_read_tokens=cached_input_tokens,
@@ -222,7 +228,7 @@ class _Row:
             {
                 tier.start
                 for value in vars(model_price).values()
-                if isinstance(value, TieredPrices)
+                if isinstance(value, _types().TieredPrices)
                 for tier in value.tiers
             }
         )
@@ -352,7 +358,7 @@ class _Model:
         self.base_id = base
         self.rows: dict[int, _Row] = {}
         self.static: _Row | None = (
-            _Row(info.prices, base) if isinstance(info.prices, ModelPrice) else None
+            _Row(info.prices, base) if isinstance(info.prices, _types().ModelPrice) else None
         )
 
     def row(self, model_price: ModelPrice) -> _Row:
@@ -373,16 +379,16 @@ def _utc_hhmm(value: time) -> str:
 
 def _row_marker(info: ModelInfo, model_price: ModelPrice) -> str:
     """The ``;...`` qualifier naming which of a model's conditional rows this is."""
-    if isinstance(info.prices, ModelPrice):
+    if isinstance(info.prices, _types().ModelPrice):
         return ""
     for conditional in info.prices:
         if conditional.prices is model_price:
             constraint = conditional.constraint
             if constraint is None:
                 return ";base"
-            if isinstance(constraint, StartDateConstraint):
+            if isinstance(constraint, _types().StartDateConstraint):
                 return f";since={constraint.start_date.isoformat()}"
-            if isinstance(constraint, TimeOfDateConstraint):
+            if isinstance(constraint, _types().TimeOfDateConstraint):
                 start, end = _utc_hhmm(constraint.start_time), _utc_hhmm(constraint.end_time)
                 return f";utc={start}-{end}"
             return f";row={type(constraint).__name__}"  # pragma: no cover - future kinds
@@ -466,7 +472,7 @@ class PriceBook:
         self.source = _SOURCE
         """``"genai-prices/<version>"``: the price table this book reads."""
         self._max_models = max_models
-        self._snapshot = _packaged_snapshot()
+        self._snapshot: DataSnapshot | None = None  # read on the first lookup
         self._models: dict[tuple[str, str], _Model | None] = {}
 
     def price(
@@ -596,18 +602,18 @@ class PriceBook:
         for name, value in vars(model_price).items():
             if value is None:
                 continue
-            if isinstance(value, TieredPrices):
+            if isinstance(value, _types().TieredPrices):
                 rates[name] = {"base": str(value.base), "tiers": [
                     {"above_input_tokens": t.start, "rate": str(t.price)}
                     for t in value.tiers]}
             elif isinstance(value, Decimal):
                 rates[name] = str(value)
         since = None
-        if not isinstance(entry.info.prices, ModelPrice):
+        if not isinstance(entry.info.prices, _types().ModelPrice):
             for conditional in entry.info.prices:
                 constraint = conditional.constraint
                 if conditional.prices is model_price and isinstance(
-                        constraint, StartDateConstraint):
+                        constraint, _types().StartDateConstraint):
                     since = constraint.start_date.isoformat()
         return {"provider": entry.base_id.split("/")[2], "model": entry.info.id,
                 "name": entry.info.name, "price_id": row.ids[0], "since": since,
@@ -615,7 +621,7 @@ class PriceBook:
                 "thousand requests)"}
 
     def _resolve(self, provider: str, model: str) -> _Model | None:
-        if len(self._models) >= self._max_models:
+        if len(self._models) >= self._max_models or self._snapshot is None:
             self._models.clear()
             self._snapshot = _packaged_snapshot()
         snapshot = self._snapshot

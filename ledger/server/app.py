@@ -60,6 +60,7 @@ class ServerConfig:
     max_body: int = DEFAULT_MAX_BODY
     max_batch_body: int = DEFAULT_MAX_BATCH_BODY
     accept_loss: bool = False  # cut a journal damaged inside at the damage (docs/cli.md)
+    seal_rows: int | None = None  # seal at this many unsealed events (None: the default)
     metrics: bool = True  # serve GET /metrics (docs/http-api.md)
     webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)  # budget alerts
     witnesses: SubmissionPolicy = field(default_factory=SubmissionPolicy)  # add-checkpoint
@@ -81,7 +82,8 @@ class ServerState:
         self.service = LedgerService(config.data_dir, accept_loss=config.accept_loss,
                                      owns=config.owns, url=config.url,
                                      seal_interval=config.seal_interval,
-                                     iceberg=config.iceberg)
+                                     iceberg=config.iceberg,
+                                     seal_rows=config.seal_rows)
         self.service.budgets.allowed_hosts = config.webhooks.allowed_hosts
         self.api_keys = ApiKeyStore(config.data_dir)
         self.deliverer = Deliverer(self.service.budgets, config.webhooks)

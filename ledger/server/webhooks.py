@@ -23,13 +23,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from ledger.api.budgets import ALERT_TYPE, Budgets, instant_text
 from ledger.storage.budgets import Alert
+
+if TYPE_CHECKING:  # httpx is imported on the first delivery: an idle server lacks it
+    import httpx
 
 log = logging.getLogger("llmring.webhooks")
 SIGNATURE_HEADER = "X-Llmring-Signature"
@@ -69,8 +70,6 @@ class Deliverer:
 
     def start(self) -> None:
         self.budgets.on_alert = self._wake.set
-        self._http = httpx.Client(timeout=self.policy.timeout, follow_redirects=False,
-                                  headers={"User-Agent": USER_AGENT})
         self._thread = threading.Thread(target=self._run, name="llmring-webhooks",
                                         daemon=True)
         self._thread.start()
@@ -114,7 +113,12 @@ class Deliverer:
 
     def _attempt(self, alert: Alert) -> None:
         record = self.budgets.alerts.append
-        assert alert.webhook is not None and self._http is not None
+        import httpx
+
+        assert alert.webhook is not None
+        if self._http is None:
+            self._http = httpx.Client(timeout=self.policy.timeout, follow_redirects=False,
+                                      headers={"User-Agent": USER_AGENT})
         secret = self.budgets.secret_of(alert.project, alert.budget)
         host = (urlsplit(alert.webhook).hostname or "").lower()
         allowed = self.policy.allowed_hosts

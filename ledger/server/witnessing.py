@@ -16,9 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import CosignatureError, NoteError
 from ledger.tlog.checkpoint import SignedCheckpoint, parse_note
@@ -32,6 +30,9 @@ from ledger.tlog.witnessing import (
     cosignatures_in,
     parse_size_answer,
 )
+
+if TYPE_CHECKING:  # httpx is imported when a witness is first contacted
+    import httpx
 
 log = logging.getLogger("llmring.witnesses")
 USER_AGENT = "llmring-ledger-witness-client"
@@ -65,6 +66,8 @@ class WitnessSubmitter:
     def start(self) -> None:
         if not self.policy.submission_targets():
             return
+        import httpx
+
         self._http = httpx.Client(timeout=self.settings.timeout, follow_redirects=False,
                                   headers={"User-Agent": USER_AGENT})
         self._thread = threading.Thread(target=self._run, name="llmring-witnesses",
@@ -109,6 +112,8 @@ class WitnessSubmitter:
     def submit(self, tenant: str, signed: SignedCheckpoint, name: str, key: CosignerKey,
                url: str) -> bool:
         """One submission of ``signed`` to the witness ``name``; True once cosigned."""
+        import httpx
+
         origin, size = signed.checkpoint.origin, signed.checkpoint.size
         old = int(self.state.record(name, origin).get("size") or 0)
         error = None
@@ -158,6 +163,8 @@ class WitnessSubmitter:
         return False
 
     def _post(self, url: str, body: bytes) -> tuple[int, str, str]:
+        import httpx
+
         if self._http is None:  # submit() called without start()
             self._http = httpx.Client(timeout=self.settings.timeout, follow_redirects=False,
                                       headers={"User-Agent": USER_AGENT})

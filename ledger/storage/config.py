@@ -8,7 +8,10 @@ C2SP tlog-checkpoint recommends) instead of the ledger origin.
 The file is created on first use with ``LLMRING_LEDGER_ORIGIN`` if that is set, else
 ``llmring-ledger.local``, and with ``log_key_names`` if ``LLMRING_LOG_KEY_NAMES=1``;
 afterwards the file decides (changing either changes key ids, so it is not something an
-environment variable should do silently to an existing directory)."""
+environment variable should do silently to an existing directory).
+
+``"storage": "s3://bucket/prefix"`` puts the directory's segment files on object storage
+(``ledger.storage.objectstore``); it is fixed with the first use too (``fix_storage``)."""
 
 from __future__ import annotations
 
@@ -39,6 +42,21 @@ def check_origin(origin: str) -> str:
     return origin
 
 
+def read_config(layout: DataDir) -> dict[str, Any] | None:
+    """The directory's configuration, or None before its first use (nothing is created)."""
+    if not layout.config.exists():
+        return None
+    return load_config(layout)
+
+
+def fix_storage(layout: DataDir, uri: str) -> None:
+    """Record the storage URI ``uri`` in ``config.json`` (created as on first use if
+    missing); the caller checked that none is recorded yet."""
+    config = dict(load_config(layout))
+    config["storage"] = uri
+    write_atomic(layout.config, orjson.dumps(config, option=orjson.OPT_INDENT_2) + b"\n")
+
+
 def load_config(data_dir: DataDir | str | os.PathLike[str]) -> dict[str, Any]:
     """The directory's configuration (the directory given by its ``DataDir`` or its path),
     creating ``config.json`` (and the directory) on first use."""
@@ -67,6 +85,8 @@ def load_config(data_dir: DataDir | str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(config.get("log_key_names", False), bool):
         raise ConfigError(f'{path}: "log_key_names" must be true or false')
+    if not isinstance(config.get("storage", ""), str):
+        raise ConfigError(f'{path}: "storage" must be a URI such as "s3://bucket/prefix"')
     return config
 
 

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
 import orjson
 import pyarrow as pa
 
@@ -93,6 +92,8 @@ def with_dimensions(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     """``table`` (event columns only) with a ``meta.<key>`` string column per key."""
     if not keys:
         return table
+    import duckdb  # only for projects with dimensions: an idle server does without
+
     con = duckdb.connect(":memory:")
     try:
         con.register("segment_rows", table.select(["metadata"]))

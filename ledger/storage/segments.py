@@ -10,8 +10,11 @@ and DuckDB read the tree as-is. Pairings of usage logs with conversation events 
 
 A segment is written to a temporary name, fsynced, renamed into place and its directory
 fsynced (0600, in 0700 folders, as everything under a data directory); it only *exists*
-once the manifest names it with its SHA-256. File access goes
-through ``pyarrow.fs`` so the same code can target an object store.
+once the manifest names it with its SHA-256. File access goes through ``pyarrow.fs``:
+with a storage URI (``ledger.storage.objectstore``) the same relative paths live under
+``s3://bucket/prefix/``, each file written by one PUT (a multipart upload for a large
+one), which object storage makes visible only whole: a reader never sees part of a file
+under its name, and no temporary name is used.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from ledger.errors import ObjectStoreError
 from ledger.model.dimensions import META_PREFIX
 from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA, TS_TYPE
 from ledger.storage.durable import fsync_dir, open_private, private_dir
-from ledger.storage.layout import DataDir
-from ledger.storage.manifest import Segment
+from ledger.storage.layout import SEGMENT_KINDS, DataDir
+from ledger.storage.manifest import ManifestState, Segment
+from ledger.storage.objectstore import ObjectStore
 
 ROW_GROUP = 16_384  # rows are in seq order: small groups give tight seq statistics
 
@@ -74,15 +79,25 @@ def rows_to_table(rows: Sequence[tuple[Any, ...]]) -> pa.Table:
 
 
 class SegmentStore:
-    """Writes and reads segment files under a data directory through ``pyarrow.fs``."""
+    """Writes and reads segment files under a data directory, or under its object store
+    (``storage``), through ``pyarrow.fs``."""
 
-    def __init__(self, layout: DataDir, filesystem: pafs.FileSystem | None = None) -> None:
+    def __init__(self, layout: DataDir, storage: ObjectStore | None = None) -> None:
         self.layout = layout
         self.root = layout.root
-        self.fs = filesystem or pafs.LocalFileSystem()
-        self._local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.storage = storage
+        self.fs = storage.filesystem if storage is not None else pafs.LocalFileSystem()
+        self._local = storage is None
+
+    @property
+    def remote(self) -> bool:
+        """Whether the segments live on object storage (not in the data directory)."""
+        return not self._local
 
     def abspath(self, relative: str) -> str:
+        """The path of a segment file on ``fs`` (absolute; ``bucket/prefix/…`` remote)."""
+        if self.storage is not None:
+            return self.storage.path(relative)
         return str(self.root / relative)
 
     def write(self, table: pa.Table, relative_dir: str, name: str, *, tenant: str, date: str,
@@ -118,9 +133,8 @@ class SegmentStore:
             os.close(fd)
             os.replace(tmp, final)
             fsync_dir(Path(final).parent)
-        else:  # object stores: a single PUT is atomic
-            self.fs.create_dir(self.abspath(relative_dir), recursive=True)
-            with self.fs.open_output_stream(final) as out:
+        else:  # object storage: one PUT, visible only once complete (no folders to make)
+            with _remote(final, "write"), self.fs.open_output_stream(final) as out:
                 out.write(data)
         seq = table.column("seq") if "seq" in table.column_names else None
         seq_min = int(pc.min(seq).as_py()) if seq is not None and len(table) else -1
@@ -131,37 +145,83 @@ class SegmentStore:
             seq_max=seq_max,
         )
 
-    def read(self, segment: Segment, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self.abspath(segment.path), columns=columns, filesystem=self.fs)
+    def read(self, segment: Segment, columns: list[str] | None = None,
+             filters: Any = None) -> pa.Table:
+        with _remote(segment.path, "read", self.remote):
+            return pq.read_table(self.abspath(segment.path), columns=columns,
+                                 filters=filters, filesystem=self.fs)
 
     def sha256(self, relative: str) -> str:
         h = hashlib.sha256()
-        with self.fs.open_input_stream(self.abspath(relative)) as f:
+        with _remote(relative, "read", self.remote), \
+                self.fs.open_input_stream(self.abspath(relative)) as f:
             while chunk := f.read(4 * 1024 * 1024):
                 h.update(chunk)
         return h.hexdigest()
 
     def exists(self, relative: str) -> bool:
-        return self.fs.get_file_info(self.abspath(relative)).type == pafs.FileType.File
+        with _remote(relative, "look up", self.remote):
+            return self.fs.get_file_info(self.abspath(relative)).type == pafs.FileType.File
 
     def delete(self, relative: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), _remote(relative, "delete", self.remote):
             self.fs.delete_file(self.abspath(relative))
 
-    def stray_files(self, live: set[str], folders: Sequence[Path] | None = None) -> list[str]:
-        """Files under ``folders`` (a project's partitions, ``ProjectDir.segment_folders``;
-        by default every segment folder) that no manifest record names (crash leftovers),
-        of the names this code writes (``written_here``): nothing else is ever taken for a
-        leftover."""
+    def stray_files(self, state: ManifestState, tenants: set[str],
+                    folders: Sequence[Path] | None = None) -> list[str]:
+        """Files no manifest record names, to remove at open (crash leftovers).
+
+        In the data directory: such files under ``folders`` (a project's partitions,
+        ``ProjectDir.segment_folders``; by default every segment folder), of the names this
+        code writes (``written_here``): nothing else is ever taken for a leftover. On
+        object storage, which another data directory may share: only under the partitions
+        of ``tenants`` (the projects this unit writes), and only files its own manifest
+        retired (replaced by a compaction). Writes there leave no temporary names; the
+        files of a seal cut short by a crash before its manifest record keep their names
+        (no reader sees them: readers go by the manifest) since nothing proves that no
+        other directory wrote them."""
+        live = set(state.live)
+        if self._local:
+            return [rel for rel in self._listing(self.layout.segment_folders()
+                                                 if folders is None else folders)
+                    if rel not in live and written_here(os.path.basename(rel))]
+        retired = {d["path"] for record in state.records for d in record.get("remove", ())}
+        if not retired - live:
+            return []
+        remote = [f"{kind}/tenant={tenant}" for kind in SEGMENT_KINDS for tenant in tenants]
+        return [rel for rel in self._listing(remote)
+                if rel in retired and rel not in live]
+
+    def _listing(self, folders: Sequence[str | Path]) -> list[str]:
+        """The files under ``folders`` (relative to the data directory), relative."""
         out = []
-        for base in self.layout.segment_folders() if folders is None else folders:
-            if not base.exists():
+        for folder in folders:
+            base = str(folder) if self._local else self.abspath(str(folder))
+            if self._local and not Path(base).exists():
                 continue
-            selector = pafs.FileSelector(str(base), recursive=True)
-            for info in self.fs.get_file_info(selector):
+            selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+            with _remote(str(folder), "list", self.remote):
+                infos = self.fs.get_file_info(selector)
+            for info in infos:
                 if info.type != pafs.FileType.File:
                     continue
-                rel = os.path.relpath(info.path, self.root)
-                if rel not in live and written_here(info.base_name):
-                    out.append(rel)
+                if self._local:
+                    out.append(os.path.relpath(info.path, self.root))
+                else:
+                    assert self.storage is not None
+                    out.append(info.path[len(self.storage.base) + 1:])
         return out
+
+
+@contextlib.contextmanager
+def _remote(what: str, action: str, remote: bool = True) -> Any:
+    """On object storage, a failed request is an ``ObjectStoreError`` naming the file (a
+    missing file stays ``FileNotFoundError``)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if not remote:
+            raise
+        raise ObjectStoreError(f"object storage: cannot {action} {what}: {exc}") from exc

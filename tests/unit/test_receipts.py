@@ -292,6 +292,7 @@ def test_concurrent_since_last_generations_never_certify_an_event_twice(ledger_d
                 except BaseException as exc:  # pragma: no cover - reported below
                     errors.append(exc)
 
+        led.append_many([call(1) for _ in range(5)])  # something to certify from the start
         w = threading.Thread(target=writer)
         w.start()
         issuers = [threading.Thread(target=issuer) for _ in range(4)]

@@ -1,0 +1,175 @@
+"""Reads over the unsealed tail answer exactly as reads over sealed segments: the same
+events appended to a ledger that never seals, one that seals everything and one that
+sealed half give the same uncertified pages and totals, previews, receipt logs and event
+listings; and the tail keeps its events columnar (no per-event Python objects beyond one
+small open part)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import Ledger
+from ledger.core.tail import OPEN_PART_ROWS
+from ledger.model.event import format_ts, ts_to_us
+from ledger.receipts.issuance import Receipts
+
+MODELS = (("openai", "gpt-4o-mini", "fast"), ("anthropic", "claude-3-5-haiku", "cheap"),
+          ("openai", "gpt-4o", ""), ("acme", "no-such-model", "odd"))
+
+
+def events(n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` varied events: four models (one without a price: unpriced), five UTC days,
+    conversations shared by several events, provider costs on some, metadata on some."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        provider, model, alias = MODELS[rng.randrange(len(MODELS))]
+        ev: dict[str, Any] = {
+            "event_id": f"e-{seed}-{i:06d}", "provider": provider, "model": model,
+            "alias": alias, "input_tokens": rng.randrange(1, 5000),
+            "output_tokens": rng.randrange(1, 900),
+            "ts": f"2025-10-{rng.randrange(1, 6):02d}T{rng.randrange(24):02d}:"
+                  f"{rng.randrange(60):02d}:00Z"}
+        if rng.random() < 0.3:
+            ev["cost"] = f"0.000{rng.randrange(100, 999)}"
+        if rng.random() < 0.4:
+            ev["conversation_id"] = f"c-{rng.randrange(40)}"
+        if rng.random() < 0.5:
+            ev["metadata"] = {"team": rng.choice(("a", "b"))}
+        out.append(ev)
+    return out
+
+
+def appends(seed: int) -> list[list[dict[str, Any]]]:
+    """Batches as clients send them: many small appends (the open tail part) and a few
+    large ones (Arrow tables grouped by day)."""
+    evs = events(3_000, seed)
+    sizes = [1, 3, 2, 700, 1, 5, 300, 1, *([7] * 40), 900]
+    batches, at = [], 0
+    for size in sizes:
+        batches.append(evs[at:at + size])
+        at += size
+    batches.append(evs[at:])
+    return batches
+
+
+def reads(ledger: Ledger, receipts: Receipts, receipt_id: str) -> dict[str, Any]:
+    def uncertified(limit: int, offset: int) -> dict[str, Any]:
+        return receipts.uncertified(limit=limit, offset=offset)
+
+    stamps = {log["id"]: log["timestamp"]
+              for log in receipts.uncertified(limit=1_000, offset=500)["logs"]}
+    return {
+        "uncertified": [uncertified(100, 0), uncertified(250, 1_000), uncertified(7, 2_990),
+                        uncertified(1_000, 0)],
+        "preview": receipts.preview(since_last_receipt=True),
+        "preview_where": receipts.preview(since_last_receipt=True, where={"team": "a"}),
+        "preview_days": receipts.preview(start_date="2025-10-02", end_date="2025-10-03"),
+        "preview_conversation": receipts.preview(conversation_id="c-7"),
+        "receipt_logs": [receipts.logs("default", receipt_id, limit=500, offset=o)["logs"]
+                         for o in (0, 100)],
+        "events": [[e.model_dump(exclude={"recorded_at"})
+                    for e in ledger.events(limit=limit, offset=offset, order=order)]
+                   for limit, offset, order in ((100, 0, "seq"), (50, 2_000, "seq"),
+                                                (30, 10, "-seq"))],
+        "count": ledger.count(),
+        "timestamps": stamps,
+        "events_stamped": [{"id": e.event_id, "ts": format_ts(ts_to_us(e.ts))}
+                           for e in ledger.events(limit=3_000) if e.event_id in stamps],
+    }
+
+
+def build(path: Path, seal_at: int | None) -> dict[str, Any]:
+    """Append the batches (and one receipt after the fourth) with seals after batch
+    ``seal_at`` (None: never); return every read."""
+    with Ledger(path, auto_seal=False, checkpoint_interval=None) as ledger:
+        receipts = Receipts(ledger)
+        receipt_id = ""
+        for k, batch in enumerate(appends(seed=5)):
+            ledger.append_many(batch)
+            if k == 3:
+                ids = [e["event_id"] for e in batch[::3]]
+                receipt_id = receipts.generate(log_ids=ids)["receipt"]["receipt_id"]
+            if seal_at is not None and k == seal_at:
+                ledger.seal()
+        if seal_at == -1:
+            ledger.seal()
+        assert (ledger.tail.rows() == 0) == (seal_at == -1)
+        return reads(ledger, receipts, receipt_id)
+
+
+@pytest.mark.parametrize("seal_at", [-1, 6])
+def test_reads_over_the_tail_equal_reads_over_sealed_segments(tmp_path: Path, seal_at):
+    """Never sealed vs all sealed (-1) and vs half sealed (after the seventh batch)."""
+    tail = build(tmp_path / "tail", None)
+    other = build(tmp_path / "other", seal_at)
+    for key in tail:
+        assert tail[key] == other[key], key
+    assert tail["uncertified"][0]["total"] == 3_000 - 234
+    assert tail["preview"]["unpriced_logs"] > 0
+    assert tail["preview"]["total_conversations"] == 40
+    assert tail["timestamps"] == {e["id"]: e["ts"] for e in tail["events_stamped"]}
+
+
+def test_a_log_is_listed_with_its_canonical_timestamp(tmp_path: Path):
+    """The ``timestamp`` of a listed log is its event's ``ts`` in the canonical text
+    (``format_ts``), from the tail and from segments alike."""
+    with Ledger(tmp_path / "d", auto_seal=False, checkpoint_interval=None) as ledger:
+        receipts = Receipts(ledger)
+        stamps = ["2025-10-01T00:00:00.000000Z", "2025-10-02T23:59:59.999999Z",
+                  "2025-10-03T12:34:56.000001Z"]
+        ledger.append_many([{**events(1, seed=k)[0], "ts": t, "event_id": f"t{k}"}
+                            for k, t in enumerate(stamps)])
+        ledger.append_many([{**events(1, seed=9)[0], "ts": "2025-10-04T01:02:03.4Z"}])
+        tail = [log["timestamp"] for log in receipts.uncertified()["logs"]]
+        ledger.seal()
+        sealed = [log["timestamp"] for log in receipts.uncertified()["logs"]]
+        assert tail == sealed == [*stamps, "2025-10-04T01:02:03.400000Z"]
+        assert tail == [format_ts(ts_to_us(e.ts)) for e in ledger.events()]
+
+
+def test_the_tail_holds_columns_not_python_rows(tmp_path: Path):
+    """Single appends gather in one open part of fewer than ``OPEN_PART_ROWS`` rows;
+    every other part is an Arrow table with its seq index."""
+    with Ledger(tmp_path / "d", auto_seal=False, checkpoint_interval=None) as ledger:
+        for ev in events(OPEN_PART_ROWS * 2 + 10, seed=3):
+            ledger.append(ev)
+        parts = [p for c in ledger.tail.chunks() for p in c.parts]
+        assert [p.rows is not None for p in parts] == [False, False, True]
+        assert len(parts[-1].rows or ()) == 10
+        assert all(p.block is not None and len(p.block) == OPEN_PART_ROWS
+                   for p in parts[:2])
+        assert Receipts(ledger).uncertified(limit=5, offset=OPEN_PART_ROWS * 2 + 8)[
+            "total"] == OPEN_PART_ROWS * 2 + 10
+
+
+def test_reads_wholly_in_the_tail_run_no_sql(tmp_path: Path):
+    """Uncertified pages and totals, a since-last preview and a receipt's logs over a
+    tail-only project never start DuckDB (nor import it: an idle or tail-only server does
+    without its memory)."""
+    script = f"""
+import sys
+from ledger import Ledger
+from ledger.receipts.issuance import Receipts
+from tests.unit.test_tail_reads import events
+with Ledger({str(tmp_path / "d")!r}, auto_seal=False, checkpoint_interval=None) as ledger:
+    receipts = Receipts(ledger)
+    ledger.append_many(events(600, seed=4))
+    rid = receipts.generate(log_ids=["e-4-000001", "e-4-000002"])["receipt"]["receipt_id"]
+    ledger.append_many(events(300, seed=6))
+    assert receipts.uncertified(limit=50, offset=10)["total"] == 898
+    assert receipts.preview(since_last_receipt=True)["total_logs"] == 898
+    assert len(receipts.logs("default", rid)["logs"]) == 2
+    assert receipts.get("default", rid)["certified_count"] == 2
+    assert "duckdb" not in sys.modules, "a tail-only read imported duckdb"
+"""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
