@@ -104,7 +104,7 @@ def test_an_embedded_ledger_keeps_every_segment_in_the_bucket(s3: S3Server,
             assert led.compact().merged >= 3
         receipt = receipts[remote]
         assert receipt["certified_count"] == receipts[local]["certified_count"] > 0
-        live = remote.manifest.state.live
+        live = {s.path: s for s in remote.live_segments()}  # every project's unit
         assert {s.kind for s in live.values()} == set(SEGMENT_KINDS)
         assert set(live) <= set(s3.files(base))
         assert local_segment_files(remote_dir) == []
@@ -122,7 +122,8 @@ def test_an_embedded_ledger_keeps_every_segment_in_the_bucket(s3: S3Server,
         bundle = r_service.prove("alpha", receipt["receipt"]["receipt_id"], log_id)
         assert r_service.verify_receipt(bundle)["valid"] is True
         report = rollups(r_service)
-        retired = {d["path"] for r in remote.manifest.state.records for d in r["remove"]}
+        retired = {d["path"] for u in remote.units() for r in u.manifest.state.records
+                   for d in r["remove"]}
     finally:
         remote.close()
         local.close()
@@ -138,7 +139,7 @@ def test_an_embedded_ledger_keeps_every_segment_in_the_bucket(s3: S3Server,
     reopened = Ledger(remote_dir, pricer=None, checkpoint_interval=None)  # URI from config
     try:
         assert rollups(LedgerService(remote_dir, ledger=reopened)) == report
-        assert s3.files(base) == sorted([*reopened.manifest.state.live,
+        assert s3.files(base) == sorted([*(s.path for s in reopened.live_segments()),
                                           *(p[len(base) + 1:] for p in foreign)])
     finally:
         reopened.close()
@@ -196,7 +197,7 @@ def test_tampering_with_an_object_in_the_bucket_fails_the_audit(s3: S3Server,
         for batch in range(2):
             led.append_many(calls(batch), tenant="alpha")
             led.flush()
-        victims = [s.path for s in led.manifest.state.segments("alpha")][:2]
+        victims = [s.path for s in led.unit("alpha").manifest.state.segments("alpha")][:2]
     assert verify_directory(data).ok
     fs, base = s3.filesystem(), uri.removeprefix("s3://")
     with fs.open_input_stream(f"{base}/{victims[0]}") as f:

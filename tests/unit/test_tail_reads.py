@@ -100,7 +100,7 @@ def build(path: Path, seal_at: int | None) -> dict[str, Any]:
                 ledger.seal()
         if seal_at == -1:
             ledger.seal()
-        assert (ledger.tail.rows() == 0) == (seal_at == -1)
+        assert (ledger.unit("default").tail.rows() == 0) == (seal_at == -1)
         return reads(ledger, receipts, receipt_id)
 
 
@@ -140,7 +140,7 @@ def test_the_tail_holds_columns_not_python_rows(tmp_path: Path):
     with Ledger(tmp_path / "d", auto_seal=False, checkpoint_interval=None) as ledger:
         for ev in events(OPEN_PART_ROWS * 2 + 10, seed=3):
             ledger.append(ev)
-        parts = [p for c in ledger.tail.chunks() for p in c.parts]
+        parts = [p for c in ledger.unit("default").tail.chunks() for p in c.parts]
         assert [p.rows is not None for p in parts] == [False, False, True]
         assert len(parts[-1].rows or ()) == 10
         assert all(p.block is not None and len(p.block) == OPEN_PART_ROWS
