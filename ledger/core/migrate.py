@@ -42,6 +42,7 @@ from ledger.storage.durable import fsync_dir, private_dir
 from ledger.storage.index import Index
 from ledger.storage.layout import DataDir, LegacyDir
 from ledger.storage.manifest import Manifest, Segment
+from ledger.storage.objectstore import open_storage
 from ledger.storage.segments import SegmentStore
 
 MIGRATE_OP = "migrate"  # the op of the one record each project's new manifest starts with
@@ -121,7 +122,7 @@ def _migrate(layout: DataDir) -> Migration:
 def _seal_old(layout: LegacyDir) -> list[Segment]:
     """Seal the old journal with the old write core (recovery, index, trees and sealer
     over the top-level files); the live segments, as the old manifest then says."""
-    store = SegmentStore(layout)
+    store = SegmentStore(layout, open_storage(layout, record=False))  # where they live
     manifest = Manifest(layout.manifest)
     try:
         recovery = Recovery(layout, store, manifest)
