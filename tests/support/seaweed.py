@@ -108,6 +108,7 @@ def start(workdir: Path, timeout: float = 90) -> S3Server:
             [weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1",
              "-ip.bind=127.0.0.1", "-filer", "-s3", f"-s3.config={config}",
              "-master.volumeSizeLimitMB=64", "-volume.max=0", "-metricsPort=0",
+             "-s3.port.iceberg=0", "-s3.port.lance=0",  # else fixed 8181 and 9101
              *(f"-{name}={port}" for name, port in ports.items())],
             stdout=out, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=_die_with_parent)
     server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", proc, log,
