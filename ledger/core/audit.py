@@ -711,7 +711,6 @@ def _check_tree_files(tdir: Path, leaf_bytes: bytes, leaves: list[bytes], where:
 def _check_receipts(layout: DataDir, tenant: str, log: _TenantLog, seqs: np.ndarray,
                     leaf_bytes: bytes, report: AuditReport) -> None:
     """Each receipt against its membership, the member events and the public keys."""
-    from ledger.receipts.verification import verify_receipt
     from ledger.tlog.signing import KeyRingError, PublicKeyFormatError, load_public_keys
 
     keys_file = layout.keys_file
@@ -729,17 +728,9 @@ def _check_receipts(layout: DataDir, tenant: str, log: _TenantLog, seqs: np.ndar
     for seq, canonical, where in log.receipts:
         receipt = orjson.loads(canonical)
         rid = receipt.get("receipt_id")
-        runs = log.members.pop(seq, None)
-        if runs is None:
-            report.add("membership", where, f"receipt {rid} has no membership: the events it "
-                       "certifies are not recorded")
+        members = receipt_members(report, where, receipt, log.members.pop(seq, None))
+        if members is None:
             continue
-        members = seqs_of(np.concatenate(runs)) if runs else np.empty(0, np.int64)
-        members.sort()
-        if len(members) != receipt.get("certified_count"):
-            report.add("receipt", where, f"receipt {rid} certifies {len(members)} events by "
-                       f"its membership but says certified_count "
-                       f"{receipt.get('certified_count')}")
         if len(members) and (members[-1] >= seq or np.isin(members, receipt_seqs).any()):
             report.add("membership", where, f"receipt {rid}'s membership names entries that "
                        "are not events older than the receipt")
@@ -749,15 +740,7 @@ def _check_receipts(layout: DataDir, tenant: str, log: _TenantLog, seqs: np.ndar
             report.add("membership", where, f"receipt {rid} certifies seqs missing from the "
                        "log")
             continue
-        got, _ = tree_levels_from_buffer(leaves[pos].tobytes())
-        if got.hex() != receipt.get("merkle_root"):
-            report.add("receipt-root", where, f"receipt {rid}: the certified events' leaf "
-                       f"hashes give root {got.hex()}, the receipt says "
-                       f"{receipt.get('merkle_root')}: an event or the membership was altered")
-        if keys is not None:
-            result = verify_receipt(receipt, keys)
-            if not result.valid:
-                report.add("receipt-signature", where, f"receipt {rid}: {result.message}")
+        check_receipt_root(report, where, receipt, leaves[pos].tobytes(), keys)
     for seq in log.members:
         report.add("membership", f"project {tenant} receipt seq {seq}",
                    "membership names a receipt entry that does not exist")
@@ -771,3 +754,39 @@ def _tenant_and_event_id(rec: jr.EventRecord) -> tuple[str, str] | None:
         return fields["tenant"], fields["event_id"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
+
+
+def receipt_members(report: AuditReport, where: str, receipt: dict[str, Any],
+                    runs: list[np.ndarray] | None) -> np.ndarray | None:
+    """The sorted seqs a receipt's membership ``runs`` name, its ``certified_count``
+    checked against them; None (reported) when it has no membership."""
+    rid = receipt.get("receipt_id")
+    if runs is None:
+        report.add("membership", where, f"receipt {rid} has no membership: the events it "
+                   "certifies are not recorded")
+        return None
+    members = seqs_of(np.concatenate(runs)) if runs else np.empty(0, np.int64)
+    members.sort()
+    if len(members) != receipt.get("certified_count"):
+        report.add("receipt", where, f"receipt {rid} certifies {len(members)} events by "
+                   f"its membership but says certified_count "
+                   f"{receipt.get('certified_count')}")
+    return members
+
+
+def check_receipt_root(report: AuditReport, where: str, receipt: dict[str, Any],
+                       certified: bytes, keys: Any) -> None:
+    """A receipt's Merkle root against the leaf hashes of the events it certifies
+    (``certified``, packed in seq order), and its signature against ``keys`` if given."""
+    from ledger.receipts.verification import verify_receipt
+
+    rid = receipt.get("receipt_id")
+    got, _ = tree_levels_from_buffer(certified)
+    if got.hex() != receipt.get("merkle_root"):
+        report.add("receipt-root", where, f"receipt {rid}: the certified events' leaf "
+                   f"hashes give root {got.hex()}, the receipt says "
+                   f"{receipt.get('merkle_root')}: an event or the membership was altered")
+    if keys is not None:
+        result = verify_receipt(receipt, keys)
+        if not result.valid:
+            report.add("receipt-signature", where, f"receipt {rid}: {result.message}")

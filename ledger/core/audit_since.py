@@ -44,7 +44,9 @@ from ledger.core.audit import (
     _check_losses,
     _load_checkpoints,
     _TenantLog,
+    check_receipt_root,
     check_segments,
+    receipt_members,
     verify_directory,
 )
 from ledger.storage import journal as jr
@@ -52,7 +54,6 @@ from ledger.storage.durable import write_atomic
 from ledger.storage.layout import DataDir
 from ledger.storage.manifest import ManifestState, Segment, check_chain
 from ledger.storage.objectstore import open_storage
-from ledger.storage.receipt_entries import seqs_of
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import SignedCheckpoint
 from ledger.tlog.merkle import HASH_SIZE, node_hash, tree_levels_from_buffer
@@ -338,7 +339,6 @@ def _check_new_receipts(layout: DataDir, store: SegmentStore, state: ManifestSta
                         tenant: str, log: _TenantLog, leaves: np.ndarray, n: int,
                         report: AuditReport) -> None:
     """Each new receipt against its membership, the checked leaves and the keys."""
-    from ledger.receipts.verification import verify_receipt
     from ledger.tlog.signing import KeyRingError, PublicKeyFormatError, load_public_keys
 
     if not log.receipts and not log.members:
@@ -356,30 +356,15 @@ def _check_new_receipts(layout: DataDir, store: SegmentStore, state: ManifestSta
     for seq, canonical, where in log.receipts:
         receipt = orjson.loads(canonical)
         rid = receipt.get("receipt_id")
-        runs = log.members.pop(seq, None)
-        if runs is None:
-            report.add("membership", where, f"receipt {rid} has no membership: the events it "
-                       "certifies are not recorded")
+        members = receipt_members(report, where, receipt, log.members.pop(seq, None))
+        if members is None:
             continue
-        members = np.sort(seqs_of(np.concatenate(runs))) if runs else np.empty(0, np.int64)
-        if len(members) != receipt.get("certified_count"):
-            report.add("receipt", where, f"receipt {rid} certifies {len(members)} events by "
-                       f"its membership but says certified_count "
-                       f"{receipt.get('certified_count')}")
         if len(members) and (members[-1] >= seq or members[-1] >= min(n, len(leaves))
                              or np.isin(members, rseqs).any()):
             report.add("membership", where, f"receipt {rid}'s membership names entries that "
                        "are not events older than the receipt")
             continue
-        got, _ = tree_levels_from_buffer(leaves[members].tobytes())
-        if got.hex() != receipt.get("merkle_root"):
-            report.add("receipt-root", where, f"receipt {rid}: the certified events' leaf "
-                       f"hashes give root {got.hex()}, the receipt says "
-                       f"{receipt.get('merkle_root')}: an event or the membership was altered")
-        if keys is not None:
-            result = verify_receipt(receipt, keys)
-            if not result.valid:
-                report.add("receipt-signature", where, f"receipt {rid}: {result.message}")
+        check_receipt_root(report, where, receipt, leaves[members].tobytes(), keys)
     for seq in log.members:
         if seq not in receipt_seqs:
             report.add("membership", f"project {tenant} receipt seq {seq}",

@@ -38,7 +38,7 @@ from ledger.core.checkpointer import DEFAULT_CHECKPOINT_INTERVAL
 from ledger.core.guard import WriteGuard
 from ledger.core.prices import ProjectPrices
 from ledger.core.readers import Readers
-from ledger.core.recovery import release_lock, take_lock, take_shared_lock
+from ledger.core.recovery import release_lock, take_lock
 from ledger.core.sealer import (
     DEFAULT_SEAL_INTERVAL,
     DEFAULT_SEAL_ROWS,
@@ -167,8 +167,7 @@ class Ledger:
             self.readers = Readers(self.store.delete)  # nothing is retired: no deletes
             return
         try:
-            self._lockfd = (take_lock(self.layout) if self.owns is None
-                            else take_shared_lock(self.layout))
+            self._lockfd = take_lock(self.layout, shared=self.owns is not None)
             try:
                 if not is_private(self.path):  # written before everything in it was private
                     tighten(self.path)

@@ -26,7 +26,6 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ledger.core.audit import AuditReport, verify_directory
@@ -170,16 +169,8 @@ def _write_unit(layout: DataDir, tenant: str, segments: list[Segment], at: str) 
             for p in [target, *target.rglob("*")]:
                 p.chmod(0o700 if p.is_dir() else 0o600)
                 if p.is_file():
-                    _fsync(p)
+                    fsync_dir(p)
     fsync_dir(unit.base)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _move_aside(layout: DataDir) -> None:

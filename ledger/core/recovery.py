@@ -39,39 +39,30 @@ from ledger.storage.segments import SegmentStore
 from ledger.tlog.tiles import TreeStore
 
 
-def take_lock(layout: DataDir) -> int:
+def take_lock(layout: DataDir, *, shared: bool = False) -> int:
     """Take the directory's lock (``LOCK``, holding this process's pid); its descriptor.
-    ``LedgerLockedError`` if another process holds it."""
+    ``LedgerLockedError`` if another process holds it. ``shared``: as each of several
+    processes that split the projects between them does (``llmring serve --owns``),
+    refused only while a process holds it for every project."""
     fd = open_private(layout.lock, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
+        if shared:
+            raise LedgerLockedError(
+                f"{layout.root} is in use by a process that writes every project (pid "
+                f"{holder}); stop it to split the projects between servers (--owns)"
+                ) from None
         what = f"project {layout.tenant!r} of {layout.root}" if isinstance(
             layout, ProjectDir) else str(layout.root)
         raise LedgerLockedError(
-            f"{what} is in use by another process (pid {holder or '?'}); "
+            f"{what} is in use by another process (pid {holder}); "
             "stop it, or talk to it with --server if it is `llmring serve`") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def take_shared_lock(layout: DataDir) -> int:
-    """Take the directory's lock shared (``LOCK``), as each of several processes that
-    split the projects between them does (``llmring serve --owns``); its descriptor.
-    ``LedgerLockedError`` while a process holds it for every project."""
-    fd = open_private(layout.lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-        os.close(fd)
-        raise LedgerLockedError(
-            f"{layout.root} is in use by a process that writes every project (pid "
-            f"{holder or '?'}); stop it to split the projects between servers (--owns)"
-            ) from None
+    if not shared:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 
@@ -333,4 +324,4 @@ def row_from_canonical(fields: dict[str, Any], rec: jr.EventRecord) -> tuple[Any
 
 
 __all__ = ["Recovery", "Replayed", "release_lock", "row_from_canonical", "segments_to_index",
-           "take_lock", "take_shared_lock"]
+           "take_lock"]

@@ -21,6 +21,7 @@ DIR_MODE = 0o700  # every folder, the directory itself included
 
 
 def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (or a file's bytes) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
