@@ -393,6 +393,9 @@ def tail_section(root: Path, repeats: int, quick: bool) -> bool:
         ok &= passed
         print(f"    {name}: {med:,.1f} {target[1]} (target <= {target[0]:,} {target[1]})  "
               f"{verdict(passed)}   [runs: {runs}]", flush=True)
+    return ok
+
+
 WRK_SCRIPT = """-- written by bench/server.py: single-event POST /api/v1/log, one new event each
 local ffi = require("ffi")
 ffi.cdef[[ typedef struct { long s; long ns; } bench_timespec;
