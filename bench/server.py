@@ -309,7 +309,8 @@ def tail_run(root: Path, n: int, figures: dict[str, list[float]], *, walk: bool)
         ingested = proc_status(pid)
         figures.setdefault(f"VmRSS after posting {label} (batches)", []).append(
             ingested["VmRSS"] / MiB)
-        journal = dir_size(str(data / "data" / "journal"))
+        journal = sum(dir_size(str(p)) for p in (  # one journal, or each project's
+            data / "data" / "journal", *(data / "data" / "projects").glob("*/journal")))
         figures.setdefault(f"disk per event before the seal ({label}), journal", []).append(
             journal / n)
         with httpx.Client(base_url=server.url, timeout=600) as http:
