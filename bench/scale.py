@@ -255,11 +255,12 @@ def _high_water_mib() -> float:
     """Peak RSS of this process image: VmHWM, which exec resets (ru_maxrss keeps the
     parent's peak across fork and exec)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+        status = Path("/proc/self/status").read_text().splitlines()
+    except OSError:  # no /proc: the rusage figure
+        return peak_rss_mib()
+    for line in status:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return peak_rss_mib()
 
 

@@ -44,6 +44,7 @@ from ledger.core.audit import (
     _check_losses,
     _load_checkpoints,
     _TenantLog,
+    check_checkpoints,
     check_receipt_root,
     check_segments,
     receipt_members,
@@ -246,15 +247,7 @@ def _check_growth(layout: DataDir, store: SegmentStore, state: ManifestState, te
     new_leaves = hashes[~old]
     sizes = {c.checkpoint.size for c in checkpoints if size <= c.checkpoint.size <= n}
     roots, frontier = _extend(frontier, size, new_leaves, sizes | {n})
-    for s in checkpoints:
-        cp = s.checkpoint
-        at_where = f"{where} checkpoint at size {cp.size}"
-        if cp.size > n:
-            report.add("checkpoint", at_where, f"the log has only {n} entries: entries it "
-                       "certified were removed (the log was truncated or replaced)")
-        elif cp.size in roots and roots[cp.size] != cp.root:
-            report.add("checkpoint", at_where, f"signed root {cp.root.hex()}, but the log's "
-                       f"root at that size is {roots[cp.size].hex()}: history was rewritten")
+    check_checkpoints(tenant, checkpoints, roots, n, report)
     report.frontiers[tenant] = frontier
     receipts += sum(1 for seq, _, _ in log.receipts if seq >= size)
     report.tenants[tenant] = {"size": n, "root": roots[n].hex(), "receipts": receipts}
