@@ -3,7 +3,9 @@
 every segment file (events, pairs, receipts, membership) in the bucket and none locally,
 and ingestion (embedded and through a real ``llmring serve``), sealing, compaction,
 receipts, inclusion proofs, ``ledger verify``, rollups and exports all work on them,
-giving what the same data gives on local disk. A bad storage URI, an unreachable store
+giving what the same data gives on local disk; the Iceberg table ``ledger.events`` lists
+the segments in the bucket, and DuckDB (through pyiceberg) and Spark (through S3A) read it
+by name and reproduce the rollup exactly. A bad storage URI, an unreachable store
 or a changed URI is a clear error that writes nothing; ``--data s3://…`` is refused."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 
@@ -19,10 +22,18 @@ from ledger import Ledger
 from ledger.api.service import LedgerService
 from ledger.core.audit import verify_directory
 from ledger.errors import ObjectStoreError, StorageUriError
-from ledger.storage.layout import SEGMENT_KINDS
-from tests.support import serverproc
+from ledger.storage.iceberg import IDENTIFIER, catalog_properties, read_published
+from ledger.storage.layout import SEGMENT_KINDS, DataDir
+from tests.support import iceberg_spark, serverproc
 from tests.support.cli import as_json, llmring
-from tests.support.seaweed import BUCKET, S3Server, s3_server  # noqa: F401 (fixture)
+from tests.support.seaweed import (  # noqa: F401 (fixture)
+    ACCESS_KEY,
+    BUCKET,
+    REGION,
+    SECRET_KEY,
+    S3Server,
+    s3_server,
+)
 
 PROJECTS = ("alpha", "beta")
 DAYS = ("2026-11-01", "2026-11-02", "2026-11-03")
@@ -84,7 +95,8 @@ def test_an_embedded_ledger_keeps_every_segment_in_the_bucket(s3: S3Server,
     uri = f"s3://{BUCKET}/{tmp_path.name}/embedded"
     base = uri.removeprefix("s3://")
     remote_dir, local_dir = tmp_path / "remote", tmp_path / "local"
-    remote = Ledger(remote_dir, storage=uri, pricer=None, checkpoint_interval=None)
+    remote = Ledger(remote_dir, storage=uri, pricer=None, checkpoint_interval=None,
+                    iceberg=True)
     local = Ledger(local_dir, pricer=None, checkpoint_interval=None)
     r_service, l_service = LedgerService(remote_dir, ledger=remote), \
         LedgerService(local_dir, ledger=local)
@@ -143,9 +155,28 @@ def test_an_embedded_ledger_keeps_every_segment_in_the_bucket(s3: S3Server,
                                           *(p[len(base) + 1:] for p in foreign)])
     finally:
         reopened.close()
-    audit = verify_directory(remote_dir)
+    audit = verify_directory(remote_dir)  # the Iceberg table's check included
     assert audit.ok, audit.problems
     assert audit.segments_checked == len(live)
+    published = read_published(DataDir(remote_dir))
+    assert published is not None and published.files == {
+        f"s3://{base}/{s.path}" for s in live.values() if s.kind == "events"}
+
+
+ROLLUP_SQL = {  # each project's calls by model and UTC day, as ``usage/rollup`` gives them
+    "duckdb": """SELECT model, strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d') AS day, count(*),
+                 sum(input_tokens), sum(output_tokens), sum(cost_nanos)
+                 FROM events WHERE tenant = 'alpha' GROUP BY ALL ORDER BY model, day""",
+    "spark": """SELECT model, date_format(ts, 'yyyy-MM-dd') AS day, count(*),
+                sum(input_tokens), sum(output_tokens), sum(cost_nanos)
+                FROM ledger.ledger.events WHERE tenant = 'alpha'
+                GROUP BY 1, 2 ORDER BY 1, 2""",
+}
+
+
+def rollup_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[r["model"], r["day"], r["calls"], r["input_tokens"], r["output_tokens"],
+             r["cost_nanos"]] for r in rows]
 
 
 def test_a_served_ledger_writes_segments_to_the_bucket(s3: S3Server, tmp_path: Path) -> None:
@@ -154,7 +185,7 @@ def test_a_served_ledger_writes_segments_to_the_bucket(s3: S3Server, tmp_path: P
     ``llmring ledger verify`` and ``usage report`` read the segments there."""
     uri = f"s3://{BUCKET}/{tmp_path.name}/served"
     data = tmp_path / "data"
-    server = serverproc.start(data, projects=("alpha",), extra=("--storage", uri))
+    server = serverproc.start(data, projects=("alpha",), extra=("--storage", uri, "--iceberg"))
     try:
         alpha = httpx.Client(base_url=server.url, headers=server.headers("alpha"), timeout=30)
         for batch in range(3):
@@ -185,6 +216,26 @@ def test_a_served_ledger_writes_segments_to_the_bucket(s3: S3Server, tmp_path: P
     report = as_json(llmring(data, "--project", "alpha", "usage", "report", "--by",
                              "model,day", "--tz", "UTC", "--json"))
     assert sum(row["calls"] for row in report["rows"]) == 3 * 40
+
+    # The Iceberg table the server published lists the segments in the bucket: read by
+    # name, through pyiceberg into DuckDB and through Spark's S3A, it gives the rollup.
+    published = read_published(DataDir(data))
+    assert published is not None and published.files and all(
+        f.startswith(f"s3://{base}/events/tenant=alpha/") for f in published.files)
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("ledger", **catalog_properties(DataDir(data)), **{
+        "s3.endpoint": s3.endpoint, "s3.access-key-id": ACCESS_KEY,
+        "s3.secret-access-key": SECRET_KEY, "s3.region": REGION})
+    con = duckdb.connect()
+    con.register("events", catalog.load_table(IDENTIFIER).scan().to_arrow())
+    assert [list(r) for r in con.execute(ROLLUP_SQL["duckdb"]).fetchall()] == \
+        rollup_rows(served)
+    if (reason := iceberg_spark.missing()) is not None:
+        pytest.skip(f"Spark: {reason}")
+    spark_rows = iceberg_spark.run_sql(data, tmp_path, ROLLUP_SQL["spark"], s3={
+        "endpoint": s3.endpoint, "access_key": ACCESS_KEY, "secret_key": SECRET_KEY})
+    assert spark_rows == rollup_rows(served)
 
 
 def test_tampering_with_an_object_in_the_bucket_fails_the_audit(s3: S3Server,
