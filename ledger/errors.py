@@ -18,6 +18,7 @@ The hierarchy (status, code)::
     ├── StorageFullError              503 storage_full      the disk is full; retry later
     ├── NotWritableError              503 not_writable      a read-only directory or file
     ├── ManifestError                 503 manifest_broken
+    │   └── ManifestForkError         503 manifest_fork     another process wrote the record
     ├── KeyRingError                  503 keyring_error
     ├── ConfigError                   503 config_error
     │   └── StorageUriError           400 invalid_storage   a bad or changed storage URI
@@ -222,6 +223,22 @@ class ManifestError(LedgerError, RuntimeError):
     """The manifest's chain is broken: the data directory was altered."""
 
     code = "manifest_broken"
+
+
+class ManifestForkError(ManifestError):
+    """Another process wrote this manifest record on object storage first (two processes
+    writing one project through one bucket, or a bucket whose records differ from the
+    local manifest): ``where`` is the object, ``ours`` and ``theirs`` the two records'
+    lines (``theirs`` None if unreadable). Nothing of the refused change was committed."""
+
+    code = "manifest_fork"
+    evidence = ("where", "ours", "theirs")
+
+    def __init__(self, message: str, *, where: str, ours: str, theirs: str | None) -> None:
+        super().__init__(message)
+        self.where = where
+        self.ours = ours
+        self.theirs = theirs
 
 
 class KeyRingError(LedgerError, RuntimeError):
@@ -554,7 +571,7 @@ class WitnessRefusal(TamperEvidence):
 ERRORS: tuple[type[LedgerError], ...] = (
     LedgerError, LedgerLockedError, OldLayoutError, MigrationError, MisdirectedError,
     ServerUnavailableError,
-    JournalError, ManifestError,
+    JournalError, ManifestError, ManifestForkError,
     JournalDamageError, StorageFullError, NotWritableError,
     KeyRingError, ConfigError, StorageUriError, ObjectStoreError, ApiKeyError, WitnessError,
     InternalError, AuthenticationError,
@@ -653,6 +670,7 @@ __all__ = [
     "LedgerError",
     "LedgerLockedError",
     "ManifestError",
+    "ManifestForkError",
     "MethodNotAllowedError",
     "MigrationError",
     "MisdirectedError",

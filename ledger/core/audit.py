@@ -5,7 +5,9 @@
 checks, the segments in ``jobs`` processes:
 
 1. the manifest: every line parses, is canonical, numbered in order, and carries the
-   SHA-256 of the line before it (the hash chain);
+   SHA-256 of the line before it (the hash chain); with object storage, its records'
+   objects (``ledger.storage.manifest_objects``) are numbered without a gap and equal
+   its lines (``manifest-objects``);
 2. every live segment: the file exists, its SHA-256 and row count match the manifest,
    and its seqs lie in the manifest's range;
 3. every event, sealed or still in the journal: its canonical bytes are recomputed from
@@ -58,6 +60,7 @@ from ledger.storage.dimensions import derived_columns, with_dimensions
 from ledger.storage.iceberg import IDENTIFIER, IcebergTable, metadata_location, read_published
 from ledger.storage.layout import JOURNAL_SUFFIX, DataDir, ProjectDir
 from ledger.storage.manifest import ManifestState, check_chain, read_lines
+from ledger.storage.manifest_objects import DIGITS
 from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
@@ -189,6 +192,9 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
                            f"{unit.tenant!r}")
                 continue
             segments.append(seg)
+    if objects is not None and not old_layout:
+        for tenant, (lines, _) in sorted(checked.items()):
+            _check_manifest_objects(store, tenant, lines, report)
     check_segments(layout, segments, report, logs, jobs=jobs, progress=progress,
                    store=store)
     for unit, state in zip(units, states, strict=True):
@@ -222,6 +228,39 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
 
 def _rel(path: Path, root: Path) -> str:
     return str(path.relative_to(root))
+
+
+def _check_manifest_objects(store: SegmentStore, tenant: str, lines: list[bytes],
+                            report: AuditReport) -> None:
+    """A project's manifest records on object storage
+    (``ledger.storage.manifest_objects``) against its local manifest: one object per
+    record, numbered without a gap, each the same bytes as the local line. Records only
+    one side holds yet are a note (a crash between the object and the line, or records
+    from before the directory had objects): the writer levels them on its next open."""
+    from pyarrow import fs as pafs
+
+    folder = store.abspath(f"projects/{tenant}/manifest")
+    where = f"s3://{folder}"
+    infos = store.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    names = sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+    expected = [f"{n:0{DIGITS}d}.json" for n in range(len(names))]
+    if names != expected:
+        report.add("manifest-objects", where, "the record objects are not numbered 0.."
+                   f"{len(names) - 1} without a gap: {sorted(set(names) - set(expected))[:3]}")
+        return
+    for n, name in enumerate(names[:len(lines)]):
+        with store.fs.open_input_stream(f"{folder}/{name}") as f:
+            theirs = f.read()
+        if theirs != lines[n]:
+            report.add("manifest-objects", f"{where}/{name}",
+                       f"differs from record {n} of the project's local manifest")
+            return
+    if len(names) != len(lines):
+        more, fewer = ("bucket", "local manifest") if len(names) > len(lines) else \
+            ("local manifest", "bucket")
+        report.notes.append(f"project {tenant}: the {more} holds {abs(len(names) - len(lines))} "
+                            f"manifest records the {fewer} does not yet; the writer levels "
+                            "them on its next open")
 
 
 def _check_manifest(unit: DataDir, report: AuditReport

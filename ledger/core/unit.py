@@ -29,6 +29,7 @@ from ledger.storage.durable import private_dir
 from ledger.storage.index import Index
 from ledger.storage.layout import ProjectDir
 from ledger.storage.manifest import Manifest
+from ledger.storage.manifest_objects import ManifestObjects
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.notary import Notary
 
@@ -72,7 +73,9 @@ class ProjectUnit:
         private_dir(layout.base)
         self._lockfd = take_lock(layout)
         try:
-            self.manifest = Manifest(layout.manifest)
+            objects = (ManifestObjects.of(store.storage, self.tenant)
+                       if store.storage is not None else None)
+            self.manifest = Manifest(layout.manifest, objects=objects)
             try:
                 self._recovery = Recovery(layout, store, self.manifest,
                                           accept_loss=accept_loss)

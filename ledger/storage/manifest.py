@@ -34,13 +34,16 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ledger.errors import ManifestError
+from ledger.errors import ManifestError, ManifestForkError
 from ledger.model.event import canonical_json
 from ledger.storage.durable import open_private
+
+if TYPE_CHECKING:
+    from ledger.storage.manifest_objects import ManifestObjects
 
 GENESIS = "0" * 64
 CHECKPOINT_EVERY = 512  # records between checkpoint records, at most
@@ -296,9 +299,15 @@ def _check_checkpoint(state: ManifestState, record: dict[str, Any], i: int,
 class Manifest:
     """The writer's handle on ``manifest.jsonl``."""
 
-    def __init__(self, path: Path, *, checkpoint_every: int | None = None) -> None:
+    def __init__(self, path: Path, *, checkpoint_every: int | None = None,
+                 objects: ManifestObjects | None = None) -> None:
+        """``objects``: the project's records on object storage
+        (``ledger.storage.manifest_objects``), written before each local line, the commit
+        point; the local file is brought level with them here."""
         self.path = path
         self.checkpoint_every = checkpoint_every or CHECKPOINT_EVERY
+        self.objects = objects
+        self._unsynced: list[bytes] = []  # committed as objects, not yet in the local file
         lines, first, torn = read_from_checkpoint(path)
         if torn:  # a crash mid-append: the partial line never committed anything
             with open(path, "r+b") as fh:
@@ -311,6 +320,59 @@ class Manifest:
                 f"{path} line {first.line}: {first.message}. The data directory was altered; "
                 "run `llmring ledger verify` for the full report")
         self._fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+        if objects is not None:
+            try:
+                self._level_with(objects, lines[-1] if lines else None)
+            except BaseException:
+                self.close()
+                raise
+
+    def _level_with(self, objects: ManifestObjects, last: bytes | None) -> None:
+        """Bring the local file level with the project's records on object storage:
+        records there beyond the local ones (a crash after their put) are appended here;
+        local records the bucket lacks (written before the directory had objects) are
+        uploaded; a differing record is ``ManifestForkError``."""
+        n = self.state.count
+        if n and last is not None:
+            theirs = objects.get(n - 1)
+            if theirs is None:
+                self._upload_missing(objects, n)
+            elif theirs != last:
+                raise ManifestForkError(
+                    f"{objects.where(n - 1)} differs from record {n - 1} of {self.path}: "
+                    "another process wrote this project through the same bucket",
+                    where=objects.where(n - 1), ours=last.decode(errors="replace"),
+                    theirs=theirs.decode(errors="replace"))
+        for i, line in objects.after(n):
+            problem = self._adopt(line)
+            if problem:
+                raise ManifestError(f"{objects.where(i)}: {problem}. The bucket's manifest "
+                                    "was altered; run `llmring ledger verify`")
+
+    def _upload_missing(self, objects: ManifestObjects, n: int) -> None:
+        lines, _ = read_lines(self.path)
+        start = n - 1
+        while start > 0 and objects.get(start - 1) is None:
+            start -= 1
+        for i in range(start, n):
+            objects.put(i, lines[i])
+
+    def _adopt(self, line: bytes) -> str | None:
+        """Append a record committed on object storage to the local file (None), or say
+        why it does not continue the chain."""
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return "not valid JSON"
+        if not isinstance(record, dict) or record.get("n") != self.state.count:
+            return f"not record {self.state.count}"
+        if record.get("prev") != self.state.head:
+            return "hash chain broken: 'prev' does not match the previous record"
+        if not _canonical(record, line):
+            return "not in canonical (RFC 8785) form"
+        self._append_local(line)
+        self._committed(record, line)
+        return None
 
     def append(self, op: str, at: str, *, add: Iterable[Segment] = (),
                remove: Iterable[Segment] = (), journal: int | None = None) -> dict[str, Any]:
@@ -332,32 +394,58 @@ class Manifest:
 
     def checkpoint(self, at: str) -> dict[str, Any]:
         """Append a checkpoint record (the live set now); later opens start from it."""
-        record = self._write({**self.state.checkpoint_record(), "at": at})
-        self.state.records = self.state.records[-1:]
-        self.state.hashes = self.state.hashes[-1:]
-        self.state.base = record["n"]
-        self.state.base_prev = record["prev"]
-        self.state.bytes_since = 0
-        return record
+        return self._write({**self.state.checkpoint_record(), "at": at})
 
     def _write(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Commit one record: its object first (with object storage), then the local
+        line. A local failure before the object was written commits nothing; after it,
+        the record is committed and its line is appended locally before the next record
+        (or at the next open, from the bucket)."""
+        while self._unsynced:  # before anything new: the local file catches up
+            self._append_local(self._unsynced[0])
+            self._unsynced.pop(0)
         record = {"n": self.state.count, "prev": self.state.head, **fields}
         line = canonical_json(record, reference=True)
+        if self.objects is None:
+            self._append_local(line)
+        else:
+            self.objects.put(record["n"], line)
+            try:
+                self._append_local(line)
+            except OSError as exc:
+                self._unsynced.append(line)
+                _log.warning("manifest record %d is committed in the bucket but not yet in "
+                             "%s (%s): it is written there before the next record",
+                             record["n"], self.path, exc)
+        self._committed(record, line)
+        return record
+
+    def _append_local(self, line: bytes) -> None:
+        """One line appended and fsynced, or (a full disk) no part of it left."""
         end = os.fstat(self._fd).st_size
         try:
             view = memoryview(line + b"\n")
             while view:
                 view = view[os.write(self._fd, view):]
             os.fsync(self._fd)
-        except OSError:  # (a full disk) the record is not committed: no part of it stays
+        except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, end)
             raise
-        self.state.records.append(record)
-        self.state.hashes.append(hashlib.sha256(line).hexdigest())
-        self.state.apply(record)
-        self.state.bytes_since += len(line) + 1
-        return record
+
+    def _committed(self, record: dict[str, Any], line: bytes) -> None:
+        state = self.state
+        state.records.append(record)
+        state.hashes.append(hashlib.sha256(line).hexdigest())
+        state.apply(record)
+        if record.get("op") == "checkpoint":  # later opens start from it
+            state.records = state.records[-1:]
+            state.hashes = state.hashes[-1:]
+            state.base = record["n"]
+            state.base_prev = record["prev"]
+            state.bytes_since = 0
+        else:
+            state.bytes_since += len(line) + 1
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -7,7 +7,8 @@ at the same relative paths (``events/tenant=<t>/date=<d>/…``). The URI is fixe
 ``config.json`` (key ``storage``) when the directory is first used; a command may name it
 again (``--storage``), and a different one is refused before anything is written. The
 manifest, journal, index, trees, keys and checkpoints always stay in the data directory
-(they need append and fsync; docs/decisions.md).
+(they need append and fsync; docs/decisions.md); each manifest record is also an object
+(``ledger.storage.manifest_objects``).
 
 The endpoint and credentials come from the usual AWS variables: ``AWS_ENDPOINT_URL_S3``
 or ``AWS_ENDPOINT_URL`` (pyarrow's ``S3FileSystem`` ignores both, so they are passed as

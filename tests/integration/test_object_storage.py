@@ -10,6 +10,7 @@ or a changed URI is a clear error that writes nothing; ``--data s3://…`` is re
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ import pytest
 from ledger import Ledger
 from ledger.api.service import LedgerService
 from ledger.core.audit import verify_directory
-from ledger.errors import ObjectStoreError, StorageUriError
+from ledger.errors import ManifestForkError, ObjectStoreError, StorageUriError
 from ledger.storage.iceberg import IDENTIFIER, catalog_properties, read_published
 from ledger.storage.layout import SEGMENT_KINDS, DataDir
+from ledger.storage.manifest import read_lines
 from tests.support import iceberg_spark, serverproc
 from tests.support.cli import as_json, llmring
 from tests.support.seaweed import (  # noqa: F401 (fixture)
@@ -67,6 +69,18 @@ def converse(service: LedgerService, led: Ledger) -> None:
     led.append({"provider": "openai", "model": "gpt-4o", "input_tokens": 5,
                 "output_tokens": 2, "cost": "0.001", "ts": f"{DAYS[0]}T05:00:01Z",
                 "metadata": {"conversation_id": "conv-1"}}, tenant="alpha")
+
+
+def manifest_objects(s3: S3Server, base: str, project: str) -> list[bytes]:
+    """The objects holding ``project``'s manifest records, in record order."""
+    fs, folder = s3.filesystem(), f"{base}/projects/{project}/manifest"
+    names = [f for f in s3.files(folder)]
+    assert names == [f"{n:012d}.json" for n in range(len(names))]
+    out = []
+    for name in names:
+        with fs.open_input_stream(f"{folder}/{name}") as f:
+            out.append(f.read())
+    return out
 
 
 def local_segment_files(data: Path) -> list[Path]:
@@ -151,8 +165,12 @@ def test_an_embedded_ledger_keeps_every_segment_in_the_bucket(s3: S3Server,
     reopened = Ledger(remote_dir, pricer=None, checkpoint_interval=None)  # URI from config
     try:
         assert rollups(LedgerService(remote_dir, ledger=reopened)) == report
-        assert s3.files(base) == sorted([*(s.path for s in reopened.live_segments()),
-                                          *(p[len(base) + 1:] for p in foreign)])
+        segment_files = [f for f in s3.files(base) if not f.startswith("projects/")]
+        assert segment_files == sorted([*(s.path for s in reopened.live_segments()),
+                                        *(p[len(base) + 1:] for p in foreign)])
+        for project in PROJECTS:  # each manifest record is an object too, the same bytes
+            assert manifest_objects(s3, base, project) == \
+                read_lines(DataDir(remote_dir).project(project).manifest)[0]
     finally:
         reopened.close()
     audit = verify_directory(remote_dir)  # the Iceberg table's check included
@@ -241,7 +259,8 @@ def test_a_served_ledger_writes_segments_to_the_bucket(s3: S3Server, tmp_path: P
 def test_tampering_with_an_object_in_the_bucket_fails_the_audit(s3: S3Server,
                                                                 tmp_path: Path) -> None:
     """``ledger verify`` reads the segments in the bucket: one rewritten object is
-    reported as altered, one deleted object as missing (exit 1)."""
+    reported as altered, one deleted object as missing (exit 1); a manifest record's
+    object that differs from the local record is reported too."""
     uri = f"s3://{BUCKET}/{tmp_path.name}/tamper"
     data = tmp_path / "data"
     with Ledger(data, storage=uri, pricer=None) as led:
@@ -261,6 +280,16 @@ def test_tampering_with_an_object_in_the_bucket_fails_the_audit(s3: S3Server,
     problems = {(p["kind"], p["where"]) for p in json.loads(result.output)["problems"]}
     assert ("segment-hash", victims[0]) in problems
     assert ("segment-missing", victims[1]) in problems
+
+    record = f"{base}/projects/alpha/manifest/000000000001.json"  # a record rewritten
+    with fs.open_input_stream(record) as f:
+        line = f.read()
+    with fs.open_output_stream(record) as out:
+        out.write(line.replace(b'"op":"seal"', b'"op":"seal" '))
+    result = llmring(data, "ledger", "verify", "--json")
+    assert result.exit_code == 1
+    problems = {(p["kind"], p["where"]) for p in json.loads(result.output)["problems"]}
+    assert ("manifest-objects", f"s3://{record}") in problems
 
 
 def nothing_written(path: Path) -> bool:
@@ -331,3 +360,43 @@ def test_a_uri_as_data_directory_points_to_storage(value: str, tmp_path: Path,
     assert "--storage" in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_two_directories_writing_one_project_through_one_bucket_cannot_fork_it(
+        s3: S3Server, tmp_path: Path) -> None:
+    """Each manifest record is an object written with a conditional put, before the local
+    line: of two processes (separate data directories, one bucket) that both write
+    project alpha, the second to seal is refused (``ManifestForkError``, the two records
+    as evidence) and nothing of its seal stays in the bucket; the first goes on and
+    verifies. A record whose local line a crash lost is taken back from the bucket on
+    open."""
+    uri = f"s3://{BUCKET}/{tmp_path.name}/fork"
+    base = uri.removeprefix("s3://")
+    first = Ledger(tmp_path / "a", storage=uri, pricer=None, checkpoint_interval=None)
+    second = Ledger(tmp_path / "b", storage=uri, pricer=None, checkpoint_interval=None)
+    try:
+        first.append_many(calls(0), tenant="alpha")
+        second.append_many(calls(1), tenant="alpha")
+        first.flush()
+        before = s3.files(base)
+        with pytest.raises(ManifestForkError) as refused:
+            second.flush()
+        assert refused.value.where.endswith("/projects/alpha/manifest/000000000000.json")
+        assert refused.value.theirs is not None and refused.value.ours != refused.value.theirs
+        assert s3.files(base) == before  # its segments were removed, no record written
+        first.append_many(calls(2), tenant="alpha")
+        first.flush()
+    finally:
+        first.close()
+        with contextlib.suppress(ManifestForkError):
+            second.close()
+    local = DataDir(tmp_path / "a").project("alpha").manifest
+    lines = read_lines(local)[0]
+    assert manifest_objects(s3, base, "alpha") == lines and len(lines) == 2
+    assert verify_directory(tmp_path / "a").ok
+
+    local.write_bytes(b"".join(line + b"\n" for line in lines[:-1]))  # a crash after the put
+    with Ledger(tmp_path / "a", pricer=None, checkpoint_interval=None) as reopened:
+        assert reopened.count("alpha") == 2 * 40
+    assert read_lines(local)[0] == lines
+    assert verify_directory(tmp_path / "a").ok

@@ -123,6 +123,11 @@ def sample(cls: type[LedgerError]) -> LedgerError:
         return WitnessRefusal("does not extend", "held note", "offered note")
     if cls is errors.MisdirectedError:
         return errors.MisdirectedError("alpha", "http://127.0.0.1:8001")
+    if cls is errors.ManifestForkError:
+        return errors.ManifestForkError(
+            "record 4 was written by another process",
+            where="s3://ledger/p/projects/alpha/manifest/000000000004.json",
+            ours='{"n":4,"op":"seal"}', theirs='{"n":4,"op":"compact"}')
     if cls is errors.JournalDamageError:
         return errors.JournalDamageError("journal/00000001.wal", 120, 4, 9,
                                          "journal/damaged/00000001-0123456789abcdef.wal")
