@@ -151,7 +151,7 @@ class Ledger:
         self.owns = None if owns is None else frozenset(check_tenant(t) for t in owns)
         """The projects this process may write (None: every project)."""
         self.url = url
-        self.owners = Owners(self.layout)
+        self.owners = Owners(self.layout, self._storage)
         self._notary: Notary | None = None
         self._key_ready = False
         self._on_sync: Callable[[float], None] | None = None
@@ -598,7 +598,7 @@ class Ledger:
         try:
             self._close_units()
             if self.owns is not None and self.url is not None:
-                self.owners.forget(sorted(self.owns))
+                self.owners.forget(sorted(self.owns), self.url)
         finally:
             guard.closed = True
             if self._cadence is not None:

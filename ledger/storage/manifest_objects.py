@@ -18,31 +18,14 @@ the same endpoint and credentials (the AWS variables) as the segments.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import ManifestForkError, ObjectStoreError
-from ledger.storage.objectstore import CONNECT_TIMEOUT, REQUEST_TIMEOUT, ObjectStore, normalize
+from ledger.storage.objectstore import ObjectStore, normalize, s3_client
 
 DIGITS = 12
-
-
-def _client() -> Any:
-    """A boto3 S3 client from the AWS variables (endpoint ``AWS_ENDPOINT_URL_S3`` or
-    ``AWS_ENDPOINT_URL``; path-style addressing when an endpoint is given, as
-    S3-compatible servers expect)."""
-    import boto3
-    from botocore.config import Config
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=REQUEST_TIMEOUT,
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    s3={"addressing_style": "path"} if endpoint else None)
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    return boto3.session.Session().client("s3", endpoint_url=endpoint or None,
-                                          region_name=region or "us-east-1", config=config)
 
 
 @dataclass
@@ -57,7 +40,7 @@ class ManifestObjects:
     def of(cls, storage: ObjectStore, tenant: str) -> ManifestObjects:
         _, bucket, prefix = normalize(storage.uri)
         folder = "/".join(p for p in (prefix, "projects", tenant, "manifest") if p)
-        return cls(bucket, folder, _client())
+        return cls(bucket, folder, s3_client())
 
     def key(self, n: int) -> str:
         return f"{self.folder}/{n:0{DIGITS}d}.json"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from pyarrow import fs as pafs
@@ -121,6 +122,23 @@ def connect(uri: str) -> ObjectStore:
     return ObjectStore(canonical, filesystem, f"{bucket}/{prefix}" if prefix else bucket)
 
 
+def s3_client() -> Any:
+    """A boto3 S3 client for what ``pyarrow.fs`` cannot do (conditional puts), from the
+    same AWS variables (endpoint ``AWS_ENDPOINT_URL_S3`` or
+    ``AWS_ENDPOINT_URL``; path-style addressing when an endpoint is given, as
+    S3-compatible servers expect)."""
+    import boto3
+    from botocore.config import Config
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=REQUEST_TIMEOUT,
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    s3={"addressing_style": "path"} if endpoint else None)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return boto3.session.Session().client("s3", endpoint_url=endpoint or None,
+                                          region_name=region or "us-east-1", config=config)
+
+
 def configured(layout: DataDir) -> str | None:
     """The storage URI fixed in the directory's ``config.json``, if any (read only)."""
     from ledger.storage.config import read_config
@@ -159,4 +177,4 @@ def open_storage(layout: DataDir, uri: str | None = None, *,
 
 
 __all__ = ["SCHEMES", "ObjectStore", "configured", "connect", "looks_like_uri", "normalize",
-           "open_storage"]
+           "open_storage", "s3_client"]

@@ -22,7 +22,7 @@ import pytest
 from ledger import Ledger
 from ledger.api.service import LedgerService
 from ledger.core.audit import verify_directory
-from ledger.errors import ManifestForkError, ObjectStoreError, StorageUriError
+from ledger.errors import OWNER_HEADER, ManifestForkError, ObjectStoreError, StorageUriError
 from ledger.storage.iceberg import IDENTIFIER, catalog_properties, read_published
 from ledger.storage.layout import SEGMENT_KINDS, DataDir
 from ledger.storage.manifest import read_lines
@@ -400,3 +400,35 @@ def test_two_directories_writing_one_project_through_one_bucket_cannot_fork_it(
         assert reopened.count("alpha") == 2 * 40
     assert read_lines(local)[0] == lines
     assert verify_directory(tmp_path / "a").ok
+
+
+def test_servers_of_separate_directories_share_the_ownership_map_in_the_bucket(
+        s3: S3Server, tmp_path: Path) -> None:
+    """With segments on object storage the ownership map is the bucket's object
+    ``owners.json``: two real servers with data directories of their own (two machines)
+    on one bucket each record their project there, a write to the other's project is
+    refused with 421 naming the owner found there, and a stop removes its records."""
+    uri = f"s3://{BUCKET}/{tmp_path.name}/owners"
+    base = uri.removeprefix("s3://")
+    ports = {"alpha": serverproc.free_port(), "beta": serverproc.free_port()}
+    urls = {p: f"http://127.0.0.1:{port}" for p, port in ports.items()}
+    servers = {p: serverproc.start(tmp_path / p, projects=PROJECTS, port=ports[p], extra=(
+        "--storage", uri, "--owns", p, "--url", urls[p])) for p in PROJECTS}
+    try:
+        with s3.filesystem().open_input_stream(f"{base}/owners.json") as f:
+            recorded = json.loads(f.read())["projects"]
+        assert {p: v["url"] for p, v in recorded.items()} == urls
+        for mine, theirs in (("alpha", "beta"), ("beta", "alpha")):
+            server = servers[mine]
+            r = httpx.post(f"{server.url}/api/v1/log", json=calls(0, 1)[0],
+                           headers=server.headers(theirs), timeout=30)
+            assert r.status_code == 421, r.text
+            assert r.headers[OWNER_HEADER] == urls[theirs] == r.json()["owner"]
+            r = httpx.post(f"{server.url}/api/v1/log", json=calls(0, 1)[0],
+                           headers=server.headers(mine), timeout=30)
+            assert r.status_code == 200, r.text
+    finally:
+        for server in servers.values():
+            assert server.stop() == 0
+    with s3.filesystem().open_input_stream(f"{base}/owners.json") as f:
+        assert json.loads(f.read())["projects"] == {}
