@@ -371,15 +371,18 @@ def tail_run(root: Path, n: int, figures: dict[str, list[float]], *, walk: bool)
                        []).append(dir_size(str(data / "data")) / n)
 
 
-def tail_section(root: Path, repeats: int, quick: bool) -> bool:
+def tail_section(root: Path, repeats: int, quick: bool,
+                 only_sizes: tuple[int, ...] = ()) -> bool:
     """(e): reads over an unsealed tail (uncertified first call and warm, preview), the
     server's memory (idle, through generate), walking a receipt's logs and disk per
-    event before and after the seal, at 1,000 / 100,000 / 1,000,000 events."""
+    event before and after the seal, at 1,000 / 100,000 / 1,000,000 events (or only
+    ``only_sizes``; the walk is at 100,000, or the second of the sizes)."""
     sizes = (1_000, 10_000, 50_000) if quick else (1_000, 100_000, 1_000_000)
+    walk_at = 100_000 if 100_000 in (only_sizes or sizes) else sizes[1]
     figures: dict[str, list[float]] = {}
     for _ in range(repeats):
-        for n in sizes:
-            tail_run(root, n, figures, walk=n == sizes[1])
+        for n in only_sizes or sizes:
+            tail_run(root, n, figures, walk=n == walk_at)
     print("(e) the unsealed tail: a fresh server per size that does not seal, filled "
           "with batch posts; httpx client; medians of the runs", flush=True)
     ok = True
@@ -546,6 +549,8 @@ def main() -> int:
                     help="run one measurement: (a) single, (b) batch, (c) generate, "
                          "(d) wrk or (e) tail (reads, memory and disk over an unsealed tail)")
     ap.add_argument("--wrk-seconds", type=float, default=10.0)
+    ap.add_argument("--tail-sizes", type=lambda v: tuple(int(x) for x in v.split(",")),
+                    default=(), help="(e) at these sizes only, e.g. 100000 (comma-separated)")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.seconds, args.batch_events, args.generate_events = 1, 2, 20_000, 10_000
@@ -558,7 +563,7 @@ def main() -> int:
           "same cores (raw HTTP/1.1 keep-alive connections for (a), httpx for (b), (c))",
           flush=True)
     if args.only == "tail":
-        ok = tail_section(root, args.repeats, args.quick)
+        ok = tail_section(root, args.repeats, args.quick, args.tail_sizes)
         print(f"overall: {verdict(ok)}", flush=True)
         return 0 if ok else 1
     server = Server(root / "data")
