@@ -40,6 +40,7 @@ from ledger.errors import (
     error_body,
     error_class,
 )
+from ledger.server.allocator import release
 from ledger.server.ops import Metrics
 from ledger.server.webhooks import Deliverer, DeliveryPolicy
 from ledger.server.witnessing import SubmissionPolicy, WitnessSubmitter
@@ -353,6 +354,7 @@ def create_app(data_dir: str | Path | ServerConfig, *, state: ServerState | None
         app.state.server = opened
         try:
             opened.start()
+            release()  # what opening and building the app left free, back to the kernel
             yield
         finally:
             opened.close()

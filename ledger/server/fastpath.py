@@ -23,6 +23,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.errors import AuthenticationError
+from ledger.server.allocator import RELEASE_AFTER, release
 from ledger.server.auth import credential
 from ledger.server.ops import record_project
 from ledger.server.schemas import MAX_BATCH
@@ -69,18 +70,29 @@ class FastPath:
             if received > length or not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if received == length and await try_answer(server, scope, body, send):
-            return
-        sent = False
+        del chunks
+        try:
+            if received == length and await try_answer(server, scope, body, send):
+                return
+            await self.app(scope, _replay(body, receive), send)
+        finally:
+            if length >= RELEASE_AFTER:  # its parsed events' memory back to the kernel
+                del body
+                release()
 
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that gives ``body`` first (the request's, already read)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _batch_events(body: bytes) -> list[Any] | None:
