@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
 from projections.snapshot import Scans, Snapshot, cursor, source_sql, tenant_tail
-from projections.tailview import TailView
+from projections.tailview import TailView, pylist
 
 INLINE_INTERVALS = 64  # selections with more seq runs than this go through a joined table
 
@@ -396,7 +396,7 @@ def _log_dicts(table: pa.Table) -> list[dict[str, Any]]:
     micros = ts.to_numpy().astype("datetime64[us]")
     stamps = np.datetime_as_string(micros, unit="us").tolist()
     (event_id, kind, conv, alias, provider, model, inp, outp, cached, reasoning, cost,
-     source) = (table.column(name).to_pylist() for name in _LOG_FIELDS[:12])
+     source) = (pylist(table.column(name)) for name in _LOG_FIELDS[:12])
     seq = table.column("seq").to_pylist()
     return [{"id": e, "type": k, "conversation_id": c, "alias": a, "provider": p,
              "model": m, "input_tokens": i, "output_tokens": o, "cached_input_tokens": ca,
@@ -429,7 +429,8 @@ _LOG_FIELDS = [c.split(" AS ")[-1].strip() for c in LOG_COLUMNS.split(",")]
 def _tail_logs(view: TailView, page: np.ndarray) -> list[dict[str, Any]]:
     """The events of ``page`` (seq runs wholly in the tail) read from the tail's seq
     index, with no SQL: the same dicts as ``logs_in``'s query gives."""
-    rows = view.between(int(page[0, 0]), int(page[-1, 1]), ordered=True)
+    rows = view.between(int(page[0, 0]), int(page[-1, 1]), ordered=True,
+                        columns=[*_LOG_FIELDS[:12], "ts", "seq"])
     if rows is None:
         return []
     seqs = rows.column("seq").to_numpy()
@@ -437,8 +438,7 @@ def _tail_logs(view: TailView, page: np.ndarray) -> list[dict[str, Any]]:
     keep = (run >= 0) & (seqs <= page[np.maximum(run, 0), 1])
     if not keep.all():
         rows = rows.filter(pa.array(keep))
-    return _log_dicts(rows.select([*_LOG_FIELDS[:12], "ts", "seq"]).rename_columns(
-        _LOG_FIELDS))
+    return _log_dicts(rows.rename_columns(_LOG_FIELDS))
 
 
 # -- receipts ---------------------------------------------------------------------------

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow as pa
 
 from ledger.model.dimensions import column_name, extract_sql, quote_ident
-from ledger.model.schema import EVENT_SCHEMA
-from projections.tailview import TailView
+from projections.tailview import TAIL_SCHEMA, TailView
 
 if TYPE_CHECKING:  # imported on the first query: an idle server needs neither
     import duckdb
@@ -92,12 +91,12 @@ class Snapshot:
 
     @property
     def tail(self) -> pa.Table:
-        """Every unsealed event as one table (``EVENT_SCHEMA`` plus ``tenant``)."""
+        """Every unsealed event as one table (``TAIL_SCHEMA`` plus ``tenant``)."""
         tables = [view.table().append_column(
             "tenant", pa.repeat(pa.scalar(tenant, pa.string()), view.rows))
             for tenant, view in sorted(self.tails.items()) if view.rows]
         if not tables:
-            empty = EVENT_SCHEMA.empty_table()
+            empty = TAIL_SCHEMA.empty_table()
             return empty.append_column("tenant", pa.array([], pa.string()))
         return pa.concat_tables(tables)
 

@@ -7,6 +7,14 @@ and unpriced events in that order. Blocks of one project hold disjoint, ascendin
 ranges, so the events with seqs in ``[lo, hi]`` are found by two binary searches and
 sliced without a scan, and the totals over any set of seq runs come from the running
 sums: a page or a since-last total costs O(page + log n) whatever the tail's size.
+
+A block's table holds the low-cardinality text columns (``DICTIONARY_COLUMNS``: model,
+provider, alias, kind, …) dictionary-encoded (``TAIL_SCHEMA``, ``compact``): ~80 of the
+~315 bytes an event's row took as plain strings. Reads see the same values (DuckDB reads
+the dictionaries as VARCHAR, ``pylist`` turns a column into Python values), and
+``plain`` gives the stored schema back where a segment is written. The seq index is as
+small: a block whose seqs are consecutive (every append's are) keeps only its first seq,
+its ``order`` is int32 and the running unpriced counts int32.
 """
 
 from __future__ import annotations
@@ -19,52 +27,118 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ledger.model.schema import EVENT_SCHEMA
+from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA
 
 MAX_CUT_BLOCKS = 64  # blocks a summary may read rows of before SQL is the better way
+_ENCODED = frozenset(DICTIONARY_COLUMNS)
+TAIL_SCHEMA: pa.Schema = pa.schema([
+    pa.field(f.name, pa.dictionary(pa.int32(), f.type) if f.name in _ENCODED else f.type)
+    for f in EVENT_SCHEMA])
+"""``EVENT_SCHEMA`` with ``DICTIONARY_COLUMNS`` dictionary-encoded: a tail block's rows."""
+
+
+def compact(table: pa.Table) -> pa.Table:
+    """Rows of ``EVENT_SCHEMA`` as ``TAIL_SCHEMA`` (one dictionary per column)."""
+    if table.schema.equals(TAIL_SCHEMA):
+        return table
+    columns = []
+    for field in TAIL_SCHEMA:
+        column = table.column(field.name)
+        if field.name in _ENCODED and not pa.types.is_dictionary(column.type):
+            column = pc.dictionary_encode(column.combine_chunks())
+        columns.append(column)
+    return pa.table(columns, schema=TAIL_SCHEMA)
+
+
+def plain(table: pa.Table) -> pa.Table:
+    """A table with dictionary-encoded columns (``TAIL_SCHEMA``) as plain ones: the stored
+    schema (``EVENT_SCHEMA``, and any further column as it is)."""
+    if not any(pa.types.is_dictionary(t) for t in table.schema.types):
+        return table
+    return table.cast(pa.schema([
+        pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+        for f in table.schema]))
+
+
+def pylist(column: pa.ChunkedArray | pa.Array) -> list:
+    """A column's values as Python objects; a dictionary-encoded one with its values
+    made once per chunk (pyarrow's ``to_pylist`` of a dictionary array builds a scalar
+    per row: ~50 times slower)."""
+    if not pa.types.is_dictionary(column.type):
+        return column.to_pylist()
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out: list = []
+    for chunk in chunks:
+        values = [*chunk.dictionary.to_pylist(), None]
+        codes = pc.fill_null(chunk.indices, len(values) - 1).to_numpy(zero_copy_only=False)
+        out.extend(map(values.__getitem__, codes.tolist()))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class TailBlock:
     """The rows of one tail part and their seq index (module docstring)."""
 
-    table: pa.Table
-    seqs: np.ndarray  # ascending
-    order: np.ndarray | None  # row of the i-th smallest seq; None: rows in seq order
+    table: pa.Table  # TAIL_SCHEMA
+    first: int  # the smallest seq
+    last: int  # the greatest seq
+    stored_seqs: np.ndarray | None  # ascending; None: consecutive, first..last
+    order: np.ndarray | None  # row (int32) of the i-th smallest seq; None: in seq order
     cost: np.ndarray  # cost[i]: sum of cost_nanos of the i smallest seqs (len rows + 1)
-    unpriced: np.ndarray  # unpriced[i]: how many of them are unpriced (len rows + 1)
+    unpriced: np.ndarray  # unpriced[i] (int32): how many of them are unpriced (len rows + 1)
     groups: pa.Table  # the block's totals by (model, alias, provider, day): ``GROUP_COLUMNS``
     conversations: pa.Array  # the block's distinct conversation ids
 
     @classmethod
     def of(cls, table: pa.Table) -> TailBlock:
+        """The block of ``table`` (``EVENT_SCHEMA`` or ``TAIL_SCHEMA`` rows; at least
+        one)."""
+        table = compact(table)
         seqs = _int64(table.column("seq"))
         order = None
         if len(seqs) > 1 and bool((np.diff(seqs) <= 0).any()):
-            order = np.argsort(seqs, kind="stable")
+            order = np.argsort(seqs, kind="stable").astype(np.int32)
             seqs = seqs[order]
         cost = _int64(pc.fill_null(table.column("cost_nanos"), 0))
-        unpriced = _int64(pc.equal(table.column("cost_source"), "unpriced").cast(pa.int64()))
+        unpriced = np.asarray(pc.equal(table.column("cost_source"), "unpriced").cast(
+            pa.int32()).to_numpy(zero_copy_only=False), dtype=np.int32)
         if order is not None:
             cost, unpriced = cost[order], unpriced[order]
-        return cls(table, seqs, order,
+        first, last = int(seqs[0]), int(seqs[-1])
+        consecutive = last - first + 1 == len(seqs)  # ascending and distinct: no gap
+        return cls(table, first, last, None if consecutive else seqs, order,
                    np.concatenate(([0], np.cumsum(cost, dtype=np.int64))),
-                   np.concatenate(([0], np.cumsum(unpriced, dtype=np.int64))),
+                   np.concatenate(([0], np.cumsum(unpriced, dtype=np.int32))),
                    group_totals(table), pc.unique(table.column("conversation_id").drop_null()))
 
     def __len__(self) -> int:
-        return len(self.seqs)
+        return len(self.cost) - 1
 
-    def rows(self, a: int, b: int) -> pa.Table:
-        """Rows at positions ``[a, b)`` in seq order."""
+    @property
+    def seqs(self) -> np.ndarray:
+        """The block's seqs, ascending."""
+        if self.stored_seqs is not None:
+            return self.stored_seqs
+        return np.arange(self.first, self.last + 1, dtype=np.int64)
+
+    def position(self, seq: int, side: str = "left") -> int:
+        """Where ``seq`` goes among the block's seqs (``np.searchsorted``'s ``side``)."""
+        if self.stored_seqs is not None:
+            return int(np.searchsorted(self.stored_seqs, seq,
+                                       side="left" if side == "left" else "right"))
+        at = seq - self.first + (side == "right")
+        return min(max(at, 0), len(self))
+
+    def rows(self, a: int, b: int, columns: Sequence[str] | None = None) -> pa.Table:
+        """Rows at positions ``[a, b)`` in seq order (of ``columns`` only, if given)."""
+        table = self.table if columns is None else self.table.select(columns)
         if self.order is None:
-            return self.table.slice(a, b - a)
-        return self.table.take(pa.array(self.order[a:b]))
+            return table.slice(a, b - a)
+        return table.take(pa.array(self.order[a:b]))
 
     def span(self, lo: int, hi: int) -> tuple[int, int]:
         """Positions ``[a, b)`` (seq order) of the seqs in ``[lo, hi]``."""
-        return (int(np.searchsorted(self.seqs, lo, side="left")),
-                int(np.searchsorted(self.seqs, hi, side="right")))
+        return self.position(lo, "left"), self.position(hi, "right")
 
 
 GROUP_KEYS = ["model", "alias", "provider", "d"]
@@ -83,8 +157,8 @@ def group_totals(table: pa.Table) -> pa.Table:
     else:
         ts = table.column("ts").cast(pa.int64())
         events = pa.table({
-            "model": table.column("model"), "alias": table.column("alias"),
-            "provider": table.column("provider"), "d": pc.divide(ts, DAY_US),
+            "model": _values(table.column("model")), "alias": _values(table.column("alias")),
+            "provider": _values(table.column("provider")), "d": pc.divide(ts, DAY_US),
             "input_tokens": table.column("input_tokens"),
             "output_tokens": table.column("output_tokens"),
             "cost_nanos": table.column("cost_nanos"),
@@ -109,6 +183,13 @@ def group_totals(table: pa.Table) -> pa.Table:
 DAY_US = 86_400_000_000
 
 
+def _values(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary-encoded column decoded (Arrow groups by one dictionary only)."""
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    return column
+
+
 def _int64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -131,7 +212,7 @@ class TailView:
     @classmethod
     def of(cls, blocks: Sequence[TailBlock]) -> TailView:
         """A view of ``blocks`` (ascending, disjoint seq ranges)."""
-        firsts = [int(b.seqs[0]) for b in blocks]
+        firsts = [b.first for b in blocks]
         before = [(0, 0, 0)]
         for b in blocks:
             c, u, r = before[-1]
@@ -149,29 +230,30 @@ class TailView:
     def table(self) -> pa.Table:
         """Every event of the view (in block order; rows of a block in any order)."""
         tables = [b.table for b in self.blocks]
-        return pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
+        return pa.concat_tables(tables) if tables else TAIL_SCHEMA.empty_table()
 
     def _blocks_between(self, lo: int, hi: int) -> range:
         first = max(bisect.bisect_right(self._firsts, lo, 0, self._count) - 1, 0)
         end = bisect.bisect_right(self._firsts, hi, 0, self._count)
         return range(first, end)
 
-    def between(self, lo: int | None, hi: int | None, *, ordered: bool = False
-                ) -> pa.Table | None:
+    def between(self, lo: int | None, hi: int | None, *, ordered: bool = False,
+                columns: Sequence[str] | None = None) -> pa.Table | None:
         """The events with ``lo <= seq <= hi`` (None: unbounded), or None if there are
         none; ``ordered``: in seq order (else a block wholly in range comes as it is
-        stored, uncopied)."""
+        stored, uncopied); ``columns``: only these."""
         if self._count == 0:
             return None
         lo = int(self._firsts[0]) if lo is None else lo
-        hi = int(self._blocks[self._count - 1].seqs[-1]) if hi is None else hi
+        hi = self._blocks[self._count - 1].last if hi is None else hi
         tables = []
         for i in self._blocks_between(lo, hi):
             block = self._blocks[i]
             a, b = block.span(lo, hi)
             if b > a:
                 whole = (a, b) == (0, len(block)) and not ordered
-                tables.append(block.table if whole else block.rows(a, b))
+                tables.append((block.table if columns is None else block.table.select(
+                    columns)) if whole else block.rows(a, b, columns))
         return pa.concat_tables(tables) if tables else None
 
     def totals(self, intervals: np.ndarray) -> tuple[int, int, int]:
@@ -190,7 +272,7 @@ class TailView:
         if i < 0:
             return 0, 0, 0
         block = self._blocks[i]
-        k = int(np.searchsorted(block.seqs, seq, side="left"))
+        k = block.position(seq)
         c, u, r = self._before[i]
         return c + int(block.cost[k]), u + int(block.unpriced[k]), r + k
 
@@ -221,16 +303,17 @@ class TailView:
         if not groups:
             return [], pa.chunked_array([], pa.string())
         merged = group_totals(pa.concat_tables(groups)) if len(groups) > 1 else groups[0]
-        rows = list(zip(*(merged.column(c).to_pylist() for c in GROUP_COLUMNS), strict=True))
+        rows = list(zip(*(pylist(merged.column(c)) for c in GROUP_COLUMNS), strict=True))
         return rows, pa.chunked_array(conversations, pa.string())
 
     def seq_bounds(self) -> tuple[int, int] | None:
         """The smallest and the largest seq in the view."""
         if self._count == 0:
             return None
-        return int(self._firsts[0]), int(self._blocks[self._count - 1].seqs[-1])
+        return int(self._firsts[0]), self._blocks[self._count - 1].last
 
 
 EMPTY = TailView([], [], [(0, 0, 0)], 0)
 
-__all__ = ["EMPTY", "GROUP_COLUMNS", "TailBlock", "TailView", "group_totals"]
+__all__ = ["EMPTY", "GROUP_COLUMNS", "TAIL_SCHEMA", "TailBlock", "TailView", "compact",
+           "group_totals", "plain", "pylist"]

@@ -32,6 +32,7 @@ from ledger.storage.layout import DataDir
 from ledger.storage.manifest import Manifest, Segment
 from ledger.storage.receipt_entries import ReceiptEntry, membership_table, receipts_table
 from ledger.storage.segments import PAIR_SCHEMA, SegmentStore
+from projections.tailview import plain
 
 DEFAULT_SEAL_ROWS = 250_000
 COMPACT_TARGET_ROWS = 1_000_000
@@ -218,7 +219,7 @@ class Sealer:
                     by_day.setdefault((part.tenant, date), []).append(rows)
         name = f"{chunks[-1].journal:08d}-{new_event_id()[-12:]}"
         declared = self.dimensions.projects()
-        jobs = [(tenant, date, with_dimensions(pa.concat_tables(tables),
+        jobs = [(tenant, date, with_dimensions(plain(pa.concat_tables(tables)),
                                                declared.get(tenant, ())))
                 for (tenant, date), tables in sorted(by_day.items())]
         # Encoding, compressing and syncing a segment release the GIL: two at a time.

@@ -22,7 +22,7 @@ from ledger.model.event import format_ts
 from ledger.model.schema import ROW_INDEX
 from ledger.storage.receipt_entries import ReceiptEntry
 from ledger.storage.segments import rows_to_table
-from projections.tailview import TailBlock, TailView
+from projections.tailview import TAIL_SCHEMA, TailBlock, TailView, compact
 
 DAY_US = 86_400_000_000
 OPEN_PART_ROWS = 1_024  # rows an open tail part takes before it is made a table
@@ -47,9 +47,10 @@ def day_runs(days: np.ndarray) -> list[tuple[str, int, int]]:
 class TailPart:
     """Events of one tenant appended (or replayed) together, not yet sealed, with each
     event's idempotency digest (None for a generated id). A large batch arrives as an
-    Arrow table (``EVENT_SCHEMA``) with its rows grouped by UTC day, in ``seq`` order
-    within a day, and ``days`` saying where each day's run starts and how long it is (so
-    a seal writes each day's segment from slices, with no copy); small appends gather as
+    Arrow table (``EVENT_SCHEMA``; ``TAIL_SCHEMA`` once closed) with its rows grouped by
+    UTC day, in ``seq`` order within a day, and ``days`` saying where each day's run
+    starts and how long it is (so a seal writes each day's segment from slices, with no
+    copy); small appends gather as
     row tuples (``ROW_FIELDS`` order) in one open part until it is closed (``close``).
     A closed part keeps its digests as an Arrow array and its seq index (``block``)."""
 
@@ -79,6 +80,7 @@ class TailPart:
         if self.block is None:
             if not isinstance(self.digests, pa.Array):
                 self.digests = pa.array(self.digests, pa.binary())
+            self.built = compact(self.built)  # the rows kept are the block's
             self.block = TailBlock.of(self.built)
         return self.block
 
@@ -89,6 +91,8 @@ class TailPart:
         return self.digests.to_pylist()
 
     def day_slices(self) -> list[tuple[str, pa.Table]]:
+        """Each UTC day's rows (``TAIL_SCHEMA``: ``projections.tailview.plain`` gives the
+        stored schema)."""
         table = self.table
         assert self.days is not None
         return [(date, table.slice(first, count)) for date, first, count in self.days]
@@ -144,7 +148,7 @@ class _Blocks:
     def append(self, block: TailBlock) -> None:
         c, u, r = self.before[-1]
         self.blocks.append(block)
-        self.firsts.append(int(block.seqs[0]))
+        self.firsts.append(block.first)
         self.before.append((c + int(block.cost[-1]), u + int(block.unpriced[-1]),
                             r + len(block)))
 
@@ -197,12 +201,12 @@ class Tail:
         return {tenant: blocks.view() for tenant, blocks in self._projects.items()}
 
     def table(self) -> pa.Table:
-        """Every unsealed event as one table (``EVENT_SCHEMA`` plus ``tenant``)."""
+        """Every unsealed event as one table (``TAIL_SCHEMA`` plus ``tenant``)."""
         tables = [view.table().append_column(
             "tenant", pa.repeat(pa.scalar(tenant, pa.string()), view.rows))
             for tenant, view in sorted(self.views().items())]
         if not tables:
-            empty = rows_to_table([])
+            empty = TAIL_SCHEMA.empty_table()
             return empty.append_column("tenant", pa.array([], pa.string()))
         return pa.concat_tables(tables)
 
