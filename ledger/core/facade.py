@@ -160,6 +160,9 @@ class Ledger:
         self.iceberg: IcebergTable | None = None
         self._publish_lock = threading.Lock()  # one publish at a time across units
         self._seal_interval = seal_interval
+        # The tables of the unsealed receipt entries last built by ``snapshot``, with the
+        # entries they were built of (a walk of a receipt's pages builds them once).
+        self._entry_tables: tuple[list[ReceiptEntry], tuple[Any, Any]] | None = None
         if read_only:
             self._lockfd = -1
             self.store = SegmentStore(self.layout, self._storage)
@@ -432,7 +435,7 @@ class Ledger:
                 for seg in state.segments(kind=kind):
                     files.setdefault(seg.tenant, []).append(self.store.abspath(seg.path))
             sizes.update(state.tenant_rows())
-        receipt_tail, membership_tail = tail_tables(entries) if entries else (None, None)
+        receipt_tail, membership_tail = self._receipt_tail_tables(entries)
         return Snapshot(segments=segments, tails=tails,
                         dimensioned=frozenset(self.dimensions.projects()),
                         sizes=sizes, receipt_files=receipt_files,
@@ -440,6 +443,20 @@ class Ledger:
                         membership_tail=membership_tail,
                         filesystem=self.store.fs if self.store.remote else None,
                         receipt_seqs=receipt_seqs, lease=lease)
+
+    def _receipt_tail_tables(self, entries: list[ReceiptEntry]) -> tuple[Any, Any]:
+        """``tail_tables(entries)`` (None, None without entries), built again only when
+        the entries are not the very ones of the last call (entries never change: the
+        list only grows, or a seal starts it afresh)."""
+        if not entries:
+            return None, None
+        cached = self._entry_tables
+        if cached is not None and len(cached[0]) == len(entries) and all(
+                a is b for a, b in zip(cached[0], entries, strict=True)):
+            return cached[1]
+        tables = tail_tables(entries)
+        self._entry_tables = (entries, tables)
+        return tables
 
     # -- receipt entries (docs/formats.md; content and signing are ``ledger.receipts.issuance``) --
     def receipt_lock(self, tenant: str) -> threading.Lock:
