@@ -9,7 +9,7 @@ sliced without a scan, and the totals over any set of seq runs come from the run
 sums: a page or a since-last total costs O(page + log n) whatever the tail's size.
 
 A block's table holds the low-cardinality text columns (``DICTIONARY_COLUMNS``: model,
-provider, alias, kind, …) dictionary-encoded (``TAIL_SCHEMA``, ``compact``): ~80 of the
+provider, alias, kind, …) dictionary-encoded (``TAIL_SCHEMA``, ``compact``): ~95 of the
 ~315 bytes an event's row took as plain strings. Reads see the same values (DuckDB reads
 the dictionaries as VARCHAR, ``pylist`` turns a column into Python values), and
 ``plain`` gives the stored schema back where a segment is written. The seq index is as
@@ -31,10 +31,13 @@ from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA
 
 MAX_CUT_BLOCKS = 64  # blocks a summary may read rows of before SQL is the better way
 _ENCODED = frozenset(DICTIONARY_COLUMNS)
+_CODES = pa.int16()
+CHUNK_ROWS = 1 << 15  # rows of one dictionary: its codes fit in int16
 TAIL_SCHEMA: pa.Schema = pa.schema([
-    pa.field(f.name, pa.dictionary(pa.int32(), f.type) if f.name in _ENCODED else f.type)
+    pa.field(f.name, pa.dictionary(_CODES, f.type) if f.name in _ENCODED else f.type)
     for f in EVENT_SCHEMA])
-"""``EVENT_SCHEMA`` with ``DICTIONARY_COLUMNS`` dictionary-encoded: a tail block's rows."""
+"""``EVENT_SCHEMA`` with ``DICTIONARY_COLUMNS`` dictionary-encoded (int16 codes, one
+dictionary per ``CHUNK_ROWS`` rows at most): a tail block's rows."""
 
 
 def compact(table: pa.Table) -> pa.Table:
@@ -44,8 +47,13 @@ def compact(table: pa.Table) -> pa.Table:
     columns = []
     for field in TAIL_SCHEMA:
         column = table.column(field.name)
-        if field.name in _ENCODED and not pa.types.is_dictionary(column.type):
-            column = pc.dictionary_encode(column.combine_chunks())
+        if field.name in _ENCODED and not field.type.equals(column.type):
+            whole = plain_column(column).combine_chunks()
+            chunks = [pc.dictionary_encode(whole.slice(at, CHUNK_ROWS))
+                      for at in range(0, len(whole), CHUNK_ROWS)]
+            column = pa.chunked_array(
+                [pa.DictionaryArray.from_arrays(c.indices.cast(_CODES), c.dictionary)
+                 for c in chunks], field.type)
         columns.append(column)
     return pa.table(columns, schema=TAIL_SCHEMA)
 
@@ -58,6 +66,13 @@ def plain(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema([
         pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
         for f in table.schema]))
+
+
+def plain_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary-encoded column decoded (Arrow groups by one dictionary only)."""
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    return column
 
 
 def pylist(column: pa.ChunkedArray | pa.Array) -> list:
@@ -157,8 +172,9 @@ def group_totals(table: pa.Table) -> pa.Table:
     else:
         ts = table.column("ts").cast(pa.int64())
         events = pa.table({
-            "model": _values(table.column("model")), "alias": _values(table.column("alias")),
-            "provider": _values(table.column("provider")), "d": pc.divide(ts, DAY_US),
+            "model": plain_column(table.column("model")),
+            "alias": plain_column(table.column("alias")),
+            "provider": plain_column(table.column("provider")), "d": pc.divide(ts, DAY_US),
             "input_tokens": table.column("input_tokens"),
             "output_tokens": table.column("output_tokens"),
             "cost_nanos": table.column("cost_nanos"),
@@ -181,13 +197,6 @@ def group_totals(table: pa.Table) -> pa.Table:
 
 
 DAY_US = 86_400_000_000
-
-
-def _values(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A dictionary-encoded column decoded (Arrow groups by one dictionary only)."""
-    if pa.types.is_dictionary(column.type):
-        return column.cast(column.type.value_type)
-    return column
 
 
 def _int64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -316,4 +325,4 @@ class TailView:
 EMPTY = TailView([], [], [(0, 0, 0)], 0)
 
 __all__ = ["EMPTY", "GROUP_COLUMNS", "TAIL_SCHEMA", "TailBlock", "TailView", "compact",
-           "group_totals", "plain", "pylist"]
+           "group_totals", "plain", "plain_column", "pylist"]

@@ -205,7 +205,8 @@ def test_tail_text_columns_are_dictionaries_and_segments_keep_the_stored_schema(
 
 def test_dictionary_columns_read_back_as_their_values(tmp_path: Path):
     """``pylist`` of a dictionary column (chunks with different dictionaries, nulls) is
-    ``to_pylist`` of the plain column; ``compact`` then ``plain`` gives the table back."""
+    ``to_pylist`` of the plain column; ``compact`` then ``plain`` gives the table back,
+    also one longer than a dictionary's ``CHUNK_ROWS``."""
     values = [["a", None, "b", "a"], [None, None], ["c", "a"], []]
     column = pa.chunked_array([pa.array(v, pa.string()).dictionary_encode() for v in values])
     assert pylist(column) == [x for v in values for x in v]
@@ -215,6 +216,11 @@ def test_dictionary_columns_read_back_as_their_values(tmp_path: Path):
         table = plain(ledger.snapshot().tails["default"].table())
     assert compact(table).schema.equals(TAIL_SCHEMA)
     assert plain(compact(table)).equals(table)
+    large = pa.concat_tables([table] * 140)  # 70,000 rows: three dictionaries of int16 codes
+    encoded = compact(large)
+    assert encoded.column("model").num_chunks == 3
+    assert plain(encoded).equals(large)
+    assert pylist(encoded.column("model")) == large.column("model").to_pylist()
     assert plain(compact(EVENT_SCHEMA.empty_table())).equals(EVENT_SCHEMA.empty_table())
 
 
