@@ -71,7 +71,7 @@ MAX_TAG = 100
 MAX_LOG_IDS = 1_000_000
 TILE_TREES_KEPT = 8
 MAX_JSON_INT = 2**53 - 1  # RFC 8785 (I-JSON) integers
-LEAF_WINDOW = 1 << 16  # seqs of the log tree read at once while hashing a receipt's tree
+LEAF_WINDOW = 1 << 14  # seqs of the log tree read at once while hashing a receipt's tree
 
 Progress = Callable[[str], None]
 

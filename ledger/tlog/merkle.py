@@ -192,7 +192,7 @@ def tree_levels_from_buffer(leaves: bytes, *, keep: int = 0) -> tuple[bytes, byt
     return bytes(level[:HASH_SIZE]), kept
 
 
-STREAM_CHUNK = 1 << 16  # leaves hashed at once by tree_levels_from_chunks
+STREAM_CHUNK = 1 << 14  # leaves hashed at once by tree_levels_from_chunks (512 KiB)
 
 
 def tree_levels_from_chunks(chunks: Iterable[bytes], *, keep: int = 0,
