@@ -34,13 +34,18 @@ checks, the segments in ``jobs`` processes:
    note; any other difference is a problem of kind ``iceberg``).
 
 Each finding names what is wrong and where.
+
+Memory is bounded whatever the size of the log (``ledger.core.audit_log``): each
+segment's entries are spilled to a temporary folder as they arrive, and each project's
+log is then read back in seq order block by block, its roots, frontier and tree levels
+hashed as a stream (``ledger.tlog.stream``).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +56,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ledger.core.audit_log import Gathered, GatheredLog, OrderedLog
 from ledger.errors import ConfigError, StorageUriError
 from ledger.model.dimensions import column_name
 from ledger.model.event import canonical_bytes_of_stored, canonical_json, leaf_hash_of
@@ -65,15 +71,10 @@ from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
-from ledger.tlog.merkle import (
-    HASH_SIZE,
-    perfect_subtrees,
-    root_from_leaf_hashes,
-    roots_at_sizes,
-    tree_levels_from_buffer,
-)
+from ledger.tlog.merkle import HASH_SIZE, tree_levels_from_buffer, tree_levels_from_chunks
 from ledger.tlog.signing import KeyRingError, read_keys
-from ledger.tlog.tiles import TILE_WIDTH, level_file
+from ledger.tlog.stream import BLOCK_LEAVES, LeafStream
+from ledger.tlog.tiles import TILE_HEIGHT, level_file
 
 Progress = Callable[[int, int], None]
 PARALLEL_MIN_ROWS = 200_000  # sealed rows from which a verify uses every core by default
@@ -127,6 +128,9 @@ class AuditReport:
 
 @dataclass
 class _TenantLog:
+    """A project's entries as the checks of segments and journals find them (the full
+    audit moves seqs, hashes and ids to a ``Gathered`` spill after each one)."""
+
     seqs: list[pa.Array] = field(default_factory=list)
     hashes: list[pa.Array] = field(default_factory=list)
     ids: list[pa.Array] = field(default_factory=list)
@@ -177,6 +181,7 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
         report.notes.append(f"segments read from the directory itself: {exc}")
         objects = None
     store = SegmentStore(layout, objects)
+    gathered = Gathered()  # the entries found, spilled to a temporary folder
     checked: dict[str, tuple[list[bytes], ManifestState]] = {}  # per project
     states: list[ManifestState] = []
     segments = []
@@ -196,15 +201,16 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
         for tenant, (lines, _) in sorted(checked.items()):
             _check_manifest_objects(store, tenant, lines, report)
     check_segments(layout, segments, report, logs, jobs=jobs, progress=progress,
-                   store=store)
+                   store=store, spill=gathered.take)
     for unit, state in zip(units, states, strict=True):
         files = [p for number, p in jr.journal_files(unit.journal)
                  if number > state.sealed_journal]
         for i, jpath in enumerate(files):
             _check_journal(jpath, i < len(files) - 1, report, logs)
+            gathered.take(logs)
     for unit in units:
         _check_losses(unit, report)
-        _check_kept_journals(unit, report, logs)
+        _check_kept_journals(unit, report, gathered)
 
     if not old_layout:
         _check_iceberg(layout, store, {t: s.records for t, (_, s) in checked.items()},
@@ -212,13 +218,15 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
 
     checkpoints = _load_checkpoints(layout, report)
     for tenant, log in sorted(logs.items()):
-        _check_log(trees, tenant, log, report, checkpoints.pop(tenant, []))
+        _check_log(trees, tenant, log, gathered.log(tenant), report,
+                   checkpoints.pop(tenant, []))
     for tenant, signed in sorted(checkpoints.items()):
         if signed:
             top = max(signed, key=lambda c: c.checkpoint.size)
             report.add("checkpoint", f"project {tenant}",
                        f"a checkpoint of its log at size {top.checkpoint.size} was signed, "
                        "but the directory holds no entry of that log (it was deleted)")
+    gathered.close()
     if report.ok and not old_layout:
         from ledger.core.audit_since import record_verified
 
@@ -327,11 +335,14 @@ def _check_iceberg(layout: DataDir, store: SegmentStore,
 def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
                    logs: dict[str, _TenantLog], *, jobs: int | None = None,
                    progress: Progress | None = None,
-                   store: SegmentStore | None = None) -> None:
+                   store: SegmentStore | None = None,
+                   spill: Callable[[dict[str, _TenantLog]], None] | None = None) -> None:
     """Check each segment (``_check_segment``, read through ``store``: by default the
     directory's own) and gather its entries into ``logs``; with more than one job, in
     worker processes (each opening the directory's store), merged in the order of
-    ``segments`` (so the report is the same whatever the number of processes)."""
+    ``segments`` (so the report is the same whatever the number of processes).
+    ``spill``, if given, is called with ``logs`` after each segment (to move its
+    entries out of memory)."""
     if jobs is None:
         rows = sum(s.rows for s in segments)
         jobs = (os.cpu_count() or 1) if rows >= PARALLEL_MIN_ROWS else 1
@@ -341,6 +352,8 @@ def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
         store = store or SegmentStore(layout, open_storage(layout, record=False))
         for done, seg in enumerate(segments, 1):
             _check_segment(store, seg, report, logs)
+            if spill is not None:
+                spill(logs)
             if progress is not None:
                 progress(done, total)
         return
@@ -349,6 +362,8 @@ def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
         results = pool.map(_segment_worker, [(str(layout.root), seg) for seg in segments])
         for done, (part, found) in enumerate(results, 1):
             _merge(report, logs, part, found)
+            if spill is not None:
+                spill(logs)
             if progress is not None:
                 progress(done, total)
 
@@ -643,116 +658,158 @@ def _check_losses(layout: DataDir, report: AuditReport) -> None:
         report.add("journal-loss", where, message)
 
 
-def _check_kept_journals(layout: DataDir, report: AuditReport,
-                         logs: dict[str, _TenantLog]) -> None:
+def _check_kept_journals(layout: DataDir, report: AuditReport, gathered: Gathered) -> None:
     """The intact events of each damaged journal kept aside must all be in the log."""
     folder = layout.damaged_journals
     if not folder.is_dir():
         return
-    present = {tenant: set(pa.chunked_array(log.ids, pa.string()).to_pylist())
-               for tenant, log in logs.items()}
     for path in sorted(folder.glob(f"*{JOURNAL_SUFFIX}")):
         scan = jr.scan_journal(path)
         records = [*scan.records, *(scan.damage.beyond if scan.damage else ())]
-        missing: list[str] = []
-        for rec in records:
-            if not isinstance(rec, jr.EventRecord):
-                continue
-            named = _tenant_and_event_id(rec)
-            if named is not None and named[1] not in present.get(named[0], ()):
-                missing.append("/".join(named))
+        named = [n for rec in records if isinstance(rec, jr.EventRecord)
+                 and (n := _tenant_and_event_id(rec)) is not None]
+        present = {tenant: gathered.log(tenant).present_ids(
+                       [i for t, i in named if t == tenant])
+                   for tenant in {t for t, _ in named}}
+        missing = ["/".join(n) for n in named if n[1] not in present[n[0]]]
         if missing:
             report.add("log-shorter-than-journal", f"journal/damaged/{path.name}",
                        f"{len(missing)} acknowledged events of this damaged journal are not "
                        f"in the log (e.g. {', '.join(missing[:3])})")
 
 
-def _check_log(layout: DataDir, tenant: str, log: _TenantLog, report: AuditReport,
-               checkpoints: list[SignedCheckpoint]) -> None:
-    seqs = pa.chunked_array(log.seqs, pa.int64())
-    order = pc.sort_indices(seqs)
-    sorted_seqs = pc.take(seqs, order).combine_chunks()
-    n = len(sorted_seqs)
+def _check_log(layout: DataDir, tenant: str, log: _TenantLog, gathered: GatheredLog,
+               report: AuditReport, checkpoints: list[SignedCheckpoint]) -> None:
+    """A project's log: its seqs exactly 0..n-1, its event ids unique, its roots at the
+    signed checkpoints' sizes, its receipts and its tree files. The log is read in seq
+    order from ``gathered`` block by block and hashed as a stream."""
+    ordered = gathered.ordered()
+    n = ordered.n
     where = f"project {tenant}"
-    if n:
-        first = sorted_seqs[0].as_py()
-        if first != 0:
-            report.add("seq-gap", where, f"the log starts at seq {first}, not 0 (events "
-                       "deleted or a segment removed)")
-        steps = pc.subtract(sorted_seqs[1:], sorted_seqs[:-1])
-        repeats = pc.sum(pc.equal(steps, 0)).as_py() or 0
-        if repeats:
-            at = pc.index(steps, 0).as_py()
-            report.add("seq-duplicate", where, f"seq {sorted_seqs[at].as_py()} appears more "
-                       f"than once ({repeats} repeats)")
-        gap_mask = pc.greater(steps, 1)
-        if pc.any(gap_mask).as_py():
-            at = pc.index(gap_mask, True).as_py()
-            report.add("seq-gap", where, f"the log has a gap after seq "
-                       f"{sorted_seqs[at].as_py()}: seqs up to {sorted_seqs[at + 1].as_py()} "
-                       "are missing (events deleted or a segment removed)")
-    ids = pa.chunked_array(log.ids, pa.string())
-    if pc.count_distinct(ids).as_py() != len(ids):
-        counts = pc.value_counts(ids)
-        repeated = [v["values"] for v in counts.to_pylist() if v["counts"] > 1][:5]
+    if ordered.seqs is not None:  # not exactly 0..n-1
+        _check_seqs(ordered.seqs, where, report)
+    repeated = gathered.duplicate_ids()
+    if repeated:
         report.add("event-id-duplicate", where, f"event ids recorded twice: {repeated}")
-    leaves = pc.take(pa.chunked_array(log.hashes, pa.binary(HASH_SIZE)), order)
-    leaf_bytes = b"".join(c.buffers()[1].to_pybytes()[c.offset * HASH_SIZE:
-                                                      (c.offset + len(c)) * HASH_SIZE]
-                          for c in leaves.chunks)
-    leaf_list = [leaf_bytes[i:i + HASH_SIZE] for i in range(0, len(leaf_bytes), HASH_SIZE)]
     sizes = {c.checkpoint.size for c in checkpoints if c.checkpoint.size <= n}
-    roots = roots_at_sizes(leaf_list, sizes | {n})
-    tree_root = roots[n]
-    report.frontiers[tenant] = [
-        ((e - s).bit_length() - 1, tree_levels_from_buffer(
-            leaf_bytes[s * HASH_SIZE:e * HASH_SIZE])[0]) for s, e in perfect_subtrees(0, n)]
+    stream = LeafStream(sizes | {n}, every=TILE_HEIGHT)
+    tree = _TreeCheck(layout.tree(tenant), n)
+    for start in range(0, n, BLOCK_LEAVES):
+        block = ordered.leaves.read(start, min(n, start + BLOCK_LEAVES))
+        tree.leaves(start, block)
+        tree.levels(stream.feed(block))
+    nodes, report.frontiers[tenant] = stream.finish()
+    tree.levels(nodes)
+    roots = stream.roots
     check_checkpoints(tenant, checkpoints, roots, n, report)
-    report.tenants[tenant] = {"size": n, "root": tree_root.hex(),
+    report.tenants[tenant] = {"size": n, "root": roots[n].hex(),
                               "receipts": len(log.receipts)}
-    _check_receipts(layout, tenant, log, sorted_seqs.to_numpy(), leaf_bytes, report)
-    _check_tree_files(layout.tree(tenant), leaf_bytes, leaf_list, where,
-                      report)
+    _check_receipts(layout, tenant, log, ordered, report)
+    tree.report(where, report)
 
 
-def _check_tree_files(tdir: Path, leaf_bytes: bytes, leaves: list[bytes], where: str,
-                      report: AuditReport) -> None:
-    level0 = level_file(tdir, 0)
-    if not level0.exists():
-        report.add("tree", where, f"{level0} is missing (the writer rebuilds it on open)")
+def _check_seqs(seqs: np.ndarray, where: str, report: AuditReport) -> None:
+    """The findings of a log whose sorted seqs are not exactly 0..n-1."""
+    if not len(seqs):
         return
-    stored = level0.read_bytes()
-    usable = len(stored) - len(stored) % HASH_SIZE
-    common = min(usable, len(leaf_bytes))  # a longer tree is reported below
-    if stored[:common] != leaf_bytes[:common]:
-        first = next(i for i in range(0, common, HASH_SIZE)
-                     if stored[i:i + HASH_SIZE] != leaf_bytes[i:i + HASH_SIZE])
-        report.add("tree", f"{where} tree leaf {first // HASH_SIZE}",
-                   "the tree's stored leaf hash differs from the event's leaf hash")
-    if usable > len(leaf_bytes):
-        report.add("tree", where, f"the tree holds {usable // HASH_SIZE} leaves but the log "
-                   f"has {len(leaves)} events")
-    below = leaves
-    level = 1
-    while len(below) >= TILE_WIDTH:
-        path = level_file(tdir, level)
-        computed = [root_from_leaf_hashes(below[i:i + TILE_WIDTH])
-                    for i in range(0, len(below) - TILE_WIDTH + 1, TILE_WIDTH)]
-        data = path.read_bytes() if path.exists() else b""
-        stored_level = [data[i:i + HASH_SIZE] for i in range(0, len(data) - HASH_SIZE + 1,
-                                                              HASH_SIZE)]
-        for i, h in enumerate(stored_level[:len(computed)]):
-            if h != computed[i]:
-                report.add("tree", f"{where} tree level {level} tile hash {i}",
-                           "stored interior hash does not match the hashes below it")
-                break
-        below = computed
-        level += 1
+    first = int(seqs[0])
+    if first != 0:
+        report.add("seq-gap", where, f"the log starts at seq {first}, not 0 (events "
+                   "deleted or a segment removed)")
+    steps = np.diff(seqs)
+    repeats = int(np.count_nonzero(steps == 0))
+    if repeats:
+        at = int(np.argmax(steps == 0))
+        report.add("seq-duplicate", where, f"seq {seqs[at]} appears more than once "
+                   f"({repeats} repeats)")
+    gaps = steps > 1
+    if gaps.any():
+        at = int(np.argmax(gaps))
+        report.add("seq-gap", where, f"the log has a gap after seq {seqs[at]}: seqs up to "
+                   f"{seqs[at + 1]} are missing (events deleted or a segment removed)")
 
 
-def _check_receipts(layout: DataDir, tenant: str, log: _TenantLog, seqs: np.ndarray,
-                    leaf_bytes: bytes, report: AuditReport) -> None:
-    """Each receipt against its membership, the member events and the public keys."""
+class _TreeCheck:
+    """A project's stored tree files (``ledger.tlog.tiles``) against its leaf hashes
+    and the tile hashes computed from them, compared block by block as the log is
+    streamed; at most one finding per level, reported in level order."""
+
+    def __init__(self, tdir: Path, n: int) -> None:
+        self._tdir, self._n = tdir, n
+        self._missing = not level_file(tdir, 0).exists()
+        self._fds: dict[int, int] = {}
+        self._counts: dict[int, int] = {}  # stored entries per level
+        self._leaf: int | None = None  # the first stored leaf hash that differs
+        self._bad: dict[int, int] = {}  # level → its first tile hash that differs
+
+    def _stored(self, level: int, index: int, count: int) -> bytes:
+        """Up to ``count`` stored entries of ``level`` from ``index`` (fewer at its end)."""
+        if level not in self._fds:
+            try:
+                fd = os.open(level_file(self._tdir, level), os.O_RDONLY)
+            except OSError:  # a missing level holds nothing
+                self._fds[level], self._counts[level] = -1, 0
+            else:
+                self._fds[level] = fd
+                self._counts[level] = os.fstat(fd).st_size // HASH_SIZE
+        count = min(count, self._counts[level] - index)
+        if count <= 0:
+            return b""
+        return os.pread(self._fds[level], count * HASH_SIZE, index * HASH_SIZE)
+
+    def leaves(self, start: int, block: bytes) -> None:
+        """The log's leaf hashes from position ``start``, against level 0."""
+        if self._missing or self._leaf is not None:
+            return
+        stored = self._stored(0, start, len(block) // HASH_SIZE)
+        if stored != block[:len(stored)]:
+            self._leaf = start + _first_difference(stored, block)
+
+    def levels(self, nodes: list[tuple[int, int, bytes]]) -> None:
+        """Computed tile hashes (height, first index, packed) against the stored levels."""
+        if self._missing:
+            return
+        for height, index, packed in nodes:
+            level = height // TILE_HEIGHT
+            if level in self._bad:
+                continue
+            stored = self._stored(level, index, len(packed) // HASH_SIZE)
+            if stored != packed[:len(stored)]:
+                self._bad[level] = index + _first_difference(stored, packed)
+
+    def report(self, where: str, report: AuditReport) -> None:
+        """The findings, then the files closed."""
+        if self._missing:
+            report.add("tree", where, f"{level_file(self._tdir, 0)} is missing (the writer "
+                       "rebuilds it on open)")
+            return
+        self._stored(0, 0, 0)
+        if self._leaf is not None:
+            report.add("tree", f"{where} tree leaf {self._leaf}",
+                       "the tree's stored leaf hash differs from the event's leaf hash")
+        if self._counts[0] > self._n:
+            report.add("tree", where, f"the tree holds {self._counts[0]} leaves but the log "
+                       f"has {self._n} events")
+        for level, i in sorted(self._bad.items()):
+            report.add("tree", f"{where} tree level {level} tile hash {i}",
+                       "stored interior hash does not match the hashes below it")
+        for fd in self._fds.values():
+            if fd >= 0:
+                os.close(fd)
+        self._fds.clear()
+
+
+def _first_difference(stored: bytes, computed: bytes) -> int:
+    """The index of the first 32-byte hash of ``stored`` that differs from ``computed``."""
+    a = np.frombuffer(stored, np.uint8).reshape(-1, HASH_SIZE)
+    b = np.frombuffer(computed[:len(stored)], np.uint8).reshape(-1, HASH_SIZE)
+    return int(np.argmax((a != b).any(axis=1)))
+
+
+def _check_receipts(layout: DataDir, tenant: str, log: _TenantLog, ordered: OrderedLog,
+                    report: AuditReport) -> None:
+    """Each receipt against its membership, the member events (their leaf hashes read
+    from ``ordered`` by position) and the public keys."""
     from ledger.tlog.signing import KeyRingError, PublicKeyFormatError, load_public_keys
 
     keys_file = layout.keys_file
@@ -765,7 +822,6 @@ def _check_receipts(layout: DataDir, tenant: str, log: _TenantLog, seqs: np.ndar
         if keys is None and keys_file.exists() is False:
             report.notes.append(f"project {tenant}: no {keys_file}, so receipt signatures "
                                 "were not checked")
-    leaves = np.frombuffer(leaf_bytes, dtype=np.uint8).reshape(-1, HASH_SIZE)
     receipt_seqs = np.array(sorted(s for s, _, _ in log.receipts), dtype=np.int64)
     for seq, canonical, where in log.receipts:
         receipt = orjson.loads(canonical)
@@ -777,12 +833,12 @@ def _check_receipts(layout: DataDir, tenant: str, log: _TenantLog, seqs: np.ndar
             report.add("membership", where, f"receipt {rid}'s membership names entries that "
                        "are not events older than the receipt")
             continue
-        pos = np.searchsorted(seqs, members)
-        if len(members) and (pos.max() >= len(seqs) or (seqs[pos] != members).any()):
+        pos = ordered.positions(members)
+        if pos is None:
             report.add("membership", where, f"receipt {rid} certifies seqs missing from the "
                        "log")
             continue
-        check_receipt_root(report, where, receipt, leaves[pos].tobytes(), keys)
+        check_receipt_root(report, where, receipt, ordered.leaves.gather(pos), keys)
     for seq in log.members:
         report.add("membership", f"project {tenant} receipt seq {seq}",
                    "membership names a receipt entry that does not exist")
@@ -817,13 +873,15 @@ def receipt_members(report: AuditReport, where: str, receipt: dict[str, Any],
 
 
 def check_receipt_root(report: AuditReport, where: str, receipt: dict[str, Any],
-                       certified: bytes, keys: Any) -> None:
+                       certified: bytes | Iterable[bytes], keys: Any) -> None:
     """A receipt's Merkle root against the leaf hashes of the events it certifies
-    (``certified``, packed in seq order), and its signature against ``keys`` if given."""
+    (``certified``, packed in seq order, whole or in pieces), and its signature against
+    ``keys`` if given."""
     from ledger.receipts.verification import verify_receipt
 
     rid = receipt.get("receipt_id")
-    got, _ = tree_levels_from_buffer(certified)
+    got, _ = (tree_levels_from_buffer(certified) if isinstance(certified, bytes)
+              else tree_levels_from_chunks(certified))
     if got.hex() != receipt.get("merkle_root"):
         report.add("receipt-root", where, f"receipt {rid}: the certified events' leaf "
                    f"hashes give root {got.hex()}, the receipt says "

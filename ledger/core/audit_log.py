@@ -1,0 +1,283 @@
+"""Each project's log as the full audit (``ledger.core.audit``) gathers it, in bounded
+memory.
+
+The entries of each segment and journal arrive in no particular seq order (events,
+receipt entries and the journal are read one after the other). :class:`GatheredLog`
+spills them as they arrive to files in a temporary folder: the leaf hashes packed in
+arrival order, with each maximal run of consecutive seqs noted (first seq, length,
+place in the file); the event ids to Parquet files with their arrival position.
+
+:meth:`GatheredLog.ordered` then puts the log in seq order. When the runs tile 0..n-1
+exactly (an intact log, whatever order its segments came in), the seq order is a map of
+extents over the spilled file: nothing is sorted but the runs, nothing is copied, and
+seq i is position i. Otherwise (a seq repeated, missing, or the log not starting at 0)
+every seq is sorted (stably, so entries with one seq keep their arrival order) and the
+leaf hashes are copied in that order to a second file; the sorted seqs are kept for the
+findings and the receipts' look-ups.
+
+Event ids are checked with DuckDB over the Parquet files (a ``GROUP BY`` that spills
+to the temporary folder beyond its memory limit), never as Python strings in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ledger.tlog.merkle import HASH_SIZE
+
+__all__ = ["Gathered", "GatheredLog", "LeafFile", "OrderedLog"]
+
+READ_LEAVES = 1 << 16  # leaf hashes read at once (2 MiB)
+DUCKDB_MEMORY = "1GB"  # DuckDB's memory limit for the id checks (it spills beyond)
+_IDS_SCHEMA = pa.schema([("event_id", pa.string()), ("pos", pa.int64())])
+
+
+class LeafFile:
+    """Packed leaf hashes in seq order, read from a file through a map of extents
+    (position of the first leaf, its place in the file, the number of leaves)."""
+
+    def __init__(self, path: Path | None, starts: np.ndarray, offsets: np.ndarray,
+                 lengths: np.ndarray) -> None:
+        self._fd = os.open(path, os.O_RDONLY) if path is not None else -1
+        self._starts, self._offsets, self._lengths = starts, offsets, lengths
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def read(self, start: int, end: int) -> bytes:
+        """The leaf hashes of positions [start, end), packed."""
+        parts = []
+        i = int(np.searchsorted(self._starts, start, "right")) - 1
+        while start < end:
+            first, length = int(self._starts[i]), int(self._lengths[i])
+            take = min(end, first + length) - start
+            at = (int(self._offsets[i]) + start - first) * HASH_SIZE
+            parts.append(_pread(self._fd, take * HASH_SIZE, at))
+            start += take
+            i += 1
+        return b"".join(parts)
+
+    def gather(self, positions: np.ndarray) -> Iterator[bytes]:
+        """The leaf hashes at ``positions`` (ascending, each in the log), packed, in
+        pieces of at most ``READ_LEAVES`` leaves' span."""
+        i = 0
+        while i < len(positions):
+            first = int(positions[i])
+            j = int(np.searchsorted(positions, first + READ_LEAVES, "left"))
+            span = self.read(first, int(positions[j - 1]) + 1)
+            rows = np.frombuffer(span, np.uint8).reshape(-1, HASH_SIZE)
+            yield rows[positions[i:j] - first].tobytes()
+            i = j
+
+
+class OrderedLog:
+    """A gathered log in seq order: ``n`` entries, their leaf hashes (``leaves``), and
+    ``seqs``, the sorted seqs when they are not exactly 0..n-1 (None when seq i is at
+    position i)."""
+
+    def __init__(self, n: int, leaves: LeafFile, seqs: np.ndarray | None) -> None:
+        self.n, self.leaves, self.seqs = n, leaves, seqs
+
+    def positions(self, members: np.ndarray) -> np.ndarray | None:
+        """The positions of the entries with seqs ``members`` (ascending); None if one is
+        not in the log."""
+        if self.seqs is None:
+            if len(members) and (members[0] < 0 or members[-1] >= self.n):
+                return None
+            return members
+        pos = np.searchsorted(self.seqs, members)
+        if len(members) and (pos.max() >= len(self.seqs) or (self.seqs[pos] != members).any()):
+            return None
+        return pos
+
+
+class GatheredLog:
+    """One project's entries spilled to ``folder`` as they arrive (module docstring)."""
+
+    def __init__(self, folder: Path, duck: _Duck) -> None:
+        self._folder = folder
+        self._duck = duck
+        self._leaves = folder / "leaves.bin"
+        self._sorted = folder / "leaves-sorted.bin"
+        self.n = 0  # entries so far
+        self._ids = 0  # event ids so far
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # seq, length, at
+        self._ordered: OrderedLog | None = None
+
+    def add(self, seqs: pa.Array, hashes: pa.Array) -> None:
+        """Entries with these seqs and leaf hashes (a fixed 32-byte binary array)."""
+        count = len(seqs)
+        if not count:
+            return
+        if hashes.type != pa.binary(HASH_SIZE):
+            hashes = hashes.cast(pa.binary(HASH_SIZE))
+        if len(hashes) != count:
+            raise ValueError("a seq for every leaf hash")
+        s = pc.fill_null(seqs, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        first = np.concatenate(([0], np.flatnonzero(np.diff(s) != 1) + 1))
+        lengths = np.diff(np.append(first, count))
+        self._runs.append((s[first], lengths, first + self.n))
+        data = hashes.buffers()[1]
+        with open(self._leaves, "ab") as f:
+            f.write(memoryview(data)[hashes.offset * HASH_SIZE:
+                                     (hashes.offset + count) * HASH_SIZE])
+        self.n += count
+
+    def add_ids(self, ids: pa.Array) -> None:
+        """Event ids, in arrival order."""
+        if not len(ids):
+            return
+        pos = pa.array(np.arange(self._ids, self._ids + len(ids), dtype=np.int64))
+        pq.write_table(pa.table([ids.cast(pa.string()), pos], schema=_IDS_SCHEMA),
+                       self._folder / f"ids-{self._ids:012d}.parquet", compression="none")
+        self._ids += len(ids)
+
+    def ordered(self) -> OrderedLog:
+        """The log in seq order (module docstring); computed once."""
+        if self._ordered is None:
+            self._ordered = self._order()
+        return self._ordered
+
+    def _order(self) -> OrderedLog:
+        n = self.n
+        if not n:
+            empty = np.zeros(0, np.int64)
+            return OrderedLog(0, LeafFile(None, empty, empty, empty), None)
+        seq, length, at = (np.concatenate(c) for c in zip(*self._runs, strict=True))
+        self._runs.clear()
+        by_seq = np.argsort(seq, kind="stable")
+        seq_s, length_s, at_s = seq[by_seq], length[by_seq], at[by_seq]
+        if seq_s[0] == 0 and (seq_s[1:] == (seq_s + length_s)[:-1]).all():
+            return OrderedLog(n, LeafFile(self._leaves, seq_s, at_s, length_s), None)
+        # not exactly 0..n-1: every seq, sorted stably (arrival order within a seq)
+        seqs = np.repeat(seq - at, length) + np.arange(n, dtype=np.int64)
+        del seq, length, at, seq_s, length_s, at_s, by_seq
+        order = np.argsort(seqs, kind="stable")
+        seqs = seqs[order]
+        spilled = np.memmap(self._leaves, np.uint8, "r").reshape(-1, HASH_SIZE)
+        with open(self._sorted, "wb") as f:
+            for i in range(0, n, READ_LEAVES):
+                f.write(spilled[order[i:i + READ_LEAVES]].tobytes())
+        del spilled, order
+        self._leaves.unlink()
+        one = np.zeros(1, np.int64)
+        return OrderedLog(n, LeafFile(self._sorted, one, one, np.array([n])), seqs)
+
+    def duplicate_ids(self, limit: int = 5) -> list[str]:
+        """Up to ``limit`` event ids that occur more than once, in the order of their
+        first occurrence."""
+        if not self._ids:
+            return []
+        rows = self._duck.query(
+            f"SELECT event_id FROM read_parquet('{self._glob()}') GROUP BY event_id "
+            f"HAVING count(*) > 1 ORDER BY min(pos) LIMIT {int(limit)}")
+        return [r[0] for r in rows]
+
+    def present_ids(self, ids: list[str]) -> set[str]:
+        """Those of ``ids`` that are event ids of the log."""
+        if not self._ids or not ids:
+            return set()
+        wanted = pa.table({"event_id": pa.array(sorted(set(ids)), pa.string())})
+        rows = self._duck.query(
+            f"SELECT DISTINCT event_id FROM read_parquet('{self._glob()}') "
+            "WHERE event_id IN (SELECT event_id FROM wanted)", wanted=wanted)
+        return {r[0] for r in rows}
+
+    def close(self) -> None:
+        if self._ordered is not None:
+            self._ordered.leaves.close()
+
+    def _glob(self) -> str:
+        return str(self._folder / "ids-*.parquet").replace("'", "''")
+
+
+class Gathered:
+    """Every project's :class:`GatheredLog`, in one temporary folder (removed by
+    ``close``, or when the object is collected)."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="ledger-verify-")
+        self._folder = Path(self._tmp.name)
+        self._duck = _Duck(self._folder)
+        self._logs: dict[str, GatheredLog] = {}
+
+    def log(self, tenant: str) -> GatheredLog:
+        got = self._logs.get(tenant)
+        if got is None:
+            sub = self._folder / f"p{len(self._logs):06d}"
+            sub.mkdir()
+            got = self._logs[tenant] = GatheredLog(sub, self._duck)
+        return got
+
+    def take(self, logs: dict[str, Any]) -> None:
+        """Move the entries gathered in ``logs`` (``audit._TenantLog``: lists of seqs,
+        leaf hashes and event ids) here, leaving their lists empty."""
+        for tenant, log in logs.items():
+            if not (log.seqs or log.ids):
+                continue
+            spill = self.log(tenant)
+            for seqs, hashes in zip(log.seqs, log.hashes, strict=True):
+                spill.add(seqs, hashes)
+            for ids in log.ids:
+                spill.add_ids(ids)
+            log.seqs.clear()
+            log.hashes.clear()
+            log.ids.clear()
+
+    def close(self) -> None:
+        for log in self._logs.values():
+            log.close()
+        self._duck.close()
+        self._tmp.cleanup()
+
+
+class _Duck:
+    """One DuckDB connection, opened on first use, with a memory limit and its spill
+    files in the temporary folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._con: Any = None
+
+    def query(self, sql: str, **tables: pa.Table) -> list[tuple[Any, ...]]:
+        if self._con is None:
+            import duckdb  # only for the id checks of a full verify
+
+            self._con = duckdb.connect(config={
+                "memory_limit": DUCKDB_MEMORY,
+                "temp_directory": str(self._folder / "duckdb.tmp"),
+                "preserve_insertion_order": False})
+        for name, table in tables.items():
+            self._con.register(name, table)
+        try:
+            return self._con.execute(sql).fetchall()
+        finally:
+            for name in tables:
+                self._con.unregister(name)
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """Exactly ``size`` bytes at ``offset`` (the file holds them: it was written first)."""
+    data = os.pread(fd, size, offset)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), offset + len(data))
+        if not more:
+            raise OSError(f"the audit's spill file ended {size - len(data)} bytes early")
+        data += more
+    return data
