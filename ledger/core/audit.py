@@ -692,7 +692,7 @@ def _check_log(layout: DataDir, tenant: str, log: _TenantLog, gathered: Gathered
     if repeated:
         report.add("event-id-duplicate", where, f"event ids recorded twice: {repeated}")
     sizes = {c.checkpoint.size for c in checkpoints if c.checkpoint.size <= n}
-    stream = LeafStream(sizes | {n}, every=TILE_HEIGHT)
+    stream = LeafStream(sizes | {n}, every=TILE_HEIGHT, block_leaves=BLOCK_LEAVES)
     tree = _TreeCheck(layout.tree(tenant), n)
     for start in range(0, n, BLOCK_LEAVES):
         block = ordered.leaves.read(start, min(n, start + BLOCK_LEAVES))

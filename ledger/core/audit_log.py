@@ -37,7 +37,7 @@ from ledger.tlog.merkle import HASH_SIZE
 __all__ = ["Gathered", "GatheredLog", "LeafFile", "OrderedLog"]
 
 READ_LEAVES = 1 << 16  # leaf hashes read at once (2 MiB)
-DUCKDB_MEMORY = "1GB"  # DuckDB's memory limit for the id checks (it spills beyond)
+DUCKDB_MEMORY = "256MB"  # DuckDB's memory limit for the id checks (it spills beyond)
 _IDS_SCHEMA = pa.schema([("event_id", pa.string()), ("pos", pa.int64())])
 
 
