@@ -1,19 +1,21 @@
 """Each project's log as the full audit (``ledger.core.audit``) gathers it, in bounded
 memory.
 
-The entries of each segment and journal arrive in no particular seq order (events,
-receipt entries and the journal are read one after the other). :class:`GatheredLog`
-spills them as they arrive to files in a temporary folder: the leaf hashes packed in
-arrival order, with each maximal run of consecutive seqs noted (first seq, length,
-place in the file); the event ids to Parquet files with their arrival position.
+The entries of each segment and journal arrive in no particular seq order (segments are
+per day, so one holds seqs spread over the log; receipt entries and the journal come
+after the events). :class:`GatheredLog` spills them as they arrive to files in a
+temporary folder: their seqs and leaf hashes packed, in arrival order; their event ids
+to Parquet files with their arrival position. Nothing per entry stays in memory.
 
-:meth:`GatheredLog.ordered` then puts the log in seq order. When the runs tile 0..n-1
-exactly (an intact log, whatever order its segments came in), the seq order is a map of
-extents over the spilled file: nothing is sorted but the runs, nothing is copied, and
-seq i is position i. Otherwise (a seq repeated, missing, or the log not starting at 0)
-every seq is sorted (stably, so entries with one seq keep their arrival order) and the
-leaf hashes are copied in that order to a second file; the sorted seqs are kept for the
-findings and the receipts' look-ups.
+:meth:`GatheredLog.ordered` then puts the leaf hashes in seq order in one file: each
+leaf hash goes to position = its seq, a window of ``SCATTER_LEAVES`` positions (a
+memory-mapped part of the file) per pass over the spill, while the first pass checks
+that the seqs are exactly 0..n-1 (a bitmap of n bytes). That holds for an intact log,
+whatever order its segments and rows came in. Otherwise (a seq repeated, missing, or the
+log not starting at 0) every seq is sorted, stably so that entries with one seq keep
+their arrival order (as sorting everything in memory did), the leaf hashes are copied in
+that order, and the sorted seqs are kept for the findings and the receipts' look-ups.
+The ordered leaves are then read by position (``LeafFile``), block by block.
 
 Event ids are checked with DuckDB over the Parquet files (a ``GROUP BY`` that spills
 to the temporary folder beyond its memory limit), never as Python strings in memory.
@@ -37,18 +39,17 @@ from ledger.tlog.merkle import HASH_SIZE
 __all__ = ["Gathered", "GatheredLog", "LeafFile", "OrderedLog"]
 
 READ_LEAVES = 1 << 16  # leaf hashes read at once (2 MiB)
+SCATTER_LEAVES = 1 << 24  # leaf hashes put in seq order per pass (a 512 MiB window)
 DUCKDB_MEMORY = "256MB"  # DuckDB's memory limit for the id checks (it spills beyond)
 _IDS_SCHEMA = pa.schema([("event_id", pa.string()), ("pos", pa.int64())])
 
 
 class LeafFile:
-    """Packed leaf hashes in seq order, read from a file through a map of extents
-    (position of the first leaf, its place in the file, the number of leaves)."""
+    """Packed leaf hashes in seq order in a file, read by position (``os.pread``: the
+    pages stay in the page cache, not in the reader's memory)."""
 
-    def __init__(self, path: Path | None, starts: np.ndarray, offsets: np.ndarray,
-                 lengths: np.ndarray) -> None:
+    def __init__(self, path: Path | None) -> None:
         self._fd = os.open(path, os.O_RDONLY) if path is not None else -1
-        self._starts, self._offsets, self._lengths = starts, offsets, lengths
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -57,16 +58,9 @@ class LeafFile:
 
     def read(self, start: int, end: int) -> bytes:
         """The leaf hashes of positions [start, end), packed."""
-        parts = []
-        i = int(np.searchsorted(self._starts, start, "right")) - 1
-        while start < end:
-            first, length = int(self._starts[i]), int(self._lengths[i])
-            take = min(end, first + length) - start
-            at = (int(self._offsets[i]) + start - first) * HASH_SIZE
-            parts.append(_pread(self._fd, take * HASH_SIZE, at))
-            start += take
-            i += 1
-        return b"".join(parts)
+        if end <= start:
+            return b""
+        return _pread(self._fd, (end - start) * HASH_SIZE, start * HASH_SIZE)
 
     def gather(self, positions: np.ndarray) -> Iterator[bytes]:
         """The leaf hashes at ``positions`` (ascending, each in the log), packed, in
@@ -108,11 +102,11 @@ class GatheredLog:
     def __init__(self, folder: Path, duck: _Duck) -> None:
         self._folder = folder
         self._duck = duck
-        self._leaves = folder / "leaves.bin"
+        self._leaves = folder / "leaves.bin"  # in arrival order
+        self._seqs = folder / "seqs.bin"  # in arrival order, int64
         self._sorted = folder / "leaves-sorted.bin"
         self.n = 0  # entries so far
         self._ids = 0  # event ids so far
-        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # seq, length, at
         self._ordered: OrderedLog | None = None
 
     def add(self, seqs: pa.Array, hashes: pa.Array) -> None:
@@ -125,9 +119,8 @@ class GatheredLog:
         if len(hashes) != count:
             raise ValueError("a seq for every leaf hash")
         s = pc.fill_null(seqs, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        first = np.concatenate(([0], np.flatnonzero(np.diff(s) != 1) + 1))
-        lengths = np.diff(np.append(first, count))
-        self._runs.append((s[first], lengths, first + self.n))
+        with open(self._seqs, "ab") as f:
+            f.write(s.tobytes())
         data = hashes.buffers()[1]
         with open(self._leaves, "ab") as f:
             f.write(memoryview(data)[hashes.offset * HASH_SIZE:
@@ -149,30 +142,59 @@ class GatheredLog:
             self._ordered = self._order()
         return self._ordered
 
+    def _arrived(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The spilled (seqs, leaf hashes as rows of 32 bytes), in blocks."""
+        with open(self._seqs, "rb") as fs, open(self._leaves, "rb") as fl:
+            while True:
+                seqs = np.frombuffer(fs.read(8 * READ_LEAVES), np.int64)
+                if not len(seqs):
+                    return
+                rows = np.frombuffer(fl.read(HASH_SIZE * len(seqs)), np.uint8)
+                yield seqs, rows.reshape(-1, HASH_SIZE)
+
     def _order(self) -> OrderedLog:
         n = self.n
         if not n:
-            empty = np.zeros(0, np.int64)
-            return OrderedLog(0, LeafFile(None, empty, empty, empty), None)
-        seq, length, at = (np.concatenate(c) for c in zip(*self._runs, strict=True))
-        self._runs.clear()
-        by_seq = np.argsort(seq, kind="stable")
-        seq_s, length_s, at_s = seq[by_seq], length[by_seq], at[by_seq]
-        if seq_s[0] == 0 and (seq_s[1:] == (seq_s + length_s)[:-1]).all():
-            return OrderedLog(n, LeafFile(self._leaves, seq_s, at_s, length_s), None)
-        # not exactly 0..n-1: every seq, sorted stably (arrival order within a seq)
-        seqs = np.repeat(seq - at, length) + np.arange(n, dtype=np.int64)
-        del seq, length, at, seq_s, length_s, at_s, by_seq
+            return OrderedLog(0, LeafFile(None), None)
+        with open(self._sorted, "wb") as f:
+            f.truncate(n * HASH_SIZE)
+        # Seq i goes to position i, a window of SCATTER_LEAVES positions per pass over
+        # the spill; the first pass also checks that the seqs are exactly 0..n-1.
+        seen = np.zeros(n, dtype=np.bool_)
+        for low in range(0, n, SCATTER_LEAVES):
+            high = min(n, low + SCATTER_LEAVES)
+            window = np.memmap(self._sorted, np.uint8, "r+", offset=low * HASH_SIZE,
+                               shape=((high - low), HASH_SIZE))
+            for seqs, rows in self._arrived():
+                if low == 0:
+                    if seqs.min() < 0 or seqs.max() >= n:
+                        break
+                    seen[seqs] = True
+                inside = (seqs >= low) & (seqs < high)
+                window[seqs[inside] - low] = rows[inside]
+            window.flush()
+            del window
+            if low == 0 and not seen.all():
+                return self._sort()
+        del seen
+        self._leaves.unlink()
+        self._seqs.unlink()
+        return OrderedLog(n, LeafFile(self._sorted), None)
+
+    def _sort(self) -> OrderedLog:
+        """Seqs not exactly 0..n-1: every seq sorted stably (entries with one seq keep
+        their arrival order), the leaf hashes copied in that order."""
+        seqs = np.fromfile(self._seqs, np.int64)
         order = np.argsort(seqs, kind="stable")
         seqs = seqs[order]
         spilled = np.memmap(self._leaves, np.uint8, "r").reshape(-1, HASH_SIZE)
         with open(self._sorted, "wb") as f:
-            for i in range(0, n, READ_LEAVES):
+            for i in range(0, self.n, READ_LEAVES):
                 f.write(spilled[order[i:i + READ_LEAVES]].tobytes())
         del spilled, order
         self._leaves.unlink()
-        one = np.zeros(1, np.int64)
-        return OrderedLog(n, LeafFile(self._sorted, one, one, np.array([n])), seqs)
+        self._seqs.unlink()
+        return OrderedLog(self.n, LeafFile(self._sorted), seqs)
 
     def duplicate_ids(self, limit: int = 5) -> list[str]:
         """Up to ``limit`` event ids that occur more than once, in the order of their

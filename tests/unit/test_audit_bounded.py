@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import Ledger
-from ledger.core import audit
+from ledger.core import audit, audit_log
 from ledger.core.audit import AuditReport, verify_directory
 from ledger.core.audit_log import Gathered
 from ledger.tlog.merkle import perfect_subtrees, root_from_leaf_hashes, roots_at_sizes
@@ -87,12 +87,16 @@ def _reference_order(chunks: list[tuple[np.ndarray, list[bytes]]]
     return seqs.to_numpy()[order], b"".join(hashes[i] for i in order)
 
 
+@pytest.mark.parametrize("window", [256, 1000, 1 << 24])
 @pytest.mark.parametrize("case", ["shuffled", "interleaved", "repeats", "gap", "not-from-0"])
-def test_the_spilled_log_comes_back_in_seq_order(case: str) -> None:
+def test_the_spilled_log_comes_back_in_seq_order(case: str, window: int,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks in any arrival order (events in shuffled segments and rows, receipt
-    entries whose seqs fall between them) come back in seq order as an extent map,
-    seq i at position i; with seqs repeated, missing or not from 0, in the stable order
-    sorting everything gives, with the sorted seqs."""
+    entries whose seqs fall between them) come back in seq order, seq i at position i,
+    put there in windows of any size; with seqs repeated, missing or not from 0, in the
+    stable order sorting everything gives, with the sorted seqs."""
+    monkeypatch.setattr(audit_log, "SCATTER_LEAVES", window)
+    monkeypatch.setattr(audit_log, "READ_LEAVES", 100)
     rng = random.Random(case)
     n = 3000
     seqs = np.arange(n, dtype=np.int64)
