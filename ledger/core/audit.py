@@ -200,8 +200,13 @@ def verify_directory(path: str | os.PathLike[str], *, progress: Progress | None 
     if objects is not None and not old_layout:
         for tenant, (lines, _) in sorted(checked.items()):
             _check_manifest_objects(store, tenant, lines, report)
-    check_segments(layout, segments, report, logs, jobs=jobs, progress=progress,
-                   store=store, spill=gathered.take)
+    def spill(done: int, total: int) -> None:
+        # check_segments reports progress once each segment's entries are in ``logs``
+        gathered.take(logs)
+        if progress is not None:
+            progress(done, total)
+
+    check_segments(layout, segments, report, logs, jobs=jobs, progress=spill, store=store)
     for unit, state in zip(units, states, strict=True):
         files = [p for number, p in jr.journal_files(unit.journal)
                  if number > state.sealed_journal]
@@ -335,14 +340,11 @@ def _check_iceberg(layout: DataDir, store: SegmentStore,
 def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
                    logs: dict[str, _TenantLog], *, jobs: int | None = None,
                    progress: Progress | None = None,
-                   store: SegmentStore | None = None,
-                   spill: Callable[[dict[str, _TenantLog]], None] | None = None) -> None:
+                   store: SegmentStore | None = None) -> None:
     """Check each segment (``_check_segment``, read through ``store``: by default the
     directory's own) and gather its entries into ``logs``; with more than one job, in
     worker processes (each opening the directory's store), merged in the order of
-    ``segments`` (so the report is the same whatever the number of processes).
-    ``spill``, if given, is called with ``logs`` after each segment (to move its
-    entries out of memory)."""
+    ``segments`` (so the report is the same whatever the number of processes)."""
     if jobs is None:
         rows = sum(s.rows for s in segments)
         jobs = (os.cpu_count() or 1) if rows >= PARALLEL_MIN_ROWS else 1
@@ -352,8 +354,6 @@ def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
         store = store or SegmentStore(layout, open_storage(layout, record=False))
         for done, seg in enumerate(segments, 1):
             _check_segment(store, seg, report, logs)
-            if spill is not None:
-                spill(logs)
             if progress is not None:
                 progress(done, total)
         return
@@ -362,8 +362,6 @@ def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
         results = pool.map(_segment_worker, [(str(layout.root), seg) for seg in segments])
         for done, (part, found) in enumerate(results, 1):
             _merge(report, logs, part, found)
-            if spill is not None:
-                spill(logs)
             if progress is not None:
                 progress(done, total)
 
