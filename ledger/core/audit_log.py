@@ -172,7 +172,6 @@ class GatheredLog:
                     seen[seqs] = True
                 inside = (seqs >= low) & (seqs < high)
                 window[seqs[inside] - low] = rows[inside]
-            window.flush()
             del window
             if low == 0 and not seen.all():
                 return self._sort()
