@@ -71,7 +71,7 @@ from ledger.storage.objectstore import open_storage
 from ledger.storage.receipt_entries import seqs_of, unpack_ranges
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import NoteError, SignedCheckpoint, Verifier, verify_checkpoint
-from ledger.tlog.merkle import HASH_SIZE, tree_levels_from_buffer, tree_levels_from_chunks
+from ledger.tlog.merkle import EMPTY_ROOT, HASH_SIZE, fold_right, tree_levels_from_buffer
 from ledger.tlog.signing import KeyRingError, read_keys
 from ledger.tlog.stream import BLOCK_LEAVES, LeafStream
 from ledger.tlog.tiles import TILE_HEIGHT, level_file
@@ -933,8 +933,14 @@ def check_receipt_root(report: AuditReport, where: str, receipt: dict[str, Any],
     from ledger.receipts.verification import verify_receipt
 
     rid = receipt.get("receipt_id")
-    got, _ = (tree_levels_from_buffer(certified) if isinstance(certified, bytes)
-              else tree_levels_from_chunks(certified))
+    if isinstance(certified, bytes):
+        got, _ = tree_levels_from_buffer(certified)
+    else:  # streamed: a stack of perfect subtrees, no level kept
+        stream = LeafStream()
+        for piece in certified:
+            stream.feed(piece)
+        _, frontier = stream.finish()
+        got = fold_right([h for _, h in frontier]) if frontier else EMPTY_ROOT
     if got.hex() != receipt.get("merkle_root"):
         report.add("receipt-root", where, f"receipt {rid}: the certified events' leaf "
                    f"hashes give root {got.hex()}, the receipt says "
