@@ -17,8 +17,11 @@ their arrival order (as sorting everything in memory did), the leaf hashes are c
 that order, and the sorted seqs are kept for the findings and the receipts' look-ups.
 The ordered leaves are then read by position (``LeafFile``), block by block.
 
-Event ids are checked with DuckDB over the Parquet files (a ``GROUP BY`` that spills
-to the temporary folder beyond its memory limit), never as Python strings in memory.
+Event ids are checked over the Parquet files, never as Python strings in memory: each
+id's 64-bit hash (DuckDB's ``hash``, streamed) goes into one array of 8 bytes an id,
+sorted in place; only ids whose hash repeats are then compared exactly (a DuckDB
+``GROUP BY`` over those alone). A ``GROUP BY`` over every id ran out of memory at 100M
+ids under the memory limit.
 """
 
 from __future__ import annotations
@@ -200,9 +203,27 @@ class GatheredLog:
         first occurrence."""
         if not self._ids:
             return []
+        # Each id's 64-bit hash, streamed file by file into one array (8 bytes an id),
+        # sorted in place: equal neighbours are the only candidates, then checked exactly.
+        hashes = np.empty(self._ids, dtype=np.uint64)
+        at = 0
+        for path in sorted(self._folder.glob("ids-*.parquet")):
+            for batch in self._duck.batches(
+                    f"SELECT hash(event_id) FROM read_parquet('{_quote(path)}')"):
+                column = batch.column(0).to_numpy(zero_copy_only=False)
+                hashes[at:at + len(column)] = column
+                at += len(column)
+        hashes = hashes[:at]
+        hashes.sort()
+        same = hashes[1:] == hashes[:-1]
+        if not same.any():
+            return []
+        candidates = pa.table({"h": pa.array(np.unique(hashes[1:][same]), pa.uint64())})
+        del hashes, same
         rows = self._duck.query(
-            f"SELECT event_id FROM read_parquet('{self._glob()}') GROUP BY event_id "
-            f"HAVING count(*) > 1 ORDER BY min(pos) LIMIT {int(limit)}")
+            f"SELECT event_id FROM read_parquet('{self._glob()}') "
+            "WHERE hash(event_id) IN (SELECT h FROM candidates) GROUP BY event_id "
+            f"HAVING count(*) > 1 ORDER BY min(pos) LIMIT {int(limit)}", candidates=candidates)
         return [r[0] for r in rows]
 
     def present_ids(self, ids: list[str]) -> set[str]:
@@ -271,7 +292,7 @@ class _Duck:
         self._folder = folder
         self._con: Any = None
 
-    def query(self, sql: str, **tables: pa.Table) -> list[tuple[Any, ...]]:
+    def _connect(self) -> Any:
         if self._con is None:
             import duckdb  # only for the id checks of a full verify
 
@@ -279,18 +300,30 @@ class _Duck:
                 "memory_limit": DUCKDB_MEMORY,
                 "temp_directory": str(self._folder / "duckdb.tmp"),
                 "preserve_insertion_order": False})
+        return self._con
+
+    def query(self, sql: str, **tables: pa.Table) -> list[tuple[Any, ...]]:
+        con = self._connect()
         for name, table in tables.items():
-            self._con.register(name, table)
+            con.register(name, table)
         try:
-            return self._con.execute(sql).fetchall()
+            return con.execute(sql).fetchall()
         finally:
             for name in tables:
-                self._con.unregister(name)
+                con.unregister(name)
+
+    def batches(self, sql: str) -> Iterator[pa.RecordBatch]:
+        """``sql``'s result, streamed as Arrow record batches."""
+        yield from self._connect().sql(sql).to_arrow_reader(1 << 20)
 
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+def _quote(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def _pread(fd: int, size: int, offset: int) -> bytes:
