@@ -45,8 +45,8 @@ from ledger.storage.objectstore import open_storage
 from ledger.storage.segments import SegmentStore
 
 MIGRATE_OP = "migrate"  # the op of the one record each project's new manifest starts with
-_OLD_TOP = ("journal", "index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "tree",
-            "rtree")
+_OLD_TOP = ("journal", "index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "index.closed",
+            "tree", "rtree")
 
 
 @dataclass

@@ -14,6 +14,14 @@ An index that cannot be read (not a database, truncated, damaged) is moved aside
 deleted (``DataDir.index_aside``, for inspection), with a warning in the log, and a new
 one is built: the ledger then re-indexes the whole log from the segments and the journal.
 
+Opening costs the same whatever the index holds: SQLite's whole-file ``quick_check``
+runs only when the file may not be as its writer left it. A clean close records the
+file's size, modification time and inode (``DataDir.index_closed``) after SQLite has
+checkpointed and removed its WAL; an open removes that record, and when the file still
+matches it (and no WAL was left) checks only the header: the magic string, and a page
+count and page size that give the file's size. Otherwise (a crash, a file changed or
+replaced from outside, a directory written before the record) the whole file is checked.
+
 The file records the version of the rules its rows were derived by (``VERSION``); a file
 of another version is emptied on open and rebuilt.
 """
@@ -23,12 +31,16 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
 
 from ledger.model.event import Ack
-from ledger.storage.durable import open_private
+from ledger.storage.durable import open_private, write_atomic
 from ledger.storage.layout import DataDir
 
 _log = logging.getLogger("ledger")
@@ -81,6 +93,7 @@ class Index:
 
     def __init__(self, layout: DataDir) -> None:
         self.path = layout.index
+        self._closed = layout.index_closed
         try:
             self.db = self._open()
         except sqlite3.DatabaseError as exc:  # unreadable: keep it aside, start afresh
@@ -101,7 +114,11 @@ class Index:
                             (VERSION,))
 
     def _open(self) -> sqlite3.Connection:
-        """Open (creating) the index file and check that all of it can be read."""
+        """Open (creating) the index file and check that it can be read: the header
+        alone if it is as its writer closed it, else all of it (module docstring)."""
+        as_closed = self._as_closed() and _header_whole(self.path)
+        self.checked_whole = not as_closed
+        """Whether this open ran SQLite's whole-file check (else: the header's)."""
         # 0600 before SQLite opens it: its -wal and -shm files take the database's mode.
         os.close(open_private(self.path, os.O_RDWR))
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -109,7 +126,7 @@ class Index:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
-            problems = [r[0] for r in db.execute("PRAGMA quick_check")]
+            problems = ["ok"] if as_closed else [r[0] for r in db.execute("PRAGMA quick_check")]
             if problems != ["ok"]:  # opened, but SQLite's check found damage
                 damaged = sqlite3.DatabaseError("; ".join(problems[:3]))
                 damaged.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # type: ignore[attr-defined]
@@ -118,6 +135,25 @@ class Index:
             db.close()
             raise
         return db
+
+    def _as_closed(self) -> bool:
+        """Whether the index file is exactly as its writer last closed it (no WAL left,
+        the same size, time and inode as recorded then); the record is removed, so a
+        crash from now on leaves none."""
+        try:
+            recorded = orjson.loads(self._closed.read_bytes())
+        except FileNotFoundError:
+            return False
+        except (OSError, orjson.JSONDecodeError):
+            recorded = None
+        self._closed.unlink(missing_ok=True)
+        try:
+            now = _identity(self.path)
+            wal = self.path.with_name(self.path.name + "-wal")
+            left = wal.stat().st_size if wal.exists() else 0
+        except OSError:
+            return False
+        return left == 0 and recorded == now
 
     # -- reads ---------------------------------------------------------------------------
     def lookup(self, tenant: str, event_ids: Sequence[str]) -> dict[str, IdEntry]:
@@ -212,6 +248,40 @@ class Index:
         self.db.execute("DELETE FROM meta WHERE key <> 'version'")
 
     def close(self) -> None:
+        """Commit and close; SQLite then checkpoints its WAL into the file (with a
+        sync) and removes it, and the file's state is recorded for the next open."""
         if self.db.in_transaction:
             self.db.execute("COMMIT")
         self.db.close()
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            if wal.exists() and wal.stat().st_size:  # not checkpointed: no record
+                return
+            write_atomic(self._closed, orjson.dumps(_identity(self.path)))
+        except OSError as exc:  # a full disk: the next open checks the whole file
+            _log.info("the id index's clean close could not be recorded (%s)", exc)
+
+
+def _identity(path: Path) -> dict[str, int]:
+    """What changes when a file is written, truncated or replaced."""
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+
+
+def _header_whole(path: Path) -> bool:
+    """Whether the file's header is SQLite's and its page count and page size give the
+    file's size (SQLite's file format: the magic string, the page size at offset 16,
+    the page count at offset 28, valid when the change counter at offset 24 equals the
+    version-valid-for number at offset 92). An empty file is a database not yet written."""
+    with open(path, "rb") as fh:
+        head = fh.read(100)
+        size = os.fstat(fh.fileno()).st_size
+    if size == 0:
+        return True
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return False
+    page_size = struct.unpack(">H", head[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    counter, pages = struct.unpack(">II", head[24:32])
+    valid_for = struct.unpack(">I", head[92:96])[0]
+    return counter == valid_for and pages * page_size == size

@@ -12,6 +12,7 @@
                                             aside; <h>: 16 hex of its SHA-256
         journal/losses.jsonl                each cut of damaged journal accepted (--accept-loss)
         index.sqlite                        its id index (derived)
+        index.closed                        the index's state when its writer last closed it
         index.corrupt-<UTC time>.sqlite     an unreadable index, kept aside (and its -wal)
         tree/level-<L>.bin                  its log tree (derived)
         rtree/<receipt id>.bin              per-receipt tile caches (derived)
@@ -118,6 +119,12 @@ class DataDir:
     def index_aside(self, stamp: str) -> Path:
         """Where an unreadable index is moved (``stamp``: when), kept for inspection."""
         return self.root / f"index.corrupt-{stamp}.sqlite"
+
+    @property
+    def index_closed(self) -> Path:
+        """The index file's size, time and inode when its writer last closed it cleanly
+        (written at close, removed at open; ``ledger.storage.index``)."""
+        return self.index.with_name("index.closed")
 
     @property
     def keys(self) -> Path:
