@@ -57,7 +57,13 @@ from ledger.storage.manifest import ManifestState, Segment, check_chain
 from ledger.storage.objectstore import open_storage
 from ledger.storage.segments import SegmentStore
 from ledger.tlog.checkpoint import SignedCheckpoint
-from ledger.tlog.merkle import HASH_SIZE, node_hash, tree_levels_from_buffer
+from ledger.tlog.merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    fold_right,
+    pair_hashes,
+    tree_levels_from_buffer,
+)
 from ledger.tlog.tiles import TILE_WIDTH, level_file
 
 STATE_FORMAT = 2  # 2: one entry per project's unit (1: one top-level manifest)
@@ -246,7 +252,11 @@ def _check_growth(layout: DataDir, store: SegmentStore, state: ManifestState, te
                    "entries since the last verify")
     new_leaves = hashes[~old]
     sizes = {c.checkpoint.size for c in checkpoints if size <= c.checkpoint.size <= n}
-    roots, frontier = _extend(frontier, size, new_leaves, sizes | {n})
+    try:
+        roots, frontier = _extend(frontier, size, new_leaves, sizes | {n})
+    except _FrontierError as exc:
+        report.add("verify-state", where, f"{exc} in verify-state.json: run a full verify")
+        return
     check_checkpoints(tenant, checkpoints, roots, n, report)
     report.frontiers[tenant] = frontier
     receipts += sum(1 for seq, _, _ in log.receipts if seq >= size)
@@ -265,29 +275,52 @@ def _packed(column: pa.ChunkedArray) -> np.ndarray:
 def _extend(frontier: Frontier, size: int, leaves: np.ndarray, sizes: set[int]
             ) -> tuple[dict[int, bytes], Frontier]:
     """The roots at ``sizes`` (each at least ``size``) of the log whose first ``size``
-    leaves are ``frontier``, followed by ``leaves``; and its frontier at the end."""
-    stack = list(frontier)
-    out: dict[int, bytes] = {}
+    leaves are ``frontier``, followed by ``leaves``; and its frontier at the end.
 
-    def root() -> bytes:
-        if not stack:
-            return hashlib.sha256(b"").digest()
-        r = stack[-1][1]
-        for _, left in reversed(stack[:-1]):
-            r = node_hash(left, r)
-        return r
+    Level by level over packed hashes (``pair_hashes``: one SHA-256 per new node, in C
+    when built): level ``h`` holds the complete nodes ``size >> h`` .. ``n >> h`` - 1,
+    preceded by the frontier's node of height ``h`` when ``size >> h`` is odd (its left
+    sibling). A root at size ``s`` folds the nodes ``(s >> h) - 1`` of the heights ``h``
+    whose bit is set in ``s``, highest first (RFC 9162's split)."""
+    old = dict(frontier)
+    if sorted(old, reverse=True) != _bits(size) or len(old) != len(frontier):
+        raise _FrontierError(size)
+    n = size + len(leaves)
+    levels: list[tuple[int, bytes]] = []  # per height: index of the first node, nodes
+    first, packed = size, leaves.tobytes()
+    height = 0
+    while (n >> height) > 0:
+        if first & 1:
+            packed, first = old[height] + packed, first - 1
+        levels.append((first, packed))
+        count = len(packed) // HASH_SIZE
+        packed, first = bytes(pair_hashes(packed, count // 2)), first >> 1
+        height += 1
 
-    if size in sizes:
-        out[size] = root()
-    for i, leaf in enumerate(leaves, size + 1):
-        node, height = leaf.tobytes(), 0
-        while stack and stack[-1][0] == height:
-            node = node_hash(stack.pop()[1], node)
-            height += 1
-        stack.append((height, node))
-        if i in sizes:
-            out[i] = root()
-    return out, stack
+    def node(h: int, index: int) -> bytes:
+        start, nodes = levels[h]
+        if index < start:
+            return old[h]  # an old subtree the new leaves do not reach
+        return nodes[HASH_SIZE * (index - start):HASH_SIZE * (index - start + 1)]
+
+    def root(s: int) -> bytes:
+        parts = [node(h, (s >> h) - 1) for h in _bits(s)]
+        return fold_right(parts) if parts else EMPTY_ROOT
+
+    return ({s: root(s) for s in sizes},
+            [(h, node(h, (n >> h) - 1)) for h in _bits(n)])
+
+
+def _bits(size: int) -> list[int]:
+    """The heights of the perfect subtrees of a log of ``size`` leaves, highest first."""
+    return [h for h in range(size.bit_length() - 1, -1, -1) if size >> h & 1]
+
+
+class _FrontierError(ValueError):
+    """verify-state.json's frontier of a project does not fit its size."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the recorded frontier does not fit a log of {size} entries")
 
 
 def _check_tree_growth(tdir: Path, stored: np.ndarray, size: int, n: int,

@@ -16,6 +16,8 @@
  *       ``_encode_python``.
  *   parent_hashes(level)
  *       ledger/tlog/merkle.py's ``parent_hashes`` (one level of an RFC 9162 tree).
+ *   pair_hashes(packed)
+ *       ledger/tlog/merkle.py's ``pair_hashes_python`` (the same over a packed level).
  *
  * SHA-256 is OpenSSL's (the libcrypto the interpreter's hashlib uses), found at import
  * with dlopen and called through its supported EVP digest interface; if libcrypto
@@ -1365,6 +1367,42 @@ fail:
     return NULL;
 }
 
+/* pair_hashes(packed) -> ledger/tlog/merkle.py's ``pair_hashes_python``: the node hash
+ * of each adjacent pair of a packed level (32-byte hashes, a whole number of pairs),
+ * packed. */
+static PyObject *
+native_pair_hashes(PyObject *self, PyObject *arg)
+{
+    Py_buffer in;
+    if (PyObject_GetBuffer(arg, &in, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (in.len % 64) {
+        PyBuffer_Release(&in);
+        PyErr_SetString(PyExc_ValueError, "pair_hashes: the length must be a multiple of 64");
+        return NULL;
+    }
+    Py_ssize_t pairs = in.len / 64;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, pairs * 32);
+    if (out == NULL) {
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
+    const char *src = (const char *)in.buf;
+    char node[65];
+    node[0] = 1;
+    for (Py_ssize_t i = 0; i < pairs; i++) {
+        memcpy(node + 1, src + 64 * i, 64);
+        if (sha256(node, 65, dst + 32 * i) < 0) {
+            Py_DECREF(out);
+            PyBuffer_Release(&in);
+            return NULL;
+        }
+    }
+    PyBuffer_Release(&in);
+    return out;
+}
+
 /* sha256_backend([name]) -> the backend in use ("openssl" or "hashlib"); with a name,
  * switch to it first (for the tests of the hashlib fallback; "openssl" only if found). */
 static PyObject *
@@ -1397,6 +1435,8 @@ static PyMethodDef methods[] = {
      "sha256_backend([name]) -> 'openssl' or 'hashlib' (switching to name first)"},
     {"parent_hashes", native_parent_hashes, METH_O,
      "parent_hashes(level) -> the next level of an RFC 9162 tree"},
+    {"pair_hashes", native_pair_hashes, METH_O,
+     "pair_hashes(packed) -> the node hashes of its adjacent pairs, packed"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -505,6 +505,28 @@ def _encode(columns: tuple[Any, ...], ts_given: list[bool], cost_given: list[boo
     return _native.encode(columns, ts_given, cost_given, want_digest, skip)
 
 
+def stored_leaf_hashes(table: pa.Table, tenant: str) -> list[bytes]:
+    """The leaf hash of every event row of a stored segment ``table``, recomputed in bulk
+    (``_encode``): for each row the bytes of ``event.canonical_bytes_of_stored`` (``ts``
+    in its canonical text, the stored metadata text spliced in as it is, a missing one
+    as ``{}``). ``TypeError`` or ``ValueError`` when a column does not hold the stored
+    type (the audit then takes its per-row path, which says what is wrong)."""
+    ts = table.column(_TS.name)
+    if ts.type != schema.TS_TYPE or ts.null_count:
+        raise TypeError(f"{_TS.name} is not a {schema.TS_TYPE} column without nulls")
+    us = ts.cast(pa.int64()).to_numpy()
+    ts_text = [t + "Z" for t in np.datetime_as_string(us.astype("datetime64[us]"),
+                                                       unit="us").tolist()]
+    metadata = [m or "{}" for m in table.column(_METADATA.name).to_pylist()]
+    columns = tuple(tenant if key == "tenant" else CANONICAL_VERSION
+                    if key == schema.VERSION_KEY else ts_text if key == _TS.name
+                    else metadata if key == _METADATA.name
+                    else table.column(key).to_pylist()
+                    for key in schema.CANONICAL_KEYS)
+    none = [False] * table.num_rows
+    return _encode(columns, none, none, none, none)[1]
+
+
 def _encode_python(columns: tuple[Any, ...], ts_given: list[bool], cost_given: list[bool],
                    want_digest: list[bool],
                    skip: list[bool]) -> tuple[list[bytes], list[bytes], list[bytes]]:

@@ -48,6 +48,7 @@ __all__ = [
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
+    "pair_hashes",
     "parent_hashes",
     "perfect_subtrees",
     "root_from_inclusion_proof",
@@ -153,15 +154,33 @@ def roots_at_sizes(hashes: Sequence[bytes], sizes: Iterable[int]) -> dict[int, b
 _BUFFER_CHUNK = 1 << 18  # pairs hashed per list comprehension (bounds transient memory)
 
 
+def pair_hashes(level: bytes | bytearray | memoryview, pairs: int) -> bytearray:
+    """The node hashes of the first ``pairs`` adjacent pairs of a packed level (32-byte
+    hashes), packed; in bounded chunks. (``ledger.model._native`` has the loop in C; it
+    is used when built.)"""
+    out = bytearray()
+    view = memoryview(level)
+    for first in range(0, pairs, _BUFFER_CHUNK):
+        chunk = view[64 * first:64 * min(pairs, first + _BUFFER_CHUNK)]
+        out += (_native.pair_hashes(chunk) if _native is not None
+                else pair_hashes_python(chunk))
+    view.release()
+    return out
+
+
+def pair_hashes_python(packed: bytes | bytearray | memoryview) -> bytes:
+    """The node hash of each adjacent pair of a packed level (a whole number of pairs),
+    packed: the reference the tests compare the C loop with."""
+    if len(packed) % 64:
+        raise ValueError("pair_hashes: the length must be a multiple of 64")
+    return b"".join([sha256(_NODE_PREFIX + packed[i:i + 64]).digest()
+                     for i in range(0, len(packed), 64)])
+
+
 def _level_up(level: bytes | bytearray, count: int) -> bytearray:
     """The next level of a packed level (``count`` 32-byte hashes): adjacent pairs
     hashed, an odd last node moved up unchanged."""
-    pairs = count // 2
-    out = bytearray()
-    for first in range(0, pairs, _BUFFER_CHUNK):
-        last = min(pairs, first + _BUFFER_CHUNK)
-        out += b"".join([sha256(_NODE_PREFIX + level[64 * i:64 * i + 64]).digest()
-                         for i in range(first, last)])
+    out = pair_hashes(level, count // 2)
     if count % 2:
         out += level[HASH_SIZE * (count - 1):HASH_SIZE * count]
     return out

@@ -7,11 +7,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger import Ledger
 from ledger.core.audit import verify_directory
@@ -173,3 +176,83 @@ def test_the_cli_passes_the_options(tmp_path: Path, args: list[str]) -> None:
     assert result.exit_code == 0, result.output
     bad = CliRunner().invoke(cli, ["--data", str(path), "ledger", "verify", "--jobs", "0"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=300), st.integers(min_value=0, max_value=300),
+       st.lists(st.integers(min_value=0, max_value=600), max_size=6))
+def test_roots_extended_from_a_frontier_equal_the_roots_over_every_leaf(
+        size: int, new: int, picks: list[int]) -> None:
+    """``_extend`` (level by level from the recorded perfect subtrees) gives the roots
+    and the frontier RFC 9162 gives over all the leaves."""
+    from ledger.core.audit_since import _extend
+    from ledger.tlog.merkle import perfect_subtrees, root_from_leaf_hashes, roots_at_sizes
+
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(size + new)]
+
+    def frontier(n: int) -> list[tuple[int, bytes]]:
+        return [((e - s).bit_length() - 1, root_from_leaf_hashes(leaves[s:e]))
+                for s, e in perfect_subtrees(0, n)]
+
+    n = size + new
+    sizes = {size + p % (new + 1) for p in picks} | {n}
+    packed = np.frombuffer(b"".join(leaves[size:]), np.uint8).reshape(-1, 32)
+    roots, after = _extend(frontier(size), size, packed, sizes)
+    assert roots == roots_at_sizes(leaves, sizes)
+    assert after == frontier(n)
+
+
+def _segment_table(tmp_path: Path) -> tuple[pa.Table, str]:
+    """The rows of one sealed event segment of 60 events (metadata on some)."""
+    path = tmp_path / "seg"
+    with Ledger(path, pricer=None) as led:
+        led.append_many([usage(event_id=f"e-{i}", input_tokens=10 + i,
+                               ts="2025-10-01T12:00:00Z",
+                               **({"metadata": {"team": f"t{i % 3}"}} if i % 2 else {}))
+                         for i in range(60)], tenant="acme")
+    (segment,) = _segments_added_by(path, 0)
+    return pq.read_table(segment), "acme"
+
+
+def _both_ways(table: pa.Table, tenant: str) -> tuple[dict, dict]:
+    from ledger.core.audit import AuditReport, _check_leaves, _check_leaves_one_by_one
+
+    bulk, rows = AuditReport(), AuditReport()
+    _check_leaves(table, tenant, "seg", bulk)
+    _check_leaves_one_by_one(table, tenant, "seg", rows)
+    rows.events_checked += table.num_rows
+    return bulk.as_dict(), rows.as_dict()
+
+
+def test_the_bulk_leaf_check_reports_exactly_what_the_row_by_row_check_reports(
+        tmp_path: Path) -> None:
+    """Every event's leaf hash is recomputed in bulk; the rows that differ are then
+    checked one by one, so the findings are the row-by-row check's, each in its place."""
+    table, tenant = _segment_table(tmp_path)
+    bulk, rows = _both_ways(table, tenant)
+    assert bulk == rows and bulk["ok"] and bulk["events_checked"] == 60
+
+    def put(t: pa.Table, name: str, values: list) -> pa.Table:
+        i = t.schema.get_field_index(name)
+        return t.set_column(i, t.schema.field(i), pa.array(values, t.schema.field(i).type))
+
+    cost = table.column("cost_nanos").to_pylist()
+    meta = table.column("metadata").to_pylist()
+    leaf = table.column("leaf_hash").to_pylist()
+    tampered = put(table, "cost_nanos", [c * 2 if i in (3, 40) else c
+                                         for i, c in enumerate(cost)])
+    tampered = put(tampered, "metadata", [m.replace("t", "T") if i == 5 and m else m
+                                          for i, m in enumerate(meta)])
+    tampered = put(tampered, "leaf_hash", [None if i == 7 else h for i, h in enumerate(leaf)])
+    bulk, rows = _both_ways(tampered, tenant)
+    assert bulk == rows
+    assert [p["where"].split()[2] for p in bulk["problems"]] == ["3", "5", "7", "40"]
+
+    every = put(table, "input_tokens", [t + 1 for t in table.column("input_tokens").to_pylist()])
+    bulk, rows = _both_ways(every, tenant)  # past 20 differing rows: one summary
+    assert bulk == rows and bulk["problems"][-1]["message"].startswith("40 more events")
+
+    strings = table.set_column(table.schema.get_field_index("input_tokens"), "input_tokens",
+                               table.column("input_tokens").cast(pa.string()))
+    bulk, rows = _both_ways(strings, tenant)  # not the stored types: row by row throughout
+    assert bulk == rows and not bulk["ok"]

@@ -22,6 +22,7 @@ from ledger.tlog.merkle import (
     inclusion_proof,
     leaf_hash,
     node_hash,
+    pair_hashes_python,
     parent_hashes_python,
     root_from_inclusion_proof,
     root_from_leaf_hashes,
@@ -208,6 +209,21 @@ def test_the_c_parent_hashes_equal_the_python_ones(level: list[bytes]) -> None:
         parent_hashes_python(level[:2]))
     with pytest.raises(TypeError):
         merkle._native.parent_hashes([1, 2])
+
+
+@given(st.integers(min_value=0, max_value=40), st.binary(max_size=4))
+def test_the_c_pair_hashes_equal_the_python_ones(pairs: int, salt: bytes) -> None:
+    """Over a packed level: the node hash of each adjacent pair, as parent_hashes has it."""
+    if merkle._native is None:
+        pytest.skip("ledger.model._native is not built (no C compiler at install)")
+    level = make_leaves(2 * pairs, salt)
+    packed = b"".join(level)
+    assert merkle._native.pair_hashes(packed) == pair_hashes_python(packed) == b"".join(
+        parent_hashes_python(level))
+    assert merkle._native.pair_hashes(memoryview(packed)[64:]) == pair_hashes_python(
+        packed[64:])
+    with pytest.raises(ValueError, match="multiple of 64"):
+        merkle._native.pair_hashes(packed + b"x")
 
 
 def test_root_rejects_hashes_that_are_not_32_bytes() -> None:
