@@ -343,39 +343,81 @@ def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
                    progress: Progress | None = None,
                    store: SegmentStore | None = None) -> None:
     """Check each segment (``_check_segment``, read through ``store``: by default the
-    directory's own) and gather its entries into ``logs``; with more than one job, in
-    worker processes (each opening the directory's store), merged in the order of
-    ``segments`` (so the report is the same whatever the number of processes)."""
+    directory's own) and gather its entries into ``logs``. With more than one job, this
+    process and ``jobs`` - 1 worker processes (each opening the directory's store) take
+    the segments one at a time from a shared counter, so this process works while the
+    workers start; the findings are merged in the order of ``segments`` (the report is
+    the same whatever the number of processes)."""
     if jobs is None:
         rows = sum(s.rows for s in segments)
         jobs = (os.cpu_count() or 1) if rows >= PARALLEL_MIN_ROWS else 1
     jobs = max(1, min(jobs, len(segments)))
     total = len(segments)
+    store = store or SegmentStore(layout, open_storage(layout, record=False))
     if jobs == 1:
-        store = store or SegmentStore(layout, open_storage(layout, record=False))
         for done, seg in enumerate(segments, 1):
             _check_segment(store, seg, report, logs)
             if progress is not None:
                 progress(done, total)
         return
     context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        results = pool.map(_segment_worker, [(str(layout.root), seg) for seg in segments])
-        for done, (part, found) in enumerate(results, 1):
-            _merge(report, logs, part, found)
+    claimed = context.Value("q", 0)  # the next segment to take
+    parts: dict[int, tuple[AuditReport, dict[str, _TenantLog]]] = {}
+    merged = 0
+
+    def merge_ready() -> None:
+        nonlocal merged
+        while merged in parts:
+            _merge(report, logs, *parts.pop(merged))
+            merged += 1
             if progress is not None:
-                progress(done, total)
+                progress(merged, total)
+
+    with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context,
+                             initializer=_share_segments,
+                             initargs=(str(layout.root), segments, claimed)) as pool:
+        futures = [pool.submit(_check_claimed) for _ in range(total)]
+        while (i := _claim(claimed)) < total:
+            part, found = AuditReport(), {}
+            _check_segment(store, segments[i], part, found)
+            parts[i] = (part, found)
+            merge_ready()
+        for future in futures:
+            future.cancel()  # those no worker started: nothing is left to claim
+        for future in futures:
+            got = None if future.cancelled() else future.result()
+            if got is not None:
+                parts[got[0]] = got[1:]
+                merge_ready()
 
 
-def _segment_worker(job: tuple[str, Any]) -> tuple[AuditReport, dict[str, _TenantLog]]:
-    """``_check_segment`` of one segment in a worker process: its findings and entries."""
-    root, seg = job
+_worker: dict[str, Any] = {}  # a worker process's directory, segments and shared counter
+
+
+def _share_segments(root: str, segments: list[Any], claimed: Any) -> None:
+    """A worker process's start: what ``_check_claimed`` takes its segments from."""
+    layout = DataDir(root)
+    _worker.update(store=SegmentStore(layout, open_storage(layout, record=False)),
+                   segments=segments, claimed=claimed)
+
+
+def _claim(claimed: Any) -> int:
+    with claimed.get_lock():
+        i = claimed.value
+        claimed.value = i + 1
+    return int(i)
+
+
+def _check_claimed() -> tuple[int, AuditReport, dict[str, _TenantLog]] | None:
+    """In a worker process: check the next segment no process took (None: none left)."""
+    segments = _worker["segments"]
+    i = _claim(_worker["claimed"])
+    if i >= len(segments):
+        return None
     report = AuditReport()
     logs: dict[str, _TenantLog] = {}
-    layout = DataDir(root)
-    _check_segment(SegmentStore(layout, open_storage(layout, record=False)), seg, report,
-                   logs)
-    return report, logs
+    _check_segment(_worker["store"], segments[i], report, logs)
+    return i, report, logs
 
 
 def _merge(report: AuditReport, logs: dict[str, _TenantLog], part: AuditReport,
