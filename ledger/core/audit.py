@@ -43,6 +43,7 @@ hashed as a stream (``ledger.tlog.stream``).
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -106,6 +107,8 @@ class AuditReport:
     # each project's log as perfect subtrees (height, hash), left to right: the state an
     # incremental verify (``ledger.core.audit_since``) extends
     frontiers: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict, repr=False)
+    # per checkpoints file: how far it was read (``ledger.core.audit_since`` resumes there)
+    checkpoint_files: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -437,10 +440,13 @@ def _merge(report: AuditReport, logs: dict[str, _TenantLog], part: AuditReport,
             log.members.setdefault(rseq, []).extend(runs)
 
 
-def _load_checkpoints(layout: DataDir, report: AuditReport
+def _load_checkpoints(layout: DataDir, report: AuditReport,
+                      since: dict[str, dict[str, Any]] | None = None
                       ) -> dict[str, list[SignedCheckpoint]]:
     """Every stored checkpoint whose signature verifies with the directory's keys, per
-    project; a damaged or badly signed one is a problem."""
+    project; a damaged or badly signed one is a problem. ``since`` (per file, where a
+    passing audit stopped reading it: ``report.checkpoint_files``): only the lines after
+    that, when its last line read is still there as it was (else the whole file)."""
     cdir = layout.checkpoints
     files = sorted(cdir.glob("*.jsonl")) if cdir.is_dir() else []
     if not files:
@@ -459,9 +465,14 @@ def _load_checkpoints(layout: DataDir, report: AuditReport
     out: dict[str, list[SignedCheckpoint]] = {}
     for path in files:
         where = str(path.relative_to(layout.root))
-        for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        first, offset, data = _unread_lines(path, (since or {}).get(path.name))
+        last: dict[str, Any] | None = None
+        for number, line in enumerate(data.split(b"\n"), first):
+            at, offset = offset, offset + len(line) + 1
             if not line:
                 continue
+            last = {"count": number, "last_start": at,
+                    "head": hashlib.sha256(line).hexdigest()}
             try:
                 signed = SignedCheckpoint.from_json(orjson.loads(line))
                 cp = verify_checkpoint(signed.note, verifiers)
@@ -475,7 +486,29 @@ def _load_checkpoints(layout: DataDir, report: AuditReport
                 continue
             out.setdefault(cp.origin[len(origin) + 1:], []).append(signed)
             report.checkpoints_checked += 1
+        if last is not None:
+            report.checkpoint_files[path.name] = last
+        elif since and path.name in since:
+            report.checkpoint_files[path.name] = since[path.name]
     return out
+
+
+def _unread_lines(path: Path, mark: dict[str, Any] | None) -> tuple[int, int, bytes]:
+    """The lines of a checkpoints file after ``mark`` (its last line read: number, byte
+    offset, SHA-256), with the number and offset of the first; the whole file if the
+    line at ``mark`` is not that line any more."""
+    if mark is not None:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(int(mark["last_start"]))
+                data = fh.read()
+            line, newline, rest = data.partition(b"\n")
+            if newline and hashlib.sha256(line).hexdigest() == mark["head"]:
+                return (int(mark["count"]) + 1, int(mark["last_start"]) + len(line) + 1,
+                        rest)
+        except (OSError, KeyError, TypeError, ValueError):
+            pass
+    return 1, 0, path.read_bytes()
 
 
 def check_checkpoints(tenant: str, signed: list[SignedCheckpoint], roots: dict[int, bytes],

@@ -19,7 +19,9 @@ enough to extend the root without the old leaves).
   the root is extended from the frontier and every new signed checkpoint (size at or
   beyond the checked size) must match it; the tree's new leaves and the interior tile
   hashes above them are recomputed; each new receipt's certified events give its root
-  and its signature verifies.
+  and its signature verifies;
+* the signed checkpoints appended since (each ``checkpoints/*.jsonl`` is read from the
+  last line checked, if that line is still there as it was; else the whole file).
 
 Not re-checked: files and records already checked (a change to them is found by a full
 verify), event-id uniqueness against old entries, and the damaged journals kept aside.
@@ -93,6 +95,7 @@ def _write_state(layout: DataDir, manifests: dict[str, dict[str, Any]],
         "units": {t: {"manifest": manifests[t], "sealed_journal": states[t].sealed_journal,
                       "live": [states[t].live[p].as_dict() for p in sorted(states[t].live)]}
                   for t in sorted(manifests)},
+        "checkpoints": report.checkpoint_files,
         "projects": {t: {"size": report.tenants[t]["size"],
                          "receipts": report.tenants[t]["receipts"],
                          "frontier": [[h, x.hex()] for h, x in f]}
@@ -186,7 +189,7 @@ def verify_since(layout: DataDir, *, jobs: int | None = None,
         report.notes.append("damaged journals are kept aside: only a full verify checks "
                             "that the log holds their events")
 
-    checkpoints = _load_checkpoints(layout, report)
+    checkpoints = _load_checkpoints(layout, report, saved.get("checkpoints"))
     store = SegmentStore(layout, open_storage(layout, record=False))
     projects = saved["projects"]
     for tenant in sorted(set(projects) | set(logs)):

@@ -256,3 +256,48 @@ def test_the_bulk_leaf_check_reports_exactly_what_the_row_by_row_check_reports(
                                table.column("input_tokens").cast(pa.string()))
     bulk, rows = _both_ways(strings, tenant)  # not the stored types: row by row throughout
     assert bulk == rows and not bulk["ok"]
+
+
+def _checkpoints_file(path: Path, tenant: str = "acme") -> Path:
+    (found,) = [p for p in (path / "checkpoints").glob("*.jsonl")
+                if p.name.endswith(f"%2F{tenant}.jsonl")]
+    return found
+
+
+def test_since_checkpoint_reads_only_the_checkpoints_signed_since(tmp_path: Path) -> None:
+    """Each checkpoints file is read from the last line checked: an incremental verify
+    costs the new checkpoints, not the history's; a new line that is not a validly
+    signed checkpoint is found, named by its line number in the file."""
+    path = tmp_path / "d"
+    _grow(path, 0)
+    full = verify_directory(path)
+    assert full.ok and full.checkpoints_checked > 0
+    counted = sum(len(p.read_bytes().splitlines()) for p in (path / "checkpoints").iterdir())
+    _grow(path, 1)
+    grown = sum(len(p.read_bytes().splitlines()) for p in (path / "checkpoints").iterdir())
+    since = verify_directory(path, since_checkpoint=True)
+    assert since.ok and grown > counted
+    assert since.checkpoints_checked == grown - counted
+    assert verify_directory(path, since_checkpoint=True).checkpoints_checked == 0
+
+    cpfile = _checkpoints_file(path)
+    lines = cpfile.read_bytes().splitlines()
+    forged = orjson.loads(lines[-1])
+    forged["note"] = forged["note"].replace("\n", "\n\n", 1)
+    with open(cpfile, "ab") as fh:
+        fh.write(orjson.dumps(forged) + b"\n")
+    report = verify_directory(path, since_checkpoint=True)
+    assert [(p.kind, p.where.rsplit(" ", 1)[-1]) for p in report.problems] == [
+        ("checkpoint", str(len(lines) + 1))]
+
+
+def test_an_altered_checkpoints_file_is_read_whole_again(tmp_path: Path) -> None:
+    """If the last line checked is not there as it was, the whole file is read."""
+    path = tmp_path / "d"
+    _grow(path, 0)
+    assert verify_directory(path).ok
+    cpfile = _checkpoints_file(path)
+    data = cpfile.read_bytes()
+    cpfile.write_bytes(b"\n" + data)  # every line one further
+    since = verify_directory(path, since_checkpoint=True)  # the other project's: none
+    assert since.ok and since.checkpoints_checked == len(data.splitlines()) > 0
