@@ -233,9 +233,17 @@ def _check_growth(layout: DataDir, store: SegmentStore, state: ManifestState, te
         leaves0.stat().st_size else np.empty(0, np.uint8)
     stored = stored[:len(stored) - len(stored) % HASH_SIZE].reshape(-1, HASH_SIZE)
     seqs = pa.chunked_array(log.seqs, pa.int64())
-    order = pc.sort_indices(seqs)
-    sorted_seqs = pc.take(seqs, order).to_numpy()
-    hashes = _packed(pc.take(pa.chunked_array(log.hashes, pa.binary(HASH_SIZE)), order))
+    leaf_column = pa.chunked_array(log.hashes, pa.binary(HASH_SIZE))
+    if seqs.null_count:  # a damaged segment's: in Arrow's order (nulls last)
+        order = pc.sort_indices(seqs)
+        sorted_seqs = pc.take(seqs, order).to_numpy()
+        hashes = _packed(pc.take(leaf_column, order))
+    else:  # the same stable order, sorted and gathered in numpy
+        flat = (np.concatenate([c.to_numpy() for c in seqs.chunks]) if seqs.num_chunks
+                else np.empty(0, np.int64))
+        order = np.argsort(flat, kind="stable")
+        sorted_seqs = flat[order]
+        hashes = _packed(leaf_column)[order]
     old = sorted_seqs < size
     if old.any():  # rewritten by a compaction, or sealed from the journal: as checked
         at = sorted_seqs[old]
