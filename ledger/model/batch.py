@@ -514,6 +514,10 @@ def stored_leaf_hashes(table: pa.Table, tenant: str) -> list[bytes]:
     ts = table.column(_TS.name)
     if ts.type != schema.TS_TYPE or ts.null_count:
         raise TypeError(f"{_TS.name} is not a {schema.TS_TYPE} column without nulls")
+    for key in schema.CANONICAL_KEYS:  # each encoder is lenient its own way: check here
+        if key in schema.EVENT_SCHEMA.names and \
+                table.column(key).type != schema.EVENT_SCHEMA.field(key).type:
+            raise TypeError(f"{key} is not a {schema.EVENT_SCHEMA.field(key).type} column")
     us = ts.cast(pa.int64()).to_numpy()
     ts_text = [t + "Z" for t in np.datetime_as_string(us.astype("datetime64[us]"),
                                                        unit="us").tolist()]
