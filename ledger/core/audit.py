@@ -47,7 +47,7 @@ import hashlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,22 +376,34 @@ def check_segments(layout: DataDir, segments: list[Any], report: AuditReport,
             if progress is not None:
                 progress(merged, total)
 
+    def collect(pending: list[Future[Any]], *, wait_all: bool) -> list[Future[Any]]:
+        """Take the workers' finished segments into ``parts`` and merge what is in order
+        (as they finish, so no segment's entries wait in memory for the end)."""
+        if wait_all:
+            wait(pending)
+        left = []
+        for future in pending:
+            if not future.done():
+                left.append(future)
+                continue
+            got = None if future.cancelled() else future.result()
+            if got is not None:
+                parts[got[0]] = got[1:]
+        merge_ready()
+        return left
+
     with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context,
                              initializer=_share_segments,
                              initargs=(str(layout.root), segments, claimed)) as pool:
-        futures = [pool.submit(_check_claimed) for _ in range(total)]
+        pending = [pool.submit(_check_claimed) for _ in range(total)]
         while (i := _claim(claimed)) < total:
             part, found = AuditReport(), {}
             _check_segment(store, segments[i], part, found)
             parts[i] = (part, found)
-            merge_ready()
-        for future in futures:
+            pending = collect(pending, wait_all=False)
+        for future in pending:
             future.cancel()  # those no worker started: nothing is left to claim
-        for future in futures:
-            got = None if future.cancelled() else future.result()
-            if got is not None:
-                parts[got[0]] = got[1:]
-                merge_ready()
+        collect(pending, wait_all=True)
 
 
 _worker: dict[str, Any] = {}  # a worker process's directory, segments and shared counter
