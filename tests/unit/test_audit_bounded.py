@@ -7,7 +7,6 @@ seqs repeated or out of order within a segment are reported as before."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 from hashlib import sha256
 from pathlib import Path
@@ -28,6 +27,7 @@ from ledger.core.audit_log import Gathered
 from ledger.tlog.merkle import perfect_subtrees, root_from_leaf_hashes, roots_at_sizes
 from ledger.tlog.stream import LeafStream
 from tests.conftest import usage
+from tests.support.tamper import rewrite_segment
 
 
 def _leaves(n: int, seed: int = 0) -> list[bytes]:
@@ -161,25 +161,6 @@ def _segments(path: Path) -> list[Path]:
                   key=lambda p: pq.read_table(p, columns=["seq"])["seq"][0].as_py())
 
 
-def _rewrite(path: Path, segment: Path, table: pa.Table) -> None:
-    """Replace a segment and make acme's manifest agree (the chain re-linked)."""
-    pq.write_table(table, segment, compression="zstd")
-    rel = str(segment.relative_to(path))
-    digest = hashlib.sha256(segment.read_bytes()).hexdigest()
-    manifest = path / "projects" / "acme" / "manifest.jsonl"
-    records = [orjson.loads(x) for x in manifest.read_bytes().splitlines()]
-    prev = None
-    for r in records:
-        for seg in r["add"]:
-            if seg["path"] == rel:
-                seg["sha256"] = digest
-        if prev is not None:
-            r["prev"] = prev
-        prev = hashlib.sha256(orjson.dumps(r, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    manifest.write_bytes(
-        b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records))
-
-
 def _set(table: pa.Table, name: str, values: list) -> pa.Table:
     i = table.schema.get_field_index(name)
     return table.set_column(i, name, pa.array(values, table.schema.field(i).type))
@@ -232,7 +213,7 @@ def test_an_event_id_recorded_in_two_segments_is_reported_in_order_of_appearance
     table = pq.read_table(third)
     ids = table.column("event_id").to_pylist()
     ids[5], ids[190] = "e0-7", "e0-3"
-    _rewrite(sealed, third, _set(table, "event_id", ids))
+    rewrite_segment(sealed, third, _set(table, "event_id", ids))
     report = verify_directory(sealed)
     dup = [p for p in report.problems if p.kind == "event-id-duplicate"]
     assert [(p.where, p.message) for p in dup] == [
@@ -249,7 +230,7 @@ def test_rows_out_of_seq_order_within_a_segment_verify_unchanged(sealed: Path,
     table = pq.read_table(segment)
     order = list(range(table.num_rows))
     random.Random(3).shuffle(order)
-    _rewrite(sealed, segment, table.take(order))
+    rewrite_segment(sealed, segment, table.take(order))
     after = verify_directory(sealed, jobs=jobs)
     assert after.ok, _text(after)
     assert after.tenants == before.tenants
@@ -262,7 +243,7 @@ def test_a_repeated_seq_is_reported_with_the_gap_it_leaves(sealed: Path) -> None
     table = pq.read_table(segment)
     seqs = table.column("seq").to_pylist()
     seqs[seqs.index(250)] = 249
-    _rewrite(sealed, segment, _set(table, "seq", seqs))
+    rewrite_segment(sealed, segment, _set(table, "seq", seqs))
     report = verify_directory(sealed)
     found = {(p.kind, p.message) for p in report.problems if p.kind.startswith("seq")}
     assert found == {

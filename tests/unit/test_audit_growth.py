@@ -20,6 +20,7 @@ from ledger import Ledger
 from ledger.core.audit import verify_directory
 from ledger.receipts.issuance import Receipts
 from tests.conftest import usage
+from tests.support.tamper import rewrite_segment
 
 
 def _grow(path: Path, batch: int, tenants: tuple[str, ...] = ("acme", "other")) -> None:
@@ -52,21 +53,7 @@ def _rewrite_cost(path: Path, segment: Path) -> None:
     cost = table.column("cost_nanos")
     table = table.set_column(table.schema.get_field_index("cost_nanos"), "cost_nanos",
                              pc.multiply(cost, pa.scalar(2, cost.type)))
-    pq.write_table(table, segment, compression="zstd")
-    rel = str(segment.relative_to(path))
-    digest = hashlib.sha256(segment.read_bytes()).hexdigest()
-    manifest = _manifest(path, rel.split("/")[1].removeprefix("tenant="))
-    records = [orjson.loads(x) for x in manifest.read_bytes().splitlines()]
-    prev = None
-    for r in records:
-        for seg in r["add"]:
-            if seg["path"] == rel:
-                seg["sha256"] = digest
-        if prev is not None:
-            r["prev"] = prev
-        prev = hashlib.sha256(orjson.dumps(r, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    manifest.write_bytes(
-        b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records))
+    rewrite_segment(path, segment, table)
 
 
 def test_several_processes_find_the_same_problems_as_one(tmp_path: Path) -> None:
