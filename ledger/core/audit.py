@@ -518,7 +518,7 @@ def _unread_lines(path: Path, mark: dict[str, Any] | None) -> tuple[int, int, by
             if newline and hashlib.sha256(line).hexdigest() == mark["head"]:
                 return (int(mark["count"]) + 1, int(mark["last_start"]) + len(line) + 1,
                         rest)
-        except (OSError, KeyError, TypeError, ValueError):
+        except (OSError, KeyError, TypeError, ValueError):  # a bad mark: read it all
             pass
     return 1, 0, path.read_bytes()
 
