@@ -17,6 +17,11 @@
     after the writes and warm, ``preview`` since-last, the server's VmRSS idle and its
     VmHWM through ``generate`` (/proc), walking the receipt's logs at limit=1000, and
     disk per event before the seal (the journal) and after it (issue 17's targets).
+(f) ``--only timer``: a fresh server with the default seal timer (``--seal-interval``,
+    60 s), filled by batch posts of 100,000 events: disk per event just after the writes
+    (the journal), then how long until the timer sealed them (``journal_tail_rows`` of
+    ``GET /api/v1/stats`` back to 0) and the data directory per event then, the server
+    still running (issue 17: disk before the first seal close to disk after it).
 
 One command: ``python bench/server.py`` (options: ``--quick``, ``--dir``, ``--only``,
 ``--budgets``: the same with budgets evaluated on every append). Medians of
@@ -400,6 +405,53 @@ def tail_section(root: Path, repeats: int, quick: bool,
     return ok
 
 
+# -- (f) the seal timer: how long events stay in the journal's form -----------------------
+def timer_section(root: Path, repeats: int, n: int, interval: float) -> bool:
+    """(f): per run, a fresh server sealing on its timer; ``n`` events posted in batches;
+    the journal's bytes per event right after, the seconds until the timer sealed them,
+    and the whole data directory's bytes per event then (the server still running)."""
+    before, waited, after = [], [], []
+    for run in range(repeats):
+        data = root / f"timer-{run}"
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        server = Server(data / "data", projects=("timer",),
+                        options=("--seal-interval", str(interval)))
+        try:
+            fill_tail(server, "timer", n, seed=500 + run)
+            written = time.monotonic()
+            journal = sum(dir_size(str(p)) for p in (data / "data" / "projects").glob(
+                "*/journal"))
+            before.append(journal / n)
+            with httpx.Client(base_url=server.url, timeout=600) as http:
+                deadline = written + 2 * interval + 30
+                while True:
+                    r = http.get("/api/v1/stats", headers=server.headers("timer"))
+                    if r.status_code != 200:
+                        raise SystemExit(f"stats: {r.status_code} {r.text[:300]}")
+                    if r.json()["journal_tail_rows"] == 0:
+                        break
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the timer did not seal within "
+                                         f"{deadline - written:.0f} s")
+                    time.sleep(0.5)
+            waited.append(time.monotonic() - written)
+            after.append(dir_size(str(data / "data")) / n)
+        finally:
+            server.stop()
+    print(f"(f) the seal timer ({interval:g} s): a fresh server per run, {n:,} events in "
+          "batch posts; medians of the runs", flush=True)
+    for name, values in (("disk per event right after the writes, journal (B)", before),
+                         ("seconds from the last write until the timer sealed", waited),
+                         ("disk per event once sealed, data directory, server running (B)",
+                          after)):
+        runs = ", ".join(f"{v:,.1f}" for v in values)
+        print(f"    {name}: {statistics.median(values):,.1f}   [runs: {runs}]", flush=True)
+    ok = statistics.median(waited) <= interval + 5
+    print(f"    sealed within the interval and its 1 s tick (+5 s): {verdict(ok)}", flush=True)
+    return ok
+
+
 WRK_SCRIPT = """-- written by bench/server.py: single-event POST /api/v1/log, one new event each
 local ffi = require("ffi")
 ffi.cdef[[ typedef struct { long s; long ns; } bench_timespec;
@@ -545,16 +597,21 @@ def main() -> int:
     ap.add_argument("--budgets", action="store_true",
                     help="give the (a) and (b) projects three budgets each (day, week, "
                          "month; never reached) so every append is evaluated against them")
-    ap.add_argument("--only", choices=["single", "batch", "generate", "wrk", "tail"],
+    ap.add_argument("--only", choices=["single", "batch", "generate", "wrk", "tail", "timer"],
                     help="run one measurement: (a) single, (b) batch, (c) generate, "
-                         "(d) wrk or (e) tail (reads, memory and disk over an unsealed tail)")
+                         "(d) wrk, (e) tail (reads, memory and disk over an unsealed tail) "
+                         "or (f) timer (disk before and after the seal timer)")
     ap.add_argument("--wrk-seconds", type=float, default=10.0)
     ap.add_argument("--tail-sizes", type=lambda v: tuple(int(x) for x in v.split(",")),
                     default=(), help="(e) at these sizes only, e.g. 100000 (comma-separated)")
+    ap.add_argument("--timer-events", type=int, default=100_000, help="(f) events posted")
+    ap.add_argument("--seal-interval", type=float, default=60.0,
+                    help="(f) the server's --seal-interval (its default: 60)")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.seconds, args.batch_events, args.generate_events = 1, 2, 20_000, 10_000
         args.wrk_seconds = 2
+        args.timer_events, args.seal_interval = 10_000, 5.0
     root = Path(args.dir)
     shutil.rmtree(root, ignore_errors=True)
     (root / "data").mkdir(parents=True)
@@ -564,6 +621,10 @@ def main() -> int:
           flush=True)
     if args.only == "tail":
         ok = tail_section(root, args.repeats, args.quick, args.tail_sizes)
+        print(f"overall: {verdict(ok)}", flush=True)
+        return 0 if ok else 1
+    if args.only == "timer":
+        ok = timer_section(root, args.repeats, args.timer_events, args.seal_interval)
         print(f"overall: {verdict(ok)}", flush=True)
         return 0 if ok else 1
     server = Server(root / "data")
