@@ -63,9 +63,16 @@ def instant_text(when: datetime) -> str:
 
 
 # -- checking a budget as given -----------------------------------------------------------
+RESERVED_NAMES = frozenset({"status"})
+"""Names a budget cannot take: ``/api/v1/budgets/status`` is the budgets' status."""
+
+
 def check_name(name: Any) -> str:
     if not is_name(name):
         raise InvalidRequestError(f"invalid budget name {name!r}: {NAME_RULE}")
+    if name in RESERVED_NAMES:
+        raise InvalidRequestError(f"a budget cannot be named {name!r}: /api/v1/budgets/"
+                                  f"{name} is the budgets' {name}")
     return name
 
 

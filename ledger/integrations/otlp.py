@@ -126,15 +126,15 @@ def inflate(body: bytes, content_encoding: str | None, limit: int) -> bytes:
 
 
 # The OTLP/JSON messages the ids and numbers live in: message → {field: what it holds}
-# (a message's name, "hex:<bytes>" for an id, "number"); each field by its JSON name, the
-# mapping also takes the proto name.
+# (a message's name, "hex:<bytes>" for an id, "number", "enum": an integer, as OTLP/JSON
+# encodes enums); each field by its JSON name, the mapping also takes the proto name.
 MESSAGES: dict[str, dict[str, str]] = {
     "request": {"resourceSpans": "[resourceSpans]"},
     "resourceSpans": {"resource": "resource", "scopeSpans": "[scopeSpans]"},
     "resource": {"attributes": "[keyValue]", "droppedAttributesCount": "number"},
     "scopeSpans": {"scope": "resource", "spans": "[span]"},
     "span": {"traceId": "hex:16", "spanId": "hex:8", "parentSpanId": "hex:8",
-             "flags": "number", "kind": "number", "startTimeUnixNano": "number",
+             "flags": "number", "kind": "enum", "startTimeUnixNano": "number",
              "endTimeUnixNano": "number", "attributes": "[keyValue]",
              "droppedAttributesCount": "number", "events": "[event]",
              "droppedEventsCount": "number", "links": "[link]",
@@ -143,7 +143,7 @@ MESSAGES: dict[str, dict[str, str]] = {
               "droppedAttributesCount": "number"},
     "link": {"traceId": "hex:16", "spanId": "hex:8", "attributes": "[keyValue]",
              "droppedAttributesCount": "number", "flags": "number"},
-    "status": {"code": "number"},
+    "status": {"code": "enum"},
     "keyValue": {"value": "anyValue"},
     "anyValue": {"intValue": "number", "doubleValue": "number", "arrayValue": "arrayValue",
                  "kvlistValue": "kvlistValue"},
@@ -179,6 +179,10 @@ def _prepare(data: Any, message: str, where: str) -> None:
                 data[key] = base64.b64encode(bytes.fromhex(value)).decode()
             elif holds == "number" and isinstance(value, bool):
                 raise RequestError(f"{at}: must be a number, not {str(value).lower()}")
+            elif holds == "enum" and isinstance(value, bool | str):
+                # the parser would take true as 1, and ignore a name it does not know
+                raise RequestError(f"{at}: must be an integer (OTLP/JSON encodes enums as "
+                                   f"integers), not {json.dumps(value)[:80]}")
             elif holds.startswith("[") and isinstance(value, list):
                 for i, item in enumerate(value):
                     _message(item, holds[1:-1], f"{at}[{i}]")

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.api.apikeys import ApiKeyStore
@@ -297,6 +298,34 @@ def _http_error(exc: StarletteHTTPException) -> LedgerError:
     return error
 
 
+def _allowed_methods(request: Request) -> str:
+    """A 405's ``Allow``: the methods of the request's resource, as the OpenAPI schema
+    documents them at the most specific path that names it (``/budgets/status`` rather
+    than ``/budgets/{name}``); Starlette's own names only the first route's. A path the
+    schema does not document: every method some route takes there."""
+    app = request.app
+    documented = getattr(app.state, "allow_by_path", None)
+    if documented is None:
+        documented = app.state.allow_by_path = sorted(
+            ((path.count("{"), compile_path(path)[0],
+              ", ".join(m.upper() for m in methods if m.upper() in _METHODS))
+             for path, methods in app.openapi().get("paths", {}).items()),
+            key=lambda row: row[0])
+    path = request.scope["path"]
+    for _, pattern, methods in documented:
+        if pattern.match(path):
+            return methods  # type: ignore[no-any-return]
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     """One handler for every project error (its ``status``, ``code`` and evidence); a
     builtin ``ValueError`` from a library is a bad request; anything else is a logged 500
@@ -308,8 +337,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(error, errors=_validation_detail(exc)[1])
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(_http_error(exc), headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(_http_error(exc), headers=headers or None)
 
     async def _refused(_: Request, exc: Exception) -> JSONResponse:
         error = as_ledger_error(exc)

@@ -70,3 +70,32 @@ def test_every_refusal_has_the_one_error_body(small_server: Server, method: str,
     assert body["code"] == code and isinstance(body["detail"], str) and body["detail"]
     if status == 405:
         assert "GET" in r.headers["allow"]
+
+
+@pytest.mark.parametrize("path,allow", [
+    ("/api/v1/prices", {"GET", "POST"}),
+    ("/api/v1/prices/show", {"GET"}),
+    ("/api/v1/prices/some-row", {"DELETE"}),
+    ("/api/v1/budgets/status", {"GET"}),
+    ("/api/v1/budgets/monthly", {"PUT", "DELETE"}),
+    ("/api/v1/usage/dimensions", {"GET", "PUT"}),
+    ("/api/v1/receipts/generate", {"POST"}),
+    ("/api/v1/receipts/rcpt-1", {"GET"}),
+])
+def test_a_405_allows_exactly_the_methods_of_the_resource(small_server: Server, path: str,
+                                                         allow: set[str]) -> None:
+    """``Allow`` names every method the schema documents at the most specific path that
+    names the resource (``/budgets/status``, not ``/budgets/{name}``), not only the
+    first route's."""
+    r = _request(small_server, "OPTIONS", path)
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+    assert {m.strip() for m in r.headers["allow"].split(",")} == allow
+
+
+def test_a_budget_cannot_take_the_name_of_the_status_route(small_server: Server) -> None:
+    """``PUT /api/v1/budgets/status`` would make a budget ``GET /api/v1/budgets/status``
+    could never show: refused, and nothing is created."""
+    r = _request(small_server, "PUT", "/api/v1/budgets/status",
+                 json={"amount": "10", "period": "day"})
+    assert r.status_code in (400, 422) and "status" in r.json()["detail"], r.text
+    assert _request(small_server, "GET", "/api/v1/budgets").json()["budgets"] == []

@@ -93,6 +93,12 @@ def test_otlp_json_hex_ids_and_text_integers_are_the_protobuf_they_stand_for() -
     ({"resourceSpans": [{"resource": []}]}, "resource: must be an object, not list"),
     ({"resourceSpans": [{"scopeSpans": [{"spans": [["name"]]}]}]},
      "spans[0]: must be an object, not list"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"status": {"code": "AAA"}}]}]}]},
+     "spans[0].status.code: must be an integer (OTLP/JSON encodes enums as integers)"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": "SPAN_KIND_CLIENT"}]}]}]},
+     "spans[0].kind: must be an integer"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": True}]}]}]},
+     "spans[0].kind: must be an integer"),
     ([], "must be a JSON object"),
 ])
 def test_otlp_json_that_is_not_an_export_request_is_a_400(body: Any, words: str) -> None:
