@@ -42,7 +42,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from ledger.errors import (
     EventValidationError,
@@ -126,15 +126,16 @@ def inflate(body: bytes, content_encoding: str | None, limit: int) -> bytes:
 
 
 # The OTLP/JSON messages the ids and numbers live in: message → {field: what it holds}
-# (a message's name, "hex:<bytes>" for an id, "number", "enum": an integer, as OTLP/JSON
-# encodes enums); each field by its JSON name, the mapping also takes the proto name.
+# (a message's name, "hex:<bytes>" for an id, "number", "enum:<name>": an integer, as
+# OTLP/JSON encodes enums, or one of the enum's names, as the protobuf JSON mapping writes
+# them); each field by its JSON name, the mapping also takes the proto name.
 MESSAGES: dict[str, dict[str, str]] = {
     "request": {"resourceSpans": "[resourceSpans]"},
     "resourceSpans": {"resource": "resource", "scopeSpans": "[scopeSpans]"},
     "resource": {"attributes": "[keyValue]", "droppedAttributesCount": "number"},
     "scopeSpans": {"scope": "resource", "spans": "[span]"},
     "span": {"traceId": "hex:16", "spanId": "hex:8", "parentSpanId": "hex:8",
-             "flags": "number", "kind": "enum", "startTimeUnixNano": "number",
+             "flags": "number", "kind": "enum:SpanKind", "startTimeUnixNano": "number",
              "endTimeUnixNano": "number", "attributes": "[keyValue]",
              "droppedAttributesCount": "number", "events": "[event]",
              "droppedEventsCount": "number", "links": "[link]",
@@ -143,7 +144,7 @@ MESSAGES: dict[str, dict[str, str]] = {
               "droppedAttributesCount": "number"},
     "link": {"traceId": "hex:16", "spanId": "hex:8", "attributes": "[keyValue]",
              "droppedAttributesCount": "number", "flags": "number"},
-    "status": {"code": "enum"},
+    "status": {"code": "enum:StatusCode"},
     "keyValue": {"value": "anyValue"},
     "anyValue": {"intValue": "number", "doubleValue": "number", "arrayValue": "arrayValue",
                  "kvlistValue": "kvlistValue"},
@@ -151,6 +152,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "kvlistValue": {"values": "[keyValue]"},
 }
 HEX = re.compile(r"[0-9a-fA-F]*")
+ENUM_NAMES: dict[str, tuple[str, ...]] = {"SpanKind": tuple(Span.SpanKind.keys()),
+                                          "StatusCode": tuple(Status.StatusCode.keys())}
 
 
 def _proto_name(name: str) -> str:
@@ -179,10 +182,12 @@ def _prepare(data: Any, message: str, where: str) -> None:
                 data[key] = base64.b64encode(bytes.fromhex(value)).decode()
             elif holds == "number" and isinstance(value, bool):
                 raise RequestError(f"{at}: must be a number, not {str(value).lower()}")
-            elif holds == "enum" and isinstance(value, bool | str):
+            elif holds.startswith("enum:") and (isinstance(value, bool) or (
+                    isinstance(value, str) and value not in ENUM_NAMES[holds[5:]])):
                 # the parser would take true as 1, and ignore a name it does not know
                 raise RequestError(f"{at}: must be an integer (OTLP/JSON encodes enums as "
-                                   f"integers), not {json.dumps(value)[:80]}")
+                                   f"integers) or one of {', '.join(ENUM_NAMES[holds[5:]])}, "
+                                   f"not {json.dumps(value)[:80]}")
             elif holds.startswith("[") and isinstance(value, list):
                 for i, item in enumerate(value):
                     _message(item, holds[1:-1], f"{at}[{i}]")

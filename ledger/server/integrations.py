@@ -71,6 +71,10 @@ def _otlp_json_schema() -> dict[str, Any]:
 
     text = {"type": "string"}
     int32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+
+    def enum(name: str) -> dict[str, Any]:  # an integer (OTLP/JSON) or a name (the mapping)
+        return {"anyOf": [int32, {"type": "string", "enum": list(otlp.ENUM_NAMES[name])}]}
+
     uint32 = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
     # A JSON number is exact to 2**53: larger 64-bit values are sent as text.
     uint64 = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 2**53},
@@ -90,10 +94,10 @@ def _otlp_json_schema() -> dict[str, Any]:
     span = obj(traceId={"type": "string", "pattern": "^([0-9a-fA-F]{32})?$"},
                spanId={"type": "string", "pattern": "^([0-9a-fA-F]{16})?$"},
                parentSpanId={"type": "string", "pattern": "^([0-9a-fA-F]{16})?$"},
-               traceState=text, name=text, kind=int32, flags=uint32,
+               traceState=text, name=text, kind=enum("SpanKind"), flags=uint32,
                startTimeUnixNano=uint64, endTimeUnixNano=uint64, attributes=attributes,
                droppedAttributesCount=uint32,
-               status=obj(message=text, code=int32))
+               status=obj(message=text, code=enum("StatusCode")))
     scope = obj(name=text, version=text, attributes=attributes,
                 droppedAttributesCount=uint32)
     return {**obj(resourceSpans=array(obj(
