@@ -182,17 +182,29 @@ def _prepare(data: Any, message: str, where: str) -> None:
                 data[key] = base64.b64encode(bytes.fromhex(value)).decode()
             elif holds == "number" and isinstance(value, bool):
                 raise RequestError(f"{at}: must be a number, not {str(value).lower()}")
-            elif holds.startswith("enum:") and (isinstance(value, bool) or (
-                    isinstance(value, str) and value not in ENUM_NAMES[holds[5:]])):
-                # the parser would take true as 1, and ignore a name it does not know
-                raise RequestError(f"{at}: must be an integer (OTLP/JSON encodes enums as "
-                                   f"integers) or one of {', '.join(ENUM_NAMES[holds[5:]])}, "
+            elif holds.startswith("enum:") and not _enum_value(value, holds[5:]):
+                # the parser would take true as 1 and 2.5 as 2, and ignore a name it does
+                # not know
+                raise RequestError(f"{at}: must be an integer of 32 bits (OTLP/JSON "
+                                   f"encodes enums as integers) or one of {', '.join(ENUM_NAMES[holds[5:]])}, "
                                    f"not {json.dumps(value)[:80]}")
             elif holds.startswith("[") and isinstance(value, list):
                 for i, item in enumerate(value):
                     _message(item, holds[1:-1], f"{at}[{i}]")
             elif holds in MESSAGES:
                 _message(value, holds, at)
+
+
+def _enum_value(value: Any, enum: str) -> bool:
+    """Whether ``value`` can be a value of ``enum`` in OTLP/JSON: null, a whole number of
+    32 bits or one of its names (a number the enum lacks is kept, as protobuf keeps it;
+    the parser would read a larger one as 0)."""
+    if isinstance(value, str):
+        return value in ENUM_NAMES[enum]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value is None or (isinstance(value, int) and not isinstance(value, bool)
+                             and -(2**31) <= value < 2**31)
 
 
 def _message(value: Any, message: str, where: str) -> None:

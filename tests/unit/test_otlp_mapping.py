@@ -94,11 +94,17 @@ def test_otlp_json_hex_ids_and_text_integers_are_the_protobuf_they_stand_for() -
     ({"resourceSpans": [{"scopeSpans": [{"spans": [["name"]]}]}]},
      "spans[0]: must be an object, not list"),
     ({"resourceSpans": [{"scopeSpans": [{"spans": [{"status": {"code": "AAA"}}]}]}]},
-     "spans[0].status.code: must be an integer (OTLP/JSON encodes enums as integers)"),
+     "spans[0].status.code: must be an integer of 32 bits (OTLP/JSON encodes enums as integers)"),
     ({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": "CLIENT"}]}]}]},
-     "spans[0].kind: must be an integer (OTLP/JSON encodes enums as integers) or one of "
+     "spans[0].kind: must be an integer of 32 bits (OTLP/JSON encodes enums as integers) or one of "
      "SPAN_KIND_UNSPECIFIED, SPAN_KIND_INTERNAL"),
     ({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": True}]}]}]},
+     "spans[0].kind: must be an integer"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"status": {"code": 2.5e-42}}]}]}]},
+     "spans[0].status.code: must be an integer"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": [1]}]}]}]},
+     "spans[0].kind: must be an integer"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": 2**40}]}]}]},
      "spans[0].kind: must be an integer"),
     ([], "must be a JSON object"),
 ])
