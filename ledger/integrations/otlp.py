@@ -185,8 +185,9 @@ def _prepare(data: Any, message: str, where: str) -> None:
             elif holds.startswith("enum:") and not _enum_value(value, holds[5:]):
                 # the parser would take true as 1 and 2.5 as 2, and ignore a name it does
                 # not know
+                names = ", ".join(ENUM_NAMES[holds[5:]])
                 raise RequestError(f"{at}: must be an integer of 32 bits (OTLP/JSON "
-                                   f"encodes enums as integers) or one of {', '.join(ENUM_NAMES[holds[5:]])}, "
+                                   f"encodes enums as integers) or one of {names}, "
                                    f"not {json.dumps(value)[:80]}")
             elif holds.startswith("[") and isinstance(value, list):
                 for i, item in enumerate(value):
