@@ -126,27 +126,28 @@ def inflate(body: bytes, content_encoding: str | None, limit: int) -> bytes:
 
 
 # The OTLP/JSON messages the ids and numbers live in: message → {field: what it holds}
-# (a message's name, "hex:<bytes>" for an id, "number", "enum:<name>": an integer, as
-# OTLP/JSON encodes enums, or one of the enum's names, as the protobuf JSON mapping writes
-# them); each field by its JSON name, the mapping also takes the proto name.
+# (a message's name, "hex:<bytes>" for an id, an integer type of ``INTEGERS``, "double",
+# "enum:<name>": an integer, as OTLP/JSON encodes enums, or one of the enum's names, as
+# the protobuf JSON mapping writes them); each field by its JSON name, the mapping also
+# takes the proto name.
 MESSAGES: dict[str, dict[str, str]] = {
     "request": {"resourceSpans": "[resourceSpans]"},
     "resourceSpans": {"resource": "resource", "scopeSpans": "[scopeSpans]"},
-    "resource": {"attributes": "[keyValue]", "droppedAttributesCount": "number"},
+    "resource": {"attributes": "[keyValue]", "droppedAttributesCount": "uint32"},
     "scopeSpans": {"scope": "resource", "spans": "[span]"},
     "span": {"traceId": "hex:16", "spanId": "hex:8", "parentSpanId": "hex:8",
-             "flags": "number", "kind": "enum:SpanKind", "startTimeUnixNano": "number",
-             "endTimeUnixNano": "number", "attributes": "[keyValue]",
-             "droppedAttributesCount": "number", "events": "[event]",
-             "droppedEventsCount": "number", "links": "[link]",
-             "droppedLinksCount": "number", "status": "status"},
-    "event": {"timeUnixNano": "number", "attributes": "[keyValue]",
-              "droppedAttributesCount": "number"},
+             "flags": "uint32", "kind": "enum:SpanKind", "startTimeUnixNano": "uint64",
+             "endTimeUnixNano": "uint64", "attributes": "[keyValue]",
+             "droppedAttributesCount": "uint32", "events": "[event]",
+             "droppedEventsCount": "uint32", "links": "[link]",
+             "droppedLinksCount": "uint32", "status": "status"},
+    "event": {"timeUnixNano": "uint64", "attributes": "[keyValue]",
+              "droppedAttributesCount": "uint32"},
     "link": {"traceId": "hex:16", "spanId": "hex:8", "attributes": "[keyValue]",
-             "droppedAttributesCount": "number", "flags": "number"},
+             "droppedAttributesCount": "uint32", "flags": "uint32"},
     "status": {"code": "enum:StatusCode"},
     "keyValue": {"value": "anyValue"},
-    "anyValue": {"intValue": "number", "doubleValue": "number", "arrayValue": "arrayValue",
+    "anyValue": {"intValue": "int64", "doubleValue": "double", "arrayValue": "arrayValue",
                  "kvlistValue": "kvlistValue"},
     "arrayValue": {"values": "[anyValue]"},
     "kvlistValue": {"values": "[keyValue]"},
@@ -154,6 +155,38 @@ MESSAGES: dict[str, dict[str, str]] = {
 HEX = re.compile(r"[0-9a-fA-F]*")
 ENUM_NAMES: dict[str, tuple[str, ...]] = {"SpanKind": tuple(Span.SpanKind.keys()),
                                           "StatusCode": tuple(Status.StatusCode.keys())}
+INTEGERS: dict[str, tuple[int, int]] = {"int32": (-(2**31), 2**31 - 1),
+                                        "uint32": (0, 2**32 - 1),
+                                        "int64": (-(2**63), 2**63 - 1),
+                                        "uint64": (0, 2**64 - 1)}
+"""Each integer type's range: a JSON number in it, or its decimal text (as the protobuf
+JSON mapping reads it, and OTLP/JSON writes 64-bit integers)."""
+
+
+def _up_to(n: int) -> str:
+    """A regular expression of the decimal text of 0…``n`` (no sign, no leading zero)."""
+    digits = str(n)
+    alternatives = ["0"]
+    if len(digits) > 1:
+        alternatives.append(f"[1-9][0-9]{{0,{len(digits) - 2}}}")
+    for i, digit in enumerate(digits):
+        low, high = (1 if i == 0 else 0), int(digit) - 1
+        if high >= low:
+            rest = len(digits) - i - 1
+            alternatives.append(digits[:i] + (f"[{low}-{high}]" if high > low else str(low))
+                                + (f"[0-9]{{{rest}}}" if rest else ""))
+    alternatives.append(digits)
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+def integer_pattern(kind: str) -> str:
+    """The decimal text of exactly the integers of ``kind`` (``INTEGERS``)."""
+    low, high = INTEGERS[kind]
+    negative = f"|-{_up_to(-low)}" if low < 0 else ""
+    return f"^(?:{_up_to(high)}{negative})$"
+
+
+_INTEGER_TEXT = {kind: re.compile(integer_pattern(kind)) for kind in INTEGERS}
 
 
 def _proto_name(name: str) -> str:
@@ -180,7 +213,12 @@ def _prepare(data: Any, message: str, where: str) -> None:
                     raise RequestError(f"{at}: must be {2 * size} hex digits, not "
                                        f"{value[:80]!r}")
                 data[key] = base64.b64encode(bytes.fromhex(value)).decode()
-            elif holds == "number" and isinstance(value, bool):
+            elif holds in INTEGERS and not _integer_value(value, holds):
+                # the parser would take true as 1, and text such as "+1" or "1_0"
+                low, high = INTEGERS[holds]
+                raise RequestError(f"{at}: must be a whole number from {low} to {high} (or "
+                                   f"its decimal text), not {json.dumps(value)[:80]}")
+            elif holds == "double" and isinstance(value, bool):
                 raise RequestError(f"{at}: must be a number, not {str(value).lower()}")
             elif holds.startswith("enum:") and not _enum_value(value, holds[5:]):
                 # the parser would take true as 1 and 2.5 as 2, and ignore a name it does
@@ -196,16 +234,25 @@ def _prepare(data: Any, message: str, where: str) -> None:
                 _message(value, holds, at)
 
 
+def _integer_value(value: Any, kind: str) -> bool:
+    """Whether ``value`` can be an integer of ``kind`` in OTLP/JSON: null, a whole number in
+    its range, or the decimal text of one."""
+    if isinstance(value, str):
+        return _INTEGER_TEXT[kind].fullmatch(value) is not None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    low, high = INTEGERS[kind]
+    return value is None or (isinstance(value, int) and not isinstance(value, bool)
+                             and low <= value <= high)
+
+
 def _enum_value(value: Any, enum: str) -> bool:
     """Whether ``value`` can be a value of ``enum`` in OTLP/JSON: null, a whole number of
     32 bits or one of its names (a number the enum lacks is kept, as protobuf keeps it;
     the parser would read a larger one as 0)."""
     if isinstance(value, str):
         return value in ENUM_NAMES[enum]
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return value is None or (isinstance(value, int) and not isinstance(value, bool)
-                             and -(2**31) <= value < 2**31)
+    return _integer_value(value, "int32")
 
 
 def _message(value: Any, message: str, where: str) -> None:

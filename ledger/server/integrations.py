@@ -58,10 +58,10 @@ ANSWER_JSON = {"type": "object", "title": "ExportTraceServiceResponse", "propert
 
 def _otlp_json_schema() -> dict[str, Any]:
     """The OTLP/JSON ``ExportTraceServiceRequest`` as a JSON schema: the fields the
-    protobuf JSON mapping reads, with their types (ids in hex; 64-bit integers as a
-    number or digit text; an ``AnyValue`` holds one value; null for a field's default);
-    other fields are ignored (OTLP receivers ignore unknown fields), so no object of the
-    schema forbids additional properties."""
+    protobuf JSON mapping reads, with their types (ids in hex; integers as a number in
+    their type's range or its decimal text; an ``AnyValue`` holds one value; null for a
+    field's default); other fields are ignored (OTLP receivers ignore unknown fields),
+    so no object of the schema forbids additional properties."""
     def obj(**properties: Any) -> dict[str, Any]:  # null: a field's default (the mapping)
         return {"type": "object", "properties": {
             name: {"anyOf": [schema, {"type": "null"}]} for name, schema in properties.items()}}
@@ -70,17 +70,17 @@ def _otlp_json_schema() -> dict[str, Any]:
         return {"type": "array", "items": items}
 
     text = {"type": "string"}
-    int32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+
+    def integer(kind: str) -> dict[str, Any]:  # a number in range, or its decimal text
+        low, high = otlp.INTEGERS[kind]
+        return {"oneOf": [{"type": "integer", "minimum": low, "maximum": high},
+                          {"type": "string", "pattern": otlp.integer_pattern(kind)}]}
 
     def enum(name: str) -> dict[str, Any]:  # an integer (OTLP/JSON) or a name (the mapping)
-        return {"anyOf": [int32, {"type": "string", "enum": list(otlp.ENUM_NAMES[name])}]}
+        return {"oneOf": [*integer("int32")["oneOf"],
+                          {"type": "string", "enum": list(otlp.ENUM_NAMES[name])}]}
 
-    uint32 = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
-    # A JSON number is exact to 2**53: larger 64-bit values are sent as text.
-    uint64 = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 2**53},
-                        {"type": "string", "pattern": "^[0-9]{1,19}$"}]}
-    int64 = {"oneOf": [{"type": "integer", "minimum": -(2**53), "maximum": 2**53},
-                       {"type": "string", "pattern": "^-?[0-9]{1,18}$"}]}
+    uint32, uint64, int64 = integer("uint32"), integer("uint64"), integer("int64")
     scalar = {"stringValue": text, "boolValue": {"type": "boolean"}, "intValue": int64,
               "doubleValue": {"type": "number"}}
     # An AnyValue sets at most one member of its oneof (two are refused); null is unset.

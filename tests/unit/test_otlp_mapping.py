@@ -7,6 +7,7 @@ even, and every refusal naming the attribute and the span."""
 from __future__ import annotations
 
 import gzip
+import re
 from typing import Any
 
 import pytest
@@ -78,6 +79,30 @@ def test_otlp_json_hex_ids_and_text_integers_are_the_protobuf_they_stand_for() -
     assert otlp.decode(req.SerializeToString(), otlp.PROTOBUF) == req
 
 
+@pytest.mark.parametrize("kind", sorted(otlp.INTEGERS))
+def test_an_integer_is_any_number_of_its_type_as_a_number_or_its_decimal_text(kind: str
+                                                                             ) -> None:
+    """The published pattern and range take exactly the integers of the type: its
+    bounds, as a number or text, and nothing past them or spelled otherwise."""
+    low, high = otlp.INTEGERS[kind]
+    pattern = re.compile(otlp.integer_pattern(kind))
+    for n in (low, high, 0, 1, 9, 10, high // 7, low // 3):
+        assert pattern.fullmatch(str(n)) and otlp._integer_value(n, kind)
+        assert otlp._integer_value(str(n), kind)
+    for n in (low - 1, high + 1, 10 * high):
+        assert not pattern.fullmatch(str(n)) and not otlp._integer_value(n, kind)
+    for text in ("+1", "01", "1_0", " 1", "1.0", "", "-"):
+        assert not pattern.fullmatch(text) and not otlp._integer_value(text, kind)
+
+
+def test_a_64_bit_integer_past_2_53_is_read_exactly_as_a_number_or_text() -> None:
+    big = -(2**53) - 1
+    for given in (big, str(big)):
+        req = request({"attrs": {}, "attributes": [{"key": "n", "value": {"intValue": given}}]})
+        assert req.resource_spans[0].scope_spans[0].spans[0].attributes[0].value.int_value \
+            == big
+
+
 @pytest.mark.parametrize(("body", "words"), [
     ({"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "abc"}]}]}]},
      "spans[0].spanId: must be 16 hex digits"),
@@ -106,6 +131,16 @@ def test_otlp_json_hex_ids_and_text_integers_are_the_protobuf_they_stand_for() -
      "spans[0].kind: must be an integer"),
     ({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": 2**40}]}]}]},
      "spans[0].kind: must be an integer"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "+5"}]}]}]},
+     "startTimeUnixNano: must be a whole number from 0 to 18446744073709551615 (or its "
+     "decimal text)"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": 2**64}]}]}]},
+     "startTimeUnixNano: must be a whole number from 0"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"flags": "1_0"}]}]}]},
+     "flags: must be a whole number from 0 to 4294967295"),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [
+        {"key": "n", "value": {"intValue": str(2**63)}}]}]}]}]},
+     "intValue: must be a whole number from -9223372036854775808 to 9223372036854775807"),
     ([], "must be a JSON object"),
 ])
 def test_otlp_json_that_is_not_an_export_request_is_a_400(body: Any, words: str) -> None:
