@@ -77,7 +77,7 @@ def _otlp_json_schema() -> dict[str, Any]:
                           {"type": "string", "pattern": otlp.integer_pattern(kind)}]}
 
     def enum(name: str) -> dict[str, Any]:  # an integer (OTLP/JSON) or a name (the mapping)
-        return {"oneOf": [*integer("int32")["oneOf"],
+        return {"oneOf": [integer("int32")["oneOf"][0],
                           {"type": "string", "enum": list(otlp.ENUM_NAMES[name])}]}
 
     uint32, uint64, int64 = integer("uint32"), integer("uint64"), integer("int64")
