@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -159,8 +160,21 @@ INTEGERS: dict[str, tuple[int, int]] = {"int32": (-(2**31), 2**31 - 1),
                                         "uint32": (0, 2**32 - 1),
                                         "int64": (-(2**63), 2**63 - 1),
                                         "uint64": (0, 2**64 - 1)}
-"""Each integer type's range: a JSON number in it, or its decimal text (as the protobuf
-JSON mapping reads it, and OTLP/JSON writes 64-bit integers)."""
+"""Each integer type's range: its decimal text (as the protobuf JSON mapping reads it,
+and OTLP/JSON writes 64-bit integers), or a JSON number in ``number_range``."""
+
+
+def number_range(kind: str) -> tuple[int, int]:
+    """The integers of ``kind`` taken as a JSON number: its range, trimmed to the nearest
+    doubles inside it (2**63 - 1 is no double: a JSON Schema validator comparing as
+    doubles would take 2**63 + 191 as within it). Past them, the decimal text."""
+    low, high = INTEGERS[kind]
+
+    def inside(n: int, toward: float) -> int:
+        return int(float(n)) if abs(int(float(n))) <= abs(n) else int(
+            math.nextafter(float(n), toward))
+
+    return inside(low, 0.0), inside(high, 0.0)
 
 
 def _up_to(n: int) -> str:
@@ -216,8 +230,11 @@ def _prepare(data: Any, message: str, where: str) -> None:
             elif holds in INTEGERS and not _integer_value(value, holds):
                 # the parser would take true as 1, and text such as "+1" or "1_0"
                 low, high = INTEGERS[holds]
-                raise RequestError(f"{at}: must be a whole number from {low} to {high} (or "
-                                   f"its decimal text), not {json.dumps(value)[:80]}")
+                n_low, n_high = number_range(holds)
+                text = "(or its decimal text)" if (n_low, n_high) == (low, high) else (
+                    f"or the decimal text of one from {low} to {high}")
+                raise RequestError(f"{at}: must be a whole number from {n_low} to {n_high} "
+                                   f"{text}, not {json.dumps(value)[:80]}")
             elif holds == "double" and isinstance(value, bool):
                 raise RequestError(f"{at}: must be a number, not {str(value).lower()}")
             elif holds.startswith("enum:") and not _enum_value(value, holds[5:]):
@@ -235,13 +252,13 @@ def _prepare(data: Any, message: str, where: str) -> None:
 
 
 def _integer_value(value: Any, kind: str) -> bool:
-    """Whether ``value`` can be an integer of ``kind`` in OTLP/JSON: null, a whole number in
-    its range, or the decimal text of one."""
+    """Whether ``value`` can be an integer of ``kind`` in OTLP/JSON: null, the decimal text
+    of one in its range, or a whole number in ``number_range``."""
     if isinstance(value, str):
         return _INTEGER_TEXT[kind].fullmatch(value) is not None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    low, high = INTEGERS[kind]
+    low, high = number_range(kind)
     return value is None or (isinstance(value, int) and not isinstance(value, bool)
                              and low <= value <= high)
 
