@@ -2,24 +2,32 @@
 column: ``projections.logjson``) are byte for byte ``orjson.dumps`` of the log dicts
 (``Receipts.logs``, the embedded answer), with the C row writer and with Arrow compute
 alike, over the unsealed tail, sealed segments and both; a page at any offset, however
-deep, holds the same logs as that stretch of a walk from the start; and a receipt's kept
-runs never answer for another project."""
+deep, holds the same logs as that stretch of a walk from the start; a receipt's kept
+runs never answer for another project; and the server's fast path
+(``ReceiptLogsFastPath``) answers a well-formed request with the route's very bytes and
+leaves every other one (wrong project, bad paging, no or a bad key) to the route."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from ledger import Ledger
+from ledger.api.apikeys import ApiKeyStore
 from ledger.errors import ReceiptNotFoundError
 from ledger.model.native import NATIVE_MODULE
 from ledger.receipts.issuance import Receipts
+from ledger.server.app import ServerConfig, ServerState, create_app
+from ledger.server.receipts import ReceiptLogsFastPath
 from projections import logjson
 from projections.receipts import _log_dicts
 from tests.unit.test_tail_reads import events
@@ -165,3 +173,62 @@ def test_the_c_writer_refuses_columns_that_do_not_fit():
                                                   None),))
     with pytest.raises(ValueError):
         NATIVE_MODULE.json_rows(2, (b'{"a":',), (("c", b"1.5"),))
+
+
+class Counted:
+    """An ASGI app passing requests on, counting them (the route's share)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.calls = app, 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.calls += 1
+        await self.app(scope, receive, send)
+
+
+def test_the_fast_path_answers_as_the_route_and_leaves_the_rest_to_it(tmp_path: Path):
+    """The same requests to the app alone (the route) and behind the fast path: the
+    same status, body and content type every time; the well-formed ones never reach
+    the route, every other one does."""
+    data = tmp_path / "data"
+    state = ServerState(ServerConfig(data))
+    app = create_app(ServerConfig(data), state=state)
+    app.state.server = state  # the ASGI transport runs no lifespan
+    keys = {p: ApiKeyStore(data).create(p)[0] for p in ("alpha", "beta")}
+    state.service.log_batch("alpha", events(2_500, seed=4))
+    rid = state.service.generate_receipt("alpha", since_last_receipt=True)[
+        "receipt"]["receipt_id"]
+    logs = f"/api/v1/receipts/{rid}/logs"
+    fast = [(keys["alpha"], f"{logs}?limit=1000&offset={o}") for o in (0, 1_000, 2_000, 2_500)]
+    fast += [(keys["alpha"], logs), (keys["alpha"], f"{logs}?offset=2499"),
+             (keys["alpha"], f"{logs}?limit=7&offset=0042")]
+    declined = [(keys["beta"], f"{logs}?limit=10"),
+                (keys["alpha"], "/api/v1/receipts/rcpt_unknown/logs"),
+                *[(keys["alpha"], f"{logs}?{q}") for q in (
+                    "limit=0", "limit=1001", "limit=abc", "limit=1.5", "offset=-1",
+                    f"offset={2**53}", "limit=10&limit=20", "limit=", "x=1", "limit=+5")],
+                (None, logs), ("no-such-key", logs)]
+
+    async def answers(asgi: Any) -> list[tuple[int, bytes, str]]:
+        out = []
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi),
+                                     base_url="http://ledger") as http:
+            for key, url in fast + declined:
+                r = await http.get(url, headers={"X-API-Key": key} if key else {})
+                out.append((r.status_code, r.content, r.headers.get("content-type", "")))
+        return out
+
+    try:
+        routed = asyncio.run(answers(app))
+        counted = Counted(app)
+        served = asyncio.run(answers(ReceiptLogsFastPath(counted, app)))
+    finally:
+        state.close()
+    assert served == routed
+    assert counted.calls == len(declined)
+    statuses = [status for status, _, _ in routed]
+    assert statuses[:len(fast)] == [200] * len(fast)
+    assert statuses[len(fast):] == [404, 404, *[422] * 6, 200, 422, 200, 200, 401, 401]
+    walk = [log for _, body, _ in routed[:4] for log in orjson.loads(body)["logs"]]
+    assert len(walk) == 2_500 and orjson.loads(routed[5][1])["logs"] == walk[2_499:]
