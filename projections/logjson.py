@@ -35,7 +35,6 @@ _KEYS = (("id", "event_id"), ("type", "kind"), ("conversation_id", "conversation
          ("timestamp", None), ("seq", "seq"))
 # Text that orjson writes escaped: the quote, the backslash and the C0 controls.
 _ESCAPED = r'["\\\x00-\x1f]'
-_NULL = pa.scalar("null")
 
 
 def log_array_json(table: pa.Table, *, native: bool = True) -> bytes:
@@ -121,13 +120,13 @@ def _values(column: pa.ChunkedArray | pa.Array) -> pa.Array:
                                 or [pa.array([], pa.string())])
     if pa.types.is_dictionary(column.type):
         texts = _values(column.dictionary)
-        return pc.fill_null(texts.take(column.indices), _NULL)
+        return pc.fill_null(texts.take(column.indices), "null")
     if pa.types.is_integer(column.type):
-        return pc.fill_null(column.cast(pa.string()), _NULL)
+        return pc.fill_null(column.cast(pa.string()), "null")
     column = column.cast(pa.string())
     if pc.any(pc.match_substring_regex(column, _ESCAPED)).as_py():
         return pa.array([orjson.dumps(v).decode() for v in column.to_pylist()], pa.string())
-    return pc.fill_null(pc.binary_join_element_wise('"', column, '"', ""), _NULL)
+    return pc.fill_null(pc.binary_join_element_wise('"', column, '"', ""), "null")
 
 
 def _floats(nanos: pa.ChunkedArray) -> pa.Array:
