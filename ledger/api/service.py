@@ -517,6 +517,13 @@ class LedgerService:
         return self.receipts.logs(  # type: ignore[no-any-return]
             tenant, receipt_id, limit, offset)
 
+    def receipt_logs_json(self, tenant: str, receipt_id: str, *, limit: int = 100,
+                          offset: int = 0) -> bytes:
+        """``receipt_logs``'s answer as its JSON text (the HTTP body), byte for byte."""
+        check_paging(limit, offset)
+        return self.receipts.logs_json(  # type: ignore[no-any-return]
+            tenant, receipt_id, limit, offset)
+
     def prove(self, tenant: str, receipt_id: str, log_id: str) -> dict[str, Any]:
         return self.receipts.prove(tenant, receipt_id, log_id)  # type: ignore[no-any-return]
 

@@ -132,6 +132,7 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     from ledger.server.connections import ConnectionLimits, uvicorn_options
     from ledger.server.fastpath import FastPath
     from ledger.server.ops import Operations, configure_access_log
+    from ledger.server.receipts import ReceiptLogsFastPath
     from ledger.server.tlog import TileFastPath
     from ledger.server.webhooks import DeliveryPolicy
     from ledger.server.witnessing import SubmissionPolicy
@@ -176,7 +177,8 @@ def serve(app: App, host: str, port: int, max_body: int, max_batch_body: int,
     report_losses(state.service.ledger.accepted_losses)
     limits = ConnectionLimits(idle_timeout, header_timeout, body_timeout, max_connections)
     fastapi = create_app(config, state=state)
-    asgi = Operations(TileFastPath(FastPath(fastapi), fastapi), fastapi,
+    asgi = Operations(TileFastPath(ReceiptLogsFastPath(FastPath(fastapi), fastapi), fastapi),
+                      fastapi,
                       access_log=access_log)
     configure_access_log(access_log)
     # uvicorn raises the signal that stopped it again once it has shut down; a handler

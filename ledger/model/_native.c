@@ -18,6 +18,8 @@
  *       ledger/tlog/merkle.py's ``parent_hashes`` (one level of an RFC 9162 tree).
  *   pair_hashes(packed)
  *       ledger/tlog/merkle.py's ``pair_hashes_python`` (the same over a packed level).
+ *   json_rows(n, keys, columns)
+ *       projections/logjson.py's ``_arrow_rows`` (a page of log objects as JSON text).
  *
  * SHA-256 is OpenSSL's (the libcrypto the interpreter's hashlib uses), found at import
  * with dlopen and called through its supported EVP digest interface; if libcrypto
@@ -1422,6 +1424,285 @@ native_sha256_backend(PyObject *self, PyObject *args)
     return PyUnicode_FromString(use_openssl ? "openssl" : "hashlib");
 }
 
+/* -- JSON rows ---------------------------------------------------------------------- */
+
+/* A growable output buffer. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} outbuf;
+
+static int
+out_reserve(outbuf *o, size_t more)
+{
+    if (o->len + more <= o->cap)
+        return 0;
+    size_t cap = o->cap ? o->cap : 4096;
+    while (cap < o->len + more)
+        cap *= 2;
+    char *grown = PyMem_Realloc(o->data, cap);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->data = grown;
+    o->cap = cap;
+    return 0;
+}
+
+static int
+out_put(outbuf *o, const char *text, size_t n)
+{
+    if (out_reserve(o, n) < 0)
+        return -1;
+    memcpy(o->data + o->len, text, n);
+    o->len += n;
+    return 0;
+}
+
+/* One column of json_rows: its form and its buffers (held while the rows are written). */
+typedef struct {
+    char form;              /* 'i' int64, 's' text, 't' timestamp (µs), 'c' JSON texts */
+    Py_buffer values;       /* 'i'/'t': int64; 's': int64 offsets (n + 1); 'c': "a,b,…" */
+    Py_buffer data;         /* 's': the UTF-8 bytes the offsets point into */
+    Py_buffer valid;        /* 'i'/'s': uint8 per row (0: null); len 0: none is null */
+    int has_data, has_valid;
+    Py_ssize_t at;          /* 'c': where the next text starts */
+} json_column;
+
+/* The text of a string as orjson writes it: quoted; the quote, the backslash and the C0
+ * controls escaped (\b \t \n \f \r, else \u00xx); every other byte as it is. */
+static int
+put_json_string(outbuf *o, const unsigned char *s, Py_ssize_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (out_reserve(o, (size_t)n * 6 + 2) < 0)
+        return -1;
+    char *w = o->data + o->len;
+    *w++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *w++ = (char)c;
+            continue;
+        }
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\t': *w++ = 't'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\f': *w++ = 'f'; break;
+        case '\r': *w++ = 'r'; break;
+        default:
+            *w++ = 'u'; *w++ = '0'; *w++ = '0';
+            *w++ = hex[c >> 4]; *w++ = hex[c & 15];
+        }
+    }
+    *w++ = '"';
+    o->len = (size_t)(w - o->data);
+    return 0;
+}
+
+static int
+put_int64(outbuf *o, int64_t v)
+{
+    char text[24], *end = text + sizeof text, *w = end;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--w = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--w = '-';
+    return out_put(o, w, (size_t)(end - w));
+}
+
+/* Two decimal digits of 0 <= v < 100 at w. */
+static void
+put2(char *w, int v)
+{
+    w[0] = (char)('0' + v / 10);
+    w[1] = (char)('0' + v % 10);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.ffffffZ", quoted: numpy's datetime_as_string(unit="us") plus Z
+ * (days to a civil date: H. Hinnant's algorithm). 1 when the year is not 1 to 9999
+ * (where numpy's text differs in form): the caller then leaves the page to Python. */
+static int
+put_timestamp(outbuf *o, int64_t us)
+{
+    int64_t day = us / 86400000000LL, rem = us % 86400000000LL;
+    if (rem < 0) {
+        rem += 86400000000LL;
+        day -= 1;
+    }
+    int64_t z = day + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    int64_t y = yoe + era * 400 + (m <= 2);
+    if (y < 1 || y > 9999)
+        return 1;
+    int secs = (int)(rem / 1000000), micros = (int)(rem % 1000000);
+    if (out_reserve(o, 29) < 0)
+        return -1;
+    char *w = o->data + o->len;  /* "YYYY-MM-DDTHH:MM:SS.ffffffZ" */
+    w[0] = '"';
+    put2(w + 1, (int)(y / 100));
+    put2(w + 3, (int)(y % 100));
+    w[5] = '-';
+    put2(w + 6, (int)m);
+    w[8] = '-';
+    put2(w + 9, (int)d);
+    w[11] = 'T';
+    put2(w + 12, secs / 3600);
+    w[14] = ':';
+    put2(w + 15, secs / 60 % 60);
+    w[17] = ':';
+    put2(w + 18, secs % 60);
+    w[20] = '.';
+    put2(w + 21, micros / 10000);
+    put2(w + 23, micros / 100 % 100);
+    put2(w + 25, micros % 100);
+    w[27] = 'Z';
+    w[28] = '"';
+    o->len += 29;
+    return 0;
+}
+
+static void
+release_columns(json_column *cols, Py_ssize_t k)
+{
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyBuffer_Release(&cols[j].values);
+        if (cols[j].has_data)
+            PyBuffer_Release(&cols[j].data);
+        if (cols[j].has_valid)
+            PyBuffer_Release(&cols[j].valid);
+    }
+}
+
+/* json_rows(n, keys, columns) -> b'{"k0":v,"k1":v,…},{…},…' (no brackets): the JSON
+ * objects of n rows, keys[j] (bytes, '"name":' with its separator before it) then the
+ * value of columns[j] in each, for projections/logjson.py (whose Arrow version it must
+ * equal byte for byte). A column is ('i', int64 values, valid or None), ('s', int64
+ * offsets, data, valid or None), ('t', int64 µs) or ('c', b"text,text,…"). ValueError
+ * when a timestamp is outside years 1 to 9999 (Python then writes the page). */
+static PyObject *
+native_json_rows(PyObject *self, PyObject *args)
+{
+    Py_ssize_t n;
+    PyObject *keys, *columns;
+    if (!PyArg_ParseTuple(args, "nO!O!:json_rows", &n, &PyTuple_Type, &keys, &PyTuple_Type,
+                          &columns))
+        return NULL;
+    Py_ssize_t k = PyTuple_GET_SIZE(columns);
+    if (PyTuple_GET_SIZE(keys) != k || k == 0 || n < 0)
+        return PyErr_Format(PyExc_ValueError, "json_rows: keys and columns differ");
+    json_column *cols = PyMem_Calloc((size_t)k, sizeof(json_column));
+    if (cols == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t ready = 0;
+    PyObject *result = NULL;
+    outbuf o = {NULL, 0, 0};
+    for (; ready < k; ready++) {
+        json_column *c = &cols[ready];
+        PyObject *spec = PyTuple_GET_ITEM(columns, ready);
+        const char *form;
+        PyObject *values, *data = Py_None, *valid = Py_None;
+        if (!PyArg_ParseTuple(spec, "sO|OO:json_rows column", &form, &values, &data, &valid))
+            goto done;
+        c->form = form[0];
+        if (c->form == 'i')
+            valid = data;
+        if (PyObject_GetBuffer(values, &c->values, PyBUF_SIMPLE) < 0)
+            goto done;
+        if (c->form == 's' && data != Py_None) {
+            if (PyObject_GetBuffer(data, &c->data, PyBUF_SIMPLE) < 0) {
+                PyBuffer_Release(&c->values);
+                goto done;
+            }
+            c->has_data = 1;
+        }
+        if ((c->form == 'i' || c->form == 's') && valid != Py_None) {
+            if (PyObject_GetBuffer(valid, &c->valid, PyBUF_SIMPLE) < 0) {
+                PyBuffer_Release(&c->values);
+                if (c->has_data)
+                    PyBuffer_Release(&c->data);
+                goto done;
+            }
+            c->has_valid = 1;
+        }
+        Py_ssize_t need = c->form == 's' ? (n + 1) * 8 : (c->form == 'c' ? 0 : n * 8);
+        if (c->values.len < need || (c->form == 's' && !c->has_data)
+                || (c->has_valid && c->valid.len < n)
+                || !strchr("istc", c->form) || !PyBytes_Check(PyTuple_GET_ITEM(keys, ready))) {
+            ready++;
+            PyErr_SetString(PyExc_ValueError, "json_rows: a column does not fit");
+            goto done;
+        }
+    }
+    if (out_reserve(&o, (size_t)n * 64 * (size_t)k + 16) < 0)  /* most pages: no regrowth */
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        for (Py_ssize_t j = 0; j < k; j++) {
+            json_column *c = &cols[j];
+            PyObject *key = PyTuple_GET_ITEM(keys, j);
+            if (out_put(&o, PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key)) < 0)
+                goto done;
+            int null = c->has_valid && ((const unsigned char *)c->valid.buf)[i] == 0;
+            int failed = 0;
+            if (null) {
+                failed = out_put(&o, "null", 4);
+            } else if (c->form == 'i') {
+                failed = put_int64(&o, ((const int64_t *)c->values.buf)[i]);
+            } else if (c->form == 's') {
+                const int64_t *offsets = c->values.buf;
+                int64_t lo = offsets[i], hi = offsets[i + 1];
+                if (lo < 0 || hi < lo || hi > c->data.len) {
+                    PyErr_SetString(PyExc_ValueError, "json_rows: offsets out of range");
+                    goto done;
+                }
+                failed = put_json_string(&o, (const unsigned char *)c->data.buf + lo, hi - lo);
+            } else if (c->form == 't') {
+                failed = put_timestamp(&o, ((const int64_t *)c->values.buf)[i]);
+                if (failed == 1) {
+                    PyErr_SetString(PyExc_ValueError, "json_rows: a timestamp outside years "
+                                    "1 to 9999");
+                    goto done;
+                }
+            } else {  /* 'c' */
+                const char *text = c->values.buf;
+                Py_ssize_t end = c->at;
+                while (end < c->values.len && text[end] != ',')
+                    end++;
+                if (end == c->at) {
+                    PyErr_SetString(PyExc_ValueError, "json_rows: too few texts");
+                    goto done;
+                }
+                failed = out_put(&o, text + c->at, (size_t)(end - c->at));
+                c->at = end + 1;
+            }
+            if (failed)
+                goto done;
+        }
+        if (out_put(&o, i + 1 < n ? "}," : "}", i + 1 < n ? 2 : 1) < 0)
+            goto done;
+    }
+    result = PyBytes_FromStringAndSize(o.data ? o.data : "", (Py_ssize_t)o.len);
+done:
+    release_columns(cols, ready);
+    PyMem_Free(cols);
+    PyMem_Free(o.data);
+    return result;
+}
+
 /* -- module ------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1437,6 +1718,8 @@ static PyMethodDef methods[] = {
      "parent_hashes(level) -> the next level of an RFC 9162 tree"},
     {"pair_hashes", native_pair_hashes, METH_O,
      "pair_hashes(packed) -> the node hashes of its adjacent pairs, packed"},
+    {"json_rows", native_json_rows, METH_VARARGS,
+     "json_rows(n, keys, columns) -> the JSON objects of n rows, comma-separated"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -70,6 +71,8 @@ MAX_TAGS = 50
 MAX_TAG = 100
 MAX_LOG_IDS = 1_000_000
 TILE_TREES_KEPT = 8
+CERTIFIED_KEPT = 8  # receipts whose certified seq runs are kept (``Receipts._certified``)
+CERTIFIED_MAX_RUNS = 1 << 16  # …when they are at most this many runs (1 MiB)
 MAX_JSON_INT = 2**53 - 1  # RFC 8785 (I-JSON) integers
 LEAF_WINDOW = 1 << 14  # seqs of the log tree read at once while hashing a receipt's tree
 
@@ -248,6 +251,8 @@ class Receipts:
         self.keyring = self.notary.keyring
         self.checkpoints = self.notary.checkpoints
         self._tile_trees: OrderedDict[tuple[str, str], MemoryTree] = OrderedDict()
+        self._certified_runs: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._certified_lock = threading.Lock()
 
     def log_origin(self, tenant: str) -> str:
         return f"{self.origin}/{tenant}"
@@ -542,13 +547,44 @@ class Receipts:
         """The events a receipt certifies, in leaf order: ``{receipt_id, logs, total, …}``."""
         _check_paging(limit, offset)
         snapshot = self.ledger.snapshot()
-        row = pr.receipt_row(snapshot, tenant, receipt_id)
-        if row is None:
-            raise ReceiptNotFoundError(f"no receipt {receipt_id!r} in project {tenant!r}")
-        runs = pr.membership_runs(snapshot, tenant, receipt_id)
+        runs = self._certified(snapshot, tenant, receipt_id)
         return {"receipt_id": receipt_id,
                 "logs": pr.logs_in(snapshot, tenant, runs, offset, limit),
                 "total": pr.interval_count(runs), "limit": limit, "offset": offset}
+
+    def logs_json(self, tenant: str, receipt_id: str, limit: int = 100,
+                  offset: int = 0) -> bytes:
+        """``logs``'s answer as JSON text, byte for byte ``orjson.dumps`` of it, with the
+        page built column by column rather than as dicts (what the server sends)."""
+        _check_paging(limit, offset)
+        snapshot = self.ledger.snapshot()
+        runs = self._certified(snapshot, tenant, receipt_id)
+        return b"".join((b'{"receipt_id":', orjson.dumps(receipt_id), b',"logs":',
+                         pr.logs_json_in(snapshot, tenant, runs, offset, limit),
+                         b',"total":%d,"limit":%d,"offset":%d}' % (
+                             pr.interval_count(runs), limit, offset)))
+
+    def _certified(self, snapshot: Any, tenant: str, receipt_id: str) -> np.ndarray:
+        """The seq runs a receipt of ``tenant`` certifies, in leaf order;
+        ``ReceiptNotFoundError`` if the tenant has no such receipt. A receipt's runs never
+        change once it is written, so the last few receipts' are kept (bounded: see
+        ``CERTIFIED_KEPT``): paging through one reads them once, not once a page."""
+        key = (tenant, receipt_id)
+        with self._certified_lock:
+            runs = self._certified_runs.get(key)
+            if runs is not None:
+                self._certified_runs.move_to_end(key)
+                return runs
+        if pr.receipt_row(snapshot, tenant, receipt_id) is None:
+            raise ReceiptNotFoundError(f"no receipt {receipt_id!r} in project {tenant!r}")
+        runs = pr.membership_runs(snapshot, tenant, receipt_id)
+        if len(runs) <= CERTIFIED_MAX_RUNS:
+            runs.setflags(write=False)
+            with self._certified_lock:
+                self._certified_runs[key] = runs
+                while len(self._certified_runs) > CERTIFIED_KEPT:
+                    self._certified_runs.popitem(last=False)
+        return runs
 
     def public_keys(self) -> list[PublicKeyInfo]:
         """Every signing key, current and retired (what offline verifiers need)."""

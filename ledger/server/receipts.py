@@ -2,16 +2,28 @@
 project, list and read them, the logs they certify and the uncertified ones, the proof
 bundle of one log in a receipt, and public verification. Each answers with the
 ``LedgerService`` operation of the same name (``ledger.api.operations``); the tenant
-always comes from the API key."""
+always comes from the API key.
+
+``ReceiptLogsFastPath`` (outside the app in ``llmring serve``) answers a well-formed,
+authenticated ``GET /api/v1/receipts/{id}/logs`` without FastAPI's routing, dependency
+and validation machinery (which cost more CPU than a 1,000-log page itself): walking a
+100,000-log receipt is 100 such requests."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
+import anyio
 from fastapi import APIRouter, Body, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledger.api import operations as ops
+from ledger.api.service import MAX_LIMIT
+from ledger.errors import AuthenticationError
+from ledger.server.auth import credential
 from ledger.server.logs import Limit, Offset, Tenant, json_response, route, service
+from ledger.server.ops import record_project
 from ledger.server.schemas import ReceiptRequest, UncertifiedPage, VerifyOut
 
 router = APIRouter(tags=["receipts"])
@@ -83,8 +95,9 @@ def get_receipt(receipt_id: str, tenant: Tenant, request: Request) -> Response:
 def receipt_logs(receipt_id: str, tenant: Tenant, request: Request, limit: Limit = 100,
                  offset: Offset = 0) -> Response:
     """`{receipt_id, logs, total, limit, offset}`, in the receipt's leaf order."""
-    return json_response(service(request).receipt_logs(tenant, receipt_id, limit=limit,
-                                                       offset=offset))
+    return Response(service(request).receipt_logs_json(tenant, receipt_id, limit=limit,
+                                                       offset=offset),
+                    media_type="application/json")
 
 
 @route(router, ops.PROVE)
@@ -94,3 +107,80 @@ def proof(receipt_id: str, log_id: str, tenant: Tenant, request: Request) -> Res
     in the project's log under the receipt's signed checkpoint. Verify it with
     `llmring receipts verify FILE --public-key PEM`."""
     return json_response(service(request).prove(tenant, receipt_id, log_id))
+
+
+_LOGS_PREFIX, _LOGS_SUFFIX = "/api/v1/receipts/", "/logs"
+_JSON_HEADER = (b"content-type", b"application/json")
+MAX_OFFSET = 2**53 - 1  # ``Offset``'s bound
+
+
+class ReceiptLogsFastPath:
+    """Outer ASGI layer: ``GET /api/v1/receipts/{receipt_id}/logs`` with at most one
+    ``limit`` (1 to 1000) and one ``offset`` (0 to 2**53 - 1), both plain decimal
+    digits, and an API key that authenticates (``ledger.server.auth.credential``, the
+    routes' one rule) is answered with ``LedgerService.receipt_logs_json`` of the key's
+    project, the bytes the route sends. Anything else (another path or method, another
+    query parameter, a missing, ambiguous or unknown key, an unknown receipt, …) passes
+    to ``app``, whose route answers it as documented: a read changes nothing, so the
+    route answering a declined request gives what it always gave."""
+
+    def __init__(self, app: ASGIApp, fastapi: Any) -> None:
+        self.app = app
+        self.fastapi = fastapi
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] == "GET"
+                and scope["path"].startswith(_LOGS_PREFIX)
+                and scope["path"].endswith(_LOGS_SUFFIX)):
+            body = await self._answer(scope)
+            if body is not None:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-length", str(len(body)).encode()),
+                                        _JSON_HEADER]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope) -> bytes | None:
+        """The page's body, or None to let the route answer."""
+        receipt_id = scope["path"][len(_LOGS_PREFIX):-len(_LOGS_SUFFIX)]
+        paging = _paging(scope.get("query_string", b""))
+        server = getattr(self.fastapi.state, "server", None)
+        if not receipt_id or "/" in receipt_id or paging is None or server is None:
+            return None
+        try:
+            key = credential(scope["headers"])
+        except AuthenticationError:
+            return None
+        found = server.api_keys.authenticate(key) if key else None
+        if found is None:
+            return None
+        record_project(scope, found.project)
+        limit, offset = paging
+        try:
+            return await anyio.to_thread.run_sync(  # type: ignore[no-any-return]
+                lambda: server.service.receipt_logs_json(found.project, receipt_id,
+                                                         limit=limit, offset=offset))
+        except Exception:  # a refusal or a failure: the route answers it, as documented
+            return None
+
+
+def _paging(query: bytes) -> tuple[int, int] | None:
+    """(limit, offset) of a query string of at most one ``limit`` (1 to 1000) and one
+    ``offset`` (0 to ``MAX_OFFSET``), each plain decimal digits (defaults 100 and 0);
+    None for anything else (the route validates it)."""
+    found: dict[str, int] = {}
+    try:
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True,
+                          strict_parsing=bool(query))
+    except ValueError:
+        return None
+    for name, value in pairs:
+        if name not in ("limit", "offset") or name in found or not (
+                value.isascii() and value.isdigit() and len(value) <= 16):
+            return None
+        found[name] = int(value)
+    limit, offset = found.get("limit", 100), found.get("offset", 0)
+    if not 1 <= limit <= MAX_LIMIT or offset > MAX_OFFSET:
+        return None
+    return limit, offset
