@@ -40,6 +40,8 @@ from ledger.storage.budgets import Alert, AlertLog, BudgetFile, BudgetSpec
 ALERT_TYPE = "budget.threshold_crossed"
 DEFAULT_THRESHOLDS = (75, 90, 100)
 MAX_THRESHOLD = 1000
+MAX_AMOUNT_NANOS = (2**63 - 1) // (MAX_THRESHOLD // 100)
+"""The largest budget: its highest threshold, in nano-USD, is still a 64-bit integer."""
 MAX_THRESHOLDS = 20
 MAX_BUDGETS = 100  # per project
 MAX_URL = 2048
@@ -86,6 +88,9 @@ def check_amount(amount: Any) -> int:
         raise InvalidRequestError(f"amount: {exc}") from None
     if nanos <= 0:
         raise InvalidRequestError("amount must be more than 0")
+    if nanos > MAX_AMOUNT_NANOS:
+        raise InvalidRequestError(f"amount must be at most {money(MAX_AMOUNT_NANOS)} "
+                                  "USD")
     return nanos
 
 

@@ -165,16 +165,22 @@ and OTLP/JSON writes 64-bit integers), or a JSON number in ``number_range``."""
 
 
 def number_range(kind: str) -> tuple[int, int]:
-    """The integers of ``kind`` taken as a JSON number: its range, trimmed to the nearest
-    doubles inside it (2**63 - 1 is no double: a JSON Schema validator comparing as
-    doubles would take 2**63 + 191 as within it). Past them, the decimal text."""
+    """The integers of ``kind`` taken as a JSON number: its range, trimmed to the doubles
+    inside it that no integer past the range rounds to (2**63 - 1 is no double, and a
+    JSON Schema validator comparing doubles takes 2**63 + 191 as equal to it). A number is
+    compared as a double too, as such a validator does; past these, the decimal text."""
     low, high = INTEGERS[kind]
+    return _double_inside(low, 1.0), _double_inside(high, -1.0)
 
-    def inside(n: int, toward: float) -> int:
-        return int(float(n)) if abs(int(float(n))) <= abs(n) else int(
-            math.nextafter(float(n), toward))
 
-    return inside(low, 0.0), inside(high, 0.0)
+def _double_inside(bound: int, inward: float) -> int:
+    """The double nearest ``bound`` toward ``inward`` whose every rounding integer (half an
+    ulp either side) lies on the inner side of ``bound``."""
+    d = float(bound)
+    while (slack := (int(d) - bound) * inward) < 0 or (math.ulp(d) > 1
+                                                        and slack < math.ulp(d) / 2):
+        d = math.nextafter(d, math.copysign(math.inf, inward))
+    return int(d)
 
 
 def _up_to(n: int) -> str:
@@ -256,11 +262,13 @@ def _integer_value(value: Any, kind: str) -> bool:
     of one in its range, or a whole number in ``number_range``."""
     if isinstance(value, str):
         return _INTEGER_TEXT[kind].fullmatch(value) is not None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not value.is_integer()):
+        return False
     low, high = number_range(kind)
-    return value is None or (isinstance(value, int) and not isinstance(value, bool)
-                             and low <= value <= high)
+    return float(low) <= float(value) <= float(high)
 
 
 def _enum_value(value: Any, enum: str) -> bool:

@@ -154,7 +154,8 @@ def test_a_hard_budget_refuses_every_write_route_and_writes_nothing(
 
 @pytest.mark.parametrize(("field", "value"), [
     ("amount", "0"), ("amount", "-1"), ("amount", "ten"), ("amount", "0.0000000001"),
-    ("amount", True), ("period", "year"), ("tz", "Mars/Olympus"), ("tz", "posix/UTC"),
+    ("amount", True), ("amount", 873715582847.4138), ("amount", "922337203.685477581"),
+    ("name", "status"), ("period", "year"), ("tz", "Mars/Olympus"), ("tz", "posix/UTC"),
     ("thresholds", []), ("thresholds", [0]), ("thresholds", "75"), ("thresholds", [7.5]),
     ("webhook", "ftp://x.example"), ("webhook", "http://"), ("webhook", "http://a:99999/"),
     ("webhook_secret", "short"), ("hard", "yes"), ("name", "../x"), ("name", ""),
