@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -160,27 +159,18 @@ INTEGERS: dict[str, tuple[int, int]] = {"int32": (-(2**31), 2**31 - 1),
                                         "uint32": (0, 2**32 - 1),
                                         "int64": (-(2**63), 2**63 - 1),
                                         "uint64": (0, 2**64 - 1)}
-"""Each integer type's range: its decimal text (as the protobuf JSON mapping reads it,
-and OTLP/JSON writes 64-bit integers), or a JSON number in ``number_range``."""
+"""Each integer type's range, as a JSON number or its decimal text (as the protobuf JSON
+mapping reads it, and OTLP/JSON writes 64-bit integers)."""
+EXACT_NUMBERS = 2**53
+"""JSON numbers are exact everywhere up to this: the schema states 64-bit ranges as
+numbers only this far, and their decimal text beyond (docs/decisions.md)."""
 
 
-def number_range(kind: str) -> tuple[int, int]:
-    """The integers of ``kind`` taken as a JSON number: its range, trimmed to the doubles
-    inside it that no integer past the range rounds to (2**63 - 1 is no double, and a
-    JSON Schema validator comparing doubles takes 2**63 + 191 as equal to it). A number is
-    compared as a double too, as such a validator does; past these, the decimal text."""
+def schema_number_range(kind: str) -> tuple[int, int]:
+    """The integers of ``kind`` as the schema states them for a JSON number (the server
+    takes a number anywhere in ``INTEGERS[kind]``)."""
     low, high = INTEGERS[kind]
-    return _double_inside(low, 1.0), _double_inside(high, -1.0)
-
-
-def _double_inside(bound: int, inward: float) -> int:
-    """The double nearest ``bound`` toward ``inward`` whose every rounding integer (half an
-    ulp either side) lies on the inner side of ``bound``."""
-    d = float(bound)
-    while (slack := (int(d) - bound) * inward) < 0 or (math.ulp(d) > 1
-                                                        and slack < math.ulp(d) / 2):
-        d = math.nextafter(d, math.copysign(math.inf, inward))
-    return int(d)
+    return max(low, -EXACT_NUMBERS), min(high, EXACT_NUMBERS)
 
 
 def _up_to(n: int) -> str:
@@ -236,11 +226,8 @@ def _prepare(data: Any, message: str, where: str) -> None:
             elif holds in INTEGERS and not _integer_value(value, holds):
                 # the parser would take true as 1, and text such as "+1" or "1_0"
                 low, high = INTEGERS[holds]
-                n_low, n_high = number_range(holds)
-                text = "(or its decimal text)" if (n_low, n_high) == (low, high) else (
-                    f"or the decimal text of one from {low} to {high}")
-                raise RequestError(f"{at}: must be a whole number from {n_low} to {n_high} "
-                                   f"{text}, not {json.dumps(value)[:80]}")
+                raise RequestError(f"{at}: must be a whole number from {low} to {high} (or "
+                                   f"its decimal text), not {json.dumps(value)[:80]}")
             elif holds == "double" and isinstance(value, bool):
                 raise RequestError(f"{at}: must be a number, not {str(value).lower()}")
             elif holds.startswith("enum:") and not _enum_value(value, holds[5:]):
@@ -258,8 +245,8 @@ def _prepare(data: Any, message: str, where: str) -> None:
 
 
 def _integer_value(value: Any, kind: str) -> bool:
-    """Whether ``value`` can be an integer of ``kind`` in OTLP/JSON: null, the decimal text
-    of one in its range, or a whole number in ``number_range``."""
+    """Whether ``value`` can be an integer of ``kind`` in OTLP/JSON: null, or a whole
+    number in its range or the decimal text of one."""
     if isinstance(value, str):
         return _INTEGER_TEXT[kind].fullmatch(value) is not None
     if value is None:
@@ -267,8 +254,8 @@ def _integer_value(value: Any, kind: str) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float) or (
             isinstance(value, float) and not value.is_integer()):
         return False
-    low, high = number_range(kind)
-    return float(low) <= float(value) <= float(high)
+    low, high = INTEGERS[kind]
+    return low <= int(value) <= high
 
 
 def _enum_value(value: Any, enum: str) -> bool:

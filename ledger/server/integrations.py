@@ -72,7 +72,7 @@ def _otlp_json_schema() -> dict[str, Any]:
     text = {"type": "string"}
 
     def integer(kind: str) -> dict[str, Any]:  # a number in range, or its decimal text
-        low, high = otlp.number_range(kind)
+        low, high = otlp.schema_number_range(kind)
         return {"oneOf": [{"type": "integer", "minimum": low, "maximum": high},
                           {"type": "string", "pattern": otlp.integer_pattern(kind)}]}
 

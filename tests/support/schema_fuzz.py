@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,16 @@ def _lax_latency(body: Any) -> bool:
     events = body.get("events") if isinstance(body, dict) and "events" in body else [body]
     return any(isinstance(e, dict) and type(e.get("latency_ms")) in (float, str)
                for e in (events if isinstance(events, list) else []))
+
+
+def _big_number(body: Any) -> bool:
+    """Whether the body holds a JSON integer past ±2**53 anywhere."""
+    if isinstance(body, dict):
+        return any(_big_number(v) for v in body.values())
+    if isinstance(body, list):
+        return any(_big_number(v) for v in body)
+    return isinstance(body, int | float) and not isinstance(body, bool) and (
+        abs(body) > 2**53)
 
 
 DELIBERATE: tuple[Deliberate, ...] = (
@@ -117,6 +128,11 @@ DELIBERATE: tuple[Deliberate, ...] = (
                "`latency_ms` also takes a finite number or numeric text, rounded "
                "(docs/formats.md), as earlier clients send it; the schema documents the "
                "integer that is stored", request=_lax_latency),
+    Deliberate("negative_data_rejection", (("POST", "/otlp/v1/traces"),), 200, (),
+               "a 64-bit integer as a JSON number past ±2**53: the schema states numbers "
+               "as far as every JSON reader is exact (and the decimal text beyond); the "
+               "receiver takes the type's whole range as a number too, as the protobuf "
+               "JSON mapping asks of it", request=_big_number),
 )
 
 
@@ -169,10 +185,15 @@ def _failure_checks() -> dict[str, tuple[str, ...]]:
     return found
 
 
-def failures(output: str) -> list[tuple[str, str, int, Any]]:
+_UNKNOWN = object()
+"""A request body the report does not show."""
+
+
+def failures(output: str) -> list[tuple[str, str, int, Any, Any]]:
     """The failures in a ``schemathesis run`` output: (failure code, ``METHOD path``,
-    status, the answer's JSON or None), one per failure code of each reported case."""
-    found: list[tuple[str, str, int, Any]] = []
+    status, the answer's JSON or None, the request's JSON body from the report's curl
+    line or ``_UNKNOWN``), one per failure code of each reported case."""
+    found: list[tuple[str, str, int, Any, Any]] = []
     operation, codes, lines = "", [], output.splitlines()
     for i, line in enumerate(lines):
         if header := re.match(r"^_{3,} (.+?) _{3,}$", line):
@@ -186,20 +207,34 @@ def failures(output: str) -> list[tuple[str, str, int, Any]]:
             except ValueError:  # shortened in the report: its code, when it shows
                 named = re.search(r'"code":\s*"([a-z_]+)"', body)
                 answer = {"code": named.group(1)} if named else None
-            found += [(c, operation, int(status.group(1)), answer) for c in codes]
+            curl = next((t for t in lines[i + 1:i + 12] if t.strip().startswith("curl ")),
+                        "")
+            found += [(c, operation, int(status.group(1)), answer, _curl_body(curl))
+                      for c in codes]
             codes = []
     return found
 
 
-def unexpected(output: str) -> list[tuple[str, str, int, Any]]:
+def _curl_body(curl: str) -> Any:
+    """The JSON body of a report's ``curl … -d '…'`` line, or ``_UNKNOWN``."""
+    try:
+        args = shlex.split(curl)
+        return json.loads(args[args.index("-d") + 1])
+    except (ValueError, IndexError):
+        return _UNKNOWN
+
+
+def unexpected(output: str) -> list[tuple[str, str, int, Any, Any]]:
     """The failures of a run that ``DELIBERATE`` does not list."""
     checks = _failure_checks()
     left = []
-    for code, operation, status, answer in failures(output):
+    for code, operation, status, answer, body in failures(output):
         method, _, path = operation.partition(" ")
-        if not any(deliberate(check, method, path, status, answer, any_request=True)
+        if not any(deliberate(check, method, path, status, answer,
+                              None if body is _UNKNOWN else body,
+                              any_request=body is _UNKNOWN)
                    for check in checks.get(code, ())):
-            left.append((code, operation, status, answer))
+            left.append((code, operation, status, answer, body))
     return left
 
 
@@ -241,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     server_errors = len(re.findall(r"^\[5\d\d\]", output, re.MULTILINE))
     tracebacks = log.count("Traceback")
     found, left = failures(output), unexpected(output)
-    for code, operation, status, answer in left:
+    for code, operation, status, answer, _ in left:
         print(f"NOT DELIBERATE: {code} {operation} -> {status} {str(answer)[:200]}")
     print(f"5xx answers: {server_errors}; tracebacks in the server log: {tracebacks}; "
           f"failures: {len(found)}, of them deliberate (docs/decisions.md): "
