@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ledger.lazy import lazy
 from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
 from projections.logjson import log_array_json
 from projections.snapshot import Scans, Snapshot, cursor, source_sql, tenant_tail
 from projections.tailview import TailView, pylist
+
+pc = lazy("pyarrow.compute")
 
 INLINE_INTERVALS = 64  # selections with more seq runs than this go through a joined table
 

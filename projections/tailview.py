@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ledger.lazy import lazy
 from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA
+
+pc = lazy("pyarrow.compute")
 
 MAX_CUT_BLOCKS = 64  # blocks a summary may read rows of before SQL is the better way
 _ENCODED = frozenset(DICTIONARY_COLUMNS)

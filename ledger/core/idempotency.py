@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ledger.core.tail import Tail, TailPart
 from ledger.errors import LedgerError
+from ledger.lazy import lazy
 from ledger.model.batch import PreparedBatch
 from ledger.model.event import (
     Ack,
@@ -37,6 +37,8 @@ from ledger.model.schema import LEDGER_FIELDS, PRICE_FIELDS
 from ledger.storage.index import IdEntry, Index
 from ledger.storage.manifest import Manifest, Segment
 from ledger.storage.segments import SegmentStore
+
+pc = lazy("pyarrow.compute")
 
 INDEXED = ("event_id", "seq", "ts", "cost_nanos", "cost_source", "conversation_id", "kind")
 

@@ -33,16 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
-
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import (
     EventValidationError,
@@ -51,8 +42,21 @@ from ledger.errors import (
     SpanValidationError,
     UnsupportedMediaTypeError,
 )
+from ledger.lazy import lazy
 from ledger.model.event import EPOCH, EventIn, parse_event
 from ledger.model.money import MAX_COST_NANOS, decimal_to_nanos
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+# protobuf and the OTLP messages (~2 MiB) are imported by the first OTLP request
+json_format = lazy("google.protobuf.json_format")
+_pb_message = lazy("google.protobuf.message")
+_service = lazy("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 
 ORIGIN = "otlp"
 PATH = "/otlp/v1/traces"
@@ -153,8 +157,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "kvlistValue": {"values": "[keyValue]"},
 }
 HEX = re.compile(r"[0-9a-fA-F]*")
-ENUM_NAMES: dict[str, tuple[str, ...]] = {"SpanKind": tuple(Span.SpanKind.keys()),
-                                          "StatusCode": tuple(Status.StatusCode.keys())}
+ENUM_NAMES: dict[str, tuple[str, ...]] = {  # the protobuf enums' names (a test compares)
+    "SpanKind": ("SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER",
+                 "SPAN_KIND_CLIENT", "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"),
+    "StatusCode": ("STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR")}
 INTEGERS: dict[str, tuple[int, int]] = {"int32": (-(2**31), 2**31 - 1),
                                         "uint32": (0, 2**32 - 1),
                                         "int64": (-(2**63), 2**63 - 1),
@@ -278,11 +284,11 @@ def _message(value: Any, message: str, where: str) -> None:
 def decode(body: bytes, kind: str) -> ExportTraceServiceRequest:
     """The export request of a body in ``kind`` (``PROTOBUF`` or ``JSON``); a body that is
     not one is ``RequestError`` (400) saying why."""
-    request = ExportTraceServiceRequest()
+    request = _service.ExportTraceServiceRequest()
     if kind == PROTOBUF:
         try:
             request.ParseFromString(body)
-        except (DecodeError, RecursionError, ValueError) as exc:
+        except (_pb_message.DecodeError, RecursionError, ValueError) as exc:
             raise RequestError(f"the body is not an OTLP ExportTraceServiceRequest "
                                f"(protobuf): {exc or 'cannot be decoded'}") from None
         return request
@@ -299,7 +305,7 @@ def from_json(data: Any) -> ExportTraceServiceRequest:
     if not isinstance(data, dict):
         raise RequestError("the body must be a JSON object (an OTLP "
                            "ExportTraceServiceRequest)")
-    request = ExportTraceServiceRequest()
+    request = _service.ExportTraceServiceRequest()
     try:
         data = json.loads(json.dumps(data))  # the caller's object is left as it was
         _prepare(data, "request", "body")
@@ -502,7 +508,7 @@ def answer(batch: SpanBatch) -> dict[str, Any]:
 
 def encode_answer(response: Mapping[str, Any], kind: str) -> bytes:
     """An answer (``answer``'s JSON mapping) in the request's encoding."""
-    message = json_format.ParseDict(dict(response), ExportTraceServiceResponse())
+    message = json_format.ParseDict(dict(response), _service.ExportTraceServiceResponse())
     if kind == PROTOBUF:
         return message.SerializeToString()
     return json_format.MessageToJson(message, indent=None).encode()

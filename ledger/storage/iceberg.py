@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
-from pyarrow import fs as pafs
 
+from ledger.lazy import lazy
 from ledger.model.schema import EVENT_SCHEMA
 from ledger.storage.durable import private_dir, tighten
 from ledger.storage.layout import DataDir
@@ -42,6 +42,8 @@ from ledger.storage.segments import SegmentStore
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
+
+pafs = lazy("pyarrow.fs")
 
 CATALOG_NAME = "ledger"
 NAMESPACE = "ledger"

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from pyarrow import fs as pafs
-
 from ledger.errors import ObjectStoreError, StorageUriError
+from ledger.lazy import lazy
 from ledger.storage.layout import DataDir
+
+pafs = lazy("pyarrow.fs")
 
 SCHEMES = ("s3",)
 CONNECT_TIMEOUT = 5.0  # seconds: an unreachable endpoint is reported, not waited on

@@ -27,17 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from pyarrow import fs as pafs
 
 from ledger.errors import ObjectStoreError
+from ledger.lazy import lazy
 from ledger.model.dimensions import META_PREFIX
 from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA, TS_TYPE
 from ledger.storage.durable import fsync_dir, open_private, private_dir
 from ledger.storage.layout import SEGMENT_KINDS, DataDir
 from ledger.storage.manifest import ManifestState, Segment
 from ledger.storage.objectstore import ObjectStore
+
+pc = lazy("pyarrow.compute")
+pq = lazy("pyarrow.parquet")
+pafs = lazy("pyarrow.fs")
 
 ROW_GROUP = 16_384  # rows are in seq order: small groups give tight seq statistics
 
@@ -86,8 +88,16 @@ class SegmentStore:
         self.layout = layout
         self.root = layout.root
         self.storage = storage
-        self.fs = storage.filesystem if storage is not None else pafs.LocalFileSystem()
+        self._fs = storage.filesystem if storage is not None else None
         self._local = storage is None
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        """The segments' file system: the object store's, or the local one (made on first
+        use: ``pyarrow.fs`` is imported then, not when a directory is opened)."""
+        if self._fs is None:
+            self._fs = pafs.LocalFileSystem()
+        return self._fs
 
     @property
     def remote(self) -> bool:
