@@ -13,10 +13,14 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.text import Text
+from ledger.lazy import lazy
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+rich_text = lazy("rich.text")
 
 TIME_DIMENSIONS = ("day", "week", "month")
 # Colour-blind-safe (Okabe-Ito and Tableau) colours, with a glyph each, so that the
@@ -76,9 +80,9 @@ def terminal_chart(chart: Chart, console: Console) -> None:
     money_width = max(len(m) for m in money)
     width = max(10, min(MAX_BAR, console.width - label_width - money_width - 4))
     top = max(totals) or 1
-    console.print(Text(chart.title, style="bold"))
+    console.print(rich_text.Text(chart.title, style="bold"))
     for i, bar in enumerate(chart.bars):
-        line = Text(bar.ljust(label_width) + " ")
+        line = rich_text.Text(bar.ljust(label_width) + " ")
         done, position = 0, 0
         for n, name in enumerate(names):
             done += chart.series[name][i]
@@ -89,7 +93,7 @@ def terminal_chart(chart: Chart, console: Console) -> None:
                 position = end
         line.append(" " * (width - position) + " " + money[i].rjust(money_width))
         console.print(line, no_wrap=True, overflow="crop")
-    legend = Text(f"{chart.stack}: ", style="dim")
+    legend = rich_text.Text(f"{chart.stack}: ", style="dim")
     for n, name in enumerate(names):
         legend.append(GLYPHS[n % len(GLYPHS)] * 2, style=COLOURS[n % len(COLOURS)])
         legend.append(f" {name}  ")

@@ -23,23 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import orjson
-from rich import box
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
 from ledger.errors import (
     LedgerError,
@@ -52,10 +40,24 @@ from ledger.errors import (
     StorageUriError,
     TamperEvidence,
 )
+from ledger.lazy import lazy
 from ledger.model.dates import RANGE_TEXT, parse_bound, utc_instant
 from ledger.model.event import format_ts, ts_to_us
 from ledger.model.money import format_usd
 from ledger.storage.layout import DataDir
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+# rich (~2 MiB) is imported by the first table, console or progress bar: not by a command
+# that prints none (``llmring serve``)
+rich_box = lazy("rich.box")
+rich_console = lazy("rich.console")
+rich_progress = lazy("rich.progress")
+rich_table = lazy("rich.table")
+rich_text = lazy("rich.text")
 
 EXIT_OK = 0
 EXIT_FAILED_CHECK = 1
@@ -309,14 +311,14 @@ def print_json(obj: Any) -> None:
 
 def stdout_console() -> Console:
     """A console on stdout; wide enough not to wrap tables when stdout is not a terminal."""
-    console = Console(highlight=False)
+    console = rich_console.Console(highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(highlight=False, width=200)
+        console = rich_console.Console(highlight=False, width=200)
     return console
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return rich_console.Console(stderr=True, highlight=False)
 
 
 ID_COLUMNS = frozenset({"id", "receipt", "key id", "log id", "event id"})
@@ -328,36 +330,29 @@ TEXT_MIN = 20
 folded only below this)."""
 
 
-class LedgerTable(Table):
-    """A ``rich`` table that knows which of its columns may be left out on a terminal
-    too narrow for all of them (``optional``, the first named is the first left out)."""
-
-    def __init__(self, *args: Any, optional: tuple[str, ...] = (), **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.optional = optional
-        self.whole: set[str] = set()
-        """Columns whose cells are never wrapped (ids, numbers): as wide as the widest."""
-
-
 def new_table(*columns: str, title: str | None = None, numeric: tuple[str, ...] = (),
               fold: tuple[str, ...] = (), ids: tuple[str, ...] = (),
-              optional: tuple[str, ...] = ()) -> LedgerTable:
+              optional: tuple[str, ...] = ()) -> Table:
     """A plain table. Numbers and ids (``ID_COLUMNS``, and ``ids``) are never cut; on a
     narrow terminal the other text columns wrap (at spaces; a word is folded only past
     ``TEXT_MIN``; ``fold`` names columns of long hex, which fold at any width), headers
     wrap at their spaces, and then the ``optional`` columns are left out, first named
-    first, with a note. Print it with ``print_table``."""
-    table = LedgerTable(title=title, box=box.SIMPLE_HEAD, title_justify="left",
-                        title_style="bold", show_edge=False, pad_edge=False,
-                        padding=(0, 1, 0, 0), optional=optional)
+    first, with a note. Print it with ``print_table``, which reads the table's
+    ``optional`` columns and its ``whole`` ones (never wrapped: as wide as the widest
+    cell)."""
+    table = rich_table.Table(title=title, box=rich_box.SIMPLE_HEAD, title_justify="left",
+                             title_style="bold", show_edge=False, pad_edge=False,
+                             padding=(0, 1, 0, 0))
+    table.optional = optional  # type: ignore[attr-defined]
+    table.whole = set()  # type: ignore[attr-defined]
     for name in columns:
-        header = Text(name, overflow="fold")  # a header may wrap at its spaces
+        header = rich_text.Text(name, overflow="fold")  # a header may wrap at its spaces
         if name in numeric:
             table.add_column(header, justify="right")
-            table.whole.add(name)
+            table.whole.add(name)  # type: ignore[attr-defined]
         elif name in ID_COLUMNS or name in ids:
             table.add_column(header, overflow="ignore")
-            table.whole.add(name)
+            table.whole.add(name)  # type: ignore[attr-defined]
         else:
             table.add_column(header, overflow="fold", min_width=8 if name in fold else None)
     return table
@@ -433,8 +428,9 @@ def print_table(console: Console, table: Table) -> None:
         widths = [c.min_width or 1 for c in table.columns]
         wide = (table._extra_width + sum(widths)
                 + sum(table._get_padding_width(c._index) for c in table.columns))
-        console = Console(highlight=False, width=wide, height=console.height,
-                          force_terminal=console.is_terminal, no_color=console.no_color)
+        console = rich_console.Console(highlight=False, width=wide, height=console.height,
+                                       force_terminal=console.is_terminal,
+                                       no_color=console.no_color)
     for column, got in zip(table.columns, widths, strict=True):
         column.width = got
     console.print(table)
@@ -452,8 +448,8 @@ def when(ts: str | None) -> str:
 def key_value_table(rows: dict[str, Any], title: str | None = None) -> Table:
     """Names and values; a value that is one word (an id, a hash) is never cut or
     wrapped, longer text wraps. Print it with ``print_table``."""
-    table = Table(title=title, box=None, show_header=False, title_justify="left",
-                  title_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
+    table = rich_table.Table(title=title, box=None, show_header=False, title_justify="left",
+                             title_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
     table.add_column(style="bold", no_wrap=True)
     texts = {key: "" if value is None else str(value) for key, value in rows.items()}
     words = [word for text in texts.values() for word in text.split()]
@@ -506,10 +502,11 @@ def show_progress(as_json: bool) -> bool:
 
 def progress_bar(*, unit: str = "items") -> Progress:
     """A transient progress bar on stderr; ``unit`` is ``items`` or ``bytes``."""
-    columns: list[Any] = [TextColumn("{task.description:<10}"), BarColumn(),
-                          DownloadColumn() if unit == "bytes" else MofNCompleteColumn(),
-                          TimeRemainingColumn()]
-    return Progress(*columns, console=stderr_console(), transient=True)
+    bar = rich_progress
+    columns: list[Any] = [bar.TextColumn("{task.description:<10}"), bar.BarColumn(),
+                          bar.DownloadColumn() if unit == "bytes" else
+                          bar.MofNCompleteColumn(), bar.TimeRemainingColumn()]
+    return bar.Progress(*columns, console=stderr_console(), transient=True)
 
 
 # -- dates ------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.filesize import decimal as human_bytes
 
 from ledger.api import operations as ops
 from ledger.cli.context import (
@@ -27,6 +26,9 @@ from ledger.cli.context import (
     stdout_console,
     usd,
 )
+from ledger.lazy import lazy
+
+rich_filesize = lazy("rich.filesize")  # as rich itself: imported when first needed
 
 
 @click.group("ledger")
@@ -78,14 +80,15 @@ def stats(app: App, as_json: bool) -> None:
         usage.add_row(name, num(p["events"]), usd(p["cost_nanos"]), num(p["unpriced"]),
                       _short(p["first_ts"]), _short(p["last_ts"]))
         log.add_row(name, num(p["log_size"]), num(p["segments"]),
-                    human_bytes(p["segment_bytes"]), num(p["journal_tail_rows"]), p["root"])
+                    rich_filesize.decimal(p["segment_bytes"]), num(p["journal_tail_rows"]),
+                    p["root"])
     print_table(console, usage)
     print_table(console, log)
     if "server" in out:
         console.print(f"project {next(iter(out['projects']))} at {out['server']}")
         return
     console.print(f"{out['data_dir']}: {num(out['segments'])} segments "
-                  f"({human_bytes(out['segment_bytes'])}), "
+                  f"({rich_filesize.decimal(out['segment_bytes'])}), "
                   f"{num(out['journal_tail_rows'])} rows in the journal tail, "
                   f"{num(out['manifest_records'])} manifest records")
 

@@ -280,12 +280,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
     """The ``uvicorn.run`` / ``uvicorn.Config`` options that enforce ``limits``: the
     protocol class of one server (``GuardedHttpProtocol`` bound to them, with its own
-    count of open connections), the idle timeout and the listen backlog."""
+    count of open connections), the idle timeout and the listen backlog; no WebSocket
+    protocol (the server has no WebSocket route: its module is not imported)."""
     cap, backlog = limits.capacity(fd_limit())
     protocol = type("GuardedHttpProtocol", (GuardedHttpProtocol,),
                     {"limits": limits, "cap": cap, "open": _Open()})
     return {"http": protocol, "timeout_keep_alive": limits.idle_timeout,
-            "backlog": backlog}
+            "backlog": backlog, "ws": "none"}
 
 
 __all__ = ["ConnectionLimits", "GuardedHttpProtocol", "uvicorn_options"]
