@@ -30,6 +30,10 @@ from ledger.lazy import lazy
 from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA
 
 pc = lazy("pyarrow.compute")
+# Acero's plan nodes, without ``pyarrow.acero``: that module imports ``pyarrow.dataset``
+# (with Parquet, ORC, CSV and the S3, GCS and Azure file systems, ~11 MiB) for helpers a
+# group-by does not use
+_acero = lazy("pyarrow._acero")
 
 MAX_CUT_BLOCKS = 64  # blocks a summary may read rows of before SQL is the better way
 _ENCODED = frozenset(DICTIONARY_COLUMNS)
@@ -164,13 +168,27 @@ GROUP_COLUMNS = [*GROUP_KEYS, "calls", "input_tokens", "output_tokens", "cost_na
 _SUMMED = ("calls", "input_tokens", "output_tokens", "cost_nanos", "unpriced")
 
 
+def aggregate(table: pa.Table, keys: list[str], aggregations: list[tuple]) -> pa.Table:
+    """``table.group_by(keys).aggregate(aggregations)``, the same plan (pyarrow's
+    ``TableGroupBy.aggregate``: ``hash_`` functions, outputs named ``<column>_<function>``,
+    threads used) run through ``pyarrow._acero`` directly (see ``_acero``)."""
+    specs = []
+    for target, function, *options in aggregations:
+        specs.append(([target], f"hash_{function}", options[0] if options else None,
+                      f"{target}_{function}"))
+    return _acero.Declaration.from_sequence([
+        _acero.Declaration("table_source", _acero.TableSourceNodeOptions(table)),
+        _acero.Declaration("aggregate", _acero.AggregateNodeOptions(specs, keys=keys)),
+    ]).to_table(use_threads=True)
+
+
 def group_totals(table: pa.Table) -> pa.Table:
     """Events' totals by (model, alias, provider, UTC day number ``d``): ``GROUP_COLUMNS``,
     what ``projections.receipts.summary`` folds (a table of such totals may be passed
     again: sums of sums, the least first and the greatest last time)."""
     if "calls" in table.column_names:
-        grouped = table.group_by(GROUP_KEYS).aggregate(
-            [(c, "sum") for c in _SUMMED] + [("first_ts_us", "min"), ("last_ts_us", "max")])
+        grouped = aggregate(table, GROUP_KEYS, [(c, "sum") for c in _SUMMED]
+                            + [("first_ts_us", "min"), ("last_ts_us", "max")])
     else:
         ts = table.column("ts").cast(pa.int64())
         events = pa.table({
@@ -182,9 +200,9 @@ def group_totals(table: pa.Table) -> pa.Table:
             "cost_nanos": table.column("cost_nanos"),
             "unpriced": pc.equal(table.column("cost_source"), "unpriced").cast(pa.int64()),
             "ts_us": ts})
-        grouped = events.group_by(GROUP_KEYS).aggregate(
-            [("ts_us", "count", pc.CountOptions(mode="all"))]
-            + [(c, "sum") for c in _SUMMED[1:]] + [("ts_us", "min"), ("ts_us", "max")])
+        grouped = aggregate(events, GROUP_KEYS, [("ts_us", "count", pc.CountOptions(mode="all"))]
+                            + [(c, "sum") for c in _SUMMED[1:]]
+                            + [("ts_us", "min"), ("ts_us", "max")])
     names = [*[f"{c}_sum" for c in _SUMMED[1:]]]
     columns = {c: grouped.column(c) for c in GROUP_KEYS}
     columns["calls"] = grouped.column("calls_sum" if "calls_sum" in grouped.column_names

@@ -35,6 +35,7 @@ from ledger.server.ops import Operations
 from ledger.server.tlog import TileFastPath
 
 LAZY = {lazy!r}
+TAIL_ONLY = ("pyarrow.acero", "pyarrow.dataset", "pyarrow.parquet", "pyarrow._s3fs", "duckdb")
 data = Path({data!r})
 config = ServerConfig(data, seal_rows=10**12)
 state = ServerState(config)
@@ -61,6 +62,11 @@ with TestClient(asgi) as http:
                   headers=headers)
     assert r.status_code == 200 and r.json()["certified_count"] == 50, r.text
     assert "pyarrow.compute" in sys.modules
+    # a tail's group totals run Acero's plan without pyarrow.acero (which imports the
+    # dataset, Parquet and file-system modules): none of them for writes and tail reads
+    tail_only = sorted(m for m in sys.modules if m.startswith(TAIL_ONLY))
+    print("after tail work:", tail_only)
+    assert not tail_only, tail_only
 """
 
 
@@ -68,7 +74,8 @@ def test_a_started_server_has_not_imported_what_only_some_requests_need(tmp_path
     """In a fresh process, as ``llmring serve`` builds it (the CLI imported, the directory
     opened, the app and its fast paths built, uvicorn's protocols loaded, the app
     started and ``/health`` answered): none of ``LAZY`` is imported; then a batch, an
-    uncertified page and a generate work and import what they use."""
+    uncertified page and a generate work and import what they use, and no more: not the
+    dataset, Parquet or file-system modules, nor DuckDB, while every event is in the tail."""
     script = SCRIPT.format(lazy=LAZY, data=str(tmp_path / "d"))
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
@@ -92,3 +99,23 @@ def test_a_lazy_module_is_imported_by_its_first_attribute_and_keeps_what_it_read
     assert module.rgb_to_hsv is sys.modules[colorsys].rgb_to_hsv
     with pytest.raises(AttributeError):
         module.no_such_name  # noqa: B018
+
+
+def test_aggregate_is_pyarrows_group_by():
+    """``tailview.aggregate`` gives what ``Table.group_by(keys).aggregate`` gives (the
+    same plan): same columns, names, types and groups, nulls in keys and values too."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from projections.tailview import aggregate
+
+    table = pa.table({"k": ["a", "b", "a", None, "b"], "d": [1, 1, 1, 2, 1],
+                      "v": [1, 2, 3, None, None], "ts": [5, 6, 7, 8, 9]})
+    aggregations = [("ts", "count", pc.CountOptions(mode="all")), ("v", "sum"),
+                    ("ts", "min"), ("ts", "max")]
+    ours = aggregate(table, ["k", "d"], aggregations)
+    theirs = table.group_by(["k", "d"]).aggregate(aggregations)
+    assert ours.schema == theirs.schema
+    assert ours.sort_by([("k", "ascending"), ("d", "ascending")]).equals(
+        theirs.sort_by([("k", "ascending"), ("d", "ascending")]))
+    assert ours.num_rows == 3
