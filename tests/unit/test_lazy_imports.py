@@ -119,3 +119,15 @@ def test_aggregate_is_pyarrows_group_by():
     assert ours.sort_by([("k", "ascending"), ("d", "ascending")]).equals(
         theirs.sort_by([("k", "ascending"), ("d", "ascending")]))
     assert ours.num_rows == 3
+
+
+def test_the_otlp_enum_names_are_the_protobufs():
+    """``otlp.ENUM_NAMES`` is written out (reading it from the protobuf messages would
+    import them with the app, whose OpenAPI schema lists the names): the same names, in
+    the protobuf's order."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+    from ledger.integrations import otlp
+
+    assert otlp.ENUM_NAMES == {"SpanKind": tuple(Span.SpanKind.keys()),
+                               "StatusCode": tuple(Status.StatusCode.keys())}
