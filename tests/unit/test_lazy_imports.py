@@ -129,5 +129,6 @@ def test_the_otlp_enum_names_are_the_protobufs():
 
     from ledger.integrations import otlp
 
-    assert otlp.ENUM_NAMES == {"SpanKind": tuple(Span.SpanKind.keys()),
-                               "StatusCode": tuple(Status.StatusCode.keys())}
+    names = {"SpanKind": tuple(Span.SpanKind.keys()),
+             "StatusCode": tuple(Status.StatusCode.keys())}
+    assert names == otlp.ENUM_NAMES
