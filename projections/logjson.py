@@ -20,9 +20,11 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ledger.lazy import lazy
 from ledger.model.native import NATIVE_MODULE
+
+pc = lazy("pyarrow.compute")  # imported by the first page, not with the server
 
 # (key in the log object, column of LOG_COLUMNS) in the object's key order; "cost" is
 # cost_nanos / 1e9 and "timestamp" the RFC 3339 text of ts_us.

@@ -32,6 +32,7 @@ from ledger.server.app import ServerState
 from ledger.server.connections import ConnectionLimits, uvicorn_options
 from ledger.server.fastpath import FastPath
 from ledger.server.ops import Operations
+from ledger.server.receipts import ReceiptLogsFastPath
 from ledger.server.tlog import TileFastPath
 
 LAZY = {lazy!r}
@@ -41,7 +42,8 @@ config = ServerConfig(data, seal_rows=10**12)
 state = ServerState(config)
 key = ApiKeyStore(data).create("p")[0]
 fastapi = create_app(config, state=state)
-asgi = Operations(TileFastPath(FastPath(fastapi), fastapi), fastapi, access_log=True)
+asgi = Operations(TileFastPath(ReceiptLogsFastPath(FastPath(fastapi), fastapi), fastapi), fastapi,
+                  access_log=True)
 options = uvicorn_options(ConnectionLimits(5.0, 10.0, 60.0, None))
 uvicorn.config.Config(asgi, **options).load()  # the protocols uvicorn.run would import
 headers = {{"X-API-Key": key}}
