@@ -1426,40 +1426,6 @@ native_sha256_backend(PyObject *self, PyObject *args)
 
 /* -- JSON rows ---------------------------------------------------------------------- */
 
-/* A growable output buffer. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-} outbuf;
-
-static int
-out_reserve(outbuf *o, size_t more)
-{
-    if (o->len + more <= o->cap)
-        return 0;
-    size_t cap = o->cap ? o->cap : 4096;
-    while (cap < o->len + more)
-        cap *= 2;
-    char *grown = PyMem_Realloc(o->data, cap);
-    if (grown == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    o->data = grown;
-    o->cap = cap;
-    return 0;
-}
-
-static int
-out_put(outbuf *o, const char *text, size_t n)
-{
-    if (out_reserve(o, n) < 0)
-        return -1;
-    memcpy(o->data + o->len, text, n);
-    o->len += n;
-    return 0;
-}
-
 /* One column of json_rows: its form and its buffers (held while the rows are written). */
 typedef struct {
     char form;              /* 'i' int64, 's' text, 't' timestamp (µs), 'c' JSON texts */
@@ -1473,12 +1439,12 @@ typedef struct {
 /* The text of a string as orjson writes it: quoted; the quote, the backslash and the C0
  * controls escaped (\b \t \n \f \r, else \u00xx); every other byte as it is. */
 static int
-put_json_string(outbuf *o, const unsigned char *s, Py_ssize_t n)
+put_json_string(Buf *o, const unsigned char *s, Py_ssize_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    if (out_reserve(o, (size_t)n * 6 + 2) < 0)
+    if (buf_grow(o, (Py_ssize_t)n * 6 + 2) < 0)
         return -1;
-    char *w = o->data + o->len;
+    char *w = o->p + o->len;
     *w++ = '"';
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = s[i];
@@ -1501,22 +1467,8 @@ put_json_string(outbuf *o, const unsigned char *s, Py_ssize_t n)
         }
     }
     *w++ = '"';
-    o->len = (size_t)(w - o->data);
+    o->len = w - o->p;
     return 0;
-}
-
-static int
-put_int64(outbuf *o, int64_t v)
-{
-    char text[24], *end = text + sizeof text, *w = end;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--w = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--w = '-';
-    return out_put(o, w, (size_t)(end - w));
 }
 
 /* Two decimal digits of 0 <= v < 100 at w. */
@@ -1531,7 +1483,7 @@ put2(char *w, int v)
  * (days to a civil date: H. Hinnant's algorithm). 1 when the year is not 1 to 9999
  * (where numpy's text differs in form): the caller then leaves the page to Python. */
 static int
-put_timestamp(outbuf *o, int64_t us)
+put_timestamp(Buf *o, int64_t us)
 {
     int64_t day = us / 86400000000LL, rem = us % 86400000000LL;
     if (rem < 0) {
@@ -1550,9 +1502,9 @@ put_timestamp(outbuf *o, int64_t us)
     if (y < 1 || y > 9999)
         return 1;
     int secs = (int)(rem / 1000000), micros = (int)(rem % 1000000);
-    if (out_reserve(o, 29) < 0)
+    if (buf_grow(o, 29) < 0)
         return -1;
-    char *w = o->data + o->len;  /* "YYYY-MM-DDTHH:MM:SS.ffffffZ" */
+    char *w = o->p + o->len;  /* "YYYY-MM-DDTHH:MM:SS.ffffffZ" */
     w[0] = '"';
     put2(w + 1, (int)(y / 100));
     put2(w + 3, (int)(y % 100));
@@ -1610,7 +1562,7 @@ native_json_rows(PyObject *self, PyObject *args)
         return PyErr_NoMemory();
     Py_ssize_t ready = 0;
     PyObject *result = NULL;
-    outbuf o = {NULL, 0, 0};
+    Buf o = {0};
     for (; ready < k; ready++) {
         json_column *c = &cols[ready];
         PyObject *spec = PyTuple_GET_ITEM(columns, ready);
@@ -1648,20 +1600,20 @@ native_json_rows(PyObject *self, PyObject *args)
             goto done;
         }
     }
-    if (out_reserve(&o, (size_t)n * 64 * (size_t)k + 16) < 0)  /* most pages: no regrowth */
+    if (buf_grow(&o, (Py_ssize_t)n * 64 * (Py_ssize_t)k + 16) < 0)  /* most pages: no regrowth */
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         for (Py_ssize_t j = 0; j < k; j++) {
             json_column *c = &cols[j];
             PyObject *key = PyTuple_GET_ITEM(keys, j);
-            if (out_put(&o, PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key)) < 0)
+            if (buf_put(&o, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)) < 0)
                 goto done;
             int null = c->has_valid && ((const unsigned char *)c->valid.buf)[i] == 0;
             int failed = 0;
             if (null) {
-                failed = out_put(&o, "null", 4);
+                failed = buf_put(&o, "null", 4);
             } else if (c->form == 'i') {
-                failed = put_int64(&o, ((const int64_t *)c->values.buf)[i]);
+                failed = buf_put_i64(&o, (long long)((const int64_t *)c->values.buf)[i]);
             } else if (c->form == 's') {
                 const int64_t *offsets = c->values.buf;
                 int64_t lo = offsets[i], hi = offsets[i + 1];
@@ -1686,20 +1638,20 @@ native_json_rows(PyObject *self, PyObject *args)
                     PyErr_SetString(PyExc_ValueError, "json_rows: too few texts");
                     goto done;
                 }
-                failed = out_put(&o, text + c->at, (size_t)(end - c->at));
+                failed = buf_put(&o, text + c->at, end - c->at);
                 c->at = end + 1;
             }
             if (failed)
                 goto done;
         }
-        if (out_put(&o, i + 1 < n ? "}," : "}", i + 1 < n ? 2 : 1) < 0)
+        if (buf_put(&o, i + 1 < n ? "}," : "}", i + 1 < n ? 2 : 1) < 0)
             goto done;
     }
-    result = PyBytes_FromStringAndSize(o.data ? o.data : "", (Py_ssize_t)o.len);
+    result = PyBytes_FromStringAndSize(o.p ? o.p : "", (Py_ssize_t)o.len);
 done:
     release_columns(cols, ready);
     PyMem_Free(cols);
-    PyMem_Free(o.data);
+    PyMem_Free(o.p);
     return result;
 }
 
