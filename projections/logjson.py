@@ -17,6 +17,8 @@ same in Arrow compute, used without them (the tests compare the two byte for byt
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -46,10 +48,9 @@ def log_array_json(table: pa.Table, *, native: bool = True) -> bytes:
     if table.num_rows == 0:
         return b"[]"
     if native and NATIVE_MODULE is not None:
-        try:
+        # a timestamp outside years 1 to 9999 is a ValueError: numpy writes those
+        with contextlib.suppress(ValueError):
             return b"".join((b"[", _native_rows(table), b"]"))
-        except ValueError:  # a timestamp outside years 1 to 9999: numpy writes those
-            pass
     return _arrow_rows(table)
 
 

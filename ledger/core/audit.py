@@ -43,6 +43,7 @@ hashed as a stream (``ledger.tlog.stream``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -509,8 +510,9 @@ def _unread_lines(path: Path, mark: dict[str, Any] | None) -> tuple[int, int, by
     """The lines of a checkpoints file after ``mark`` (its last line read: number, byte
     offset, SHA-256), with the number and offset of the first; the whole file if the
     line at ``mark`` is not that line any more."""
-    if mark is not None:
-        try:
+    # a bad mark (unreadable, or not the line it names): the whole file is read
+    with contextlib.suppress(OSError, KeyError, TypeError, ValueError):
+        if mark is not None:
             with open(path, "rb") as fh:
                 fh.seek(int(mark["last_start"]))
                 data = fh.read()
@@ -518,8 +520,6 @@ def _unread_lines(path: Path, mark: dict[str, Any] | None) -> tuple[int, int, by
             if newline and hashlib.sha256(line).hexdigest() == mark["head"]:
                 return (int(mark["count"]) + 1, int(mark["last_start"]) + len(line) + 1,
                         rest)
-        except (OSError, KeyError, TypeError, ValueError):  # a bad mark: read it all
-            pass
     return 1, 0, path.read_bytes()
 
 
