@@ -15,12 +15,19 @@ the dictionaries as VARCHAR, ``pylist`` turns a column into Python values), and
 ``plain`` gives the stored schema back where a segment is written. The seq index is as
 small: a block whose seqs are consecutive (every append's are) keeps only its first seq,
 its ``order`` is int32 and the running unpriced counts int32.
+
+A block keeps no leaf hashes (``BLOCK_SCHEMA``): the log's tree holds every one at its
+seq (``ledger.tlog.tiles``, level 0), 32 of a row's ~200 bytes. A view reads them from
+there (its ``LeafSource``) for the rows a reader takes with ``leaf_hash``
+(``with_leaves``); the totals, the seq index and the pages of uncertified logs never do.
+And a block keeps its token counts and latency (``NARROW_COLUMNS``) as int32 when every
+value fits (another 24 bytes a row); readers get them as int64 (``widen``).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,15 +50,27 @@ TAIL_SCHEMA: pa.Schema = pa.schema([
     pa.field(f.name, pa.dictionary(_CODES, f.type) if f.name in _ENCODED else f.type)
     for f in EVENT_SCHEMA])
 """``EVENT_SCHEMA`` with ``DICTIONARY_COLUMNS`` dictionary-encoded (int16 codes, one
-dictionary per ``CHUNK_ROWS`` rows at most): a tail block's rows."""
+dictionary per ``CHUNK_ROWS`` rows at most): the tail's rows as a view gives them."""
+LEAF = "leaf_hash"
+BLOCK_SCHEMA: pa.Schema = TAIL_SCHEMA.remove(TAIL_SCHEMA.get_field_index(LEAF))
+"""``TAIL_SCHEMA`` without ``leaf_hash``: the rows a tail block keeps (with
+``NARROW_COLUMNS`` int32 where they fit)."""
+NARROW_COLUMNS = ("input_tokens", "output_tokens", "cached_input_tokens",
+                  "cache_write_tokens", "reasoning_tokens", "latency_ms")
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+HASH_SIZE = 32
+LeafSource = Callable[[int, int], bytes]
+"""The log's leaf hashes ``[start, end)`` (seqs), packed: 32 bytes each."""
 
 
 def compact(table: pa.Table) -> pa.Table:
-    """Rows of ``EVENT_SCHEMA`` as ``TAIL_SCHEMA`` (one dictionary per column)."""
-    if table.schema.equals(TAIL_SCHEMA):
+    """Rows of ``EVENT_SCHEMA`` as ``TAIL_SCHEMA`` (one dictionary per column); a table
+    without ``leaf_hash`` as ``BLOCK_SCHEMA``."""
+    schema = TAIL_SCHEMA if LEAF in table.column_names else BLOCK_SCHEMA
+    if table.schema.equals(schema):
         return table
     columns = []
-    for field in TAIL_SCHEMA:
+    for field in schema:
         column = table.column(field.name)
         if field.name in _ENCODED and not field.type.equals(column.type):
             whole = plain_column(column).combine_chunks()
@@ -61,7 +80,61 @@ def compact(table: pa.Table) -> pa.Table:
                 [pa.DictionaryArray.from_arrays(c.indices.cast(_CODES), c.dictionary)
                  for c in chunks], field.type)
         columns.append(column)
-    return pa.table(columns, schema=TAIL_SCHEMA)
+    return pa.table(columns, schema=schema)
+
+
+def narrow(table: pa.Table) -> pa.Table:
+    """``NARROW_COLUMNS`` of ``table`` as int32 where every value fits."""
+    for name in NARROW_COLUMNS:
+        at = table.schema.get_field_index(name)
+        column = table.column(at)
+        if not pa.types.is_int64(column.type):
+            continue
+        bounds = pc.min_max(column)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is None or _INT32[0] <= low and high <= _INT32[1]:  # None: all null
+            table = table.set_column(at, table.field(at).with_type(pa.int32()),
+                                     column.cast(pa.int32()))
+    return table
+
+
+def widen(table: pa.Table) -> pa.Table:
+    """A block's rows (or some of their columns) with ``TAIL_SCHEMA``'s column types."""
+    for at, field in enumerate(table.schema):
+        if field.name in NARROW_COLUMNS and not pa.types.is_int64(field.type):
+            table = table.set_column(at, field.with_type(pa.int64()),
+                                     table.column(at).cast(pa.int64()))
+    return table
+
+
+def leaf_hashes(seqs: np.ndarray, source: LeafSource) -> pa.Array:
+    """The leaf hashes of ``seqs`` (int64, any order, from a short range: one read of
+    the range), as ``binary(32)``."""
+    n = len(seqs)
+    if n == 0:
+        return pa.array([], pa.binary(HASH_SIZE))
+    lo, hi = int(seqs.min()), int(seqs.max())
+    data = source(lo, hi + 1)
+    if hi - lo + 1 != n or (n > 1 and not bool((np.diff(seqs) == 1).all())):
+        packed = np.frombuffer(data, dtype=np.uint8).reshape(-1, HASH_SIZE)
+        data = packed[seqs - lo]  # a gather of the rows' hashes, in their order
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(HASH_SIZE), n,
+                                                [None, pa.py_buffer(data)])
+
+
+def with_leaves(table: pa.Table, source: LeafSource) -> pa.Table:
+    """Rows of one block (``BLOCK_SCHEMA``, or some of its columns with ``seq``) with
+    their ``leaf_hash`` column read from ``source``, where ``TAIL_SCHEMA`` has it (after
+    the columns it follows)."""
+    seqs = _int64(table.column("seq"))
+    column = leaf_hashes(seqs, source)
+    names = table.column_names
+    at = len(names)
+    for k, name in enumerate(names):  # before the first column TAIL_SCHEMA has after it
+        if TAIL_SCHEMA.get_field_index(name) > TAIL_SCHEMA.get_field_index(LEAF):
+            at = k
+            break
+    return table.add_column(at, TAIL_SCHEMA.field(LEAF), column)
 
 
 def plain(table: pa.Table) -> pa.Table:
@@ -100,7 +173,7 @@ def pylist(column: pa.ChunkedArray | pa.Array) -> list:
 class TailBlock:
     """The rows of one tail part and their seq index (module docstring)."""
 
-    table: pa.Table  # TAIL_SCHEMA
+    table: pa.Table  # BLOCK_SCHEMA
     first: int  # the smallest seq
     last: int  # the greatest seq
     stored_seqs: np.ndarray | None  # ascending; None: consecutive, first..last
@@ -112,9 +185,12 @@ class TailBlock:
 
     @classmethod
     def of(cls, table: pa.Table) -> TailBlock:
-        """The block of ``table`` (``EVENT_SCHEMA`` or ``TAIL_SCHEMA`` rows; at least
-        one)."""
+        """The block of ``table`` (``EVENT_SCHEMA``, ``TAIL_SCHEMA`` or ``BLOCK_SCHEMA``
+        rows; at least one). Its leaf hashes are not kept."""
         table = compact(table)
+        if LEAF in table.column_names:
+            table = table.drop_columns([LEAF])
+        table = narrow(table)
         seqs = _int64(table.column("seq"))
         order = None
         if len(seqs) > 1 and bool((np.diff(seqs) <= 0).any()):
@@ -128,8 +204,7 @@ class TailBlock:
         first, last = int(seqs[0]), int(seqs[-1])
         consecutive = last - first + 1 == len(seqs)  # ascending and distinct: no gap
         return cls(table, first, last, None if consecutive else seqs, order,
-                   np.concatenate(([0], np.cumsum(cost, dtype=np.int64))),
-                   np.concatenate(([0], np.cumsum(unpriced, dtype=np.int32))),
+                   _running(cost, np.int64), _running(unpriced, np.int32),
                    group_totals(table), pc.unique(table.column("conversation_id").drop_null()))
 
     def __len__(self) -> int:
@@ -151,11 +226,34 @@ class TailBlock:
         return min(max(at, 0), len(self))
 
     def rows(self, a: int, b: int, columns: Sequence[str] | None = None) -> pa.Table:
-        """Rows at positions ``[a, b)`` in seq order (of ``columns`` only, if given)."""
+        """Rows at positions ``[a, b)`` in seq order (of ``columns`` only, if given:
+        ``BLOCK_SCHEMA``'s)."""
         table = self.table if columns is None else self.table.select(columns)
         if self.order is None:
             return table.slice(a, b - a)
         return table.take(pa.array(self.order[a:b]))
+
+    def select(self, a: int, b: int, columns: Sequence[str] | None,
+               leaves: LeafSource | None, *, ordered: bool = True) -> pa.Table:
+        """Rows at positions ``[a, b)`` in seq order (all of them, unless ``ordered``, as
+        they are stored, uncopied), of ``columns`` (None: ``TAIL_SCHEMA``'s), with
+        ``leaf_hash`` read from ``leaves`` where ``columns`` names it."""
+        wanted = None if columns is None else list(columns)
+        leaf = wanted is None or LEAF in wanted
+        kept = None if wanted is None else [c for c in wanted if c != LEAF]
+        if leaf and kept is not None and "seq" not in kept:
+            kept.append("seq")
+        if (a, b) == (0, len(self)) and (not ordered or self.order is None):
+            rows = self.table if kept is None else self.table.select(kept)
+        else:
+            rows = self.rows(a, b, kept)
+        rows = widen(rows)
+        if not leaf:
+            return rows
+        if leaves is None:
+            raise LookupError("the leaf hashes of these rows were not asked for a source")
+        rows = with_leaves(rows, leaves)
+        return rows if wanted is None else rows.select(wanted)
 
     def span(self, lo: int, hi: int) -> tuple[int, int]:
         """Positions ``[a, b)`` (seq order) of the seqs in ``[lo, hi]``."""
@@ -219,6 +317,13 @@ def group_totals(table: pa.Table) -> pa.Table:
 DAY_US = 86_400_000_000
 
 
+def _running(values: np.ndarray, dtype: type) -> np.ndarray:
+    """``[0, v0, v0 + v1, ...]`` of ``values`` as ``dtype``."""
+    out = np.zeros(len(values) + 1, dtype=dtype)
+    np.cumsum(values, dtype=dtype, out=out[1:])
+    return out
+
+
 def _int64(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -229,24 +334,33 @@ class TailView:
     snapshot sees. ``firsts`` holds each block's smallest seq, ``before`` the cost,
     unpriced count and rows of all blocks ahead of each (running, one longer than the
     blocks); the lists only grow, so a view of their first ``count`` items never
-    changes."""
+    changes. ``leaves`` reads the project's leaf hashes (``with_leaves``)."""
 
     def __init__(self, blocks: Sequence[TailBlock], firsts: Sequence[int],
-                 before: Sequence[tuple[int, int, int]], count: int) -> None:
+                 before: Sequence[tuple[int, int, int]], count: int,
+                 leaves: LeafSource | None = None) -> None:
         self._blocks = blocks
         self._firsts = firsts
         self._before = before
         self._count = count
+        self._leaves = leaves
 
     @classmethod
-    def of(cls, blocks: Sequence[TailBlock]) -> TailView:
+    def of(cls, blocks: Sequence[TailBlock], leaves: LeafSource | None = None) -> TailView:
         """A view of ``blocks`` (ascending, disjoint seq ranges)."""
         firsts = [b.first for b in blocks]
         before = [(0, 0, 0)]
         for b in blocks:
             c, u, r = before[-1]
             before.append((c + int(b.cost[-1]), u + int(b.unpriced[-1]), r + len(b)))
-        return cls(list(blocks), firsts, before, len(blocks))
+        return cls(list(blocks), firsts, before, len(blocks), leaves)
+
+    @property
+    def leaves(self) -> LeafSource:
+        """Where the view reads its rows' leaf hashes."""
+        if self._leaves is None:
+            raise LookupError("this tail view has no leaf hashes to read")
+        return self._leaves
 
     @property
     def blocks(self) -> Sequence[TailBlock]:
@@ -256,10 +370,15 @@ class TailView:
     def rows(self) -> int:
         return self._before[self._count][2]
 
-    def table(self) -> pa.Table:
-        """Every event of the view (in block order; rows of a block in any order)."""
-        tables = [b.table for b in self.blocks]
-        return pa.concat_tables(tables) if tables else TAIL_SCHEMA.empty_table()
+    def table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """Every event of the view (in block order; rows of a block in any order):
+        ``TAIL_SCHEMA``, or its ``columns``."""
+        leaves = self.leaves if columns is None or LEAF in columns else None
+        tables = [b.select(0, len(b), columns, leaves, ordered=False) for b in self.blocks]
+        if tables:
+            return pa.concat_tables(tables)
+        empty = TAIL_SCHEMA.empty_table()
+        return empty if columns is None else empty.select(list(columns))
 
     def _blocks_between(self, lo: int, hi: int) -> range:
         first = max(bisect.bisect_right(self._firsts, lo, 0, self._count) - 1, 0)
@@ -280,9 +399,9 @@ class TailView:
             block = self._blocks[i]
             a, b = block.span(lo, hi)
             if b > a:
-                whole = (a, b) == (0, len(block)) and not ordered
-                tables.append((block.table if columns is None else block.table.select(
-                    columns)) if whole else block.rows(a, b, columns))
+                tables.append(block.select(a, b, columns, None if columns is not None and
+                                           LEAF not in columns else self.leaves,
+                                           ordered=ordered))
         return pa.concat_tables(tables) if tables else None
 
     def totals(self, intervals: np.ndarray) -> tuple[int, int, int]:

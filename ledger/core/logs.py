@@ -13,8 +13,9 @@ TreeFill = Callable[[str, TreeStore, int], None]  # (tenant, tree, size): append
 
 class Logs:
     """Sizes, receipt seqs and trees of every project. Callers hold the write lock. A
-    tree found shorter than its log is caught up by ``fill`` (recovery's), one longer (a
-    crash after the tree was written and before the journal) is cut to the log."""
+    tree found longer than its log (a crash after the tree was written and before the
+    journal) is cut to the log; then ``fill`` (recovery's) checks it against the replayed
+    journal and catches it up."""
 
     def __init__(self, layout: DataDir, sizes: dict[str, int],
                  receipt_seqs: dict[str, list[int]], fill: TreeFill) -> None:
@@ -35,10 +36,19 @@ class Logs:
         size = self.sizes.get(tenant, 0)
         if tree.size > size:
             tree.truncate(size)
-        elif tree.size < size:
+        if size:  # checks what it has against the journal, and appends the missing
             self._fill(tenant, tree, size)
         self.trees[tenant] = tree
         return tree
+
+    def leaf_hashes(self, tenant: str, start: int, end: int) -> bytes:
+        """The tenant's leaf hashes ``[start, end)``, packed, from its tree (opened: any
+        project with events has it); safe without the write lock, as a tree's entries
+        never change once written."""
+        tree = self.trees.get(tenant)
+        if tree is None:
+            raise LookupError(f"project {tenant!r} has no open tree")
+        return tree.leaf_hash_buffer(start, end)
 
     def open_trees(self) -> None:
         """Open (and catch up) the tree of every project with entries."""

@@ -126,18 +126,19 @@ def _seal_old(layout: LegacyDir) -> list[Segment]:
     try:
         recovery = Recovery(layout, store, manifest)
         replayed = recovery.replay()
-        tail = Tail([c for c in replayed.chunks if c], TailChunk(journal=replayed.next_journal))
+        logs = Logs(layout, replayed.sizes, replayed.receipt_seqs,
+                    lambda tenant, tree, size: recovery.fill_tree(tail, tenant, tree, size))
+        tail = Tail([c for c in replayed.chunks if c], TailChunk(journal=replayed.next_journal),
+                    logs.leaf_hashes)
         index = Index(layout)
         try:
             ids = Idempotency(index, manifest, store, tail, lambda tenant, event_id: None)
             recovery.catch_up_index(ids, replayed.chunks)
             recovery.remove_empty(replayed.chunks)
             journal = jr.Journal(layout.journal, replayed.next_journal)
-            logs = Logs(layout, replayed.sizes, replayed.receipt_seqs,
-                        lambda tenant, tree, size: recovery.fill_tree(tail, tenant, tree,
-                                                                      size))
             try:
                 logs.open_trees()
+                tail.forget_replayed_leaves()
                 Sealer(WriteGuard(), journal, manifest, store, index, tail, logs,
                        auto_seal=False).seal()
             finally:

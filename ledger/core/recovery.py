@@ -36,6 +36,7 @@ from ledger.storage.layout import DataDir, ProjectDir
 from ledger.storage.manifest import Manifest, ManifestState, Segment
 from ledger.storage.receipt_entries import ReceiptEntry
 from ledger.storage.segments import SegmentStore
+from ledger.tlog.merkle import HASH_SIZE
 from ledger.tlog.tiles import TreeStore
 
 
@@ -224,8 +225,8 @@ class Recovery:
         start = 0
         for end in range(1, len(rows) + 1):  # one part per run of one tenant's events
             if end == len(rows) or tenants[end] != tenants[start]:
-                chunk.add(TailPart(tenants[start], digests[start:end],
-                                   rows=rows[start:end]))
+                chunk.add(TailPart.replayed(tenants[start], digests[start:end],
+                                            rows[start:end]))
                 start = end
         return chunk
 
@@ -264,9 +265,24 @@ class Recovery:
                 ids.index_pair(pair)
         index.commit()
 
+    @staticmethod
+    def _cut_where_replay_differs(tail: Tail, tenant: str, tree: TreeStore) -> None:
+        for chunk in tail.frozen:
+            for part in chunk.parts:
+                if part.tenant != tenant or part.replayed_leaves is None:
+                    continue
+                bad = _first_difference(tree, *part.replayed_leaves)
+                if bad is not None:
+                    tree.truncate(bad)
+                    return
+
     def fill_tree(self, tail: Tail, tenant: str, tree: TreeStore, size: int) -> None:
         """Append to ``tree`` the leaf hashes of the tenant's entries it lacks, from the
-        sealed segments and the tail's chunks waiting for a seal."""
+        sealed segments and the tail's chunks waiting for a seal. The tree is first
+        checked against the journal's hashes of the replayed events it already has (its
+        files are written without a sync, and the tail reads its leaf hashes there) and
+        cut at the first that differs."""
+        self._cut_where_replay_differs(tail, tenant, tree)
         have = tree.size
         state = self.manifest.state
         sealed = sorted(
@@ -281,12 +297,11 @@ class Recovery:
                     hashes[s] = h
         for chunk in tail.frozen:
             for part in chunk.parts:
-                if part.tenant != tenant:
+                if part.tenant != tenant or part.replayed_leaves is None:
                     continue
-                t = part.table.select(["seq", "leaf_hash"]).to_pydict()
-                for s, h in zip(t["seq"], t["leaf_hash"], strict=True):
-                    if s >= have:
-                        hashes[s] = h
+                first, packed = part.replayed_leaves
+                for k in range(max(have - first, 0), len(packed) // HASH_SIZE):
+                    hashes[first + k] = packed[k * HASH_SIZE:(k + 1) * HASH_SIZE]
             for entry in chunk.receipts:
                 if entry.tenant == tenant and entry.seq >= have:
                     hashes[entry.seq] = entry.leaf_hash
@@ -295,6 +310,19 @@ class Recovery:
             raise LedgerError(f"tenant {tenant!r}: events {missing[:5]} are missing from the "
                               "log; run `llmring ledger verify`")
         tree.append([hashes[s] for s in range(have, size)])
+
+
+def _first_difference(tree: TreeStore, first: int, packed: bytes) -> int | None:
+    """The first seq from ``first`` whose hash in ``tree`` is not the one in ``packed``
+    (among those the tree has), or None."""
+    count = min(len(packed) // HASH_SIZE, tree.size - first)
+    if count <= 0:
+        return None
+    stored = tree.leaf_hash_buffer(first, first + count)
+    if stored == packed[:count * HASH_SIZE]:
+        return None
+    return first + next(k for k in range(count) if stored[k * HASH_SIZE:(k + 1) * HASH_SIZE]
+                        != packed[k * HASH_SIZE:(k + 1) * HASH_SIZE])
 
 
 def segments_to_index(records: Sequence[Mapping[str, Any]]) -> list[Segment]:

@@ -10,6 +10,7 @@ segment carries the derived columns of the dimensions its project declares then
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -163,7 +164,7 @@ class Sealer:
                 trees = list(self.logs.trees.values())
                 for chunk in frozen:  # build open parts now: the writes below are unlocked
                     for part in chunk.parts:
-                        part.day_slices()
+                        part.close()
             if not frozen:
                 return SealResult(0, 0, self.manifest.state.sealed_journal)
             closed = max(c.journal for c in frozen)
@@ -215,7 +216,8 @@ class Sealer:
         by_day: dict[tuple[str, str], list[pa.Table]] = {}
         for chunk in chunks:
             for part in chunk.parts:  # in seq order: appended in that order
-                for date, rows in part.day_slices():
+                leaves = functools.partial(self.logs.leaf_hashes, part.tenant)
+                for date, rows in part.day_slices(leaves):
                     by_day.setdefault((part.tenant, date), []).append(rows)
         name = f"{chunks[-1].journal:08d}-{new_event_id()[-12:]}"
         declared = self.dimensions.projects()

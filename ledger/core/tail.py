@@ -7,11 +7,13 @@ Parts are columnar once closed: a large batch arrives as an Arrow table; small a
 gather as row tuples in one open part of at most ``OPEN_PART_ROWS`` rows, which is made a
 table as soon as it is full (or a read needs it), so no per-event Python object outlives
 a few hundred appends and a read after a burst of writes converts at most one open
-part."""
+part. A closed part keeps no leaf hashes: the log's tree has them (``Tail.leaves``), but
+for a replayed part, until the tree has been caught up from it (``replayed_leaves``)."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,11 +24,22 @@ from ledger.model.event import format_ts
 from ledger.model.schema import ROW_INDEX
 from ledger.storage.receipt_entries import ReceiptEntry
 from ledger.storage.segments import rows_to_table
-from projections.tailview import TAIL_SCHEMA, TailBlock, TailView, compact
+from projections.tailview import (
+    TAIL_SCHEMA,
+    LeafSource,
+    TailBlock,
+    TailView,
+    compact,
+    widen,
+    with_leaves,
+)
 
 DAY_US = 86_400_000_000
 OPEN_PART_ROWS = 1_024  # rows an open tail part takes before it is made a table
 _TS_AT = ROW_INDEX["ts"]  # where ``ts`` (µs) is in a row tuple
+_SEQ_AT = ROW_INDEX["seq"]
+_LEAF_AT = ROW_INDEX["leaf_hash"]
+LeafReader = Callable[[str, int, int], bytes]  # (tenant, start, end): its leaf hashes
 
 
 def day_of(ts_us: int) -> str:
@@ -52,7 +65,10 @@ class TailPart:
     starts and how long it is (so a seal writes each day's segment from slices, with no
     copy); small appends gather as
     row tuples (``ROW_FIELDS`` order) in one open part until it is closed (``close``).
-    A closed part keeps its digests as an Arrow array and its seq index (``block``)."""
+    A closed part keeps its digests as an Arrow array and its seq index (``block``), and
+    no leaf hashes; a replayed part keeps its own (``replayed_leaves``: its first seq and
+    the hashes of its consecutive seqs, packed) until the tree is caught up
+    (``Tail.forget_replayed_leaves``)."""
 
     tenant: str
     digests: list[bytes | None] | pa.Array
@@ -60,6 +76,15 @@ class TailPart:
     days: list[tuple[str, int, int]] | None = None  # (YYYY-MM-DD, first row, rows)
     rows: list[tuple[Any, ...]] | None = None
     block: TailBlock | None = None
+    replayed_leaves: tuple[int, bytes] | None = None
+
+    @classmethod
+    def replayed(cls, tenant: str, digests: list[bytes | None],
+                 rows: list[tuple[Any, ...]]) -> TailPart:
+        """A part of rows read back from the journal (consecutive seqs), keeping their
+        leaf hashes for the tree's catch-up."""
+        leaves = (rows[0][_SEQ_AT], b"".join(r[_LEAF_AT] for r in rows)) if rows else None
+        return cls(tenant, digests, rows=rows, replayed_leaves=leaves)
 
     @property
     def table(self) -> pa.Table:
@@ -80,8 +105,8 @@ class TailPart:
         if self.block is None:
             if not isinstance(self.digests, pa.Array):
                 self.digests = pa.array(self.digests, pa.binary())
-            self.built = compact(self.built)  # the rows kept are the block's
-            self.block = TailBlock.of(self.built)
+            self.block = TailBlock.of(compact(self.built))
+            self.built = self.block.table  # the rows kept are the block's
         return self.block
 
     def digest_list(self) -> list[bytes | None]:
@@ -90,12 +115,13 @@ class TailPart:
         assert isinstance(self.digests, pa.Array)
         return self.digests.to_pylist()
 
-    def day_slices(self) -> list[tuple[str, pa.Table]]:
-        """Each UTC day's rows (``TAIL_SCHEMA``: ``projections.tailview.plain`` gives the
-        stored schema)."""
+    def day_slices(self, leaves: LeafSource) -> list[tuple[str, pa.Table]]:
+        """Each UTC day's rows (``TAIL_SCHEMA``, their leaf hashes read from ``leaves``:
+        ``projections.tailview.plain`` gives the stored schema)."""
         table = self.table
         assert self.days is not None
-        return [(date, table.slice(first, count)) for date, first, count in self.days]
+        return [(date, with_leaves(widen(table.slice(first, count)), leaves))
+                for date, first, count in self.days]
 
     def __len__(self) -> int:
         return len(self.rows) if self.rows is not None else self.table.num_rows
@@ -152,17 +178,20 @@ class _Blocks:
         self.before.append((c + int(block.cost[-1]), u + int(block.unpriced[-1]),
                             r + len(block)))
 
-    def view(self) -> TailView:
-        return TailView(self.blocks, self.firsts, self.before, len(self.blocks))
+    def view(self, leaves: LeafSource | None) -> TailView:
+        return TailView(self.blocks, self.firsts, self.before, len(self.blocks), leaves)
 
 
 class Tail:
     """The chunks of closed journal files waiting for a seal (``frozen``) and the chunk of
-    the journal file being written (``active``). Callers hold the write lock."""
+    the journal file being written (``active``). Callers hold the write lock. ``leaves``
+    reads a project's leaf hashes from its tree (the views' ``LeafSource``)."""
 
-    def __init__(self, frozen: list[TailChunk], active: TailChunk) -> None:
+    def __init__(self, frozen: list[TailChunk], active: TailChunk,
+                 leaves: LeafReader | None = None) -> None:
         self.frozen = frozen
         self.active = active
+        self.leaves = leaves
         self._projects: dict[str, _Blocks] = {}
         self._seen: list[tuple[TailChunk, int]] = []  # (chunk, its parts in _projects)
 
@@ -184,6 +213,19 @@ class Tail:
         self.frozen = [c for c in self.frozen if c not in sealed]
         self._projects, self._seen = {}, []  # rebuilt from the parts left on next read
 
+    def leaf_source(self, tenant: str) -> LeafSource | None:
+        """Where the views of ``tenant`` read its leaf hashes."""
+        reader = self.leaves
+        if reader is None:
+            return None
+        return lambda start, end: reader(tenant, start, end)
+
+    def forget_replayed_leaves(self) -> None:
+        """The trees hold every replayed part's leaf hashes: the parts let them go."""
+        for chunk in self.chunks():
+            for part in chunk.parts:
+                part.replayed_leaves = None
+
     def receipt_entries(self) -> list[ReceiptEntry]:
         return [e for c in self.chunks() for e in c.receipts]
 
@@ -198,7 +240,8 @@ class Tail:
                 if len(block):
                     self._projects.setdefault(part.tenant, _Blocks()).append(block)
             self._seen.append((chunk, len(chunk.parts)))
-        return {tenant: blocks.view() for tenant, blocks in self._projects.items()}
+        return {tenant: blocks.view(self.leaf_source(tenant))
+                for tenant, blocks in self._projects.items()}
 
     def table(self) -> pa.Table:
         """Every unsealed event as one table (``TAIL_SCHEMA`` plus ``tenant``)."""

@@ -91,17 +91,18 @@ class ProjectUnit:
     def start(self) -> None:
         """Bring the id index and the tree level with the log and build the writers."""
         layout, recovery, replayed = self.layout, self._recovery, self._replayed
+        self.logs = Logs(layout, replayed.sizes, replayed.receipt_seqs,
+                         lambda tenant, tree, size: recovery.fill_tree(self.tail, tenant, tree,
+                                                                       size))
         self.tail = Tail([c for c in replayed.chunks if c],
-                         TailChunk(journal=replayed.next_journal))
+                         TailChunk(journal=replayed.next_journal), self.logs.leaf_hashes)
         self.index = Index(layout)
         self.ids = Idempotency(self.index, self.manifest, self.store, self.tail, self._get)
         recovery.catch_up_index(self.ids, replayed.chunks)
         recovery.remove_empty(replayed.chunks)
         self.journal = jr.Journal(layout.journal, replayed.next_journal)
-        self.logs = Logs(layout, replayed.sizes, replayed.receipt_seqs,
-                         lambda tenant, tree, size: recovery.fill_tree(self.tail, tenant, tree,
-                                                                       size))
         self.logs.open_trees()
+        self.tail.forget_replayed_leaves()  # the trees have them now
         # The cadence is the ledger's one thread over every unit (``Ledger``).
         self.checkpointer = Checkpointer(layout, self.guard, self.journal, self.logs, None,
                                          notary=self._notary)

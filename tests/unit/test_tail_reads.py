@@ -18,11 +18,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from ledger import Ledger
+from ledger.core.audit import verify_directory
 from ledger.core.tail import OPEN_PART_ROWS
-from ledger.model.event import format_ts, ts_to_us
+from ledger.model.event import format_ts, leaf_hash_of, ts_to_us
 from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA
 from ledger.receipts.issuance import Receipts
-from projections.tailview import TAIL_SCHEMA, compact, plain, pylist
+from projections.tailview import (
+    BLOCK_SCHEMA,
+    NARROW_COLUMNS,
+    TAIL_SCHEMA,
+    compact,
+    plain,
+    pylist,
+    widen,
+)
 
 MODELS = (("openai", "gpt-4o-mini", "fast"), ("anthropic", "claude-3-5-haiku", "cheap"),
           ("openai", "gpt-4o", ""), ("acme", "no-such-model", "odd"))
@@ -184,18 +193,29 @@ with Ledger({str(tmp_path / "d")!r}, auto_seal=False, checkpoint_interval=None) 
 def test_tail_text_columns_are_dictionaries_and_segments_keep_the_stored_schema(
         tmp_path: Path):
     """The tail keeps the low-cardinality text columns (``DICTIONARY_COLUMNS``)
-    dictionary-encoded (``TAIL_SCHEMA``); the segments a seal writes from it have the
-    stored schema (``EVENT_SCHEMA``: plain strings) and the same rows."""
+    dictionary-encoded and no leaf hashes (``BLOCK_SCHEMA``); a view gives its rows with
+    the leaf hashes the log's tree holds (``TAIL_SCHEMA``); the segments a seal writes
+    from it have the stored schema (``EVENT_SCHEMA``: plain strings) and the same rows."""
     with Ledger(tmp_path / "d", auto_seal=False, checkpoint_interval=None) as ledger:
         for batch in appends(seed=8):
             ledger.append_many(batch)
         view = ledger.snapshot().tails["default"]
         assert len(view.blocks) > 3
-        assert all(b.table.schema.equals(TAIL_SCHEMA) for b in view.blocks)
+        assert all(widen(b.table).schema.equals(BLOCK_SCHEMA) for b in view.blocks)
+        assert "leaf_hash" not in BLOCK_SCHEMA.names
+        assert all(b.table.schema.field(c).type == pa.int32()  # every count fits
+                   for b in view.blocks for c in NARROW_COLUMNS)
         assert {f.name for f in TAIL_SCHEMA if pa.types.is_dictionary(f.type)} == set(
             DICTIONARY_COLUMNS)
+        assert view.table().schema.equals(TAIL_SCHEMA)
         before = plain(view.table()).sort_by("seq")
         assert before.schema.equals(EVENT_SCHEMA)
+        size = ledger.unit("default").logs.size("default")
+        tree = ledger.leaf_hash_buffer("default", 0, size)
+        assert before.column("leaf_hash").to_pylist() == [
+            tree[s * 32:(s + 1) * 32] for s in before.column("seq").to_pylist()]
+        assert before.column("leaf_hash").to_pylist() == [  # what the events hash to
+            leaf_hash_of(e.canonical_bytes()) for e in ledger.events(limit=size)]
         ledger.seal()
         files = [s.path for s in ledger.snapshot().segments["default"]]
     tables = [pq.read_table(f) for f in files]
@@ -246,3 +266,63 @@ def test_walking_a_receipt_gives_the_same_pages_from_the_tail_and_from_segments(
             return pages
 
     assert walk(False) == walk(True)
+
+
+def test_counts_past_int32_read_back_exactly_from_the_tail_and_the_segments(
+        tmp_path: Path):
+    """A block keeps its counts as int32 only when every one fits: a block with a count
+    past 2³¹ keeps them as int64, and both read back exactly, before and after a seal."""
+    big = {**events(1, seed=1)[0], "event_id": "big", "input_tokens": 2**40,
+           "latency_ms": 2**33}
+    with Ledger(tmp_path / "d", auto_seal=False, checkpoint_interval=None) as ledger:
+        ledger.append_many(events(300, seed=12))
+        ledger.append_many([big, *events(300, seed=13)])
+        view = ledger.snapshot().tails["default"]
+        types = [b.table.schema.field("input_tokens").type for b in view.blocks]
+        assert types == [pa.int32(), pa.int64()]
+        assert view.table().schema.equals(TAIL_SCHEMA)
+
+        def read() -> tuple[Any, ...]:
+            found = [e for e in ledger.events(limit=601) if e.event_id == "big"]
+            return (found[0].input_tokens, found[0].latency_ms,
+                    Receipts(ledger).preview(since_last_receipt=True)["total_logs"],
+                    [e.model_dump() for e in ledger.events(limit=601)])
+
+        unsealed = read()
+        ledger.seal()
+        assert read() == unsealed
+        assert unsealed[:3] == (2**40, 2**33, 601)
+
+
+def test_a_tree_that_lost_or_garbled_unsealed_leaves_is_repaired_from_the_journal(
+        tmp_path: Path):
+    """The tree's files are written without a sync, and the tail reads its leaf hashes
+    there: after a crash, leaves the tree lost or garbled are put right from the
+    journal before anything reads them, so listings, the seal and the audit see the
+    hashes the events have."""
+    path = tmp_path / "d"
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", f"""
+import os
+from ledger import Ledger
+from tests.unit.test_tail_reads import events
+ledger = Ledger({str(path)!r}, auto_seal=False, checkpoint_interval=None)
+ledger.append_many(events(700, seed=21))
+for e in events(30, seed=22):
+    ledger.append(e)
+os._exit(0)  # a crash: the journal has every event, nothing sealed
+"""], cwd=root, check=True, timeout=120)
+    level0 = path / "projects" / "default" / "tree" / "level-0.bin"
+    data = bytearray(level0.read_bytes())
+    assert len(data) == 730 * 32
+    data[32 * 300 + 7] ^= 0x40  # a garbled leaf, and the last 100 lost
+    level0.write_bytes(bytes(data[:32 * 630]))
+    with Ledger(path, auto_seal=False, checkpoint_interval=None) as ledger:
+        listed = ledger.events(limit=730)
+        assert [bytes.fromhex(e.leaf_hash) for e in listed] == [
+            leaf_hash_of(e.canonical_bytes()) for e in listed]
+        ledger.seal()
+        assert [e.model_dump() for e in ledger.events(limit=730)] == [
+            e.model_dump() for e in listed]
+    report = verify_directory(path)
+    assert report.ok, report
