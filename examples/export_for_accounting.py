@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from _common import server
@@ -21,10 +21,10 @@ async def main(out_dir: Path) -> Path:
         await ring.chat("fast", messages=[{"role": "user", "content": "Classify this."}])
         await ring.chat("deep", messages=[{"role": "user", "content": "Explain this."}])
 
-    now = datetime.now(UTC)
+    now = datetime.now()  # local, as the clients read a time without a zone
     start_date = datetime(now.year, now.month, 1)
     end_date = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1)
-    end_date = min(end_date, now.replace(tzinfo=None) + timedelta(minutes=1))
+    end_date = min(end_date, now + timedelta(minutes=1))
     async with ServerClient(url, key) as client:
         result = await client.generate_receipt(
             start_date=start_date, end_date=end_date,

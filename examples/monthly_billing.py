@@ -4,7 +4,7 @@ previewed first."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import date
 
 from _common import server
 
@@ -18,7 +18,7 @@ async def main() -> None:
         for _ in range(3):
             await ring.chat("deep", messages=[{"role": "user", "content": "Plan the quarter."}])
 
-    today = datetime.now(UTC).date()
+    today = date.today()  # the clients read a date in the machine's zone
     month_start = today.replace(day=1)
     async with ServerClient(url, key) as client:
         preview = await client.preview_receipt(start_date=month_start, end_date=today)

@@ -28,7 +28,14 @@ from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
 from ledger.model.schema import ROW_FIELDS
 from projections.events import ENTRY_KINDS
-from projections.snapshot import Snapshot, own_cursor, scans, source_sql, tenant_tail
+from projections.snapshot import (
+    Snapshot,
+    names_leaf_hash,
+    own_cursor,
+    scans,
+    source_sql,
+    tenant_tail,
+)
 
 MAX_EXPORT_ROWS = 5_000_000
 EXPORT_WINDOW = 16_384  # seqs read (and sorted) by one query
@@ -66,7 +73,7 @@ def export_batches(snapshot: Snapshot, tenant: str, *, start: datetime | None = 
         clauses.append("ts < ?")
         params.append(end.astimezone(UTC))
     first_day, last_day = utc_days(start, end)
-    tail = tenant_tail(snapshot, tenant)
+    tail = tenant_tail(snapshot, tenant, leaves=names_leaf_hash(columns))
     tail_seqs = (None if tail is None else
                  (pc.min(tail.column("seq")).as_py(), pc.max(tail.column("seq")).as_py()))
     where = " AND ".join(clauses)

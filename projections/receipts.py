@@ -22,7 +22,14 @@ from ledger.lazy import lazy
 from ledger.model.dates import utc_days
 from ledger.model.dimensions import column_name, quote_ident, where_sql
 from projections.logjson import log_array_json
-from projections.snapshot import Scans, Snapshot, cursor, source_sql, tenant_tail
+from projections.snapshot import (
+    Scans,
+    Snapshot,
+    cursor,
+    names_leaf_hash,
+    source_sql,
+    tenant_tail,
+)
 from projections.tailview import TailView, pylist
 
 pc = lazy("pyarrow.compute")
@@ -106,7 +113,8 @@ def query(snapshot: Snapshot, tenant: str, sql: str, params: list | None = None,
             prune = selection.prune if selection is not None else {}
             files = snapshot.files(tenant, **prune) if events else []
             tail = tenant_tail(snapshot, tenant, seq_lo=prune.get("seq_lo"),
-                               seq_hi=prune.get("seq_hi")) if events else None
+                               seq_hi=prune.get("seq_hi"),
+                               leaves=names_leaf_hash(sql)) if events else None
             if tail is not None:
                 cur.register("ledger_tail", tail)
                 registered.append("ledger_tail")

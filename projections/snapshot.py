@@ -255,15 +255,23 @@ def source_sql(files: list[str], tail_name: str | None, *, keys: tuple[str, ...]
 
 
 def tenant_tail(snapshot: Snapshot, tenant: str, *, seq_lo: int | None = None,
-                seq_hi: int | None = None) -> pa.Table | None:
+                seq_hi: int | None = None, leaves: bool = True) -> pa.Table | None:
     """The tenant's unsealed events with ``seq_lo <= seq <= seq_hi`` (bounds optional),
-    found by the tail's seq index (no scan); None if there are none."""
+    found by the tail's seq index (no scan); None if there are none. ``leaves``: with
+    their ``leaf_hash`` (read from the tree); else without that column, for SQL that
+    does not name it (``UNION ALL BY NAME`` leaves it null)."""
     view = snapshot.tails.get(tenant)
     if view is None or view.rows == 0:
         return None
+    columns = None if leaves else [c for c in TAIL_SCHEMA.names if c != "leaf_hash"]
     if seq_lo is None and seq_hi is None:
-        return view.table()
-    return view.between(seq_lo, seq_hi)
+        return view.table(columns)
+    return view.between(seq_lo, seq_hi, columns=columns)
+
+
+def names_leaf_hash(sql: str) -> bool:
+    """Whether ``sql`` reads ``leaf_hash`` (the tail then gives it: ``tenant_tail``)."""
+    return "leaf_hash" in sql
 
 
 def run(snapshot: Snapshot, tenant: str, sql: str, params: list | dict | None = None, *,
@@ -275,7 +283,8 @@ def run(snapshot: Snapshot, tenant: str, sql: str, params: list | dict | None = 
     the tenant has no events at all in range."""
     files = snapshot.files(tenant, first_day=first_day, last_day=last_day, seq_lo=seq_lo,
                            seq_hi=seq_hi)
-    tail = tenant_tail(snapshot, tenant, seq_lo=seq_lo, seq_hi=seq_hi)
+    tail = tenant_tail(snapshot, tenant, seq_lo=seq_lo, seq_hi=seq_hi,
+                       leaves=names_leaf_hash(sql))
     if not files and tail is None:
         return None
     cur = cursor()

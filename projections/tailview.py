@@ -92,7 +92,7 @@ def narrow(table: pa.Table) -> pa.Table:
             continue
         bounds = pc.min_max(column)
         low, high = bounds["min"].as_py(), bounds["max"].as_py()
-        if low is None or _INT32[0] <= low and high <= _INT32[1]:  # None: all null
+        if low is None or (_INT32[0] <= low and high <= _INT32[1]):  # None: all null
             table = table.set_column(at, table.field(at).with_type(pa.int32()),
                                      column.cast(pa.int32()))
     return table

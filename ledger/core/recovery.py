@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from ledger.core.idempotency import Idempotency
@@ -299,9 +300,10 @@ class Recovery:
             for part in chunk.parts:
                 if part.tenant != tenant or part.replayed_leaves is None:
                     continue
-                first, packed = part.replayed_leaves
-                for k in range(max(have - first, 0), len(packed) // HASH_SIZE):
-                    hashes[first + k] = packed[k * HASH_SIZE:(k + 1) * HASH_SIZE]
+                seqs, packed = part.replayed_leaves
+                for k, s in enumerate(seqs.tolist()):
+                    if s >= have:
+                        hashes[s] = packed[k * HASH_SIZE:(k + 1) * HASH_SIZE]
             for entry in chunk.receipts:
                 if entry.tenant == tenant and entry.seq >= have:
                     hashes[entry.seq] = entry.leaf_hash
@@ -312,17 +314,18 @@ class Recovery:
         tree.append([hashes[s] for s in range(have, size)])
 
 
-def _first_difference(tree: TreeStore, first: int, packed: bytes) -> int | None:
-    """The first seq from ``first`` whose hash in ``tree`` is not the one in ``packed``
-    (among those the tree has), or None."""
-    count = min(len(packed) // HASH_SIZE, tree.size - first)
-    if count <= 0:
+def _first_difference(tree: TreeStore, seqs: np.ndarray, packed: bytes) -> int | None:
+    """The first of ``seqs`` (ascending) whose hash in ``tree`` is not its hash in
+    ``packed`` (among those the tree has), or None."""
+    have = seqs[seqs < tree.size]
+    if not len(have):
         return None
-    stored = tree.leaf_hash_buffer(first, first + count)
-    if stored == packed[:count * HASH_SIZE]:
-        return None
-    return first + next(k for k in range(count) if stored[k * HASH_SIZE:(k + 1) * HASH_SIZE]
-                        != packed[k * HASH_SIZE:(k + 1) * HASH_SIZE])
+    first = int(have[0])
+    stored = np.frombuffer(tree.leaf_hash_buffer(first, int(have[-1]) + 1),
+                           dtype=np.uint8).reshape(-1, HASH_SIZE)[have - first]
+    given = np.frombuffer(packed, dtype=np.uint8).reshape(-1, HASH_SIZE)[:len(have)]
+    differs = np.flatnonzero((stored != given).any(axis=1))
+    return int(have[differs[0]]) if len(differs) else None
 
 
 def segments_to_index(records: Sequence[Mapping[str, Any]]) -> list[Segment]:

@@ -66,8 +66,8 @@ class TailPart:
     copy); small appends gather as
     row tuples (``ROW_FIELDS`` order) in one open part until it is closed (``close``).
     A closed part keeps its digests as an Arrow array and its seq index (``block``), and
-    no leaf hashes; a replayed part keeps its own (``replayed_leaves``: its first seq and
-    the hashes of its consecutive seqs, packed) until the tree is caught up
+    no leaf hashes; a replayed part keeps its own (``replayed_leaves``: its seqs,
+    ascending, and their hashes, packed) until the tree is caught up
     (``Tail.forget_replayed_leaves``)."""
 
     tenant: str
@@ -76,15 +76,16 @@ class TailPart:
     days: list[tuple[str, int, int]] | None = None  # (YYYY-MM-DD, first row, rows)
     rows: list[tuple[Any, ...]] | None = None
     block: TailBlock | None = None
-    replayed_leaves: tuple[int, bytes] | None = None
+    replayed_leaves: tuple[np.ndarray, bytes] | None = None
 
     @classmethod
     def replayed(cls, tenant: str, digests: list[bytes | None],
                  rows: list[tuple[Any, ...]]) -> TailPart:
-        """A part of rows read back from the journal (consecutive seqs), keeping their
-        leaf hashes for the tree's catch-up."""
-        leaves = (rows[0][_SEQ_AT], b"".join(r[_LEAF_AT] for r in rows)) if rows else None
-        return cls(tenant, digests, rows=rows, replayed_leaves=leaves)
+        """A part of rows read back from the journal (in seq order; receipt entries may
+        sit between them), keeping their leaf hashes for the tree's catch-up."""
+        leaves = (np.array([r[_SEQ_AT] for r in rows], dtype=np.int64),
+                  b"".join(r[_LEAF_AT] for r in rows))
+        return cls(tenant, digests, rows=rows, replayed_leaves=leaves if rows else None)
 
     @property
     def table(self) -> pa.Table:

@@ -306,17 +306,19 @@ def test_a_tree_that_lost_or_garbled_unsealed_leaves_is_repaired_from_the_journa
 import os
 from ledger import Ledger
 from tests.unit.test_tail_reads import events
+from ledger.receipts.issuance import Receipts
 ledger = Ledger({str(path)!r}, auto_seal=False, checkpoint_interval=None)
 ledger.append_many(events(700, seed=21))
+Receipts(ledger).generate(log_ids=["e-21-000003"])  # a receipt entry: seq 700
 for e in events(30, seed=22):
     ledger.append(e)
-os._exit(0)  # a crash: the journal has every event, nothing sealed
+os._exit(0)  # a crash: the journal has every entry, nothing sealed
 """], cwd=root, check=True, timeout=120)
     level0 = path / "projects" / "default" / "tree" / "level-0.bin"
     data = bytearray(level0.read_bytes())
-    assert len(data) == 730 * 32
+    assert len(data) == 731 * 32
     data[32 * 300 + 7] ^= 0x40  # a garbled leaf, and the last 100 lost
-    level0.write_bytes(bytes(data[:32 * 630]))
+    level0.write_bytes(bytes(data[:32 * 631]))
     with Ledger(path, auto_seal=False, checkpoint_interval=None) as ledger:
         listed = ledger.events(limit=730)
         assert [bytes.fromhex(e.leaf_hash) for e in listed] == [
