@@ -454,9 +454,10 @@ _LOG_FIELDS = [c.split(" AS ")[-1].strip() for c in LOG_COLUMNS.split(",")]
 
 def _tail_rows(view: TailView, page: np.ndarray) -> pa.Table | None:
     """The events of ``page`` (seq runs wholly in the tail) read from the tail's seq
-    index, with no SQL: the same rows as ``_page_table``'s query gives."""
+    index, with no SQL: the same rows as ``_page_table``'s query gives (the counts
+    int32 where the tail keeps them so: the page's readers take any integer type)."""
     rows = view.between(int(page[0, 0]), int(page[-1, 1]), ordered=True,
-                        columns=[*_LOG_FIELDS[:12], "ts", "seq"])
+                        columns=[*_LOG_FIELDS[:12], "ts", "seq"], int64=False)
     if rows is None:
         return None
     seqs = rows.column("seq").to_numpy()

@@ -234,10 +234,12 @@ class TailBlock:
         return table.take(pa.array(self.order[a:b]))
 
     def select(self, a: int, b: int, columns: Sequence[str] | None,
-               leaves: LeafSource | None, *, ordered: bool = True) -> pa.Table:
+               leaves: LeafSource | None, *, ordered: bool = True,
+               int64: bool = True) -> pa.Table:
         """Rows at positions ``[a, b)`` in seq order (all of them, unless ``ordered``, as
         they are stored, uncopied), of ``columns`` (None: ``TAIL_SCHEMA``'s), with
-        ``leaf_hash`` read from ``leaves`` where ``columns`` names it."""
+        ``leaf_hash`` read from ``leaves`` where ``columns`` names it; ``int64``: the
+        counts as int64 (else as the block keeps them)."""
         wanted = None if columns is None else list(columns)
         leaf = wanted is None or LEAF in wanted
         kept = None if wanted is None else [c for c in wanted if c != LEAF]
@@ -247,7 +249,8 @@ class TailBlock:
             rows = self.table if kept is None else self.table.select(kept)
         else:
             rows = self.rows(a, b, kept)
-        rows = widen(rows)
+        if int64:
+            rows = widen(rows)
         if not leaf:
             return rows
         if leaves is None:
@@ -386,10 +389,12 @@ class TailView:
         return range(first, end)
 
     def between(self, lo: int | None, hi: int | None, *, ordered: bool = False,
-                columns: Sequence[str] | None = None) -> pa.Table | None:
+                columns: Sequence[str] | None = None,
+                int64: bool = True) -> pa.Table | None:
         """The events with ``lo <= seq <= hi`` (None: unbounded), or None if there are
         none; ``ordered``: in seq order (else a block wholly in range comes as it is
-        stored, uncopied); ``columns``: only these."""
+        stored, uncopied); ``columns``: only these; ``int64``: the counts as int64 (else
+        int32 where every block's fit, for readers that take any integer type)."""
         if self._count == 0:
             return None
         lo = int(self._firsts[0]) if lo is None else lo
@@ -401,8 +406,10 @@ class TailView:
             if b > a:
                 tables.append(block.select(a, b, columns, None if columns is not None and
                                            LEAF not in columns else self.leaves,
-                                           ordered=ordered))
-        return pa.concat_tables(tables) if tables else None
+                                           ordered=ordered, int64=int64))
+        if not tables:
+            return None
+        return pa.concat_tables(tables, promote_options="default" if int64 else "permissive")
 
     def totals(self, intervals: np.ndarray) -> tuple[int, int, int]:
         """``(cost_nanos, unpriced, events)`` of the events whose seqs fall in the

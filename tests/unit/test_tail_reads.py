@@ -284,14 +284,18 @@ def test_counts_past_int32_read_back_exactly_from_the_tail_and_the_segments(
 
         def read() -> tuple[Any, ...]:
             found = [e for e in ledger.events(limit=601) if e.event_id == "big"]
+            receipts = Receipts(ledger)
+            page = receipts.uncertified(limit=601)["logs"]  # across both blocks
             return (found[0].input_tokens, found[0].latency_ms,
-                    Receipts(ledger).preview(since_last_receipt=True)["total_logs"],
-                    [e.model_dump() for e in ledger.events(limit=601)])
+                    receipts.preview(since_last_receipt=True)["total_logs"],
+                    [e.model_dump() for e in ledger.events(limit=601)], page,
+                    [log["input_tokens"] for log in page if log["id"] == "big"])
 
         unsealed = read()
         ledger.seal()
         assert read() == unsealed
         assert unsealed[:3] == (2**40, 2**33, 601)
+        assert unsealed[-1] == [2**40]
 
 
 def test_a_tree_that_lost_or_garbled_unsealed_leaves_is_repaired_from_the_journal(
