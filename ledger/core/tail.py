@@ -119,10 +119,9 @@ class TailPart:
     def day_slices(self, leaves: LeafSource) -> list[tuple[str, pa.Table]]:
         """Each UTC day's rows (``TAIL_SCHEMA``, their leaf hashes read from ``leaves``:
         ``projections.tailview.plain`` gives the stored schema)."""
-        table = self.table
+        table = with_leaves(widen(self.table), leaves)  # one read of the part's seq range
         assert self.days is not None
-        return [(date, with_leaves(widen(table.slice(first, count)), leaves))
-                for date, first, count in self.days]
+        return [(date, table.slice(first, count)) for date, first, count in self.days]
 
     def __len__(self) -> int:
         return len(self.rows) if self.rows is not None else self.table.num_rows
