@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from ledger.lazy import lazy
 from ledger.model.schema import DICTIONARY_COLUMNS, EVENT_SCHEMA
+from ledger.tlog.merkle import HASH_SIZE
 
 pc = lazy("pyarrow.compute")
 # Acero's plan nodes, without ``pyarrow.acero``: that module imports ``pyarrow.dataset``
@@ -58,7 +59,6 @@ BLOCK_SCHEMA: pa.Schema = TAIL_SCHEMA.remove(TAIL_SCHEMA.get_field_index(LEAF))
 NARROW_COLUMNS = ("input_tokens", "output_tokens", "cached_input_tokens",
                   "cache_write_tokens", "reasoning_tokens", "latency_ms")
 _INT32 = (-(1 << 31), (1 << 31) - 1)
-HASH_SIZE = 32
 LeafSource = Callable[[int, int], bytes]
 """The log's leaf hashes ``[start, end)`` (seqs), packed: 32 bytes each."""
 
@@ -254,7 +254,7 @@ class TailBlock:
         if not leaf:
             return rows
         if leaves is None:
-            raise LookupError("the leaf hashes of these rows were not asked for a source")
+            raise LookupError("no source was given for these rows' leaf hashes")
         rows = with_leaves(rows, leaves)
         return rows if wanted is None else rows.select(wanted)
 

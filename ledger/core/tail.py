@@ -12,6 +12,7 @@ for a replayed part, until the tree has been caught up from it (``replayed_leave
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -215,10 +216,7 @@ class Tail:
 
     def leaf_source(self, tenant: str) -> LeafSource | None:
         """Where the views of ``tenant`` read its leaf hashes."""
-        reader = self.leaves
-        if reader is None:
-            return None
-        return lambda start, end: reader(tenant, start, end)
+        return None if self.leaves is None else functools.partial(self.leaves, tenant)
 
     def forget_replayed_leaves(self) -> None:
         """The trees hold every replayed part's leaf hashes: the parts let them go."""
