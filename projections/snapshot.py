@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow as pa
 
 from ledger.model.dimensions import column_name, extract_sql, quote_ident
-from projections.tailview import TAIL_SCHEMA, TailView
+from projections.tailview import BLOCK_SCHEMA, LEAF, TAIL_SCHEMA, TailView
 
 if TYPE_CHECKING:  # imported on the first query: an idle server needs neither
     import duckdb
@@ -263,7 +263,7 @@ def tenant_tail(snapshot: Snapshot, tenant: str, *, seq_lo: int | None = None,
     view = snapshot.tails.get(tenant)
     if view is None or view.rows == 0:
         return None
-    columns = None if leaves else [c for c in TAIL_SCHEMA.names if c != "leaf_hash"]
+    columns = None if leaves else BLOCK_SCHEMA.names
     if seq_lo is None and seq_hi is None:
         return view.table(columns)
     return view.between(seq_lo, seq_hi, columns=columns)
@@ -271,7 +271,7 @@ def tenant_tail(snapshot: Snapshot, tenant: str, *, seq_lo: int | None = None,
 
 def names_leaf_hash(sql: str) -> bool:
     """Whether ``sql`` reads ``leaf_hash`` (the tail then gives it: ``tenant_tail``)."""
-    return "leaf_hash" in sql
+    return LEAF in sql
 
 
 def run(snapshot: Snapshot, tenant: str, sql: str, params: list | dict | None = None, *,
